@@ -1,0 +1,1 @@
+"""The Frontend: Lambda's REST API and ember's extensions, over ASGI."""

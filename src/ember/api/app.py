@@ -1,0 +1,44 @@
+"""The Frontend ASGI application: the lean Invoke route, then Starlette for the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ember.api import extensions, functions, invoke
+from ember.api.errors import unknown_operation
+from ember.api.services import Services
+from ember.invoke.service import new_request_id
+
+Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    status, headers, body = unknown_operation(request.method, request.url.path, new_request_id())
+    return Response(body, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
+
+
+class Frontend:
+    """Routes Invoke to ``ember.api.invoke`` and everything else to Starlette."""
+
+    def __init__(self, services: Services, lifespan: Lifespan) -> None:
+        self._invoke = services.invocations.invoke
+        self._app = Starlette(
+            routes=[*functions.routes(services), *extensions.routes(services)],
+            exception_handlers={404: _not_found, 405: _not_found},
+            lifespan=lifespan,
+        )
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and invoke.matches(scope):
+            await invoke.handle(self._invoke, scope, receive, send)
+            return
+        await self._app(scope, receive, send)
+
+
+__all__ = ["Frontend"]

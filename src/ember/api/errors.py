@@ -1,0 +1,66 @@
+"""The one place where errors become HTTP responses, in AWS's exact shape.
+
+botocore reads the error code from ``x-amzn-ErrorType`` and the message from
+``message`` or ``Message`` in the JSON body; AWS spells it ``Message`` for
+ResourceNotFoundException and ServiceException and ``message`` elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+import orjson
+
+from ember import errors
+
+STATUS: dict[type[errors.EmberError], int] = {
+    errors.ResourceNotFound: 404,
+    errors.ResourceConflict: 409,
+    errors.InvalidParameterValue: 400,
+    errors.ValidationError: 400,
+    errors.RequestTooLarge: 413,
+    errors.InvalidRequestContent: 400,
+    errors.PreconditionFailed: 412,
+    errors.TooManyRequests: 429,
+    errors.SandboxUnavailable: 503,
+    errors.PlatformError: 500,
+}
+_CAPITAL_MESSAGE = ("ResourceNotFoundException", "ServiceException")
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def status_of(error: errors.EmberError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]  # type: ignore[index]
+    return 500
+
+
+def render(error: errors.EmberError, request_id: str) -> tuple[int, Headers, bytes]:
+    """(status, headers, body) for ``error``."""
+    status = status_of(error)
+    body: dict[str, object] = {}
+    if error.code != "ValidationException":
+        body["Type"] = "Service" if status >= 500 else "User"
+    body["Message" if error.code in _CAPITAL_MESSAGE else "message"] = error.message
+    headers: Headers = [
+        (b"content-type", b"application/json"),
+        (b"x-amzn-requestid", request_id.encode()),
+        (b"x-amzn-errortype", error.code.encode()),
+    ]
+    if isinstance(error, errors.TooManyRequests):
+        body["Reason"] = error.reason
+        retry = str(max(1, math.ceil(error.retry_after_seconds))).encode()
+        headers.append((b"retry-after", retry))
+    return status, headers, orjson.dumps(body)
+
+
+def unknown_operation(method: str, path: str, request_id: str) -> tuple[int, Headers, bytes]:
+    body = orjson.dumps({"Type": "User", "message": f"No such operation: {method} {path}"})
+    headers: Headers = [
+        (b"content-type", b"application/json"),
+        (b"x-amzn-requestid", request_id.encode()),
+        (b"x-amzn-errortype", b"UnknownOperationException"),
+    ]
+    return 404, headers, body

@@ -1,0 +1,66 @@
+"""ember's own routes: health, logs, sandboxes, package download.
+
+Documented in docs/api.md. Everything ember adds to Lambda's API lives
+under ``/_ember/`` so it can never collide with a Lambda path.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ember import __version__
+from ember.api.http import endpoint, json_response
+from ember.api.services import Services
+from ember.control import arns
+from ember.errors import InvalidParameterValue, ResourceNotFound
+
+
+def routes(services: Services) -> list[Route]:
+    @endpoint
+    async def health(request: Request, request_id: str) -> Response:
+        body = {
+            "status": "ok",
+            "version": __version__,
+            "functions": len(services.registry),
+            "sandboxes": services.manager.statistics(),
+            "isolation": services.describe_sandboxes(),
+            "endpoint": services.settings.endpoint_url,
+        }
+        return json_response(body, request_id)
+
+    @endpoint
+    async def logs(request: Request, request_id: str) -> Response:
+        name = arns.parse(request.path_params["name"]).name
+        since_raw = request.query_params.get("since")
+        if since_raw is not None and not since_raw.isdigit():
+            raise InvalidParameterValue(f"since must be a byte offset (an integer): {since_raw}")
+        if services.registry.lookup(name) is None and since_raw is None:
+            text, _ = services.logs.read(name, None)
+            if not text:
+                raise ResourceNotFound(f"Function not found: {services.arns.function(name)}")
+        text, next_offset = services.logs.read(name, int(since_raw) if since_raw else None)
+        return json_response({"logs": text, "next": next_offset}, request_id)
+
+    @endpoint
+    async def sandboxes(request: Request, request_id: str) -> Response:
+        return json_response({"sandboxes": services.manager.sandboxes()}, request_id)
+
+    @endpoint
+    async def code(request: Request, request_id: str) -> Response:
+        name = arns.parse(request.path_params["name"]).name
+        data = await services.registry.code(name)
+        return Response(
+            data,
+            media_type="application/zip",
+            headers={"x-amzn-RequestId": request_id,
+                     "content-disposition": f'attachment; filename="{name}.zip"'},
+        )
+
+    return [
+        Route("/health", health, methods=["GET"]),
+        Route("/_ember/functions/{name}/logs", logs, methods=["GET"]),
+        Route("/_ember/functions/{name}/code", code, methods=["GET"]),
+        Route("/_ember/sandboxes", sandboxes, methods=["GET"]),
+    ]

@@ -1,0 +1,109 @@
+"""Lambda's control-plane routes: parse, call the registry, render.
+
+Each handler turns a request into a registry call and the result into
+Lambda's response shape; no validation or storage happens here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ember.api.http import endpoint, json_response, read_json
+from ember.api.services import Services
+from ember.control import arns
+from ember.control.models import FunctionRecord
+from ember.errors import ValidationError
+
+API = "/2015-03-31/functions"
+
+
+def _name(request: Request) -> arns.FunctionRef:
+    qualifier = request.query_params.get("Qualifier")
+    return arns.parse(request.path_params["name"], qualifier)
+
+
+def routes(services: Services) -> list[Route]:
+    registry = services.registry
+
+    def configuration(record: FunctionRecord) -> dict[str, Any]:
+        return record.configuration(services.arns)
+
+    @endpoint
+    async def create(request: Request, request_id: str) -> Response:
+        record = await registry.create(await read_json(request))
+        return json_response(configuration(record), request_id, status=201)
+
+    @endpoint
+    async def list_functions(request: Request, request_id: str) -> Response:
+        params = request.query_params
+        version = params.get("FunctionVersion")
+        if version is not None and version != "ALL":
+            raise ValidationError.constraint(
+                version, "functionVersion", "Member must satisfy enum value set: [ALL]"
+            )
+        max_items = params.get("MaxItems")
+        if max_items is not None and not max_items.isdigit():
+            raise ValidationError.constraint(max_items, "maxItems", "Member must be an integer")
+        page = registry.page(params.get("Marker"), int(max_items) if max_items else None)
+        body: dict[str, Any] = {"Functions": [configuration(r) for r in page.functions]}
+        if page.next_marker:
+            body["NextMarker"] = page.next_marker
+        return json_response(body, request_id)
+
+    @endpoint
+    async def get_function(request: Request, request_id: str) -> Response:
+        ref = _name(request)
+        record = registry.get(ref.name, ref.qualifier)
+        location = (
+            f"{services.settings.endpoint_url}/_ember/functions/{quote(record.name)}/code"
+            f"?sha256={quote(record.code_sha256, safe='')}"
+        )
+        body = {
+            "Configuration": configuration(record),
+            "Code": {"RepositoryType": "S3", "Location": location},
+            "Tags": {},
+        }
+        return json_response(body, request_id)
+
+    @endpoint
+    async def get_configuration(request: Request, request_id: str) -> Response:
+        ref = _name(request)
+        return json_response(configuration(registry.get(ref.name, ref.qualifier)), request_id)
+
+    @endpoint
+    async def update_configuration(request: Request, request_id: str) -> Response:
+        ref = _name(request)
+        registry.get(ref.name, ref.qualifier)
+        record = await registry.update_configuration(ref.name, await read_json(request))
+        return json_response(configuration(record), request_id)
+
+    @endpoint
+    async def update_code(request: Request, request_id: str) -> Response:
+        ref = _name(request)
+        registry.get(ref.name, ref.qualifier)
+        record = await registry.update_code(ref.name, await read_json(request))
+        return json_response(configuration(record), request_id)
+
+    @endpoint
+    async def delete(request: Request, request_id: str) -> Response:
+        ref = _name(request)
+        await registry.delete(ref.name, ref.qualifier)
+        return Response(status_code=204, headers={"x-amzn-RequestId": request_id})
+
+    return [
+        Route(API, create, methods=["POST"]),
+        Route(API, list_functions, methods=["GET"]),
+        Route(API + "/{name}", get_function, methods=["GET"]),
+        Route(API + "/{name}", delete, methods=["DELETE"]),
+        Route(API + "/{name}/configuration", get_configuration, methods=["GET"]),
+        Route(API + "/{name}/configuration", update_configuration, methods=["PUT"]),
+        Route(API + "/{name}/code", update_code, methods=["PUT"]),
+    ]
+
+
+__all__ = ["routes"]

@@ -1,0 +1,67 @@
+"""Small helpers shared by the Starlette routes: request ids, JSON, errors."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ember.api import errors as http_errors
+from ember.errors import EmberError, InvalidRequestContent, PlatformError
+from ember.invoke.service import new_request_id
+
+log = logging.getLogger("ember.api")
+
+Handler = Callable[[Request, str], Awaitable[Response]]
+
+
+def json_response(body: Any, request_id: str, status: int = 200) -> Response:
+    return Response(
+        orjson.dumps(body),
+        status_code=status,
+        media_type="application/json",
+        headers={"x-amzn-RequestId": request_id},
+    )
+
+
+def error_response(error: EmberError, request_id: str) -> Response:
+    status, headers, body = http_errors.render(error, request_id)
+    return Response(
+        body, status_code=status, headers={k.decode(): v.decode() for k, v in headers}
+    )
+
+
+def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Give ``handler`` a request id and turn every error into AWS's shape."""
+
+    @functools.wraps(handler)
+    async def wrapper(request: Request) -> Response:
+        request_id = new_request_id()
+        try:
+            return await handler(request, request_id)
+        except EmberError as error:
+            return error_response(error, request_id)
+        except Exception:
+            # A bug of ours must not take the server down or leak a traceback.
+            log.exception("unexpected error in %s %s", request.method, request.url.path)
+            return error_response(PlatformError("Internal error; see the server log."), request_id)
+
+    return wrapper
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestContent(f"Could not parse request body into json: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequestContent("The request body must be a JSON object.")
+    return body

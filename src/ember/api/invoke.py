@@ -1,0 +1,102 @@
+"""The Invoke route, kept lean: raw ASGI, no framework on the hot path.
+
+``POST /2015-03-31/functions/{FunctionName}/invocations`` is the one route
+that runs per invocation; Starlette's request objects and routing cost more
+than the whole platform's own work here (DESIGN.md §6), so this module
+parses the request by hand: a dictionary lookup of four headers, one
+bounded body read, one response.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from ember.api import errors as http_errors
+from ember.errors import EmberError, RequestTooLarge
+from ember.invoke.service import MAX_REQUEST, InvokeCommand, InvokeResult, new_request_id
+
+PREFIX = "/2015-03-31/functions/"
+SUFFIX = "/invocations"
+_JSON = (b"content-type", b"application/json")
+
+Scope = dict[str, Any]
+
+
+def matches(scope: Scope) -> bool:
+    path: str = scope["path"]
+    return scope["method"] == "POST" and path.startswith(PREFIX) and path.endswith(SUFFIX)
+
+
+async def _read_body(scope: Scope, receive: Any, headers: dict[bytes, bytes]) -> bytes:
+    declared = headers.get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_REQUEST:
+        raise _too_large()
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > MAX_REQUEST:
+                raise _too_large()
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large() -> RequestTooLarge:
+    return RequestTooLarge(
+        f"Request must be smaller than {MAX_REQUEST} bytes for the InvokeFunction operation"
+    )
+
+
+def _command(scope: Scope, headers: dict[bytes, bytes], body: bytes, request_id: str) -> InvokeCommand:
+    path: str = scope["path"]
+    qualifier = None
+    if scope["query_string"]:
+        values = parse_qs(scope["query_string"].decode()).get("Qualifier")
+        qualifier = values[0] if values else None
+    context = headers.get(b"x-amz-client-context")
+    return InvokeCommand(
+        function=unquote(path[len(PREFIX) : -len(SUFFIX)]),
+        payload=body,
+        qualifier=qualifier,
+        invocation_type=headers.get(b"x-amz-invocation-type", b"RequestResponse").decode(),
+        log_tail=headers.get(b"x-amz-log-type", b"None") == b"Tail",
+        client_context=context.decode() if context else None,
+        request_id=request_id,
+    )
+
+
+def _response_headers(result: InvokeResult) -> list[tuple[bytes, bytes]]:
+    headers = [
+        _JSON,
+        (b"x-amzn-requestid", result.request_id.encode()),
+        (b"x-amz-executed-version", result.executed_version.encode()),
+    ]
+    if result.function_error:
+        headers.append((b"x-amz-function-error", result.function_error.encode()))
+    if result.log_result:
+        headers.append((b"x-amz-log-result", result.log_result.encode()))
+    return headers
+
+
+async def handle(invoke: Any, scope: Scope, receive: Any, send: Any) -> None:
+    """Serve one Invoke call; ``invoke`` is ``InvocationService.invoke``."""
+    request_id = new_request_id()
+    headers = dict(scope["headers"])
+    try:
+        body = await _read_body(scope, receive, headers)
+        result = await invoke(_command(scope, headers, body, request_id))
+    except EmberError as error:
+        status, error_headers, error_body = http_errors.render(error, request_id)
+        await send({"type": "http.response.start", "status": status, "headers": error_headers})
+        await send({"type": "http.response.body", "body": error_body})
+        return
+    await send(
+        {"type": "http.response.start", "status": result.status, "headers": _response_headers(result)}
+    )
+    await send({"type": "http.response.body", "body": result.body})

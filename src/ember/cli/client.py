@@ -1,0 +1,269 @@
+"""A small synchronous client for ember's Lambda-compatible REST API.
+
+The CLI talks to the server only through this module, over HTTP: it never
+imports server internals. Every failure (an error response, an unreachable
+server, a response that is not what the API promises) surfaces as `ApiError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+FUNCTIONS_PATH = "/2015-03-31/functions"
+# Lambda's longest timeout is 900 s; the margin covers init and queueing.
+INVOKE_TIMEOUT_SECONDS = 930.0
+DEFAULT_TIMEOUT_SECONDS = 60.0
+LIST_PAGE_SIZE = 50
+
+
+class ApiError(Exception):
+    """A failed API call: `code` is Lambda's error type, e.g. ResourceNotFoundException.
+
+    `status` is the HTTP status, or 0 when no response arrived at all
+    (code "ConnectionError" or "Timeout").
+    """
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class InvokeResponse:
+    """The outcome of a RequestResponse invocation.
+
+    `function_error` is set ("Unhandled", "Handled") when the function itself
+    failed; the call still succeeded at the HTTP level and `payload` holds the
+    error document. `log_result` is the already-decoded log tail, if asked for.
+    """
+
+    status: int
+    payload: bytes
+    function_error: str | None
+    log_result: str | None
+    request_id: str | None
+    executed_version: str | None
+
+
+def normalize_endpoint(endpoint: str) -> str:
+    """Return `endpoint` with a scheme and without a trailing slash."""
+    endpoint = endpoint.strip().rstrip("/")
+    if "://" not in endpoint:
+        endpoint = f"http://{endpoint}"
+    return endpoint
+
+
+def function_path(name: str, suffix: str = "") -> str:
+    """The API path of one function; the name is quoted since it may be an ARN."""
+    return f"{FUNCTIONS_PATH}/{quote(name, safe='')}{suffix}"
+
+
+def error_from_response(response: httpx.Response) -> ApiError:
+    """Build an ApiError from a Lambda-style error response.
+
+    The code comes from `x-amzn-ErrorType` (AWS may append ":<url>", which is
+    dropped); the message from the JSON body's `message` or `Message`. Either
+    falls back to something readable when the server is not ember.
+    """
+    code = response.headers.get("x-amzn-ErrorType", "").split(":", 1)[0].strip()
+    message = ""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        message = str(body.get("message") or body.get("Message") or "")
+        code = code or str(body.get("__type") or "")
+    if not message:
+        text = response.text.strip()
+        message = text[:200] if text else response.reason_phrase
+    return ApiError(response.status_code, code or f"HTTP{response.status_code}", message)
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    """The response body as a JSON object, or ApiError("InvalidResponse")."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise ApiError(
+            response.status_code, "InvalidResponse", f"expected a JSON object from {response.url}"
+        )
+    return body
+
+
+def _decode_log_result(value: str | None) -> str | None:
+    """Decode the base64 `X-Amz-Log-Result` header; keep it raw if it is not base64."""
+    if value is None:
+        return None
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8", errors="replace")
+    except (binascii.Error, ValueError):
+        return value
+
+
+class EmberClient:
+    """A synchronous client of one ember endpoint. Use it as a context manager.
+
+    `transport` exists so tests can inject `httpx.MockTransport`.
+    """
+
+    def __init__(self, endpoint: str, *, transport: httpx.BaseTransport | None = None) -> None:
+        self.endpoint = normalize_endpoint(endpoint)
+        self._http = httpx.Client(
+            base_url=self.endpoint, timeout=DEFAULT_TIMEOUT_SECONDS, transport=transport
+        )
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> EmberClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- transport ---------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        content: bytes | None = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> httpx.Response:
+        """Send one request; return the response if its status is below 400.
+
+        Raises ApiError for error responses and for transport failures, so
+        callers never see httpx exceptions.
+        """
+        try:
+            response = self._http.request(
+                method,
+                path,
+                json=json_body,
+                content=content,
+                params=params,
+                headers=headers,
+                timeout=timeout,
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise ApiError(
+                0,
+                "ConnectionError",
+                f"cannot reach ember at {self.endpoint}: is `ember serve` running?",
+            ) from exc
+        except httpx.TimeoutException as exc:
+            raise ApiError(
+                0, "Timeout", f"no response from ember at {self.endpoint} within {timeout:g} s"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise ApiError(
+                0, "ConnectionError", f"connection to ember at {self.endpoint} failed: {exc}"
+            ) from exc
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        return response
+
+    # -- functions ---------------------------------------------------------
+
+    def create_function(self, body: dict[str, Any]) -> dict[str, Any]:
+        """CreateFunction; returns the new function's configuration."""
+        return _json_object(self._request("POST", FUNCTIONS_PATH, json_body=body))
+
+    def get_function(self, name: str) -> dict[str, Any]:
+        """GetFunction; returns {"Configuration": {...}, "Code": {...}}."""
+        return _json_object(self._request("GET", function_path(name)))
+
+    def update_function_code(self, name: str, zip_bytes: bytes) -> dict[str, Any]:
+        """UpdateFunctionCode with an inline zip; returns the configuration."""
+        body = {"ZipFile": base64.b64encode(zip_bytes).decode("ascii")}
+        return _json_object(self._request("PUT", function_path(name, "/code"), json_body=body))
+
+    def update_function_configuration(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """UpdateFunctionConfiguration; only the keys in `body` change."""
+        path = function_path(name, "/configuration")
+        return _json_object(self._request("PUT", path, json_body=body))
+
+    def list_functions(self) -> list[dict[str, Any]]:
+        """ListFunctions, following NextMarker through every page."""
+        functions: list[dict[str, Any]] = []
+        marker: str | None = None
+        seen: set[str] = set()
+        while True:
+            params = {"MaxItems": str(LIST_PAGE_SIZE)}
+            if marker:
+                params["Marker"] = marker
+            page = _json_object(self._request("GET", FUNCTIONS_PATH, params=params))
+            functions.extend(page.get("Functions") or [])
+            marker = page.get("NextMarker")
+            # A marker seen before would loop forever; treat it as the end.
+            if not marker or marker in seen:
+                return functions
+            seen.add(marker)
+
+    def delete_function(self, name: str) -> None:
+        """DeleteFunction."""
+        self._request("DELETE", function_path(name))
+
+    def invoke(self, name: str, payload: bytes, *, log_tail: bool = False) -> InvokeResponse:
+        """Invoke synchronously (RequestResponse) and wait for the result."""
+        headers = {"X-Amz-Invocation-Type": "RequestResponse"}
+        if log_tail:
+            headers["X-Amz-Log-Type"] = "Tail"
+        response = self._request(
+            "POST",
+            function_path(name, "/invocations"),
+            content=payload,
+            headers=headers,
+            timeout=INVOKE_TIMEOUT_SECONDS,
+        )
+        return InvokeResponse(
+            status=response.status_code,
+            payload=response.content,
+            function_error=response.headers.get("X-Amz-Function-Error"),
+            log_result=_decode_log_result(response.headers.get("X-Amz-Log-Result")),
+            request_id=response.headers.get("x-amzn-RequestId"),
+            executed_version=response.headers.get("X-Amz-Executed-Version"),
+        )
+
+    # -- ember extensions --------------------------------------------------
+
+    def logs(self, name: str, since: int | None = None) -> tuple[str, int]:
+        """A function's logs from byte offset `since` (None: the recent tail).
+
+        Returns (text, next offset); pass the offset back to read only what
+        was written after this call.
+        """
+        params = {"since": str(since)} if since is not None else None
+        path = f"/_ember/functions/{quote(name, safe='')}/logs"
+        response = self._request("GET", path, params=params)
+        body = _json_object(response)
+        text, offset = body.get("logs"), body.get("next")
+        if not isinstance(text, str) or not isinstance(offset, int):
+            raise ApiError(response.status_code, "InvalidResponse", "malformed logs response")
+        return text, offset
+
+    def health(self) -> dict[str, Any]:
+        """The server's health document."""
+        return _json_object(self._request("GET", "/health"))

@@ -1,0 +1,440 @@
+"""The `ember` command line: `serve` starts the platform, the rest drive its API.
+
+Every command except `serve` is a plain HTTP client of the server (see
+`client.py`). Errors print one line, `error: <Code>: <message>`, to stderr and
+exit 1; usage errors are click's and exit 2.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import stat
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ember import __version__
+from ember.cli.client import ApiError, EmberClient
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:9900"
+DEFAULT_RUNTIME = "python3.12"
+DEFAULT_ROLE = "arn:aws:iam::000000000000:role/ember"
+FOLLOW_INTERVAL_SECONDS = 0.5
+SKIPPED_DIRS = frozenset({"__pycache__", ".git"})
+SKIPPED_SUFFIXES = (".pyc",)
+# Zip timestamps are pinned so the same tree always hashes to the same CodeSha256.
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+ClientFactory = Callable[[str], EmberClient]
+
+
+@dataclass
+class CliState:
+    """What every command shares. Tests pass their own via `CliRunner.invoke(obj=...)`."""
+
+    client_factory: ClientFactory = EmberClient
+    sleep: Callable[[float], None] = time.sleep
+    endpoint: str = field(default=DEFAULT_ENDPOINT)
+
+    def client(self) -> EmberClient:
+        """A new client of the selected endpoint; close it (use `with`)."""
+        return self.client_factory(self.endpoint)
+
+
+class Failure(click.ClickException):
+    """A one-line, exit-1 error: `error: <code>: <message>` on stderr."""
+
+    exit_code = 1
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {self.code}: {self.message}", err=True)
+
+
+class EmberGroup(click.Group):
+    """Turns API and local I/O errors from any command into a one-line Failure."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ApiError as exc:
+            raise Failure(exc.code, exc.message) from exc
+        except OSError as exc:
+            raise Failure(type(exc).__name__, str(exc)) from exc
+
+
+# -- packaging ---------------------------------------------------------------
+
+
+def iter_package_files(root: Path) -> Iterator[tuple[str, Path]]:
+    """Yield (archive name, path) for every file under `root`, sorted by name.
+
+    Skips `__pycache__` and `.git` directories and `.pyc` files: they are
+    build or VCS artefacts, and would make the hash depend on local state.
+    """
+    found: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in SKIPPED_DIRS]
+        for filename in filenames:
+            if filename.endswith(SKIPPED_SUFFIXES):
+                continue
+            path = Path(dirpath, filename)
+            found.append((path.relative_to(root).as_posix(), path))
+    yield from sorted(found)
+
+
+def zip_directory(root: Path) -> bytes:
+    """Zip `root` in memory, deterministically: same tree, same bytes.
+
+    Order, timestamps and permissions are fixed (only the executable bit is
+    kept), so the server's CodeSha256 changes only when the contents do.
+    """
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+        for name, path in iter_package_files(root):
+            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            executable = path.stat().st_mode & stat.S_IXUSR
+            info.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
+            zf.writestr(info, path.read_bytes())
+    return buffer.getvalue()
+
+
+def read_package(path: Path) -> bytes:
+    """The deployment zip for PATH: a directory is zipped, a .zip file is sent as is."""
+    if path.is_dir():
+        if not any(True for _ in iter_package_files(path)):
+            raise Failure("InvalidPackage", f"nothing to deploy in {path}")
+        return zip_directory(path)
+    if path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):
+        return path.read_bytes()
+    raise Failure("InvalidPackage", f"{path} is neither a directory nor a .zip file")
+
+
+# -- option parsing ----------------------------------------------------------
+
+
+def parse_env(
+    _ctx: click.Context | None, _param: click.Parameter | None, values: tuple[str, ...]
+) -> dict[str, str] | None:
+    """Parse repeated `--env K=V` into a dict (None if none were given).
+
+    Splits on the first "=", so values may contain "="; a later K wins.
+    """
+    if not values:
+        return None
+    env: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        env[key.strip()] = value
+    return env
+
+
+def validate_json(payload: bytes, source: str) -> bytes:
+    """Return `payload` if it is JSON; otherwise a usage error naming `source`."""
+    try:
+        json.loads(payload)
+    except ValueError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=source) from exc
+    return payload
+
+
+# -- output helpers ----------------------------------------------------------
+
+
+def describe(config: dict[str, Any]) -> str:
+    """`python3.12, 128 MB, 3 s` for a function configuration."""
+    return f"{config.get('Runtime')}, {config.get('MemorySize')} MB, {config.get('Timeout')} s"
+
+
+def function_error_summary(function_error: str, payload: bytes) -> str:
+    """One line for a failed invocation, from Lambda's error document if there is one."""
+    try:
+        document = json.loads(payload)
+    except ValueError:
+        document = None
+    if isinstance(document, dict) and "errorMessage" in document:
+        kind = document.get("errorType", "Error")
+        return f"{function_error}: {kind}: {document['errorMessage']}"
+    return f"{function_error}: the function failed"
+
+
+def functions_table(functions: list[dict[str, Any]]) -> Table:
+    """The `ember ls` table, sorted by name."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("NAME", no_wrap=True)
+    table.add_column("RUNTIME")
+    table.add_column("MEMORY", justify="right")
+    table.add_column("TIMEOUT", justify="right")
+    table.add_column("LAST MODIFIED")
+    for fn in sorted(functions, key=lambda f: str(f.get("FunctionName", ""))):
+        table.add_row(
+            str(fn.get("FunctionName", "")),
+            str(fn.get("Runtime", "")),
+            f"{fn.get('MemorySize', '')} MB",
+            f"{fn.get('Timeout', '')} s",
+            str(fn.get("LastModified", "")),
+        )
+    return table
+
+
+def _state(ctx: click.Context) -> CliState:
+    return ctx.ensure_object(CliState)
+
+
+# -- commands ----------------------------------------------------------------
+
+
+@click.group(cls=EmberGroup)
+@click.option(
+    "--endpoint",
+    envvar="EMBER_ENDPOINT",
+    default=DEFAULT_ENDPOINT,
+    show_default=True,
+    help="URL of the ember server.",
+)
+@click.version_option(__version__, prog_name="ember")
+@click.pass_context
+def main(ctx: click.Context, endpoint: str) -> None:
+    """ember: a self-hostable serverless platform that speaks Lambda's API."""
+    _state(ctx).endpoint = endpoint
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=9900, show_default=True)
+@click.option(
+    "--data-dir",
+    envvar="EMBER_DATA_DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".ember-data"),
+    show_default=True,
+    help="Where metadata, code and logs are kept.",
+)
+@click.option("--region", envvar="EMBER_REGION", default="us-east-1", show_default=True)
+@click.option("--account-id", envvar="EMBER_ACCOUNT_ID", default="000000000000", show_default=True)
+@click.option(
+    "--keep-alive",
+    envvar="EMBER_KEEP_ALIVE",
+    type=click.FloatRange(min=0),
+    default=600.0,
+    show_default=True,
+    help="Seconds an idle warm sandbox is kept.",
+)
+@click.option(
+    "--sandbox",
+    envvar="EMBER_SANDBOX",
+    type=click.Choice(["zygote", "process"]),
+    default="zygote",
+    show_default=True,
+    help="zygote: isolated (needs root); process: no isolation, for development.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug", "trace"]),
+    default="info",
+    show_default=True,
+)
+def serve(
+    host: str,
+    port: int,
+    data_dir: Path,
+    region: str,
+    account_id: str,
+    keep_alive: float,
+    sandbox: str,
+    log_level: str,
+) -> None:
+    """Run the ember server in the foreground."""
+    # Imported here so that client commands never load the server.
+    from ember.config import Settings
+    from ember.server import serve as run_server
+
+    settings = Settings(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        region=region,
+        account_id=account_id,
+        keep_alive_seconds=keep_alive,
+        sandbox=sandbox,
+    )
+    run_server(settings, log_level=log_level)
+
+
+@main.command()
+@click.argument("name")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--handler", required=True, help="module.function, e.g. app.handler.")
+@click.option("--runtime", help=f"Runtime identifier [default on create: {DEFAULT_RUNTIME}].")
+@click.option("--memory", type=click.IntRange(min=1), help="Memory in MB.")
+@click.option("--timeout", type=click.IntRange(min=1), help="Timeout in seconds.")
+@click.option("--env", "env", multiple=True, callback=parse_env, help="KEY=VALUE, repeatable.")
+@click.option("--role", help=f"Execution role ARN [default on create: {DEFAULT_ROLE}].")
+@click.option("--description")
+@click.pass_context
+def deploy(
+    ctx: click.Context,
+    name: str,
+    path: Path,
+    handler: str,
+    runtime: str | None,
+    memory: int | None,
+    timeout: int | None,
+    env: dict[str, str] | None,
+    role: str | None,
+    description: str | None,
+) -> None:
+    """Create function NAME from PATH (a directory or a .zip), or update it if it exists.
+
+    On update, only the options given (and --handler) change.
+    """
+    package = read_package(path)
+    options: dict[str, Any] = {"Handler": handler}
+    for key, value in (
+        ("Runtime", runtime),
+        ("MemorySize", memory),
+        ("Timeout", timeout),
+        ("Role", role),
+        ("Description", description),
+    ):
+        if value is not None:
+            options[key] = value
+    if env is not None:
+        options["Environment"] = {"Variables": env}
+    with _state(ctx).client() as client:
+        if function_exists(client, name):
+            client.update_function_code(name, package)
+            config = client.update_function_configuration(name, options)
+            action = "updated"
+        else:
+            config = client.create_function(create_body(name, package, options))
+            action = "created"
+    click.echo(f"deployed {name} ({describe(config)}) sha256={config.get('CodeSha256')} ({action})")
+
+
+def function_exists(client: EmberClient, name: str) -> bool:
+    """True if GetFunction finds NAME; any error other than not-found propagates."""
+    try:
+        client.get_function(name)
+    except ApiError as exc:
+        if exc.code == "ResourceNotFoundException" or exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def create_body(name: str, package: bytes, options: dict[str, Any]) -> dict[str, Any]:
+    """CreateFunction's body: the given options over the CLI's defaults."""
+    return {
+        "FunctionName": name,
+        "Runtime": DEFAULT_RUNTIME,
+        "Role": DEFAULT_ROLE,
+        **options,
+        "Code": {"ZipFile": base64.b64encode(package).decode("ascii")},
+    }
+
+
+@main.command()
+@click.argument("name")
+@click.option("--payload", help="Event as a JSON string [default: {}].")
+@click.option(
+    "--payload-file", type=click.File("rb"), help="Read the event from a file ('-': stdin)."
+)
+@click.option("--log", is_flag=True, help="Print the invocation's log tail to stderr.")
+@click.pass_context
+def invoke(
+    ctx: click.Context,
+    name: str,
+    payload: str | None,
+    payload_file: IO[bytes] | None,
+    log: bool,
+) -> None:
+    """Invoke NAME synchronously and print its response.
+
+    Exits 1 if the function failed (the error document is still printed).
+    """
+    if payload is not None and payload_file is not None:
+        raise click.UsageError("give either --payload or --payload-file, not both")
+    if payload_file is not None:
+        event = validate_json(payload_file.read(), "--payload-file")
+    else:
+        event = validate_json((payload or "{}").encode("utf-8"), "--payload")
+    with _state(ctx).client() as client:
+        result = client.invoke(name, event, log_tail=log)
+    if log and result.log_result:
+        click.echo(result.log_result.rstrip("\n"), err=True)
+    click.echo(result.payload)
+    if result.function_error:
+        summary = function_error_summary(result.function_error, result.payload)
+        click.echo(f"error: {summary}", err=True)
+        ctx.exit(1)
+
+
+@main.command(name="ls")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw ListFunctions list.")
+@click.pass_context
+def list_functions(ctx: click.Context, as_json: bool) -> None:
+    """List functions."""
+    with _state(ctx).client() as client:
+        functions = client.list_functions()
+    if as_json:
+        click.echo(json.dumps(functions, indent=2))
+    elif not functions:
+        click.echo("No functions.")
+    else:
+        Console().print(functions_table(functions))
+
+
+@main.command()
+@click.argument("name")
+@click.pass_context
+def get(ctx: click.Context, name: str) -> None:
+    """Print NAME's configuration and code location (GetFunction) as JSON."""
+    with _state(ctx).client() as client:
+        click.echo(json.dumps(client.get_function(name), indent=2))
+
+
+@main.command()
+@click.argument("name")
+@click.pass_context
+def rm(ctx: click.Context, name: str) -> None:
+    """Delete function NAME."""
+    with _state(ctx).client() as client:
+        client.delete_function(name)
+    click.echo(f"deleted {name}")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+@click.pass_context
+def logs(ctx: click.Context, name: str, follow: bool) -> None:
+    """Print NAME's recent logs; with --follow, keep polling for new ones."""
+    state = _state(ctx)
+    try:
+        with state.client() as client:
+            text, offset = client.logs(name)
+            click.echo(text, nl=False)
+            while follow:
+                state.sleep(FOLLOW_INTERVAL_SECONDS)
+                text, offset = client.logs(name, since=offset)
+                click.echo(text, nl=False)
+    except KeyboardInterrupt:
+        # Ctrl-C is how --follow is meant to end, so it is not an error.
+        return

@@ -1,0 +1,55 @@
+"""Typed, frozen settings: loaded once at start-up, documented per field."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _total_memory_mb() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+    except (ValueError, OSError):
+        return 4096
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `ember serve` can be told. Each default is the documented one."""
+
+    # Address the Frontend listens on.
+    host: str = "127.0.0.1"
+    port: int = 9900
+    # Where metadata (SQLite, WAL), packages, unpacked code and logs live.
+    data_dir: Path = field(default_factory=lambda: Path(".ember-data"))
+    # The account and region every ARN names; any credentials are accepted.
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+    # Idle warm sandboxes are destroyed after this many seconds (Lambda: ~10 min).
+    keep_alive_seconds: float = 600.0
+    # How often the evictor looks for idle sandboxes past their keep-alive.
+    evict_interval_seconds: float = 5.0
+    # "zygote": forked sandboxes with cgroups and a private mount namespace
+    # (needs root); "process": the same forks with no isolation at all, for
+    # development on machines without root (logged as unisolated).
+    sandbox: str = "zygote"
+    # Placement refuses new sandboxes beyond these (memory counts function MemorySize).
+    worker_memory_mb: int = field(default_factory=lambda: max(1024, _total_memory_mb() * 3 // 4))
+    max_sandboxes: int = 512
+    # Init (fork + import of the handler) must finish within this many seconds.
+    init_timeout_seconds: float = 10.0
+    # Processes (and threads) one sandbox may hold at once (cgroup pids.max).
+    pids_per_sandbox: int = 64
+    # Open files per sandbox (RLIMIT_NOFILE).
+    files_per_sandbox: int = 1024
+    # Per-function log files are rotated past this size (one old file is kept).
+    log_file_max_bytes: int = 16 * 1024 * 1024
+
+    @property
+    def endpoint_url(self) -> str:
+        """The URL a function (or a user on this host) reaches ember at."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"

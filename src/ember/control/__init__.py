@@ -1,0 +1,1 @@
+"""The control plane: the function registry and its validation rules."""

@@ -1,0 +1,73 @@
+"""The function record: what the registry stores and the API renders."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ember.control.arns import LATEST, Arns
+
+
+@dataclass(frozen=True)
+class FunctionRecord:
+    """One function's ``$LATEST`` configuration and code, as stored."""
+
+    name: str
+    runtime: str
+    handler: str
+    role: str
+    description: str
+    timeout: int  # seconds, 1-900
+    memory_size: int  # MB, 128-10240
+    # None when the function never had an Environment (Lambda then omits it).
+    environment: dict[str, str] | None
+    code_sha256: str  # base64 of the zip's SHA-256, as Lambda reports it
+    code_digest: str  # the same digest in hex: the package store's key
+    code_size: int
+    last_modified: str  # Lambda's format: 2026-11-28T13:07:49.123+0000
+    # Invariant: changes on every write, so sandboxes keyed by it never
+    # outlive the configuration they were built from.
+    revision_id: str
+    ephemeral_storage: int = 512  # MB of /tmp
+    architectures: tuple[str, ...] = ("x86_64",)
+
+    def to_json(self) -> str:
+        return orjson.dumps(dataclasses.asdict(self)).decode()
+
+    @classmethod
+    def from_json(cls, document: str) -> FunctionRecord:
+        raw: dict[str, Any] = orjson.loads(document)
+        raw["architectures"] = tuple(raw.get("architectures", ("x86_64",)))
+        return cls(**raw)
+
+    def configuration(self, arns: Arns) -> dict[str, Any]:
+        """FunctionConfiguration as AWS returns it."""
+        config: dict[str, Any] = {
+            "FunctionName": self.name,
+            "FunctionArn": arns.function(self.name),
+            "Runtime": self.runtime,
+            "Role": self.role,
+            "Handler": self.handler,
+            "CodeSize": self.code_size,
+            "Description": self.description,
+            "Timeout": self.timeout,
+            "MemorySize": self.memory_size,
+            "LastModified": self.last_modified,
+            "CodeSha256": self.code_sha256,
+            "Version": LATEST,
+            "TracingConfig": {"Mode": "PassThrough"},
+            "RevisionId": self.revision_id,
+            "State": "Active",
+            "LastUpdateStatus": "Successful",
+            "PackageType": "Zip",
+            "Architectures": list(self.architectures),
+            "EphemeralStorage": {"Size": self.ephemeral_storage},
+            "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+            "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{self.name}"},
+        }
+        if self.environment is not None:
+            config["Environment"] = {"Variables": dict(self.environment)}
+        return config

@@ -1,0 +1,234 @@
+"""The function registry: the one place functions are created, changed, deleted.
+
+Reads are served from memory (the hot path looks a function up on every
+invoke); writes go to the metadata store first and then to memory, under one
+lock, so a reader never sees a record that is not durable. Listeners hear
+about every change so the Worker Manager can retire stale sandboxes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import dataclasses
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ember.control import validation
+from ember.control.arns import Arns, parse
+from ember.control.models import FunctionRecord
+from ember.errors import (
+    InvalidParameterValue,
+    PreconditionFailed,
+    ResourceConflict,
+    ResourceNotFound,
+    ValidationError,
+)
+from ember.storage.base import MetadataStore, PackageStore
+
+log = logging.getLogger("ember.control")
+
+Clock = Callable[[], datetime]
+Listener = Callable[[str], None]
+MAX_PAGE = 50
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def lambda_timestamp(moment: datetime) -> str:
+    """Lambda's LastModified format: ``2026-11-28T13:07:49.123+0000``."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
+
+
+@dataclass(frozen=True)
+class Page:
+    functions: list[FunctionRecord]
+    next_marker: str | None
+
+
+class FunctionRegistry:
+    def __init__(
+        self, store: MetadataStore, packages: PackageStore, arns: Arns, clock: Clock = _utcnow
+    ) -> None:
+        self._store = store
+        self._packages = packages
+        self._arns = arns
+        self._clock = clock
+        self._functions: dict[str, FunctionRecord] = {}
+        self._lock = asyncio.Lock()
+        self._listeners: list[Listener] = []
+
+    async def load(self) -> None:
+        for name, document in (await self._store.load_all()).items():
+            self._functions[name] = FunctionRecord.from_json(document)
+        log.info("registry loaded %d function(s)", len(self._functions))
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener(name)`` after every change to a function (not on create)."""
+        self._listeners.append(listener)
+
+    def _changed(self, name: str) -> None:
+        for listener in self._listeners:
+            listener(name)
+
+    # --- reads ---------------------------------------------------------------
+
+    def lookup(self, name: str) -> FunctionRecord | None:
+        """The hot-path read: no I/O."""
+        return self._functions.get(name)
+
+    def get(self, name: str, qualifier: str | None = None) -> FunctionRecord:
+        record = self._functions.get(name)
+        if record is None or qualifier not in (None, "$LATEST"):
+            raise ResourceNotFound(f"Function not found: {self._arns.function(name, qualifier)}")
+        return record
+
+    def __len__(self) -> int:
+        return len(self._functions)
+
+    def page(self, marker: str | None, max_items: int | None) -> Page:
+        """Functions in name order; ``marker`` is the opaque NextMarker of the last page."""
+        limit = MAX_PAGE if max_items is None else max_items
+        if not 1 <= limit <= 10000:
+            raise ValidationError.constraint(
+                limit, "maxItems", "Member must have value between 1 and 10000"
+            )
+        limit = min(limit, MAX_PAGE)
+        after = _decode_marker(marker) if marker else ""
+        names = sorted(name for name in self._functions if name > after)
+        chosen = [self._functions[name] for name in names[:limit]]
+        more = len(names) > limit
+        return Page(chosen, _encode_marker(chosen[-1].name) if more and chosen else None)
+
+    async def code(self, name: str) -> bytes:
+        return await self._packages.get(self.get(name).code_digest)
+
+    # --- writes --------------------------------------------------------------
+
+    async def create(self, body: dict[str, Any]) -> FunctionRecord:
+        name = body.get("FunctionName")
+        if not isinstance(name, str) or not name:
+            raise ValidationError.constraint(name, "functionName", "Member must not be null")
+        ref = parse(name)
+        if ref.qualifier is not None:
+            raise InvalidParameterValue("Function name must not include a version or alias.")
+        validation.package_type(body)
+        settings = {
+            "role": validation.role(body, required=True),
+            "runtime": validation.runtime(body, required=True),
+            "handler": validation.handler(body, required=True),
+            "description": validation.description(body) or "",
+            "timeout": validation.timeout(body) or 3,
+            "memory_size": validation.memory_size(body) or 128,
+            "environment": validation.environment(body),
+            "ephemeral_storage": validation.ephemeral_storage(body) or 512,
+            "architectures": validation.architectures(body) or ("x86_64",),
+        }
+        package = validation.code(body.get("Code"))
+        async with self._lock:
+            if ref.name in self._functions:
+                raise ResourceConflict(f"Function already exist: {ref.name}")
+            await self._packages.put(package.digest, package.data)
+            record = FunctionRecord(
+                name=ref.name,
+                code_sha256=package.sha256,
+                code_digest=package.digest,
+                code_size=len(package.data),
+                last_modified=lambda_timestamp(self._clock()),
+                revision_id=str(uuid.uuid4()),
+                **settings,  # type: ignore[arg-type]
+            )
+            await self._store.put(record.name, record.to_json())
+            self._functions[record.name] = record
+        return record
+
+    def _check_revision(self, record: FunctionRecord, body: dict[str, Any]) -> None:
+        expected = body.get("RevisionId")
+        if expected is not None and expected != record.revision_id:
+            raise PreconditionFailed(
+                "The Revision Id provided does not match the latest Revision Id. "
+                "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
+            )
+
+    async def _replace(self, old: FunctionRecord, **changes: Any) -> FunctionRecord:
+        record = dataclasses.replace(
+            old,
+            last_modified=lambda_timestamp(self._clock()),
+            revision_id=str(uuid.uuid4()),
+            **changes,
+        )
+        await self._store.put(record.name, record.to_json())
+        self._functions[record.name] = record
+        self._changed(record.name)
+        return record
+
+    async def update_code(self, name: str, body: dict[str, Any]) -> FunctionRecord:
+        package = validation.code(body)
+        validation.architectures(body)
+        async with self._lock:
+            old = self.get(name)
+            self._check_revision(old, body)
+            if body.get("DryRun"):
+                return old
+            await self._packages.put(package.digest, package.data)
+            record = await self._replace(
+                old,
+                code_sha256=package.sha256,
+                code_digest=package.digest,
+                code_size=len(package.data),
+            )
+            await self._forget_package(old.code_digest)
+        return record
+
+    async def update_configuration(self, name: str, body: dict[str, Any]) -> FunctionRecord:
+        changes = {
+            "role": validation.role(body, required=False),
+            "runtime": validation.runtime(body, required=False),
+            "handler": validation.handler(body, required=False),
+            "description": validation.description(body),
+            "timeout": validation.timeout(body),
+            "memory_size": validation.memory_size(body),
+            "environment": validation.environment(body),
+            "ephemeral_storage": validation.ephemeral_storage(body),
+        }
+        async with self._lock:
+            old = self.get(name)
+            self._check_revision(old, body)
+            return await self._replace(
+                old, **{key: value for key, value in changes.items() if value is not None}
+            )
+
+    async def delete(self, name: str, qualifier: str | None = None) -> None:
+        if qualifier == "$LATEST":
+            raise InvalidParameterValue(
+                "$LATEST version cannot be deleted without deleting the function."
+            )
+        async with self._lock:
+            record = self.get(name, qualifier)
+            await self._store.delete(name)
+            del self._functions[name]
+            self._changed(name)
+            await self._forget_package(record.code_digest)
+
+    async def _forget_package(self, digest: str) -> None:
+        """Packages are shared by content: drop one only when nothing uses it."""
+        if all(record.code_digest != digest for record in self._functions.values()):
+            await self._packages.delete(digest)
+
+
+def _encode_marker(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode()
+
+
+def _decode_marker(marker: str) -> str:
+    with contextlib.suppress(binascii.Error, UnicodeDecodeError, ValueError):
+        return base64.urlsafe_b64decode(marker.encode()).decode()
+    raise InvalidParameterValue(f"Invalid Marker: {marker}")

@@ -1,0 +1,250 @@
+"""Lambda's validation rules for function settings, with Lambda's messages.
+
+boto3 checks only minimums client-side, so every maximum is enforced here
+(ValidationException); semantic problems (runtime, handler, zip, environment)
+are InvalidParameterValueException, as on AWS.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import re
+import zipfile
+from dataclasses import dataclass
+from typing import Any
+
+from ember.errors import InvalidParameterValue, RequestTooLarge, ValidationError
+from ember.sandbox.runtimes import PYTHON_RUNTIMES
+
+RUNTIMES = PYTHON_RUNTIMES
+MAX_ZIPPED = 52_428_800
+MAX_UNZIPPED = 262_144_000
+MAX_ENVIRONMENT = 4096
+_ROLE = re.compile(r"^arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
+_ROLE_PATTERN = r"arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+"
+_HANDLER = re.compile(r"^[^\s.][^\s]*\.[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_KEY = re.compile(r"^[a-zA-Z]([a-zA-Z0-9_])+$")
+# Keys the platform sets for every sandbox; Lambda refuses them too.
+RESERVED_ENV = frozenset(
+    {
+        "_HANDLER",
+        "_X_AMZN_TRACE_ID",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Package:
+    """A validated deployment package."""
+
+    data: bytes
+    digest: str  # hex SHA-256
+    sha256: str  # base64 SHA-256 (Lambda's CodeSha256)
+
+
+def _int(body: dict[str, Any], key: str, member: str, low: int, high: int) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValidationError.constraint(value, member, "Member must be an integer")
+    if value < low:
+        raise ValidationError.constraint(
+            value, member, f"Member must have value greater than or equal to {low}"
+        )
+    if value > high:
+        raise ValidationError.constraint(
+            value, member, f"Member must have value less than or equal to {high}"
+        )
+    return value
+
+
+def _str(body: dict[str, Any], key: str, member: str, max_length: int) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError.constraint(value, member, "Member must be a string")
+    if len(value) > max_length:
+        raise ValidationError.constraint(
+            value, member, f"Member must have length less than or equal to {max_length}"
+        )
+    return value
+
+
+def timeout(body: dict[str, Any]) -> int | None:
+    return _int(body, "Timeout", "timeout", 1, 900)
+
+
+def memory_size(body: dict[str, Any]) -> int | None:
+    return _int(body, "MemorySize", "memorySize", 128, 10240)
+
+
+def ephemeral_storage(body: dict[str, Any]) -> int | None:
+    raw = body.get("EphemeralStorage")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ValidationError.constraint(raw, "ephemeralStorage", "Member must be an object")
+    return _int(raw, "Size", "ephemeralStorage.size", 512, 10240)
+
+
+def description(body: dict[str, Any]) -> str | None:
+    return _str(body, "Description", "description", 256)
+
+
+def role(body: dict[str, Any], required: bool) -> str | None:
+    value = _str(body, "Role", "role", 2048)
+    if value is None:
+        if required:
+            raise ValidationError.constraint(None, "role", "Member must not be null")
+        return None
+    if not _ROLE.match(value):
+        raise ValidationError.constraint(
+            value, "role", f"Member must satisfy regular expression pattern: {_ROLE_PATTERN}"
+        )
+    return value
+
+
+def runtime(body: dict[str, Any], required: bool) -> str | None:
+    value = body.get("Runtime")
+    if value is None:
+        if required:
+            raise InvalidParameterValue(
+                "Runtime is required for a function whose package type is Zip."
+            )
+        return None
+    if value not in RUNTIMES:
+        raise InvalidParameterValue(
+            f"Value {value} at 'runtime' failed to satisfy constraint: Member must satisfy "
+            f"enum value set: [{', '.join(RUNTIMES)}] or be a valid ARN"
+        )
+    return str(value)
+
+
+def handler(body: dict[str, Any], required: bool) -> str | None:
+    value = _str(body, "Handler", "handler", 128)
+    if value is None:
+        if required:
+            raise InvalidParameterValue(
+                "Handler is required for a function whose package type is Zip."
+            )
+        return None
+    if not _HANDLER.match(value):
+        raise InvalidParameterValue(
+            f"Handler '{value}' is not valid: a Python handler is 'module.function' "
+            "(for example 'app.handler'), with no spaces."
+        )
+    return value
+
+
+def environment(body: dict[str, Any]) -> dict[str, str] | None:
+    raw = body.get("Environment")
+    if raw is None:
+        return None
+    variables = raw.get("Variables", {}) if isinstance(raw, dict) else None
+    if not isinstance(variables, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in variables.items()
+    ):
+        raise InvalidParameterValue("Environment.Variables must be a map of strings to strings.")
+    for key in variables:
+        if not _ENV_KEY.match(key):
+            raise ValidationError.constraint(
+                key,
+                "environment.variables",
+                "Map keys must satisfy constraint: [Member must satisfy regular expression "
+                "pattern: [a-zA-Z]([a-zA-Z0-9_])+]",
+            )
+    reserved = sorted(set(variables) & RESERVED_ENV)
+    if reserved:
+        raise InvalidParameterValue(
+            "Lambda was unable to configure your environment variables because the environment "
+            "variables you have provided contains reserved keys that are currently not "
+            f"supported for modification. Reserved keys used in this request: {', '.join(reserved)}"
+        )
+    measured = ",".join(f"{k}={v}" for k, v in variables.items())
+    if len(measured.encode()) > MAX_ENVIRONMENT:
+        raise InvalidParameterValue(
+            "Lambda was unable to configure your environment variables because the environment "
+            f"variables you have provided exceeded the 4KB limit. String measured: {measured}"
+        )
+    return dict(variables)
+
+
+def architectures(body: dict[str, Any]) -> tuple[str, ...] | None:
+    raw = body.get("Architectures")
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != 1:
+        raise ValidationError.constraint(
+            raw, "architectures", "Member must have length less than or equal to 1"
+        )
+    if raw[0] not in ("x86_64", "arm64"):
+        raise ValidationError.constraint(
+            raw, "architectures", "Member must satisfy enum value set: [x86_64, arm64]"
+        )
+    return (str(raw[0]),)
+
+
+def package_type(body: dict[str, Any]) -> None:
+    kind = body.get("PackageType", "Zip")
+    if kind != "Zip":
+        raise InvalidParameterValue(
+            f"PackageType {kind} is not supported by ember: deploy a Zip package."
+        )
+
+
+def code(raw: Any) -> Package:
+    """Decode and check ``Code`` (create) or the body of UpdateFunctionCode."""
+    if not isinstance(raw, dict):
+        raise ValidationError.constraint(raw, "code", "Member must not be null")
+    if raw.get("S3Bucket") or raw.get("S3Key") or raw.get("ImageUri"):
+        raise InvalidParameterValue(
+            "ember takes code inline only: send the package as ZipFile "
+            "(S3 and image code locations are not supported in this mode)."
+        )
+    encoded = raw.get("ZipFile")
+    if not isinstance(encoded, str) or not encoded:
+        raise InvalidParameterValue("Please provide a source for function code (ZipFile).")
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidParameterValue("ZipFile is not valid base64.") from None
+    if len(data) > MAX_ZIPPED:
+        raise RequestTooLarge(f"Zipped size must be smaller than {MAX_ZIPPED} bytes")
+    check_zip(data)
+    digest = hashlib.sha256(data)
+    return Package(data, digest.hexdigest(), base64.b64encode(digest.digest()).decode())
+
+
+def check_zip(data: bytes) -> None:
+    """A readable zip whose unpacked size is within Lambda's limit."""
+    unzip_error = InvalidParameterValue(
+        "Could not unzip uploaded file. Please check your file, then try to upload again."
+    )
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise unzip_error from None
+    if sum(member.file_size for member in members) > MAX_UNZIPPED:
+        raise InvalidParameterValue(f"Unzipped size must be smaller than {MAX_UNZIPPED} bytes")

@@ -1,0 +1,85 @@
+"""The error tree of ember's services; the API maps it to HTTP in one place.
+
+    EmberError                     every error a service raises on purpose
+    ├── ClientError                the request is at fault (4xx)
+    │   ├── ResourceNotFound       ResourceNotFoundException
+    │   ├── ResourceConflict       ResourceConflictException
+    │   ├── InvalidParameterValue  InvalidParameterValueException
+    │   ├── ValidationError        ValidationException
+    │   ├── RequestTooLarge        RequestEntityTooLargeException
+    │   ├── InvalidRequestContent  InvalidRequestContentException
+    │   ├── PreconditionFailed     PreconditionFailedException
+    │   └── TooManyRequests        TooManyRequestsException (carries Reason, Retry-After)
+    └── PlatformError              ember is at fault (5xx): ServiceException
+        └── SandboxUnavailable     no sandbox could be started
+
+Each class names the Lambda error code it becomes (``code``); the HTTP status
+lives only in ``ember.api.errors``.
+"""
+
+from __future__ import annotations
+
+
+class EmberError(Exception):
+    code = "ServiceException"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ClientError(EmberError):
+    code = "InvalidRequestContentException"
+
+
+class ResourceNotFound(ClientError):
+    code = "ResourceNotFoundException"
+
+
+class ResourceConflict(ClientError):
+    code = "ResourceConflictException"
+
+
+class InvalidParameterValue(ClientError):
+    code = "InvalidParameterValueException"
+
+
+class ValidationError(ClientError):
+    code = "ValidationException"
+
+    @classmethod
+    def constraint(cls, value: object, member: str, constraint: str) -> ValidationError:
+        """Lambda's wording: ``1 validation error detected: Value 'x' at 'm' ...``."""
+        return cls(
+            f"1 validation error detected: Value '{value}' at '{member}' failed to satisfy "
+            f"constraint: {constraint}"
+        )
+
+
+class RequestTooLarge(ClientError):
+    code = "RequestEntityTooLargeException"
+
+
+class InvalidRequestContent(ClientError):
+    code = "InvalidRequestContentException"
+
+
+class PreconditionFailed(ClientError):
+    code = "PreconditionFailedException"
+
+
+class TooManyRequests(ClientError):
+    code = "TooManyRequestsException"
+
+    def __init__(self, message: str, reason: str, retry_after_seconds: float) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after_seconds = retry_after_seconds
+
+
+class PlatformError(EmberError):
+    code = "ServiceException"
+
+
+class SandboxUnavailable(PlatformError):
+    code = "ServiceException"

@@ -1,0 +1,1 @@
+"""The invocation service: every entry point invokes functions through it."""

@@ -1,0 +1,141 @@
+"""Invocation logs: Lambda's START / END / REPORT records, kept per function.
+
+The hot path only appends a small tuple to a list; formatting and file
+writes happen in ``LogStore.run``, a background loop owned by the server's
+lifespan. ``Tail`` requests format their own record immediately because
+the caller is waiting for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+TAIL_BYTES = 4096
+DEFAULT_READ = 64 * 1024
+
+
+@dataclass(frozen=True)
+class InvocationLog:
+    function: str
+    request_id: str
+    version: str
+    output: bytes  # what the function printed (Init output first on a cold start)
+    error_line: bytes  # a line Lambda adds for a failure, or b""
+    duration_ms: float
+    memory_mb: int
+    max_memory_mb: int
+    init_ms: float | None  # set on a cold start only
+
+    def render(self) -> bytes:
+        report = (
+            f"REPORT RequestId: {self.request_id}\tDuration: {self.duration_ms:.2f} ms\t"
+            f"Billed Duration: {max(1, math.ceil(self.duration_ms))} ms\t"
+            f"Memory Size: {self.memory_mb} MB\tMax Memory Used: {self.max_memory_mb} MB\t"
+        )
+        if self.init_ms is not None:
+            report += f"Init Duration: {self.init_ms:.2f} ms\t"
+        output = self.output
+        if output and not output.endswith(b"\n"):
+            output += b"\n"
+        return b"".join(
+            (
+                f"START RequestId: {self.request_id} Version: {self.version}\n".encode(),
+                output,
+                self.error_line,
+                f"END RequestId: {self.request_id}\n".encode(),
+                report.encode(),
+                b"\n",
+            )
+        )
+
+    def tail(self) -> str:
+        """``X-Amz-Log-Result``: base64 of the last 4 KB of this invocation's log."""
+        return base64.b64encode(self.render()[-TAIL_BYTES:]).decode()
+
+
+class LogStore:
+    """``<root>/<function>.log``, rotated once past ``max_bytes``."""
+
+    def __init__(self, root: Path, max_bytes: int) -> None:
+        self._root = root
+        self._max_bytes = max_bytes
+        self._pending: list[tuple[str, bytes | InvocationLog]] = []
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def record(self, entry: InvocationLog) -> None:
+        self._pending.append((entry.function, entry))
+        self._wake.set()
+
+    def raw(self, function: str, data: bytes) -> None:
+        """Output a sandbox wrote straight to its fd 1 or 2, outside any record."""
+        self._pending.append((function, data))
+        self._wake.set()
+
+    def _path(self, function: str) -> Path:
+        return self._root / f"{function}.log"
+
+    def flush(self) -> None:
+        """Write everything pending (called by ``run``, and once more at shutdown)."""
+        pending, self._pending = self._pending, []
+        by_function: dict[str, list[bytes]] = {}
+        for function, entry in pending:
+            data = entry if isinstance(entry, bytes) else entry.render()
+            by_function.setdefault(function, []).append(data)
+        if not by_function:
+            return
+        self._root.mkdir(parents=True, exist_ok=True)
+        for function, chunks in by_function.items():
+            path = self._path(function)
+            with open(path, "ab") as handle:
+                handle.write(b"".join(chunks))
+                size = handle.tell()
+            if size > self._max_bytes:
+                os.replace(path, path.with_suffix(".log.1"))
+
+    async def run(self) -> None:
+        """Write records in batches until ``stop``."""
+        while not self._stopping:
+            await self._wake.wait()
+            self._wake.clear()
+            self.flush()
+            # Batch: a burst of invocations costs one write per function.
+            await asyncio.sleep(0.05)
+        self.flush()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    def read(self, function: str, since: int | None) -> tuple[str, int]:
+        """Log text from byte offset ``since`` (or the recent tail) and the next offset."""
+        self.flush()
+        path = self._path(function)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return "", 0
+        if since is None:
+            start = max(0, size - DEFAULT_READ)
+        else:
+            start = since if 0 <= since <= size else 0  # rotated: start over
+        with open(path, "rb") as handle:
+            handle.seek(start)
+            data = handle.read(max(0, size - start))
+        if since is None and start > 0:
+            data = data[data.find(b"\n") + 1 :]
+        return data.decode("utf-8", "replace"), start + len(data) if since is not None else size
+
+
+def error_line(request_id: str, error_type: str, message: str) -> bytes:
+    """The line Lambda's runtime logs when a call fails."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    if error_type == "Sandbox.Timedout":
+        return f"{stamp}Z {request_id} {message.split('Error: ', 1)[-1]}\n".encode()
+    return f"[ERROR] {error_type}: {message}\n".encode()

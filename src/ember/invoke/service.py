@@ -1,0 +1,208 @@
+"""Synchronous invocation: resolve, validate, lease a sandbox, invoke, log.
+
+Callers (the REST API, the CLI through it, later MCP and pollers) build an
+``InvokeCommand``; nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+import uuid
+from dataclasses import dataclass
+
+import orjson
+
+from ember.control import arns
+from ember.control.registry import FunctionRegistry
+from ember.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
+from ember.errors import ValidationError as LambdaValidationError
+from ember.invoke.logs import InvocationLog, LogStore, error_line
+from ember.sandbox.base import InitFailed, Outcome, SandboxRequest
+from ember.scheduling.manager import WorkerManager
+
+MAX_REQUEST = 6 * 1024 * 1024  # 6,291,456 bytes
+MAX_RESPONSE = MAX_REQUEST + 100  # Lambda's runtime allows 100 bytes more
+MAX_CLIENT_CONTEXT = 3583
+INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+_TOO_LARGE = (
+    b'{"errorMessage":"Response payload size exceeded maximum allowed payload size '
+    b'(6291556 bytes).","errorType":"Function.ResponseSizeTooLarge"}'
+)
+
+
+@dataclass(frozen=True)
+class InvokeCommand:
+    function: str  # name, ARN, partial ARN or name:qualifier
+    payload: bytes
+    qualifier: str | None = None
+    invocation_type: str = "RequestResponse"
+    log_tail: bool = False
+    client_context: str | None = None  # base64 JSON, as sent by the client
+    request_id: str | None = None  # None: a new one is made
+
+
+@dataclass(frozen=True)
+class InvokeResult:
+    status: int  # 200 or 204
+    body: bytes
+    request_id: str
+    executed_version: str
+    function_error: str | None = None  # "Unhandled" when the function failed
+    log_result: str | None = None  # base64 tail, when asked for
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _check_payload(payload: bytes) -> bytes:
+    if len(payload) > MAX_REQUEST:
+        raise RequestTooLarge(
+            f"Request must be smaller than {MAX_REQUEST} bytes for the InvokeFunction operation"
+        )
+    if not payload.strip():
+        return b"{}"
+    try:
+        orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestContent(
+            f"Could not parse request body into json: Could not parse payload into json: {exc}"
+        ) from None
+    return payload
+
+
+def _decode_client_context(encoded: str | None) -> str:
+    if not encoded:
+        return ""
+    try:
+        decoded = base64.b64decode(encoded, validate=True)
+        if len(decoded) > MAX_CLIENT_CONTEXT:
+            raise ValueError("too long")
+        orjson.loads(decoded)
+        return decoded.decode()
+    except (binascii.Error, ValueError):
+        raise InvalidRequestContent(
+            "Client context must be a valid Base64-encoded JSON object."
+        ) from None
+
+
+def _trace_id(request_id: str) -> str:
+    epoch = f"{int(time.time()):08x}"
+    return f"Root=1-{epoch}-{request_id.replace('-', '')[:24]};Parent={request_id[-16:]};Sampled=0"
+
+
+class InvocationService:
+    def __init__(
+        self, registry: FunctionRegistry, manager: WorkerManager, logs: LogStore, names: arns.Arns
+    ) -> None:
+        self._registry = registry
+        self._manager = manager
+        self._logs = logs
+        self._arns = names
+
+    async def invoke(self, command: InvokeCommand) -> InvokeResult:
+        request_id = command.request_id or new_request_id()
+        ref = arns.parse(command.function, command.qualifier)
+        record = self._registry.get(ref.name, ref.qualifier)
+        if command.invocation_type not in INVOCATION_TYPES:
+            raise LambdaValidationError.constraint(
+                command.invocation_type,
+                "invocationType",
+                "Member must satisfy enum value set: [Event, RequestResponse, DryRun]",
+            )
+        payload = _check_payload(command.payload)
+        client_context = _decode_client_context(command.client_context)
+        if command.invocation_type == "DryRun":
+            return InvokeResult(204, b"", request_id, arns.LATEST)
+        if command.invocation_type == "Event":
+            raise InvalidParameterValue(
+                "InvocationType Event (asynchronous invocation) is not available on this "
+                "ember server yet; invoke with RequestResponse."
+            )
+        invoked_arn = self._arns.function(record.name, ref.qualifier)
+        started = time.perf_counter()
+        try:
+            slot = await self._manager.acquire(record)
+        except InitFailed as failure:
+            return self._init_failed(command, record.memory_size, request_id, failure, started)
+        init_ms = slot.sandbox.init_ms if slot.fresh else None
+        init_log = slot.sandbox.init_log if slot.fresh else b""
+        request = SandboxRequest(
+            request_id=request_id,
+            deadline_ms=int(time.time() * 1000) + record.timeout * 1000,
+            invoked_arn=invoked_arn,
+            client_context=client_context,
+            identity="",
+            trace_id=_trace_id(request_id),
+            payload=payload,
+            timeout_seconds=float(record.timeout),
+        )
+        invoke_started = time.perf_counter()
+        try:
+            result = await slot.sandbox.invoke(request)
+        finally:
+            self._manager.release(slot, reusable=slot.sandbox.alive)
+        body = result.body
+        failed = result.outcome is Outcome.FUNCTION_ERROR
+        if len(body) > MAX_RESPONSE:
+            body, failed = _TOO_LARGE, True
+        entry = InvocationLog(
+            function=record.name,
+            request_id=request_id,
+            version=arns.LATEST,
+            output=init_log + result.log,
+            error_line=_error_line(request_id, body) if failed else b"",
+            duration_ms=(time.perf_counter() - invoke_started) * 1000,
+            memory_mb=record.memory_size,
+            max_memory_mb=result.max_rss_kb // 1024,
+            init_ms=init_ms,
+        )
+        self._logs.record(entry)
+        return InvokeResult(
+            200,
+            body,
+            request_id,
+            arns.LATEST,
+            function_error="Unhandled" if failed else None,
+            log_result=entry.tail() if command.log_tail else None,
+        )
+
+    def _init_failed(
+        self,
+        command: InvokeCommand,
+        memory_mb: int,
+        request_id: str,
+        failure: InitFailed,
+        started: float,
+    ) -> InvokeResult:
+        function = arns.parse(command.function).name
+        entry = InvocationLog(
+            function=function,
+            request_id=request_id,
+            version=arns.LATEST,
+            output=failure.log,
+            error_line=_error_line(request_id, failure.payload),
+            duration_ms=(time.perf_counter() - started) * 1000,
+            memory_mb=memory_mb,
+            max_memory_mb=0,
+            init_ms=failure.init_ms,
+        )
+        self._logs.record(entry)
+        return InvokeResult(
+            200,
+            failure.payload,
+            request_id,
+            arns.LATEST,
+            function_error="Unhandled",
+            log_result=entry.tail() if command.log_tail else None,
+        )
+
+
+def _error_line(request_id: str, body: bytes) -> bytes:
+    try:
+        error = orjson.loads(body)
+        return error_line(request_id, str(error["errorType"]), str(error["errorMessage"]))
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return b""

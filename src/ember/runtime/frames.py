@@ -1,0 +1,57 @@
+"""The compact framed protocol between a worker and a Python sandbox.
+
+Every frame is ``HEADER`` (payload length, kind) followed by the payload.
+Worker -> sandbox:
+
+- ``INVOKE``: ``META_LEN`` + NUL-separated metadata (request id, deadline in
+  epoch ms, invoked function ARN, client context JSON, cognito identity JSON,
+  trace id) + the raw event bytes.
+
+Sandbox -> worker (all share one layout: ``REPLY`` (max RSS in KiB, log
+length) + captured log bytes + body):
+
+- ``READY``: Init finished; body is JSON ``{"pid": ..., "initMs": ...}``.
+- ``INIT_ERROR``: Init failed; body is Lambda's error JSON; the sandbox exits.
+- ``RESULT``: the handler returned; body is the JSON-encoded result.
+- ``ERROR``: the handler raised; body is Lambda's error JSON.
+- ``LOG``: output captured just before the runtime exits (``sys.exit``).
+
+This module is imported both by the platform and, as ``_ember_frames``, by
+the zygote under any python3.9+ interpreter: standard library only.
+"""
+
+import struct
+
+HEADER = struct.Struct("!IB")
+META_LEN = struct.Struct("!I")
+REPLY = struct.Struct("!II")
+
+INVOKE = 1
+READY = 2
+INIT_ERROR = 3
+RESULT = 4
+ERROR = 5
+LOG = 6
+
+# Control messages between the platform and a zygote (SOCK_SEQPACKET, one
+# JSON object per message, file descriptors passed with SCM_RIGHTS).
+SPAWN = "spawn"  # platform -> zygote, with fds [sandbox socket, log pipe]
+DESTROY = "destroy"  # platform -> zygote
+HELLO = "hello"  # zygote -> platform, once ready to fork
+SPAWN_FAILED = "spawn_failed"  # zygote -> platform
+EXITED = "exited"  # zygote -> platform, after the sandbox was reaped
+
+META_SEPARATOR = "\0"
+
+
+def invoke_frame(meta: "list[str]", event: bytes) -> bytes:
+    """Encode one INVOKE frame."""
+    encoded = META_SEPARATOR.join(meta).encode("utf-8")
+    length = META_LEN.size + len(encoded) + len(event)
+    return b"".join((HEADER.pack(length, INVOKE), META_LEN.pack(len(encoded)), encoded, event))
+
+
+def reply_frame(kind: int, max_rss_kb: int, log: bytes, body: bytes) -> bytes:
+    """Encode one sandbox -> worker frame."""
+    length = REPLY.size + len(log) + len(body)
+    return b"".join((HEADER.pack(length, kind), REPLY.pack(max_rss_kb, len(log)), log, body))

@@ -1,0 +1,285 @@
+"""The native Python runtime: Init once, then serve invokes over the socket.
+
+Runs inside a freshly forked sandbox. ``run`` imports the handler (Init),
+reports READY or INIT_ERROR, then loops: read one INVOKE frame, call
+``handler(event, context)``, answer with RESULT or ERROR. Output written to
+``sys.stdout`` / ``sys.stderr`` / ``logging`` is captured per invocation and
+sent back in the reply, so a log is ordered with its result and costs no
+extra round trip.
+
+Imported by the zygote as ``_ember_pyloop`` under the function's own
+interpreter: standard library only, Python 3.9 syntax.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import logging
+import os
+import resource
+import sys
+import time
+import traceback
+from typing import Any, Callable
+
+import _ember_frames as frames  # type: ignore[import-not-found]
+
+# A handler may print without bound; keep at most this much of one
+# invocation's output in memory (the rest is replaced by a marker).
+MAX_CAPTURED_LOG = 4 * 1024 * 1024
+
+
+class InitError(Exception):
+    """Init failed; ``payload`` is the error JSON Lambda would report."""
+
+    def __init__(self, error_type: str, message: str, stack: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.payload = {
+            "errorMessage": message,
+            "errorType": error_type,
+            "requestId": "",
+            "stackTrace": stack or [],
+        }
+
+
+class CognitoIdentity:
+    __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.cognito_identity_id = raw.get("cognitoIdentityId")
+        self.cognito_identity_pool_id = raw.get("cognitoIdentityPoolId")
+
+
+class Client:
+    __slots__ = (
+        "installation_id",
+        "app_title",
+        "app_version_name",
+        "app_version_code",
+        "app_package_name",
+    )
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.installation_id = raw.get("installation_id")
+        self.app_title = raw.get("app_title")
+        self.app_version_name = raw.get("app_version_name")
+        self.app_version_code = raw.get("app_version_code")
+        self.app_package_name = raw.get("app_package_name")
+
+
+class ClientContext:
+    __slots__ = ("client", "custom", "env")
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        client = raw.get("client")
+        self.client = Client(client) if isinstance(client, dict) else None
+        self.custom = raw.get("custom")
+        self.env = raw.get("env")
+
+
+class LambdaContext:
+    """The context object, with every attribute Lambda's Python runtime gives."""
+
+    __slots__ = (
+        "function_name",
+        "function_version",
+        "invoked_function_arn",
+        "memory_limit_in_mb",
+        "aws_request_id",
+        "log_group_name",
+        "log_stream_name",
+        "identity",
+        "client_context",
+        "tenant_id",
+        "_deadline_ms",
+    )
+
+    def __init__(self, request_id: str, deadline_ms: int, arn: str, client_context: str,
+                 identity: str) -> None:
+        env = os.environ
+        self.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME")
+        self.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION")
+        self.memory_limit_in_mb = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        self.log_group_name = env.get("AWS_LAMBDA_LOG_GROUP_NAME")
+        self.log_stream_name = env.get("AWS_LAMBDA_LOG_STREAM_NAME")
+        self.aws_request_id = request_id
+        self.invoked_function_arn = arn
+        self._deadline_ms = deadline_ms
+        self.identity = CognitoIdentity(json.loads(identity) if identity else {})
+        self.client_context = ClientContext(json.loads(client_context)) if client_context else None
+        self.tenant_id = None
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(self._deadline_ms - int(time.time() * 1000), 0)
+
+    def __repr__(self) -> str:
+        return (
+            "LambdaContext([aws_request_id={0},log_group_name={1},log_stream_name={2},"
+            "function_name={3},memory_limit_in_mb={4},function_version={5},"
+            "invoked_function_arn={6}])".format(
+                self.aws_request_id,
+                self.log_group_name,
+                self.log_stream_name,
+                self.function_name,
+                self.memory_limit_in_mb,
+                self.function_version,
+                self.invoked_function_arn,
+            )
+        )
+
+
+class _Capture:
+    """One in-memory buffer behind both ``sys.stdout`` and ``sys.stderr``."""
+
+    def __init__(self) -> None:
+        self.raw = io.BytesIO()
+        self.stdout = io.TextIOWrapper(self.raw, encoding="utf-8", errors="replace",
+                                       write_through=True)
+        self.stderr = io.TextIOWrapper(self.raw, encoding="utf-8", errors="replace",
+                                       write_through=True)
+
+    def take(self) -> bytes:
+        data = self.raw.getvalue()
+        self.raw.seek(0)
+        self.raw.truncate()
+        if len(data) > MAX_CAPTURED_LOG:
+            data = b"[ember: output truncated]\n" + data[-MAX_CAPTURED_LOG:]
+        return data
+
+
+class _RequestIdFilter(logging.Filter):
+    request_id = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.aws_request_id = self.request_id
+        return True
+
+
+def _install_logging(stream: io.TextIOWrapper) -> _RequestIdFilter:
+    """Give the root logger Lambda's handler: tab-separated, WARNING by default."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(
+        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n",
+        "%Y-%m-%dT%H:%M:%S",
+    ))
+    handler.formatter.converter = time.gmtime  # type: ignore[union-attr]
+    handler.terminator = ""
+    request_filter = _RequestIdFilter()
+    handler.addFilter(request_filter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.WARNING)
+    return request_filter
+
+
+def _stack(tb: Any) -> list[str]:
+    return traceback.format_list(traceback.extract_tb(tb))
+
+
+def load_handler(handler: str) -> Callable[[Any, Any], Any]:
+    """Import ``module.function`` from the task root, Lambda's way (Init)."""
+    try:
+        module_name, function_name = handler.rsplit(".", 1)
+    except ValueError as exc:
+        raise InitError("Runtime.MalformedHandlerName", "Bad handler '{0}': {1}".format(
+            handler, exc)) from None
+    module_name = module_name.replace("/", ".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InitError("Runtime.ImportModuleError", "Unable to import module '{0}': {1}".format(
+            module_name, exc)) from None
+    except SyntaxError as exc:
+        raise InitError("Runtime.UserCodeSyntaxError", "Syntax error in module '{0}': {1}".format(
+            module_name, exc), _stack(exc.__traceback__)) from None
+    except Exception as exc:
+        # An exception raised by the module's own top-level code.
+        raise InitError(type(exc).__name__, str(exc), _stack(exc.__traceback__)) from None
+    function = getattr(module, function_name, None)
+    if function is None:
+        raise InitError("Runtime.HandlerNotFound", "Handler '{0}' missing on module '{1}'".format(
+            function_name, module_name))
+    return function  # type: ignore[no-any-return]
+
+
+def _error_payload(exc: BaseException, request_id: str) -> bytes:
+    tb = exc.__traceback__
+    # Drop the runtime's own frame: the stack starts in user code, as on Lambda.
+    tb = tb.tb_next if tb is not None else None
+    return json.dumps({
+        "errorMessage": str(exc),
+        "errorType": type(exc).__name__,
+        "requestId": request_id,
+        "stackTrace": _stack(tb),
+    }).encode("utf-8")
+
+
+def _max_rss_kb() -> int:
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def _read_exact(rfile: io.BufferedReader, size: int) -> bytes:
+    data = rfile.read(size)
+    if data is None or len(data) < size:
+        raise EOFError
+    return data
+
+
+def run(sock: Any, handler_name: str) -> int:
+    """Init and serve invokes until the worker closes the socket.
+
+    Returns the process exit status; ``sys.exit`` inside a handler propagates
+    out of here so that the worker sees the runtime exit, as on Lambda.
+    """
+    capture = _Capture()
+    sys.stdout = capture.stdout
+    sys.stderr = capture.stderr
+    request_filter = _install_logging(capture.stdout)
+    started = time.perf_counter()
+    try:
+        handler = load_handler(handler_name)
+    except InitError as exc:
+        body = json.dumps(exc.payload).encode("utf-8")
+        sock.sendall(frames.reply_frame(frames.INIT_ERROR, _max_rss_kb(), capture.take(), body))
+        return 1
+    init_ms = (time.perf_counter() - started) * 1000.0
+    info = json.dumps({"pid": os.getpid(), "initMs": init_ms}).encode("utf-8")
+    sock.sendall(frames.reply_frame(frames.READY, _max_rss_kb(), capture.take(), info))
+
+    rfile = sock.makefile("rb")
+    header_size = frames.HEADER.size
+    meta_len_size = frames.META_LEN.size
+    while True:
+        try:
+            length, _kind = frames.HEADER.unpack(_read_exact(rfile, header_size))
+            data = _read_exact(rfile, length)
+        except EOFError:
+            return 0
+        (meta_len,) = frames.META_LEN.unpack_from(data)
+        meta = data[meta_len_size:meta_len_size + meta_len].decode("utf-8").split("\0")
+        event_bytes = data[meta_len_size + meta_len:]
+        request_id = meta[0]
+        request_filter.request_id = request_id
+        os.environ["_X_AMZN_TRACE_ID"] = meta[5]
+        try:
+            context = LambdaContext(request_id, int(meta[1]), meta[2], meta[3], meta[4])
+            result = handler(json.loads(event_bytes), context)
+        except SystemExit:
+            sock.sendall(frames.reply_frame(frames.LOG, _max_rss_kb(), capture.take(), b""))
+            raise
+        except Exception as exc:
+            kind, body = frames.ERROR, _error_payload(exc, request_id)
+        else:
+            try:
+                kind, body = frames.RESULT, json.dumps(result).encode("utf-8")
+            except Exception as exc:
+                kind = frames.ERROR
+                body = json.dumps({
+                    "errorMessage": "Unable to marshal response: {0}".format(exc),
+                    "errorType": "Runtime.MarshalError",
+                    "requestId": request_id,
+                    "stackTrace": [],
+                }).encode("utf-8")
+        sock.sendall(frames.reply_frame(kind, _max_rss_kb(), capture.take(), body))

@@ -1,0 +1,132 @@
+"""The sandbox backend contract.
+
+A *sandbox* is one execution environment of one function version: created
+(Init) once, then invoked many times, one invocation at a time. A *backend*
+knows how to build sandboxes; the Worker owns their lifecycle and the Worker
+Manager never learns how they are built.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What one sandbox runs and within which limits."""
+
+    sandbox_id: str
+    runtime: str  # e.g. "python3.12"
+    handler: str  # "module.function"
+    code_dir: str  # unpacked, read-only package
+    env: Mapping[str, str]  # the complete environment (nothing is inherited)
+    memory_mb: int  # memory cgroup limit
+    tmp_mb: int  # size of the private /tmp
+    pids_max: int  # cgroup pids.max
+    files_max: int  # RLIMIT_NOFILE
+
+
+@dataclass(frozen=True)
+class SandboxRequest:
+    """One invocation as the sandbox sees it."""
+
+    request_id: str
+    deadline_ms: int  # epoch milliseconds
+    invoked_arn: str
+    client_context: str  # decoded JSON, or ""
+    identity: str  # JSON, or ""
+    trace_id: str
+    payload: bytes
+    timeout_seconds: float
+
+
+class Outcome(enum.Enum):
+    # The handler returned; body is its JSON result.
+    OK = "ok"
+    # The function failed (exception, timeout, crash, OOM); body is Lambda's
+    # error JSON and the invoke answers 200 with X-Amz-Function-Error.
+    FUNCTION_ERROR = "function_error"
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    outcome: Outcome
+    body: bytes
+    log: bytes  # output captured during this invocation
+    max_rss_kb: int
+    # Invariant: when False the sandbox is already destroyed and must not be reused.
+    reusable: bool
+
+
+class InitFailed(Exception):
+    """Init failed: ``payload`` is the error JSON to answer the invocation with."""
+
+    def __init__(self, payload: bytes, log: bytes, init_ms: float) -> None:
+        super().__init__(payload.decode("utf-8", "replace"))
+        self.payload = payload
+        self.log = log
+        self.init_ms = init_ms
+
+
+class Sandbox(Protocol):
+    """A started sandbox. Calls after ``destroy`` are harmless."""
+
+    @property
+    def sandbox_id(self) -> str: ...
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def init_ms(self) -> float:
+        """How long Init took (fork to handler imported), in milliseconds."""
+        ...
+
+    @property
+    def init_log(self) -> bytes:
+        """Output printed during Init, reported with the first invocation."""
+        ...
+
+    @property
+    def alive(self) -> bool: ...
+
+    async def invoke(self, request: SandboxRequest) -> SandboxResult:
+        """Run one invocation. Never raises for a function's failure: a timeout,
+        crash or OOM kill becomes a FUNCTION_ERROR result with ``reusable`` False
+        (the sandbox is destroyed). Must not be called concurrently."""
+        ...
+
+    def destroy(self) -> None:
+        """Start killing every process of the sandbox and releasing its resources;
+        returns at once. Idempotent."""
+        ...
+
+
+OutputSink = Callable[[str, bytes], None]
+"""Receives (sandbox id, bytes) that a sandbox wrote straight to fd 1 or 2."""
+
+
+class SandboxBackend(Protocol):
+    """Builds sandboxes. ``start`` before use; ``close`` destroys everything it made."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Check the host can give the promised isolation; raise with the reason if not."""
+        ...
+
+    async def create(self, spec: SandboxSpec) -> Sandbox:
+        """Create a sandbox and run Init. Raises InitFailed when the function's
+        Init fails and SandboxUnavailable when the platform could not start one."""
+        ...
+
+    async def close(self) -> None:
+        """Destroy every sandbox, stop helper processes, remove cgroups. Idempotent."""
+        ...
+
+    def describe(self) -> dict[str, object]:
+        """A JSON-able description for /health: isolation in force, runtimes found."""
+        ...

@@ -1,0 +1,143 @@
+"""Find where this process may create sandbox cgroups (v1 or v2).
+
+Sandboxes are nested under the platform's own cgroup (``/proc/self/cgroup``)
+in a directory ``ember-<pid>`` per server process, so limits compose with
+whatever the host put ember in, and a crashed server's leftovers are
+recognisable and removed at the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CONTROLLERS = ("memory", "pids", "cpu")
+PREFIX = "ember-"
+
+
+@dataclass(frozen=True)
+class CgroupLayout:
+    version: int  # 1 or 2
+    # v1: controller -> our parent directory; v2: {"unified": directory}.
+    dirs: dict[str, str] = field(default_factory=dict)
+
+    def as_config(self) -> dict[str, object]:
+        return {"version": self.version, "dirs": dict(self.dirs)}
+
+
+def _mounts() -> list[tuple[str, str, set[str]]]:
+    """(mount point, fstype, super options) of every cgroup mount."""
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        fields, rest = left.split(), right.split()
+        if len(rest) >= 3 and rest[0] in ("cgroup", "cgroup2"):
+            found.append((fields[4], rest[0], set(rest[2].split(","))))
+    return found
+
+
+def _own_paths() -> dict[str, str]:
+    """controller -> our cgroup path; key "" for the v2 hierarchy."""
+    own = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for name in controllers.split(",") if controllers else [""]:
+            own[name] = path
+    return own
+
+
+def detect() -> CgroupLayout | None:
+    """The layout to use, or None when this host gives us no usable cgroups."""
+    own = _own_paths()
+    mounts = _mounts()
+    v1: dict[str, str] = {}
+    for controller in CONTROLLERS:
+        for point, fstype, options in mounts:
+            if fstype == "cgroup" and controller in options and controller in own:
+                v1[controller] = os.path.join(point, own[controller].lstrip("/"))
+                break
+    if len(v1) == len(CONTROLLERS):
+        return CgroupLayout(1, v1)
+    for point, fstype, _ in mounts:
+        if fstype == "cgroup2" and "" in own:
+            base = os.path.join(point, own[""].lstrip("/"))
+            available = set(Path(point, "cgroup.controllers").read_text().split())
+            if {"memory", "pids"} <= available:
+                return CgroupLayout(2, {"unified": base})
+    return None
+
+
+def create_parent(layout: CgroupLayout) -> CgroupLayout:
+    """Make ``ember-<pid>`` under each directory; return the layout pointing there."""
+    name = f"{PREFIX}{os.getpid()}"
+    dirs = {}
+    for controller, base in layout.dirs.items():
+        path = os.path.join(base, name)
+        os.makedirs(path, exist_ok=True)
+        if layout.version == 2:
+            # Children may only use controllers their parent enables for them.
+            Path(path, "cgroup.subtree_control").write_text("+memory +pids +cpu")
+        dirs[controller] = path
+    return CgroupLayout(layout.version, dirs)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_tree(path: str) -> None:
+    for root, dirs, _files in os.walk(path, topdown=False):
+        for name in dirs:
+            _kill_and_rmdir(os.path.join(root, name))
+    _kill_and_rmdir(path)
+
+
+def _kill_and_rmdir(path: str) -> None:
+    deadline = time.monotonic() + 2.0
+    while True:
+        with contextlib.suppress(OSError):
+            for pid in Path(path, "cgroup.procs").read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def remove_parent(layout: CgroupLayout) -> None:
+    """Remove our ``ember-<pid>`` directories (and anything left inside)."""
+    for path in layout.dirs.values():
+        with contextlib.suppress(FileNotFoundError):
+            _remove_tree(path)
+
+
+def remove_stale(layout: CgroupLayout) -> list[str]:
+    """Remove ``ember-<pid>`` directories whose server is gone; return them."""
+    removed = []
+    for base in layout.dirs.values():
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(base):
+                if not entry.is_dir() or not entry.name.startswith(PREFIX):
+                    continue
+                pid = entry.name[len(PREFIX) :]
+                if pid.isdigit() and not _pid_alive(int(pid)):
+                    with contextlib.suppress(OSError):
+                        _remove_tree(entry.path)
+                        removed.append(entry.path)
+    return removed

@@ -1,0 +1,206 @@
+"""Confinement primitives used inside the zygote and the freshly forked child.
+
+Loaded by the zygote as ``_ember_confine`` under the function's own
+interpreter (python3.9 and up): standard library only, Python 3.9 syntax.
+The platform decides the policy (limits, paths); this module only applies it.
+
+Cgroups: the platform finds one parent directory per controller (v1) or one
+directory (v2) and passes it in; ``create_cgroup`` makes ``sb-<id>`` under
+each with the limits set, the child attaches itself (writing ``0`` into
+``tasks`` skips the global cgroup lock that makes a parent-side attach stall
+for ~12 ms after an idle gap), and ``remove_cgroup`` kills whatever is left
+and removes the directories once the leader has been reaped.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import signal
+import time
+from typing import Any
+
+CLONE_NEWNS = 0x00020000
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+TASK_ROOT = "/var/task"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "{0}: {1}".format(what, os.strerror(err)))
+
+
+def prctl(option: int, value: int) -> None:
+    _check(_libc.prctl(option, value, 0, 0, 0), "prctl")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int,
+          data: str | None = None) -> None:
+    _check(
+        _libc.mount(
+            source.encode() if source else None,
+            target.encode(),
+            fstype.encode() if fstype else None,
+            ctypes.c_ulong(flags),
+            data.encode() if data else None,
+        ),
+        "mount {0}".format(target),
+    )
+
+
+def _write(path: str, value: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(value)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
+# --- cgroups (zygote side) -------------------------------------------------
+
+
+def create_cgroup(cgroups: dict[str, Any], sandbox_id: str, limits: dict[str, int]) -> list[str]:
+    """Create the sandbox's cgroup directories with its limits; return them."""
+    if not cgroups:
+        return []
+    name = "sb-" + sandbox_id
+    if cgroups["version"] == 2:
+        path = os.path.join(cgroups["dirs"]["unified"], name)
+        os.mkdir(path)
+        _write(os.path.join(path, "memory.max"), str(limits["memory"]))
+        _write(os.path.join(path, "memory.swap.max"), "0")
+        _write(os.path.join(path, "pids.max"), str(limits["pids"]))
+        _write(os.path.join(path, "cpu.weight"), str(max(1, min(10000, limits["cpu_shares"] * 100 // 1024))))
+        return [path]
+    created = []
+    try:
+        for controller, parent in sorted(cgroups["dirs"].items()):
+            path = os.path.join(parent, name)
+            os.mkdir(path)
+            created.append(path)
+            if controller == "memory":
+                _write(os.path.join(path, "memory.limit_in_bytes"), str(limits["memory"]))
+                memsw = os.path.join(path, "memory.memsw.limit_in_bytes")
+                if os.path.exists(memsw):
+                    _write(memsw, str(limits["memory"]))
+            elif controller == "pids":
+                _write(os.path.join(path, "pids.max"), str(limits["pids"]))
+            elif controller == "cpu":
+                _write(os.path.join(path, "cpu.shares"), str(limits["cpu_shares"]))
+    except OSError:
+        for path in created:
+            _rmdir_quietly(path)
+        raise
+    return created
+
+
+def attach_self(paths: list[str], version: int) -> None:
+    """Move the calling (single-threaded, freshly forked) process into ``paths``."""
+    target = "cgroup.procs" if version == 2 else "tasks"
+    for path in paths:
+        _write(os.path.join(path, target), "0")
+
+
+def oom_killed(paths: list[str], version: int) -> bool:
+    """Whether the kernel's OOM killer fired inside this sandbox's memory cgroup."""
+    for path in paths:
+        name = "memory.events" if version == 2 else "memory.oom_control"
+        for line in _read(os.path.join(path, name)).splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip() not in ("", "0"):
+                return True
+    return False
+
+
+def kill_all(paths: list[str]) -> int:
+    """SIGKILL every process still in the sandbox's cgroups; return how many."""
+    killed = 0
+    for path in paths:
+        for pid in _read(os.path.join(path, "cgroup.procs")).split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+    return killed
+
+
+def _rmdir_quietly(path: str) -> bool:
+    try:
+        os.rmdir(path)
+        return True
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
+def remove_cgroup(paths: list[str], reap: Any) -> list[str]:
+    """Kill what is left, reap it, remove the directories; return any that stayed."""
+    deadline = time.monotonic() + 2.0
+    remaining = list(paths)
+    while remaining:
+        kill_all(remaining)
+        reap()
+        remaining = [path for path in remaining if not _rmdir_quietly(path)]
+        if not remaining or time.monotonic() > deadline:
+            break
+        time.sleep(0.002)
+    return remaining
+
+
+# --- the child -------------------------------------------------------------
+
+
+def private_mounts(code_dir: str, tmp_mb: int) -> None:
+    """A mount namespace with the code read-only at /var/task and a private /tmp."""
+    _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    # Bind the code before /tmp is covered: the code may live under /tmp.
+    mount(code_dir, TASK_ROOT, None, MS_BIND | MS_REC)
+    mount(None, TASK_ROOT, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size={0}m,mode=1777".format(tmp_mb))
+
+
+def set_rlimits(limits: dict[str, int]) -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    nofile = limits.get("nofile", 1024)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+
+def enter(spec: dict[str, Any], cgroup_paths: list[str], cgroup_version: int) -> str:
+    """Confine the calling child according to ``spec``; return its task root.
+
+    Runs after fork and before any user code. A failure here must end the
+    child (the caller exits with status 70), never fall back silently.
+    """
+    os.setsid()
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    attach_self(cgroup_paths, cgroup_version)
+    task_root = spec["code_dir"]
+    if spec.get("private_mounts"):
+        private_mounts(spec["code_dir"], int(spec["tmp_mb"]))
+        task_root = TASK_ROOT
+    set_rlimits(spec.get("rlimits", {}))
+    os.chdir(task_root)
+    os.umask(0o022)
+    return task_root
+

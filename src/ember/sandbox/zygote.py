@@ -1,0 +1,521 @@
+"""The default backend: sandboxes forked from a zygote per interpreter.
+
+Platform side of ``zygote_main.py``. One ``_Zygote`` per interpreter path
+(python3.9 ... python3.14 share a zygote when they resolve to one binary).
+A sandbox is a socket pair (stream, length-prefixed frames, see
+``ember.runtime.frames``) plus a pipe for output written straight to fd 1/2.
+
+Isolation in force with ``isolated=True`` (needs root): a cgroup per sandbox
+(memory = MemorySize, pids.max, a CPU share proportional to memory), a
+private mount namespace with the code read-only at /var/task and a
+size-limited tmpfs at /tmp, rlimits. ``isolated=False`` is the development
+fallback: the same forks, none of the confinement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ember.errors import SandboxUnavailable
+from ember.runtime import frames
+from ember.sandbox import cgroups, runtimes
+from ember.sandbox.base import (
+    InitFailed,
+    Outcome,
+    OutputSink,
+    SandboxRequest,
+    SandboxResult,
+    SandboxSpec,
+)
+
+log = logging.getLogger("ember.sandbox")
+
+_HERE = Path(__file__).resolve().parent
+_RUNTIME = _HERE.parent / "runtime"
+# How long to wait for the zygote's report after a sandbox's socket closed.
+_EXIT_REPORT_TIMEOUT = 5.0
+
+
+class _Exit:
+    """How a sandbox's leader process ended, as the zygote reported it."""
+
+    __slots__ = ("exit_code", "oom")
+
+    def __init__(self, exit_code: int | None, oom: bool) -> None:
+        self.exit_code = exit_code  # negative: killed by that signal; None: unknown
+        self.oom = oom
+
+
+class _Channel(asyncio.Protocol):
+    """Frames from one sandbox; at most one reply is awaited at a time."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[tuple[int, int, bytes, bytes]] | None = None
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.stray_log = bytearray()  # LOG frames (output flushed before exit)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        header = frames.HEADER
+        reply = frames.REPLY
+        while len(buffer) >= header.size:
+            length, kind = header.unpack_from(buffer)
+            end = header.size + length
+            if len(buffer) < end:
+                return
+            max_rss, log_len = reply.unpack_from(buffer, header.size)
+            start = header.size + reply.size
+            log_bytes = bytes(buffer[start : start + log_len])
+            body = bytes(buffer[start + log_len : end])
+            del buffer[:end]
+            if kind == frames.LOG:
+                self.stray_log += log_bytes
+                continue
+            waiter = self.waiter
+            self.waiter = None
+            if waiter is not None and not waiter.done():
+                waiter.set_result((kind, max_rss, log_bytes, body))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        waiter = self.waiter
+        self.waiter = None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(EOFError())
+
+    def expect(self) -> asyncio.Future[tuple[int, int, bytes, bytes]]:
+        waiter = asyncio.get_running_loop().create_future()
+        if self.closed:
+            waiter.set_exception(EOFError())
+        else:
+            self.waiter = waiter
+        return waiter
+
+
+def _crash_payload(request_id: str, exit_info: _Exit) -> bytes:
+    """Lambda's error JSON for a runtime that died mid-invocation."""
+    code = exit_info.exit_code
+    if code is None:
+        reason = "Runtime exited with error: unknown status"
+    elif code == 0:
+        reason = "Runtime exited without providing a reason"
+    elif code > 0:
+        reason = f"Runtime exited with error: exit status {code}"
+    else:
+        name = signal.strsignal(-code) or f"signal {-code}"
+        reason = f"Runtime exited with error: signal: {name.lower()}"
+    error_type = "Runtime.OutOfMemory" if exit_info.oom else "Runtime.ExitError"
+    return json.dumps(
+        {"errorType": error_type, "errorMessage": f"RequestId: {request_id} Error: {reason}"}
+    ).encode()
+
+
+def _timeout_payload(request_id: str, timeout: float) -> bytes:
+    return json.dumps(
+        {
+            "errorType": "Sandbox.Timedout",
+            "errorMessage": f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds",
+        }
+    ).encode()
+
+
+class ForkedSandbox:
+    """A sandbox forked from a zygote: see ``ember.sandbox.base.Sandbox``."""
+
+    def __init__(self, zygote: _Zygote, spec: SandboxSpec, channel: _Channel) -> None:
+        self.spec = spec
+        self._zygote = zygote
+        self._channel = channel
+        self._exit: asyncio.Future[_Exit] = asyncio.get_running_loop().create_future()
+        self._destroyed = False
+        self.pid = 0
+        self.init_ms = 0.0
+        self.init_log = b""
+
+    @property
+    def sandbox_id(self) -> str:
+        return self.spec.sandbox_id
+
+    @property
+    def alive(self) -> bool:
+        return not self._destroyed and not self._channel.closed
+
+    def _exited(self, info: _Exit) -> None:
+        if not self._exit.done():
+            self._exit.set_result(info)
+
+    async def _exit_info(self) -> _Exit:
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._exit), _EXIT_REPORT_TIMEOUT)
+        except TimeoutError:
+            return _Exit(None, False)
+
+    async def init(self, timeout: float) -> None:
+        started = time.perf_counter()
+        try:
+            kind, _rss, log_bytes, body = await asyncio.wait_for(self._channel.expect(), timeout)
+        except EOFError:
+            info = await self._exit_info()
+            self.destroy()
+            payload = json.loads(_crash_payload("", info))
+            payload["errorMessage"] = payload["errorMessage"].replace("RequestId:  Error: ", "")
+            raise InitFailed(
+                json.dumps(payload).encode(), bytes(self._channel.stray_log),
+                (time.perf_counter() - started) * 1000,
+            ) from None
+        except TimeoutError:
+            self.destroy()
+            message = f"Init timed out after {timeout:.2f} seconds"
+            raise InitFailed(
+                json.dumps({"errorType": "Sandbox.Timedout", "errorMessage": message}).encode(),
+                b"",
+                timeout * 1000,
+            ) from None
+        if kind == frames.INIT_ERROR:
+            self.destroy()
+            raise InitFailed(body, log_bytes, (time.perf_counter() - started) * 1000)
+        info = json.loads(body)
+        self.pid = int(info["pid"])
+        self.init_ms = (time.perf_counter() - started) * 1000
+        self.init_log = log_bytes
+
+    async def invoke(self, request: SandboxRequest) -> SandboxResult:
+        channel = self._channel
+        waiter = channel.expect()
+        assert channel.transport is not None
+        channel.transport.write(
+            frames.invoke_frame(
+                [
+                    request.request_id,
+                    str(request.deadline_ms),
+                    request.invoked_arn,
+                    request.client_context,
+                    request.identity,
+                    request.trace_id,
+                ],
+                request.payload,
+            )
+        )
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(request.timeout_seconds, self._time_out, waiter)
+        try:
+            kind, max_rss, log_bytes, body = await waiter
+        except TimeoutError:
+            return SandboxResult(
+                Outcome.FUNCTION_ERROR,
+                _timeout_payload(request.request_id, request.timeout_seconds),
+                bytes(channel.stray_log),
+                0,
+                reusable=False,
+            )
+        except EOFError:
+            info = await self._exit_info()
+            self.destroy()
+            return SandboxResult(
+                Outcome.FUNCTION_ERROR,
+                _crash_payload(request.request_id, info),
+                bytes(channel.stray_log),
+                0,
+                reusable=False,
+            )
+        finally:
+            timer.cancel()
+        outcome = Outcome.OK if kind == frames.RESULT else Outcome.FUNCTION_ERROR
+        return SandboxResult(outcome, body, log_bytes, max_rss, reusable=True)
+
+    def _time_out(self, waiter: asyncio.Future[Any]) -> None:
+        if not waiter.done():
+            waiter.set_exception(TimeoutError())
+        self.destroy()
+
+    def destroy(self) -> None:
+        if self._destroyed:
+            return
+        self._destroyed = True
+        self._zygote.destroy(self.sandbox_id)
+        if self._channel.transport is not None:
+            self._channel.transport.close()
+
+
+class _Zygote:
+    """One zygote process and its control socket."""
+
+    def __init__(self, interpreter: str, config: dict[str, Any], sink: OutputSink) -> None:
+        self.interpreter = interpreter
+        self._config = config
+        self._sink = sink
+        self._sandboxes: dict[str, ForkedSandbox] = {}
+        self._log_fds: dict[str, int] = {}
+        self._process: subprocess.Popen[bytes] | None = None
+        self._ctl: socket.socket | None = None
+        self._hello: asyncio.Future[dict[str, Any]] | None = None
+        self._failures: dict[str, asyncio.Future[str]] = {}
+        self.info: dict[str, Any] = {}
+
+    @property
+    def running(self) -> bool:
+        return self._ctl is not None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._hello = loop.create_future()
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+        self._process = subprocess.Popen(
+            [self.interpreter, "-I", str(_HERE / "zygote_main.py"), str(theirs.fileno()),
+             json.dumps(self._config)],
+            pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
+        )
+        theirs.close()
+        ours.setblocking(False)
+        self._ctl = ours
+        loop.add_reader(ours.fileno(), self._on_message)
+        try:
+            self.info = await asyncio.wait_for(self._hello, 60)
+        except TimeoutError:
+            await self.close()
+            raise SandboxUnavailable(f"the zygote for {self.interpreter} did not start") from None
+
+    def _on_message(self) -> None:
+        assert self._ctl is not None
+        try:
+            data = self._ctl.recv(1 << 20)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._lost()
+            return
+        message = json.loads(data)
+        kind = message["type"]
+        if kind == frames.HELLO and self._hello is not None and not self._hello.done():
+            self._hello.set_result(message)
+        elif kind == frames.EXITED:
+            self._on_exited(message["id"], _Exit(message["exitCode"], message["oom"]))
+            if message.get("leftoverCgroups"):
+                log.warning("cgroups left behind: %s", message["leftoverCgroups"])
+        elif kind == frames.SPAWN_FAILED:
+            failure = self._failures.pop(message["id"], None)
+            if failure is not None and not failure.done():
+                failure.set_result(message["error"])
+
+    def _on_exited(self, sandbox_id: str, info: _Exit) -> None:
+        sandbox = self._sandboxes.pop(sandbox_id, None)
+        if sandbox is not None:
+            sandbox._exited(info)
+        fd = self._log_fds.pop(sandbox_id, None)
+        if fd is not None:
+            self._drain_output(sandbox_id, fd)
+            asyncio.get_running_loop().remove_reader(fd)
+            os.close(fd)
+
+    def _drain_output(self, sandbox_id: str, fd: int) -> None:
+        chunks = []
+        with contextlib.suppress(BlockingIOError, OSError):
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+        if chunks:
+            self._sink(sandbox_id, b"".join(chunks))
+
+    def _lost(self) -> None:
+        """The zygote died: every sandbox it held is gone with it."""
+        if self._ctl is None:
+            return
+        log.error("the zygote for %s exited", self.interpreter)
+        asyncio.get_running_loop().remove_reader(self._ctl.fileno())
+        self._ctl.close()
+        self._ctl = None
+        for sandbox_id in list(self._sandboxes):
+            self._on_exited(sandbox_id, _Exit(None, False))
+        for failure in self._failures.values():
+            if not failure.done():
+                failure.set_result("the zygote exited")
+        if self._hello is not None and not self._hello.done():
+            self._hello.set_exception(SandboxUnavailable("the zygote exited during start-up"))
+
+    def _send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+        if self._ctl is None:
+            raise SandboxUnavailable(f"the zygote for {self.interpreter} is not running")
+        data = json.dumps(message).encode()
+        # A control message is a few KiB and the zygote drains its socket
+        # continuously, so a full buffer is a transient condition.
+        for _ in range(1000):
+            try:
+                if fds:
+                    socket.send_fds(self._ctl, [data], fds)
+                else:
+                    self._ctl.send(data)
+                return
+            except BlockingIOError:
+                time.sleep(0.001)
+        raise SandboxUnavailable("the zygote's control socket is stuck")
+
+    async def spawn(self, spec: SandboxSpec, sandbox_spec: dict[str, Any], init_timeout: float) -> ForkedSandbox:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours.setblocking(False)
+        log_r, log_w = os.pipe()
+        os.set_blocking(log_r, False)
+        try:
+            _transport, channel = await loop.create_unix_connection(_Channel, sock=ours)
+            sandbox = ForkedSandbox(self, spec, channel)
+            self._sandboxes[spec.sandbox_id] = sandbox
+            self._log_fds[spec.sandbox_id] = log_r
+            loop.add_reader(log_r, self._drain_output, spec.sandbox_id, log_r)
+            failure: asyncio.Future[str] = loop.create_future()
+            self._failures[spec.sandbox_id] = failure
+            self._send({"type": frames.SPAWN, "id": spec.sandbox_id, "spec": sandbox_spec},
+                       [theirs.fileno(), log_w])
+        except BaseException:
+            self._sandboxes.pop(spec.sandbox_id, None)
+            if self._log_fds.pop(spec.sandbox_id, None) is not None:
+                loop.remove_reader(log_r)
+            os.close(log_r)
+            raise
+        finally:
+            theirs.close()
+            os.close(log_w)
+        init = asyncio.ensure_future(sandbox.init(init_timeout))
+        await asyncio.wait([init, failure], return_when=asyncio.FIRST_COMPLETED)
+        self._failures.pop(spec.sandbox_id, None)
+        if failure.done() and not init.done():
+            init.cancel()
+            sandbox.destroy()
+            raise SandboxUnavailable(f"could not start a sandbox: {failure.result()}")
+        failure.cancel()
+        await init  # raises InitFailed
+        return sandbox
+
+    def destroy(self, sandbox_id: str) -> None:
+        with contextlib.suppress(SandboxUnavailable):
+            self._send({"type": frames.DESTROY, "id": sandbox_id})
+
+    async def close(self) -> None:
+        """Close the control socket: the zygote kills and reaps everything, then exits."""
+        if self._ctl is not None:
+            asyncio.get_running_loop().remove_reader(self._ctl.fileno())
+            self._ctl.close()
+            self._ctl = None
+        if self._process is not None:
+            try:
+                await asyncio.to_thread(self._process.wait, 10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                await asyncio.to_thread(self._process.wait)
+        for sandbox_id in list(self._sandboxes):
+            self._on_exited(sandbox_id, _Exit(None, False))
+
+
+class ZygoteBackend:
+    """See ``ember.sandbox.base.SandboxBackend``."""
+
+    def __init__(self, *, isolated: bool, sink: OutputSink, init_timeout: float = 10.0) -> None:
+        self._init_timeout = init_timeout
+        self.name = "zygote" if isolated else "process"
+        self.isolated = isolated
+        self._sink = sink
+        self._zygotes: dict[str, _Zygote] = {}
+        self._starting: dict[str, asyncio.Future[_Zygote]] = {}
+        self._cgroups: cgroups.CgroupLayout | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        if not self.isolated:
+            log.warning("sandbox backend 'process': functions run UNISOLATED (no cgroups, "
+                        "no private mounts); use it for development only")
+            return
+        problems = []
+        if os.geteuid() != 0:
+            problems.append("it needs root (cgroups and mount namespaces)")
+        layout = cgroups.detect()
+        if layout is None:
+            problems.append("no cgroup hierarchy with the memory, pids and cpu controllers")
+        if problems:
+            raise SandboxUnavailable(
+                "the isolated sandbox backend cannot run here: " + "; ".join(problems)
+                + ". Start with --sandbox process to run functions unisolated (development only)."
+            )
+        assert layout is not None
+        for path in cgroups.remove_stale(layout):
+            log.info("removed a stale cgroup left by a previous run: %s", path)
+        try:
+            self._cgroups = cgroups.create_parent(layout)
+        except OSError as exc:
+            raise SandboxUnavailable(f"cannot create sandbox cgroups: {exc}") from exc
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "frames": str(_RUNTIME / "frames.py"),
+            "pyloop": str(_RUNTIME / "pyloop.py"),
+            "confine": str(_HERE / "confine.py"),
+            "cgroups": self._cgroups.as_config() if self._cgroups else {},
+            "private_mounts": self.isolated,
+        }
+
+    async def _zygote_for(self, runtime: str) -> _Zygote:
+        interpreter, _exact = await asyncio.to_thread(runtimes.interpreter_for, runtime)
+        zygote = self._zygotes.get(interpreter)
+        if zygote is not None and zygote.running:
+            return zygote
+        async with self._lock:
+            zygote = self._zygotes.get(interpreter)
+            if zygote is None or not zygote.running:
+                zygote = _Zygote(interpreter, self._config(), self._sink)
+                await zygote.start()
+                self._zygotes[interpreter] = zygote
+                log.info("zygote for %s started (pid %s, Python %s)", runtime,
+                         zygote.info.get("pid"), zygote.info.get("python"))
+        return zygote
+
+    async def create(self, spec: SandboxSpec) -> ForkedSandbox:
+        zygote = await self._zygote_for(spec.runtime)
+        sandbox_spec = {
+            "handler": spec.handler,
+            "code_dir": spec.code_dir,
+            "env": dict(spec.env),
+            "tmp_mb": spec.tmp_mb,
+            "private_mounts": self.isolated,
+            "limits": {
+                "memory": spec.memory_mb * 1024 * 1024,
+                "pids": spec.pids_max,
+                # Lambda gives a full vCPU at 1769 MB; shares are relative weights.
+                "cpu_shares": max(2, spec.memory_mb * 1024 // 1769),
+            },
+            "rlimits": {"nofile": spec.files_max},
+        }
+        return await zygote.spawn(spec, sandbox_spec, self._init_timeout)
+
+    async def close(self) -> None:
+        for zygote in list(self._zygotes.values()):
+            await zygote.close()
+        self._zygotes.clear()
+        if self._cgroups is not None:
+            await asyncio.to_thread(cgroups.remove_parent, self._cgroups)
+            self._cgroups = None
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "backend": self.name,
+            "isolated": self.isolated,
+            "cgroups": self._cgroups.version if self._cgroups else None,
+            "zygotes": {z.interpreter: z.info.get("python") for z in self._zygotes.values()},
+            "serverPython": sys.version.split()[0],
+        }

@@ -1,0 +1,1 @@
+"""The Worker Manager (warm-sandbox pools) and Placement."""

@@ -1,0 +1,202 @@
+"""The Worker Manager: warm sandboxes per function revision, leased one call at a time.
+
+A *slot* is one sandbox plus its bookkeeping. ``acquire`` hands out an idle
+warm slot of the exact revision (configuration and code) or Inits a new one
+on a worker Placement chose; ``release`` puts it back or destroys it. Idle
+slots past the keep-alive are reclaimed by ``run_evictor``. A change to a
+function retires its slots: idle ones die at once, busy ones on release.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ember.control.models import FunctionRecord
+from ember.errors import TooManyRequests
+from ember.sandbox.base import Sandbox
+from ember.scheduling.placement import Placement
+from ember.worker.worker import LocalWorker
+
+log = logging.getLogger("ember.scheduling")
+
+Clock = Callable[[], float]
+
+
+class SlotState(enum.Enum):
+    IDLE = "idle"  # warm, in its pool, waiting for a call
+    BUSY = "busy"  # leased to exactly one invocation
+    DEAD = "dead"  # destroyed; never handed out again
+
+
+@dataclass(eq=False)
+class Slot:
+    sandbox: Sandbox
+    function: str
+    revision: str
+    memory_mb: int
+    worker: LocalWorker
+    created: float
+    last_used: float
+    state: SlotState = SlotState.BUSY
+    invocations: int = 0
+    # Invariant: a retired slot is never put back into a pool.
+    retired: bool = False
+    # The Init report (duration, output) belongs to the first invocation only.
+    fresh: bool = True
+
+
+@dataclass
+class _Pool:
+    idle: list[Slot] = field(default_factory=list)  # LIFO: the warmest first
+
+
+class WorkerManager:
+    def __init__(
+        self, placement: Placement, keep_alive: float, clock: Clock = time.monotonic
+    ) -> None:
+        self._placement = placement
+        self._keep_alive = keep_alive
+        self._clock = clock
+        self._pools: dict[str, _Pool] = {}  # revision id -> pool
+        self._slots: dict[str, Slot] = {}  # sandbox id -> slot (idle or busy)
+        self._stopping = asyncio.Event()
+        self.cold_starts = 0
+
+    async def acquire(self, record: FunctionRecord) -> Slot:
+        """A slot running ``record``'s revision, leased to the caller.
+
+        Raises InitFailed (the function's Init failed), TooManyRequests (no
+        worker has room) or SandboxUnavailable (the platform could not start one).
+        """
+        pool = self._pools.get(record.revision_id)
+        if pool is not None and pool.idle:
+            slot = pool.idle.pop()
+            slot.state = SlotState.BUSY
+            return slot
+        return await self._start(record)
+
+    async def _start(self, record: FunctionRecord) -> Slot:
+        worker = self._placement.place(record.memory_size)
+        if worker is None and self._evict_for_room():
+            worker = self._placement.place(record.memory_size)
+        if worker is None:
+            raise TooManyRequests(
+                "Rate Exceeded.", "SandboxCapacityExceeded", retry_after_seconds=1.0
+            )
+        try:
+            sandbox = await worker.start_sandbox(record)
+        except BaseException:
+            self._placement.release(worker, record.memory_size)
+            raise
+        self.cold_starts += 1
+        now = self._clock()
+        slot = Slot(sandbox, record.name, record.revision_id, record.memory_size, worker, now, now)
+        self._slots[sandbox.sandbox_id] = slot
+        return slot
+
+    def release(self, slot: Slot, reusable: bool) -> None:
+        """End a lease: back to its pool if healthy and current, else destroyed."""
+        slot.invocations += 1
+        slot.fresh = False
+        slot.last_used = self._clock()
+        if reusable and not slot.retired and slot.sandbox.alive and not self._stopping.is_set():
+            slot.state = SlotState.IDLE
+            self._pools.setdefault(slot.revision, _Pool()).idle.append(slot)
+        else:
+            self._destroy(slot)
+
+    def _destroy(self, slot: Slot) -> None:
+        if slot.state is SlotState.DEAD:
+            return
+        if slot.state is SlotState.IDLE:
+            pool = self._pools.get(slot.revision)
+            if pool is not None and slot in pool.idle:
+                pool.idle.remove(slot)
+                if not pool.idle:
+                    del self._pools[slot.revision]
+        slot.state = SlotState.DEAD
+        self._slots.pop(slot.sandbox.sandbox_id, None)
+        self._placement.release(slot.worker, slot.memory_mb)
+        slot.sandbox.destroy()
+
+    def retire(self, function: str) -> None:
+        """The function changed or was deleted: none of its sandboxes serve again."""
+        for slot in list(self._slots.values()):
+            if slot.function == function:
+                slot.retired = True
+                if slot.state is SlotState.IDLE:
+                    self._destroy(slot)
+
+    def function_of(self, sandbox_id: str) -> str | None:
+        slot = self._slots.get(sandbox_id)
+        return slot.function if slot else None
+
+    def _evict_for_room(self) -> bool:
+        """Destroy the least recently used idle slot; False when there is none."""
+        idle = [slot for slot in self._slots.values() if slot.state is SlotState.IDLE]
+        if not idle:
+            return False
+        self._destroy(min(idle, key=lambda slot: slot.last_used))
+        return True
+
+    def evict_expired(self) -> int:
+        """Destroy idle slots unused for longer than the keep-alive; return how many."""
+        deadline = self._clock() - self._keep_alive
+        expired = [
+            slot
+            for slot in self._slots.values()
+            if slot.state is SlotState.IDLE and slot.last_used <= deadline
+        ]
+        for slot in expired:
+            self._destroy(slot)
+        return len(expired)
+
+    async def run_evictor(self, interval: float) -> None:
+        """Reclaim idle sandboxes until ``close``; runs in the lifespan's task group."""
+        while not self._stopping.is_set():
+            try:
+                await asyncio.wait_for(self._stopping.wait(), interval)
+            except TimeoutError:
+                count = self.evict_expired()
+                if count:
+                    log.info("reclaimed %d idle sandbox(es)", count)
+
+    def close(self) -> None:
+        """Destroy every sandbox, idle or busy (a busy call then fails as a crash)."""
+        self._stopping.set()
+        for slot in list(self._slots.values()):
+            self._destroy(slot)
+
+    def sandboxes(self) -> list[dict[str, object]]:
+        now = self._clock()
+        return [
+            {
+                "id": slot.sandbox.sandbox_id,
+                "function": slot.function,
+                "revision": slot.revision,
+                "pid": slot.sandbox.pid,
+                "state": slot.state.value,
+                "memoryMB": slot.memory_mb,
+                "invocations": slot.invocations,
+                "initMs": round(slot.sandbox.init_ms, 3),
+                "ageSeconds": round(now - slot.created, 3),
+                "idleSeconds": round(now - slot.last_used, 3)
+                if slot.state is SlotState.IDLE
+                else 0.0,
+            }
+            for slot in self._slots.values()
+        ]
+
+    def statistics(self) -> dict[str, int]:
+        idle = sum(1 for slot in self._slots.values() if slot.state is SlotState.IDLE)
+        return {
+            "sandboxes": len(self._slots),
+            "idle": idle,
+            "busy": len(self._slots) - idle,
+            "coldStarts": self.cold_starts,
+        }

@@ -1,0 +1,124 @@
+"""Wiring: settings in, one running platform out (embedded mode).
+
+``build`` turns Settings into concrete components; the lifespan starts them,
+owns every background loop in one task group, and on shutdown (SIGTERM)
+destroys every sandbox, stops the zygotes and removes the cgroups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from ember.api.app import Frontend
+from ember.api.services import Services
+from ember.config import Settings
+from ember.control.arns import Arns
+from ember.control.registry import FunctionRegistry
+from ember.invoke.logs import LogStore
+from ember.invoke.service import InvocationService
+from ember.sandbox.zygote import ZygoteBackend
+from ember.scheduling.manager import WorkerManager
+from ember.scheduling.placement import Placement
+from ember.storage.localfs import LocalPackageStore
+from ember.storage.sqlite import SqliteMetadataStore
+from ember.worker.packages import CodeCache
+from ember.worker.worker import LocalWorker
+
+log = logging.getLogger("ember")
+
+SANDBOX_BACKENDS = ("zygote", "process")
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    store: SqliteMetadataStore
+    registry: FunctionRegistry
+    backend: ZygoteBackend
+    manager: WorkerManager
+    logs: LogStore
+    services: Services
+
+
+def build(settings: Settings) -> Platform:
+    """Construct every component for ``settings``; nothing starts yet."""
+    if settings.sandbox not in SANDBOX_BACKENDS:
+        raise ValueError(
+            f"unknown sandbox backend {settings.sandbox!r}: choose one of {SANDBOX_BACKENDS}"
+        )
+    data = settings.data_dir.resolve()
+    names = Arns(settings.region, settings.account_id)
+    store = SqliteMetadataStore(data / "metadata.sqlite3")
+    packages = LocalPackageStore(data / "packages")
+    registry = FunctionRegistry(store, packages, names)
+    logs = LogStore(data / "logs", settings.log_file_max_bytes)
+    manager_ref: list[WorkerManager] = []
+
+    def sink(sandbox_id: str, output: bytes) -> None:
+        function = manager_ref[0].function_of(sandbox_id) if manager_ref else None
+        if function is not None:
+            logs.raw(function, output)
+
+    backend = ZygoteBackend(
+        isolated=settings.sandbox == "zygote", sink=sink, init_timeout=settings.init_timeout_seconds
+    )
+    worker = LocalWorker(backend, CodeCache(data / "code", packages.get), settings)
+    manager = WorkerManager(Placement([worker]), settings.keep_alive_seconds)
+    manager_ref.append(manager)
+    registry.subscribe(manager.retire)
+    invocations = InvocationService(registry, manager, logs, names)
+    services = Services(settings, names, registry, invocations, manager, logs, backend.describe)
+    return Platform(settings, store, registry, backend, manager, logs, services)
+
+
+def application(platform: Platform) -> Frontend:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        await platform.backend.start()
+        await platform.registry.load()
+        try:
+            async with asyncio.TaskGroup() as loops:
+                loops.create_task(platform.logs.run())
+                loops.create_task(
+                    platform.manager.run_evictor(platform.settings.evict_interval_seconds)
+                )
+                log.info("ember is ready on %s", platform.settings.endpoint_url)
+                try:
+                    yield
+                finally:
+                    platform.manager.close()
+                    platform.logs.stop()
+        finally:
+            platform.manager.close()
+            await platform.backend.close()
+            await platform.store.close()
+            log.info("ember stopped: every sandbox reaped")
+
+    return Frontend(platform.services, lifespan)
+
+
+def serve(settings: Settings, log_level: str = "info") -> None:
+    """Run the whole platform in this process until SIGTERM or Ctrl-C."""
+    import uvicorn
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = application(build(settings))
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=log_level,
+        timeout_graceful_shutdown=30,
+    )
+    uvicorn.Server(config).run()

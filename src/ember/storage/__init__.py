@@ -1,0 +1,1 @@
+"""Storage: function metadata (SQLite) and code packages (a local directory)."""

@@ -1,0 +1,52 @@
+"""Code packages as files in the data directory (embedded mode)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+class LocalPackageStore:
+    """See ``ember.storage.base.PackageStore``: ``<root>/<digest>.zip``."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+
+    def _path(self, digest: str) -> Path:
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise KeyError(digest)
+        return self._root / f"{digest}.zip"
+
+    def _put(self, digest: str, data: bytes) -> None:
+        target = self._path(digest)
+        if target.exists():
+            return
+        self._root.mkdir(parents=True, exist_ok=True)
+        # Write, fsync, rename: a crash leaves either nothing or the whole file.
+        fd, tmp = tempfile.mkstemp(dir=self._root, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    async def put(self, digest: str, data: bytes) -> None:
+        await asyncio.to_thread(self._put, digest, data)
+
+    async def get(self, digest: str) -> bytes:
+        try:
+            return await asyncio.to_thread(self._path(digest).read_bytes)
+        except FileNotFoundError:
+            raise KeyError(digest) from None
+
+    async def delete(self, digest: str) -> None:
+        with contextlib.suppress(FileNotFoundError, KeyError):
+            await asyncio.to_thread(self._path(digest).unlink)

@@ -1,0 +1,1 @@
+"""The Worker: package cache and sandbox lifecycle on one host."""

@@ -1,0 +1,92 @@
+"""The local Worker: turns a function record into a running sandbox."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ember.config import Settings
+from ember.control.models import FunctionRecord
+from ember.sandbox.base import Sandbox, SandboxBackend, SandboxSpec
+from ember.sandbox.confine import TASK_ROOT
+from ember.worker.packages import CodeCache
+
+RUNTIME_DIR = str(Path(__file__).resolve().parent.parent / "runtime")
+
+
+def log_stream_name(now: datetime, token: str) -> str:
+    """Lambda's stream name: ``2026/11/28/[$LATEST]<32 hex>``."""
+    return now.strftime("%Y/%m/%d/") + "[$LATEST]" + token
+
+
+def lambda_environment(
+    record: FunctionRecord, settings: Settings, task_root: str, stream: str
+) -> dict[str, str]:
+    """Lambda's variables first, then the function's own; nothing of the server's."""
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "en_US.UTF-8",
+        "TZ": ":UTC",
+        "_HANDLER": record.handler,
+        "LAMBDA_TASK_ROOT": task_root,
+        "LAMBDA_RUNTIME_DIR": RUNTIME_DIR,
+        "AWS_LAMBDA_FUNCTION_NAME": record.name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(record.memory_size),
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{record.name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": stream,
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_{record.runtime}",
+        "AWS_REGION": settings.region,
+        "AWS_DEFAULT_REGION": settings.region,
+        # Any credentials are accepted by ember; SDKs just need some.
+        "AWS_ACCESS_KEY_ID": "ember",
+        "AWS_SECRET_ACCESS_KEY": "ember",
+        "AWS_SESSION_TOKEN": "ember",
+        # SDK calls made inside a function reach this ember, not AWS.
+        "AWS_ENDPOINT_URL": settings.endpoint_url,
+        "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    env.update(record.environment or {})
+    return env
+
+
+class LocalWorker:
+    """The one Worker of embedded mode: package cache plus a sandbox backend."""
+
+    def __init__(
+        self,
+        backend: SandboxBackend,
+        code: CodeCache,
+        settings: Settings,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.backend = backend
+        self.code = code
+        self.settings = settings
+        self._clock = clock
+        self.memory_mb = settings.worker_memory_mb
+        self.max_sandboxes = settings.max_sandboxes
+
+    async def start_sandbox(self, record: FunctionRecord) -> Sandbox:
+        """Init a sandbox for ``record``: fetch the code (cached), fork, import."""
+        code_dir = await self.code.directory(record.code_digest)
+        task_root = TASK_ROOT if self.backend.name == "zygote" else str(code_dir)
+        token = secrets.token_hex(16)
+        spec = SandboxSpec(
+            sandbox_id=token[:16],
+            runtime=record.runtime,
+            handler=record.handler,
+            code_dir=str(code_dir),
+            env=lambda_environment(
+                record, self.settings, task_root, log_stream_name(self._clock(), token)
+            ),
+            memory_mb=record.memory_size,
+            tmp_mb=record.ephemeral_storage,
+            pids_max=self.settings.pids_per_sandbox,
+            files_max=self.settings.files_per_sandbox,
+        )
+        return await self.backend.create(spec)
