@@ -50,6 +50,8 @@ def machine() -> dict[str, str]:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "kernel": f"{platform.system()} {platform.release()}",
         "wrk": _wrk_version(),
+        # Other work on a 2-core box moves every number; record how busy it was.
+        "load": "{:.2f} / {:.2f} / {:.2f}".format(*os.getloadavg()),
     }
 
 
@@ -72,7 +74,8 @@ def write_markdown(path: Path, rows: list[Row], info: dict[str, str], how: list[
         "Re-run it to refresh this file; do not edit by hand.",
         "",
         f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['kernel']}, "
-        f"{info['python']}, {info['wrk']}.",
+        f"{info['python']}, {info['wrk']}; load average (1/5/15 min) when measured: "
+        f"{info['load']}.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),

@@ -37,6 +37,9 @@ class Settings:
     # Placement refuses new sandboxes beyond these (memory counts function MemorySize).
     worker_memory_mb: int = field(default_factory=lambda: max(1024, _total_memory_mb() * 3 // 4))
     max_sandboxes: int = 512
+    # Pre-forked sandboxes each zygote keeps ready (cgroup made, process
+    # forked, waiting for a function): a cold start then skips fork and set-up.
+    sandbox_pool: int = 2
     # Init (fork + import of the handler) must finish within this many seconds.
     init_timeout_seconds: float = 10.0
     # Processes (and threads) one sandbox may hold at once (cgroup pids.max).

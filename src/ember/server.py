@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +66,10 @@ def build(settings: Settings) -> Platform:
             logs.raw(function, output)
 
     backend = ZygoteBackend(
-        isolated=settings.sandbox == "zygote", sink=sink, init_timeout=settings.init_timeout_seconds
+        isolated=settings.sandbox == "zygote",
+        sink=sink,
+        init_timeout=settings.init_timeout_seconds,
+        pool=settings.sandbox_pool,
     )
     worker = LocalWorker(backend, CodeCache(data / "code", packages.get), settings)
     manager = WorkerManager(Placement([worker]), settings.keep_alive_seconds)
@@ -81,6 +85,9 @@ def application(platform: Platform) -> Frontend:
     async def lifespan(app: Any) -> AsyncIterator[None]:
         await platform.backend.start()
         await platform.registry.load()
+        # The server's own interpreter serves its python3.x runtime and every
+        # runtime the host lacks: have that zygote ready before the first call.
+        await platform.backend.prestart(f"python3.{sys.version_info.minor}")
         try:
             async with asyncio.TaskGroup() as loops:
                 loops.create_task(platform.logs.run())

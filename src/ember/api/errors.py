@@ -33,7 +33,7 @@ Headers = list[tuple[bytes, bytes]]
 def status_of(error: errors.EmberError) -> int:
     for cls in type(error).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 500
 
 

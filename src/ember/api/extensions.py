@@ -54,8 +54,10 @@ def routes(services: Services) -> list[Route]:
         return Response(
             data,
             media_type="application/zip",
-            headers={"x-amzn-RequestId": request_id,
-                     "content-disposition": f'attachment; filename="{name}.zip"'},
+            headers={
+                "x-amzn-RequestId": request_id,
+                "content-disposition": f'attachment; filename="{name}.zip"',
+            },
         )
 
     return [

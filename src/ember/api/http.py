@@ -31,9 +31,7 @@ def json_response(body: Any, request_id: str, status: int = 200) -> Response:
 
 def error_response(error: EmberError, request_id: str) -> Response:
     status, headers, body = http_errors.render(error, request_id)
-    return Response(
-        body, status_code=status, headers={k.decode(): v.decode() for k, v in headers}
-    )
+    return Response(body, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
 
 
 def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:

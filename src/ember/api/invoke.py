@@ -53,7 +53,9 @@ def _too_large() -> RequestTooLarge:
     )
 
 
-def _command(scope: Scope, headers: dict[bytes, bytes], body: bytes, request_id: str) -> InvokeCommand:
+def _command(
+    scope: Scope, headers: dict[bytes, bytes], body: bytes, request_id: str
+) -> InvokeCommand:
     path: str = scope["path"]
     qualifier = None
     if scope["query_string"]:
@@ -97,6 +99,10 @@ async def handle(invoke: Any, scope: Scope, receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": error_body})
         return
     await send(
-        {"type": "http.response.start", "status": result.status, "headers": _response_headers(result)}
+        {
+            "type": "http.response.start",
+            "status": result.status,
+            "headers": _response_headers(result),
+        }
     )
     await send({"type": "http.response.body", "body": result.body})

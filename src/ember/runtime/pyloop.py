@@ -96,8 +96,9 @@ class LambdaContext:
         "_deadline_ms",
     )
 
-    def __init__(self, request_id: str, deadline_ms: int, arn: str, client_context: str,
-                 identity: str) -> None:
+    def __init__(
+        self, request_id: str, deadline_ms: int, arn: str, client_context: str, identity: str
+    ) -> None:
         env = os.environ
         self.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME")
         self.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION")
@@ -135,10 +136,12 @@ class _Capture:
 
     def __init__(self) -> None:
         self.raw = io.BytesIO()
-        self.stdout = io.TextIOWrapper(self.raw, encoding="utf-8", errors="replace",
-                                       write_through=True)
-        self.stderr = io.TextIOWrapper(self.raw, encoding="utf-8", errors="replace",
-                                       write_through=True)
+        self.stdout = io.TextIOWrapper(
+            self.raw, encoding="utf-8", errors="replace", write_through=True
+        )
+        self.stderr = io.TextIOWrapper(
+            self.raw, encoding="utf-8", errors="replace", write_through=True
+        )
 
     def take(self) -> bytes:
         data = self.raw.getvalue()
@@ -160,10 +163,12 @@ class _RequestIdFilter(logging.Filter):
 def _install_logging(stream: io.TextIOWrapper) -> _RequestIdFilter:
     """Give the root logger Lambda's handler: tab-separated, WARNING by default."""
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter(
-        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n",
-        "%Y-%m-%dT%H:%M:%S",
-    ))
+    handler.setFormatter(
+        logging.Formatter(
+            "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n",
+            "%Y-%m-%dT%H:%M:%S",
+        )
+    )
     handler.formatter.converter = time.gmtime  # type: ignore[union-attr]
     handler.terminator = ""
     request_filter = _RequestIdFilter()
@@ -183,24 +188,32 @@ def load_handler(handler: str) -> Callable[[Any, Any], Any]:
     try:
         module_name, function_name = handler.rsplit(".", 1)
     except ValueError as exc:
-        raise InitError("Runtime.MalformedHandlerName", "Bad handler '{0}': {1}".format(
-            handler, exc)) from None
+        raise InitError(
+            "Runtime.MalformedHandlerName", "Bad handler '{0}': {1}".format(handler, exc)
+        ) from None
     module_name = module_name.replace("/", ".")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise InitError("Runtime.ImportModuleError", "Unable to import module '{0}': {1}".format(
-            module_name, exc)) from None
+        raise InitError(
+            "Runtime.ImportModuleError",
+            "Unable to import module '{0}': {1}".format(module_name, exc),
+        ) from None
     except SyntaxError as exc:
-        raise InitError("Runtime.UserCodeSyntaxError", "Syntax error in module '{0}': {1}".format(
-            module_name, exc), _stack(exc.__traceback__)) from None
+        raise InitError(
+            "Runtime.UserCodeSyntaxError",
+            "Syntax error in module '{0}': {1}".format(module_name, exc),
+            _stack(exc.__traceback__),
+        ) from None
     except Exception as exc:
         # An exception raised by the module's own top-level code.
         raise InitError(type(exc).__name__, str(exc), _stack(exc.__traceback__)) from None
     function = getattr(module, function_name, None)
     if function is None:
-        raise InitError("Runtime.HandlerNotFound", "Handler '{0}' missing on module '{1}'".format(
-            function_name, module_name))
+        raise InitError(
+            "Runtime.HandlerNotFound",
+            "Handler '{0}' missing on module '{1}'".format(function_name, module_name),
+        )
     return function  # type: ignore[no-any-return]
 
 
@@ -208,12 +221,14 @@ def _error_payload(exc: BaseException, request_id: str) -> bytes:
     tb = exc.__traceback__
     # Drop the runtime's own frame: the stack starts in user code, as on Lambda.
     tb = tb.tb_next if tb is not None else None
-    return json.dumps({
-        "errorMessage": str(exc),
-        "errorType": type(exc).__name__,
-        "requestId": request_id,
-        "stackTrace": _stack(tb),
-    }).encode("utf-8")
+    return json.dumps(
+        {
+            "errorMessage": str(exc),
+            "errorType": type(exc).__name__,
+            "requestId": request_id,
+            "stackTrace": _stack(tb),
+        }
+    ).encode("utf-8")
 
 
 def _max_rss_kb() -> int:
@@ -225,6 +240,26 @@ def _read_exact(rfile: io.BufferedReader, size: int) -> bytes:
     if data is None or len(data) < size:
         raise EOFError
     return data
+
+
+def prewarm() -> None:
+    """Exercise Init's code paths in a pre-forked sandbox before it is claimed.
+
+    A fork shares the zygote's pages copy-on-write; the first write to each
+    (a reference count is enough) costs a page fault, which is expensive
+    under nested virtualisation. Taking those faults while the sandbox waits
+    for a function moves them off the cold-start path.
+    """
+    capture = _Capture()
+    capture.stdout.write("prewarm\n")
+    capture.take()
+    json.loads(json.dumps({"a": [1, 2.5, "x", None, True], "b": {"c": "d"}}))
+    code = compile("def handler(event, context):\n    return event\n", "<prewarm>", "exec")
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)
+    traceback.format_list(traceback.extract_stack())
+    LambdaContext("", 0, "", "", "").get_remaining_time_in_millis()
+    _max_rss_kb()
 
 
 def run(sock: Any, handler_name: str) -> int:
@@ -258,8 +293,8 @@ def run(sock: Any, handler_name: str) -> int:
         except EOFError:
             return 0
         (meta_len,) = frames.META_LEN.unpack_from(data)
-        meta = data[meta_len_size:meta_len_size + meta_len].decode("utf-8").split("\0")
-        event_bytes = data[meta_len_size + meta_len:]
+        meta = data[meta_len_size : meta_len_size + meta_len].decode("utf-8").split("\0")
+        event_bytes = data[meta_len_size + meta_len :]
         request_id = meta[0]
         request_filter.request_id = request_id
         os.environ["_X_AMZN_TRACE_ID"] = meta[5]
@@ -276,10 +311,12 @@ def run(sock: Any, handler_name: str) -> int:
                 kind, body = frames.RESULT, json.dumps(result).encode("utf-8")
             except Exception as exc:
                 kind = frames.ERROR
-                body = json.dumps({
-                    "errorMessage": "Unable to marshal response: {0}".format(exc),
-                    "errorType": "Runtime.MarshalError",
-                    "requestId": request_id,
-                    "stackTrace": [],
-                }).encode("utf-8")
+                body = json.dumps(
+                    {
+                        "errorMessage": "Unable to marshal response: {0}".format(exc),
+                        "errorType": "Runtime.MarshalError",
+                        "requestId": request_id,
+                        "stackTrace": [],
+                    }
+                ).encode("utf-8")
         sock.sendall(frames.reply_frame(kind, _max_rss_kb(), capture.take(), body))

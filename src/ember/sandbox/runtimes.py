@@ -20,8 +20,16 @@ def _probe(candidate: str, version: str) -> str | None:
     """
     try:
         out = subprocess.run(
-            [candidate, "-I", "-c", "import sys; print(sys.executable); print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True, text=True, timeout=30, env={"PATH": os.environ.get("PATH", "")},
+            [
+                candidate,
+                "-I",
+                "-c",
+                "import sys; print(sys.executable); print('%d.%d' % sys.version_info[:2])",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={"PATH": os.environ.get("PATH", "")},
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -109,6 +109,11 @@ class _Channel(asyncio.Protocol):
         return waiter
 
 
+def _expire(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
 def _crash_payload(request_id: str, exit_info: _Exit) -> bytes:
     """Lambda's error JSON for a runtime that died mid-invocation."""
     code = exit_info.exit_code
@@ -131,7 +136,9 @@ def _timeout_payload(request_id: str, timeout: float) -> bytes:
     return json.dumps(
         {
             "errorType": "Sandbox.Timedout",
-            "errorMessage": f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds",
+            "errorMessage": (
+                f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds"
+            ),
         }
     ).encode()
 
@@ -167,17 +174,27 @@ class ForkedSandbox:
         except TimeoutError:
             return _Exit(None, False)
 
+    def spawn_failed(self, reason: str) -> None:
+        """The zygote could not fork this sandbox: fail the pending Init."""
+        waiter = self._channel.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(SandboxUnavailable(f"could not start a sandbox: {reason}"))
+        self.destroy()
+
     async def init(self, timeout: float) -> None:
         started = time.perf_counter()
+        waiter = self._channel.expect()
+        timer = asyncio.get_running_loop().call_later(timeout, _expire, waiter)
         try:
-            kind, _rss, log_bytes, body = await asyncio.wait_for(self._channel.expect(), timeout)
+            kind, _rss, log_bytes, body = await waiter
         except EOFError:
             info = await self._exit_info()
             self.destroy()
             payload = json.loads(_crash_payload("", info))
             payload["errorMessage"] = payload["errorMessage"].replace("RequestId:  Error: ", "")
             raise InitFailed(
-                json.dumps(payload).encode(), bytes(self._channel.stray_log),
+                json.dumps(payload).encode(),
+                bytes(self._channel.stray_log),
                 (time.perf_counter() - started) * 1000,
             ) from None
         except TimeoutError:
@@ -188,6 +205,8 @@ class ForkedSandbox:
                 b"",
                 timeout * 1000,
             ) from None
+        finally:
+            timer.cancel()
         if kind == frames.INIT_ERROR:
             self.destroy()
             raise InitFailed(body, log_bytes, (time.perf_counter() - started) * 1000)
@@ -266,7 +285,7 @@ class _Zygote:
         self._process: subprocess.Popen[bytes] | None = None
         self._ctl: socket.socket | None = None
         self._hello: asyncio.Future[dict[str, Any]] | None = None
-        self._failures: dict[str, asyncio.Future[str]] = {}
+        self._spawning: dict[str, ForkedSandbox] = {}  # spawning, not yet READY
         self.info: dict[str, Any] = {}
 
     @property
@@ -279,9 +298,16 @@ class _Zygote:
         self._hello = loop.create_future()
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
         self._process = subprocess.Popen(
-            [self.interpreter, "-I", str(_HERE / "zygote_main.py"), str(theirs.fileno()),
-             json.dumps(self._config)],
-            pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
+            [
+                self.interpreter,
+                "-I",
+                str(_HERE / "zygote_main.py"),
+                str(theirs.fileno()),
+                json.dumps(self._config),
+            ],
+            pass_fds=[theirs.fileno()],
+            env=env,
+            stdin=subprocess.DEVNULL,
         )
         theirs.close()
         ours.setblocking(False)
@@ -313,9 +339,9 @@ class _Zygote:
             if message.get("leftoverCgroups"):
                 log.warning("cgroups left behind: %s", message["leftoverCgroups"])
         elif kind == frames.SPAWN_FAILED:
-            failure = self._failures.pop(message["id"], None)
-            if failure is not None and not failure.done():
-                failure.set_result(message["error"])
+            sandbox = self._spawning.pop(message["id"], None)
+            if sandbox is not None:
+                sandbox.spawn_failed(message["error"])
 
     def _on_exited(self, sandbox_id: str, info: _Exit) -> None:
         sandbox = self._sandboxes.pop(sandbox_id, None)
@@ -345,9 +371,8 @@ class _Zygote:
         self._ctl = None
         for sandbox_id in list(self._sandboxes):
             self._on_exited(sandbox_id, _Exit(None, False))
-        for failure in self._failures.values():
-            if not failure.done():
-                failure.set_result("the zygote exited")
+        for sandbox in self._spawning.values():
+            sandbox.spawn_failed("the zygote exited")
         if self._hello is not None and not self._hello.done():
             self._hello.set_exception(SandboxUnavailable("the zygote exited during start-up"))
 
@@ -368,7 +393,9 @@ class _Zygote:
                 time.sleep(0.001)
         raise SandboxUnavailable("the zygote's control socket is stuck")
 
-    async def spawn(self, spec: SandboxSpec, sandbox_spec: dict[str, Any], init_timeout: float) -> ForkedSandbox:
+    async def spawn(
+        self, spec: SandboxSpec, sandbox_spec: dict[str, Any], init_timeout: float
+    ) -> ForkedSandbox:
         loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         ours.setblocking(False)
@@ -380,10 +407,11 @@ class _Zygote:
             self._sandboxes[spec.sandbox_id] = sandbox
             self._log_fds[spec.sandbox_id] = log_r
             loop.add_reader(log_r, self._drain_output, spec.sandbox_id, log_r)
-            failure: asyncio.Future[str] = loop.create_future()
-            self._failures[spec.sandbox_id] = failure
-            self._send({"type": frames.SPAWN, "id": spec.sandbox_id, "spec": sandbox_spec},
-                       [theirs.fileno(), log_w])
+            self._spawning[spec.sandbox_id] = sandbox
+            self._send(
+                {"type": frames.SPAWN, "id": spec.sandbox_id, "spec": sandbox_spec},
+                [theirs.fileno(), log_w],
+            )
         except BaseException:
             self._sandboxes.pop(spec.sandbox_id, None)
             if self._log_fds.pop(spec.sandbox_id, None) is not None:
@@ -393,15 +421,10 @@ class _Zygote:
         finally:
             theirs.close()
             os.close(log_w)
-        init = asyncio.ensure_future(sandbox.init(init_timeout))
-        await asyncio.wait([init, failure], return_when=asyncio.FIRST_COMPLETED)
-        self._failures.pop(spec.sandbox_id, None)
-        if failure.done() and not init.done():
-            init.cancel()
-            sandbox.destroy()
-            raise SandboxUnavailable(f"could not start a sandbox: {failure.result()}")
-        failure.cancel()
-        await init  # raises InitFailed
+        try:
+            await sandbox.init(init_timeout)  # raises InitFailed
+        finally:
+            self._spawning.pop(spec.sandbox_id, None)
         return sandbox
 
     def destroy(self, sandbox_id: str) -> None:
@@ -427,20 +450,25 @@ class _Zygote:
 class ZygoteBackend:
     """See ``ember.sandbox.base.SandboxBackend``."""
 
-    def __init__(self, *, isolated: bool, sink: OutputSink, init_timeout: float = 10.0) -> None:
+    def __init__(
+        self, *, isolated: bool, sink: OutputSink, init_timeout: float = 10.0, pool: int = 2
+    ) -> None:
         self._init_timeout = init_timeout
+        self._pool = pool
         self.name = "zygote" if isolated else "process"
         self.isolated = isolated
         self._sink = sink
         self._zygotes: dict[str, _Zygote] = {}
-        self._starting: dict[str, asyncio.Future[_Zygote]] = {}
+        self._interpreters: dict[str, str] = {}  # runtime -> interpreter path
         self._cgroups: cgroups.CgroupLayout | None = None
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
         if not self.isolated:
-            log.warning("sandbox backend 'process': functions run UNISOLATED (no cgroups, "
-                        "no private mounts); use it for development only")
+            log.warning(
+                "sandbox backend 'process': functions run UNISOLATED (no cgroups, "
+                "no private mounts); use it for development only"
+            )
             return
         problems = []
         if os.geteuid() != 0:
@@ -450,7 +478,8 @@ class ZygoteBackend:
             problems.append("no cgroup hierarchy with the memory, pids and cpu controllers")
         if problems:
             raise SandboxUnavailable(
-                "the isolated sandbox backend cannot run here: " + "; ".join(problems)
+                "the isolated sandbox backend cannot run here: "
+                + "; ".join(problems)
                 + ". Start with --sandbox process to run functions unisolated (development only)."
             )
         assert layout is not None
@@ -461,6 +490,10 @@ class ZygoteBackend:
         except OSError as exc:
             raise SandboxUnavailable(f"cannot create sandbox cgroups: {exc}") from exc
 
+    async def prestart(self, runtime: str) -> None:
+        """Start ``runtime``'s zygote now, so the first cold start does not pay for it."""
+        await self._zygote_for(runtime)
+
     def _config(self) -> dict[str, Any]:
         return {
             "frames": str(_RUNTIME / "frames.py"),
@@ -468,10 +501,16 @@ class ZygoteBackend:
             "confine": str(_HERE / "confine.py"),
             "cgroups": self._cgroups.as_config() if self._cgroups else {},
             "private_mounts": self.isolated,
+            "pool": self._pool,
+            # A blank's limit until claimed; claims only ever lower it.
+            "blank_memory": 10240 * 1024 * 1024,
         }
 
     async def _zygote_for(self, runtime: str) -> _Zygote:
-        interpreter, _exact = await asyncio.to_thread(runtimes.interpreter_for, runtime)
+        if runtime not in self._interpreters:
+            path, _exact = await asyncio.to_thread(runtimes.interpreter_for, runtime)
+            self._interpreters[runtime] = path
+        interpreter = self._interpreters[runtime]
         zygote = self._zygotes.get(interpreter)
         if zygote is not None and zygote.running:
             return zygote
@@ -481,8 +520,12 @@ class ZygoteBackend:
                 zygote = _Zygote(interpreter, self._config(), self._sink)
                 await zygote.start()
                 self._zygotes[interpreter] = zygote
-                log.info("zygote for %s started (pid %s, Python %s)", runtime,
-                         zygote.info.get("pid"), zygote.info.get("python"))
+                log.info(
+                    "zygote for %s started (pid %s, Python %s)",
+                    runtime,
+                    zygote.info.get("pid"),
+                    zygote.info.get("python"),
+                )
         return zygote
 
     async def create(self, spec: SandboxSpec) -> ForkedSandbox:

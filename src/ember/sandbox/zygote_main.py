@@ -18,6 +18,7 @@ Standard library only, Python 3.9 syntax: it runs under python3.9 and up.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.util
 import json
@@ -33,14 +34,32 @@ _CONFIG: dict[str, Any] = {}
 _SANDBOXES: dict[int, tuple[str, list[str]]] = {}  # leader pid -> (sandbox id, cgroup dirs)
 _PIDS: dict[str, int] = {}  # sandbox id -> leader pid
 _EXITED: list[tuple[int, int]] = []  # (leader pid, wait status), not yet reported
+_BLANKS: list[tuple[int, socket.socket]] = []  # pre-forked sandboxes: (pid, their socket)
+_COUNTER: list[int] = []
 
-# Imported once here so that a sandbox's Init does not pay for them.
+# Imported once here so that a sandbox's Init does not pay for them. Kept to
+# what handlers commonly import: every module here makes the zygote's heap,
+# and so each fork and the child's first page faults, more expensive
+# (asyncio alone added ~2 ms to a fork on these machines).
 PRELOAD = (
-    "asyncio", "base64", "collections", "contextlib", "copy", "csv", "dataclasses", "datetime",
-    "decimal", "email.utils", "enum", "functools", "gzip", "hashlib", "hmac", "html", "http.client",
-    "importlib", "io", "itertools", "json", "logging", "math", "pathlib", "random", "re", "secrets",
-    "shutil", "string", "struct", "tempfile", "textwrap", "threading", "time", "traceback",
-    "typing", "urllib.parse", "urllib.request", "uuid", "zlib",
+    "base64",
+    "collections",
+    "copy",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "enum",
+    "functools",
+    "hashlib",
+    "itertools",
+    "json",
+    "math",
+    "random",
+    "re",
+    "string",
+    "typing",
+    "urllib.parse",
+    "uuid",
 )
 
 
@@ -53,10 +72,9 @@ def _load(name: str, path: str) -> Any:
 
 
 def _send(ctl: socket.socket, message: dict[str, Any]) -> None:
-    try:
+    # When the platform is gone the send fails; shutdown follows from the EOF.
+    with contextlib.suppress(OSError):
         ctl.send(json.dumps(message).encode("utf-8"))
-    except OSError:
-        pass  # the platform is gone; shutdown follows from the EOF
 
 
 def _collect() -> None:
@@ -73,46 +91,74 @@ def _collect() -> None:
 
 
 def _report_exits(ctl: socket.socket, confine: Any) -> None:
-    version = _CONFIG["cgroups"].get("version", 0) if _CONFIG["cgroups"] else 0
+    version = _cgroup_version()
     while _EXITED:
         pid, status = _EXITED.pop(0)
         sandbox_id, paths = _SANDBOXES.pop(pid)
         _PIDS.pop(sandbox_id, None)
         oom = confine.oom_killed(paths, version)
         leftover = confine.remove_cgroup(paths, _collect)
-        _send(ctl, {
-            "type": "exited",
-            "id": sandbox_id,
-            "pid": pid,
-            "exitCode": os.waitstatus_to_exitcode(status),
-            "oom": oom,
-            "leftoverCgroups": leftover,
-        })
+        if sandbox_id.startswith("blank-"):
+            continue  # never handed out: nothing to report
+        _send(
+            ctl,
+            {
+                "type": "exited",
+                "id": sandbox_id,
+                "pid": pid,
+                "exitCode": os.waitstatus_to_exitcode(status),
+                "oom": oom,
+                "leftoverCgroups": leftover,
+            },
+        )
 
 
-def _child(ctl: socket.socket, selector: Any, spec: dict[str, Any], fds: list[int],
-           paths: list[str], confine: Any, pyloop: Any) -> None:
+def _reset_process(ctl: socket.socket, selector: Any) -> None:
+    """Forget the zygote's event loop in a fresh child."""
+    for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)
+    selector.close()
+    ctl.detach()  # closed with every other inherited fd in _run
+
+
+def _run(spec: dict[str, Any], fds: list[int], confine: Any, pyloop: Any) -> int:
+    """Specialise this child for one function and serve it; return the exit status."""
+    task_root = confine.specialize(spec)
+    sock_fd, log_fd = fds
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.dup2(sock_fd, 3)
+    os.closerange(4, 1 << 20)
+    os.environ.clear()
+    os.environ.update(spec["env"])
+    sys.path[:] = [task_root, *spec.get("extra_path", []), *_CONFIG["base_path"]]
+    sock = socket.socket(fileno=3)
+    return int(pyloop.run(sock, spec["handler"]))
+
+
+def _child(ctl: socket.socket, selector: Any, paths: list[str], confine: Any, pyloop: Any,
+           spec: dict[str, Any] | None, fds: list[int], blank: socket.socket | None) -> None:
+    """A new sandbox: run ``spec`` at once, or (a blank) wait on ``blank`` for it."""
     code = 70  # EX_SOFTWARE: confinement or the runtime itself failed
     try:
-        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
-            signal.signal(signum, signal.SIG_DFL)
-        signal.set_wakeup_fd(-1)
-        selector.close()
-        ctl.detach()
-        version = _CONFIG["cgroups"].get("version", 0) if _CONFIG["cgroups"] else 0
-        task_root = confine.enter(spec, paths, version)
-        sock_fd, log_fd = fds
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(log_fd, 1)
-        os.dup2(log_fd, 2)
-        os.dup2(sock_fd, 3)
-        os.closerange(4, 1 << 20)
-        os.environ.clear()
-        os.environ.update(spec["env"])
-        sys.path[:] = [task_root, *spec.get("extra_path", []), *_CONFIG["base_path"]]
-        sock = socket.socket(fileno=3)
-        code = pyloop.run(sock, spec["handler"])
+        _reset_process(ctl, selector)
+        confine.prepare(paths, _cgroup_version())
+        if blank is not None:
+            # Hold nothing of the zygote's while waiting (other blanks' sockets).
+            keep = blank.fileno()
+            os.closerange(3, keep)
+            os.closerange(keep + 1, 1 << 20)
+            pyloop.prewarm()
+            data, fds, _flags, _addr = socket.recv_fds(blank, 1 << 20, 4)
+            if not data:
+                os._exit(0)  # the zygote is shutting down
+            spec = json.loads(data)
+            blank.close()
+        assert spec is not None
+        code = _run(spec, fds, confine, pyloop)
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):
             code = exc.code or 0
@@ -120,12 +166,63 @@ def _child(ctl: socket.socket, selector: Any, spec: dict[str, Any], fds: list[in
             os.write(2, (str(exc.code) + "\n").encode("utf-8", "replace"))
             code = 1
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.write(2, traceback.format_exc().encode("utf-8", "replace"))
-        except OSError:
-            pass
     finally:
         os._exit(code)
+
+
+def _cgroup_version() -> int:
+    return int(_CONFIG["cgroups"].get("version", 0)) if _CONFIG["cgroups"] else 0
+
+
+def _fork_blank(ctl: socket.socket, selector: Any, confine: Any, pyloop: Any) -> None:
+    """Pre-fork one sandbox that waits for a function: a claim skips fork and cgroup set-up."""
+    _COUNTER.append(1)
+    blank_id = "blank-{0}-{1}".format(os.getpid(), len(_COUNTER))
+    limits = {"memory": _CONFIG["blank_memory"], "pids": 64, "cpu_shares": 1024}
+    try:
+        paths = confine.create_cgroup(_CONFIG["cgroups"], blank_id, limits)
+    except OSError:
+        return  # the next spawn forks on demand instead
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        pid = os.fork()
+    except OSError:
+        ours.close()
+        theirs.close()
+        confine.remove_cgroup(paths, _collect)
+        return
+    if pid == 0:
+        ours.close()
+        _child(ctl, selector, paths, confine, pyloop, None, [], theirs)
+    theirs.close()
+    _SANDBOXES[pid] = (blank_id, paths)
+    _PIDS[blank_id] = pid
+    _BLANKS.append((pid, ours))
+
+
+def _claim_blank(sandbox_id: str, spec: dict[str, Any], fds: list[int], confine: Any) -> bool:
+    """Hand ``spec`` to a pre-forked sandbox; False when there is none to take."""
+    while _BLANKS:
+        pid, ours = _BLANKS.pop(0)
+        blank_id, paths = _SANDBOXES.get(pid, ("", []))
+        if not blank_id:
+            ours.close()
+            continue  # it died while waiting
+        try:
+            confine.set_limits(_CONFIG["cgroups"], paths, spec["limits"])
+            socket.send_fds(ours, [json.dumps(spec).encode("utf-8")], fds)
+        except OSError:
+            _destroy(blank_id, confine)
+            ours.close()
+            continue
+        ours.close()
+        _PIDS.pop(blank_id, None)
+        _SANDBOXES[pid] = (sandbox_id, paths)
+        _PIDS[sandbox_id] = pid
+        return True
+    return False
 
 
 def _spawn(ctl: socket.socket, selector: Any, message: dict[str, Any], fds: list[int],
@@ -136,17 +233,21 @@ def _spawn(ctl: socket.socket, selector: Any, message: dict[str, Any], fds: list
     try:
         if len(fds) != 2:
             raise OSError("expected 2 file descriptors, got {0}".format(len(fds)))
+        if _claim_blank(sandbox_id, spec, fds, confine):
+            for fd in fds:
+                os.close(fd)
+            return
         paths = confine.create_cgroup(_CONFIG["cgroups"], sandbox_id, spec["limits"])
         pid = os.fork()
     except OSError as exc:
-        for path in paths:
-            confine.remove_cgroup([path], _collect)
+        if paths:
+            confine.remove_cgroup(paths, _collect)
         for fd in fds:
             os.close(fd)
         _send(ctl, {"type": "spawn_failed", "id": sandbox_id, "error": str(exc)})
         return
     if pid == 0:
-        _child(ctl, selector, spec, fds, paths, confine, pyloop)
+        _child(ctl, selector, paths, confine, pyloop, spec, fds, None)
     for fd in fds:
         os.close(fd)
     _SANDBOXES[pid] = (sandbox_id, paths)
@@ -157,10 +258,8 @@ def _destroy(sandbox_id: str, confine: Any) -> None:
     pid = _PIDS.get(sandbox_id)
     if pid is None:
         return  # already gone: destroying twice is harmless
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     confine.kill_all(_SANDBOXES[pid][1])
 
 
@@ -186,10 +285,8 @@ def main() -> None:
     pyloop = _load("_ember_pyloop", _CONFIG["pyloop"])
     del frames
     for name in PRELOAD:
-        try:
+        with contextlib.suppress(ImportError):
             importlib.import_module(name)
-        except ImportError:
-            pass
     _CONFIG["base_path"] = [p for p in sys.path if p]
     confine.prctl(confine.PR_SET_CHILD_SUBREAPER, 1)
     if _CONFIG.get("private_mounts"):
@@ -210,11 +307,25 @@ def main() -> None:
     # from touching (and so copying) their pages in the children.
     gc.collect()
     gc.freeze()
-    _send(ctl, {"type": "hello", "pid": os.getpid(), "python": sys.version.split()[0],
-                "executable": sys.executable})
+    _send(
+        ctl,
+        {
+            "type": "hello",
+            "pid": os.getpid(),
+            "python": sys.version.split()[0],
+            "executable": sys.executable,
+        },
+    )
 
+    pool = int(_CONFIG.get("pool", 0))
     while not stopping:
-        for key, _ in selector.select():
+        # Refill the pool of blanks only when nothing else is waiting, so a
+        # claim never queues behind a fork.
+        events = selector.select(timeout=0 if len(_BLANKS) < pool else None)
+        if not events:
+            _fork_blank(ctl, selector, confine, pyloop)
+            continue
+        for key, _ in events:
             if key.data == "wake":
                 try:
                     while os.read(wake_r, 512):

@@ -1,0 +1,170 @@
+"""Fixtures shared by the whole suite: real servers, real clients, zipped handlers."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+EMBER = str(Path(sys.executable).parent / "ember")
+ROLE = "arn:aws:iam::000000000000:role/ember-tests"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+@dataclass
+class Server:
+    """A real `ember serve` process."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    extra_args: list[str] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Server:
+        self.log_path = self.data_dir.parent / f"server-{self.port}-{uuid.uuid4().hex[:6]}.log"
+        env = {**os.environ, "EMBER_ENDPOINT": ""}
+        # The child gets its own copy of the descriptor; ours is closed at once, since an
+        # unclosed file is a ResourceWarning, which filterwarnings=error turns into a failure.
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [EMBER, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
+                 "--keep-alive", "600", *self.extra_args],
+                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            )
+        wait_until(self._healthy, timeout=60)
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"ember serve exited early:\n{self.output()}")
+        try:
+            return httpx.get(self.url + "/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+    def health(self) -> dict[str, Any]:
+        return dict(httpx.get(self.url + "/health", timeout=5).json())
+
+
+def lambda_client(url: str) -> Any:
+    return boto3.client(
+        "lambda",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"max_attempts": 0}, read_timeout=120, connect_timeout=5),
+    )
+
+
+def make_zip(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, source in files.items():
+            archive.writestr(name, textwrap.dedent(source))
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the many tests that only need a running ember."""
+    instance = Server(tmp_path_factory.mktemp("ember") / "data").start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def spawn_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start servers owned by one test (restarts, signals); all stopped afterwards."""
+    started: list[Server] = []
+
+    def spawn(data_dir: Path | None = None, *args: str) -> Server:
+        instance = Server(data_dir or tmp_path / "data", extra_args=list(args)).start()
+        started.append(instance)
+        return instance
+
+    yield spawn
+    for instance in started:
+        if instance.process and instance.process.poll() is None:
+            instance.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def aws(server: Server) -> Any:
+    return lambda_client(server.url)
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> str:
+    base = "".join(c if c.isalnum() else "-" for c in request.node.name)[:40].strip("-")
+    return f"{base}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def deploy(aws: Any, unique_name: str) -> Iterator[Callable[..., dict[str, Any]]]:
+    """Create a function from inline sources; deleted after the test."""
+    created: list[str] = []
+
+    def create(source: str | dict[str, str], name: str | None = None, **settings: Any) -> dict[str, Any]:
+        files = {"app.py": source} if isinstance(source, str) else source
+        function = name or f"{unique_name}-{len(created)}"
+        params = {"Runtime": "python3.11", "Handler": "app.handler", "Role": ROLE, **settings}
+        response = aws.create_function(FunctionName=function, Code={"ZipFile": make_zip(files)}, **params)
+        created.append(function)
+        return dict(response)
+
+    yield create
+    for function in created:
+        try:
+            aws.delete_function(FunctionName=function)
+        except aws.exceptions.ResourceNotFoundException:
+            pass

@@ -1,0 +1,678 @@
+"""End-to-end: synchronous Invoke through boto3 against a real `ember serve`.
+
+Covers what a Lambda user notices: status codes and headers, the handler's
+``(event, context)``, the environment, Lambda's error payloads for every kind
+of function failure, request errors, ``LogType=Tail``, warm reuse, idle
+reclaim, runtimes and function naming.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import glob
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+from botocore.exceptions import ClientError
+from conftest import ROLE, Server, lambda_client, make_zip, wait_until
+
+Deploy = Callable[..., dict[str, Any]]
+
+# conftest's Server.start leaves its log file object to the garbage collector.
+pytestmark = pytest.mark.filterwarnings(
+    r"ignore:Exception ignored in. <_io.FileIO name='.*server-.*\.log'"
+    ":pytest.PytestUnraisableExceptionWarning"
+)
+
+MAX_TAIL = 4096
+
+
+def invoke(aws: Any, name: str, payload: Any = None, **params: Any) -> tuple[dict[str, Any], Any]:
+    """Invoke ``name``; return (response, decoded JSON payload or None when empty)."""
+    if payload is None:
+        body = b"{}"
+    elif isinstance(payload, bytes | str):
+        body = payload
+    else:
+        body = json.dumps(payload).encode()
+    response = aws.invoke(FunctionName=name, Payload=body, **params)
+    raw = response["Payload"].read()
+    return response, json.loads(raw) if raw else None
+
+
+def request_id(response: dict[str, Any]) -> str:
+    return str(response["ResponseMetadata"]["RequestId"])
+
+
+def log_tail(response: dict[str, Any]) -> str:
+    return base64.b64decode(response["LogResult"]).decode()
+
+
+def sandboxes(url: str) -> list[dict[str, Any]]:
+    body = httpx.get(url + "/_ember/sandboxes", timeout=5).json()
+    return list(body["sandboxes"])
+
+
+def pid_gone(pid: int) -> bool:
+    """True once no process (not even a zombie) has this pid."""
+    return not os.path.exists(f"/proc/{pid}")
+
+
+def host_has_python(minor: int) -> bool:
+    version = f"3.{minor}"
+    return bool(
+        shutil.which(f"python{version}")
+        or glob.glob(f"/root/.pyenv/versions/{version}*/bin/python{version}")
+        or os.path.exists(f"/usr/local/bin/python{version}")
+        or os.path.exists(f"/usr/bin/python{version}")
+    )
+
+
+ECHO = """
+def handler(event, context):
+    return {"event": event}
+"""
+
+
+# -- invocation types ----------------------------------------------------------
+
+
+def test_request_response_returns_200_latest_and_the_payload(aws: Any, deploy: Deploy) -> None:
+    name = deploy(ECHO)["FunctionName"]
+    response, body = invoke(aws, name, {"hello": "world", "n": [1, 2.5, None]})
+    assert response["StatusCode"] == 200
+    assert response["ExecutedVersion"] == "$LATEST"
+    assert "FunctionError" not in response
+    assert body == {"event": {"hello": "world", "n": [1, 2.5, None]}}
+    headers = response["ResponseMetadata"]["HTTPHeaders"]
+    assert headers["x-amzn-requestid"] == request_id(response)
+
+
+def test_dry_run_returns_204_and_runs_nothing(aws: Any, deploy: Deploy) -> None:
+    name = deploy("def handler(event, context):\n    raise RuntimeError('must not run')\n")[
+        "FunctionName"
+    ]
+    response, body = invoke(aws, name, InvocationType="DryRun")
+    assert response["StatusCode"] == 204
+    assert body is None
+    assert "FunctionError" not in response
+    assert not [s for s in sandboxes(aws.meta.endpoint_url) if s["function"] == name]
+
+
+def test_event_invocation_is_refused_clearly(aws: Any, deploy: Deploy) -> None:
+    name = deploy(ECHO)["FunctionName"]
+    with pytest.raises(aws.exceptions.InvalidParameterValueException) as caught:
+        aws.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert "Event" in caught.value.response["Error"]["Message"]
+
+
+# -- what the handler sees -------------------------------------------------------
+
+CONTEXT = """
+def handler(event, context):
+    client_context = context.client_context
+    return {
+        "function_name": context.function_name,
+        "function_version": context.function_version,
+        "invoked_function_arn": context.invoked_function_arn,
+        "memory_limit_in_mb": context.memory_limit_in_mb,
+        "aws_request_id": context.aws_request_id,
+        "log_group_name": context.log_group_name,
+        "log_stream_name": context.log_stream_name,
+        "remaining": context.get_remaining_time_in_millis(),
+        "cognito_identity_id": context.identity.cognito_identity_id,
+        "cognito_identity_pool_id": context.identity.cognito_identity_pool_id,
+        "custom": client_context.custom if client_context else "absent",
+        "env": client_context.env if client_context else "absent",
+        "app_title": client_context.client.app_title if client_context else "absent",
+    }
+"""
+
+
+def test_handler_gets_a_complete_context(aws: Any, deploy: Deploy) -> None:
+    created = deploy(CONTEXT, Timeout=7)
+    name = created["FunctionName"]
+    client_context = {
+        "client": {"app_title": "ember-tests", "installation_id": "i-1"},
+        "custom": {"tenant": "acme"},
+        "env": {"locale": "en_GB"},
+    }
+    encoded = base64.b64encode(json.dumps(client_context).encode()).decode()
+    response, seen = invoke(aws, name, ClientContext=encoded)
+    assert "FunctionError" not in response, seen
+    assert seen["function_name"] == name
+    assert seen["function_version"] == "$LATEST"
+    assert seen["invoked_function_arn"] == created["FunctionArn"]
+    assert seen["memory_limit_in_mb"] == "128"  # a string, as on Lambda
+    assert seen["aws_request_id"] == request_id(response)
+    assert seen["log_group_name"] == f"/aws/lambda/{name}"
+    assert "[$LATEST]" in seen["log_stream_name"]
+    assert 0 < seen["remaining"] <= 7000
+    assert seen["cognito_identity_id"] is None
+    assert seen["cognito_identity_pool_id"] is None
+    assert seen["custom"] == {"tenant": "acme"}
+    assert seen["env"] == {"locale": "en_GB"}
+    assert seen["app_title"] == "ember-tests"
+
+
+def test_context_without_client_context(aws: Any, deploy: Deploy) -> None:
+    name = deploy(CONTEXT)["FunctionName"]
+    response, seen = invoke(aws, name)
+    assert "FunctionError" not in response, seen
+    assert seen["custom"] == "absent"
+    assert 0 < seen["remaining"] <= 3000
+
+
+def test_invalid_client_context_is_a_request_error(aws: Any, deploy: Deploy) -> None:
+    name = deploy(CONTEXT)["FunctionName"]
+    with pytest.raises(ClientError) as caught:
+        aws.invoke(FunctionName=name, Payload=b"{}", ClientContext="%%% not base64 %%%")
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+ENVIRON = """
+import os
+
+def handler(event, context):
+    return dict(os.environ)
+"""
+
+
+def test_lambda_environment_then_the_functions_own_and_nothing_of_the_servers(
+    spawn_server: Callable[..., Server], monkeypatch: pytest.MonkeyPatch, unique_name: str
+) -> None:
+    monkeypatch.setenv("EMBER_TEST_SECRET", "leak")
+    server = spawn_server()
+    monkeypatch.delenv("EMBER_TEST_SECRET")
+    aws = lambda_client(server.url)
+    aws.create_function(
+        FunctionName=unique_name,
+        Runtime="python3.11",
+        Handler="app.handler",
+        Role=ROLE,
+        MemorySize=256,
+        Code={"ZipFile": make_zip({"app.py": ENVIRON})},
+        Environment={"Variables": {"GREETING": "hello", "EMPTY": ""}},
+    )
+    response, env = invoke(aws, unique_name)
+    assert "FunctionError" not in response, env
+    assert env["AWS_LAMBDA_FUNCTION_NAME"] == unique_name
+    assert env["_HANDLER"] == "app.handler"
+    assert env["LAMBDA_TASK_ROOT"] == "/var/task"
+    assert env["AWS_REGION"] == "us-east-1"
+    assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
+    assert env["AWS_LAMBDA_FUNCTION_VERSION"] == "$LATEST"
+    assert env["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.11"
+    assert env["AWS_ENDPOINT_URL"] == server.url
+    assert env["GREETING"] == "hello"
+    assert env["EMPTY"] == ""
+    assert "EMBER_TEST_SECRET" not in env
+    assert not [value for value in env.values() if "leak" == value]
+
+
+# -- function errors ---------------------------------------------------------------
+
+FAILING = """
+import os
+import sys
+import time
+
+def handler(event, context):
+    mode = event.get("mode")
+    if mode == "raise":
+        raise ValueError("kaboom")
+    if mode == "exit0":
+        sys.exit(0)
+    if mode == "exit3":
+        sys.exit(3)
+    if mode == "sleep":
+        time.sleep(3)
+    if mode == "oom":
+        hog = [b"x" * (1 << 20) for _ in range(400)]  # 400 MB, every page touched
+        return len(hog)
+    if mode == "huge":
+        return "x" * 7_000_000
+    if mode == "large":
+        return "y" * 5_000_000
+    return {"ok": True, "pid": os.getpid()}
+"""
+
+
+def _check_raise(error: dict[str, Any], rid: str) -> None:
+    assert error["errorType"] == "ValueError"
+    assert error["errorMessage"] == "kaboom"
+    assert error["requestId"] == rid
+    assert isinstance(error["stackTrace"], list)
+    assert all(isinstance(line, str) for line in error["stackTrace"])
+    assert any("/var/task/app.py" in line for line in error["stackTrace"])
+
+
+def _check_exit0(error: dict[str, Any], rid: str) -> None:
+    assert error["errorType"] == "Runtime.ExitError"
+    assert error["errorMessage"] == (
+        f"RequestId: {rid} Error: Runtime exited without providing a reason"
+    )
+
+
+def _check_exit3(error: dict[str, Any], rid: str) -> None:
+    assert error["errorType"] == "Runtime.ExitError"
+    assert (
+        error["errorMessage"] == f"RequestId: {rid} Error: Runtime exited with error: exit status 3"
+    )
+
+
+def _check_timeout(error: dict[str, Any], rid: str) -> None:
+    assert error["errorType"] == "Sandbox.Timedout"
+    assert error["errorMessage"] == f"RequestId: {rid} Error: Task timed out after 1.00 seconds"
+
+
+def _check_oom(error: dict[str, Any], rid: str) -> None:
+    assert error["errorType"] == "Runtime.OutOfMemory"
+    assert rid in error["errorMessage"]
+
+
+def _check_huge(error: dict[str, Any], rid: str) -> None:
+    assert error == {
+        "errorMessage": "Response payload size exceeded maximum allowed payload size "
+        "(6291556 bytes).",
+        "errorType": "Function.ResponseSizeTooLarge",
+    }
+
+
+@pytest.mark.parametrize(
+    ("mode", "check"),
+    [
+        ("raise", _check_raise),
+        ("exit0", _check_exit0),
+        ("exit3", _check_exit3),
+        ("sleep", _check_timeout),
+        ("oom", _check_oom),
+        ("huge", _check_huge),
+    ],
+)
+def test_function_failure_is_200_unhandled_and_the_function_recovers(
+    aws: Any, deploy: Deploy, mode: str, check: Callable[[dict[str, Any], str], None]
+) -> None:
+    name = deploy(FAILING, Timeout=1, MemorySize=128)["FunctionName"]
+    # Warm the function first: a failure must not spoil the sandboxes that follow.
+    response, body = invoke(aws, name)
+    assert body["ok"] is True
+    response, error = invoke(aws, name, {"mode": mode})
+    assert response["StatusCode"] == 200
+    assert response["FunctionError"] == "Unhandled"
+    assert response["ExecutedVersion"] == "$LATEST"
+    check(error, request_id(response))
+    for _ in range(2):
+        response, body = invoke(aws, name)
+        assert response["StatusCode"] == 200
+        assert "FunctionError" not in response, body
+        assert body["ok"] is True
+
+
+def test_a_large_response_under_the_limit_succeeds(aws: Any, deploy: Deploy) -> None:
+    name = deploy(FAILING)["FunctionName"]
+    response, body = invoke(aws, name, {"mode": "large"})
+    assert "FunctionError" not in response
+    assert body == "y" * 5_000_000
+
+
+def test_exception_at_import_reports_the_exception_with_no_request_id(
+    aws: Any, deploy: Deploy
+) -> None:
+    name = deploy(
+        """
+        raise RuntimeError("Runtime startup fails")
+
+        def handler(event, context):
+            return "unreachable"
+        """
+    )["FunctionName"]
+    for _ in range(2):  # and the next invoke reports the same, without hanging
+        response, error = invoke(aws, name)
+        assert response["StatusCode"] == 200
+        assert response["FunctionError"] == "Unhandled"
+        assert error["errorType"] == "RuntimeError"
+        assert error["errorMessage"] == "Runtime startup fails"
+        assert error["requestId"] == ""
+        assert any("/var/task/app.py" in line for line in error["stackTrace"])
+
+
+def test_missing_module_is_an_import_module_error(aws: Any, deploy: Deploy) -> None:
+    name = deploy(ECHO, Handler="nomod.handler")["FunctionName"]
+    for _ in range(2):
+        response, error = invoke(aws, name)
+        assert response["FunctionError"] == "Unhandled"
+        assert error["errorType"] == "Runtime.ImportModuleError"
+        assert error["errorMessage"] == "Unable to import module 'nomod': No module named 'nomod'"
+
+
+def test_missing_handler_function_is_handler_not_found(aws: Any, deploy: Deploy) -> None:
+    name = deploy(ECHO, Handler="app.nope")["FunctionName"]
+    for _ in range(2):
+        response, error = invoke(aws, name)
+        assert response["FunctionError"] == "Unhandled"
+        assert error["errorType"] == "Runtime.HandlerNotFound"
+        assert error["errorMessage"] == "Handler 'nope' missing on module 'app'"
+
+
+def test_fixed_code_recovers_from_an_init_failure(aws: Any, deploy: Deploy) -> None:
+    name = deploy(ECHO, Handler="app.nope")["FunctionName"]
+    response, _ = invoke(aws, name)
+    assert response["FunctionError"] == "Unhandled"
+    aws.update_function_configuration(FunctionName=name, Handler="app.handler")
+    response, body = invoke(aws, name, {"x": 1})
+    assert "FunctionError" not in response
+    assert body == {"event": {"x": 1}}
+
+
+def test_unserialisable_result_is_a_marshal_error(aws: Any, deploy: Deploy) -> None:
+    name = deploy("def handler(event, context):\n    return object()\n")["FunctionName"]
+    response, error = invoke(aws, name)
+    assert response["FunctionError"] == "Unhandled"
+    assert error["errorType"] == "Runtime.MarshalError"
+    assert error["requestId"] == request_id(response)
+
+
+# -- request errors -------------------------------------------------------------------
+
+
+def test_request_over_6_mb_is_413(aws: Any, deploy: Deploy) -> None:
+    name = deploy(ECHO)["FunctionName"]
+    payload = b'"' + b"x" * (6 * 1024 * 1024) + b'"'
+    with pytest.raises(ClientError) as caught:
+        aws.invoke(FunctionName=name, Payload=payload)
+    error = caught.value.response
+    assert error["Error"]["Code"] == "RequestEntityTooLargeException"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 413
+    assert "6291456" in error["Error"]["Message"]
+
+
+def test_request_just_under_6_mb_is_accepted(aws: Any, deploy: Deploy) -> None:
+    name = deploy("def handler(event, context):\n    return len(event)\n")["FunctionName"]
+    payload = b'"' + b"x" * (6 * 1024 * 1024 - 2) + b'"'  # exactly 6,291,456 bytes
+    response, body = invoke(aws, name, payload)
+    assert "FunctionError" not in response
+    assert body == 6 * 1024 * 1024 - 2
+
+
+def test_body_that_is_not_json_is_400(aws: Any, deploy: Deploy) -> None:
+    name = deploy(ECHO)["FunctionName"]
+    with pytest.raises(aws.exceptions.InvalidRequestContentException) as caught:
+        aws.invoke(FunctionName=name, Payload=b"{not json")
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_empty_body_is_an_empty_object(aws: Any, deploy: Deploy) -> None:
+    name = deploy(ECHO)["FunctionName"]
+    response, body = invoke(aws, name, b"")
+    assert "FunctionError" not in response
+    assert body == {"event": {}}
+
+
+# -- logs ------------------------------------------------------------------------------
+
+PRINTING = """
+import logging
+
+print("init says hi")
+
+def handler(event, context):
+    print("hello from", context.aws_request_id)
+    logging.getLogger().warning("a warning")
+    print("x" * event.get("spam", 0))
+    return "done"
+"""
+
+
+def test_log_tail_has_start_end_report_and_the_output(aws: Any, deploy: Deploy) -> None:
+    name = deploy(PRINTING)["FunctionName"]
+    cold, _ = invoke(aws, name, LogType="Tail")
+    warm, _ = invoke(aws, name, LogType="Tail")
+    for response in (cold, warm):
+        rid = request_id(response)
+        tail = log_tail(response)
+        assert len(base64.b64decode(response["LogResult"])) <= MAX_TAIL
+        lines = tail.splitlines()
+        assert lines[0] == f"START RequestId: {rid} Version: $LATEST"
+        assert f"hello from {rid}" in lines
+        assert any("a warning" in line and rid in line for line in lines)
+        assert f"END RequestId: {rid}" in lines
+        report = lines[-1]
+        assert report.startswith(f"REPORT RequestId: {rid}\t")
+        for field in (
+            "Duration: ",
+            "Billed Duration: ",
+            "Memory Size: 128 MB",
+            "Max Memory Used: ",
+        ):
+            assert field in report
+    assert "init says hi" in log_tail(cold)
+    assert "Init Duration: " in log_tail(cold).splitlines()[-1]
+    assert "init says hi" not in log_tail(warm)
+    assert "Init Duration" not in log_tail(warm)
+
+
+def test_log_tail_is_at_most_4_kb(aws: Any, deploy: Deploy) -> None:
+    name = deploy(PRINTING)["FunctionName"]
+    response, body = invoke(aws, name, {"spam": 20_000}, LogType="Tail")
+    assert body == "done"
+    raw = base64.b64decode(response["LogResult"])
+    assert len(raw) <= MAX_TAIL
+    assert raw.decode().splitlines()[-1].startswith(f"REPORT RequestId: {request_id(response)}")
+
+
+def test_no_log_result_unless_asked(aws: Any, deploy: Deploy) -> None:
+    name = deploy(PRINTING)["FunctionName"]
+    response, _ = invoke(aws, name)
+    assert "LogResult" not in response
+
+
+def test_log_tail_of_a_failure_names_the_error(aws: Any, deploy: Deploy) -> None:
+    name = deploy(FAILING)["FunctionName"]
+    response, _ = invoke(aws, name, {"mode": "raise"}, LogType="Tail")
+    assert response["FunctionError"] == "Unhandled"
+    tail = log_tail(response)
+    assert "ValueError" in tail and "kaboom" in tail
+    assert tail.splitlines()[-1].startswith(f"REPORT RequestId: {request_id(response)}")
+
+
+# -- warm sandboxes -----------------------------------------------------------------------
+
+COUNTER = """
+import os
+
+calls = 0
+
+def handler(event, context):
+    global calls
+    seen = calls
+    calls += 1
+    return {"calls": seen, "pid": os.getpid()}
+"""
+
+
+def test_module_state_survives_between_warm_calls(aws: Any, deploy: Deploy) -> None:
+    name = deploy(COUNTER)["FunctionName"]
+    results = [invoke(aws, name)[1] for _ in range(3)]
+    assert [result["calls"] for result in results] == [0, 1, 2]
+    assert len({result["pid"] for result in results}) == 1
+
+
+def test_concurrent_calls_get_their_own_sandboxes(aws: Any, deploy: Deploy) -> None:
+    name = deploy(
+        """
+        import os
+        import time
+
+        def handler(event, context):
+            time.sleep(0.5)
+            return os.getpid()
+        """
+    )["FunctionName"]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: invoke(aws, name), range(8)))
+    for response, _ in results:
+        assert response["StatusCode"] == 200
+        assert "FunctionError" not in response
+    pids = [pid for _, pid in results]
+    assert len(set(pids)) == 8
+    listed = {s["pid"] for s in sandboxes(aws.meta.endpoint_url) if s["function"] == name}
+    assert set(pids) <= listed
+
+
+FILESYSTEM = """
+import os
+
+def handler(event, context):
+    if event.get("write_tmp"):
+        with open("/tmp/marker", "w") as handle:
+            handle.write(event["write_tmp"])
+    marker = None
+    if os.path.exists("/tmp/marker"):
+        with open("/tmp/marker") as handle:
+            marker = handle.read()
+    try:
+        with open("/var/task/intruder.txt", "w") as handle:
+            handle.write("x")
+        task_error = None
+    except OSError as exc:
+        task_error = exc.errno
+    with open("/var/task/app.py") as handle:
+        readable = "def handler" in handle.read()
+    return {"marker": marker, "task_error": task_error, "readable": readable,
+            "cwd": os.getcwd(), "pid": os.getpid()}
+"""
+
+
+def test_tmp_persists_on_a_warm_sandbox_and_var_task_is_read_only(aws: Any, deploy: Deploy) -> None:
+    name = deploy(FILESYSTEM)["FunctionName"]
+    _, first = invoke(aws, name, {"write_tmp": "from call one"})
+    _, second = invoke(aws, name)
+    assert first["pid"] == second["pid"]
+    assert second["marker"] == "from call one"
+    for result in (first, second):
+        assert result["task_error"] == errno.EROFS
+        assert result["readable"] is True
+        assert result["cwd"] == "/var/task"
+
+
+def test_sandboxes_endpoint_lists_the_warm_sandbox(aws: Any, deploy: Deploy) -> None:
+    name = deploy(COUNTER)["FunctionName"]
+    _, result = invoke(aws, name)
+    listed = [s for s in sandboxes(aws.meta.endpoint_url) if s["function"] == name]
+    assert len(listed) == 1
+    entry = listed[0]
+    assert {"id", "function", "pid", "state"} <= set(entry)
+    assert entry["pid"] == result["pid"]
+    assert entry["state"] == "idle"
+
+
+def test_deleting_a_function_retires_its_sandboxes(aws: Any, deploy: Deploy) -> None:
+    name = deploy(COUNTER)["FunctionName"]
+    _, result = invoke(aws, name)
+    aws.delete_function(FunctionName=name)
+    wait_until(lambda: not [s for s in sandboxes(aws.meta.endpoint_url) if s["function"] == name])
+    wait_until(lambda: pid_gone(result["pid"]))
+
+
+def test_updating_code_starts_fresh_sandboxes(aws: Any, deploy: Deploy) -> None:
+    name = deploy(COUNTER)["FunctionName"]
+    _, before = invoke(aws, name)
+    aws.update_function_code(
+        FunctionName=name,
+        ZipFile=make_zip(
+            {"app.py": "import os\ndef handler(e, c):\n    return {'pid': os.getpid()}\n"}
+        ),
+    )
+    _, after = invoke(aws, name)
+    assert "calls" not in after
+    assert after["pid"] != before["pid"]
+    wait_until(lambda: pid_gone(before["pid"]))
+
+
+def test_idle_sandboxes_are_reclaimed(
+    spawn_server: Callable[..., Server], unique_name: str
+) -> None:
+    server = spawn_server(None, "--keep-alive", "1")
+    aws = lambda_client(server.url)
+    aws.create_function(
+        FunctionName=unique_name,
+        Runtime="python3.11",
+        Handler="app.handler",
+        Role=ROLE,
+        Code={"ZipFile": make_zip({"app.py": COUNTER})},
+    )
+    _, result = invoke(aws, unique_name)
+    pid = result["pid"]
+    assert [s["pid"] for s in sandboxes(server.url)] == [pid]
+    wait_until(lambda: not sandboxes(server.url), timeout=30)
+    wait_until(lambda: pid_gone(pid), timeout=30)
+    # A later call simply cold-starts a new sandbox.
+    _, again = invoke(aws, unique_name)
+    assert again["calls"] == 0
+
+
+# -- runtimes ----------------------------------------------------------------------------------
+
+VERSION = """
+import sys
+
+def handler(event, context):
+    return list(sys.version_info[:2])
+"""
+
+
+@pytest.mark.parametrize("minor", range(9, 15))
+def test_every_python_runtime_runs(aws: Any, deploy: Deploy, minor: int) -> None:
+    name = deploy(VERSION, Runtime=f"python3.{minor}")["FunctionName"]
+    response, version = invoke(aws, name)
+    assert "FunctionError" not in response, version
+    if host_has_python(minor):
+        assert version == [3, minor]
+    else:  # the host lacks it: the server's own interpreter runs the function
+        assert version == list(sys.version_info[:2])
+
+
+def test_matching_interpreters_on_this_host(aws: Any, deploy: Deploy) -> None:
+    if not (host_has_python(9) and host_has_python(12)):
+        pytest.skip("python3.9 and python3.12 are not both installed on this host")
+    for minor in (9, 12):
+        name = deploy(VERSION, Runtime=f"python3.{minor}")["FunctionName"]
+        assert invoke(aws, name)[1] == [3, minor]
+
+
+# -- naming ------------------------------------------------------------------------------------
+
+
+def test_invoke_by_every_form_of_the_name(aws: Any, deploy: Deploy) -> None:
+    created = deploy(ECHO)
+    name, arn = created["FunctionName"], created["FunctionArn"]
+    account = arn.split(":")[4]
+    for function, params in (
+        (arn, {}),
+        (f"{arn}:$LATEST", {}),
+        (f"{account}:function:{name}", {}),
+        (f"{name}:$LATEST", {}),
+        (name, {"Qualifier": "$LATEST"}),
+    ):
+        response, body = invoke(aws, function, {"via": function}, **params)
+        assert response["StatusCode"] == 200, function
+        assert body == {"event": {"via": function}}
+        assert response["ExecutedVersion"] == "$LATEST"
+
+
+def test_unknown_function_is_404(aws: Any) -> None:
+    with pytest.raises(aws.exceptions.ResourceNotFoundException) as caught:
+        aws.invoke(FunctionName="no-such-function-at-all", Payload=b"{}")
+    error = caught.value.response
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert "no-such-function-at-all" in error["Error"]["Message"]

@@ -1,0 +1,134 @@
+"""One behavioural suite for every sandbox backend, on real forked processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ember.sandbox.base import InitFailed, Outcome, SandboxRequest, SandboxSpec
+from ember.sandbox.zygote import ZygoteBackend
+
+HANDLER = """
+import os, sys, time
+count = 0
+print("init output")
+
+def handler(event, context):
+    global count
+    count += 1
+    action = event.get("do")
+    if action == "raise":
+        raise ValueError("kaboom")
+    if action == "exit":
+        sys.exit(3)
+    if action == "sleep":
+        time.sleep(event["seconds"])
+    if action == "spawn":
+        import subprocess
+        child = subprocess.Popen(["sleep", "1000"])
+        return {"child": child.pid}
+    print("invoked", count)
+    return {"count": count, "pid": os.getpid(), "cwd": os.getcwd(), "env": os.environ.get("ONLY")}
+"""
+
+
+@pytest.fixture(params=["zygote", "process"])
+def backend_name(request: pytest.FixtureRequest) -> str:
+    if request.param == "zygote" and os.geteuid() != 0:
+        pytest.skip("the isolated backend needs root (cgroups, mount namespaces)")
+    return str(request.param)
+
+
+def run(backend_name: str, code_dir: Path, scenario: Callable[[Any, Any], Awaitable[None]]) -> None:
+    async def main() -> None:
+        backend = ZygoteBackend(isolated=backend_name == "zygote", sink=lambda *_: None, pool=1)
+        await backend.start()
+
+        def spec(handler: str = "app.handler") -> SandboxSpec:
+            return SandboxSpec(uuid.uuid4().hex[:16], "python3.11", handler, str(code_dir),
+                               {"ONLY": "this", "PATH": "/usr/bin:/bin"}, 128, 64, 32, 256)
+
+        try:
+            await scenario(backend, spec)
+        finally:
+            await backend.close()
+
+    asyncio.run(main())
+
+
+def request(payload: dict[str, Any], timeout: float = 5.0) -> SandboxRequest:
+    request_id = str(uuid.uuid4())
+    deadline = int(time.time() * 1000 + timeout * 1000)
+    return SandboxRequest(request_id, deadline, "arn", "", "", "Root=1", json.dumps(payload).encode(), timeout)
+
+
+@pytest.fixture
+def code_dir(tmp_path: Path) -> Path:
+    (tmp_path / "app.py").write_text(HANDLER)
+    return tmp_path
+
+
+def test_init_invoke_and_warm_state(backend_name: str, code_dir: Path) -> None:
+    async def scenario(backend: Any, spec: Any) -> None:
+        sandbox = await backend.create(spec())
+        assert sandbox.init_log == b"init output\n"
+        first = await sandbox.invoke(request({}))
+        second = await sandbox.invoke(request({}))
+        assert first.outcome is Outcome.OK and first.log == b"invoked 1\n"
+        body = json.loads(second.body)
+        assert body["count"] == 2 and body["env"] == "this" and body["pid"] == sandbox.pid
+        expected_root = "/var/task" if backend_name == "zygote" else str(code_dir)
+        assert body["cwd"] == expected_root
+        sandbox.destroy()
+        sandbox.destroy()  # harmless twice
+
+    run(backend_name, code_dir, scenario)
+
+
+def test_failures_become_function_errors(backend_name: str, code_dir: Path) -> None:
+    async def scenario(backend: Any, spec: Any) -> None:
+        sandbox = await backend.create(spec())
+        raised = await sandbox.invoke(request({"do": "raise"}))
+        assert raised.outcome is Outcome.FUNCTION_ERROR and raised.reusable
+        assert json.loads(raised.body)["errorType"] == "ValueError"
+        timed_out = await sandbox.invoke(request({"do": "sleep", "seconds": 5}, timeout=0.5))
+        assert json.loads(timed_out.body)["errorType"] == "Sandbox.Timedout"
+        assert not timed_out.reusable and not sandbox.alive
+        crashed = await (await backend.create(spec())).invoke(request({"do": "exit"}))
+        assert json.loads(crashed.body)["errorMessage"].endswith("exit status 3")
+
+    run(backend_name, code_dir, scenario)
+
+
+def test_init_failure(backend_name: str, code_dir: Path) -> None:
+    async def scenario(backend: Any, spec: Any) -> None:
+        with pytest.raises(InitFailed) as failure:
+            await backend.create(spec("missing.handler"))
+        assert json.loads(failure.value.payload)["errorType"] == "Runtime.ImportModuleError"
+
+    run(backend_name, code_dir, scenario)
+
+
+def test_destroy_kills_what_the_function_started(code_dir: Path) -> None:
+    """Only the isolated backend promises this: it finds a function's processes by cgroup."""
+    if os.geteuid() != 0:
+        pytest.skip("the isolated backend needs root (cgroups, mount namespaces)")
+
+    async def scenario(backend: Any, spec: Any) -> None:
+        sandbox = await backend.create(spec())
+        child = json.loads((await sandbox.invoke(request({"do": "spawn"}))).body)["child"]
+        sandbox.destroy()
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert not Path(f"/proc/{child}").exists()
+
+    run("zygote", code_dir, scenario)

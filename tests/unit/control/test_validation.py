@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import zipfile
+
+import pytest
+
+from ember.control import validation
+from ember.errors import InvalidParameterValue, RequestTooLarge, ValidationError
+
+
+def _zip(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+def test_code_digests_match_lambda() -> None:
+    data = _zip({"app.py": "def handler(e, c): return e\n"})
+    package = validation.code({"ZipFile": base64.b64encode(data).decode()})
+    assert package.digest == hashlib.sha256(data).hexdigest()
+    assert package.sha256 == base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def test_not_a_zip() -> None:
+    with pytest.raises(InvalidParameterValue, match="Could not unzip uploaded file"):
+        validation.code({"ZipFile": base64.b64encode(b"not a zip").decode()})
+
+
+def test_s3_code_is_refused_clearly() -> None:
+    with pytest.raises(InvalidParameterValue, match="ZipFile"):
+        validation.code({"S3Bucket": "b", "S3Key": "k"})
+
+
+def test_zip_too_large(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(validation, "MAX_ZIPPED", 10)
+    with pytest.raises(RequestTooLarge):
+        validation.code({"ZipFile": base64.b64encode(_zip({"a": "b"})).decode()})
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"Timeout": 901}, "less than or equal to 900"),
+        ({"Timeout": 0}, "greater than or equal to 1"),
+        ({"MemorySize": 99999}, "less than or equal to 10240"),
+    ],
+)
+def test_maxima_are_validation_errors(body: dict[str, int], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        validation.timeout(body)
+        validation.memory_size(body)
+
+
+def test_runtime_and_handler() -> None:
+    assert validation.runtime({"Runtime": "python3.12"}, required=True) == "python3.12"
+    with pytest.raises(InvalidParameterValue, match="enum value set"):
+        validation.runtime({"Runtime": "PYTHON3.9"}, required=True)
+    assert validation.handler({"Handler": "pkg/mod.fn"}, required=True) == "pkg/mod.fn"
+    for bad in ("nodot", "app. handler", "app.", ".fn"):
+        with pytest.raises(InvalidParameterValue):
+            validation.handler({"Handler": bad}, required=True)
+
+
+def test_environment_rules() -> None:
+    assert validation.environment({"Environment": {"Variables": {"A1": "x"}}}) == {"A1": "x"}
+    assert validation.environment({}) is None
+    with pytest.raises(InvalidParameterValue, match="reserved keys"):
+        validation.environment({"Environment": {"Variables": {"AWS_REGION": "x"}}})
+    with pytest.raises(InvalidParameterValue, match="4KB"):
+        validation.environment({"Environment": {"Variables": {"BIG": "x" * 5000}}})
+
+
+def test_role_pattern() -> None:
+    assert validation.role({"Role": "arn:aws:iam::000000000000:role/r"}, required=True)
+    with pytest.raises(ValidationError, match="role"):
+        validation.role({"Role": "r1"}, required=True)

@@ -1,0 +1,82 @@
+"""The in-sandbox runtime, loaded the way the zygote loads it."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+RUNTIME = Path(__file__).resolve().parents[3] / "src" / "ember" / "runtime"
+
+
+def _load(name: str, file: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, RUNTIME / file)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+frames = _load("_ember_frames", "frames.py")
+pyloop = _load("_ember_pyloop", "pyloop.py")
+
+
+@pytest.fixture
+def task_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for name in ("good_mod", "broken_mod", "syntax_mod"):
+        sys.modules.pop(name, None)
+
+
+def test_handler_lookup_errors_use_lambdas_types(task_root: Path) -> None:
+    (task_root / "good_mod.py").write_text("def handler(e, c):\n    return e\n")
+    (task_root / "broken_mod.py").write_text("raise RuntimeError('startup fails')\n")
+    (task_root / "syntax_mod.py").write_text("def (:\n")
+    assert pyloop.load_handler("good_mod.handler")({"a": 1}, None) == {"a": 1}
+    cases = {
+        "nodot": "Runtime.MalformedHandlerName",
+        "missing_mod.handler": "Runtime.ImportModuleError",
+        "good_mod.nope": "Runtime.HandlerNotFound",
+        "broken_mod.handler": "RuntimeError",
+        "syntax_mod.handler": "Runtime.UserCodeSyntaxError",
+    }
+    for handler, error_type in cases.items():
+        with pytest.raises(pyloop.InitError) as caught:
+            pyloop.load_handler(handler)
+        assert caught.value.payload["errorType"] == error_type
+        assert caught.value.payload["requestId"] == ""
+    with pytest.raises(pyloop.InitError) as caught:
+        pyloop.load_handler("missing_mod.handler")
+    assert caught.value.payload["errorMessage"] == (
+        "Unable to import module 'missing_mod': No module named 'missing_mod'"
+    )
+
+
+def test_context_attributes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "fn")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+    client_context = '{"custom": {"k": "v"}, "client": {"app_title": "t"}, "env": {"e": "1"}}'
+    context = pyloop.LambdaContext("rid", 2**62, "arn:x", client_context, "")
+    assert context.function_name == "fn"
+    assert context.memory_limit_in_mb == "256"
+    assert context.aws_request_id == "rid"
+    assert context.client_context.custom == {"k": "v"}
+    assert context.client_context.client.app_title == "t"
+    assert context.identity.cognito_identity_id is None
+    assert context.get_remaining_time_in_millis() > 0
+
+
+def test_frames_roundtrip() -> None:
+    frame = frames.invoke_frame(["rid", "1", "arn", "", "", "trace"], b'{"a":1}')
+    length, kind = frames.HEADER.unpack_from(frame)
+    assert kind == frames.INVOKE and length == len(frame) - frames.HEADER.size
+    reply = frames.reply_frame(frames.RESULT, 7, b"log", b"body")
+    _, kind = frames.HEADER.unpack_from(reply)
+    rss, log_len = frames.REPLY.unpack_from(reply, frames.HEADER.size)
+    assert (kind, rss, log_len) == (frames.RESULT, 7, 3)
+    assert reply.endswith(b"logbody")

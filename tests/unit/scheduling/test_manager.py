@@ -1,0 +1,126 @@
+"""The Worker Manager's pools, placement and keep-alive, with an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from ember.control.models import FunctionRecord
+from ember.errors import TooManyRequests
+from ember.scheduling.manager import SlotState, WorkerManager
+from ember.scheduling.placement import Placement
+
+_ids = itertools.count()
+
+
+@dataclass
+class StubSandbox:
+    """Just enough of a sandbox for pool bookkeeping (no process)."""
+
+    sandbox_id: str = field(default_factory=lambda: f"sb{next(_ids)}")
+    pid: int = 0
+    init_ms: float = 1.0
+    init_log: bytes = b""
+    destroyed: bool = False
+
+    @property
+    def alive(self) -> bool:
+        return not self.destroyed
+
+    def destroy(self) -> None:
+        self.destroyed = True
+
+
+@dataclass
+class StubWorker:
+    memory_mb: int = 1024
+    max_sandboxes: int = 100
+    started: list[StubSandbox] = field(default_factory=list)
+
+    async def start_sandbox(self, record: FunctionRecord) -> StubSandbox:
+        sandbox = StubSandbox()
+        self.started.append(sandbox)
+        return sandbox
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _record(name: str = "f", revision: str = "r1", memory: int = 128) -> FunctionRecord:
+    return FunctionRecord(name, "python3.11", "app.handler", "role", "", 3, memory, None,
+                          "sha", "d" * 64, 1, "t", revision)
+
+
+def _manager(worker: StubWorker, keep_alive: float = 60) -> tuple[WorkerManager, Clock]:
+    clock = Clock()
+    placement: Any = Placement([worker])  # type: ignore[list-item]
+    return WorkerManager(placement, keep_alive, clock), clock
+
+
+def test_warm_reuse_and_one_call_per_sandbox() -> None:
+    async def scenario() -> None:
+        worker = StubWorker()
+        manager, _ = _manager(worker)
+        first = await manager.acquire(_record())
+        second = await manager.acquire(_record())  # the first is busy: a new sandbox
+        assert first.sandbox is not second.sandbox
+        manager.release(first, reusable=True)
+        again = await manager.acquire(_record())
+        assert again.sandbox is first.sandbox and not again.fresh
+        assert len(worker.started) == 2
+
+    asyncio.run(scenario())
+
+
+def test_unhealthy_and_retired_slots_are_destroyed() -> None:
+    async def scenario() -> None:
+        manager, _ = _manager(StubWorker())
+        slot = await manager.acquire(_record())
+        manager.release(slot, reusable=False)
+        assert slot.state is SlotState.DEAD and slot.sandbox.destroyed  # type: ignore[attr-defined]
+        busy = await manager.acquire(_record())
+        idle = await manager.acquire(_record())
+        manager.release(idle, reusable=True)
+        manager.retire("f")
+        assert idle.state is SlotState.DEAD
+        manager.release(busy, reusable=True)  # retired while busy: dies on release
+        assert busy.state is SlotState.DEAD
+        assert manager.statistics()["sandboxes"] == 0
+
+    asyncio.run(scenario())
+
+
+def test_keep_alive_reclaims_idle_sandboxes() -> None:
+    async def scenario() -> None:
+        manager, clock = _manager(StubWorker(), keep_alive=600)
+        slot = await manager.acquire(_record())
+        manager.release(slot, reusable=True)
+        clock.now = 599
+        assert manager.evict_expired() == 0
+        clock.now = 601
+        assert manager.evict_expired() == 1
+        assert slot.sandbox.destroyed  # type: ignore[attr-defined]
+
+    asyncio.run(scenario())
+
+
+def test_placement_evicts_idle_sandboxes_then_refuses() -> None:
+    async def scenario() -> None:
+        manager, _ = _manager(StubWorker(memory_mb=256))
+        a = await manager.acquire(_record("a", "ra"))
+        manager.release(a, reusable=True)
+        await manager.acquire(_record("b", "rb"))
+        c = await manager.acquire(_record("c", "rc"))  # evicts a's idle sandbox for room
+        assert a.state is SlotState.DEAD and c.state is SlotState.BUSY
+        with pytest.raises(TooManyRequests):
+            await manager.acquire(_record("d", "rd"))
+
+    asyncio.run(scenario())
