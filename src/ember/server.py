@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -128,4 +129,8 @@ def serve(settings: Settings, log_level: str = "info") -> None:
         log_level=log_level,
         timeout_graceful_shutdown=30,
     )
+    # uvicorn re-raises the signal that stopped it once shutdown is complete;
+    # by then every sandbox is reaped, so a SIGTERM or Ctrl-C is a clean exit.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: sys.exit(0))
     uvicorn.Server(config).run()
