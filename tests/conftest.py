@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -66,9 +67,21 @@ class Server:
         # unclosed file is a ResourceWarning, which filterwarnings=error turns into a failure.
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [EMBER, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
-                 "--keep-alive", "600", *self.extra_args],
-                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                [
+                    EMBER,
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--keep-alive",
+                    "600",
+                    *self.extra_args,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
             )
         wait_until(self._healthy, timeout=60)
         return self
@@ -154,17 +167,19 @@ def deploy(aws: Any, unique_name: str) -> Iterator[Callable[..., dict[str, Any]]
     """Create a function from inline sources; deleted after the test."""
     created: list[str] = []
 
-    def create(source: str | dict[str, str], name: str | None = None, **settings: Any) -> dict[str, Any]:
+    def create(
+        source: str | dict[str, str], name: str | None = None, **settings: Any
+    ) -> dict[str, Any]:
         files = {"app.py": source} if isinstance(source, str) else source
         function = name or f"{unique_name}-{len(created)}"
         params = {"Runtime": "python3.11", "Handler": "app.handler", "Role": ROLE, **settings}
-        response = aws.create_function(FunctionName=function, Code={"ZipFile": make_zip(files)}, **params)
+        response = aws.create_function(
+            FunctionName=function, Code={"ZipFile": make_zip(files)}, **params
+        )
         created.append(function)
         return dict(response)
 
     yield create
     for function in created:
-        try:
+        with contextlib.suppress(aws.exceptions.ResourceNotFoundException):
             aws.delete_function(FunctionName=function)
-        except aws.exceptions.ResourceNotFoundException:
-            pass

@@ -28,7 +28,9 @@ def metadata(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
 
 @pytest.fixture(params=["localfs", "memory"])
 def packages(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    return LocalPackageStore(tmp_path / "pkgs") if request.param == "localfs" else MemoryPackageStore()
+    return (
+        LocalPackageStore(tmp_path / "pkgs") if request.param == "localfs" else MemoryPackageStore()
+    )
 
 
 def test_metadata_put_replace_delete(metadata: Any) -> None:

@@ -14,13 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EMBER, Server, free_port, wait_until
 
-# conftest's Server.start leaves its log file object to the garbage collector.
-pytestmark = pytest.mark.filterwarnings(
-    r"ignore:Exception ignored in. <_io.FileIO name='.*server-.*\.log'"
-    ":pytest.PytestUnraisableExceptionWarning"
-)
+from conftest import EMBER, Server, free_port, wait_until
 
 APP = """
 import os
@@ -68,8 +63,18 @@ def assert_one_error_line(result: subprocess.CompletedProcess[str]) -> None:
 def test_deploy_a_directory_then_update_it(server: Server, cli_name: str, tmp_path: Path) -> None:
     source = write_app(tmp_path / "fn", "1")
     created = ember(
-        server.url, "deploy", cli_name, str(source), "--handler", "app.handler",
-        "--runtime", "python3.11", "--env", "APP_VERSION=one", "--memory", "192",
+        server.url,
+        "deploy",
+        cli_name,
+        str(source),
+        "--handler",
+        "app.handler",
+        "--runtime",
+        "python3.11",
+        "--env",
+        "APP_VERSION=one",
+        "--memory",
+        "192",
     )
     assert cli_name in created.stdout
     assert "(created)" in created.stdout
@@ -78,8 +83,14 @@ def test_deploy_a_directory_then_update_it(server: Server, cli_name: str, tmp_pa
 
     (source / "app.py").write_text(textwrap.dedent(APP).replace("event}", "event, 'v': 2}"))
     updated = ember(
-        server.url, "deploy", cli_name, str(source), "--handler", "app.handler",
-        "--env", "APP_VERSION=two",
+        server.url,
+        "deploy",
+        cli_name,
+        str(source),
+        "--handler",
+        "app.handler",
+        "--env",
+        "APP_VERSION=two",
     )
     assert "(updated)" in updated.stdout
     result = json.loads(ember(server.url, "invoke", cli_name).stdout)
@@ -230,7 +241,9 @@ def test_deploy_of_something_that_is_not_a_package(
 ) -> None:
     stray = tmp_path / "notes.txt"
     stray.write_text("not code")
-    result = ember(server.url, "deploy", cli_name, str(stray), "--handler", "app.handler", check=False)
+    result = ember(
+        server.url, "deploy", cli_name, str(stray), "--handler", "app.handler", check=False
+    )
     assert_one_error_line(result)
 
 

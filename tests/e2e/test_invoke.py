@@ -22,15 +22,11 @@ from typing import Any
 import httpx
 import pytest
 from botocore.exceptions import ClientError
+
 from conftest import ROLE, Server, lambda_client, make_zip, wait_until
 
 Deploy = Callable[..., dict[str, Any]]
 
-# conftest's Server.start leaves its log file object to the garbage collector.
-pytestmark = pytest.mark.filterwarnings(
-    r"ignore:Exception ignored in. <_io.FileIO name='.*server-.*\.log'"
-    ":pytest.PytestUnraisableExceptionWarning"
-)
 
 MAX_TAIL = 4096
 
@@ -172,10 +168,20 @@ def test_context_without_client_context(aws: Any, deploy: Deploy) -> None:
     assert 0 < seen["remaining"] <= 3000
 
 
-def test_invalid_client_context_is_a_request_error(aws: Any, deploy: Deploy) -> None:
+@pytest.mark.parametrize(
+    "client_context",
+    [
+        "%%% not base64 %%%",
+        base64.b64encode(b"{not json").decode(),
+        base64.b64encode(b"[1, 2]").decode(),  # JSON, but not an object
+    ],
+)
+def test_invalid_client_context_is_a_request_error(
+    aws: Any, deploy: Deploy, client_context: str
+) -> None:
     name = deploy(CONTEXT)["FunctionName"]
-    with pytest.raises(ClientError) as caught:
-        aws.invoke(FunctionName=name, Payload=b"{}", ClientContext="%%% not base64 %%%")
+    with pytest.raises(aws.exceptions.InvalidRequestContentException) as caught:
+        aws.invoke(FunctionName=name, Payload=b"{}", ClientContext=client_context)
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 
@@ -216,7 +222,7 @@ def test_lambda_environment_then_the_functions_own_and_nothing_of_the_servers(
     assert env["GREETING"] == "hello"
     assert env["EMPTY"] == ""
     assert "EMBER_TEST_SECRET" not in env
-    assert not [value for value in env.values() if "leak" == value]
+    assert not [value for value in env.values() if value == "leak"]
 
 
 # -- function errors ---------------------------------------------------------------
@@ -380,6 +386,44 @@ def test_unserialisable_result_is_a_marshal_error(aws: Any, deploy: Deploy) -> N
     assert response["FunctionError"] == "Unhandled"
     assert error["errorType"] == "Runtime.MarshalError"
     assert error["requestId"] == request_id(response)
+
+
+def test_exception_whose_str_raises_is_still_reported(aws: Any, deploy: Deploy) -> None:
+    name = deploy(
+        """
+        class Weird(Exception):
+            def __str__(self):
+                raise RuntimeError("no message for you")
+
+        def handler(event, context):
+            raise Weird()
+        """
+    )["FunctionName"]
+    for _ in range(2):  # the sandbox survives it
+        response, error = invoke(aws, name)
+        assert response["FunctionError"] == "Unhandled"
+        assert error["errorType"] == "Weird"
+        assert error["requestId"] == request_id(response)
+        assert isinstance(error["errorMessage"], str)
+
+
+def test_output_printed_before_an_exit_is_in_the_log(aws: Any, deploy: Deploy) -> None:
+    name = deploy(
+        """
+        import sys
+
+        def handler(event, context):
+            print("last words", event["n"])
+            if event["n"] == 1:
+                sys.exit(3)
+            raise KeyboardInterrupt
+        """
+    )["FunctionName"]
+    for n in (1, 2):
+        response, error = invoke(aws, name, {"n": n}, LogType="Tail")
+        assert response["FunctionError"] == "Unhandled"
+        assert error["errorType"] == "Runtime.ExitError"
+        assert f"last words {n}" in log_tail(response)
 
 
 # -- request errors -------------------------------------------------------------------

@@ -53,8 +53,17 @@ def run(backend_name: str, code_dir: Path, scenario: Callable[[Any, Any], Awaita
         await backend.start()
 
         def spec(handler: str = "app.handler") -> SandboxSpec:
-            return SandboxSpec(uuid.uuid4().hex[:16], "python3.11", handler, str(code_dir),
-                               {"ONLY": "this", "PATH": "/usr/bin:/bin"}, 128, 64, 32, 256)
+            return SandboxSpec(
+                uuid.uuid4().hex[:16],
+                "python3.11",
+                handler,
+                str(code_dir),
+                {"ONLY": "this", "PATH": "/usr/bin:/bin"},
+                128,
+                64,
+                32,
+                256,
+            )
 
         try:
             await scenario(backend, spec)
@@ -67,7 +76,9 @@ def run(backend_name: str, code_dir: Path, scenario: Callable[[Any, Any], Awaita
 def request(payload: dict[str, Any], timeout: float = 5.0) -> SandboxRequest:
     request_id = str(uuid.uuid4())
     deadline = int(time.time() * 1000 + timeout * 1000)
-    return SandboxRequest(request_id, deadline, "arn", "", "", "Root=1", json.dumps(payload).encode(), timeout)
+    return SandboxRequest(
+        request_id, deadline, "arn", "", "", "Root=1", json.dumps(payload).encode(), timeout
+    )
 
 
 @pytest.fixture

@@ -9,16 +9,19 @@ bounded body read, one response.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from ember.api import errors as http_errors
-from ember.errors import EmberError, RequestTooLarge
+from ember.errors import EmberError, PlatformError, RequestTooLarge
 from ember.invoke.service import MAX_REQUEST, InvokeCommand, InvokeResult, new_request_id
 
 PREFIX = "/2015-03-31/functions/"
 SUFFIX = "/invocations"
 _JSON = (b"content-type", b"application/json")
+
+log = logging.getLogger("ember.api")
 
 Scope = dict[str, Any]
 
@@ -86,6 +89,12 @@ def _response_headers(result: InvokeResult) -> list[tuple[bytes, bytes]]:
     return headers
 
 
+def _internal(exc: Exception, request_id: str) -> PlatformError:
+    """A bug, not a refusal: logged with its traceback, answered as ServiceException."""
+    log.error("Invoke %s failed unexpectedly", request_id, exc_info=exc)
+    return PlatformError(f"Internal error while invoking the function (request {request_id}).")
+
+
 async def handle(invoke: Any, scope: Scope, receive: Any, send: Any) -> None:
     """Serve one Invoke call; ``invoke`` is ``InvocationService.invoke``."""
     request_id = new_request_id()
@@ -93,7 +102,8 @@ async def handle(invoke: Any, scope: Scope, receive: Any, send: Any) -> None:
     try:
         body = await _read_body(scope, receive, headers)
         result = await invoke(_command(scope, headers, body, request_id))
-    except EmberError as error:
+    except Exception as exc:
+        error = exc if isinstance(exc, EmberError) else _internal(exc, request_id)
         status, error_headers, error_body = http_errors.render(error, request_id)
         await send({"type": "http.response.start", "status": status, "headers": error_headers})
         await send({"type": "http.response.body", "body": error_body})

@@ -121,9 +121,8 @@ class LogStore:
             size = path.stat().st_size
         except FileNotFoundError:
             return "", 0
-        if since is None:
-            start = max(0, size - DEFAULT_READ)
-        else:
+        start = max(0, size - DEFAULT_READ)
+        if since is not None:
             start = since if 0 <= since <= size else 0  # rotated: start over
         with open(path, "rb") as handle:
             handle.seek(start)

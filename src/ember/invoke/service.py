@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import orjson
 
 from ember.control import arns
+from ember.control.models import FunctionRecord
 from ember.control.registry import FunctionRegistry
 from ember.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
 from ember.errors import ValidationError as LambdaValidationError
@@ -80,7 +81,8 @@ def _decode_client_context(encoded: str | None) -> str:
         decoded = base64.b64decode(encoded, validate=True)
         if len(decoded) > MAX_CLIENT_CONTEXT:
             raise ValueError("too long")
-        orjson.loads(decoded)
+        if not isinstance(orjson.loads(decoded), dict):
+            raise ValueError("not an object")
         return decoded.decode()
     except (binascii.Error, ValueError):
         raise InvalidRequestContent(
@@ -126,7 +128,7 @@ class InvocationService:
         try:
             slot = await self._manager.acquire(record)
         except InitFailed as failure:
-            return self._init_failed(command, record.memory_size, request_id, failure, started)
+            return self._init_failed(command, record, request_id, failure, started)
         init_ms = slot.sandbox.init_ms if slot.fresh else None
         init_log = slot.sandbox.init_log if slot.fresh else b""
         request = SandboxRequest(
@@ -140,10 +142,14 @@ class InvocationService:
             timeout_seconds=float(record.timeout),
         )
         invoke_started = time.perf_counter()
+        reusable = False
         try:
             result = await slot.sandbox.invoke(request)
+            reusable = result.reusable
         finally:
-            self._manager.release(slot, reusable=slot.sandbox.alive)
+            # A call that raised or was cancelled may still be running in the
+            # sandbox, and its late reply would answer the next call: never reuse it.
+            self._manager.release(slot, reusable=reusable and slot.sandbox.alive)
         body = result.body
         failed = result.outcome is Outcome.FUNCTION_ERROR
         if len(body) > MAX_RESPONSE:
@@ -172,20 +178,19 @@ class InvocationService:
     def _init_failed(
         self,
         command: InvokeCommand,
-        memory_mb: int,
+        record: FunctionRecord,
         request_id: str,
         failure: InitFailed,
         started: float,
     ) -> InvokeResult:
-        function = arns.parse(command.function).name
         entry = InvocationLog(
-            function=function,
+            function=record.name,
             request_id=request_id,
             version=arns.LATEST,
             output=failure.log,
             error_line=_error_line(request_id, failure.payload),
             duration_ms=(time.perf_counter() - started) * 1000,
-            memory_mb=memory_mb,
+            memory_mb=record.memory_size,
             max_memory_mb=0,
             init_ms=failure.init_ms,
         )

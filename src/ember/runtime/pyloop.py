@@ -54,11 +54,11 @@ class CognitoIdentity:
 
 class Client:
     __slots__ = (
-        "installation_id",
-        "app_title",
-        "app_version_name",
-        "app_version_code",
         "app_package_name",
+        "app_title",
+        "app_version_code",
+        "app_version_name",
+        "installation_id",
     )
 
     def __init__(self, raw: dict[str, Any]) -> None:
@@ -83,17 +83,17 @@ class LambdaContext:
     """The context object, with every attribute Lambda's Python runtime gives."""
 
     __slots__ = (
+        "_deadline_ms",
+        "aws_request_id",
+        "client_context",
         "function_name",
         "function_version",
+        "identity",
         "invoked_function_arn",
-        "memory_limit_in_mb",
-        "aws_request_id",
         "log_group_name",
         "log_stream_name",
-        "identity",
-        "client_context",
+        "memory_limit_in_mb",
         "tenant_id",
-        "_deadline_ms",
     )
 
     def __init__(
@@ -207,7 +207,7 @@ def load_handler(handler: str) -> Callable[[Any, Any], Any]:
         ) from None
     except Exception as exc:
         # An exception raised by the module's own top-level code.
-        raise InitError(type(exc).__name__, str(exc), _stack(exc.__traceback__)) from None
+        raise InitError(type(exc).__name__, _message(exc), _stack(exc.__traceback__)) from None
     function = getattr(module, function_name, None)
     if function is None:
         raise InitError(
@@ -217,13 +217,21 @@ def load_handler(handler: str) -> Callable[[Any, Any], Any]:
     return function  # type: ignore[no-any-return]
 
 
+def _message(exc: BaseException) -> str:
+    """``str(exc)``, which user code can make raise."""
+    try:
+        return str(exc)
+    except Exception:
+        return "<exception str() failed>"
+
+
 def _error_payload(exc: BaseException, request_id: str) -> bytes:
     tb = exc.__traceback__
     # Drop the runtime's own frame: the stack starts in user code, as on Lambda.
     tb = tb.tb_next if tb is not None else None
     return json.dumps(
         {
-            "errorMessage": str(exc),
+            "errorMessage": _message(exc),
             "errorType": type(exc).__name__,
             "requestId": request_id,
             "stackTrace": _stack(tb),
@@ -301,11 +309,13 @@ def run(sock: Any, handler_name: str) -> int:
         try:
             context = LambdaContext(request_id, int(meta[1]), meta[2], meta[3], meta[4])
             result = handler(json.loads(event_bytes), context)
-        except SystemExit:
-            sock.sendall(frames.reply_frame(frames.LOG, _max_rss_kb(), capture.take(), b""))
-            raise
         except Exception as exc:
             kind, body = frames.ERROR, _error_payload(exc, request_id)
+        except BaseException:
+            # sys.exit, KeyboardInterrupt...: the runtime exits, as on Lambda,
+            # after sending this invocation's output.
+            sock.sendall(frames.reply_frame(frames.LOG, _max_rss_kb(), capture.take(), b""))
+            raise
         else:
             try:
                 kind, body = frames.RESULT, json.dumps(result).encode("utf-8")
@@ -313,7 +323,7 @@ def run(sock: Any, handler_name: str) -> int:
                 kind = frames.ERROR
                 body = json.dumps(
                     {
-                        "errorMessage": "Unable to marshal response: {0}".format(exc),
+                        "errorMessage": "Unable to marshal response: {0}".format(_message(exc)),
                         "errorType": "Runtime.MarshalError",
                         "requestId": request_id,
                         "stackTrace": [],

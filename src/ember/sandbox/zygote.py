@@ -57,6 +57,13 @@ class _Exit:
         self.oom = oom
 
 
+# The largest frame a sandbox may send: a maximal response plus a maximal
+# captured log, with room for the headers. Anything larger (or a frame
+# nobody asked for) means the function wrote to the runtime's socket itself.
+MAX_FRAME = 6_291_556 + 4 * 1024 * 1024 + 64 * 1024
+_VIOLATION = "Runtime broke the invocation protocol and was stopped"
+
+
 class _Channel(asyncio.Protocol):
     """Frames from one sandbox; at most one reply is awaited at a time."""
 
@@ -65,6 +72,7 @@ class _Channel(asyncio.Protocol):
         self.waiter: asyncio.Future[tuple[int, int, bytes, bytes]] | None = None
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.violated = False  # the sandbox sent something the protocol forbids
         self.stray_log = bytearray()  # LOG frames (output flushed before exit)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -77,6 +85,9 @@ class _Channel(asyncio.Protocol):
         reply = frames.REPLY
         while len(buffer) >= header.size:
             length, kind = header.unpack_from(buffer)
+            if length > MAX_FRAME or length < reply.size:
+                self._violate()
+                return
             end = header.size + length
             if len(buffer) < end:
                 return
@@ -85,13 +96,23 @@ class _Channel(asyncio.Protocol):
             log_bytes = bytes(buffer[start : start + log_len])
             body = bytes(buffer[start + log_len : end])
             del buffer[:end]
-            if kind == frames.LOG:
+            if kind == frames.LOG and len(self.stray_log) + len(log_bytes) <= MAX_FRAME:
                 self.stray_log += log_bytes
                 continue
             waiter = self.waiter
             self.waiter = None
-            if waiter is not None and not waiter.done():
-                waiter.set_result((kind, max_rss, log_bytes, body))
+            if waiter is None or waiter.done() or kind == frames.LOG:
+                self._violate()
+                return
+            waiter.set_result((kind, max_rss, log_bytes, body))
+
+    def _violate(self) -> None:
+        """Stop listening to a sandbox that broke the protocol; its owner kills it."""
+        self.violated = True
+        self.buffer.clear()
+        if self.transport is not None:
+            self.transport.close()
+        self.connection_lost(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -181,6 +202,10 @@ class ForkedSandbox:
             waiter.set_exception(SandboxUnavailable(f"could not start a sandbox: {reason}"))
         self.destroy()
 
+    @staticmethod
+    def _elapsed(started: float) -> float:
+        return (time.perf_counter() - started) * 1000
+
     async def init(self, timeout: float) -> None:
         started = time.perf_counter()
         waiter = self._channel.expect()
@@ -188,6 +213,9 @@ class ForkedSandbox:
         try:
             kind, _rss, log_bytes, body = await waiter
         except EOFError:
+            if self._channel.violated:
+                self.destroy()
+                raise InitFailed(self._lost_payload(""), b"", self._elapsed(started)) from None
             info = await self._exit_info()
             self.destroy()
             payload = json.loads(_crash_payload("", info))
@@ -210,8 +238,14 @@ class ForkedSandbox:
         if kind == frames.INIT_ERROR:
             self.destroy()
             raise InitFailed(body, log_bytes, (time.perf_counter() - started) * 1000)
-        info = json.loads(body)
-        self.pid = int(info["pid"])
+        try:
+            if kind != frames.READY:
+                raise ValueError(f"frame kind {kind} during Init")
+            self.pid = int(json.loads(body)["pid"])
+        except (ValueError, KeyError, TypeError):
+            # User code wrote to the runtime's socket while being imported.
+            self.destroy()
+            raise InitFailed(self._lost_payload(""), log_bytes, self._elapsed(started)) from None
         self.init_ms = (time.perf_counter() - started) * 1000
         self.init_log = log_bytes
 
@@ -245,11 +279,14 @@ class ForkedSandbox:
                 reusable=False,
             )
         except EOFError:
-            info = await self._exit_info()
+            payload = self._lost_payload(request.request_id)
+            if not channel.violated:
+                info = await self._exit_info()
+                payload = _crash_payload(request.request_id, info)
             self.destroy()
             return SandboxResult(
                 Outcome.FUNCTION_ERROR,
-                _crash_payload(request.request_id, info),
+                payload,
                 bytes(channel.stray_log),
                 0,
                 reusable=False,
@@ -258,6 +295,10 @@ class ForkedSandbox:
             timer.cancel()
         outcome = Outcome.OK if kind == frames.RESULT else Outcome.FUNCTION_ERROR
         return SandboxResult(outcome, body, log_bytes, max_rss, reusable=True)
+
+    def _lost_payload(self, request_id: str) -> bytes:
+        message = f"RequestId: {request_id} Error: {_VIOLATION}" if request_id else _VIOLATION
+        return json.dumps({"errorType": "Runtime.ExitError", "errorMessage": message}).encode()
 
     def _time_out(self, waiter: asyncio.Future[Any]) -> None:
         if not waiter.done():

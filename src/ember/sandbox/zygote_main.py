@@ -139,8 +139,16 @@ def _run(spec: dict[str, Any], fds: list[int], confine: Any, pyloop: Any) -> int
     return int(pyloop.run(sock, spec["handler"]))
 
 
-def _child(ctl: socket.socket, selector: Any, paths: list[str], confine: Any, pyloop: Any,
-           spec: dict[str, Any] | None, fds: list[int], blank: socket.socket | None) -> None:
+def _child(
+    ctl: socket.socket,
+    selector: Any,
+    paths: list[str],
+    confine: Any,
+    pyloop: Any,
+    spec: dict[str, Any] | None,
+    fds: list[int],
+    blank: socket.socket | None,
+) -> None:
     """A new sandbox: run ``spec`` at once, or (a blank) wait on ``blank`` for it."""
     code = 70  # EX_SOFTWARE: confinement or the runtime itself failed
     try:
@@ -225,8 +233,14 @@ def _claim_blank(sandbox_id: str, spec: dict[str, Any], fds: list[int], confine:
     return False
 
 
-def _spawn(ctl: socket.socket, selector: Any, message: dict[str, Any], fds: list[int],
-           confine: Any, pyloop: Any) -> None:
+def _spawn(
+    ctl: socket.socket,
+    selector: Any,
+    message: dict[str, Any],
+    fds: list[int],
+    confine: Any,
+    pyloop: Any,
+) -> None:
     sandbox_id = message["id"]
     spec = message["spec"]
     paths: list[str] = []

@@ -25,14 +25,24 @@ def _zip(source: str) -> str:
 
 
 def _body(name: str, **extra: Any) -> dict[str, Any]:
-    return {"FunctionName": name, "Runtime": "python3.11", "Handler": "app.handler",
-            "Role": ROLE, "Code": {"ZipFile": _zip("x = 1\n")}, **extra}
+    return {
+        "FunctionName": name,
+        "Runtime": "python3.11",
+        "Handler": "app.handler",
+        "Role": ROLE,
+        "Code": {"ZipFile": _zip("x = 1\n")},
+        **extra,
+    }
 
 
 def _registry() -> tuple[FunctionRegistry, MemoryMetadataStore, MemoryPackageStore]:
     store, packages = MemoryMetadataStore(), MemoryPackageStore()
     moment = datetime(2026, 11, 28, 13, 7, 49, 123456, tzinfo=UTC)
-    return FunctionRegistry(store, packages, Arns("us-east-1", "0" * 12), lambda: moment), store, packages
+    return (
+        FunctionRegistry(store, packages, Arns("us-east-1", "0" * 12), lambda: moment),
+        store,
+        packages,
+    )
 
 
 def test_create_get_update_delete_and_listeners() -> None:
@@ -56,7 +66,7 @@ def test_create_get_update_delete_and_listeners() -> None:
         with pytest.raises(KeyError):  # the old package is no longer used by anyone
             await packages.get(record.code_digest)
         await registry.delete("f")
-        with pytest.raises(ResourceNotFound, match="function:f$"):
+        with pytest.raises(ResourceNotFound, match=r"function:f$"):
             registry.get("f")
         assert changed == ["f", "f", "f"]
         assert await store.load_all() == {}

@@ -44,5 +44,7 @@ def test_store_appends_and_reads_from_an_offset(tmp_path: Path) -> None:
 
 def test_error_lines() -> None:
     assert error_line("r", "ValueError", "boom") == b"[ERROR] ValueError: boom\n"
-    line = error_line("r", "Sandbox.Timedout", "RequestId: r Error: Task timed out after 1.00 seconds")
+    line = error_line(
+        "r", "Sandbox.Timedout", "RequestId: r Error: Task timed out after 1.00 seconds"
+    )
     assert line.endswith(b"r Task timed out after 1.00 seconds\n")

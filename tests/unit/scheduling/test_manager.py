@@ -55,8 +55,21 @@ class Clock:
 
 
 def _record(name: str = "f", revision: str = "r1", memory: int = 128) -> FunctionRecord:
-    return FunctionRecord(name, "python3.11", "app.handler", "role", "", 3, memory, None,
-                          "sha", "d" * 64, 1, "t", revision)
+    return FunctionRecord(
+        name,
+        "python3.11",
+        "app.handler",
+        "role",
+        "",
+        3,
+        memory,
+        None,
+        "sha",
+        "d" * 64,
+        1,
+        "t",
+        revision,
+    )
 
 
 def _manager(worker: StubWorker, keep_alive: float = 60) -> tuple[WorkerManager, Clock]:
