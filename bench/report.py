@@ -4,6 +4,7 @@ import math
 import os
 import platform
 import subprocess
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +43,7 @@ def fmt_ms(ms: float) -> str:
     return f"{ms:.2f} ms" if ms < 10 else f"{ms:.1f} ms"
 
 
-def machine() -> dict[str, str]:
+def machine(busy: float) -> dict[str, str]:
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": str(len(os.sched_getaffinity(0))),
@@ -52,7 +53,26 @@ def machine() -> dict[str, str]:
         "wrk": _wrk_version(),
         # Other work on a 2-core box moves every number; record how busy it was.
         "load": "{:.2f} / {:.2f} / {:.2f}".format(*os.getloadavg()),
+        "busy": f"{busy:.0%}",
     }
+
+
+def cpu_busy(interval: float = 1.0) -> float:
+    """Fraction of all CPUs busy over `interval` (from /proc/stat), before we start anything.
+
+    Unlike the load average, this does not lag: it tells whether something else is running now.
+    """
+    first = _cpu_times()
+    time.sleep(interval)
+    second = _cpu_times()
+    deltas = [b - a for a, b in zip(first, second, strict=True)]
+    idle = deltas[3] + deltas[4]  # idle + iowait
+    return 1 - idle / sum(deltas) if sum(deltas) else 0.0
+
+
+def _cpu_times() -> list[int]:
+    with open("/proc/stat") as stat:
+        return [int(field) for field in stat.readline().split()[1:]]
 
 
 def print_table(rows: list[Row], console: Console) -> None:
@@ -74,8 +94,8 @@ def write_markdown(path: Path, rows: list[Row], info: dict[str, str], how: list[
         "Re-run it to refresh this file; do not edit by hand.",
         "",
         f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['kernel']}, "
-        f"{info['python']}, {info['wrk']}; load average (1/5/15 min) when measured: "
-        f"{info['load']}.",
+        f"{info['python']}, {info['wrk']}. Before measuring: CPUs {info['busy']} busy over 1 s, "
+        f"load average {info['load']} (1/5/15 min).",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),

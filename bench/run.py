@@ -10,7 +10,6 @@ measurement), 1 when something failed to run or a metric could not be measured.
 """
 
 import contextlib
-import os
 import statistics
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import baselines
 import ember_api
 import servers
 from loadgen import WrkResult, run_wrk, wrk_path
-from report import Row, fmt_ms, machine, p50_p99, percentile, print_table, write_markdown
+from report import Row, cpu_busy, fmt_ms, machine, p50_p99, percentile, print_table, write_markdown
 
 DOC_PATH = servers.ROOT / "docs" / "benchmarks.md"
 COLD_STARTS = 100
@@ -95,6 +94,20 @@ def measure_bare(workdir: Path) -> LoadResults:
     url = f"http://127.0.0.1:{port}/"
     with servers.running(servers.bare_asgi_command(port), workdir / "bare.log", url):
         return measure_load(url)
+
+
+def recheck_bare(workdir: Path, before: LoadResults) -> LoadResults:
+    """Measure the bare app at 32 clients again, after ember, and keep the faster run.
+
+    On a shared 2-core box a noisy neighbour during the first run would lower the baseline
+    and flatter ember's ratio; the better of two runs at different times is the safer ceiling.
+    """
+    port = servers.free_port()
+    url = f"http://127.0.0.1:{port}/"
+    with servers.running(servers.bare_asgi_command(port), workdir / "bare2.log", url):
+        run_wrk(url, CLIENTS, WARMUP_S, check=True)
+        again = run_wrk(url, CLIENTS, RUN_S)
+    return LoadResults(before.c1, max(before.c32, again, key=lambda r: r.rps))
 
 
 def measure_cold_starts(client: httpx.Client, port: int) -> ColdStarts:
@@ -186,6 +199,8 @@ def measure_all(workdir: Path) -> Results:
     bare = measure_bare(workdir)
     step("ember: starting `ember serve`")
     cold, ember, uss = measure_ember(workdir, problems)
+    step(f"baseline: bare ASGI app again at {CLIENTS} clients ({WARMUP_S + RUN_S} s)")
+    bare = recheck_bare(workdir, bare)
     return Results(raw_ns, fresh_ms, bare, cold, ember, uss, problems)
 
 
@@ -236,7 +251,8 @@ def _load_rows(r: Results) -> list[Row]:
         Row(
             f"throughput, {CLIENTS} clients",
             f"{r.ember.c32.rps:,.0f} invokes/s (p99 {fmt_ms(r.ember.c32.p99_ms)})",
-            f"bare ASGI: {r.bare.c32.rps:,.0f} req/s (p99 {fmt_ms(r.bare.c32.p99_ms)})",
+            f"bare ASGI: {r.bare.c32.rps:,.0f} req/s (p99 {fmt_ms(r.bare.c32.p99_ms)}; "
+            "best of 2 runs)",
             f"≥ {TARGET_RPS:,.0f} /s",
             r.ember.c32.rps >= TARGET_RPS,
         ),
@@ -287,8 +303,9 @@ HOW_MEASURED = [
     "non-2xx/3xx response or socket error fails the bench. Latencies are wrk's 50 %/99 %.",
     "**Bare ASGI baseline**: `bench/bare_asgi.py`, a framework-free ASGI app echoing the "
     "request body, under uvicorn with uvloop + httptools and no access log (ember's stack), "
-    "driven by the same wrk runs. Throughput ratio = ember req/s ÷ bare req/s at "
-    f"{CLIENTS} clients.",
+    f"driven by the same wrk runs. Its {CLIENTS}-client run is repeated after ember's and the "
+    "faster of the two is kept, so a noisy neighbour is less likely to flatter ember's ratio. "
+    f"Throughput ratio = ember req/s ÷ bare req/s at {CLIENTS} clients.",
     f"**USS**: {SETTLE_S:g} s after the {CLIENTS}-client run, for every idle sandbox listed "
     "by `GET /_ember/sandboxes`, `Private_Clean + Private_Dirty` from "
     "`/proc/<pid>/smaps_rollup`: memory freed if that sandbox exits. Pages still shared "
@@ -297,13 +314,11 @@ HOW_MEASURED = [
 ]
 
 
-def _warn_if_busy() -> None:
-    load = os.getloadavg()[0]
-    cpus = len(os.sched_getaffinity(0))
-    if load > cpus / 2:
+def _warn_if_busy(busy: float) -> None:
+    if busy > 0.25:
         console.print(
-            f"[yellow]warning:[/] load average {load:.2f} on {cpus} CPUs: something else is "
-            "running, expect noisy numbers"
+            f"[yellow]warning:[/] CPUs {busy:.0%} busy before we started anything: "
+            "something else is running, expect noisy numbers"
         )
 
 
@@ -314,8 +329,9 @@ def main() -> int:
         console.print(f"[red]error:[/] {escape(str(exc))}")
         return 1
     started = time.monotonic()
-    info = machine()  # before measuring: the load average must not count our own servers
-    _warn_if_busy()
+    busy = cpu_busy()  # before starting anything, so the load it sees is not our own
+    _warn_if_busy(busy)
+    info = machine(busy)
     with tempfile.TemporaryDirectory(prefix="ember-bench-", ignore_cleanup_errors=True) as tmp:
         workdir = Path(tmp)
         try:

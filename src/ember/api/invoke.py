@@ -35,19 +35,22 @@ async def _read_body(scope: Scope, receive: Any, headers: dict[bytes, bytes]) ->
     declared = headers.get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_REQUEST:
         raise _too_large()
-    chunks = []
-    size = 0
-    while True:
+    message = await receive()
+    if not message.get("more_body", False):  # the whole body in one message
+        body: bytes = message.get("body", b"")
+        if len(body) > MAX_REQUEST:
+            raise _too_large()
+        return body
+    chunks = [message.get("body", b"")]
+    size = len(chunks[0])
+    while message.get("more_body", False):
         message = await receive()
         chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > MAX_REQUEST:
-                raise _too_large()
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_REQUEST:
+            raise _too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _too_large() -> RequestTooLarge:
@@ -66,7 +69,7 @@ def _command(
         qualifier = values[0] if values else None
     context = headers.get(b"x-amz-client-context")
     return InvokeCommand(
-        function=unquote(path[len(PREFIX) : -len(SUFFIX)]),
+        function=unquote(name) if "%" in (name := path[len(PREFIX) : -len(SUFFIX)]) else name,
         payload=body,
         qualifier=qualifier,
         invocation_type=headers.get(b"x-amz-invocation-type", b"RequestResponse").decode(),

@@ -39,8 +39,27 @@ class Arns:
         return f"{base}:{qualifier}" if qualifier else base
 
 
+_CACHE: dict[tuple[str, str | None], FunctionRef] = {}
+_CACHE_SIZE = 4096
+
+
 def parse(identifier: str, qualifier: str | None = None) -> FunctionRef:
-    """Resolve any accepted spelling of a function (URL-encoded or not)."""
+    """Resolve any accepted spelling of a function (URL-encoded or not).
+
+    Invoke parses on every call, so valid spellings are remembered (a small
+    bounded cache: the same few names arrive again and again).
+    """
+    key = (identifier, qualifier)
+    ref = _CACHE.get(key)
+    if ref is None:
+        ref = _parse(identifier, qualifier)
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.clear()
+        _CACHE[key] = ref
+    return ref
+
+
+def _parse(identifier: str, qualifier: str | None) -> FunctionRef:
     raw = unquote(identifier)
     match = _FUNCTION.match(raw) if len(raw) <= 170 else None
     if match is None:

@@ -9,19 +9,19 @@ the caller is waiting for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import base64
 import math
 import os
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 TAIL_BYTES = 4096
 DEFAULT_READ = 64 * 1024
 
 
-@dataclass(frozen=True)
-class InvocationLog:
+class InvocationLog(NamedTuple):
     function: str
     request_id: str
     version: str
@@ -70,8 +70,8 @@ class LogStore:
         self._stopping = False
 
     def record(self, entry: InvocationLog) -> None:
+        # No wake-up per record: the writer polls (see ``run``), readers flush.
         self._pending.append((entry.function, entry))
-        self._wake.set()
 
     def raw(self, function: str, data: bytes) -> None:
         """Output a sandbox wrote straight to its fd 1 or 2, outside any record."""
@@ -99,14 +99,13 @@ class LogStore:
             if size > self._max_bytes:
                 os.replace(path, path.with_suffix(".log.1"))
 
-    async def run(self) -> None:
-        """Write records in batches until ``stop``."""
+    async def run(self, interval: float = 0.1) -> None:
+        """Write records in batches every ``interval`` seconds until ``stop``."""
         while not self._stopping:
-            await self._wake.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), interval)
             self._wake.clear()
             self.flush()
-            # Batch: a burst of invocations costs one write per function.
-            await asyncio.sleep(0.05)
         self.flush()
 
     def stop(self) -> None:

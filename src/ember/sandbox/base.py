@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,8 @@ class SandboxSpec:
     files_max: int  # RLIMIT_NOFILE
 
 
-@dataclass(frozen=True)
-class SandboxRequest:
-    """One invocation as the sandbox sees it."""
+class SandboxRequest(NamedTuple):
+    """One invocation as the sandbox sees it (a tuple: built on every call)."""
 
     request_id: str
     deadline_ms: int  # epoch milliseconds
@@ -51,8 +50,7 @@ class Outcome(enum.Enum):
     FUNCTION_ERROR = "function_error"
 
 
-@dataclass(frozen=True)
-class SandboxResult:
+class SandboxResult(NamedTuple):
     outcome: Outcome
     body: bytes
     log: bytes  # output captured during this invocation

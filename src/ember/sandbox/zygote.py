@@ -79,6 +79,13 @@ class _Channel(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        header = frames.HEADER
+        if not self.buffer and len(data) >= header.size:
+            # The common case: exactly one whole reply in one read; no copying.
+            length, kind = header.unpack_from(data)
+            if len(data) == header.size + length and kind != frames.LOG:
+                self._deliver_single(data, length, kind)
+                return
         buffer = self.buffer
         buffer += data
         header = frames.HEADER
@@ -105,6 +112,16 @@ class _Channel(asyncio.Protocol):
                 self._violate()
                 return
             waiter.set_result((kind, max_rss, log_bytes, body))
+
+    def _deliver_single(self, data: bytes, length: int, kind: int) -> None:
+        waiter = self.waiter
+        self.waiter = None
+        if length > MAX_FRAME or length < frames.REPLY.size or waiter is None or waiter.done():
+            self._violate()
+            return
+        max_rss, log_len = frames.REPLY.unpack_from(data, frames.HEADER.size)
+        start = frames.HEADER.size + frames.REPLY.size
+        waiter.set_result((kind, max_rss, data[start : start + log_len], data[start + log_len :]))
 
     def _violate(self) -> None:
         """Stop listening to a sandbox that broke the protocol; its owner kills it."""

@@ -33,7 +33,11 @@ class SlotState(enum.Enum):
     DEAD = "dead"  # destroyed; never handed out again
 
 
-@dataclass(eq=False)
+# Module-level aliases: Enum member lookups cost on the per-call path.
+_IDLE, _BUSY = SlotState.IDLE, SlotState.BUSY
+
+
+@dataclass(eq=False, slots=True)
 class Slot:
     sandbox: Sandbox
     function: str
@@ -64,7 +68,8 @@ class WorkerManager:
         self._clock = clock
         self._pools: dict[str, _Pool] = {}  # revision id -> pool
         self._slots: dict[str, Slot] = {}  # sandbox id -> slot (idle or busy)
-        self._stopping = asyncio.Event()
+        self._stopping = asyncio.Event()  # wakes the evictor at shutdown
+        self._closed = False  # Invariant: True once close() ran; nothing is pooled after
         self.cold_starts = 0
 
     async def acquire(self, record: FunctionRecord) -> Slot:
@@ -76,7 +81,7 @@ class WorkerManager:
         pool = self._pools.get(record.revision_id)
         if pool is not None and pool.idle:
             slot = pool.idle.pop()
-            slot.state = SlotState.BUSY
+            slot.state = _BUSY
             return slot
         return await self._start(record)
 
@@ -104,9 +109,12 @@ class WorkerManager:
         slot.invocations += 1
         slot.fresh = False
         slot.last_used = self._clock()
-        if reusable and not slot.retired and slot.sandbox.alive and not self._stopping.is_set():
-            slot.state = SlotState.IDLE
-            self._pools.setdefault(slot.revision, _Pool()).idle.append(slot)
+        if reusable and not slot.retired and not self._closed:
+            slot.state = _IDLE
+            pool = self._pools.get(slot.revision)
+            if pool is None:
+                pool = self._pools[slot.revision] = _Pool()
+            pool.idle.append(slot)
         else:
             self._destroy(slot)
 
@@ -168,6 +176,7 @@ class WorkerManager:
 
     def close(self) -> None:
         """Destroy every sandbox, idle or busy (a busy call then fails as a crash)."""
+        self._closed = True
         self._stopping.set()
         for slot in list(self._slots.values()):
             self._destroy(slot)
