@@ -9,13 +9,13 @@ the caller is waiting for it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import base64
+import contextlib
 import math
 import os
 import time
-from typing import NamedTuple
 from pathlib import Path
+from typing import NamedTuple
 
 TAIL_BYTES = 4096
 DEFAULT_READ = 64 * 1024
