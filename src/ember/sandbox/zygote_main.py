@@ -312,8 +312,11 @@ def main() -> None:
     signal.set_wakeup_fd(wake_w)
     stopping = []
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the platform decides when we stop
+    # The platform decides when we stop (it closes the control socket): a
+    # SIGTERM or Ctrl-C sent to the whole process group must not pull the
+    # sandboxes out from under a server that is still draining its calls.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     selector = selectors.DefaultSelector()
     selector.register(ctl, selectors.EVENT_READ, "ctl")
     selector.register(wake_r, selectors.EVENT_READ, "wake")
