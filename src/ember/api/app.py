@@ -35,7 +35,12 @@ class Frontend:
         )
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and invoke.matches(scope):
+        path = scope.get("path", "")
+        if (
+            path.endswith(invoke.SUFFIX)
+            and path.startswith(invoke.PREFIX)
+            and scope["method"] == "POST"
+        ):
             await invoke.handle(self._invoke, scope, receive, send)
             return
         await self._app(scope, receive, send)

@@ -26,11 +26,6 @@ log = logging.getLogger("ember.api")
 Scope = dict[str, Any]
 
 
-def matches(scope: Scope) -> bool:
-    path: str = scope["path"]
-    return scope["method"] == "POST" and path.startswith(PREFIX) and path.endswith(SUFFIX)
-
-
 async def _read_body(scope: Scope, receive: Any, headers: dict[bytes, bytes]) -> bytes:
     declared = headers.get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_REQUEST:

@@ -212,10 +212,6 @@ def prepare(cgroup_paths: list[str], cgroup_version: int) -> None:
     os.setsid()
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     attach_self(cgroup_paths, cgroup_version)
-    # SCHED_BATCH: a woken sandbox does not preempt the Frontend on its CPU;
-    # every invoke wakes a sandbox, and on 2 cores that preemption is the
-    # largest cost of a warm call.
-    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
 
 def specialize(spec: dict[str, Any]) -> str:

@@ -68,6 +68,8 @@ class _Channel(asyncio.Protocol):
     """Frames from one sandbox; at most one reply is awaited at a time."""
 
     def __init__(self) -> None:
+        # Kept: asyncio.get_running_loop() costs a getpid() system call each time.
+        self.loop = asyncio.get_running_loop()
         self.buffer = bytearray()
         self.waiter: asyncio.Future[tuple[int, int, bytes, bytes]] | None = None
         self.transport: asyncio.Transport | None = None
@@ -139,7 +141,7 @@ class _Channel(asyncio.Protocol):
             waiter.set_exception(EOFError())
 
     def expect(self) -> asyncio.Future[tuple[int, int, bytes, bytes]]:
-        waiter = asyncio.get_running_loop().create_future()
+        waiter = self.loop.create_future()
         if self.closed:
             waiter.set_exception(EOFError())
         else:
@@ -283,8 +285,7 @@ class ForkedSandbox:
                 request.payload,
             )
         )
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(request.timeout_seconds, self._time_out, waiter)
+        timer = channel.loop.call_later(request.timeout_seconds, self._time_out, waiter)
         try:
             kind, max_rss, log_bytes, body = await waiter
         except TimeoutError:

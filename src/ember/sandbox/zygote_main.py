@@ -36,6 +36,7 @@ _PIDS: dict[str, int] = {}  # sandbox id -> leader pid
 _EXITED: list[tuple[int, int]] = []  # (leader pid, wait status), not yet reported
 _BLANKS: list[tuple[int, socket.socket]] = []  # pre-forked sandboxes: (pid, their socket)
 _COUNTER: list[int] = []
+REFILL_AFTER = 0.005  # seconds of quiet before forking a replacement blank
 
 # Imported once here so that a sandbox's Init does not pay for them. Kept to
 # what handlers commonly import: every module here makes the zygote's heap,
@@ -310,7 +311,7 @@ def main() -> None:
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
-    stopping = []
+    stopping: list[bool] = []
     signal.signal(signal.SIGCHLD, lambda *_: None)
     # The platform decides when we stop (it closes the control socket): a
     # SIGTERM or Ctrl-C sent to the whole process group must not pull the
@@ -336,9 +337,10 @@ def main() -> None:
 
     pool = int(_CONFIG.get("pool", 0))
     while not stopping:
-        # Refill the pool of blanks only when nothing else is waiting, so a
-        # claim never queues behind a fork.
-        events = selector.select(timeout=0 if len(_BLANKS) < pool else None)
+        # Refill the pool of blanks only after a short quiet spell, so that
+        # neither a claim nor the sandbox just claimed (still importing its
+        # handler) competes with a fork for the CPU.
+        events = selector.select(timeout=REFILL_AFTER if len(_BLANKS) < pool else None)
         if not events:
             _fork_blank(ctl, selector, confine, pyloop)
             continue
