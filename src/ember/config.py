@@ -28,8 +28,10 @@ class Settings:
     account_id: str = "000000000000"
     # Idle warm sandboxes are destroyed after this many seconds (Lambda: ~10 min).
     keep_alive_seconds: float = 600.0
-    # How often the evictor looks for idle sandboxes past their keep-alive.
-    evict_interval_seconds: float = 5.0
+    # How often the evictor freezes idle sandboxes and reclaims expired ones.
+    evict_interval_seconds: float = 1.0
+    # An idle warm sandbox is frozen (cgroup freezer) after this many seconds.
+    freeze_after_seconds: float = 1.0
     # "zygote": forked sandboxes with cgroups and a private mount namespace
     # (needs root); "process": the same forks with no isolation at all, for
     # development on machines without root (logged as unisolated).
@@ -48,6 +50,13 @@ class Settings:
     files_per_sandbox: int = 1024
     # Per-function log files are rotated past this size (one old file is kept).
     log_file_max_bytes: int = 16 * 1024 * 1024
+    # Concurrent executions of the whole account (Lambda's default quota): reserved
+    # concurrency is carved out of it, at least 100 always stay unreserved.
+    account_concurrency: int = 1000
+    # Where rate-limit state and concurrency leases live: "memory" (this process)
+    # or "redis" (shared by every frontend using the same redis_url).
+    throttle_backend: str = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
 
     @property
     def endpoint_url(self) -> str:

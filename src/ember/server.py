@@ -29,6 +29,8 @@ from ember.scheduling.manager import WorkerManager
 from ember.scheduling.placement import Placement
 from ember.storage.localfs import LocalPackageStore
 from ember.storage.sqlite import SqliteMetadataStore
+from ember.throttle import Throttle
+from ember.throttle import wiring as throttle_wiring
 from ember.worker.packages import CodeCache
 from ember.worker.worker import LocalWorker
 
@@ -46,6 +48,7 @@ class Platform:
     manager: WorkerManager
     logs: LogStore
     services: Services
+    throttle: Throttle
 
 
 def build(settings: Settings) -> Platform:
@@ -74,12 +77,23 @@ def build(settings: Settings) -> Platform:
         pool=settings.sandbox_pool,
     )
     worker = LocalWorker(backend, CodeCache(data / "code", packages.get), settings)
-    manager = WorkerManager(Placement([worker]), settings.keep_alive_seconds)
+    manager = WorkerManager(
+        Placement([worker]), settings.keep_alive_seconds, freeze_after=settings.freeze_after_seconds
+    )
     manager_ref.append(manager)
     registry.subscribe(manager.retire)
-    invocations = InvocationService(registry, manager, logs, names)
-    services = Services(settings, names, registry, invocations, manager, logs, backend.describe)
-    return Platform(settings, store, registry, backend, manager, logs, services)
+    throttle = throttle_wiring.build(settings, data)
+
+    def forget_deleted(name: str) -> None:
+        if registry.lookup(name) is None:
+            throttle.forget(name)
+
+    registry.subscribe(forget_deleted)
+    invocations = InvocationService(registry, manager, logs, names, throttle)
+    services = Services(
+        settings, names, registry, invocations, manager, logs, backend.describe, throttle=throttle
+    )
+    return Platform(settings, store, registry, backend, manager, logs, services, throttle)
 
 
 def application(platform: Platform) -> Frontend:
@@ -87,12 +101,19 @@ def application(platform: Platform) -> Frontend:
     async def lifespan(app: Any) -> AsyncIterator[None]:
         await platform.backend.start()
         await platform.registry.load()
+        await platform.throttle.start(lambda name: platform.registry.lookup(name) is not None)
         # The server's own interpreter serves its python3.x runtime and every
         # runtime the host lacks: have that zygote ready before the first call.
         await platform.backend.prestart(f"python3.{sys.version_info.minor}")
+        isolation = platform.backend.describe()
+        if isolation["isolated"]:
+            log.info("isolation: %s", isolation)
+        else:
+            log.warning("isolation: NONE: %s", isolation["warning"])
         try:
             async with asyncio.TaskGroup() as loops:
                 loops.create_task(platform.logs.run())
+                loops.create_task(platform.throttle.run())
                 loops.create_task(
                     platform.manager.run_evictor(platform.settings.evict_interval_seconds)
                 )
@@ -110,6 +131,7 @@ def application(platform: Platform) -> Frontend:
             platform.manager.close()
             await platform.backend.close()
             await platform.store.close()
+            await platform.throttle.close()
             log.info("ember stopped: every sandbox reaped")
 
     return Frontend(platform.services, lifespan)

@@ -39,6 +39,7 @@ SPAWN = "spawn"  # platform -> zygote, with fds [sandbox socket, log pipe]
 DESTROY = "destroy"  # platform -> zygote
 HELLO = "hello"  # zygote -> platform, once ready to fork
 SPAWN_FAILED = "spawn_failed"  # zygote -> platform
+SPAWNED = "spawned"  # zygote -> platform: the sandbox's pid on the host
 EXITED = "exited"  # zygote -> platform, after the sandbox was reaped
 
 META_SEPARATOR = "\0"

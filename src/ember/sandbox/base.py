@@ -91,6 +91,19 @@ class Sandbox(Protocol):
     @property
     def alive(self) -> bool: ...
 
+    @property
+    def frozen(self) -> bool:
+        """Whether ``freeze`` stopped the sandbox's processes."""
+        ...
+
+    def freeze(self) -> None:
+        """Stop every process of the (idle) sandbox; a no-op where the host cannot."""
+        ...
+
+    def thaw(self) -> None:
+        """Undo ``freeze``; must be called before ``invoke`` on a frozen sandbox."""
+        ...
+
     async def invoke(self, request: SandboxRequest) -> SandboxResult:
         """Run one invocation. Never raises for a function's failure: a timeout,
         crash or OOM kill becomes a FUNCTION_ERROR result with ``reusable`` False

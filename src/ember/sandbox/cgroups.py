@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CONTROLLERS = ("memory", "pids", "cpu")
+# Used when the host has it: idle sandboxes are frozen between calls.
+OPTIONAL = ("freezer",)
 PREFIX = "ember-"
 
 
@@ -55,12 +57,12 @@ def detect() -> CgroupLayout | None:
     own = _own_paths()
     mounts = _mounts()
     v1: dict[str, str] = {}
-    for controller in CONTROLLERS:
+    for controller in CONTROLLERS + OPTIONAL:
         for point, fstype, options in mounts:
             if fstype == "cgroup" and controller in options and controller in own:
                 v1[controller] = os.path.join(point, own[controller].lstrip("/"))
                 break
-    if len(v1) == len(CONTROLLERS):
+    if all(controller in v1 for controller in CONTROLLERS):
         return CgroupLayout(1, v1)
     for point, fstype, _ in mounts:
         if fstype == "cgroup2" and "" in own:
@@ -141,3 +143,14 @@ def remove_stale(layout: CgroupLayout) -> list[str]:
                         _remove_tree(entry.path)
                         removed.append(entry.path)
     return removed
+
+
+def freezer_file(layout: CgroupLayout, paths: list[str]) -> tuple[str, str, str] | None:
+    """(file, value that freezes, value that thaws) for a sandbox's cgroups, if any."""
+    if layout.version == 2:
+        return (os.path.join(paths[0], "cgroup.freeze"), "1", "0") if paths else None
+    parent = layout.dirs.get("freezer")
+    for path in paths:
+        if parent is not None and os.path.dirname(path) == parent:
+            return os.path.join(path, "freezer.state"), "FROZEN", "THAWED"
+    return None

@@ -21,18 +21,9 @@ import signal
 import time
 from typing import Any
 
-CLONE_NEWNS = 0x00020000
-MS_RDONLY = 1
-MS_NOSUID = 2
-MS_NODEV = 4
-MS_REMOUNT = 32
-MS_BIND = 4096
-MS_REC = 16384
-MS_PRIVATE = 1 << 18
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
-TASK_ROOT = "/var/task"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -45,21 +36,6 @@ def _check(result: int, what: str) -> None:
 
 def prctl(option: int, value: int) -> None:
     _check(_libc.prctl(option, value, 0, 0, 0), "prctl")
-
-
-def mount(
-    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
-) -> None:
-    _check(
-        _libc.mount(
-            source.encode() if source else None,
-            target.encode(),
-            fstype.encode() if fstype else None,
-            ctypes.c_ulong(flags),
-            data.encode() if data else None,
-        ),
-        "mount {0}".format(target),
-    )
 
 
 def _write(path: str, value: str) -> None:
@@ -187,20 +163,13 @@ def remove_cgroup(paths: list[str], reap: Any) -> list[str]:
 # --- the child -------------------------------------------------------------
 
 
-def private_mounts(code_dir: str, tmp_mb: int) -> None:
-    """A mount namespace with the code read-only at /var/task and a private /tmp."""
-    _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
-    mount(None, "/", None, MS_REC | MS_PRIVATE)
-    # Bind the code before /tmp is covered: the code may live under /tmp.
-    mount(code_dir, TASK_ROOT, None, MS_BIND | MS_REC)
-    mount(None, TASK_ROOT, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size={0}m,mode=1777".format(tmp_mb))
-
-
 def set_rlimits(limits: dict[str, int]) -> None:
+    """No core dumps, bounded open files, and no file larger than /tmp can hold."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     nofile = limits.get("nofile", 1024)
     resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+    if "fsize" in limits:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits["fsize"], limits["fsize"]))
 
 
 def prepare(cgroup_paths: list[str], cgroup_version: int) -> None:
@@ -214,17 +183,8 @@ def prepare(cgroup_paths: list[str], cgroup_version: int) -> None:
     attach_self(cgroup_paths, cgroup_version)
 
 
-def specialize(spec: dict[str, Any]) -> str:
-    """Confine the calling child for one function; return its task root.
-
-    Runs before any user code. A failure here must end the child (the caller
-    exits with status 70), never fall back silently.
-    """
-    task_root = spec["code_dir"]
-    if spec.get("private_mounts"):
-        private_mounts(spec["code_dir"], int(spec["tmp_mb"]))
-        task_root = TASK_ROOT
+def specialize(spec: dict[str, Any], task_root: str) -> None:
+    """Limits and working directory for one function, before any user code runs."""
     set_rlimits(spec.get("rlimits", {}))
     os.chdir(task_root)
     os.umask(0o022)
-    return str(task_root)

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -149,6 +152,27 @@ class _Channel(asyncio.Protocol):
         return waiter
 
 
+# Run once at start-up inside a fully isolated sandbox: what it sees must
+# match what ember promises, or the server refuses to start.
+_PROBE = """
+import os
+
+def handler(event, context):
+    status = dict(line.split(":\\t", 1) for line in open("/proc/self/status").read().splitlines()
+                  if ":\\t" in line)
+    return {"uid": os.getuid(), "pid": os.getpid(), "seccomp": status.get("Seccomp"),
+            "no_new_privs": status.get("NoNewPrivs"), "cap_eff": status.get("CapEff")}
+"""
+
+
+def _seccomp_module() -> str:
+    """The pyseccomp module's file: the zygote loads it by path under any interpreter."""
+    spec = importlib.util.find_spec("pyseccomp")
+    if spec is None or not spec.origin:
+        raise SandboxUnavailable("pyseccomp is not installed: reinstall ember")
+    return spec.origin
+
+
 def _expire(waiter: asyncio.Future[Any]) -> None:
     if not waiter.done():
         waiter.set_exception(TimeoutError())
@@ -192,6 +216,9 @@ class ForkedSandbox:
         self._channel = channel
         self._exit: asyncio.Future[_Exit] = asyncio.get_running_loop().create_future()
         self._destroyed = False
+        # (freezer file, frozen value, thawed value) once the zygote reported it.
+        self.freezer: tuple[str, str, str] | None = None
+        self.frozen = False
         self.pid = 0
         self.init_ms = 0.0
         self.init_log = b""
@@ -260,7 +287,9 @@ class ForkedSandbox:
         try:
             if kind != frames.READY:
                 raise ValueError(f"frame kind {kind} during Init")
-            self.pid = int(json.loads(body)["pid"])
+            reported = int(json.loads(body)["pid"])
+            if not self.pid and reported > 1:  # inside a PID namespace it is 1
+                self.pid = reported
         except (ValueError, KeyError, TypeError):
             # User code wrote to the runtime's socket while being imported.
             self.destroy()
@@ -313,6 +342,26 @@ class ForkedSandbox:
             timer.cancel()
         outcome = Outcome.OK if kind == frames.RESULT else Outcome.FUNCTION_ERROR
         return SandboxResult(outcome, body, log_bytes, max_rss, reusable=True)
+
+    def freeze(self) -> None:
+        """Stop every process of this idle sandbox until ``thaw`` (cgroup freezer)."""
+        if self.freezer is not None and not self.frozen and self.alive:
+            self._set_freezer(self.freezer[1])
+            self.frozen = True
+
+    def thaw(self) -> None:
+        if self.frozen:
+            self.frozen = False
+            if self.freezer is not None:
+                self._set_freezer(self.freezer[2])
+
+    def _set_freezer(self, value: str) -> None:
+        assert self.freezer is not None
+        try:
+            with open(self.freezer[0], "w") as handle:
+                handle.write(value)
+        except OSError:
+            log.warning("cannot write %s to %s", value, self.freezer[0])
 
     def _lost_payload(self, request_id: str) -> bytes:
         message = f"RequestId: {request_id} Error: {_VIOLATION}" if request_id else _VIOLATION
@@ -397,10 +446,21 @@ class _Zygote:
             self._on_exited(message["id"], _Exit(message["exitCode"], message["oom"]))
             if message.get("leftoverCgroups"):
                 log.warning("cgroups left behind: %s", message["leftoverCgroups"])
+        elif kind == frames.SPAWNED:
+            sandbox = self._sandboxes.get(message["id"])
+            if sandbox is not None:
+                sandbox.pid = int(message["pid"])
+                sandbox.freezer = self._freezer(message.get("cgroups") or [])
         elif kind == frames.SPAWN_FAILED:
             sandbox = self._spawning.pop(message["id"], None)
             if sandbox is not None:
                 sandbox.spawn_failed(message["error"])
+
+    def _freezer(self, paths: list[str]) -> tuple[str, str, str] | None:
+        layout = self._config.get("cgroups")
+        if not layout:
+            return None
+        return cgroups.freezer_file(cgroups.CgroupLayout(layout["version"], layout["dirs"]), paths)
 
     def _on_exited(self, sandbox_id: str, info: _Exit) -> None:
         sandbox = self._sandboxes.pop(sandbox_id, None)
@@ -550,8 +610,52 @@ class ZygoteBackend:
             raise SandboxUnavailable(f"cannot create sandbox cgroups: {exc}") from exc
 
     async def prestart(self, runtime: str) -> None:
-        """Start ``runtime``'s zygote now, so the first cold start does not pay for it."""
+        """Start ``runtime``'s zygote now, so the first cold start does not pay for it.
+
+        With full isolation, also run one probe sandbox and check from inside
+        that every layer is in force; refuse to go on if one is not.
+        """
         await self._zygote_for(runtime)
+        if self.isolated:
+            await self._self_check(runtime)
+
+    async def _self_check(self, runtime: str) -> None:
+        code = Path(tempfile.mkdtemp(prefix="ember-probe-"))
+        try:
+            (code / "probe.py").write_text(_PROBE)
+            code.chmod(0o755)
+            (code / "probe.py").chmod(0o444)
+            spec = SandboxSpec(
+                "probe" + os.urandom(6).hex(),
+                runtime,
+                "probe.handler",
+                str(code),
+                {"PATH": "/usr/bin:/bin"},
+                128,
+                16,
+                16,
+                64,
+            )
+            try:
+                sandbox = await self.create(spec)
+            except InitFailed as failure:
+                raise SandboxUnavailable(
+                    "full isolation failed its start-up check: " + failure.payload.decode()
+                ) from None
+            request = SandboxRequest(
+                "probe", int(time.time() * 1000) + 10_000, "", "", "", "", b"{}", 10.0
+            )
+            result = await sandbox.invoke(request)
+            sandbox.destroy()
+        finally:
+            shutil.rmtree(code, ignore_errors=True)
+        seen = json.loads(result.body) if result.outcome is Outcome.OK else {}
+        expected = {"pid": 1, "seccomp": "2", "no_new_privs": "1", "cap_eff": "0000000000000000"}
+        wrong = {k: seen.get(k) for k, v in expected.items() if seen.get(k) != v}
+        if not seen or seen.get("uid") == 0 or wrong:
+            raise SandboxUnavailable(
+                f"full isolation failed its start-up check: {wrong or result.body.decode()}"
+            )
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -559,7 +663,12 @@ class ZygoteBackend:
             "pyloop": str(_RUNTIME / "pyloop.py"),
             "confine": str(_HERE / "confine.py"),
             "cgroups": self._cgroups.as_config() if self._cgroups else {},
-            "private_mounts": self.isolated,
+            "isolated": self.isolated,
+            "isolate": str(_HERE / "isolate.py"),
+            "seccomp": _seccomp_module(),
+            # Never mounted into a sandbox: ember's own code.
+            "hidden": [str(_HERE.parent.parent)],
+            "uid_base": 100000,
             "pool": self._pool,
             # A blank's limit until claimed; claims only ever lower it.
             "blank_memory": 10240 * 1024 * 1024,
@@ -594,14 +703,13 @@ class ZygoteBackend:
             "code_dir": spec.code_dir,
             "env": dict(spec.env),
             "tmp_mb": spec.tmp_mb,
-            "private_mounts": self.isolated,
             "limits": {
                 "memory": spec.memory_mb * 1024 * 1024,
                 "pids": spec.pids_max,
                 # Lambda gives a full vCPU at 1769 MB; shares are relative weights.
                 "cpu_shares": max(2, spec.memory_mb * 1024 // 1769),
             },
-            "rlimits": {"nofile": spec.files_max},
+            "rlimits": {"nofile": spec.files_max, "fsize": spec.tmp_mb * 1024 * 1024},
         }
         return await zygote.spawn(spec, sandbox_spec, self._init_timeout)
 
@@ -614,10 +722,27 @@ class ZygoteBackend:
             self._cgroups = None
 
     def describe(self) -> dict[str, object]:
+        """What isolation is in force, for /health and the start-up log."""
+        zygotes = {z.interpreter: z.info.get("python") for z in self._zygotes.values()}
+        if not self.isolated:
+            return {
+                "backend": self.name,
+                "isolated": False,
+                "warning": "functions run UNISOLATED (--sandbox process): development only",
+                "zygotes": zygotes,
+            }
+        userns = all(z.info.get("userns") for z in self._zygotes.values())
         return {
             "backend": self.name,
-            "isolated": self.isolated,
-            "cgroups": self._cgroups.version if self._cgroups else None,
-            "zygotes": {z.interpreter: z.info.get("python") for z in self._zygotes.values()},
-            "serverPython": sys.version.split()[0],
+            "isolated": True,
+            "namespaces": ["pid", "mount", "network", "ipc", "uts"] + (["user"] if userns else []),
+            "root": "minimal tmpfs root via pivot_root; code read-only at /var/task",
+            "privileges": "unprivileged uid, no capabilities, no_new_privs",
+            "seccomp": True,
+            "network": "loopback only",
+            "cgroups": {
+                "version": self._cgroups.version if self._cgroups else None,
+                "controllers": sorted(self._cgroups.dirs) if self._cgroups else [],
+            },
+            "zygotes": zygotes,
         }

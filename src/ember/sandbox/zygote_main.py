@@ -37,6 +37,9 @@ _EXITED: list[tuple[int, int]] = []  # (leader pid, wait status), not yet report
 _BLANKS: list[tuple[int, socket.socket]] = []  # pre-forked sandboxes: (pid, their socket)
 _COUNTER: list[int] = []
 REFILL_AFTER = 0.005  # seconds of quiet before forking a replacement blank
+# Full isolation (set up in main when the platform asks for it): the
+# isolate module, the prebuilt seccomp filter, the runtime's directories.
+_ISOLATION: dict[str, Any] = {}
 
 # Imported once here so that a sandbox's Init does not pay for them. Kept to
 # what handlers commonly import: every module here makes the zygote's heap,
@@ -125,7 +128,12 @@ def _reset_process(ctl: socket.socket, selector: Any) -> None:
 
 def _run(spec: dict[str, Any], fds: list[int], confine: Any, pyloop: Any) -> int:
     """Specialise this child for one function and serve it; return the exit status."""
-    task_root = confine.specialize(spec)
+    isolate = _ISOLATION.get("module")
+    task_root = spec["code_dir"]
+    if isolate is not None:
+        isolate.enter_root(spec["code_dir"], int(spec["tmp_mb"]))
+        task_root = isolate.TASK_ROOT
+    confine.specialize(spec, task_root)
     sock_fd, log_fd = fds
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
@@ -135,9 +143,24 @@ def _run(spec: dict[str, Any], fds: list[int], confine: Any, pyloop: Any) -> int
     os.closerange(4, 1 << 20)
     os.environ.clear()
     os.environ.update(spec["env"])
+    if isolate is not None:
+        isolate.drop_privileges(int(spec["uid"]), int(spec["uid"]), _ISOLATION["userns"])
+        _ISOLATION["filter"].load()  # last: from here on only what a function may do
     sys.path[:] = [task_root, *spec.get("extra_path", []), *_CONFIG["base_path"]]
     sock = socket.socket(fileno=3)
     return int(pyloop.run(sock, spec["handler"]))
+
+
+def _new_process() -> int:
+    """fork(), or with full isolation a clone() straight into new namespaces."""
+    isolate = _ISOLATION.get("module")
+    return int(isolate.clone_isolated()) if isolate is not None else os.fork()
+
+
+def _assign_identity(spec: dict[str, Any]) -> None:
+    """An unprivileged uid/gid of its own for each sandbox."""
+    _COUNTER.append(1)
+    spec["uid"] = int(_CONFIG.get("uid_base", 100000)) + len(_COUNTER) % 50000
 
 
 def _child(
@@ -155,6 +178,8 @@ def _child(
     try:
         _reset_process(ctl, selector)
         confine.prepare(paths, _cgroup_version())
+        if _ISOLATION.get("module") is not None:
+            _ISOLATION["module"].prepare_root(_ISOLATION["runtime"])
         if blank is not None:
             # Hold nothing of the zygote's while waiting (other blanks' sockets).
             keep = blank.fileno()
@@ -196,7 +221,7 @@ def _fork_blank(ctl: socket.socket, selector: Any, confine: Any, pyloop: Any) ->
         return  # the next spawn forks on demand instead
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
-        pid = os.fork()
+        pid = _new_process()
     except OSError:
         ours.close()
         theirs.close()
@@ -211,7 +236,9 @@ def _fork_blank(ctl: socket.socket, selector: Any, confine: Any, pyloop: Any) ->
     _BLANKS.append((pid, ours))
 
 
-def _claim_blank(sandbox_id: str, spec: dict[str, Any], fds: list[int], confine: Any) -> bool:
+def _claim_blank(
+    ctl: socket.socket, sandbox_id: str, spec: dict[str, Any], fds: list[int], confine: Any
+) -> bool:
     """Hand ``spec`` to a pre-forked sandbox; False when there is none to take."""
     while _BLANKS:
         pid, ours = _BLANKS.pop(0)
@@ -221,6 +248,7 @@ def _claim_blank(sandbox_id: str, spec: dict[str, Any], fds: list[int], confine:
             continue  # it died while waiting
         try:
             confine.set_limits(_CONFIG["cgroups"], paths, spec["limits"])
+            _assign_identity(spec)
             socket.send_fds(ours, [json.dumps(spec).encode("utf-8")], fds)
         except OSError:
             _destroy(blank_id, confine)
@@ -230,6 +258,7 @@ def _claim_blank(sandbox_id: str, spec: dict[str, Any], fds: list[int], confine:
         _PIDS.pop(blank_id, None)
         _SANDBOXES[pid] = (sandbox_id, paths)
         _PIDS[sandbox_id] = pid
+        _send(ctl, {"type": "spawned", "id": sandbox_id, "pid": pid, "cgroups": paths})
         return True
     return False
 
@@ -248,12 +277,13 @@ def _spawn(
     try:
         if len(fds) != 2:
             raise OSError("expected 2 file descriptors, got {0}".format(len(fds)))
-        if _claim_blank(sandbox_id, spec, fds, confine):
+        if _claim_blank(ctl, sandbox_id, spec, fds, confine):
             for fd in fds:
                 os.close(fd)
             return
         paths = confine.create_cgroup(_CONFIG["cgroups"], sandbox_id, spec["limits"])
-        pid = os.fork()
+        _assign_identity(spec)
+        pid = _new_process()
     except OSError as exc:
         if paths:
             confine.remove_cgroup(paths, _collect)
@@ -267,6 +297,7 @@ def _spawn(
         os.close(fd)
     _SANDBOXES[pid] = (sandbox_id, paths)
     _PIDS[sandbox_id] = pid
+    _send(ctl, {"type": "spawned", "id": sandbox_id, "pid": pid, "cgroups": paths})
 
 
 def _destroy(sandbox_id: str, confine: Any) -> None:
@@ -292,6 +323,33 @@ def _shutdown(ctl: socket.socket, confine: Any) -> None:
     _report_exits(ctl, confine)
 
 
+def _setup_isolation() -> None:
+    """Load the isolation code, prebuild the seccomp filter, list what the runtime needs."""
+    isolate = _load("_ember_isolate", _CONFIG["isolate"])
+    seccomp = _load("_ember_seccomp", _CONFIG["seccomp"])
+    prefixes = [
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        sys.base_exec_prefix,
+        os.path.dirname(os.path.realpath(sys.executable)),
+    ]
+    hidden = [os.path.realpath(p) for p in _CONFIG.get("hidden", [])]
+    runtime = [
+        path
+        for path in isolate.runtime_paths(prefixes + _CONFIG["base_path"])
+        if not any(
+            path == h or path.startswith(h + "/") or h.startswith(path + "/") for h in hidden
+        )
+    ]
+    _ISOLATION.update(
+        module=isolate,
+        filter=isolate.build_filter(seccomp),
+        runtime=runtime,
+        userns=isolate.user_namespaces_available(),
+    )
+
+
 def main() -> None:
     ctl = socket.socket(fileno=int(sys.argv[1]))
     _CONFIG.update(json.loads(sys.argv[2]))
@@ -304,8 +362,8 @@ def main() -> None:
             importlib.import_module(name)
     _CONFIG["base_path"] = [p for p in sys.path if p]
     confine.prctl(confine.PR_SET_CHILD_SUBREAPER, 1)
-    if _CONFIG.get("private_mounts"):
-        os.makedirs(confine.TASK_ROOT, exist_ok=True)
+    if _CONFIG.get("isolated"):
+        _setup_isolation()
 
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
@@ -332,6 +390,8 @@ def main() -> None:
             "pid": os.getpid(),
             "python": sys.version.split()[0],
             "executable": sys.executable,
+            "userns": bool(_ISOLATION.get("userns")),
+            "runtimePaths": _ISOLATION.get("runtime", []),
         },
     )
 

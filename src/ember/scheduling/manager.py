@@ -61,8 +61,13 @@ class _Pool:
 
 class WorkerManager:
     def __init__(
-        self, placement: Placement, keep_alive: float, clock: Clock = time.monotonic
+        self,
+        placement: Placement,
+        keep_alive: float,
+        clock: Clock = time.monotonic,
+        freeze_after: float = 1.0,
     ) -> None:
+        self._freeze_after = freeze_after
         self._placement = placement
         self._keep_alive = keep_alive
         self._clock = clock
@@ -82,6 +87,8 @@ class WorkerManager:
         if pool is not None and pool.idle:
             slot = pool.idle.pop()
             slot.state = _BUSY
+            if slot.sandbox.frozen:
+                slot.sandbox.thaw()
             return slot
         return await self._start(record)
 
@@ -152,6 +159,20 @@ class WorkerManager:
         self._destroy(min(idle, key=lambda slot: slot.last_used))
         return True
 
+    def freeze_idle(self) -> int:
+        """Freeze sandboxes idle for ``freeze_after`` seconds, as Lambda freezes them.
+
+        Not on release: a thaw on every warm call would cost the hot path a
+        cgroup write; a sandbox in steady use is never idle this long.
+        """
+        deadline = self._clock() - self._freeze_after
+        count = 0
+        for slot in self._slots.values():
+            if slot.state is _IDLE and slot.last_used <= deadline and not slot.sandbox.frozen:
+                slot.sandbox.freeze()
+                count += 1
+        return count
+
     def evict_expired(self) -> int:
         """Destroy idle slots unused for longer than the keep-alive; return how many."""
         deadline = self._clock() - self._keep_alive
@@ -170,6 +191,7 @@ class WorkerManager:
             try:
                 await asyncio.wait_for(self._stopping.wait(), interval)
             except TimeoutError:
+                self.freeze_idle()
                 count = self.evict_expired()
                 if count:
                     log.info("reclaimed %d idle sandbox(es)", count)

@@ -10,7 +10,7 @@ from pathlib import Path
 from ember.config import Settings
 from ember.control.models import FunctionRecord
 from ember.sandbox.base import Sandbox, SandboxBackend, SandboxSpec
-from ember.sandbox.confine import TASK_ROOT
+from ember.sandbox.isolate import TASK_ROOT
 from ember.worker.packages import CodeCache
 
 RUNTIME_DIR = str(Path(__file__).resolve().parent.parent / "runtime")

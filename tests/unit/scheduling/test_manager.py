@@ -26,10 +26,17 @@ class StubSandbox:
     init_ms: float = 1.0
     init_log: bytes = b""
     destroyed: bool = False
+    frozen: bool = False
 
     @property
     def alive(self) -> bool:
         return not self.destroyed
+
+    def freeze(self) -> None:
+        self.frozen = True
+
+    def thaw(self) -> None:
+        self.frozen = False
 
     def destroy(self) -> None:
         self.destroyed = True
@@ -135,5 +142,21 @@ def test_placement_evicts_idle_sandboxes_then_refuses() -> None:
         assert a.state is SlotState.DEAD and c.state is SlotState.BUSY
         with pytest.raises(TooManyRequests):
             await manager.acquire(_record("d", "rd"))
+
+    asyncio.run(scenario())
+
+
+def test_idle_sandboxes_are_frozen_then_thawed_on_the_next_call() -> None:
+    async def scenario() -> None:
+        manager, clock = _manager(StubWorker())
+        slot = await manager.acquire(_record())
+        manager.release(slot, reusable=True)
+        clock.now = 0.5
+        assert manager.freeze_idle() == 0
+        clock.now = 1.5
+        assert manager.freeze_idle() == 1
+        assert slot.sandbox.frozen  # type: ignore[attr-defined]
+        again = await manager.acquire(_record())
+        assert again is slot and not slot.sandbox.frozen  # type: ignore[attr-defined]
 
     asyncio.run(scenario())

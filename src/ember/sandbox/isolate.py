@@ -1,0 +1,359 @@
+"""Full isolation for a forked sandbox: namespaces, a minimal root, no privileges, seccomp.
+
+Loaded by the zygote as ``_ember_isolate`` under the function's own
+interpreter (python3.9 and up): standard library only (plus the pyseccomp
+module the platform hands over by path), Python 3.9 syntax.
+
+The sequence, split so a pre-forked blank does the function-independent half:
+
+- ``clone_isolated`` (zygote): fork straight into new PID, mount, network,
+  IPC and UTS namespaces; the child is PID 1 of its namespace, so killing it
+  takes every process it started along.
+- ``prepare_root`` (child, still real root): loopback up, hostname, and a
+  tmpfs root holding read-only binds of what the runtime needs (``/usr``,
+  a few ``/etc`` files, the interpreter's prefixes), a fresh ``/proc`` and a
+  minimal ``/dev``.
+- ``enter_root`` (child, per function): the code read-only at ``/var/task``,
+  a size-limited ``/tmp``, ``pivot_root``, the root read-only; then
+  ``drop_privileges``: no capability bounding set, an unprivileged uid/gid,
+  a user namespace of its own, no capabilities, ``no_new_privs``, and last
+  the seccomp filter.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import platform
+import socket
+import struct
+from typing import Any
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+NAMESPACES = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET
+SIGCHLD = 17
+_SYS_CLONE = {"x86_64": 56, "aarch64": 220}
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+MNT_DETACH = 2
+PR_SET_DUMPABLE = 4
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+SIOCSIFFLAGS = 0x8914
+IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x1, 0x8, 0x40
+
+# Where a sandbox's root is assembled (inside its own mount namespace only).
+STAGING = "/run/ember-sandbox"
+TASK_ROOT = "/var/task"
+ETC_FILES = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "nsswitch.conf",
+    "hosts",
+    "resolv.conf",
+    "ssl",
+    "ca-certificates",
+    "passwd",
+    "group",
+    "mime.types",
+    "protocols",
+    "services",
+    "os-release",
+    "timezone",
+)
+DEVICES = ("null", "zero", "full", "random", "urandom")
+
+# Calls a function has no business making; they fail with EPERM.
+DENIED_SYSCALLS = (
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "unshare",
+    "setns",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "bpf",
+    "perf_event_open",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "syslog",
+    "acct",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "sethostname",
+    "setdomainname",
+    "iopl",
+    "ioperm",
+    "quotactl",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "userfaultfd",
+    "kcmp",
+    "lookup_dcookie",
+    "fanotify_init",
+    "mknod",
+    "mknodat",
+    "personality",
+)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+# PyDLL keeps the GIL held across the raw clone() so no other thread of ours
+# can run between CPython's before- and after-fork hooks.
+_pylibc = ctypes.PyDLL(None, use_errno=True)
+_pylibc.syscall.restype = ctypes.c_long
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "{0}: {1}".format(what, os.strerror(err)))
+
+
+def _mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
+    _check(
+        _libc.mount(
+            source.encode() if source else None,
+            target.encode(),
+            fstype.encode() if fstype else None,
+            ctypes.c_ulong(flags),
+            data.encode() if data else None,
+        ),
+        "mount " + target,
+    )
+
+
+def clone_isolated() -> int:
+    """``fork()`` into new PID, mount, network, IPC and UTS namespaces."""
+    number = _SYS_CLONE.get(platform.machine())
+    if number is None:
+        raise OSError("raw clone() is not wired for " + platform.machine())
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    pid = _pylibc.syscall(
+        ctypes.c_long(number),
+        ctypes.c_ulong(NAMESPACES | SIGCHLD),
+        ctypes.c_long(0),
+        ctypes.c_long(0),
+        ctypes.c_long(0),
+        ctypes.c_long(0),
+    )
+    error = ctypes.get_errno()
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(error, "clone: " + os.strerror(error))
+    return int(pid)
+
+
+def loopback_up() -> None:
+    """The new network namespace has only ``lo``, and it starts down."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH14s", b"lo", IFF_UP | IFF_LOOPBACK | IFF_RUNNING, b"")
+        fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, request)
+
+
+def _bind_readonly(source: str, target: str) -> None:
+    if os.path.isdir(source):
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if not os.path.exists(target):
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o444))
+    _mount(source, target, None, MS_BIND | MS_REC)
+    _mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def runtime_paths(paths: list[str]) -> list[str]:
+    """The smallest set of directories that contains every path in ``paths``."""
+    kept: list[str] = []
+    for path in sorted({os.path.realpath(p) for p in paths if p and os.path.exists(p)}):
+        if not any(path == k or path.startswith(k.rstrip("/") + "/") for k in kept):
+            kept.append(path)
+    return kept
+
+
+def prepare_root(runtime: list[str]) -> None:
+    """Assemble the sandbox's root under ``STAGING`` (no function code yet)."""
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    loopback_up()
+    socket.sethostname("sandbox")
+    os.makedirs(STAGING, exist_ok=True)
+    _mount("tmpfs", STAGING, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    for name in ("bin", "lib", "lib32", "lib64", "libx32", "sbin"):
+        host = "/" + name
+        if os.path.islink(host):
+            os.symlink(os.readlink(host), STAGING + host)
+        elif os.path.isdir(host):
+            _bind_readonly(host, STAGING + host)
+    _bind_readonly("/usr", STAGING + "/usr")
+    for name in ETC_FILES:
+        if os.path.exists("/etc/" + name):
+            _bind_readonly("/etc/" + name, STAGING + "/etc/" + name)
+    for path in runtime:
+        if not path.startswith("/usr/"):
+            _bind_readonly(path, STAGING + path)
+    for name in ("proc", "tmp", "var/task", "dev", "opt", ".old"):
+        os.makedirs(STAGING + "/" + name, exist_ok=True)
+    _mount("proc", STAGING + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    _mount("tmpfs", STAGING + "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
+    for device in DEVICES:
+        _bind_readonly_device("/dev/" + device, STAGING + "/dev/" + device)
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
+        os.symlink(target, STAGING + "/dev/" + name)
+
+
+def _bind_readonly_device(source: str, target: str) -> None:
+    # Devices stay writable (/dev/null must accept writes); nosuid, no exec.
+    os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o666))
+    _mount(source, target, None, MS_BIND)
+    _mount(None, target, None, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC)
+
+
+def enter_root(code_dir: str, tmp_mb: int) -> None:
+    """Add the function's code and /tmp, then make the staged tree the root."""
+    _bind_readonly(code_dir, STAGING + TASK_ROOT)
+    _mount(
+        "tmpfs",
+        STAGING + "/tmp",
+        "tmpfs",
+        MS_NOSUID | MS_NODEV,
+        "size={0}m,mode=1777".format(tmp_mb),
+    )
+    os.chdir(STAGING)
+    _check(
+        _libc.syscall(ctypes.c_long(155 if platform.machine() == "x86_64" else 41), b".", b".old"),
+        "pivot_root",
+    )
+    os.chdir("/")
+    _check(_libc.umount2(b"/.old", MNT_DETACH), "umount old root")
+    os.rmdir("/.old")
+    _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def _drop_capabilities() -> None:
+    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    data = (_CapData * 2)()
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+def _drop_bounding_set() -> None:
+    with open("/proc/sys/kernel/cap_last_cap") as handle:
+        last = int(handle.read())
+    for capability in range(last + 1):
+        _check(_libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0), "drop capability bound")
+
+
+def _write(path: str, value: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(value)
+
+
+def drop_privileges(uid: int, gid: int, user_namespace: bool) -> None:
+    """Become an unprivileged user in a user namespace of its own, for good."""
+    _drop_bounding_set()
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)  # clears every capability of the real root
+    if user_namespace:
+        # Changing uid made the process non-dumpable, which hands /proc/self
+        # to root; it must own its own map files to write them.
+        _check(_libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "dumpable")
+        _check(_libc.unshare(CLONE_NEWUSER), "unshare(CLONE_NEWUSER)")
+        _write("/proc/self/setgroups", "deny")
+        _write("/proc/self/uid_map", "{0} {0} 1".format(uid))
+        _write("/proc/self/gid_map", "{0} {0} 1".format(gid))
+        _drop_bounding_set()  # the new namespace granted a full set again
+        _drop_capabilities()
+        _check(_libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "not dumpable")
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+
+
+def user_namespaces_available() -> bool:
+    try:
+        with open("/proc/sys/user/max_user_namespaces") as handle:
+            return int(handle.read()) > 0
+    except (OSError, ValueError):
+        return False
+
+
+def build_filter(seccomp: Any) -> Any:
+    """The seccomp filter: allow by default, EPERM for the calls above.
+
+    Built once in the zygote and loaded in each child (loading a prebuilt
+    filter costs ~0.15 ms, building one ~0.5 ms).
+    """
+    eperm = seccomp.ERRNO(1)
+    denied = seccomp.SyscallFilter(seccomp.ALLOW)
+    for name in DENIED_SYSCALLS:
+        try:
+            denied.add_rule(eperm, name)
+        except (OSError, ValueError, RuntimeError):
+            pass  # a call this architecture does not have
+    # New namespaces through clone(); clone3 cannot be inspected, so it says
+    # "not implemented" and the C library falls back to clone().
+    for flag in (
+        CLONE_NEWNS,
+        CLONE_NEWCGROUP,
+        CLONE_NEWUTS,
+        CLONE_NEWIPC,
+        CLONE_NEWUSER,
+        CLONE_NEWPID,
+        CLONE_NEWNET,
+    ):
+        denied.add_rule(eperm, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
+    denied.add_rule(seccomp.ERRNO(38), "clone3")  # ENOSYS
+    # Raw IP and packet sockets: no crafting packets (netlink stays: the C
+    # library lists interfaces through it).
+    for family in (2, 10):  # AF_INET, AF_INET6
+        denied.add_rule(
+            eperm,
+            "socket",
+            seccomp.Arg(0, seccomp.EQ, family),
+            seccomp.Arg(1, seccomp.MASKED_EQ, 0xF, 3),
+        )  # SOCK_RAW
+    denied.add_rule(eperm, "socket", seccomp.Arg(0, seccomp.EQ, 17))  # AF_PACKET
+    return denied
