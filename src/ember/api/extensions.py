@@ -11,9 +11,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ember import __version__
-from ember.api.http import endpoint, json_response
+from ember.api.http import endpoint, json_response, read_json
 from ember.api.services import Services
 from ember.control import arns
+from ember.control.models import FunctionRecord
 from ember.errors import InvalidParameterValue, ResourceNotFound
 
 
@@ -60,8 +61,24 @@ def routes(services: Services) -> list[Route]:
             },
         )
 
+    def sandbox_settings(record: FunctionRecord) -> dict[str, object]:
+        return {"FunctionName": record.name, "Egress": record.egress, "Isolation": record.isolation}
+
+    @endpoint
+    async def get_sandbox(request: Request, request_id: str) -> Response:
+        record = services.registry.get(arns.parse(request.path_params["name"]).name)
+        return json_response(sandbox_settings(record), request_id)
+
+    @endpoint
+    async def put_sandbox(request: Request, request_id: str) -> Response:
+        name = arns.parse(request.path_params["name"]).name
+        record = await services.registry.update_sandbox(name, await read_json(request))
+        return json_response(sandbox_settings(record), request_id)
+
     return [
         Route("/health", health, methods=["GET"]),
+        Route("/_ember/functions/{name}/sandbox", get_sandbox, methods=["GET"]),
+        Route("/_ember/functions/{name}/sandbox", put_sandbox, methods=["PUT"]),
         Route("/_ember/functions/{name}/logs", logs, methods=["GET"]),
         Route("/_ember/functions/{name}/code", code, methods=["GET"]),
         Route("/_ember/sandboxes", sandboxes, methods=["GET"]),

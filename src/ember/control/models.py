@@ -33,6 +33,9 @@ class FunctionRecord:
     revision_id: str
     ephemeral_storage: int = 512  # MB of /tmp
     architectures: tuple[str, ...] = ("x86_64",)
+    # ember extensions (GET/PUT /_ember/functions/{name}/sandbox):
+    egress: bool = False  # network beyond loopback, through user-mode NAT
+    isolation: str = "standard"  # "standard" (namespaces, seccomp) or "strong" (gVisor)
 
     def to_json(self) -> str:
         return orjson.dumps(dataclasses.asdict(self)).decode()

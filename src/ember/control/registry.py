@@ -206,6 +206,12 @@ class FunctionRegistry:
                 old, **{key: value for key, value in changes.items() if value is not None}
             )
 
+    async def update_sandbox(self, name: str, body: dict[str, Any]) -> FunctionRecord:
+        """ember's sandbox settings (egress, isolation level); sandboxes are rebuilt."""
+        changes = validation.sandbox_settings(body)
+        async with self._lock:
+            return await self._replace(self.get(name), **changes)
+
     async def delete(self, name: str, qualifier: str | None = None) -> None:
         if qualifier == "$LATEST":
             raise InvalidParameterValue(

@@ -248,3 +248,27 @@ def check_zip(data: bytes) -> None:
         raise unzip_error from None
     if sum(member.file_size for member in members) > MAX_UNZIPPED:
         raise InvalidParameterValue(f"Unzipped size must be smaller than {MAX_UNZIPPED} bytes")
+
+
+ISOLATION_LEVELS = ("standard", "strong")
+
+
+def sandbox_settings(body: dict[str, Any]) -> dict[str, Any]:
+    """ember's per-function sandbox settings: ``Egress`` (bool), ``Isolation``."""
+    unknown = sorted(set(body) - {"Egress", "Isolation"})
+    if unknown:
+        raise InvalidParameterValue(
+            f"Unknown sandbox setting(s): {', '.join(unknown)}; allowed: Egress, Isolation."
+        )
+    changes: dict[str, Any] = {}
+    if "Egress" in body:
+        if not isinstance(body["Egress"], bool):
+            raise InvalidParameterValue("Egress must be true or false.")
+        changes["egress"] = body["Egress"]
+    if "Isolation" in body:
+        if body["Isolation"] not in ISOLATION_LEVELS:
+            raise InvalidParameterValue(
+                f"Isolation must be one of {', '.join(ISOLATION_LEVELS)}: {body['Isolation']!r}"
+            )
+        changes["isolation"] = body["Isolation"]
+    return changes

@@ -27,6 +27,7 @@ class SandboxSpec:
     tmp_mb: int  # size of the private /tmp
     pids_max: int  # cgroup pids.max
     files_max: int  # RLIMIT_NOFILE
+    egress: bool = False  # network beyond loopback (user-mode NAT, no host loopback)
 
 
 class SandboxRequest(NamedTuple):

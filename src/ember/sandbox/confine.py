@@ -14,6 +14,7 @@ and removes the directories once the leader has been reaped.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import resource
@@ -124,7 +125,10 @@ def oom_killed(paths: list[str], version: int) -> bool:
 
 
 def kill_all(paths: list[str]) -> int:
-    """SIGKILL every process still in the sandbox's cgroups; return how many."""
+    """SIGKILL every process still in the sandbox's cgroups; return how many.
+
+    A frozen sandbox is thawed after the signal: frozen tasks cannot die.
+    """
     killed = 0
     for path in paths:
         for pid in _read(os.path.join(path, "cgroup.procs")).split():
@@ -133,6 +137,12 @@ def kill_all(paths: list[str]) -> int:
                 killed += 1
             except ProcessLookupError:
                 pass
+    for path in paths:
+        for name, value in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+            state = os.path.join(path, name)
+            if os.path.exists(state):
+                with contextlib.suppress(OSError):
+                    _write(state, value)
     return killed
 
 

@@ -200,28 +200,48 @@ def runtime_paths(paths: list[str]) -> list[str]:
     return kept
 
 
+def stage_root(staging: str, runtime: list[str]) -> None:
+    """A tmpfs at ``staging`` with read-only binds of what a runtime needs.
+
+    Also the root of the gVisor backend's sandboxes (``gvisor_launch.py``).
+    The caller must be in a private mount namespace.
+    """
+    os.makedirs(staging, exist_ok=True)
+    _mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    for name in ("bin", "lib", "lib32", "lib64", "libx32", "sbin"):
+        host = "/" + name
+        if os.path.islink(host):
+            os.symlink(os.readlink(host), staging + host)
+        elif os.path.isdir(host):
+            _bind_readonly(host, staging + host)
+    _bind_readonly("/usr", staging + "/usr")
+    for name in ETC_FILES:
+        if os.path.exists("/etc/" + name):
+            _bind_readonly("/etc/" + name, staging + "/etc/" + name)
+    for path in runtime:
+        if not path.startswith("/usr/"):
+            _bind_readonly(path, staging + path)
+    for name in ("proc", "tmp", "var/task", "dev", "opt", ".old"):
+        os.makedirs(staging + "/" + name, exist_ok=True)
+
+
+def bind_readonly(source: str, target: str) -> None:
+    """Bind ``source`` read-only (nosuid, nodev) at ``target``, creating the mount point."""
+    _bind_readonly(source, target)
+
+
+def private_mount_namespace() -> None:
+    """Enter a new mount namespace whose mounts never propagate back to the host."""
+    _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+
+
 def prepare_root(runtime: list[str]) -> None:
     """Assemble the sandbox's root under ``STAGING`` (no function code yet)."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     loopback_up()
     socket.sethostname("sandbox")
-    os.makedirs(STAGING, exist_ok=True)
-    _mount("tmpfs", STAGING, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-    for name in ("bin", "lib", "lib32", "lib64", "libx32", "sbin"):
-        host = "/" + name
-        if os.path.islink(host):
-            os.symlink(os.readlink(host), STAGING + host)
-        elif os.path.isdir(host):
-            _bind_readonly(host, STAGING + host)
-    _bind_readonly("/usr", STAGING + "/usr")
-    for name in ETC_FILES:
-        if os.path.exists("/etc/" + name):
-            _bind_readonly("/etc/" + name, STAGING + "/etc/" + name)
-    for path in runtime:
-        if not path.startswith("/usr/"):
-            _bind_readonly(path, STAGING + path)
-    for name in ("proc", "tmp", "var/task", "dev", "opt", ".old"):
-        os.makedirs(STAGING + "/" + name, exist_ok=True)
+    stage_root(STAGING, runtime)
     _mount("proc", STAGING + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _mount("tmpfs", STAGING + "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
     for device in DEVICES:
@@ -242,9 +262,14 @@ def _bind_readonly_device(source: str, target: str) -> None:
     _mount(None, target, None, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC)
 
 
-def enter_root(code_dir: str, tmp_mb: int) -> None:
+def enter_root(code_dir: str, tmp_mb: int, egress: bool = False) -> None:
     """Add the function's code and /tmp, then make the staged tree the root."""
     _bind_readonly(code_dir, STAGING + TASK_ROOT)
+    if egress:
+        # slirp4netns answers DNS at 10.0.2.3; the host's resolver is out of reach.
+        with open(STAGING + "/.resolv.conf", "w") as handle:
+            handle.write("nameserver 10.0.2.3\n")
+        _bind_readonly(STAGING + "/.resolv.conf", STAGING + "/etc/resolv.conf")
     _mount(
         "tmpfs",
         STAGING + "/tmp",

@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ember.errors import SandboxUnavailable
 from ember.runtime import frames
@@ -206,10 +206,14 @@ def _timeout_payload(request_id: str, timeout: float) -> bytes:
     ).encode()
 
 
-class ForkedSandbox:
-    """A sandbox forked from a zygote: see ``ember.sandbox.base.Sandbox``."""
+class _Owner(Protocol):
+    def destroy(self, sandbox_id: str) -> None: ...
 
-    def __init__(self, zygote: _Zygote, spec: SandboxSpec, channel: _Channel) -> None:
+
+class ForkedSandbox:
+    """A sandbox forked from a zygote (or run by gVisor): see ``ember.sandbox.base.Sandbox``."""
+
+    def __init__(self, zygote: _Owner, spec: SandboxSpec, channel: _Channel) -> None:
         self.spec = spec
         self._zygote = zygote
         self._channel = channel
@@ -608,6 +612,15 @@ class ZygoteBackend:
         except OSError as exc:
             raise SandboxUnavailable(f"cannot create sandbox cgroups: {exc}") from exc
 
+    def cgroup_config(self) -> dict[str, Any]:
+        """The cgroup layout sandboxes are created under ({} when there is none)."""
+        return self._cgroups.as_config() if self._cgroups else {}
+
+    async def runtime_of(self, runtime: str) -> tuple[str, list[str]]:
+        """(interpreter, directories it needs) for ``runtime``, as its zygote found them."""
+        zygote = await self._zygote_for(runtime)
+        return zygote.interpreter, list(zygote.info.get("runtimePaths", []))
+
     async def prestart(self, runtime: str) -> None:
         """Start ``runtime``'s zygote now, so the first cold start does not pay for it.
 
@@ -709,6 +722,7 @@ class ZygoteBackend:
                 "cpu_shares": max(2, spec.memory_mb * 1024 // 1769),
             },
             "rlimits": {"nofile": spec.files_max, "fsize": spec.tmp_mb * 1024 * 1024},
+            "egress": spec.egress,
         }
         return await zygote.spawn(spec, sandbox_spec, self._init_timeout)
 

@@ -23,10 +23,13 @@ import gc
 import importlib.util
 import json
 import os
+import select
 import selectors
 import signal
 import socket
+import subprocess
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -40,6 +43,7 @@ REFILL_AFTER = 0.005  # seconds of quiet before forking a replacement blank
 # Full isolation (set up in main when the platform asks for it): the
 # isolate module, the prebuilt seccomp filter, the runtime's directories.
 _ISOLATION: dict[str, Any] = {}
+_EGRESS: dict[int, Any] = {}  # sandbox pid -> its slirp4netns process
 
 # Imported once here so that a sandbox's Init does not pay for them. Kept to
 # what handlers commonly import: every module here makes the zygote's heap,
@@ -100,6 +104,9 @@ def _report_exits(ctl: socket.socket, confine: Any) -> None:
         pid, status = _EXITED.pop(0)
         sandbox_id, paths = _SANDBOXES.pop(pid)
         _PIDS.pop(sandbox_id, None)
+        helper = _EGRESS.pop(pid, None)
+        if helper is not None:
+            helper.kill()
         oom = confine.oom_killed(paths, version)
         leftover = confine.remove_cgroup(paths, _collect)
         if sandbox_id.startswith("blank-"):
@@ -131,7 +138,7 @@ def _run(spec: dict[str, Any], fds: list[int], confine: Any, pyloop: Any) -> int
     isolate = _ISOLATION.get("module")
     task_root = spec["code_dir"]
     if isolate is not None:
-        isolate.enter_root(spec["code_dir"], int(spec["tmp_mb"]))
+        isolate.enter_root(spec["code_dir"], int(spec["tmp_mb"]), bool(spec.get("egress")))
         task_root = isolate.TASK_ROOT
     confine.specialize(spec, task_root)
     sock_fd, log_fd = fds
@@ -211,14 +218,15 @@ def _cgroup_version() -> int:
 
 
 def _fork_blank(ctl: socket.socket, selector: Any, confine: Any, pyloop: Any) -> None:
-    """Pre-fork one sandbox that waits for a function: a claim skips fork and cgroup set-up."""
+    """Pre-fork one sandbox that waits for a function (raises OSError when it cannot).
+
+    Every sandbox starts as a blank: claimed at once when the pool is empty,
+    otherwise ahead of time so that a cold start skips fork and set-up.
+    """
     _COUNTER.append(1)
     blank_id = "blank-{0}-{1}".format(os.getpid(), len(_COUNTER))
     limits = {"memory": _CONFIG["blank_memory"], "pids": 64, "cpu_shares": 1024}
-    try:
-        paths = confine.create_cgroup(_CONFIG["cgroups"], blank_id, limits)
-    except OSError:
-        return  # the next spawn forks on demand instead
+    paths = confine.create_cgroup(_CONFIG["cgroups"], blank_id, limits)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         pid = _new_process()
@@ -226,7 +234,7 @@ def _fork_blank(ctl: socket.socket, selector: Any, confine: Any, pyloop: Any) ->
         ours.close()
         theirs.close()
         confine.remove_cgroup(paths, _collect)
-        return
+        raise
     if pid == 0:
         ours.close()
         _child(ctl, selector, paths, confine, pyloop, None, [], theirs)
@@ -236,10 +244,50 @@ def _fork_blank(ctl: socket.socket, selector: Any, confine: Any, pyloop: Any) ->
     _BLANKS.append((pid, ours))
 
 
+def _start_egress(pid: int) -> None:
+    """Give the sandbox's network namespace a route out through slirp4netns.
+
+    User-mode networking: the sandbox reaches the outside through a process
+    of the host, and ``--disable-host-loopback`` keeps the host's own
+    loopback services (ember, Redis, ...) out of reach.
+    """
+    ready_r, ready_w = os.pipe()
+    try:
+        helper = subprocess.Popen(
+            [
+                "slirp4netns",
+                "--configure",
+                "--mtu=65520",
+                "--disable-host-loopback",
+                "--ready-fd={0}".format(ready_w),
+                str(pid),
+                "tap0",
+            ],
+            pass_fds=[ready_w],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        os.close(ready_r)
+        os.close(ready_w)
+        raise OSError("network egress needs slirp4netns: {0}".format(exc)) from None
+    os.close(ready_w)
+    try:
+        readable, _, _ = select.select([ready_r], [], [], 5.0)
+        if not readable or os.read(ready_r, 1) != b"1":
+            helper.kill()
+            raise OSError("slirp4netns did not configure the sandbox's network")
+    finally:
+        os.close(ready_r)
+    _EGRESS[pid] = helper
+
+
 def _claim_blank(
     ctl: socket.socket, sandbox_id: str, spec: dict[str, Any], fds: list[int], confine: Any
-) -> bool:
-    """Hand ``spec`` to a pre-forked sandbox; False when there is none to take."""
+) -> None:
+    """Hand ``spec`` to a pre-forked sandbox (raises OSError when none can take it)."""
     while _BLANKS:
         pid, ours = _BLANKS.pop(0)
         blank_id, paths = _SANDBOXES.get(pid, ("", []))
@@ -249,18 +297,20 @@ def _claim_blank(
         try:
             confine.set_limits(_CONFIG["cgroups"], paths, spec["limits"])
             _assign_identity(spec)
+            if spec.get("egress") and _ISOLATION.get("module") is not None:
+                _start_egress(pid)
             socket.send_fds(ours, [json.dumps(spec).encode("utf-8")], fds)
         except OSError:
             _destroy(blank_id, confine)
             ours.close()
-            continue
+            raise
         ours.close()
         _PIDS.pop(blank_id, None)
         _SANDBOXES[pid] = (sandbox_id, paths)
         _PIDS[sandbox_id] = pid
         _send(ctl, {"type": "spawned", "id": sandbox_id, "pid": pid, "cgroups": paths})
-        return True
-    return False
+        return
+    raise OSError("no sandbox could be forked")
 
 
 def _spawn(
@@ -272,32 +322,17 @@ def _spawn(
     pyloop: Any,
 ) -> None:
     sandbox_id = message["id"]
-    spec = message["spec"]
-    paths: list[str] = []
     try:
         if len(fds) != 2:
             raise OSError("expected 2 file descriptors, got {0}".format(len(fds)))
-        if _claim_blank(ctl, sandbox_id, spec, fds, confine):
-            for fd in fds:
-                os.close(fd)
-            return
-        paths = confine.create_cgroup(_CONFIG["cgroups"], sandbox_id, spec["limits"])
-        _assign_identity(spec)
-        pid = _new_process()
+        if not _BLANKS:
+            _fork_blank(ctl, selector, confine, pyloop)
+        _claim_blank(ctl, sandbox_id, message["spec"], fds, confine)
     except OSError as exc:
-        if paths:
-            confine.remove_cgroup(paths, _collect)
+        _send(ctl, {"type": "spawn_failed", "id": sandbox_id, "error": str(exc)})
+    finally:
         for fd in fds:
             os.close(fd)
-        _send(ctl, {"type": "spawn_failed", "id": sandbox_id, "error": str(exc)})
-        return
-    if pid == 0:
-        _child(ctl, selector, paths, confine, pyloop, spec, fds, None)
-    for fd in fds:
-        os.close(fd)
-    _SANDBOXES[pid] = (sandbox_id, paths)
-    _PIDS[sandbox_id] = pid
-    _send(ctl, {"type": "spawned", "id": sandbox_id, "pid": pid, "cgroups": paths})
 
 
 def _destroy(sandbox_id: str, confine: Any) -> None:
@@ -396,13 +431,22 @@ def main() -> None:
     )
 
     pool = int(_CONFIG.get("pool", 0))
+    retry_at = 0.0
     while not stopping:
         # Refill the pool of blanks only after a short quiet spell, so that
         # neither a claim nor the sandbox just claimed (still importing its
         # handler) competes with a fork for the CPU.
-        events = selector.select(timeout=REFILL_AFTER if len(_BLANKS) < pool else None)
+        wait = None
+        if len(_BLANKS) < pool:
+            wait = max(REFILL_AFTER, retry_at - time.monotonic())
+        events = selector.select(timeout=wait)
         if not events:
-            _fork_blank(ctl, selector, confine, pyloop)
+            try:
+                _fork_blank(ctl, selector, confine, pyloop)
+            except OSError as exc:
+                # Out of processes or memory: try again a second later.
+                os.write(2, "ember zygote: cannot pre-fork a sandbox: {0}\n".format(exc).encode())
+                retry_at = time.monotonic() + 1.0
             continue
         for key, _ in events:
             if key.data == "wake":

@@ -63,8 +63,11 @@ class LocalWorker:
         code: CodeCache,
         settings: Settings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        strong: SandboxBackend | None = None,
     ) -> None:
         self.backend = backend
+        # Functions with Isolation "strong" run here (gVisor), the rest on ``backend``.
+        self.strong = strong
         self.code = code
         self.settings = settings
         self._clock = clock
@@ -74,7 +77,10 @@ class LocalWorker:
     async def start_sandbox(self, record: FunctionRecord) -> Sandbox:
         """Init a sandbox for ``record``: fetch the code (cached), fork, import."""
         code_dir = await self.code.directory(record.code_digest)
-        task_root = TASK_ROOT if self.backend.name == "zygote" else str(code_dir)
+        backend = self.backend
+        if record.isolation == "strong" and self.strong is not None:
+            backend = self.strong
+        task_root = TASK_ROOT if backend.name in ("zygote", "gvisor") else str(code_dir)
         token = secrets.token_hex(16)
         spec = SandboxSpec(
             sandbox_id=token[:16],
@@ -88,5 +94,6 @@ class LocalWorker:
             tmp_mb=record.ephemeral_storage,
             pids_max=self.settings.pids_per_sandbox,
             files_max=self.settings.files_per_sandbox,
+            egress=record.egress,
         )
-        return await self.backend.create(spec)
+        return await backend.create(spec)
