@@ -1,0 +1,126 @@
+"""Opt-in network egress and opt-in strong (gVisor) isolation, through the real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any
+
+import httpx
+import pytest
+from conftest import Server, wait_until
+
+NETWORK = """
+import socket
+
+def attempt(address):
+    try:
+        socket.create_connection(address, timeout=2).close()
+        return "connected"
+    except OSError as error:
+        return error.errno
+
+def handler(event, context):
+    return {
+        "interfaces": [name for _, name in socket.if_nameindex()],
+        "routes": len(open("/proc/net/route").read().splitlines()) - 1,
+        "resolver": open("/etc/resolv.conf").read().split(),
+        "host_loopback": attempt(("10.0.2.2", event["port"])),
+        "own_loopback": attempt(("127.0.0.1", event["port"])),
+    }
+"""
+
+ECONNREFUSED, ENETUNREACH = 111, 101
+
+
+def invoke_json(aws: Any, name: str, event: Any) -> Any:
+    response = aws.invoke(FunctionName=name, Payload=json.dumps(event).encode())
+    body = response["Payload"].read()
+    assert "FunctionError" not in response, body
+    return json.loads(body)
+
+
+def settings(server: Server, name: str, body: dict[str, Any] | None = None) -> httpx.Response:
+    url = f"{server.url}/_ember/functions/{name}/sandbox"
+    return httpx.put(url, json=body, timeout=30) if body is not None else httpx.get(url, timeout=30)
+
+
+def test_no_network_by_default_and_egress_on_request(server: Server, aws: Any, deploy: Any) -> None:
+    name = deploy(NETWORK)["FunctionName"]
+    closed = invoke_json(aws, name, {"port": server.port})
+    assert closed["interfaces"] == ["lo"] and closed["routes"] == 0
+    assert closed["own_loopback"] == ECONNREFUSED  # its own loopback: nothing listens there
+
+    assert settings(server, name, {"Egress": True}).json()["Egress"] is True
+    opened = invoke_json(aws, name, {"port": server.port})
+    assert "tap0" in opened["interfaces"] and opened["routes"] >= 1
+    assert opened["resolver"] == ["nameserver", "10.0.2.3"]
+    # Egress still never reaches the host's loopback services (ember itself here).
+    assert opened["host_loopback"] in (ENETUNREACH, ECONNREFUSED)
+    assert opened["own_loopback"] == ECONNREFUSED
+
+    assert settings(server, name, {"Egress": False}).json()["Egress"] is False
+    assert invoke_json(aws, name, {"port": server.port})["interfaces"] == ["lo"]
+
+
+def test_sandbox_settings_are_validated(server: Server, deploy: Any) -> None:
+    name = deploy("def handler(event, context):\n    return 1\n")["FunctionName"]
+    assert settings(server, name).json() == {
+        "FunctionName": name,
+        "Egress": False,
+        "Isolation": "standard",
+    }
+    for bad in ({"Egress": "yes"}, {"Isolation": "vm"}, {"Network": True}):
+        response = settings(server, name, bad)
+        assert response.status_code == 400
+        assert response.headers["x-amzn-errortype"] == "InvalidParameterValueException"
+    assert settings(server, "no-such-function").status_code == 404
+
+
+STRONG = """
+import os, platform, socket
+
+def handler(event, context):
+    if event.get("raise"):
+        raise ValueError("strong failure")
+    if event.get("spin"):
+        while True:
+            pass
+    try:
+        socket.create_connection(("127.0.0.1", event["port"]), timeout=1)
+        server = "reachable"
+    except OSError:
+        server = "unreachable"
+    return {
+        "kernel": platform.release(),
+        "shadow": os.path.exists("/etc/shadow"),
+        "server": server,
+        "function": context.function_name,
+        "request": context.aws_request_id,
+    }
+"""
+
+
+@pytest.mark.skipif(shutil.which("runsc") is None, reason="gVisor's runsc is not installed")
+def test_strong_isolation_runs_on_gvisor(server: Server, aws: Any, deploy: Any) -> None:
+    name = deploy(STRONG, Timeout=3)["FunctionName"]
+    assert settings(server, name, {"Isolation": "strong"}).status_code == 200
+    response = aws.invoke(FunctionName=name, Payload=json.dumps({"port": server.port}).encode())
+    result = json.loads(response["Payload"].read())
+    # gVisor's Sentry reports a kernel of its own, not the host's.
+    assert result["kernel"] != os.uname().release
+    assert result["shadow"] is False and result["server"] == "unreachable"
+    assert result["function"] == name
+    assert result["request"] == response["ResponseMetadata"]["RequestId"]
+
+    failed = aws.invoke(FunctionName=name, Payload=b'{"raise": true}')
+    assert failed["FunctionError"] == "Unhandled"
+    assert json.loads(failed["Payload"].read())["errorType"] == "ValueError"
+
+    spun = aws.invoke(FunctionName=name, Payload=b'{"spin": true}')
+    assert json.loads(spun["Payload"].read())["errorType"] == "Sandbox.Timedout"
+    pids = {row["pid"] for row in httpx.get(f"{server.url}/_ember/sandboxes").json()["sandboxes"]}
+    assert invoke_json(aws, name, {"port": server.port})["function"] == name
+    aws.delete_function(FunctionName=name)
+    wait_until(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in pids), timeout=30)
