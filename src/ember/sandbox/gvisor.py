@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from ember.errors import SandboxUnavailable
-from ember.sandbox import confine
+from ember.sandbox import confine, isolate
 from ember.sandbox.base import OutputSink, SandboxSpec
 from ember.sandbox.zygote import ForkedSandbox, ZygoteBackend, _Channel, _Exit
 
@@ -105,8 +105,10 @@ class GVisorBackend:
             "attach": "cgroup.procs"
             if self._standard.cgroup_config().get("version") == 2
             else "tasks",
-            "staging": f"/run/ember-gvisor-{spec.sandbox_id}",
+            # Each launcher has a mount namespace of its own: one path serves all.
+            "staging": isolate.STAGING,
             "runtime": runtime_paths,
+            "etc": self._standard.etc_dir,
             "code_dir": spec.code_dir,
             "runtime_dir": str(_HERE.parent / "runtime"),
             "runsc": self._runsc,

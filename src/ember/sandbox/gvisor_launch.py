@@ -30,7 +30,7 @@ def main() -> None:
     os.setsid()
     isolate.private_mount_namespace()
     staging = config["staging"]
-    isolate.stage_root(staging, config["runtime"])
+    isolate.stage_root(staging, config["runtime"], config["etc"])
     isolate.bind_readonly(config["code_dir"], staging + "/var/task")
     isolate.bind_readonly(config["runtime_dir"], staging + "/var/runtime")
     command = [

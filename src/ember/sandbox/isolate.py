@@ -27,6 +27,7 @@ import ctypes
 import fcntl
 import os
 import platform
+import shutil
 import socket
 import struct
 from typing import Any
@@ -200,7 +201,23 @@ def runtime_paths(paths: list[str]) -> list[str]:
     return kept
 
 
-def stage_root(staging: str, runtime: list[str]) -> None:
+def snapshot_etc(target: str) -> None:
+    """Copy the few /etc files a runtime needs into ``target`` (once per server).
+
+    Sandboxes bind this one directory at /etc: one mount instead of one per
+    file, and nothing else of the host's /etc (no shadow) is ever visible.
+    """
+    os.makedirs(target, exist_ok=True)
+    os.chmod(target, 0o755)
+    for name in ETC_FILES:
+        source = "/etc/" + name
+        if os.path.isdir(source):
+            shutil.copytree(source, os.path.join(target, name), symlinks=True, dirs_exist_ok=True)
+        elif os.path.exists(source):
+            shutil.copy2(source, os.path.join(target, name))
+
+
+def stage_root(staging: str, runtime: list[str], etc: str) -> None:
     """A tmpfs at ``staging`` with read-only binds of what a runtime needs.
 
     Also the root of the gVisor backend's sandboxes (``gvisor_launch.py``).
@@ -215,9 +232,7 @@ def stage_root(staging: str, runtime: list[str]) -> None:
         elif os.path.isdir(host):
             _bind_readonly(host, staging + host)
     _bind_readonly("/usr", staging + "/usr")
-    for name in ETC_FILES:
-        if os.path.exists("/etc/" + name):
-            _bind_readonly("/etc/" + name, staging + "/etc/" + name)
+    _bind_readonly(etc, staging + "/etc")
     for path in runtime:
         if not path.startswith("/usr/"):
             _bind_readonly(path, staging + path)
@@ -236,12 +251,12 @@ def private_mount_namespace() -> None:
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
 
 
-def prepare_root(runtime: list[str]) -> None:
+def prepare_root(runtime: list[str], etc: str) -> None:
     """Assemble the sandbox's root under ``STAGING`` (no function code yet)."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     loopback_up()
     socket.sethostname("sandbox")
-    stage_root(STAGING, runtime)
+    stage_root(STAGING, runtime, etc)
     _mount("proc", STAGING + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _mount("tmpfs", STAGING + "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
     for device in DEVICES:

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from ember.errors import SandboxUnavailable
 from ember.runtime import frames
-from ember.sandbox import cgroups, runtimes
+from ember.sandbox import cgroups, isolate, runtimes
 from ember.sandbox.base import (
     InitFailed,
     Outcome,
@@ -162,6 +162,14 @@ def handler(event, context):
     return {"uid": os.getuid(), "pid": os.getpid(), "seccomp": status.get("Seccomp"),
             "no_new_privs": status.get("NoNewPrivs"), "cap_eff": status.get("CapEff")}
 """
+
+
+def _remove_stale_run_dirs() -> None:
+    """/run/ember-<pid> directories of servers that no longer run."""
+    for entry in Path("/run").glob("ember-*"):
+        pid = entry.name.removeprefix("ember-")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _seccomp_module() -> str:
@@ -582,6 +590,8 @@ class ZygoteBackend:
         self._sink = sink
         self._zygotes: dict[str, _Zygote] = {}
         self._interpreters: dict[str, str] = {}  # runtime -> interpreter path
+        # What sandboxes see as /etc: a copy of the few files they need.
+        self.etc_dir = f"/run/ember-{os.getpid()}/etc"
         self._cgroups: cgroups.CgroupLayout | None = None
         self._lock = asyncio.Lock()
 
@@ -611,6 +621,8 @@ class ZygoteBackend:
             self._cgroups = cgroups.create_parent(layout)
         except OSError as exc:
             raise SandboxUnavailable(f"cannot create sandbox cgroups: {exc}") from exc
+        await asyncio.to_thread(_remove_stale_run_dirs)
+        await asyncio.to_thread(isolate.snapshot_etc, self.etc_dir)
 
     def cgroup_config(self) -> dict[str, Any]:
         """The cgroup layout sandboxes are created under ({} when there is none)."""
@@ -681,6 +693,7 @@ class ZygoteBackend:
             # Never mounted into a sandbox: ember's own code.
             "hidden": [str(_HERE.parent.parent)],
             "uid_base": 100000,
+            "etc": self.etc_dir,
             "pool": self._pool,
             # A blank's limit until claimed; claims only ever lower it.
             "blank_memory": 10240 * 1024 * 1024,
@@ -733,6 +746,7 @@ class ZygoteBackend:
         if self._cgroups is not None:
             await asyncio.to_thread(cgroups.remove_parent, self._cgroups)
             self._cgroups = None
+        await asyncio.to_thread(shutil.rmtree, os.path.dirname(self.etc_dir), True)
 
     def describe(self) -> dict[str, object]:
         """What isolation is in force, for /health and the start-up log."""

@@ -186,7 +186,7 @@ def _child(
         _reset_process(ctl, selector)
         confine.prepare(paths, _cgroup_version())
         if _ISOLATION.get("module") is not None:
-            _ISOLATION["module"].prepare_root(_ISOLATION["runtime"])
+            _ISOLATION["module"].prepare_root(_ISOLATION["runtime"], _CONFIG["etc"])
         if blank is not None:
             # Hold nothing of the zygote's while waiting (other blanks' sockets).
             keep = blank.fileno()
