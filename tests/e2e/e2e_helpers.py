@@ -10,8 +10,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
+from pathlib import Path
 from typing import Any
+
+import httpx
 
 ACCOUNT = "000000000000"
 REGION = "us-east-1"
@@ -56,3 +60,46 @@ def request_id_of(response: dict[str, Any]) -> str:
     request_id = str(response["ResponseMetadata"]["RequestId"])
     assert REQUEST_ID.match(request_id), request_id
     return request_id
+
+
+# -- sandboxes, seen from the host -------------------------------------------------
+#
+# A sandbox's runtime is PID 1 of its own PID namespace, so ``os.getpid()`` in a
+# function says nothing about which sandbox ran it. A function tells its sandboxes
+# apart by a module-level token (fresh on every Init), and the host pid of a
+# sandbox is known only to the server, through ``GET /_ember/sandboxes``.
+
+# Source lines giving a function a per-Init token; prepend to a handler's source.
+TOKEN_SOURCE = "import uuid\nTOKEN = uuid.uuid4().hex\n"
+
+
+def sandboxes_of(url: str, function: str) -> list[dict[str, Any]]:
+    """The server's rows for ``function``'s live sandboxes."""
+    listed = httpx.get(url + "/_ember/sandboxes", timeout=5).json()["sandboxes"]
+    return [entry for entry in listed if entry["function"] == function]
+
+
+def host_pid_of(url: str, function: str) -> int:
+    """The host pid of ``function``'s only sandbox (fails unless it has exactly one)."""
+    rows = sandboxes_of(url, function)
+    assert len(rows) == 1, rows
+    return int(rows[0]["pid"])
+
+
+def pid_gone(pid: int) -> bool:
+    """True once no process (not even a zombie) has this host pid."""
+    return not os.path.exists(f"/proc/{pid}")
+
+
+def namespace_pids(pid: int) -> list[int]:
+    """``NSpid`` of a host pid: its pid in each PID namespace, outermost first."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("NSpid:"):
+            return [int(field) for field in line.split()[1:]]
+    raise AssertionError(f"no NSpid line for pid {pid}")
+
+
+def read_in_sandbox(pid: int, path: str) -> str:
+    """Read ``path`` as the sandbox whose runtime has host pid ``pid`` sees it
+    (through ``/proc/<pid>/root``, which root on the host may follow)."""
+    return (Path(f"/proc/{pid}/root") / path.lstrip("/")).read_text()

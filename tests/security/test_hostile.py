@@ -5,6 +5,10 @@ processes left running in the background. After each, the server is still
 healthy, other functions still work, and no process of the sandbox is left
 on the host (found by its cgroup, ``sb-<sandbox id>``, or its session, which
 the sandbox leader opened).
+
+A sandbox's runtime is PID 1 of its own PID namespace: a function tells its
+sandboxes apart by a token made at Init, and the host pid of a sandbox comes
+from the server (``GET /_ember/sandboxes``).
 """
 
 from __future__ import annotations
@@ -40,6 +44,13 @@ def invoke(aws: Any, name: str, payload: Any = None) -> tuple[dict[str, Any], An
 def sandboxes_of(url: str, function: str) -> list[dict[str, Any]]:
     listed = httpx.get(url + "/_ember/sandboxes", timeout=5).json()["sandboxes"]
     return [entry for entry in listed if entry["function"] == function]
+
+
+def host_pid_of(url: str, function: str) -> int:
+    """The host pid of ``function``'s only sandbox (fails unless it has exactly one)."""
+    rows = sandboxes_of(url, function)
+    assert len(rows) == 1, rows
+    return int(rows[0]["pid"])
 
 
 def _read(path: str) -> str | None:
@@ -151,22 +162,23 @@ def test_fork_bomb_is_contained(server: Server, aws: Any, deploy: Deploy) -> Non
 
 
 MEMORY_HOG = """
-import os
+import uuid
+
+TOKEN = uuid.uuid4().hex
 
 def handler(event, context):
     if event.get("hog"):
         hog = []
         while True:
             hog.append(b"x" * (16 << 20))  # every page touched
-    return os.getpid()
+    return TOKEN
 """
 
 
 def test_memory_hog_is_killed_by_its_own_limit(server: Server, aws: Any, deploy: Deploy) -> None:
     name = deploy(MEMORY_HOG, MemorySize=128, Timeout=60)["FunctionName"]
-    _, pid = invoke(aws, name)
-    (sandbox,) = sandboxes_of(server.url, name)
-    assert sandbox["pid"] == pid
+    _, token = invoke(aws, name)
+    pid = host_pid_of(server.url, name)
     watched = Watched(pid)
     response, error = invoke(aws, name, {"hog": True})
     assert response["FunctionError"] == "Unhandled"
@@ -174,13 +186,16 @@ def test_memory_hog_is_killed_by_its_own_limit(server: Server, aws: Any, deploy:
     wait_until(watched.gone, timeout=30)
     response, again = invoke(aws, name)  # a fresh sandbox takes over
     assert "FunctionError" not in response
-    assert again != pid
+    assert again != token
+    assert host_pid_of(server.url, name) != pid
     assert_healthy(server, aws, deploy)
 
 
 INFINITE_LOOP = """
-import os
 import signal
+import uuid
+
+TOKEN = uuid.uuid4().hex
 
 def handler(event, context):
     if event.get("loop"):
@@ -188,7 +203,7 @@ def handler(event, context):
             signal.signal(signum, signal.SIG_IGN)
         while True:
             pass
-    return os.getpid()
+    return TOKEN
 """
 
 
@@ -196,9 +211,8 @@ def test_infinite_loop_times_out_and_its_process_is_gone(
     server: Server, aws: Any, deploy: Deploy
 ) -> None:
     name = deploy(INFINITE_LOOP, Timeout=1)["FunctionName"]
-    _, pid = invoke(aws, name)
-    (sandbox,) = sandboxes_of(server.url, name)
-    assert sandbox["pid"] == pid
+    _, token = invoke(aws, name)
+    pid = host_pid_of(server.url, name)
     watched = Watched(pid)
     response, error = invoke(aws, name, {"loop": True})
     assert response["FunctionError"] == "Unhandled"
@@ -208,7 +222,8 @@ def test_infinite_loop_times_out_and_its_process_is_gone(
     wait_until(lambda: not sandboxes_of(server.url, name), timeout=30)
     response, again = invoke(aws, name)
     assert "FunctionError" not in response
-    assert again != pid
+    assert again != token
+    assert host_pid_of(server.url, name) != pid
     assert_healthy(server, aws, deploy)
 
 
@@ -246,9 +261,9 @@ BACKGROUND = """
 import subprocess
 
 def handler(event, context):
-    attached = subprocess.Popen(["sleep", event["attached"]])
-    detached = subprocess.Popen(["sleep", event["detached"]], start_new_session=True)
-    return [attached.pid, detached.pid]
+    subprocess.Popen(["sleep", event["attached"]])
+    subprocess.Popen(["sleep", event["detached"]], start_new_session=True)
+    return "started"
 """
 
 
@@ -258,15 +273,19 @@ def test_background_processes_die_with_their_function(
     name = deploy(BACKGROUND)["FunctionName"]
     marker = uuid.uuid4().int % 1000
     attached, detached = f"1000.{marker:03d}1", f"1000.{marker:03d}2"
-    response, pids = invoke(aws, name, {"attached": attached, "detached": detached})
-    assert "FunctionError" not in response, pids
-    assert processes_with_argv(["sleep", attached])  # they do outlive the invocation
-    assert processes_with_argv(["sleep", detached])
+    response, body = invoke(aws, name, {"attached": attached, "detached": detached})
+    assert "FunctionError" not in response, body
+    watched = Watched(host_pid_of(server.url, name))
+    # They do outlive the invocation (the pids they had inside mean nothing here).
+    sleepers = processes_with_argv(["sleep", attached]) + processes_with_argv(["sleep", detached])
+    assert len(sleepers) == 2
+    assert set(sleepers) <= set(watched.processes())
     aws.delete_function(FunctionName=name)
     wait_until(lambda: not processes_with_argv(["sleep", attached]), timeout=30)
     wait_until(lambda: not processes_with_argv(["sleep", detached]), timeout=30)
-    for pid in pids:
+    for pid in sleepers:
         wait_until(lambda pid=pid: not os.path.exists(f"/proc/{pid}"), timeout=30)
+    wait_until(watched.gone, timeout=30)
     assert server.health()["status"] == "ok"
 
 
@@ -300,22 +319,23 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _mount_namespace(pid: int) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/ns/mnt")
-    except OSError:
-        return None
+def _uid(pid: int) -> int | None:
+    for line in (_read(f"/proc/{pid}/status") or "").splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    return None
 
 
 def function_sandboxes(server: Server) -> list[int]:
-    """Processes the server's zygotes forked that run a function (in their own mount
-    namespace; pre-forked sandboxes still waiting for one share the zygote's)."""
+    """Processes the server's zygotes forked that run a function (dropped to an
+    unprivileged uid; pre-forked sandboxes still waiting for one are still root,
+    though already in namespaces of their own)."""
     assert server.process is not None
     return [
         pid
         for zygote in _children(server.process.pid)
         for pid in _children(zygote)
-        if _mount_namespace(pid) not in (None, _mount_namespace(zygote))
+        if _uid(pid) not in (None, 0)
     ]
 
 

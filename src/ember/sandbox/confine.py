@@ -22,6 +22,7 @@ import signal
 import time
 from typing import Any
 
+CLONE_NEWCGROUP = 0x02000000
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -182,7 +183,7 @@ def set_rlimits(limits: dict[str, int]) -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits["fsize"], limits["fsize"]))
 
 
-def prepare(cgroup_paths: list[str], cgroup_version: int) -> None:
+def prepare(cgroup_paths: list[str], cgroup_version: int, isolated: bool = False) -> None:
     """The part of confinement that does not depend on the function.
 
     Runs right after fork, in a pre-forked "blank" sandbox as well, so that
@@ -191,6 +192,10 @@ def prepare(cgroup_paths: list[str], cgroup_version: int) -> None:
     os.setsid()
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     attach_self(cgroup_paths, cgroup_version)
+    if cgroup_paths and isolated:
+        # A cgroup namespace rooted here: /proc/self/cgroup shows "/", not
+        # the host's layout (which names the server's pid).
+        _check(_libc.unshare(CLONE_NEWCGROUP), "unshare(CLONE_NEWCGROUP)")
 
 
 def specialize(spec: dict[str, Any], task_root: str) -> None:

@@ -164,6 +164,14 @@ def handler(event, context):
 """
 
 
+# Runs zygote_main.py with its configuration read from stdin.
+_BOOT = (
+    "import json, runpy, sys; boot = json.loads(sys.stdin.readline()); "
+    "sys.argv = [boot['main'], sys.argv[1], json.dumps(boot['config'])]; "
+    "runpy.run_path(boot['main'], run_name='__main__')"
+)
+
+
 def _remove_stale_run_dirs() -> None:
     """/run/ember-<pid> directories of servers that no longer run."""
     for entry in Path("/run").glob("ember-*"):
@@ -416,19 +424,19 @@ class _Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._hello = loop.create_future()
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+        # Sandboxes are forks of the zygote, so its command line is their
+        # /proc/1/cmdline: keep paths and configuration out of it (stdin).
         self._process = subprocess.Popen(
-            [
-                self.interpreter,
-                "-I",
-                str(_HERE / "zygote_main.py"),
-                str(theirs.fileno()),
-                json.dumps(self._config),
-            ],
+            [self.interpreter, "-I", "-c", _BOOT, str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
         )
         theirs.close()
+        assert self._process.stdin is not None
+        boot = json.dumps({"main": str(_HERE / "zygote_main.py"), "config": self._config})
+        self._process.stdin.write(boot.encode() + b"\n")
+        self._process.stdin.close()
         ours.setblocking(False)
         self._ctl = ours
         loop.add_reader(ours.fileno(), self._on_message)

@@ -184,7 +184,7 @@ def _child(
     code = 70  # EX_SOFTWARE: confinement or the runtime itself failed
     try:
         _reset_process(ctl, selector)
-        confine.prepare(paths, _cgroup_version())
+        confine.prepare(paths, _cgroup_version(), _ISOLATION.get("module") is not None)
         if _ISOLATION.get("module") is not None:
             _ISOLATION["module"].prepare_root(_ISOLATION["runtime"], _CONFIG["etc"])
         if blank is not None:
