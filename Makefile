@@ -16,12 +16,14 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
 	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@bash scripts/host-deps.sh
 	@touch $(STAMP)
 
 run: setup
 	@bash scripts/run.sh
 
 test: setup
+	@bash scripts/services.sh
 	@$(BIN)/python -m pytest
 
 check: setup
@@ -33,6 +35,9 @@ check: setup
 bench: setup
 	@command -v wrk >/dev/null || { echo "installing wrk (Debian)"; apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	@$(BIN)/python bench/run.py
+	@cd bench && ../$(BIN)/python bench_async.py
+	@bash scripts/services.sh
+	@$(BIN)/python bench/bench_throttle.py
 
 clean:
 	rm -rf $(VENV) .ember-data .mypy_cache .ruff_cache .pytest_cache

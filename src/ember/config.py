@@ -57,6 +57,19 @@ class Settings:
     # or "redis" (shared by every frontend using the same redis_url).
     throttle_backend: str = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Asynchronous invocation (issue 4). "sqlite": events are durable in
+    # <data_dir>/queue.sqlite3 before the 202; "memory": lost on exit (development).
+    queue_backend: str = "sqlite"
+    # Concurrent deliveries of queued events (0: accept events, deliver none).
+    pollers: int = 8
+    # Lambda's 60 s: a failed event is retried 1x then 2x this later, and
+    # throttle backoff (1 s .. 5 min) is scaled by it / 60. Tests make it tiny.
+    retry_base_delay_seconds: float = 60.0
+    # A received event stays hidden for the function's timeout plus this margin
+    # (Init, queueing) before another poller may take it again.
+    visibility_margin_seconds: float = 60.0
+    # Largest Event payload (Lambda: 1 MB; older docs and LocalStack say 256 KB).
+    async_max_payload_bytes: int = 1024 * 1024
 
     @property
     def endpoint_url(self) -> str:

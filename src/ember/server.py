@@ -22,8 +22,11 @@ from ember.api.services import Services
 from ember.config import Settings
 from ember.control.arns import Arns
 from ember.control.registry import FunctionRegistry
+from ember.invoke.events import AsyncInvocation
 from ember.invoke.logs import LogStore
 from ember.invoke.service import InvocationService
+from ember.queue import wiring as queue_wiring
+from ember.sandbox.gvisor import GVisorBackend
 from ember.sandbox.zygote import ZygoteBackend
 from ember.scheduling.manager import WorkerManager
 from ember.scheduling.placement import Placement
@@ -49,6 +52,8 @@ class Platform:
     logs: LogStore
     services: Services
     throttle: Throttle
+    asynchronous: AsyncInvocation
+    strong: GVisorBackend | None = None
 
 
 def build(settings: Settings) -> Platform:
@@ -76,7 +81,8 @@ def build(settings: Settings) -> Platform:
         init_timeout=settings.init_timeout_seconds,
         pool=settings.sandbox_pool,
     )
-    worker = LocalWorker(backend, CodeCache(data / "code", packages.get), settings)
+    strong = GVisorBackend(standard=backend, sink=sink, init_timeout=settings.init_timeout_seconds)
+    worker = LocalWorker(backend, CodeCache(data / "code", packages.get), settings, strong=strong)
     manager = WorkerManager(
         Placement([worker]), settings.keep_alive_seconds, freeze_after=settings.freeze_after_seconds
     )
@@ -89,19 +95,51 @@ def build(settings: Settings) -> Platform:
             throttle.forget(name)
 
     registry.subscribe(forget_deleted)
-    invocations = InvocationService(registry, manager, logs, names, throttle)
-    services = Services(
-        settings, names, registry, invocations, manager, logs, backend.describe, throttle=throttle
+    events = queue_wiring.build(settings.queue_backend, data)
+    invocations = InvocationService(
+        registry,
+        manager,
+        logs,
+        names,
+        throttle,
+        events=events,
+        max_async_payload=settings.async_max_payload_bytes,
     )
-    return Platform(settings, store, registry, backend, manager, logs, services, throttle)
+    asynchronous = AsyncInvocation.build(settings, events, registry, invocations.invoke, names)
+    services = Services(
+        settings,
+        names,
+        registry,
+        invocations,
+        manager,
+        logs,
+        lambda: {**backend.describe(), "strong": strong.describe()},
+        throttle=throttle,
+        asynchronous=asynchronous,
+    )
+    return Platform(
+        settings,
+        store,
+        registry,
+        backend,
+        manager,
+        logs,
+        services,
+        throttle,
+        asynchronous=asynchronous,
+        strong=strong,
+    )
 
 
 def application(platform: Platform) -> Frontend:
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         await platform.backend.start()
+        if platform.strong is not None:
+            await platform.strong.start()
         await platform.registry.load()
         await platform.throttle.start(lambda name: platform.registry.lookup(name) is not None)
+        await platform.asynchronous.start()
         # The server's own interpreter serves its python3.x runtime and every
         # runtime the host lacks: have that zygote ready before the first call.
         await platform.backend.prestart(f"python3.{sys.version_info.minor}")
@@ -114,6 +152,7 @@ def application(platform: Platform) -> Frontend:
             async with asyncio.TaskGroup() as loops:
                 loops.create_task(platform.logs.run())
                 loops.create_task(platform.throttle.run())
+                loops.create_task(platform.asynchronous.supervisor.run())
                 loops.create_task(
                     platform.manager.run_evictor(platform.settings.evict_interval_seconds)
                 )
@@ -125,13 +164,20 @@ def application(platform: Platform) -> Frontend:
                 try:
                     yield
                 finally:
+                    # Deliveries in flight are cancelled before their sandboxes die,
+                    # so they are redelivered on restart rather than failed.
+                    platform.asynchronous.supervisor.stop()
                     platform.manager.close()
                     platform.logs.stop()
+                    platform.throttle.stop()
         finally:
             platform.manager.close()
+            if platform.strong is not None:
+                await platform.strong.close()
             await platform.backend.close()
             await platform.store.close()
             await platform.throttle.close()
+            await platform.asynchronous.close()
             log.info("ember stopped: every sandbox reaped")
 
     return Frontend(platform.services, lifespan)

@@ -19,9 +19,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
 import pytest
 from botocore.exceptions import ClientError
+from e2e_helpers import (
+    TOKEN_SOURCE,
+    host_pid_of,
+    namespace_pids,
+    pid_gone,
+    read_in_sandbox,
+    sandboxes_of,
+)
 
 from conftest import ROLE, Server, lambda_client, make_zip, wait_until
 
@@ -50,16 +57,6 @@ def request_id(response: dict[str, Any]) -> str:
 
 def log_tail(response: dict[str, Any]) -> str:
     return base64.b64decode(response["LogResult"]).decode()
-
-
-def sandboxes(url: str) -> list[dict[str, Any]]:
-    body = httpx.get(url + "/_ember/sandboxes", timeout=5).json()
-    return list(body["sandboxes"])
-
-
-def pid_gone(pid: int) -> bool:
-    """True once no process (not even a zombie) has this pid."""
-    return not os.path.exists(f"/proc/{pid}")
 
 
 def host_has_python(minor: int) -> bool:
@@ -100,15 +97,15 @@ def test_dry_run_returns_204_and_runs_nothing(aws: Any, deploy: Deploy) -> None:
     assert response["StatusCode"] == 204
     assert body is None
     assert "FunctionError" not in response
-    assert not [s for s in sandboxes(aws.meta.endpoint_url) if s["function"] == name]
+    assert not sandboxes_of(aws.meta.endpoint_url, name)
 
 
-def test_event_invocation_is_refused_clearly(aws: Any, deploy: Deploy) -> None:
+def test_event_invocation_is_accepted_with_202(aws: Any, deploy: Deploy) -> None:
+    # The whole asynchronous path is covered by tests/e2e/test_async.py.
     name = deploy(ECHO)["FunctionName"]
-    with pytest.raises(aws.exceptions.InvalidParameterValueException) as caught:
-        aws.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")
-    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
-    assert "Event" in caught.value.response["Error"]["Message"]
+    response = aws.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")
+    assert response["StatusCode"] == 202
+    assert response["Payload"].read() == b""
 
 
 # -- what the handler sees -------------------------------------------------------
@@ -228,7 +225,6 @@ def test_lambda_environment_then_the_functions_own_and_nothing_of_the_servers(
 # -- function errors ---------------------------------------------------------------
 
 FAILING = """
-import os
 import sys
 import time
 
@@ -249,7 +245,7 @@ def handler(event, context):
         return "x" * 7_000_000
     if mode == "large":
         return "y" * 5_000_000
-    return {"ok": True, "pid": os.getpid()}
+    return {"ok": True}
 """
 
 
@@ -530,50 +526,59 @@ def test_log_tail_of_a_failure_names_the_error(aws: Any, deploy: Deploy) -> None
 
 
 # -- warm sandboxes -----------------------------------------------------------------------
+#
+# A sandbox's runtime is PID 1 of its own PID namespace, so a function tells its
+# sandboxes apart by a token made at Init; their host pids come from the server.
 
-COUNTER = """
-import os
-
+COUNTER = (
+    TOKEN_SOURCE
+    + """
 calls = 0
 
 def handler(event, context):
     global calls
     seen = calls
     calls += 1
-    return {"calls": seen, "pid": os.getpid()}
+    return {"calls": seen, "token": TOKEN}
 """
+)
 
 
 def test_module_state_survives_between_warm_calls(aws: Any, deploy: Deploy) -> None:
     name = deploy(COUNTER)["FunctionName"]
     results = [invoke(aws, name)[1] for _ in range(3)]
     assert [result["calls"] for result in results] == [0, 1, 2]
-    assert len({result["pid"] for result in results}) == 1
+    assert len({result["token"] for result in results}) == 1
+    assert len(sandboxes_of(aws.meta.endpoint_url, name)) == 1
 
 
 def test_concurrent_calls_get_their_own_sandboxes(aws: Any, deploy: Deploy) -> None:
     name = deploy(
-        """
-        import os
-        import time
+        TOKEN_SOURCE
+        + """
+import time
 
-        def handler(event, context):
-            time.sleep(0.5)
-            return os.getpid()
-        """
+def handler(event, context):
+    time.sleep(0.5)
+    return TOKEN
+"""
     )["FunctionName"]
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda _: invoke(aws, name), range(8)))
     for response, _ in results:
         assert response["StatusCode"] == 200
         assert "FunctionError" not in response
-    pids = [pid for _, pid in results]
-    assert len(set(pids)) == 8
-    listed = {s["pid"] for s in sandboxes(aws.meta.endpoint_url) if s["function"] == name}
-    assert set(pids) <= listed
+    tokens = [token for _, token in results]
+    assert len(set(tokens)) == 8
+    # Eight sandboxes, each its own live process on the host, all kept warm.
+    pids = [entry["pid"] for entry in sandboxes_of(aws.meta.endpoint_url, name)]
+    assert len(set(pids)) == len(pids) == 8
+    assert not [pid for pid in pids if pid_gone(pid)]
 
 
-FILESYSTEM = """
+FILESYSTEM = (
+    TOKEN_SOURCE
+    + """
 import os
 
 def handler(event, context):
@@ -593,15 +598,16 @@ def handler(event, context):
     with open("/var/task/app.py") as handle:
         readable = "def handler" in handle.read()
     return {"marker": marker, "task_error": task_error, "readable": readable,
-            "cwd": os.getcwd(), "pid": os.getpid()}
+            "cwd": os.getcwd(), "token": TOKEN}
 """
+)
 
 
 def test_tmp_persists_on_a_warm_sandbox_and_var_task_is_read_only(aws: Any, deploy: Deploy) -> None:
     name = deploy(FILESYSTEM)["FunctionName"]
     _, first = invoke(aws, name, {"write_tmp": "from call one"})
     _, second = invoke(aws, name)
-    assert first["pid"] == second["pid"]
+    assert first["token"] == second["token"]
     assert second["marker"] == "from call one"
     for result in (first, second):
         assert result["task_error"] == errno.EROFS
@@ -609,38 +615,57 @@ def test_tmp_persists_on_a_warm_sandbox_and_var_task_is_read_only(aws: Any, depl
         assert result["cwd"] == "/var/task"
 
 
+# Publishes its token in its own /tmp, where the host can look it up by pid.
+PUBLISHED = (
+    TOKEN_SOURCE
+    + """
+with open("/tmp/token", "w") as handle:
+    handle.write(TOKEN)
+
+def handler(event, context):
+    return TOKEN
+"""
+)
+
+
 def test_sandboxes_endpoint_lists_the_warm_sandbox(aws: Any, deploy: Deploy) -> None:
-    name = deploy(COUNTER)["FunctionName"]
-    _, result = invoke(aws, name)
-    listed = [s for s in sandboxes(aws.meta.endpoint_url) if s["function"] == name]
+    name = deploy(PUBLISHED)["FunctionName"]
+    _, token = invoke(aws, name)
+    listed = sandboxes_of(aws.meta.endpoint_url, name)
     assert len(listed) == 1
     entry = listed[0]
     assert {"id", "function", "pid", "state"} <= set(entry)
-    assert entry["pid"] == result["pid"]
     assert entry["state"] == "idle"
+    # The listed pid is the host pid of the sandbox that ran the call: PID 1 of
+    # its own namespace, with the token of that call in its /tmp.
+    assert namespace_pids(entry["pid"])[-1] == 1
+    assert read_in_sandbox(entry["pid"], "/tmp/token") == token
 
 
 def test_deleting_a_function_retires_its_sandboxes(aws: Any, deploy: Deploy) -> None:
     name = deploy(COUNTER)["FunctionName"]
-    _, result = invoke(aws, name)
+    invoke(aws, name)
+    pid = host_pid_of(aws.meta.endpoint_url, name)
     aws.delete_function(FunctionName=name)
-    wait_until(lambda: not [s for s in sandboxes(aws.meta.endpoint_url) if s["function"] == name])
-    wait_until(lambda: pid_gone(result["pid"]))
+    wait_until(lambda: not sandboxes_of(aws.meta.endpoint_url, name))
+    wait_until(lambda: pid_gone(pid))
 
 
 def test_updating_code_starts_fresh_sandboxes(aws: Any, deploy: Deploy) -> None:
     name = deploy(COUNTER)["FunctionName"]
     _, before = invoke(aws, name)
+    pid_before = host_pid_of(aws.meta.endpoint_url, name)
     aws.update_function_code(
         FunctionName=name,
         ZipFile=make_zip(
-            {"app.py": "import os\ndef handler(e, c):\n    return {'pid': os.getpid()}\n"}
+            {"app.py": TOKEN_SOURCE + "def handler(e, c):\n    return {'token': TOKEN}\n"}
         ),
     )
     _, after = invoke(aws, name)
     assert "calls" not in after
-    assert after["pid"] != before["pid"]
-    wait_until(lambda: pid_gone(before["pid"]))
+    assert after["token"] != before["token"]
+    wait_until(lambda: pid_gone(pid_before))
+    assert host_pid_of(aws.meta.endpoint_url, name) != pid_before
 
 
 def test_idle_sandboxes_are_reclaimed(
@@ -656,13 +681,14 @@ def test_idle_sandboxes_are_reclaimed(
         Code={"ZipFile": make_zip({"app.py": COUNTER})},
     )
     _, result = invoke(aws, unique_name)
-    pid = result["pid"]
-    assert [s["pid"] for s in sandboxes(server.url)] == [pid]
-    wait_until(lambda: not sandboxes(server.url), timeout=30)
+    pid = host_pid_of(server.url, unique_name)
+    assert [s["function"] for s in sandboxes_of(server.url, unique_name)] == [unique_name]
+    wait_until(lambda: not sandboxes_of(server.url, unique_name), timeout=30)
     wait_until(lambda: pid_gone(pid), timeout=30)
     # A later call simply cold-starts a new sandbox.
     _, again = invoke(aws, unique_name)
     assert again["calls"] == 0
+    assert again["token"] != result["token"]
 
 
 # -- runtimes ----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from conftest import Server, wait_until
 
 NETWORK = """
@@ -104,7 +105,8 @@ def handler(event, context):
 
 @pytest.mark.skipif(shutil.which("runsc") is None, reason="gVisor's runsc is not installed")
 def test_strong_isolation_runs_on_gvisor(server: Server, aws: Any, deploy: Any) -> None:
-    name = deploy(STRONG, Timeout=3)["FunctionName"]
+    # gVisor starts slowly on a busy machine; the timeout only bounds the spin below.
+    name = deploy(STRONG, Timeout=5)["FunctionName"]
     assert settings(server, name, {"Isolation": "strong"}).status_code == 200
     response = aws.invoke(FunctionName=name, Payload=json.dumps({"port": server.port}).encode())
     result = json.loads(response["Payload"].read())

@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ember.api import extensions, functions, invoke
+from ember.api import concurrency, event_invoke, extensions, functions, invoke, queue
 from ember.api.errors import unknown_operation
 from ember.api.services import Services
 from ember.invoke.service import new_request_id
@@ -29,7 +29,13 @@ class Frontend:
     def __init__(self, services: Services, lifespan: Lifespan) -> None:
         self._invoke = services.invocations.invoke
         self._app = Starlette(
-            routes=[*functions.routes(services), *extensions.routes(services)],
+            routes=[
+                *functions.routes(services),
+                *extensions.routes(services),
+                *concurrency.routes(services),
+                *event_invoke.routes(services),
+                *queue.routes(services),
+            ],
             exception_handlers={404: _not_found, 405: _not_found},
             lifespan=lifespan,
         )

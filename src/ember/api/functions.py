@@ -68,6 +68,9 @@ def routes(services: Services) -> list[Route]:
             "Code": {"RepositoryType": "S3", "Location": location},
             "Tags": {},
         }
+        reserved = services.throttle.limits.get(record.name).reserved
+        if reserved is not None:
+            body["Concurrency"] = {"ReservedConcurrentExecutions": reserved}
         return json_response(body, request_id)
 
     @endpoint

@@ -10,12 +10,14 @@ bounded body read, one response.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from ember.api import errors as http_errors
 from ember.errors import EmberError, PlatformError, RequestTooLarge
 from ember.invoke.service import MAX_REQUEST, InvokeCommand, InvokeResult, new_request_id
+from ember.throttle.base import Decision
 
 PREFIX = "/2015-03-31/functions/"
 SUFFIX = "/invocations"
@@ -64,6 +66,7 @@ def _command(
         qualifier = values[0] if values else None
     context = headers.get(b"x-amz-client-context")
     return InvokeCommand(
+        caller=_caller(scope, headers),
         function=unquote(name) if "%" in (name := path[len(PREFIX) : -len(SUFFIX)]) else name,
         payload=body,
         qualifier=qualifier,
@@ -72,6 +75,24 @@ def _command(
         client_context=context.decode() if context else None,
         request_id=request_id,
     )
+
+
+def _caller(scope: Scope, headers: dict[bytes, bytes]) -> str:
+    """Who calls, for per-caller rate limits: the SigV4 access key, else the address.
+
+    ``Authorization: AWS4-HMAC-SHA256 Credential=AKID/date/region/lambda/aws4_request, ...``
+    (not verified in embedded mode: a caller limit is a fairness tool, not security).
+    """
+    auth = headers.get(b"authorization")
+    if auth is not None:
+        start = auth.find(b"Credential=")
+        if start >= 0:
+            start += 11
+            end = auth.find(b"/", start)
+            if end > start:
+                return auth[start:end].decode("ascii", "replace")
+    client = scope.get("client")
+    return str(client[0]) if client else ""
 
 
 def _response_headers(result: InvokeResult) -> list[tuple[bytes, bytes]]:
@@ -84,7 +105,18 @@ def _response_headers(result: InvokeResult) -> list[tuple[bytes, bytes]]:
         headers.append((b"x-amz-function-error", result.function_error.encode()))
     if result.log_result:
         headers.append((b"x-amz-log-result", result.log_result.encode()))
+    if result.rate_limit is not None:
+        headers += _rate_limit_headers(result.rate_limit)
     return headers
+
+
+def _rate_limit_headers(decision: Decision) -> list[tuple[bytes, bytes]]:
+    """IETF RateLimit fields of the tightest policy; Reset in whole seconds."""
+    return [
+        (b"ratelimit-limit", str(decision.limit).encode()),
+        (b"ratelimit-remaining", str(decision.remaining).encode()),
+        (b"ratelimit-reset", str(math.ceil(decision.reset_after)).encode()),
+    ]
 
 
 def _internal(exc: Exception, request_id: str) -> PlatformError:

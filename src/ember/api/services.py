@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from ember.config import Settings
 from ember.control.arns import Arns
 from ember.control.registry import FunctionRegistry
+from ember.invoke.events import AsyncInvocation
 from ember.invoke.logs import LogStore
 from ember.invoke.service import InvocationService
 from ember.scheduling.manager import WorkerManager
+from ember.throttle import Throttle
 
 
 @dataclass(frozen=True)
@@ -22,3 +24,6 @@ class Services:
     manager: WorkerManager
     logs: LogStore
     describe_sandboxes: Callable[[], dict[str, object]]
+    throttle: Throttle
+    # Queue, event-invoke-configs and pollers; None when async invocation is not wired.
+    asynchronous: AsyncInvocation | None = None

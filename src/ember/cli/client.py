@@ -264,6 +264,71 @@ class EmberClient:
             raise ApiError(response.status_code, "InvalidResponse", "malformed logs response")
         return text, offset
 
+    def sandbox_settings(self, name: str, changes: dict[str, Any] | None = None) -> dict[str, Any]:
+        """ember's sandbox settings of NAME (Egress, Isolation); PUT when ``changes``."""
+        path = f"/_ember/functions/{quote(name, safe='')}/sandbox"
+        if changes:
+            return _json_object(self._request("PUT", path, json_body=changes))
+        return _json_object(self._request("GET", path))
+
     def health(self) -> dict[str, Any]:
         """The server's health document."""
         return _json_object(self._request("GET", "/health"))
+
+    # -- asynchronous invocation -------------------------------------------
+
+    def invoke_async(self, name: str, payload: bytes) -> str:
+        """Invoke with InvocationType Event; returns the request id of the accepted event."""
+        response = self._request(
+            "POST",
+            function_path(name, "/invocations"),
+            content=payload,
+            headers={"X-Amz-Invocation-Type": "Event"},
+        )
+        return str(response.headers.get("x-amzn-RequestId", ""))
+
+    def dead_letters(self, name: str) -> list[dict[str, Any]]:
+        """Every dead letter of ``name`` (following pages), without payloads."""
+        path = f"/_ember/functions/{quote(name, safe='')}/dead-letters"
+        letters: list[dict[str, Any]] = []
+        params = {"limit": "1000"}
+        while True:
+            page = _json_object(self._request("GET", path, params=params))
+            letters.extend(page.get("deadLetters") or [])
+            if not page.get("next"):
+                return letters
+            params["after"] = str(page["next"])
+
+    def dead_letter(self, name: str, dead_letter_id: str) -> dict[str, Any]:
+        path = f"/_ember/functions/{quote(name, safe='')}/dead-letters/{quote(dead_letter_id)}"
+        return _json_object(self._request("GET", path))
+
+    def redrive(self, name: str, ids: list[str] | None = None) -> int:
+        """Put dead letters back on the queue (all when ``ids`` is None); returns how many."""
+        path = f"/_ember/functions/{quote(name, safe='')}/dead-letters/redrive"
+        body = {} if ids is None else {"ids": ids}
+        return int(_json_object(self._request("POST", path, json_body=body)).get("redriven", 0))
+
+    def purge_dead_letters(self, name: str) -> int:
+        path = f"/_ember/functions/{quote(name, safe='')}/dead-letters"
+        return int(_json_object(self._request("DELETE", path)).get("purged", 0))
+
+    def queue_stats(self) -> dict[str, Any]:
+        return _json_object(self._request("GET", "/_ember/queue"))
+
+    def set_limit(self, name: str, policy: dict[str, Any]) -> dict[str, Any]:
+        """Attach a rate-limit policy (replacing the one of the same scope)."""
+        path = f"/_ember/functions/{quote(name, safe='')}/limits"
+        return _json_object(self._request("PUT", path, json_body=policy))
+
+    def limits(self, name: str | None = None) -> list[dict[str, Any]]:
+        """One function's throttle settings, or those of every function that has some."""
+        if name is not None:
+            path = f"/_ember/functions/{quote(name, safe='')}/limits"
+            return [_json_object(self._request("GET", path))]
+        return list(_json_object(self._request("GET", "/_ember/limits")).get("Functions") or [])
+
+    def remove_limit(self, name: str, scope: str | None = None) -> None:
+        """Remove the policy of ``scope`` (both scopes when None)."""
+        params = {"scope": scope} if scope else None
+        self._request("DELETE", f"/_ember/functions/{quote(name, safe='')}/limits", params=params)

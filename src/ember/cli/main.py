@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ember import __version__
+from ember.cli import queue_commands
 from ember.cli.client import ApiError, EmberClient
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:9900"
@@ -215,6 +216,10 @@ def main(ctx: click.Context, endpoint: str) -> None:
     _state(ctx).endpoint = endpoint
 
 
+main.add_command(queue_commands.dlq)
+main.add_command(queue_commands.queue)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=9900, show_default=True)
@@ -250,6 +255,30 @@ def main(ctx: click.Context, endpoint: str) -> None:
     default="info",
     show_default=True,
 )
+@click.option(
+    "--account-concurrency",
+    envvar="EMBER_ACCOUNT_CONCURRENCY",
+    type=click.IntRange(min=100),
+    default=1000,
+    show_default=True,
+    help="Concurrent executions of the account (reserved concurrency is carved out of it).",
+)
+@click.option(
+    "--throttle-backend",
+    envvar="EMBER_THROTTLE_BACKEND",
+    type=click.Choice(["memory", "redis"]),
+    default="memory",
+    show_default=True,
+    help="Where rate limits and concurrency leases live; redis: shared by every frontend.",
+)
+@click.option(
+    "--redis-url",
+    envvar="EMBER_REDIS_URL",
+    default="redis://127.0.0.1:6379/0",
+    show_default=True,
+    help="The Redis of --throttle-backend redis.",
+)
+@queue_commands.async_serve_options
 def serve(
     host: str,
     port: int,
@@ -259,6 +288,10 @@ def serve(
     keep_alive: float,
     sandbox: str,
     log_level: str,
+    account_concurrency: int,
+    throttle_backend: str,
+    redis_url: str,
+    async_settings: dict[str, Any],
 ) -> None:
     """Run the ember server in the foreground."""
     # Imported here so that client commands never load the server.
@@ -273,6 +306,10 @@ def serve(
         account_id=account_id,
         keep_alive_seconds=keep_alive,
         sandbox=sandbox,
+        account_concurrency=account_concurrency,
+        throttle_backend=throttle_backend,
+        redis_url=redis_url,
+        **async_settings,
     )
     run_server(settings, log_level=log_level)
 
@@ -357,6 +394,7 @@ def create_body(name: str, package: bytes, options: dict[str, Any]) -> dict[str,
     "--payload-file", type=click.File("rb"), help="Read the event from a file ('-': stdin)."
 )
 @click.option("--log", is_flag=True, help="Print the invocation's log tail to stderr.")
+@click.option("--async", "run_async", is_flag=True, help="Queue the event (InvocationType Event).")
 @click.pass_context
 def invoke(
     ctx: click.Context,
@@ -364,10 +402,12 @@ def invoke(
     payload: str | None,
     payload_file: IO[bytes] | None,
     log: bool,
+    run_async: bool,
 ) -> None:
     """Invoke NAME synchronously and print its response.
 
     Exits 1 if the function failed (the error document is still printed).
+    With --async, print the accepted event's request id instead.
     """
     if payload is not None and payload_file is not None:
         raise click.UsageError("give either --payload or --payload-file, not both")
@@ -375,6 +415,10 @@ def invoke(
         event = validate_json(payload_file.read(), "--payload-file")
     else:
         event = validate_json((payload or "{}").encode("utf-8"), "--payload")
+    if run_async:
+        with _state(ctx).client() as client:
+            click.echo(f"queued {name}: request id {client.invoke_async(name, event)}")
+        return
     with _state(ctx).client() as client:
         result = client.invoke(name, event, log_tail=log)
     if log and result.log_result:
@@ -412,6 +456,29 @@ def get(ctx: click.Context, name: str) -> None:
 
 @main.command()
 @click.argument("name")
+@click.option("--egress/--no-egress", default=None, help="Allow network beyond loopback.")
+@click.option(
+    "--isolation",
+    type=click.Choice(["standard", "strong"]),
+    help="standard: namespaces + seccomp; strong: gVisor.",
+)
+@click.pass_context
+def sandbox(ctx: click.Context, name: str, egress: bool | None, isolation: str | None) -> None:
+    """Show or change NAME's sandbox settings (ember extension)."""
+    changes: dict[str, Any] = {}
+    if egress is not None:
+        changes["Egress"] = egress
+    if isolation is not None:
+        changes["Isolation"] = isolation
+    with _state(ctx).client() as client:
+        settings = client.sandbox_settings(name, changes or None)
+    click.echo(
+        f"{name}: egress {'on' if settings['Egress'] else 'off'}, isolation {settings['Isolation']}"
+    )
+
+
+@main.command()
+@click.argument("name")
 @click.pass_context
 def rm(ctx: click.Context, name: str) -> None:
     """Delete function NAME."""
@@ -438,3 +505,102 @@ def logs(ctx: click.Context, name: str, follow: bool) -> None:
     except KeyboardInterrupt:
         # Ctrl-C is how --follow is meant to end, so it is not an error.
         return
+
+
+# -- rate limits ---------------------------------------------------------------
+
+ALGORITHM_CHOICES = [
+    "fixed-window",
+    "sliding-log",
+    "sliding-window",
+    "token-bucket",
+    "leaky-bucket",
+]
+
+
+@main.group()
+def limit() -> None:
+    """Rate limits per function (all callers) or per caller, and reserved concurrency."""
+
+
+@limit.command(name="set")
+@click.argument("name")
+@click.option(
+    "--algorithm",
+    type=click.Choice(ALGORITHM_CHOICES),
+    default="token-bucket",
+    show_default=True,
+)
+@click.option("--rate", required=True, help="LIMIT/UNIT, e.g. 100/s, 6000/m, 10/5s.")
+@click.option("--burst", type=click.IntRange(min=1), help="Bucket size (bucket algorithms).")
+@click.option(
+    "--scope",
+    type=click.Choice(["function", "caller"]),
+    default="function",
+    show_default=True,
+    help="function: one limit for all callers; caller: one per access key (or address).",
+)
+@click.pass_context
+def limit_set(
+    ctx: click.Context, name: str, algorithm: str, rate: str, burst: int | None, scope: str
+) -> None:
+    """Attach a rate limit to function NAME (replacing the one of the same scope)."""
+    policy: dict[str, Any] = {"scope": scope, "algorithm": algorithm, "rate": rate}
+    if burst is not None:
+        policy["burst"] = burst
+    with _state(ctx).client() as client:
+        client.set_limit(name, policy)
+    extra = f", burst {burst}" if burst is not None else ""
+    click.echo(f"limited {name}: {algorithm} {rate}{extra} per {scope}")
+
+
+def limits_table(rows: list[dict[str, Any]]) -> Table:
+    """The `ember limit ls` table: one row per policy or reservation."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("NAME", "SCOPE", "ALGORITHM", "RATE", "BURST", "RESERVED"):
+        table.add_column(column, no_wrap=True)
+    for row in rows:
+        name = str(row.get("FunctionName", ""))
+        reserved = row.get("ReservedConcurrentExecutions")
+        reserved_text = "" if reserved is None else str(reserved)
+        policies = row.get("RateLimits") or []
+        for policy in policies:
+            burst = policy.get("burst")
+            table.add_row(
+                name,
+                str(policy.get("scope")),
+                str(policy.get("algorithm")),
+                str(policy.get("rate")),
+                "" if burst is None else str(burst),
+                reserved_text,
+            )
+        if not policies:
+            table.add_row(name, "", "", "", "", reserved_text)
+    return table
+
+
+@limit.command(name="ls")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the raw documents.")
+@click.pass_context
+def limit_ls(ctx: click.Context, name: str | None, as_json: bool) -> None:
+    """List rate limits and reserved concurrency (of NAME, or of every function)."""
+    with _state(ctx).client() as client:
+        rows = client.limits(name)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    elif not any(row.get("RateLimits") or "ReservedConcurrentExecutions" in row for row in rows):
+        click.echo("No limits.")
+    else:
+        Console().print(limits_table(rows))
+
+
+@limit.command(name="rm")
+@click.argument("name")
+@click.option("--scope", type=click.Choice(["function", "caller"]), help="Default: both.")
+@click.pass_context
+def limit_rm(ctx: click.Context, name: str, scope: str | None) -> None:
+    """Remove NAME's rate limit (of one scope, or both)."""
+    with _state(ctx).client() as client:
+        client.remove_limit(name, scope)
+    click.echo(f"removed {scope + ' ' if scope else ''}rate limit of {name}")

@@ -22,10 +22,14 @@ from ember.control.registry import FunctionRegistry
 from ember.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
 from ember.errors import ValidationError as LambdaValidationError
 from ember.invoke.logs import InvocationLog, LogStore, error_line
+from ember.queue.base import EventQueue, NewEvent
 from ember.sandbox.base import InitFailed, Outcome, SandboxRequest
 from ember.scheduling.manager import WorkerManager
+from ember.throttle.base import Decision
+from ember.throttle.gate import Throttle
 
 MAX_REQUEST = 6 * 1024 * 1024  # 6,291,456 bytes
+MAX_ASYNC_REQUEST = 1024 * 1024  # Event invokes: 1 MB (Lambda since October 2025)
 MAX_RESPONSE = MAX_REQUEST + 100  # Lambda's runtime allows 100 bytes more
 MAX_CLIENT_CONTEXT = 3583
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
@@ -43,6 +47,7 @@ class InvokeCommand(NamedTuple):
     log_tail: bool = False
     client_context: str | None = None  # base64 JSON, as sent by the client
     request_id: str | None = None  # None: a new one is made
+    caller: str = ""  # access key of the signature, else the source address (rate limits)
 
 
 class InvokeResult(NamedTuple):
@@ -52,6 +57,7 @@ class InvokeResult(NamedTuple):
     executed_version: str
     function_error: str | None = None  # "Unhandled" when the function failed
     log_result: str | None = None  # base64 tail, when asked for
+    rate_limit: Decision | None = None  # the tightest rate-limit policy (RateLimit-* headers)
 
 
 def _request_ids() -> Iterator[str]:
@@ -103,12 +109,22 @@ def _decode_client_context(encoded: str | None) -> str:
 
 class InvocationService:
     def __init__(
-        self, registry: FunctionRegistry, manager: WorkerManager, logs: LogStore, names: arns.Arns
+        self,
+        registry: FunctionRegistry,
+        manager: WorkerManager,
+        logs: LogStore,
+        names: arns.Arns,
+        throttle: Throttle,
+        events: EventQueue | None = None,
+        max_async_payload: int = MAX_ASYNC_REQUEST,
     ) -> None:
         self._registry = registry
         self._manager = manager
         self._logs = logs
         self._arns = names
+        self._throttle = throttle
+        self._events = events  # None: Event invokes are refused
+        self._max_async_payload = max_async_payload
 
     async def invoke(self, command: InvokeCommand) -> InvokeResult:
         request_id = command.request_id or new_request_id()
@@ -119,8 +135,46 @@ class InvocationService:
             _decode_client_context(command.client_context) if command.client_context else ""
         )
         if command.invocation_type != "RequestResponse":
+            if command.invocation_type == "Event" and self._events is not None:
+                return await self._enqueue(self._events, record, payload, request_id)
             return _other_invocation_type(command.invocation_type, request_id)
-        invoked_arn = self._arns.function(record.name, ref.qualifier)
+        # Rate limits, then a concurrency lease (raises TooManyRequests, which the
+        # async pollers treat as a throttle); the lease is given back whatever happens.
+        throttle = self._throttle
+        admission = await throttle.admit(record.name, command.caller, request_id, record.timeout)
+        try:
+            result = await self._run(
+                command, record, request_id, payload, client_context, ref.qualifier
+            )
+        finally:
+            await throttle.release(admission)
+        if admission.decision is not None:
+            return result._replace(rate_limit=admission.decision)
+        return result
+
+    async def _enqueue(
+        self, events: EventQueue, record: FunctionRecord, payload: bytes, request_id: str
+    ) -> InvokeResult:
+        """Event: accept durably and answer 202; pollers run it with this request id."""
+        if len(payload) > self._max_async_payload:
+            raise RequestTooLarge(
+                f"Request must be smaller than {self._max_async_payload} bytes for the "
+                "InvokeFunction operation"
+            )
+        await events.enqueue((NewEvent(record.name, request_id, payload),))
+        return InvokeResult(202, b"", request_id, arns.LATEST)
+
+    async def _run(
+        self,
+        command: InvokeCommand,
+        record: FunctionRecord,
+        request_id: str,
+        payload: bytes,
+        client_context: str,
+        qualifier: str | None,
+    ) -> InvokeResult:
+        """Lease a sandbox, invoke, log: the part that runs under a throttle lease."""
+        invoked_arn = self._arns.function(record.name, qualifier)
         started = time.perf_counter()
         try:
             slot = await self._manager.acquire(record)

@@ -1,0 +1,113 @@
+"""The asynchronous side of the invocation service: pollers deliver through ``invoke``.
+
+``EventDelivery`` turns one queued message into a synchronous invocation
+with the event's own request id (the function sees the same
+``context.aws_request_id`` on every attempt) and classifies what happened
+for ``ember.queue.retry``: a function error spends a retry, a throttle or a
+platform failure does not, a function that no longer exists cannot be retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from ember.config import Settings
+from ember.control.arns import Arns
+from ember.control.registry import FunctionRegistry
+from ember.errors import EmberError, PlatformError, ResourceNotFound, TooManyRequests
+from ember.invoke.service import InvokeCommand, InvokeResult, new_request_id
+from ember.queue.base import Message, QueueBackend
+from ember.queue.configs import EventInvokeConfigs
+from ember.queue.pollers import Supervisor
+from ember.queue.retry import Attempt, Outcome
+
+log = logging.getLogger("ember.invoke")
+
+Invoke = Callable[[InvokeCommand], Awaitable[InvokeResult]]
+
+
+class EventDelivery:
+    def __init__(self, invoke: Invoke) -> None:
+        self._invoke = invoke
+
+    async def __call__(self, message: Message) -> Attempt:
+        command = InvokeCommand(
+            function=message.function, payload=message.payload, request_id=message.request_id
+        )
+        try:
+            result = await self._invoke(command)
+        except TooManyRequests as exc:
+            return Attempt(Outcome.THROTTLED, 429, error_type=exc.code, error_message=exc.message)
+        except ResourceNotFound as exc:
+            return Attempt(Outcome.NOT_FOUND, 404, error_type=exc.code, error_message=exc.message)
+        except PlatformError as exc:
+            return Attempt(
+                Outcome.PLATFORM_ERROR, 500, error_type=exc.code, error_message=exc.message
+            )
+        except EmberError as exc:
+            # The event was validated when accepted; a client error now is ours to retry.
+            return Attempt(
+                Outcome.PLATFORM_ERROR, 400, error_type=exc.code, error_message=exc.message
+            )
+        except Exception as exc:
+            log.exception("invoking %s for event %s failed", message.function, message.request_id)
+            return Attempt(
+                Outcome.PLATFORM_ERROR, 500, error_type="ServiceException", error_message=str(exc)
+            )
+        outcome = Outcome.FUNCTION_ERROR if result.function_error else Outcome.SUCCESS
+        return Attempt(
+            outcome,
+            result.status,
+            result.body,
+            result.function_error,
+            result.executed_version,
+        )
+
+
+@dataclass(frozen=True)
+class AsyncInvocation:
+    """Everything asynchronous invocation adds, wired: queue, configs, pollers."""
+
+    queue: QueueBackend
+    configs: EventInvokeConfigs
+    supervisor: Supervisor
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        queue: QueueBackend,
+        registry: FunctionRegistry,
+        invoke: Invoke,
+        names: Arns,
+    ) -> AsyncInvocation:
+        def exists(name: str) -> bool:
+            return registry.lookup(name) is not None
+
+        def visibility(name: str) -> float:
+            record = registry.lookup(name)
+            timeout = record.timeout if record is not None else 0
+            return timeout + settings.init_timeout_seconds + settings.visibility_margin_seconds
+
+        configs = EventInvokeConfigs(queue, exists, names, settings.retry_base_delay_seconds)
+        registry.subscribe(configs.forget)
+        supervisor = Supervisor(
+            queue,
+            EventDelivery(invoke),
+            configs,
+            visibility,
+            exists,
+            new_request_id,
+            names,
+            settings.pollers,
+        )
+        return cls(queue, configs, supervisor)
+
+    async def start(self) -> None:
+        """Load the configs (after the registry: configs of deleted functions are dropped)."""
+        await self.configs.load()
+
+    async def close(self) -> None:
+        await self.queue.close()
