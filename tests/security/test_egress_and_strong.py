@@ -122,7 +122,9 @@ def test_strong_isolation_runs_on_gvisor(server: Server, aws: Any, deploy: Any) 
 
     spun = aws.invoke(FunctionName=name, Payload=b'{"spin": true}')
     assert json.loads(spun["Payload"].read())["errorType"] == "Sandbox.Timedout"
-    pids = {row["pid"] for row in httpx.get(f"{server.url}/_ember/sandboxes").json()["sandboxes"]}
     assert invoke_json(aws, name, {"port": server.port})["function"] == name
+    rows = httpx.get(f"{server.url}/_ember/sandboxes").json()["sandboxes"]
+    pids = {row["pid"] for row in rows if row["function"] == name}
+    assert pids  # the gVisor sandbox that just answered
     aws.delete_function(FunctionName=name)
     wait_until(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in pids), timeout=30)
