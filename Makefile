@@ -38,6 +38,7 @@ bench: setup
 	@cd bench && ../$(BIN)/python bench_async.py
 	@bash scripts/services.sh
 	@$(BIN)/python bench/bench_throttle.py
+	@cd bench && ../$(BIN)/python bench_isolation.py
 
 clean:
 	rm -rf $(VENV) .ember-data .mypy_cache .ruff_cache .pytest_cache

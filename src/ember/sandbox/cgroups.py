@@ -111,6 +111,10 @@ def _kill_and_rmdir(path: str) -> None:
             for pid in Path(path, "cgroup.procs").read_text().split():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
+        # A frozen sandbox (its zygote died while it idled) cannot die until thawed.
+        for name, value in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+            with contextlib.suppress(OSError):
+                Path(path, name).write_text(value)
         try:
             os.rmdir(path)
             return
