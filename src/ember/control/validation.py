@@ -61,7 +61,8 @@ class Package:
     sha256: str  # base64 SHA-256 (Lambda's CodeSha256)
 
 
-def _int(body: dict[str, Any], key: str, member: str, low: int, high: int) -> int | None:
+def integer(body: dict[str, Any], key: str, member: str, low: int, high: int) -> int | None:
+    """``body[key]`` as an int within [low, high] (Lambda's messages), or None if absent."""
     value = body.get(key)
     if value is None:
         return None
@@ -92,11 +93,11 @@ def _str(body: dict[str, Any], key: str, member: str, max_length: int) -> str | 
 
 
 def timeout(body: dict[str, Any]) -> int | None:
-    return _int(body, "Timeout", "timeout", 1, 900)
+    return integer(body, "Timeout", "timeout", 1, 900)
 
 
 def memory_size(body: dict[str, Any]) -> int | None:
-    return _int(body, "MemorySize", "memorySize", 128, 10240)
+    return integer(body, "MemorySize", "memorySize", 128, 10240)
 
 
 def ephemeral_storage(body: dict[str, Any]) -> int | None:
@@ -105,7 +106,7 @@ def ephemeral_storage(body: dict[str, Any]) -> int | None:
         return None
     if not isinstance(raw, dict):
         raise ValidationError.constraint(raw, "ephemeralStorage", "Member must be an object")
-    return _int(raw, "Size", "ephemeralStorage.size", 512, 10240)
+    return integer(raw, "Size", "ephemeralStorage.size", 512, 10240)
 
 
 def description(body: dict[str, Any]) -> str | None:

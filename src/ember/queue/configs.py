@@ -19,6 +19,7 @@ import orjson
 
 from ember.control import arns
 from ember.control.arns import Arns
+from ember.control.validation import integer
 from ember.errors import InvalidParameterValue, ResourceNotFound, ValidationError
 from ember.queue.base import ConfigStore
 from ember.queue.retry import DEFAULT_MAX_AGE, DEFAULT_RETRIES, RetryPolicy
@@ -75,23 +76,6 @@ class EventInvokeConfig:
     @classmethod
     def from_json(cls, document: str) -> EventInvokeConfig:
         return cls(**orjson.loads(document))
-
-
-def _integer(body: dict[str, Any], key: str, member: str, low: int, high: int) -> int | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValidationError.constraint(value, member, "Member must be an integer")
-    if value < low:
-        raise ValidationError.constraint(
-            value, member, f"Member must have value greater than or equal to {low}"
-        )
-    if value > high:
-        raise ValidationError.constraint(
-            value, member, f"Member must have value less than or equal to {high}"
-        )
-    return value
 
 
 @dataclass(frozen=True)
@@ -245,8 +229,8 @@ class EventInvokeConfigs:
     # -- validation ---------------------------------------------------------------
 
     def _validate(self, body: dict[str, Any]) -> _Settings:
-        retries = _integer(body, "MaximumRetryAttempts", "maximumRetryAttempts", 0, 2)
-        age = _integer(body, "MaximumEventAgeInSeconds", "maximumEventAgeInSeconds", 60, 21600)
+        retries = integer(body, "MaximumRetryAttempts", "maximumRetryAttempts", 0, 2)
+        age = integer(body, "MaximumEventAgeInSeconds", "maximumEventAgeInSeconds", 60, 21600)
         raw = body.get("DestinationConfig")
         if retries is None and age is None and raw is None:
             raise InvalidParameterValue(
