@@ -243,7 +243,7 @@ def main() -> int:
             ),
         ),
         (
-            "drain rate, no-op function, 8 pollers",
+            "drain rate, no-op function, default pollers (32)",
             f"{speed['drain_rps']:,.0f} events/s "
             f"({speed['backlog']:,} in {speed['drain_s']:.1f} s)",
             f"≥ {TARGET_DRAIN_RPS:,.0f} /s",
@@ -283,7 +283,7 @@ def main() -> int:
         "latency only grows with connections). Each 202 is sent only after the event's group "
         "commit (one fsync shared by every concurrent accept) is on disk. Any non-2xx answer "
         "or socket error fails the bench.",
-        "- **Drain**: the same data dir restarted with the default 8 pollers; the time from ready "
+        "- **Drain**: the same data dir restarted with the default 32 pollers; the time from ready "
         "until `GET /_ember/queue` shows the backlog empty (no depth, nothing in flight).",
         f"- **Durability**: {CYCLES} cycles of {SENDERS} threads sending Event invokes; "
         "at a random "

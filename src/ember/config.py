@@ -61,7 +61,9 @@ class Settings:
     # <data_dir>/queue.sqlite3 before the 202; "memory": lost on exit (development).
     queue_backend: str = "sqlite"
     # Concurrent deliveries of queued events (0: accept events, deliver none).
-    pollers: int = 8
+    # Each delivery waits on the sandbox and on the queue's commits: with few
+    # slots the latency, not the CPU, bounds the drain rate.
+    pollers: int = 32
     # Lambda's 60 s: a failed event is retried 1x then 2x this later, and
     # throttle backoff (1 s .. 5 min) is scaled by it / 60. Tests make it tiny.
     retry_base_delay_seconds: float = 60.0

@@ -35,7 +35,7 @@ def async_serve_options(command: Callable[..., Any]) -> Callable[..., Any]:
         "--pollers",
         envvar="EMBER_POLLERS",
         type=click.IntRange(min=0),
-        default=8,
+        default=32,
         show_default=True,
         help="Concurrent deliveries of queued events (0: accept only).",
     )
