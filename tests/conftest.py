@@ -46,6 +46,27 @@ def wait_until(condition: Callable[[], Any], timeout: float = 30.0, interval: fl
         time.sleep(interval)
 
 
+def sandboxes_of(url: str, function: str) -> list[dict[str, Any]]:
+    """The server's view of ``function``'s sandboxes (their host pids among it)."""
+    listed = httpx.get(url + "/_ember/sandboxes", timeout=5).json()["sandboxes"]
+    return [entry for entry in listed if entry["function"] == function]
+
+
+def host_pid_of(url: str, function: str) -> int:
+    """The host pid of ``function``'s only sandbox (fails unless it has exactly one)."""
+    rows = sandboxes_of(url, function)
+    assert len(rows) == 1, rows
+    return int(rows[0]["pid"])
+
+
+def read_text(path: str) -> str | None:
+    """A file's text, or None when it cannot be read."""
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return None
+
+
 @dataclass
 class Server:
     """A real `ember serve` process."""

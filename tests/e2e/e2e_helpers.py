@@ -15,8 +15,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 ACCOUNT = "000000000000"
 REGION = "us-east-1"
 # LastModified as Lambda writes it: 2026-11-28T13:07:49.123+0000.
@@ -71,19 +69,6 @@ def request_id_of(response: dict[str, Any]) -> str:
 
 # Source lines giving a function a per-Init token; prepend to a handler's source.
 TOKEN_SOURCE = "import uuid\nTOKEN = uuid.uuid4().hex\n"
-
-
-def sandboxes_of(url: str, function: str) -> list[dict[str, Any]]:
-    """The server's rows for ``function``'s live sandboxes."""
-    listed = httpx.get(url + "/_ember/sandboxes", timeout=5).json()["sandboxes"]
-    return [entry for entry in listed if entry["function"] == function]
-
-
-def host_pid_of(url: str, function: str) -> int:
-    """The host pid of ``function``'s only sandbox (fails unless it has exactly one)."""
-    rows = sandboxes_of(url, function)
-    assert len(rows) == 1, rows
-    return int(rows[0]["pid"])
 
 
 def pid_gone(pid: int) -> bool:

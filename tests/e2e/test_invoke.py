@@ -21,16 +21,17 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from e2e_helpers import (
-    TOKEN_SOURCE,
-    host_pid_of,
-    namespace_pids,
-    pid_gone,
-    read_in_sandbox,
-    sandboxes_of,
-)
+from e2e_helpers import TOKEN_SOURCE, namespace_pids, pid_gone, read_in_sandbox
 
-from conftest import ROLE, Server, lambda_client, make_zip, wait_until
+from conftest import (
+    ROLE,
+    Server,
+    host_pid_of,
+    lambda_client,
+    make_zip,
+    sandboxes_of,
+    wait_until,
+)
 
 Deploy = Callable[..., dict[str, Any]]
 

@@ -21,10 +21,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from conftest import ROLE, Server, lambda_client, make_zip, wait_until
+from conftest import (
+    ROLE,
+    Server,
+    host_pid_of,
+    lambda_client,
+    make_zip,
+    read_text,
+    sandboxes_of,
+    wait_until,
+)
 
 Deploy = Callable[..., dict[str, Any]]
 
@@ -41,28 +49,9 @@ def invoke(aws: Any, name: str, payload: Any = None) -> tuple[dict[str, Any], An
     return response, json.loads(raw) if raw else None
 
 
-def sandboxes_of(url: str, function: str) -> list[dict[str, Any]]:
-    listed = httpx.get(url + "/_ember/sandboxes", timeout=5).json()["sandboxes"]
-    return [entry for entry in listed if entry["function"] == function]
-
-
-def host_pid_of(url: str, function: str) -> int:
-    """The host pid of ``function``'s only sandbox (fails unless it has exactly one)."""
-    rows = sandboxes_of(url, function)
-    assert len(rows) == 1, rows
-    return int(rows[0]["pid"])
-
-
-def _read(path: str) -> str | None:
-    try:
-        return Path(path).read_text(errors="replace")
-    except OSError:
-        return None
-
-
 def _cgroups(pid: int | str) -> set[str]:
     """The cgroup paths ``pid`` is in (one per v1 hierarchy)."""
-    text = _read(f"/proc/{pid}/cgroup") or ""
+    text = read_text(f"/proc/{pid}/cgroup") or ""
     return {line.split(":", 2)[2] for line in text.splitlines() if line.count(":") >= 2}
 
 
@@ -85,7 +74,7 @@ class Watched:
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
-            stat = _read(f"/proc/{entry}/stat")
+            stat = read_text(f"/proc/{entry}/stat")
             if stat is None:
                 continue  # exited meanwhile
             session = int(stat.rsplit(")", 1)[1].split()[3])
@@ -313,14 +302,14 @@ def test_background_processes_die_when_the_server_stops(
 def _children(pid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
-        stat = _read(f"/proc/{entry}/stat") if entry.isdigit() else None
+        stat = read_text(f"/proc/{entry}/stat") if entry.isdigit() else None
         if stat is not None and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
             found.append(int(entry))
     return found
 
 
 def _uid(pid: int) -> int | None:
-    for line in (_read(f"/proc/{pid}/status") or "").splitlines():
+    for line in (read_text(f"/proc/{pid}/status") or "").splitlines():
         if line.startswith("Uid:"):
             return int(line.split()[1])
     return None

@@ -28,10 +28,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from conftest import ROLE, Server, lambda_client, make_zip, wait_until
+from conftest import (
+    ROLE,
+    Server,
+    host_pid_of,
+    lambda_client,
+    make_zip,
+    read_text,
+    sandboxes_of,
+    wait_until,
+)
 
 Deploy = Callable[..., dict[str, Any]]
 
@@ -76,25 +84,6 @@ def invoke_ok(aws: Any, name: str, payload: Any = None) -> Any:
     return body
 
 
-def sandboxes_of(url: str, function: str) -> list[dict[str, Any]]:
-    listed = httpx.get(url + "/_ember/sandboxes", timeout=5).json()["sandboxes"]
-    return [entry for entry in listed if entry["function"] == function]
-
-
-def host_pid_of(url: str, function: str) -> int:
-    """The host pid of ``function``'s only sandbox (fails unless it has exactly one)."""
-    rows = sandboxes_of(url, function)
-    assert len(rows) == 1, rows
-    return int(rows[0]["pid"])
-
-
-def _read(path: str) -> str | None:
-    try:
-        return Path(path).read_text(errors="replace")
-    except OSError:
-        return None
-
-
 def pid_namespace(pid: int) -> str:
     return os.readlink(f"/proc/{pid}/ns/pid")
 
@@ -115,7 +104,7 @@ def members(namespace: str) -> list[int]:
 def children(pid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
-        stat = _read(f"/proc/{entry}/stat") if entry.isdigit() else None
+        stat = read_text(f"/proc/{entry}/stat") if entry.isdigit() else None
         if stat is not None and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
             found.append(int(entry))
     return found
@@ -123,13 +112,13 @@ def children(pid: int) -> list[int]:
 
 def freezer_state(pid: int) -> str | None:
     """``FROZEN``/``THAWED`` (cgroup v1) or ``frozen``/``thawed`` (v2) of ``pid``'s cgroup."""
-    for line in (_read(f"/proc/{pid}/cgroup") or "").splitlines():
+    for line in (read_text(f"/proc/{pid}/cgroup") or "").splitlines():
         _, controllers, path = line.split(":", 2)
         if controllers == "freezer":
-            state = _read(f"/sys/fs/cgroup/freezer{path}/freezer.state")
+            state = read_text(f"/sys/fs/cgroup/freezer{path}/freezer.state")
             return state.strip() if state else None
         if controllers == "" and path != "/":
-            events = _read(f"/sys/fs/cgroup{path}/cgroup.events") or ""
+            events = read_text(f"/sys/fs/cgroup{path}/cgroup.events") or ""
             if "frozen 1" in events.splitlines():
                 return "frozen"
             if "frozen 0" in events.splitlines():
@@ -445,7 +434,7 @@ def test_other_sandboxes_and_the_hosts_processes_are_invisible(
     other_pid = host_pid_of(server.url, other)
     # From the host, the other sandbox's marker is plain to see.
     names = [
-        _read(f"/proc/{other_pid}/task/{task}/comm") or ""
+        read_text(f"/proc/{other_pid}/task/{task}/comm") or ""
         for task in os.listdir(f"/proc/{other_pid}/task")
     ]
     assert marked["marker"] + "\n" in names
