@@ -71,6 +71,8 @@ class FunctionRecord:
             "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
             "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{self.name}"},
         }
+        if not self.handler:
+            del config["Handler"]  # a custom runtime's is optional; Lambda then omits it
         if self.environment is not None:
             config["Environment"] = {"Variables": dict(self.environment)}
         return config

@@ -124,7 +124,7 @@ class FunctionRegistry:
         settings = {
             "role": validation.role(body, required=True),
             "runtime": validation.runtime(body, required=True),
-            "handler": validation.handler(body, required=True),
+            "handler": validation.handler(body, required=True, runtime=body.get("Runtime")) or "",
             "description": validation.description(body) or "",
             "timeout": validation.timeout(body) or 3,
             "memory_size": validation.memory_size(body) or 128,
@@ -192,7 +192,11 @@ class FunctionRegistry:
         changes = {
             "role": validation.role(body, required=False),
             "runtime": validation.runtime(body, required=False),
-            "handler": validation.handler(body, required=False),
+            "handler": validation.handler(
+                body,
+                required=False,
+                runtime=body.get("Runtime") or getattr(self.lookup(name), "runtime", None),
+            ),
             "description": validation.description(body),
             "timeout": validation.timeout(body),
             "memory_size": validation.memory_size(body),

@@ -17,15 +17,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from ember.errors import InvalidParameterValue, RequestTooLarge, ValidationError
-from ember.sandbox.runtimes import PYTHON_RUNTIMES
+from ember.sandbox.runtimes import PROVIDED_RUNTIMES, PYTHON_RUNTIMES
 
-RUNTIMES = PYTHON_RUNTIMES
+RUNTIMES = PYTHON_RUNTIMES + PROVIDED_RUNTIMES
 MAX_ZIPPED = 52_428_800
 MAX_UNZIPPED = 262_144_000
 MAX_ENVIRONMENT = 4096
 _ROLE = re.compile(r"^arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
 _ROLE_PATTERN = r"arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+"
 _HANDLER = re.compile(r"^[^\s.][^\s]*\.[A-Za-z_][A-Za-z0-9_]*$")
+_CUSTOM_HANDLER = re.compile(r"^[^\s]+$")
 _ENV_KEY = re.compile(r"^[a-zA-Z]([a-zA-Z0-9_])+$")
 # Keys the platform sets for every sandbox; Lambda refuses them too.
 RESERVED_ENV = frozenset(
@@ -142,14 +143,23 @@ def runtime(body: dict[str, Any], required: bool) -> str | None:
     return str(value)
 
 
-def handler(body: dict[str, Any], required: bool) -> str | None:
+def handler(body: dict[str, Any], required: bool, runtime: str | None = None) -> str | None:
+    """The Handler: ``module.function`` for Python; optional and free-form for
+    custom runtimes (their bootstrap reads it from ``_HANDLER``)."""
     value = _str(body, "Handler", "handler", 128)
+    custom = runtime in PROVIDED_RUNTIMES
     if value is None:
-        if required:
+        if required and not custom:
             raise InvalidParameterValue(
                 "Handler is required for a function whose package type is Zip."
             )
         return None
+    if custom:
+        if not _CUSTOM_HANDLER.match(value):
+            raise ValidationError.constraint(
+                value, "handler", "Member must satisfy regular expression pattern: [^\\s]+"
+            )
+        return value
     if not _HANDLER.match(value):
         raise InvalidParameterValue(
             f"Handler '{value}' is not valid: a Python handler is 'module.function' "

@@ -15,6 +15,8 @@ length) + captured log bytes + body):
 - ``RESULT``: the handler returned; body is the JSON-encoded result.
 - ``ERROR``: the handler raised; body is Lambda's error JSON.
 - ``LOG``: output captured just before the runtime exits (``sys.exit``).
+- ``EXIT``: a custom runtime's process exited (``rapi.py``); body is JSON
+  ``{"exitCode": n}`` (negative: killed by that signal); the sandbox ends.
 
 This module is imported both by the platform and, as ``_ember_frames``, by
 the zygote under any python3.9+ interpreter: standard library only.
@@ -32,6 +34,7 @@ INIT_ERROR = 3
 RESULT = 4
 ERROR = 5
 LOG = 6
+EXIT = 7
 
 # Control messages between the platform and a zygote (SOCK_SEQPACKET, one
 # JSON object per message, file descriptors passed with SCM_RIGHTS).

@@ -10,6 +10,8 @@ import subprocess
 import sys
 
 PYTHON_RUNTIMES = tuple(f"python3.{minor}" for minor in range(9, 15))
+# Custom runtimes: the package's ``bootstrap`` talks to the Runtime API.
+PROVIDED_RUNTIMES = ("provided", "provided.al2", "provided.al2023")
 
 
 def _probe(candidate: str, version: str) -> str | None:
@@ -44,7 +46,11 @@ def interpreter_for(runtime: str) -> tuple[str, bool]:
     """(path to the interpreter, whether it matches ``runtime``).
 
     Falls back to the server's own interpreter when the host lacks a match.
+    A custom runtime's sandbox is served by the server's own interpreter
+    (only the Runtime API runs in it; the bootstrap is the function's).
     """
+    if runtime in PROVIDED_RUNTIMES:
+        return sys.executable, True
     version = runtime.removeprefix("python")
     own = f"{sys.version_info.major}.{sys.version_info.minor}"
     if version == own:

@@ -303,6 +303,10 @@ class ForkedSandbox:
         if kind == frames.INIT_ERROR:
             self.destroy()
             raise InitFailed(body, log_bytes, (time.perf_counter() - started) * 1000)
+        if kind == frames.EXIT:
+            payload = json.loads(await self._runtime_exited("", body))
+            payload["errorMessage"] = payload["errorMessage"].replace("RequestId:  Error: ", "")
+            raise InitFailed(json.dumps(payload).encode(), log_bytes, self._elapsed(started))
         try:
             if kind != frames.READY:
                 raise ValueError(f"frame kind {kind} during Init")
@@ -359,8 +363,27 @@ class ForkedSandbox:
             )
         finally:
             timer.cancel()
+        if kind == frames.EXIT:
+            payload = await self._runtime_exited(request.request_id, body)
+            return SandboxResult(
+                Outcome.FUNCTION_ERROR, payload, log_bytes, max_rss, reusable=False
+            )
         outcome = Outcome.OK if kind == frames.RESULT else Outcome.FUNCTION_ERROR
         return SandboxResult(outcome, body, log_bytes, max_rss, reusable=True)
+
+    async def _runtime_exited(self, request_id: str, body: bytes) -> bytes:
+        """Lambda's payload for a custom runtime whose process exited (an EXIT frame).
+
+        The sandbox's init reported the runtime's exit status and is ending;
+        the zygote's report of that tells whether the OOM killer fired.
+        """
+        try:
+            exit_code: int | None = int(json.loads(body)["exitCode"])
+        except (ValueError, KeyError, TypeError):
+            exit_code = None
+        info = await self._exit_info()
+        self.destroy()
+        return _crash_payload(request_id, _Exit(exit_code, info.oom))
 
     def freeze(self) -> None:
         """Stop every process of this idle sandbox until ``thaw`` (cgroup freezer)."""
@@ -693,6 +716,7 @@ class ZygoteBackend:
         return {
             "frames": str(_RUNTIME / "frames.py"),
             "pyloop": str(_RUNTIME / "pyloop.py"),
+            "rapi": str(_RUNTIME / "rapi.py"),
             "confine": str(_HERE / "confine.py"),
             "cgroups": self._cgroups.as_config() if self._cgroups else {},
             "isolated": self.isolated,
@@ -744,6 +768,8 @@ class ZygoteBackend:
             },
             "rlimits": {"nofile": spec.files_max, "fsize": spec.tmp_mb * 1024 * 1024},
             "egress": spec.egress,
+            # provided*: the sandbox serves the Runtime API to the package's bootstrap.
+            "custom": spec.runtime in runtimes.PROVIDED_RUNTIMES,
         }
         return await zygote.spawn(spec, sandbox_spec, self._init_timeout)
 

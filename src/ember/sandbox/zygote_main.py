@@ -44,6 +44,8 @@ REFILL_AFTER = 0.005  # seconds of quiet before forking a replacement blank
 # isolate module, the prebuilt seccomp filter, the runtime's directories.
 _ISOLATION: dict[str, Any] = {}
 _EGRESS: dict[int, Any] = {}  # sandbox pid -> its slirp4netns process
+_RAPI: list[Any] = []  # the Runtime API module (custom runtimes)
+_RAPI_PORT = 9001  # Lambda's; a free port when there is no network namespace
 
 # Imported once here so that a sandbox's Init does not pay for them. Kept to
 # what handlers commonly import: every module here makes the zygote's heap,
@@ -155,6 +157,11 @@ def _run(spec: dict[str, Any], fds: list[int], confine: Any, pyloop: Any) -> int
         _ISOLATION["filter"].load()  # last: from here on only what a function may do
     sys.path[:] = [task_root, *spec.get("extra_path", []), *_CONFIG["base_path"]]
     sock = socket.socket(fileno=3)
+    if spec.get("custom"):
+        # A custom runtime: this process serves the Runtime API to its
+        # bootstrap, on Lambda's port inside its own network namespace.
+        port = _RAPI_PORT if isolate is not None else 0
+        return int(_RAPI[0].run(sock, task_root, port))
     return int(pyloop.run(sock, spec["handler"]))
 
 
@@ -391,6 +398,7 @@ def main() -> None:
     frames = _load("_ember_frames", _CONFIG["frames"])
     confine = _load("_ember_confine", _CONFIG["confine"])
     pyloop = _load("_ember_pyloop", _CONFIG["pyloop"])
+    _RAPI.append(_load("_ember_rapi", _CONFIG["rapi"]))
     del frames
     for name in PRELOAD:
         with contextlib.suppress(ImportError):

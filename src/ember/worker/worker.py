@@ -50,6 +50,11 @@ def lambda_environment(
         "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
+    if not record.handler:
+        del env["_HANDLER"]  # optional for custom runtimes
+    if record.runtime.startswith("provided"):
+        # Where a custom runtime's shared libraries live, as on Lambda.
+        env["LD_LIBRARY_PATH"] = f"/lib64:/usr/lib64:{task_root}:{task_root}/lib:/opt/lib"
     env.update(record.environment or {})
     return env
 
