@@ -33,6 +33,7 @@ import errno
 import json
 import os
 import resource
+import select
 import selectors
 import signal
 import socket
@@ -410,6 +411,16 @@ def find_bootstrap(task_root: str) -> Optional[str]:
     return None
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd``, blocking or not."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            select.select([], [fd], [])
+
+
 def _exit_code(status: int) -> int:
     return int(os.waitstatus_to_exitcode(status))
 
@@ -417,8 +428,10 @@ def _exit_code(status: int) -> int:
 class Supervisor:
     """The sandbox's init: serves the Runtime API and runs the bootstrap."""
 
-    def __init__(self, channel: socket.socket, task_root: str, port: int) -> None:
-        self.channel = channel
+    def __init__(self, read_fd: int, write_fd: int, task_root: str, port: int) -> None:
+        # The worker's frames: one socket (both fds the same) or a pair of pipes.
+        self.read_fd = read_fd
+        self.write_fd = write_fd
         self.task_root = task_root
         self.api = RuntimeApi()
         self.selector = selectors.DefaultSelector()
@@ -523,16 +536,12 @@ class Supervisor:
         while self.api.outbox:
             kind, body = self.api.outbox.pop(0)
             frame = frames.reply_frame(kind, self._rss_kb(), self._take_log(), body)
-            self.channel.setblocking(True)
-            try:
-                self.channel.sendall(frame)
-            finally:
-                self.channel.setblocking(False)
+            write_all(self.write_fd, frame)
 
     def _on_channel(self) -> bool:
         """Read INVOKE frames; False once the worker closed the socket."""
         try:
-            data = self.channel.recv(1 << 20)
+            data = os.read(self.read_fd, 1 << 20)
         except BlockingIOError:
             return True
         except OSError:
@@ -652,9 +661,9 @@ class Supervisor:
 
     def serve(self) -> int:
         """Relay until the worker closes the socket or the bootstrap exits; the exit status."""
-        self.channel.setblocking(False)
+        os.set_blocking(self.read_fd, False)
         self.selector.register(self.listener, selectors.EVENT_READ, "listen")
-        self.selector.register(self.channel, selectors.EVENT_READ, "channel")
+        self.selector.register(self.read_fd, selectors.EVENT_READ, "channel")
         while True:
             # Without a pidfd, poll for the bootstrap's exit.
             timeout = 1.0 if self.pidfd >= 0 else 0.05
@@ -710,8 +719,12 @@ class Supervisor:
         return code
 
 
-def run(channel: socket.socket, task_root: str, port: int) -> int:
-    """Serve one custom-runtime sandbox over ``channel``; return the exit status.
+def run(read_fd: int, write_fd: int, task_root: str, port: int) -> int:
+    """Serve one custom-runtime sandbox; return the exit status.
+
+    Frames from the worker are read from ``read_fd`` and replies written to
+    ``write_fd`` (the same socket in a forked sandbox; stdin and stdout under
+    gVisor). ``port`` 0 picks a free one (no network namespace of its own).
 
     Init ends with READY (the runtime's first ``/next``) or INIT_ERROR; a
     missing or unusable bootstrap is Lambda's ``Runtime.InvalidEntrypoint``.
@@ -722,13 +735,13 @@ def run(channel: socket.socket, task_root: str, port: int) -> int:
             os.path.join(task_root, "bootstrap")
         )
         body = error_body("Runtime.InvalidEntrypoint", message)
-        channel.sendall(frames.reply_frame(frames.INIT_ERROR, 0, b"", body))
+        write_all(write_fd, frames.reply_frame(frames.INIT_ERROR, 0, b"", body))
         return 1
     if not os.access(bootstrap, os.X_OK):
         message = "fork/exec {0}: permission denied".format(bootstrap)
         body = error_body("Runtime.InvalidEntrypoint", message)
-        channel.sendall(frames.reply_frame(frames.INIT_ERROR, 0, b"", body))
+        write_all(write_fd, frames.reply_frame(frames.INIT_ERROR, 0, b"", body))
         return 1
-    supervisor = Supervisor(channel, task_root, port)
+    supervisor = Supervisor(read_fd, write_fd, task_root, port)
     supervisor.start(bootstrap, dict(os.environ))
     return supervisor.serve()

@@ -2,7 +2,8 @@
 
 gVisor sandboxes are started as a new interpreter (no zygote to fork from),
 so this file does what the zygote does for the standard backend: load the
-wire format and the runtime loop, and serve frames — here over stdin and
+wire format and the runtime loop (or, with ``--runtime-api``, the Runtime
+API for a custom runtime's bootstrap), and serve frames — here over stdin and
 stdout, the only channels ``runsc do`` passes through. Output a function
 writes to fd 1 or 2 goes to stderr, which the worker reads as the log pipe.
 
@@ -45,12 +46,17 @@ class _Pipes:
 
 def main() -> int:
     _load("_ember_frames", "frames.py")
-    pyloop = _load("_ember_pyloop", "pyloop.py")
     # Keep the protocol on fds 3 and 4; fd 1 joins fd 2 (the log pipe).
     read_fd, write_fd = os.dup(0), os.dup(1)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(2, 1)
+    if sys.argv[1:2] == ["--runtime-api"]:
+        # A custom runtime: serve the Runtime API to the package's bootstrap
+        # on Lambda's port, on gVisor's own loopback.
+        rapi = _load("_ember_rapi", "rapi.py")
+        return int(rapi.run(read_fd, write_fd, "/var/task", rapi.PORT))
+    pyloop = _load("_ember_pyloop", "pyloop.py")
     sys.path[:0] = ["/var/task"]
     return int(pyloop.run(_Pipes(read_fd, write_fd), sys.argv[1]))
 

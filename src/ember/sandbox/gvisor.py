@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from ember.errors import SandboxUnavailable
-from ember.sandbox import confine, isolate
+from ember.sandbox import confine, isolate, runtimes
 from ember.sandbox.base import OutputSink, SandboxSpec
 from ember.sandbox.zygote import ForkedSandbox, ZygoteBackend, _Channel, _Exit
 
@@ -115,6 +115,7 @@ class GVisorBackend:
             "state_dir": self._state_dir,
             "interpreter": interpreter,
             "handler": spec.handler,
+            "custom": spec.runtime in runtimes.PROVIDED_RUNTIMES,
             "env": dict(spec.env),
         }
         try:

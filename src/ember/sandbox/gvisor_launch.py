@@ -49,7 +49,7 @@ def main() -> None:
         config["interpreter"],
         "-I",
         "/var/runtime/strong_main.py",
-        config["handler"],
+        "--runtime-api" if config.get("custom") else config["handler"],
     ]
     os.execve(config["runsc"], command, config["env"])
 

@@ -155,13 +155,13 @@ def _run(spec: dict[str, Any], fds: list[int], confine: Any, pyloop: Any) -> int
     if isolate is not None:
         isolate.drop_privileges(int(spec["uid"]), int(spec["uid"]), _ISOLATION["userns"])
         _ISOLATION["filter"].load()  # last: from here on only what a function may do
-    sys.path[:] = [task_root, *spec.get("extra_path", []), *_CONFIG["base_path"]]
-    sock = socket.socket(fileno=3)
     if spec.get("custom"):
         # A custom runtime: this process serves the Runtime API to its
         # bootstrap, on Lambda's port inside its own network namespace.
         port = _RAPI_PORT if isolate is not None else 0
-        return int(_RAPI[0].run(sock, task_root, port))
+        return int(_RAPI[0].run(3, 3, task_root, port))
+    sys.path[:] = [task_root, *spec.get("extra_path", []), *_CONFIG["base_path"]]
+    sock = socket.socket(fileno=3)
     return int(pyloop.run(sock, spec["handler"]))
 
 
