@@ -329,13 +329,14 @@ class RuntimeApi:
             if request.method != "GET":
                 return 405, [], error_body("MethodNotAllowed", "Use GET")
             return self._next()
+        answer = len(route) == 3 and route[0] == "invocation" and route[2] in ("response", "error")
+        if not answer and route != ["init", "error"]:
+            return 404, [], error_body("NotFound", "Unknown path: " + path)
         if request.method != "POST":
             return 405, [], error_body("MethodNotAllowed", "Use POST")
-        if route == ["init", "error"]:
-            return self._init_error(request)
-        if len(route) == 3 and route[0] == "invocation" and route[2] in ("response", "error"):
+        if answer:
             return self._answer(request, route[1], route[2] == "response")
-        return 404, [], error_body("NotFound", "Unknown path: " + path)
+        return self._init_error(request)
 
     def _forbidden(self, target: str) -> Tuple[int, List[Tuple[str, str]], bytes]:
         message = _NOT_ALLOWED.format(self.state, target)

@@ -66,6 +66,17 @@ def test_runtime_and_handler() -> None:
             validation.handler({"Handler": bad}, required=True)
 
 
+def test_custom_runtimes_take_any_handler_or_none() -> None:
+    for runtime in ("provided", "provided.al2", "provided.al2023"):
+        assert validation.runtime({"Runtime": runtime}, required=True) == runtime
+        assert validation.handler({}, required=True, runtime=runtime) is None
+        assert validation.handler({"Handler": "anything"}, True, runtime=runtime) == "anything"
+        with pytest.raises(ValidationError, match="regular expression"):
+            validation.handler({"Handler": "two words"}, required=True, runtime=runtime)
+    with pytest.raises(InvalidParameterValue, match="Handler is required"):
+        validation.handler({}, required=True, runtime="python3.12")
+
+
 def test_environment_rules() -> None:
     assert validation.environment({"Environment": {"Variables": {"A1": "x"}}}) == {"A1": "x"}
     assert validation.environment({}) is None
