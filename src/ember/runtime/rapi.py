@@ -399,9 +399,31 @@ class _Connection:
         self.close_after = False
 
 
-def _libc_prctl(option: int, value: int) -> None:
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+PR_SET_PDEATHSIG = 1
+
+
+def _exec_runtime(bootstrap: str, env: Dict[str, str], output_fd: int, task_root: str) -> None:
+    """In the forked child: become the runtime, or exit as a shell would (126, 127)."""
+    try:
+        with contextlib.suppress(Exception):
+            # Die with the sandbox's init, even without a PID namespace.
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(output_fd, 1)
+        os.dup2(output_fd, 2)
+        os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        for signum in (signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+            signal.signal(signum, signal.SIG_DFL)
+        os.chdir(task_root)
+        os.execve(bootstrap, [bootstrap], env)
+    except OSError as exc:
+        message = "fork/exec {0}: {1}\n".format(bootstrap, os.strerror(exc.errno or 0))
+        with contextlib.suppress(OSError):
+            os.write(2, message.encode())
+        os._exit(127 if exc.errno == errno.ENOENT else 126)
+    finally:
+        os._exit(127)
 
 
 def find_bootstrap(task_root: str) -> Optional[str]:
@@ -459,25 +481,8 @@ class Supervisor:
         env["AWS_LAMBDA_RUNTIME_API"] = "127.0.0.1:{0}".format(self.port)
         read_fd, write_fd = os.pipe()
         pid = os.fork()
-        if pid == 0:  # the child: becomes the runtime
-            try:
-                _libc_prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with its init
-                null = os.open(os.devnull, os.O_RDONLY)
-                os.dup2(null, 0)
-                os.dup2(write_fd, 1)
-                os.dup2(write_fd, 2)
-                os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-                for signum in (signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
-                    signal.signal(signum, signal.SIG_DFL)
-                os.chdir(self.task_root)
-                os.execve(bootstrap, [bootstrap], env)
-            except OSError as exc:
-                message = "fork/exec {0}: {1}\n".format(bootstrap, os.strerror(exc.errno or 0))
-                with contextlib.suppress(OSError):
-                    os.write(2, message.encode())
-                os._exit(127 if exc.errno == errno.ENOENT else 126)
-            finally:
-                os._exit(127)
+        if pid == 0:
+            _exec_runtime(bootstrap, env, write_fd, self.task_root)  # never returns
         os.close(write_fd)
         os.set_blocking(read_fd, False)
         self.pid = pid
