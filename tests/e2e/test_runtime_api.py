@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from typing import Any
 import pytest
 from e2e_helpers import invoke_json, request_id_of
 
-from conftest import ROLE, Server, lambda_client
+from conftest import EMBER, ROLE, Server, lambda_client
 
 # Functions the shell bootstraps below share: the Runtime API as curl calls.
 SH_RUNTIME = """#!/bin/sh
@@ -366,6 +367,25 @@ def test_without_isolation_the_runtime_api_takes_a_free_port(
     host, port = result["api"].split(":")
     assert host == "127.0.0.1" and port.isdigit()
     assert result["event"] == {"n": 1}
+
+
+def test_the_cli_deploys_a_bootstrap_directory(
+    server: Server, aws: Any, unique_name: str, tmp_path: Path
+) -> None:
+    (tmp_path / "bootstrap").write_text(ECHO_BOOTSTRAP)
+    (tmp_path / "bootstrap").chmod(0o755)
+    deployed = subprocess.run(
+        [EMBER, "deploy", unique_name, str(tmp_path), "--runtime", "provided.al2023"],
+        env={**os.environ, "EMBER_ENDPOINT": server.url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert deployed.returncode == 0, deployed.stderr
+    try:
+        assert invoke_json(aws, unique_name, {"cli": True})["event"] == {"cli": True}
+    finally:
+        aws.delete_function(FunctionName=unique_name)
 
 
 # --- awslambdaric, from PyPI, unmodified --------------------------------------------

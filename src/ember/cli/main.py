@@ -317,7 +317,9 @@ def serve(
 @main.command()
 @click.argument("name")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("--handler", required=True, help="module.function, e.g. app.handler.")
+@click.option(
+    "--handler", help="module.function, e.g. app.handler (optional for provided* runtimes)."
+)
 @click.option("--runtime", help=f"Runtime identifier [default on create: {DEFAULT_RUNTIME}].")
 @click.option("--memory", type=click.IntRange(min=1), help="Memory in MB.")
 @click.option("--timeout", type=click.IntRange(min=1), help="Timeout in seconds.")
@@ -329,7 +331,7 @@ def deploy(
     ctx: click.Context,
     name: str,
     path: Path,
-    handler: str,
+    handler: str | None,
     runtime: str | None,
     memory: int | None,
     timeout: int | None,
@@ -339,11 +341,12 @@ def deploy(
 ) -> None:
     """Create function NAME from PATH (a directory or a .zip), or update it if it exists.
 
-    On update, only the options given (and --handler) change.
+    On update, only the options given change.
     """
     package = read_package(path)
-    options: dict[str, Any] = {"Handler": handler}
+    options: dict[str, Any] = {}
     for key, value in (
+        ("Handler", handler),
         ("Runtime", runtime),
         ("MemorySize", memory),
         ("Timeout", timeout),
