@@ -382,7 +382,7 @@ class RuntimeApi:
 
     def exited(self, exit_code: int) -> bool:
         """The bootstrap exited; queue EXIT unless no one waits for an answer."""
-        if self.state in (STARTED, RUNNING):
+        if self.state in (STARTED, RUNNING) or self.pending is not None:
             self.outbox.append((frames.EXIT, json.dumps({"exitCode": exit_code}).encode()))
             return True
         return False

@@ -166,6 +166,9 @@ def test_exit_is_reported_only_when_someone_waits() -> None:
     idle = started_api()
     idle.handle(request("POST", "/2018-06-01/runtime/invocation/req-1/response", b"1"))
     assert idle.exited(0) is False
+    # An event that arrived just as the runtime died is answered too.
+    idle.offer(invocation("req-2"))
+    assert idle.exited(0) is True
 
 
 def test_unknown_paths_and_methods() -> None:
