@@ -51,6 +51,7 @@ def main() -> int:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(2, 1)
+    os.chdir("/var/task")
     if sys.argv[1:2] == ["--runtime-api"]:
         # A custom runtime: serve the Runtime API to the package's bootstrap
         # on Lambda's port, on gVisor's own loopback.

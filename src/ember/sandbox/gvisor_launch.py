@@ -44,8 +44,10 @@ def main() -> None:
         "-quiet",
         "-root",
         staging,
+        # runsc resolves -cwd on the host, where /var/task need not exist:
+        # strong_main.py changes into it inside the sandbox instead.
         "-cwd",
-        "/var/task",
+        "/",
         config["interpreter"],
         "-I",
         "/var/runtime/strong_main.py",
