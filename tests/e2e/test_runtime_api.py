@@ -17,6 +17,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -25,6 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from e2e_helpers import invoke_json, request_id_of
 
@@ -350,6 +352,23 @@ def test_a_custom_runtime_is_isolated_like_a_python_function(
     assert seen["capEff"] == "0000000000000000"
     assert seen["interfaces"].split() == ["lo"]
     assert seen["hostname"] == "sandbox"
+
+
+@pytest.mark.skipif(shutil.which("runsc") is None, reason="gVisor's runsc is not installed")
+def test_a_custom_runtime_runs_on_gvisor(server: Server, aws: Any, deploy_custom: Deploy) -> None:
+    name = deploy_custom({"bootstrap": EXITING_BOOTSTRAP}, Timeout=30)
+    changed = httpx.put(
+        f"{server.url}/_ember/functions/{name}/sandbox", json={"Isolation": "strong"}, timeout=30
+    )
+    assert changed.status_code == 200, changed.text
+    assert invoke(aws, name)[1] == "still here"
+    response, payload = invoke(aws, name, {"exit": True})
+    assert payload == {
+        "errorType": "Runtime.ExitError",
+        "errorMessage": f"RequestId: {request_id_of(response)} Error: "
+        "Runtime exited with error: exit status 3",
+    }
+    assert invoke(aws, name)[1] == "still here"
 
 
 def test_without_isolation_the_runtime_api_takes_a_free_port(
