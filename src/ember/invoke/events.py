@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ember.config import Settings
-from ember.control.arns import Arns
+from ember.control.arns import Arns, split
 from ember.control.registry import FunctionRegistry
 from ember.errors import EmberError, PlatformError, ResourceNotFound, TooManyRequests
 from ember.invoke.service import InvokeCommand, InvokeResult, new_request_id
@@ -83,11 +83,17 @@ class AsyncInvocation:
         invoke: Invoke,
         names: Arns,
     ) -> AsyncInvocation:
-        def exists(name: str) -> bool:
-            return registry.lookup(name) is not None
+        def exists(target: str) -> bool:
+            """Whether ``name`` or ``name:qualifier`` (a version or alias) exists."""
+            name, qualifier = split(target)
+            try:
+                registry.version(name, qualifier)
+            except ResourceNotFound:
+                return False
+            return True
 
-        def visibility(name: str) -> float:
-            record = registry.lookup(name)
+        def visibility(target: str) -> float:
+            record = registry.lookup(split(target)[0])
             timeout = record.timeout if record is not None else 0
             return timeout + settings.init_timeout_seconds + settings.visibility_margin_seconds
 
