@@ -88,6 +88,7 @@ def build(settings: Settings) -> Platform:
     )
     manager_ref.append(manager)
     registry.subscribe(lambda name: manager.retire(name, keep=registry.revisions(name)))
+    registry.on_rename(manager.rename)
     throttle = throttle_wiring.build(settings, data)
 
     def forget_deleted(name: str) -> None:

@@ -118,9 +118,15 @@ def test_invoke_a_version_by_qualifier_name_or_arn(aws: Any, deploy: Deploy) -> 
 
 
 def test_publish_keeps_latest_warm_and_updates_keep_versions_warm(aws: Any, deploy: Deploy) -> None:
-    name = deploy(describe("one"))["FunctionName"]
+    created = deploy(describe("one"))
+    name = created["FunctionName"]
     _, before = called(aws, name)
     aws.publish_version(FunctionName=name)
+    # Lambda gives $LATEST a new RevisionId when a version is published from it.
+    assert (
+        aws.get_function(FunctionName=name)["Configuration"]["RevisionId"]
+        != (created["RevisionId"])
+    )
 
     _, after = called(aws, name)
     _, v1 = called(aws, name, Qualifier="1")

@@ -3,8 +3,9 @@
 ``FunctionRegistry`` inherits these operations; they share its lock, its
 metadata store and its in-memory maps (``_functions`` holds ``$LATEST``,
 ``_published`` the rest), and keep its rule: durable first, then memory.
-Publishing leaves ``$LATEST`` (and so its warm sandboxes) untouched; a
-version's sandboxes are keyed by the version's own RevisionId.
+Publishing renews ``$LATEST``'s RevisionId (as Lambda does) and nothing else:
+its warm sandboxes are renamed, not retired. A version's sandboxes are keyed
+by the version's own RevisionId.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class Publishing:
     _published: dict[str, Published]
 
     def _changed(self, name: str) -> None:  # provided by FunctionRegistry
+        raise NotImplementedError
+
+    def _renamed(self, old: str, new: str) -> None:  # provided by FunctionRegistry
         raise NotImplementedError
 
     def _latest(self, name: str) -> FunctionRecord:
@@ -112,11 +116,15 @@ class Publishing:
             revision_id=str(uuid.uuid4()),
             description=latest.description if description is None else description,
         )
+        renewed = dataclasses.replace(latest, revision_id=str(uuid.uuid4()))
         await self._store.put(versions.key(latest.name, number), record.to_json())
-        counter = Published(last=published.last + 1, source=latest.revision_id)
+        counter = Published(last=published.last + 1, source=renewed.revision_id)
         await self._store.put(versions.key(latest.name, versions.COUNTER), counter.counter_json())
+        await self._store.put(latest.name, renewed.to_json())
         published.versions[number] = record
         published.last, published.source = counter.last, counter.source
+        self._functions[latest.name] = renewed
+        self._renamed(latest.revision_id, renewed.revision_id)
         return record
 
     async def _delete_version(self, name: str, version: str) -> FunctionRecord | None:

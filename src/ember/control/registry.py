@@ -40,6 +40,7 @@ log = logging.getLogger("ember.control")
 
 Clock = Callable[[], datetime]
 Listener = Callable[[str], None]
+Rename = Callable[[str, str], None]
 MAX_PAGE = 50
 
 
@@ -76,6 +77,7 @@ class FunctionRegistry(Publishing):
         self._published: dict[str, Published] = {}  # versions and aliases, by function
         self._lock = asyncio.Lock()
         self._listeners: list[Listener] = []
+        self._renames: list[Rename] = []
 
     async def load(self) -> None:
         qualified = []
@@ -96,6 +98,15 @@ class FunctionRegistry(Publishing):
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(name)`` after every change to a function (not on create)."""
         self._listeners.append(listener)
+
+    def on_rename(self, listener: Rename) -> None:
+        """Call ``listener(old, new)`` when a RevisionId changes with nothing else
+        (PublishVersion renews ``$LATEST``'s, as Lambda does)."""
+        self._renames.append(listener)
+
+    def _renamed(self, old: str, new: str) -> None:
+        for listener in self._renames:
+            listener(old, new)
 
     def _changed(self, name: str) -> None:
         for listener in self._listeners:

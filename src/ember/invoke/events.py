@@ -93,8 +93,11 @@ class AsyncInvocation:
             return True
 
         def visibility(target: str) -> float:
-            record = registry.lookup(split(target)[0])
-            timeout = record.timeout if record is not None else 0
+            name, qualifier = split(target)
+            try:
+                timeout = registry.version(name, qualifier).timeout  # a version's own
+            except ResourceNotFound:
+                timeout = 0
             return timeout + settings.init_timeout_seconds + settings.visibility_margin_seconds
 
         configs = EventInvokeConfigs(queue, exists, names, settings.retry_base_delay_seconds)

@@ -149,6 +149,17 @@ class WorkerManager:
                 if slot.state is SlotState.IDLE:
                     self._destroy(slot)
 
+    def rename(self, old: str, new: str) -> None:
+        """Revision ``old`` is now called ``new`` with nothing changed in what runs
+        (PublishVersion gives ``$LATEST`` a new RevisionId): its sandboxes, idle or
+        busy, keep serving under the new name."""
+        for slot in self._slots.values():
+            if slot.revision == old:
+                slot.revision = new
+        pool = self._pools.pop(old, None)
+        if pool is not None:
+            self._pools.setdefault(new, _Pool()).idle.extend(pool.idle)
+
     def function_of(self, sandbox_id: str) -> str | None:
         slot = self._slots.get(sandbox_id)
         return slot.function if slot else None

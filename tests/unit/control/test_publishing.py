@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 import itertools
 import zipfile
@@ -68,19 +69,26 @@ def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
 def test_publish_copies_latest_and_is_idempotent_until_latest_changes() -> None:
     async def scenario() -> None:
         registry = _registry()
+        renames: list[tuple[str, str]] = []
+        registry.on_rename(lambda old, new: renames.append((old, new)))
         latest = await registry.create(_body(Description="d"))
         v1 = await registry.publish("f", {})
         assert (v1.version, v1.code_sha256, v1.description) == ("1", latest.code_sha256, "d")
         assert v1.revision_id != latest.revision_id
-        # Publishing leaves $LATEST (and so its warm sandboxes) as it was.
-        assert registry.get("f") is latest
+        # Publishing renews $LATEST's RevisionId, as Lambda does, and changes nothing else:
+        # its sandboxes are renamed, not retired.
+        renewed = registry.get("f")
+        assert renewed.revision_id != latest.revision_id
+        assert dataclasses.replace(renewed, revision_id=latest.revision_id) == latest
+        assert renames == [(latest.revision_id, renewed.revision_id)]
         assert await registry.publish("f", {"Description": "other"}) is v1
+        assert registry.get("f") is renewed and len(renames) == 1
 
         changed = await registry.update_configuration("f", {"Timeout": 9})
         v2 = await registry.publish("f", {"Description": "second"})
         assert (v2.version, v2.timeout, v2.description) == ("2", 9, "second")
         assert registry.get("f", "1").timeout == 3  # versions are immutable
-        assert registry.get("f", "2") is v2 and registry.get("f") is changed
+        assert registry.get("f", "2") is v2 and registry.get("f").timeout == changed.timeout
 
     run(scenario)
 

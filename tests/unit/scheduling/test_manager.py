@@ -134,6 +134,21 @@ def test_retire_spares_the_revisions_that_still_run() -> None:
     asyncio.run(scenario())
 
 
+def test_rename_keeps_idle_and_busy_sandboxes_serving() -> None:
+    async def scenario() -> None:
+        manager, _ = _manager(StubWorker())
+        idle, busy = await manager.acquire(_record()), await manager.acquire(_record())
+        manager.release(idle, reusable=True)
+        manager.rename("r1", "r2")
+        renamed = replace(_record(), revision_id="r2")
+        assert await manager.acquire(renamed) is idle
+        manager.release(busy, reusable=True)
+        manager.release(idle, reusable=True)
+        assert {await manager.acquire(renamed), await manager.acquire(renamed)} == {idle, busy}
+
+    asyncio.run(scenario())
+
+
 def test_keep_alive_reclaims_idle_sandboxes() -> None:
     async def scenario() -> None:
         manager, clock = _manager(StubWorker(), keep_alive=600)
