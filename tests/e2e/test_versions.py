@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from async_helpers import DESTINATION_PRINTER, records
+from async_helpers import ALWAYS_FAILS, DESTINATION_PRINTER, dead_letters, records
 from e2e_helpers import (
     TOKEN_SOURCE,
     code_sha256,
@@ -273,6 +273,25 @@ def test_async_event_keeps_its_version(server: Server, aws: Any, deploy: Deploy)
     assert record["responsePayload"]["label"] == "one"
     config = aws.get_function_event_invoke_config(FunctionName=name, Qualifier="1")
     assert config["FunctionArn"] == function_arn(name) + ":1"
+
+
+def test_a_versions_event_follows_its_own_config_and_dead_letters_apart(
+    server: Server, aws: Any, deploy: Deploy
+) -> None:
+    name = deploy(ALWAYS_FAILS, Publish=True)["FunctionName"]
+    aws.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    # No retry for the alias's events (the function's own default would wait a minute).
+    aws.put_function_event_invoke_config(
+        FunctionName=name, Qualifier="live", MaximumRetryAttempts=0
+    )
+
+    sent = aws.invoke(FunctionName=f"{name}:live", InvocationType="Event", Payload=b"{}")
+
+    (letter,) = wait_until(lambda: dead_letters(server.url, f"{name}:live"))
+    assert letter["requestId"] == request_id_of(sent)
+    assert (letter["condition"], letter["approximateInvokeCount"]) == ("RetriesExhausted", 1)
+    assert letter["errorType"] == "ValueError"
+    assert dead_letters(server.url, name) == []
 
 
 def test_versions_and_aliases_survive_a_restart(
