@@ -228,13 +228,12 @@ class Publishing:
             if body.get("FunctionVersion") is not None:
                 target = versions.function_version(body["FunctionVersion"])
                 self._require_version(name, target)
+            if body.get("RoutingConfig") is None and old.weights:
+                # The weights stay: they must still fit the (maybe new) primary version.
+                body = {**body, "RoutingConfig": {"AdditionalVersionWeights": old.weights}}
             weights = versions.routing(
                 body, target, lambda version: self._require_version(name, version)
             )
-            if weights is None and target == LATEST and old.weights:
-                raise InvalidParameterValue(
-                    "$LATEST is not supported for an alias pointing to more than 1 version"
-                )
             alias = dataclasses.replace(
                 old,
                 function_version=target,

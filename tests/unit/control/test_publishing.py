@@ -312,6 +312,33 @@ def test_routing_config_is_validated_as_lambda_does(
     run(scenario)
 
 
+def test_moving_a_weighted_alias_keeps_its_weights_valid() -> None:
+    async def scenario() -> None:
+        registry = _registry()
+        await registry.create(_body(Publish=True))
+        await registry.update_configuration("f", {"Timeout": 5})
+        await registry.publish("f", {})
+        await registry.create_alias(
+            "f",
+            {
+                "Name": "canary",
+                "FunctionVersion": "1",
+                "RoutingConfig": {"AdditionalVersionWeights": {"2": 0.3}},
+            },
+        )
+        for target, message in (("2", "already included"), ("$LATEST", "not supported")):
+            with pytest.raises(InvalidParameterValue, match=message):
+                await registry.update_alias("f", "canary", {"FunctionVersion": target})
+        moved = await registry.update_alias(
+            "f", "canary", {"FunctionVersion": "2", "RoutingConfig": {}}
+        )
+        assert (moved.function_version, moved.weights) == ("2", {})
+        kept = await registry.update_alias("f", "canary", {"Description": "d"})
+        assert (kept.function_version, kept.weights, kept.description) == ("2", {}, "d")
+
+    run(scenario)
+
+
 def test_weighted_alias_follows_the_random_source() -> None:
     async def scenario() -> None:
         draws = itertools.cycle([0.05, 0.25, 0.5, 0.95])
