@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
+import zipfile
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +20,7 @@ from e2e_helpers import (
     request_id_of,
 )
 
-from conftest import ROLE, Server, lambda_client, make_zip, wait_until
+from conftest import ROLE, Server, lambda_client, wait_until
 
 Deploy = Callable[..., dict[str, Any]]
 
@@ -46,7 +48,11 @@ def describe(label: str) -> str:
 
 
 def package(label: str) -> bytes:
-    return make_zip({"app.py": describe(label)})
+    """The zip of ``describe(label)``, the same bytes every time (a fixed timestamp)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(zipfile.ZipInfo("app.py", (2026, 1, 1, 0, 0, 0)), describe(label))
+    return buffer.getvalue()
 
 
 def without_metadata(response: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +68,8 @@ def called(aws: Any, name: str, **params: Any) -> tuple[str, dict[str, Any]]:
 
 
 def test_publish_version_freezes_code_and_configuration(aws: Any, deploy: Deploy) -> None:
-    name = deploy(describe("one"), Environment={"Variables": {"STAGE": "1"}})["FunctionName"]
+    created = deploy(describe("one"), Environment={"Variables": {"STAGE": "1"}})
+    name = created["FunctionName"]
     first = aws.publish_version(FunctionName=name, Description="first release")
 
     assert first["ResponseMetadata"]["HTTPStatusCode"] == 201
@@ -70,7 +77,7 @@ def test_publish_version_freezes_code_and_configuration(aws: Any, deploy: Deploy
     assert first["Version"] == "1"
     assert first["FunctionArn"] == function_arn(name) + ":1"
     assert first["Description"] == "first release"
-    assert first["CodeSha256"] == code_sha256(package("one"))
+    assert first["CodeSha256"] == created["CodeSha256"]
     assert first["Environment"] == {"Variables": {"STAGE": "1"}}
     assert "LastUpdateStatus" not in first
     # Nothing changed in $LATEST: publishing again returns the same version.
@@ -83,7 +90,7 @@ def test_publish_version_freezes_code_and_configuration(aws: Any, deploy: Deploy
     version = aws.get_function(FunctionName=name, Qualifier="1")
     assert version["Configuration"] == without_metadata(first)
     zipped = httpx.get(version["Code"]["Location"], timeout=30).content
-    assert zipped == package("one")
+    assert code_sha256(zipped) == created["CodeSha256"]
     by_arn = aws.get_function_configuration(FunctionName=function_arn(name) + ":1")
     assert by_arn["Environment"] == {"Variables": {"STAGE": "1"}}
     latest = aws.get_function_configuration(FunctionName=name, Qualifier="$LATEST")
