@@ -135,6 +135,7 @@ class FunctionRegistry(Publishing):
                 alias = published.aliases.get(qualifier)
                 if alias is not None:
                     target = alias.pick(self._random) if alias.weights else alias.function_version
+                    # An alias of "$LATEST" (never weighted) runs $LATEST itself.
                     return published.versions.get(target, record)
         raise ResourceNotFound(f"Function not found: {self._arns.function(name, qualifier)}")
 
