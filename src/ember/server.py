@@ -87,7 +87,8 @@ def build(settings: Settings) -> Platform:
         Placement([worker]), settings.keep_alive_seconds, freeze_after=settings.freeze_after_seconds
     )
     manager_ref.append(manager)
-    registry.subscribe(manager.retire)
+    registry.subscribe(lambda name: manager.retire(name, keep=registry.revisions(name)))
+    registry.on_rename(manager.rename)
     throttle = throttle_wiring.build(settings, data)
 
     def forget_deleted(name: str) -> None:

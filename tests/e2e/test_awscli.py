@@ -226,3 +226,47 @@ def test_errors_exit_nonzero_with_lambdas_message(
     assert too_long.returncode == 255
     assert "An error occurred (ValidationException)" in too_long.stderr
     assert "Member must have value less than or equal to 900" in too_long.stderr
+
+
+def test_publish_a_version_invoke_it_and_delete_it(
+    cli: Cli, fresh_name: str, package: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    zip_path, data = package
+    create(cli, fresh_name, zip_path)
+    listed = ok(cli("list-functions"))["Functions"]
+
+    published = ok(cli("publish-version", "--function-name", fresh_name,
+                       "--description", "first"))  # fmt: skip
+    newer = tmp_path / "newer.zip"
+    newer.write_bytes(make_zip({"app.py": echo_source("newer")}))
+    ok(cli("update-function-code", "--function-name", fresh_name,
+           "--zip-file", f"fileb://{newer}"))  # fmt: skip
+    versions = ok(cli("list-versions-by-function", "--function-name", fresh_name))["Versions"]
+    outfile = tmp_path / "out.json"
+    result = ok(
+        cli("invoke", "--function-name", fresh_name, "--qualifier", "1",
+            "--payload", '{"n": 2}', str(outfile))
+    )  # fmt: skip
+    alias = ok(cli("create-alias", "--function-name", fresh_name, "--name", "live",
+                   "--function-version", "1"))  # fmt: skip
+    through_alias = ok(cli("invoke", "--function-name", f"{fresh_name}:live", str(outfile)))
+
+    assert fresh_name in [f["FunctionName"] for f in listed]
+    assert published["Version"] == "1" and published["Description"] == "first"
+    assert published["FunctionArn"] == function_arn(fresh_name) + ":1"
+    assert published["CodeSha256"] == code_sha256(data)
+    assert [v["Version"] for v in versions] == ["$LATEST", "1"]
+    assert result == {"StatusCode": 200, "ExecutedVersion": "1"}
+    assert alias["AliasArn"] == function_arn(fresh_name) + ":live"
+    assert through_alias == {"StatusCode": 200, "ExecutedVersion": "1"}
+    assert json.loads(outfile.read_text())["version"] == "cli"
+
+    in_use = cli("delete-function", "--function-name", fresh_name, "--qualifier", "1")
+    assert in_use.returncode == 255
+    assert "(ResourceConflictException)" in in_use.stderr
+    ok(cli("delete-alias", "--function-name", fresh_name, "--name", "live"))
+    assert ok(cli("delete-function", "--function-name", fresh_name, "--qualifier", "1")) == {
+        "StatusCode": 204
+    }
+    assert ok(cli("delete-function", "--function-name", fresh_name)) == {"StatusCode": 204}
+    assert cli("get-function", "--function-name", fresh_name).returncode == 255

@@ -159,9 +159,11 @@ def test_get_by_every_spelling_of_the_name(aws: Any, deploy: Any, spelling: str)
     assert status_of(function) == status_of(configuration) == 200
     request_id_of(function)
     request_id_of(configuration)
+    # Lambda qualifies the ARN when the caller named a qualifier, $LATEST included.
+    qualified = "latest" in spelling
     for config in (function["Configuration"], configuration):
         assert config["FunctionName"] == name
-        assert config["FunctionArn"] == function_arn(name)
+        assert config["FunctionArn"] == function_arn(name) + (":$LATEST" if qualified else "")
         assert config["Version"] == "$LATEST"
         assert config["CodeSha256"] == created["CodeSha256"]
         assert config["RevisionId"] == created["RevisionId"]
@@ -577,19 +579,21 @@ def test_delete_latest_alone_is_refused(aws: Any, deploy: Any) -> None:
     assert aws.get_function_configuration(FunctionName=name)["FunctionName"] == name
 
 
-def test_delete_unknown_qualifier_is_not_found(aws: Any, deploy: Any) -> None:
+def test_delete_unknown_version_succeeds_and_keeps_the_function(aws: Any, deploy: Any) -> None:
+    """Lambda answers 204 for a version that is not there (AWS-validated behaviour)."""
     name = deploy(echo_source("v1"))["FunctionName"]
 
-    with pytest.raises(aws.exceptions.ResourceNotFoundException) as caught:
-        aws.delete_function(FunctionName=name, Qualifier="3")
+    assert status_of(aws.delete_function(FunctionName=name, Qualifier="3")) == 204
 
+    assert aws.get_function_configuration(FunctionName=name)["FunctionName"] == name
+    with pytest.raises(aws.exceptions.ResourceNotFoundException) as caught:
+        aws.delete_function(FunctionName=name + "-nope", Qualifier="3")
     assert_error(
         caught.value,
         "ResourceNotFoundException",
         404,
-        NOT_FOUND.format(arn=function_arn(name) + ":3"),
+        NOT_FOUND.format(arn=function_arn(name + "-nope")),
     )
-    assert aws.get_function_configuration(FunctionName=name)["FunctionName"] == name
 
 
 def test_recreate_after_delete(aws: Any, fresh_name: str) -> None:

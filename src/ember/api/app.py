@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ember.api import concurrency, event_invoke, extensions, functions, invoke, queue
+from ember.api import concurrency, event_invoke, extensions, functions, invoke, queue, versions
 from ember.api.errors import unknown_operation
 from ember.api.services import Services
 from ember.invoke.service import new_request_id
@@ -31,6 +31,7 @@ class Frontend:
         self._app = Starlette(
             routes=[
                 *functions.routes(services),
+                *versions.routes(services),
                 *extensions.routes(services),
                 *concurrency.routes(services),
                 *event_invoke.routes(services),

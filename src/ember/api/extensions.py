@@ -50,8 +50,9 @@ def routes(services: Services) -> list[Route]:
 
     @endpoint
     async def code(request: Request, request_id: str) -> Response:
-        name = arns.parse(request.path_params["name"]).name
-        data = await services.registry.code(name)
+        ref = arns.parse(request.path_params["name"])
+        name = ref.name
+        data = await services.registry.code(name, ref.qualifier)
         return Response(
             data,
             media_type="application/zip",

@@ -30,11 +30,12 @@ def _name(request: Request) -> arns.FunctionRef:
 def routes(services: Services) -> list[Route]:
     registry = services.registry
 
-    def configuration(record: FunctionRecord) -> dict[str, Any]:
-        return record.configuration(services.arns)
+    def configuration(record: FunctionRecord, qualifier: str | None = None) -> dict[str, Any]:
+        return record.configuration(services.arns, qualifier)
 
     @endpoint
     async def create(request: Request, request_id: str) -> Response:
+        # With Publish, the new version (its ARN unqualified, as Lambda answers).
         record = await registry.create(await read_json(request))
         return json_response(configuration(record), request_id, status=201)
 
@@ -49,8 +50,11 @@ def routes(services: Services) -> list[Route]:
         max_items = params.get("MaxItems")
         if max_items is not None and not max_items.isdigit():
             raise ValidationError.constraint(max_items, "maxItems", "Member must be an integer")
-        page = registry.page(params.get("Marker"), int(max_items) if max_items else None)
-        body: dict[str, Any] = {"Functions": [configuration(r) for r in page.functions]}
+        every = version == "ALL"
+        page = registry.page(params.get("Marker"), int(max_items) if max_items else None, every)
+        body: dict[str, Any] = {
+            "Functions": [configuration(r, r.version if every else None) for r in page.functions]
+        }
         if page.next_marker:
             body["NextMarker"] = page.next_marker
         return json_response(body, request_id)
@@ -58,13 +62,16 @@ def routes(services: Services) -> list[Route]:
     @endpoint
     async def get_function(request: Request, request_id: str) -> Response:
         ref = _name(request)
-        record = registry.get(ref.name, ref.qualifier)
+        record = registry.version(ref.name, ref.qualifier)
+        package = (
+            record.name if record.version == arns.LATEST else f"{record.name}:{record.version}"
+        )
         location = (
-            f"{services.settings.endpoint_url}/_ember/functions/{quote(record.name)}/code"
+            f"{services.settings.endpoint_url}/_ember/functions/{quote(package)}/code"
             f"?sha256={quote(record.code_sha256, safe='')}"
         )
         body = {
-            "Configuration": configuration(record),
+            "Configuration": configuration(record, ref.qualifier),
             "Code": {"RepositoryType": "S3", "Location": location},
             "Tags": {},
         }
@@ -76,21 +83,26 @@ def routes(services: Services) -> list[Route]:
     @endpoint
     async def get_configuration(request: Request, request_id: str) -> Response:
         ref = _name(request)
-        return json_response(configuration(registry.get(ref.name, ref.qualifier)), request_id)
+        record = registry.version(ref.name, ref.qualifier)
+        return json_response(configuration(record, ref.qualifier), request_id)
 
     @endpoint
     async def update_configuration(request: Request, request_id: str) -> Response:
         ref = _name(request)
-        registry.get(ref.name, ref.qualifier)
+        registry.version(ref.name, ref.qualifier)
         record = await registry.update_configuration(ref.name, await read_json(request))
         return json_response(configuration(record), request_id)
 
     @endpoint
     async def update_code(request: Request, request_id: str) -> Response:
         ref = _name(request)
-        registry.get(ref.name, ref.qualifier)
+        registry.version(ref.name, ref.qualifier)
         record = await registry.update_code(ref.name, await read_json(request))
-        return json_response(configuration(record), request_id)
+        # With Publish, the new version, under its qualified ARN.
+        published = record.version != arns.LATEST
+        return json_response(
+            configuration(record, record.version if published else None), request_id
+        )
 
     @endpoint
     async def delete(request: Request, request_id: str) -> Response:

@@ -50,7 +50,10 @@ def routes(services: Services) -> list[Route]:
     supervisor = services.asynchronous.supervisor
 
     def function(request: Request) -> str:
-        return arns.parse(request.path_params["name"]).name
+        """The queue's name for a target: ``name``, or ``name:qualifier`` for a version/alias."""
+        ref = arns.parse(request.path_params["name"])
+        qualified = ref.qualifier not in (None, arns.LATEST)
+        return f"{ref.name}:{ref.qualifier}" if qualified else ref.name
 
     @endpoint
     async def stats(request: Request, request_id: str) -> Response:

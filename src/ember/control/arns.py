@@ -76,3 +76,9 @@ def _parse(identifier: str, qualifier: str | None) -> FunctionRef:
             match.group("name"), "functionName", "Member must have length less than or equal to 64"
         )
     return FunctionRef(match.group("name"), derived or qualifier or None)
+
+
+def split(function: str) -> tuple[str, str | None]:
+    """``name`` or ``name:qualifier`` (an async event's target) into its two parts."""
+    name, _, qualifier = function.partition(":")
+    return name, qualifier or None

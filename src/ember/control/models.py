@@ -13,7 +13,7 @@ from ember.control.arns import LATEST, Arns
 
 @dataclass(frozen=True)
 class FunctionRecord:
-    """One function's ``$LATEST`` configuration and code, as stored."""
+    """One version of a function (``$LATEST`` or a published one): configuration and code."""
 
     name: str
     runtime: str
@@ -36,6 +36,8 @@ class FunctionRecord:
     # ember extensions (GET/PUT /_ember/functions/{name}/sandbox):
     egress: bool = False  # network beyond loopback, through user-mode NAT
     isolation: str = "standard"  # "standard" (namespaces, seccomp) or "strong" (gVisor)
+    # "$LATEST" (mutable) or a published version's number ("1", "2", ...): immutable.
+    version: str = LATEST
 
     def to_json(self) -> str:
         return orjson.dumps(dataclasses.asdict(self)).decode()
@@ -46,11 +48,15 @@ class FunctionRecord:
         raw["architectures"] = tuple(raw.get("architectures", ("x86_64",)))
         return cls(**raw)
 
-    def configuration(self, arns: Arns) -> dict[str, Any]:
-        """FunctionConfiguration as AWS returns it."""
+    def configuration(self, arns: Arns, qualifier: str | None = None) -> dict[str, Any]:
+        """FunctionConfiguration as AWS returns it; ``qualifier`` ends the FunctionArn.
+
+        Lambda qualifies the ARN when the caller named a version or alias (and in
+        version listings); published versions have no LastUpdateStatus.
+        """
         config: dict[str, Any] = {
             "FunctionName": self.name,
-            "FunctionArn": arns.function(self.name),
+            "FunctionArn": arns.function(self.name, qualifier),
             "Runtime": self.runtime,
             "Role": self.role,
             "Handler": self.handler,
@@ -60,7 +66,7 @@ class FunctionRecord:
             "MemorySize": self.memory_size,
             "LastModified": self.last_modified,
             "CodeSha256": self.code_sha256,
-            "Version": LATEST,
+            "Version": self.version,
             "TracingConfig": {"Mode": "PassThrough"},
             "RevisionId": self.revision_id,
             "State": "Active",
@@ -75,4 +81,6 @@ class FunctionRecord:
             del config["Handler"]  # a custom runtime's is optional; Lambda then omits it
         if self.environment is not None:
             config["Environment"] = {"Variables": dict(self.environment)}
+        if self.version != LATEST:
+            del config["LastUpdateStatus"]
         return config

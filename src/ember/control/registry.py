@@ -4,6 +4,7 @@ Reads are served from memory (the hot path looks a function up on every
 invoke); writes go to the metadata store first and then to memory, under one
 lock, so a reader never sees a record that is not durable. Listeners hear
 about every change so the Worker Manager can retire stale sandboxes.
+Published versions and aliases live in ``ember.control.publishing``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import binascii
 import contextlib
 import dataclasses
 import logging
+import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,8 +23,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ember.control import validation
-from ember.control.arns import Arns, parse
+from ember.control.arns import LATEST, Arns, parse
 from ember.control.models import FunctionRecord
+from ember.control.publishing import Publishing
+from ember.control.versions import Published, Random
 from ember.errors import (
     InvalidParameterValue,
     PreconditionFailed,
@@ -36,6 +40,7 @@ log = logging.getLogger("ember.control")
 
 Clock = Callable[[], datetime]
 Listener = Callable[[str], None]
+Rename = Callable[[str, str], None]
 MAX_PAGE = 50
 
 
@@ -54,26 +59,54 @@ class Page:
     next_marker: str | None
 
 
-class FunctionRegistry:
+class FunctionRegistry(Publishing):
     def __init__(
-        self, store: MetadataStore, packages: PackageStore, arns: Arns, clock: Clock = _utcnow
+        self,
+        store: MetadataStore,
+        packages: PackageStore,
+        arns: Arns,
+        clock: Clock = _utcnow,
+        random: Random = random.random,  # picks an alias's weighted version
     ) -> None:
         self._store = store
         self._packages = packages
         self._arns = arns
         self._clock = clock
-        self._functions: dict[str, FunctionRecord] = {}
+        self._random = random
+        self._functions: dict[str, FunctionRecord] = {}  # $LATEST of every function
+        self._published: dict[str, Published] = {}  # versions and aliases, by function
         self._lock = asyncio.Lock()
         self._listeners: list[Listener] = []
+        self._renames: list[Rename] = []
 
     async def load(self) -> None:
-        for name, document in (await self._store.load_all()).items():
-            self._functions[name] = FunctionRecord.from_json(document)
+        qualified = []
+        for key, document in (await self._store.load_all()).items():
+            name, _, qualifier = key.partition(":")
+            if qualifier:
+                qualified.append((name, qualifier, key, document))
+            else:
+                self._functions[name] = FunctionRecord.from_json(document)
+        for name, qualifier, key, document in qualified:
+            if name in self._functions:
+                self._load_qualified(name, qualifier, document)
+            else:  # left over by a delete interrupted by a crash
+                await self._store.delete(key)
+        self._sort_loaded()
         log.info("registry loaded %d function(s)", len(self._functions))
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(name)`` after every change to a function (not on create)."""
         self._listeners.append(listener)
+
+    def on_rename(self, listener: Rename) -> None:
+        """Call ``listener(old, new)`` when a RevisionId changes with nothing else
+        (PublishVersion renews ``$LATEST``'s, as Lambda does)."""
+        self._renames.append(listener)
+
+    def _renamed(self, old: str, new: str) -> None:
+        for listener in self._renames:
+            listener(old, new)
 
     def _changed(self, name: str) -> None:
         for listener in self._listeners:
@@ -86,30 +119,72 @@ class FunctionRegistry:
         return self._functions.get(name)
 
     def get(self, name: str, qualifier: str | None = None) -> FunctionRecord:
+        """The record of the version a call runs; an alias picks one by its weights.
+
+        The hot path: dictionary lookups only.
+        """
         record = self._functions.get(name)
-        if record is None or qualifier not in (None, "$LATEST"):
-            raise ResourceNotFound(f"Function not found: {self._arns.function(name, qualifier)}")
-        return record
+        if record is not None:
+            if qualifier is None or qualifier == LATEST:
+                return record
+            published = self._published.get(name)
+            if published is not None:
+                version = published.versions.get(qualifier)
+                if version is not None:
+                    return version
+                alias = published.aliases.get(qualifier)
+                if alias is not None:
+                    target = alias.pick(self._random) if alias.weights else alias.function_version
+                    # An alias of "$LATEST" (never weighted) runs $LATEST itself.
+                    return published.versions.get(target, record)
+        raise ResourceNotFound(f"Function not found: {self._arns.function(name, qualifier)}")
+
+    def revisions(self, name: str) -> set[str]:
+        """RevisionIds that still run: ``$LATEST``'s and every version's."""
+        latest = self._functions.get(name)
+        if latest is None:
+            return set()
+        published = self._published.get(name)
+        extra = [record.revision_id for record in published.versions.values()] if published else []
+        return {latest.revision_id, *extra}
 
     def __len__(self) -> int:
         return len(self._functions)
 
-    def page(self, marker: str | None, max_items: int | None) -> Page:
-        """Functions in name order; ``marker`` is the opaque NextMarker of the last page."""
+    def page(self, marker: str | None, max_items: int | None, all_versions: bool = False) -> Page:
+        """Functions in name order (with ``all_versions``, each followed by its versions);
+        ``marker`` is the opaque NextMarker of the last page."""
         limit = MAX_PAGE if max_items is None else max_items
         if not 1 <= limit <= 10000:
             raise ValidationError.constraint(
                 limit, "maxItems", "Member must have value between 1 and 10000"
             )
         limit = min(limit, MAX_PAGE)
-        after = _decode_marker(marker) if marker else ""
-        names = sorted(name for name in self._functions if name > after)
-        chosen = [self._functions[name] for name in names[:limit]]
-        more = len(names) > limit
-        return Page(chosen, _encode_marker(chosen[-1].name) if more and chosen else None)
+        after = _position(_decode_marker(marker)) if marker else ("", 0)
+        chosen: list[FunctionRecord] = []
+        more = False
+        for name in sorted(name for name in self._functions if name >= after[0]):
+            for record in self._with_versions(name, all_versions):
+                if _position(f"{name}:{record.version}") <= after:
+                    continue
+                if len(chosen) == limit:
+                    more = True
+                    break
+                chosen.append(record)
+            if more:
+                break
+        last = chosen[-1] if more and chosen else None
+        marker_out = f"{last.name}:{last.version}" if all_versions and last else None
+        return Page(chosen, _encode_marker(marker_out or last.name) if last else None)
 
-    async def code(self, name: str) -> bytes:
-        return await self._packages.get(self.get(name).code_digest)
+    def _with_versions(self, name: str, all_versions: bool) -> list[FunctionRecord]:
+        published = self._published.get(name)
+        if not all_versions or published is None:
+            return [self._functions[name]]
+        return [self._functions[name], *published.versions.values()]
+
+    async def code(self, name: str, qualifier: str | None = None) -> bytes:
+        return await self._packages.get(self.version(name, qualifier).code_digest)
 
     # --- writes --------------------------------------------------------------
 
@@ -133,6 +208,7 @@ class FunctionRegistry:
             "architectures": validation.architectures(body) or ("x86_64",),
         }
         package = validation.code(body.get("Code"))
+        publish = body.get("Publish") is True
         async with self._lock:
             if ref.name in self._functions:
                 raise ResourceConflict(f"Function already exist: {ref.name}")
@@ -148,6 +224,8 @@ class FunctionRegistry:
             )
             await self._store.put(record.name, record.to_json())
             self._functions[record.name] = record
+            if publish:
+                return await self._publish(record, {}, None)
         return record
 
     def _check_revision(self, record: FunctionRecord, body: dict[str, Any]) -> None:
@@ -186,6 +264,8 @@ class FunctionRegistry:
                 code_size=len(package.data),
             )
             await self._forget_package(old.code_digest)
+            if body.get("Publish") is True:
+                return await self._publish(record, {}, None)
         return record
 
     async def update_configuration(self, name: str, body: dict[str, Any]) -> FunctionRecord:
@@ -217,21 +297,41 @@ class FunctionRegistry:
             return await self._replace(self.get(name), **changes)
 
     async def delete(self, name: str, qualifier: str | None = None) -> None:
-        if qualifier == "$LATEST":
+        """Delete one version (``qualifier``) or the function with all it has."""
+        if qualifier == LATEST:
             raise InvalidParameterValue(
                 "$LATEST version cannot be deleted without deleting the function."
             )
         async with self._lock:
-            record = self.get(name, qualifier)
+            record = self._latest(name)
+            if qualifier is not None:
+                removed = await self._delete_version(name, qualifier)
+                if removed is not None:
+                    await self._forget_package(removed.code_digest)
+                return
             await self._store.delete(name)
+            gone = await self._delete_lineage(name)
             del self._functions[name]
             self._changed(name)
-            await self._forget_package(record.code_digest)
+            for digest in {record.code_digest, *(version.code_digest for version in gone)}:
+                await self._forget_package(digest)
 
     async def _forget_package(self, digest: str) -> None:
-        """Packages are shared by content: drop one only when nothing uses it."""
-        if all(record.code_digest != digest for record in self._functions.values()):
-            await self._packages.delete(digest)
+        """Packages are shared by content: drop one only when no version uses it."""
+        if any(record.code_digest == digest for record in self._functions.values()):
+            return
+        for published in self._published.values():
+            if any(record.code_digest == digest for record in published.versions.values()):
+                return
+        await self._packages.delete(digest)
+
+
+def _position(key: str) -> tuple[str, int]:
+    """Where ``name`` or ``name:version`` sorts in a listing (a bare name: after its versions)."""
+    name, _, version = key.partition(":")
+    if not version:
+        return name, 1 << 62
+    return name, -1 if version == LATEST else int(version) if version.isdigit() else 1 << 62
 
 
 def _encode_marker(name: str) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ember.config import Settings
-from ember.control.arns import Arns
+from ember.control.arns import Arns, split
 from ember.control.registry import FunctionRegistry
 from ember.errors import EmberError, PlatformError, ResourceNotFound, TooManyRequests
 from ember.invoke.service import InvokeCommand, InvokeResult, new_request_id
@@ -83,12 +83,21 @@ class AsyncInvocation:
         invoke: Invoke,
         names: Arns,
     ) -> AsyncInvocation:
-        def exists(name: str) -> bool:
-            return registry.lookup(name) is not None
+        def exists(target: str) -> bool:
+            """Whether ``name`` or ``name:qualifier`` (a version or alias) exists."""
+            name, qualifier = split(target)
+            try:
+                registry.version(name, qualifier)
+            except ResourceNotFound:
+                return False
+            return True
 
-        def visibility(name: str) -> float:
-            record = registry.lookup(name)
-            timeout = record.timeout if record is not None else 0
+        def visibility(target: str) -> float:
+            name, qualifier = split(target)
+            try:
+                timeout = registry.version(name, qualifier).timeout  # a version's own
+            except ResourceNotFound:
+                timeout = 0
             return timeout + settings.init_timeout_seconds + settings.visibility_margin_seconds
 
         configs = EventInvokeConfigs(queue, exists, names, settings.retry_base_delay_seconds)

@@ -136,7 +136,7 @@ class InvocationService:
         )
         if command.invocation_type != "RequestResponse":
             if command.invocation_type == "Event" and self._events is not None:
-                return await self._enqueue(self._events, record, payload, request_id)
+                return await self._enqueue(self._events, ref, payload, request_id)
             return _other_invocation_type(command.invocation_type, request_id)
         # Rate limits, then a concurrency lease (raises TooManyRequests, which the
         # async pollers treat as a throttle); the lease is given back whatever happens.
@@ -153,15 +153,23 @@ class InvocationService:
         return result
 
     async def _enqueue(
-        self, events: EventQueue, record: FunctionRecord, payload: bytes, request_id: str
+        self, events: EventQueue, ref: arns.FunctionRef, payload: bytes, request_id: str
     ) -> InvokeResult:
-        """Event: accept durably and answer 202; pollers run it with this request id."""
+        """Event: accept durably and answer 202; pollers run it with this request id.
+
+        A qualified call is queued as ``name:qualifier``: each attempt resolves the
+        version (an alias picks again) when it runs.
+        """
         if len(payload) > self._max_async_payload:
             raise RequestTooLarge(
                 f"Request must be smaller than {self._max_async_payload} bytes for the "
                 "InvokeFunction operation"
             )
-        await events.enqueue((NewEvent(record.name, request_id, payload),))
+        qualifier = ref.qualifier
+        target = (
+            ref.name if qualifier is None or qualifier == arns.LATEST else f"{ref.name}:{qualifier}"
+        )
+        await events.enqueue((NewEvent(target, request_id, payload),))
         return InvokeResult(202, b"", request_id, arns.LATEST)
 
     async def _run(
@@ -208,7 +216,7 @@ class InvocationService:
         entry = InvocationLog(
             function=record.name,
             request_id=request_id,
-            version=arns.LATEST,
+            version=record.version,
             output=init_log + result.log,
             error_line=_error_line(request_id, body) if failed else b"",
             duration_ms=(time.perf_counter() - invoke_started) * 1000,
@@ -221,7 +229,7 @@ class InvocationService:
             200,
             body,
             request_id,
-            arns.LATEST,
+            record.version,
             function_error="Unhandled" if failed else None,
             log_result=entry.tail() if command.log_tail else None,
         )
@@ -237,7 +245,7 @@ class InvocationService:
         entry = InvocationLog(
             function=record.name,
             request_id=request_id,
-            version=arns.LATEST,
+            version=record.version,
             output=failure.log,
             error_line=_error_line(request_id, failure.payload),
             duration_ms=(time.perf_counter() - started) * 1000,
@@ -250,7 +258,7 @@ class InvocationService:
             200,
             failure.payload,
             request_id,
-            arns.LATEST,
+            record.version,
             function_error="Unhandled",
             log_result=entry.tail() if command.log_tail else None,
         )

@@ -2,8 +2,9 @@
 
 Put replaces, Update merges, Get/Delete/List read and remove; the validation
 messages are Lambda's. Configs are cached in memory (pollers read one per
-event) and written through to the queue backend's ``ConfigStore``. Only
-``$LATEST`` exists until versions land; other qualifiers are not found.
+event) and written through to the queue backend's ``ConfigStore``. A config
+belongs to ``$LATEST``, a published version or an alias; an event queued for
+``name:qualifier`` follows that qualifier's config.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ember.queue.retry import DEFAULT_MAX_AGE, DEFAULT_RETRIES, RetryPolicy
 
 log = logging.getLogger("ember.queue")
 
-Exists = Callable[[str], bool]
+Exists = Callable[[str], bool]  # "name" or "name:qualifier" exists
 _DESTINATION_PATTERN = (
     r"^$|arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:([a-z]{2}((-gov)|(-iso(b?)))?-[a-z]+-\d{1})?:"
     r"(\d{12})?:(.*)"
@@ -108,15 +109,19 @@ class EventInvokeConfigs:
     async def load(self) -> None:
         """Read every config; drop those whose function is gone (deleted while down)."""
         for (function, qualifier), document in (await self._store.load_configs()).items():
-            if self._exists(function):
+            if self._exists(_target(function, qualifier)):
                 self._configs[(function, qualifier)] = EventInvokeConfig.from_json(document)
             else:
                 await self._store.delete_config(function, qualifier)
 
     def forget(self, function: str) -> None:
-        """Registry listener: a deleted function's configs go with it."""
+        """Registry listener: a deleted function's configs go with it, and a deleted
+        version's or alias's (from memory now, from the store at the next load)."""
         if self._exists(function):
-            return  # a change, not a deletion
+            for key in [key for key in self._configs if key[0] == function]:
+                if not self._exists(_target(*key)):
+                    del self._configs[key]
+            return
         for key in [key for key in self._configs if key[0] == function]:
             del self._configs[key]
         self._store.discard_configs(function)
@@ -124,13 +129,14 @@ class EventInvokeConfigs:
     # -- for the pollers --------------------------------------------------------
 
     def policy(self, function: str) -> RetryPolicy:
-        config = self._configs.get((function, arns.LATEST))
+        """The retry policy of an event's target (``name`` or ``name:qualifier``)."""
+        config = self._configs.get(_key(function))
         if config is None:
             return RetryPolicy(base_delay=self._base_delay)
         return config.policy(self._base_delay)
 
     def lookup(self, function: str) -> EventInvokeConfig | None:
-        return self._configs.get((function, arns.LATEST))
+        return self._configs.get(_key(function))
 
     # -- the API ------------------------------------------------------------------
 
@@ -144,7 +150,7 @@ class EventInvokeConfigs:
         )
 
     def _require_function(self, name: str, qualifier: str) -> None:
-        if not self._exists(name) or qualifier != arns.LATEST:
+        if not self._exists(_target(name, qualifier)):
             raise ResourceNotFound("The function doesn't exist.")
 
     def get(self, identifier: str, qualifier: str | None) -> EventInvokeConfig:
@@ -249,13 +255,14 @@ class EventInvokeConfigs:
                     f"The destination ARN {arn} is invalid. ember delivers to Lambda "
                     "functions of this server only."
                 )
-            if target == name:
+            if arns.split(target)[0] == name:
                 raise InvalidParameterValue(
                     "You can't specify the function as a destination for itself."
                 )
 
     def destination_function(self, arn: str) -> str | None:
-        """The function a destination ARN names, if it is a function of this ember."""
+        """The function (``name`` or ``name:qualifier``) a destination ARN names, if it
+        is a function of this ember."""
         prefix = f"arn:aws:lambda:{self._arns.region}:{self._arns.account_id}:function:"
         if not arn.startswith(prefix):
             return None
@@ -263,7 +270,18 @@ class EventInvokeConfigs:
             ref = arns.parse(arn)
         except (ValidationError, InvalidParameterValue):
             return None
-        return ref.name if ref.qualifier in (None, arns.LATEST) else None
+        return _target(ref.name, ref.qualifier or arns.LATEST)
+
+
+def _target(name: str, qualifier: str) -> str:
+    """An event target: the plain name for ``$LATEST``, else ``name:qualifier``."""
+    return name if qualifier == arns.LATEST else f"{name}:{qualifier}"
+
+
+def _key(function: str) -> tuple[str, str]:
+    """The config key of an event target (``name`` or ``name:qualifier``)."""
+    name, _, qualifier = function.partition(":")
+    return name, qualifier or arns.LATEST
 
 
 def _destinations(raw: Any) -> dict[str, str | None]:

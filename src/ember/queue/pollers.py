@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ember.control.arns import Arns
+from ember.control.arns import LATEST, Arns, split
 from ember.queue.base import Clock, EventQueue, Failure, Message, NewEvent, Visibility
 from ember.queue.configs import EventInvokeConfigs
 from ember.queue.records import error_of, invocation_record
@@ -150,7 +150,8 @@ class Supervisor:
     def _record(
         self, target: str, message: Message, condition: str, count: int, attempt: Attempt | None
     ) -> NewEvent:
-        arn = self._arns.function(message.function, "$LATEST")
+        name, qualifier = split(message.function)
+        arn = self._arns.function(name, qualifier or LATEST)
         payload = invocation_record(message, arn, condition, count, attempt, self._clock())
         return NewEvent(target, self._new_id(), payload)
 

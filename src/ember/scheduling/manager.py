@@ -13,7 +13,7 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from ember.control.models import FunctionRecord
@@ -139,13 +139,26 @@ class WorkerManager:
         self._placement.release(slot.worker, slot.memory_mb)
         slot.sandbox.destroy()
 
-    def retire(self, function: str) -> None:
-        """The function changed or was deleted: none of its sandboxes serve again."""
+    def retire(self, function: str, keep: Collection[str] = ()) -> None:
+        """The function changed or was deleted: its sandboxes serve again only if
+        their revision is in ``keep`` (the revisions still current: ``$LATEST``'s
+        and its published versions')."""
         for slot in list(self._slots.values()):
-            if slot.function == function:
+            if slot.function == function and slot.revision not in keep:
                 slot.retired = True
                 if slot.state is SlotState.IDLE:
                     self._destroy(slot)
+
+    def rename(self, old: str, new: str) -> None:
+        """Revision ``old`` is now called ``new`` with nothing changed in what runs
+        (PublishVersion gives ``$LATEST`` a new RevisionId): its sandboxes, idle or
+        busy, keep serving under the new name."""
+        for slot in self._slots.values():
+            if slot.revision == old:
+                slot.revision = new
+        pool = self._pools.pop(old, None)
+        if pool is not None:
+            self._pools.setdefault(new, _Pool()).idle.extend(pool.idle)
 
     def function_of(self, sandbox_id: str) -> str | None:
         slot = self._slots.get(sandbox_id)

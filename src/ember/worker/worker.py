@@ -16,9 +16,9 @@ from ember.worker.packages import CodeCache
 RUNTIME_DIR = str(Path(__file__).resolve().parent.parent / "runtime")
 
 
-def log_stream_name(now: datetime, token: str) -> str:
-    """Lambda's stream name: ``2026/11/28/[$LATEST]<32 hex>``."""
-    return now.strftime("%Y/%m/%d/") + "[$LATEST]" + token
+def log_stream_name(now: datetime, token: str, version: str = "$LATEST") -> str:
+    """Lambda's stream name: ``2026/11/28/[$LATEST]<32 hex>`` (``[3]`` for version 3)."""
+    return now.strftime("%Y/%m/%d/") + f"[{version}]" + token
 
 
 def lambda_environment(
@@ -33,7 +33,7 @@ def lambda_environment(
         "LAMBDA_TASK_ROOT": task_root,
         "LAMBDA_RUNTIME_DIR": RUNTIME_DIR,
         "AWS_LAMBDA_FUNCTION_NAME": record.name,
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_VERSION": record.version,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(record.memory_size),
         "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{record.name}",
         "AWS_LAMBDA_LOG_STREAM_NAME": stream,
@@ -93,7 +93,10 @@ class LocalWorker:
             handler=record.handler,
             code_dir=str(code_dir),
             env=lambda_environment(
-                record, self.settings, task_root, log_stream_name(self._clock(), token)
+                record,
+                self.settings,
+                task_root,
+                log_stream_name(self._clock(), token, record.version),
             ),
             memory_mb=record.memory_size,
             tmp_mb=record.ephemeral_storage,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -114,6 +114,37 @@ def test_unhealthy_and_retired_slots_are_destroyed() -> None:
         manager.release(busy, reusable=True)  # retired while busy: dies on release
         assert busy.state is SlotState.DEAD
         assert manager.statistics()["sandboxes"] == 0
+
+    asyncio.run(scenario())
+
+
+def test_retire_spares_the_revisions_that_still_run() -> None:
+    """Updating $LATEST retires its sandboxes, not those of published versions."""
+
+    async def scenario() -> None:
+        manager, _ = _manager(StubWorker())
+        latest, version = _record(), replace(_record(), version="1", revision_id="r-v1")
+        slots = [await manager.acquire(latest), await manager.acquire(version)]
+        for slot in slots:
+            manager.release(slot, reusable=True)
+        manager.retire("f", keep={"r-v1", "a-new-latest-revision"})
+        assert [slot.state for slot in slots] == [SlotState.DEAD, SlotState.IDLE]
+        assert await manager.acquire(version) is slots[1]
+
+    asyncio.run(scenario())
+
+
+def test_rename_keeps_idle_and_busy_sandboxes_serving() -> None:
+    async def scenario() -> None:
+        manager, _ = _manager(StubWorker())
+        idle, busy = await manager.acquire(_record()), await manager.acquire(_record())
+        manager.release(idle, reusable=True)
+        manager.rename("r1", "r2")
+        renamed = replace(_record(), revision_id="r2")
+        assert await manager.acquire(renamed) is idle
+        manager.release(busy, reusable=True)
+        manager.release(idle, reusable=True)
+        assert {await manager.acquire(renamed), await manager.acquire(renamed)} == {idle, busy}
 
     asyncio.run(scenario())
 
