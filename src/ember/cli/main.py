@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ember import __version__
-from ember.cli import queue_commands
+from ember.cli import manifest_commands, queue_commands
 from ember.cli.client import ApiError, EmberClient
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:9900"
@@ -218,6 +218,8 @@ def main(ctx: click.Context, endpoint: str) -> None:
 
 main.add_command(queue_commands.dlq)
 main.add_command(queue_commands.queue)
+for _command in manifest_commands.COMMANDS:
+    main.add_command(_command)
 
 
 @main.command()
