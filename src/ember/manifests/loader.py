@@ -31,7 +31,9 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.source}:{self.line}" if self.line else self.source
-        return f"{self.field}: {self.message} ({where})" if self.field else f"{self.message} ({where})"
+        return (
+            f"{self.field}: {self.message} ({where})" if self.field else f"{self.message} ({where})"
+        )
 
 
 class ManifestError(Exception):

@@ -24,7 +24,9 @@ _VALIDATOR = Draft202012Validator(FUNCTION_SCHEMA)
 def _describe(error: SchemaViolation) -> tuple[Path_, str]:
     """(field path, message) of one schema violation, in words a person can act on."""
     path: Path_ = tuple(error.absolute_path)
-    value, rule, kind = error.instance, error.validator_value, error.validator
+    value, kind = error.instance, error.validator
+    rule: Any = error.validator_value
+    schema: Any = error.schema
     if kind == "maximum":
         return path, f"{value!r} is above the maximum {rule}"
     if kind == "minimum":
@@ -39,7 +41,7 @@ def _describe(error: SchemaViolation) -> tuple[Path_, str]:
         missing = next(name for name in rule if name not in value)
         return (*path, missing), "is required"
     if kind == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
+        allowed = sorted(schema.get("properties", {}))
         extra = sorted(set(value) - set(allowed))
         return (*path, extra[0]), f"unknown field: allowed are {', '.join(allowed)}"
     if kind == "pattern":
@@ -66,7 +68,7 @@ def _semantic(body: dict[str, Any]) -> list[tuple[Path_, str]]:
         found.append(
             (
                 ("spec", "concurrency", "provisioned"),
-                f"{provisioned} is above reserved ({reserved}): provisioned must be at most reserved",
+                f"{provisioned} is above reserved ({reserved}): it must be at most reserved",
             )
         )
     for index, trigger in enumerate(spec.get("triggers") or []):
@@ -116,12 +118,13 @@ def check(manifests: list[Manifest]) -> None:
         key = manifest.key
         if key in seen:
             first = seen[key]
+            where = f"{first.source}:{first.line_of(('metadata', 'name'))}"
             problems.append(
                 Problem(
                     manifest.source,
                     manifest.line_of(("metadata", "name")),
                     "metadata.name",
-                    f"{key[1]!r} is also defined at {first.source}:{first.line_of(('metadata', 'name'))}",
+                    f"{key[1]!r} is also defined at {where}",
                 )
             )
         seen[key] = manifest
