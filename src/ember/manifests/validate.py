@@ -24,7 +24,8 @@ _VALIDATOR = Draft202012Validator(FUNCTION_SCHEMA)
 def _describe(error: SchemaViolation) -> tuple[Path_, str]:
     """(field path, message) of one schema violation, in words a person can act on."""
     path: Path_ = tuple(error.absolute_path)
-    value, kind = error.instance, error.validator
+    kind = error.validator
+    value: Any = error.instance
     rule: Any = error.validator_value
     schema: Any = error.schema
     if kind == "maximum":
