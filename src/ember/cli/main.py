@@ -280,6 +280,14 @@ for _command in manifest_commands.COMMANDS:
     show_default=True,
     help="The Redis of --throttle-backend redis.",
 )
+@click.option(
+    "--schedule-minute-seconds",
+    envvar="EMBER_SCHEDULE_MINUTE_SECONDS",
+    type=click.FloatRange(min=0.05),
+    default=60.0,
+    show_default=True,
+    help="Length of a minute for rate(...) schedules; for tests only.",
+)
 @queue_commands.async_serve_options
 def serve(
     host: str,
@@ -293,6 +301,7 @@ def serve(
     account_concurrency: int,
     throttle_backend: str,
     redis_url: str,
+    schedule_minute_seconds: float,
     async_settings: dict[str, Any],
 ) -> None:
     """Run the ember server in the foreground."""
@@ -311,6 +320,7 @@ def serve(
         account_concurrency=account_concurrency,
         throttle_backend=throttle_backend,
         redis_url=redis_url,
+        schedule_minute_seconds=schedule_minute_seconds,
         **async_settings,
     )
     run_server(settings, log_level=log_level)

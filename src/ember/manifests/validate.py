@@ -60,8 +60,9 @@ def _semantic(body: dict[str, Any]) -> list[tuple[Path_, str]]:
     spec = body["spec"]
     found: list[tuple[Path_, str]] = []
     code = spec["code"]
-    sources = [key for key in ("path", "inline", "sha256") if key in code]
-    if len(sources) != 1:
+    # path (read by the CLI) arrives with sha256 (or zipFile, in transit): one package source.
+    package = any(key in code for key in ("path", "sha256", "zipFile"))
+    if package == ("inline" in code):
         found.append((("spec", "code"), "give exactly one of path or inline"))
     concurrency = spec.get("concurrency") or {}
     reserved, provisioned = concurrency.get("reserved"), concurrency.get("provisioned", 0)
