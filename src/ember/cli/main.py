@@ -459,11 +459,27 @@ def list_functions(ctx: click.Context, as_json: bool) -> None:
 
 @main.command()
 @click.argument("name")
+@click.argument("function", required=False)
+@click.option("-n", "--namespace", help="Only this namespace [default: all].")
+@click.option("-l", "--selector", help="Label selector, e.g. app=shop.")
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "wide", "yaml", "json"]), default="table"
+)
 @click.pass_context
-def get(ctx: click.Context, name: str) -> None:
-    """Print NAME's configuration and code location (GetFunction) as JSON."""
+def get(
+    ctx: click.Context,
+    name: str,
+    function: str | None,
+    namespace: str | None,
+    selector: str | None,
+    output: str,
+) -> None:
+    """`get functions [NAME]`: list as kubectl does; `get NAME`: GetFunction as JSON."""
     with _state(ctx).client() as client:
-        click.echo(json.dumps(client.get_function(name), indent=2))
+        if name in manifest_commands.KINDS:
+            manifest_commands.get_functions(client, function, namespace, selector, output)
+        else:
+            click.echo(json.dumps(client.get_function(name), indent=2))
 
 
 @main.command()
