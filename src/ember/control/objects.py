@@ -166,7 +166,7 @@ class FunctionObjects:
                 )
             merged, action = self._merge(old, desired)
             if action != "unchanged" and not dry_run:
-                await self._write(key, merged)
+                merged = await self._write(key, merged)
             return copy.deepcopy(merged), action
 
     async def delete(self, namespace: str, name: str) -> dict[str, Any]:
@@ -280,7 +280,7 @@ class FunctionObjects:
             return old, "unchanged"
         return {**old, "metadata": metadata, "spec": desired["spec"]}, "configured"
 
-    async def _write(self, key: Key, body: dict[str, Any], notify: bool = True) -> None:
+    async def _write(self, key: Key, body: dict[str, Any], notify: bool = True) -> dict[str, Any]:
         self._version += 1
         body = {**body, "metadata": {**body["metadata"], "resourceVersion": str(self._version)}}
         await self._store.put("/".join(key), orjson.dumps(body).decode())
@@ -288,6 +288,7 @@ class FunctionObjects:
         if notify:
             for listener in self._listeners:
                 listener(key)
+        return body
 
 
 def lambda_object(record: FunctionRecord) -> dict[str, Any]:
