@@ -18,6 +18,8 @@ from ruamel.yaml.error import YAMLError
 
 Path_ = tuple[str | int, ...]
 SUFFIXES = (".yaml", ".yml", ".json")
+# Round-trip mode keeps each node's line; one instance, since building one is slow.
+_YAML = YAML(typ="rt")
 
 
 @dataclass(frozen=True)
@@ -104,9 +106,8 @@ def _plain(node: Any, path: Path_, lines: dict[Path_, int]) -> Any:
 
 def parse_text(text: str, source: str) -> list[Manifest]:
     """The documents of one YAML (or JSON) text; empty documents are skipped."""
-    yaml = YAML(typ="rt")
     try:
-        documents = list(yaml.load_all(text))
+        documents = list(_YAML.load_all(text))
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 0
