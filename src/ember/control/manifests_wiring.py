@@ -19,6 +19,7 @@ from ember.config import Settings
 from ember.control.arns import Arns
 from ember.control.controller import Controller
 from ember.control.objects import FunctionObjects
+from ember.control.ports import FunctionUrlsPort, ToolCatalogPort
 from ember.control.registry import FunctionRegistry
 from ember.control.schedules import Scheduler
 from ember.invoke.events import AsyncInvocation
@@ -66,7 +67,10 @@ class Manifests:
         manager: WorkerManager,
         invocations: InvocationService,
         names: Arns,
+        tools: ToolCatalogPort | None = None,
+        urls: FunctionUrlsPort | None = None,
     ) -> Manifests:
+        """``tools`` and ``urls``: the MCP catalog and function URLs, when wired (else None)."""
         objects = FunctionObjects(
             SqliteMetadataStore(data / "manifests.sqlite3"), packages, lambda: datetime.now(UTC)
         )
@@ -100,6 +104,8 @@ class Manifests:
             manager,
             scheduler,
             names,
+            tools=tools,
+            urls=urls,
             resync_seconds=settings.reconcile_resync_seconds,
         )
         objects.subscribe(controller.enqueue)
