@@ -14,6 +14,8 @@ from ember.control.controller import Controller
 from ember.control.objects import FunctionObjects
 from ember.control.registry import FunctionRegistry
 from ember.control.schedules import Scheduler
+from ember.queue.configs import EventInvokeConfigs
+from ember.queue.memory import MemoryEventQueue
 from ember.scheduling.manager import WorkerManager
 from ember.scheduling.placement import Placement
 from ember.storage.memory import MemoryMetadataStore, MemoryPackageStore
@@ -98,6 +100,7 @@ class World:
     manager: WorkerManager
     controller: Controller
     clock: Clock
+    configs: EventInvokeConfigs
 
 
 def world(tools: Tools | None) -> World:
@@ -115,11 +118,14 @@ def world(tools: Tools | None) -> World:
     placement: Any = Placement([StubWorker()])  # type: ignore[list-item]
     manager = WorkerManager(placement, 60)
     clock = Clock()
+    names = Arns("us-east-1", "0" * 12)
+    configs = EventInvokeConfigs(
+        MemoryEventQueue(), lambda name: registry.lookup(name) is not None, names, 60.0
+    )
     controller = Controller(
-        objects, registry, limits, None, manager, scheduler, Arns("us-east-1", "0" * 12),
-        tools=tools, clock=clock,
-    )  # fmt: skip
-    return World(objects, registry, limits, scheduler, manager, controller, clock)
+        objects, registry, limits, configs, manager, scheduler, names, tools=tools, clock=clock
+    )
+    return World(objects, registry, limits, scheduler, manager, controller, clock, configs)
 
 
 def conditions(w: World) -> dict[str, dict[str, Any]]:
@@ -198,5 +204,32 @@ def test_deleting_the_object_removes_the_function_then_the_object() -> None:
         assert w.registry.lookup("fn") is None
         assert w.objects.lookup(*KEY) is None
         assert tools.exposed == {} and w.scheduler.registered("fn") == []
+
+    asyncio.run(scenario())
+
+
+def test_egress_and_async_settings_follow_the_spec() -> None:
+    async def scenario() -> None:
+        w = world(Tools())
+        sink = copy.deepcopy(BODY)
+        sink["metadata"]["name"] = "sink"
+        sink["spec"] = {
+            k: v for k, v in sink["spec"].items() if k in ("runtime", "handler", "code")
+        }
+        await w.objects.apply("default", "sink", sink)
+        await w.controller.reconcile(("default", "sink"))
+        body = copy.deepcopy(BODY)
+        body["spec"]["network"] = {"egress": True}
+        body["spec"]["async"] = {"maxRetryAttempts": 1, "onFailure": "sink"}
+        await w.objects.apply("default", "fn", body)
+        await w.controller.reconcile(KEY)
+        assert w.registry.get("fn").egress
+        config = w.configs.lookup("fn")
+        assert config is not None and config.maximum_retry_attempts == 1
+        assert config.on_failure == "arn:aws:lambda:us-east-1:000000000000:function:sink"
+        del body["spec"]["async"], body["spec"]["network"]
+        await w.objects.apply("default", "fn", body)
+        await w.controller.reconcile(KEY)
+        assert w.configs.lookup("fn") is None and not w.registry.get("fn").egress
 
     asyncio.run(scenario())
