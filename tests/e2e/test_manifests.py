@@ -340,3 +340,42 @@ def test_a_function_made_with_boto3_is_adopted_by_a_manifest(
     assert aws.get_function(FunctionName=name)["Configuration"]["MemorySize"] == 384
     answer = json.loads(aws.invoke(FunctionName=name, Payload=b"{}")["Payload"].read())
     assert answer["init"] == "on-demand"
+
+
+def test_a_set_the_server_refuses_in_part_is_not_applied_at_all(
+    server: Server, app: tuple[Path, str]
+) -> None:
+    directory, label = app
+    taken, fresh = f"taken-{label}", f"fresh-{label}"
+    owned = json.loads(manifest(taken, label))
+    owned["metadata"]["namespace"] = "team-a"
+    (directory / "a.yaml").write_text(json.dumps(owned))
+    ember(server, "apply", "-f", str(directory / "a.yaml"))
+    (directory / "b.yaml").write_text(manifest(fresh, label) + "\n---\n" + manifest(taken, label))
+    result = ember(server, "apply", "-f", str(directory / "b.yaml"), check=False)
+    assert result.returncode == 1
+    assert "already defined in namespace 'team-a'" in result.stderr
+    assert httpx.get(server.url + f"{API}/namespaces/default/functions/{fresh}").status_code == 404
+    httpx.delete(server.url + f"{API}/namespaces/team-a/functions/{taken}")
+
+
+def test_the_example_application_applies_in_one_command(server: Server, aws: Any) -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples" / "manifests"
+    result = ember(server, "apply", "-f", str(examples))
+    names = ["greet", "nightly-report", "report-failures"]
+    assert sorted(line.split()[0] for line in result.stdout.splitlines()) == [
+        f"function.ember.dev/{name}" for name in names
+    ]
+    try:
+        for name in ("nightly-report", "report-failures"):
+            wait_until(lambda name=name: ready(server, name))
+
+        def provisioned() -> bool:
+            found = condition(get_object(server, "greet"), "ProvisionedReady")
+            return found is not None and found["status"] == "True"
+
+        wait_until(provisioned)
+        answer = aws.invoke(FunctionName="greet", Payload=b'{"name": "ember"}')["Payload"].read()
+        assert json.loads(answer) == {"greeting": "Hello, ember!"}
+    finally:
+        ember(server, "delete", "-f", str(examples))

@@ -137,11 +137,16 @@ def apply(
     with _client(ctx) as client:
         api = ManifestApi(client)
         bodies = [prepare(manifest, client, upload=not dry_run) for manifest in manifests]
-        if dry_run:
-            for body in bodies:
-                body["spec"]["code"].pop("zipFile", None)
+        # A dry run of the whole set first (no packages sent): what the server refuses
+        # (a name owned by another namespace, an object being deleted) stops everything.
+        planned = []
         for body in bodies:
-            action, _ = api.apply(body, dry_run=dry_run)
+            light = {**body, "spec": {**body["spec"], "code": dict(body["spec"]["code"])}}
+            light["spec"]["code"].pop("zipFile", None)
+            planned.append(api.apply(light, dry_run=True)[0])
+        for body, action in zip(bodies, planned, strict=True):
+            if not dry_run and action != "unchanged":
+                action, _ = api.apply(body)
             click.echo(f"function.ember.dev/{body['metadata']['name']} {action}{suffix}")
         if prune:
             keep = {(b["metadata"]["namespace"], b["metadata"]["name"]) for b in bodies}
