@@ -137,3 +137,23 @@ def contiguous(seen: list[dict[str, Any]]) -> dict[str, set[str]] | None:
         return None
     expected = [times[0] + timedelta(seconds=n) for n in range(len(times))]
     return by_time if times == expected else None
+
+
+def test_objects_and_provisioned_sandboxes_come_back_after_a_restart(
+    spawn_server: Any, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    server = spawn_server(data)
+    name = f"again-{uuid.uuid4().hex[:8]}"
+    write(tmp_path / "m", name, PROVISIONED, concurrency={"reserved": 2, "provisioned": 1})
+    apply(server, tmp_path / "m")
+    wait_until(lambda: len(provisioned_pids(server, name)) == 1)
+    before = httpx.get(server.url + f"{API}/namespaces/default/functions/{name}").json()
+    server.stop(signal.SIGKILL)
+    server = spawn_server(data)
+    wait_until(lambda: len(provisioned_pids(server, name)) == 1)
+    after = httpx.get(server.url + f"{API}/namespaces/default/functions/{name}").json()
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert after["metadata"]["generation"] == 1
+    answer = lambda_client(server.url).invoke(FunctionName=name, Payload=b"{}")["Payload"].read()
+    assert json.loads(answer) == "provisioned-concurrency"
