@@ -72,6 +72,10 @@ class Settings:
     visibility_margin_seconds: float = 60.0
     # Largest Event payload (Lambda: 1 MB; older docs and LocalStack say 256 KB).
     async_max_payload_bytes: int = 1024 * 1024
+    # Manifests (issue 8): the controller re-reconciles every object this often.
+    reconcile_resync_seconds: float = 30.0
+    # Length of a minute for rate(...) schedules. 60; tests shrink it (cron is unaffected).
+    schedule_minute_seconds: float = 60.0
 
     @property
     def endpoint_url(self) -> str:

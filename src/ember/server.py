@@ -21,6 +21,7 @@ from ember.api.app import Frontend
 from ember.api.services import Services
 from ember.config import Settings
 from ember.control.arns import Arns
+from ember.control.manifests_wiring import Manifests
 from ember.control.registry import FunctionRegistry
 from ember.invoke.events import AsyncInvocation
 from ember.invoke.logs import LogStore
@@ -54,6 +55,7 @@ class Platform:
     throttle: Throttle
     asynchronous: AsyncInvocation
     strong: GVisorBackend | None = None
+    manifests: Manifests | None = None
 
 
 def build(settings: Settings) -> Platform:
@@ -107,6 +109,9 @@ def build(settings: Settings) -> Platform:
         max_async_payload=settings.async_max_payload_bytes,
     )
     asynchronous = AsyncInvocation.build(settings, events, registry, invocations.invoke, names)
+    manifests = Manifests.build(
+        settings, data, packages, registry, throttle, asynchronous, manager, invocations, names
+    )
     services = Services(
         settings,
         names,
@@ -117,6 +122,7 @@ def build(settings: Settings) -> Platform:
         lambda: {**backend.describe(), "strong": strong.describe()},
         throttle=throttle,
         asynchronous=asynchronous,
+        manifests=manifests.objects,
     )
     return Platform(
         settings,
@@ -129,6 +135,7 @@ def build(settings: Settings) -> Platform:
         throttle,
         asynchronous=asynchronous,
         strong=strong,
+        manifests=manifests,
     )
 
 
@@ -141,6 +148,8 @@ def application(platform: Platform) -> Frontend:
         await platform.registry.load()
         await platform.throttle.start(lambda name: platform.registry.lookup(name) is not None)
         await platform.asynchronous.start()
+        if platform.manifests is not None:
+            await platform.manifests.start()
         # The server's own interpreter serves its python3.x runtime and every
         # runtime the host lacks: have that zygote ready before the first call.
         await platform.backend.prestart(f"python3.{sys.version_info.minor}")
@@ -157,6 +166,8 @@ def application(platform: Platform) -> Frontend:
                 loops.create_task(
                     platform.manager.run_evictor(platform.settings.evict_interval_seconds)
                 )
+                for loop in platform.manifests.loops() if platform.manifests else []:
+                    loops.create_task(loop)
                 # Everything built so far lives as long as the server: keep the
                 # cyclic collector from walking it again on every collection.
                 gc.collect()
@@ -168,6 +179,8 @@ def application(platform: Platform) -> Frontend:
                     # Deliveries in flight are cancelled before their sandboxes die,
                     # so they are redelivered on restart rather than failed.
                     platform.asynchronous.supervisor.stop()
+                    if platform.manifests is not None:
+                        platform.manifests.stop()
                     platform.manager.close()
                     platform.logs.stop()
                     platform.throttle.stop()
@@ -179,6 +192,8 @@ def application(platform: Platform) -> Frontend:
             await platform.store.close()
             await platform.throttle.close()
             await platform.asynchronous.close()
+            if platform.manifests is not None:
+                await platform.manifests.close()
             log.info("ember stopped: every sandbox reaped")
 
     return Frontend(platform.services, lifespan)

@@ -10,7 +10,16 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ember.api import concurrency, event_invoke, extensions, functions, invoke, queue, versions
+from ember.api import (
+    concurrency,
+    event_invoke,
+    extensions,
+    functions,
+    invoke,
+    manifests,
+    queue,
+    versions,
+)
 from ember.api.errors import unknown_operation
 from ember.api.services import Services
 from ember.invoke.service import new_request_id
@@ -36,6 +45,7 @@ class Frontend:
                 *concurrency.routes(services),
                 *event_invoke.routes(services),
                 *queue.routes(services),
+                *manifests.routes(services),
             ],
             exception_handlers={404: _not_found, 405: _not_found},
             lifespan=lifespan,

@@ -332,3 +332,14 @@ class EmberClient:
         """Remove the policy of ``scope`` (both scopes when None)."""
         params = {"scope": scope} if scope else None
         self._request("DELETE", f"/_ember/functions/{quote(name, safe='')}/limits", params=params)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Any JSON API of ember (the manifest API uses it): the response object."""
+        return _json_object(self._request(method, path, json_body=json_body, params=params))

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ember import __version__
-from ember.cli import queue_commands
+from ember.cli import manifest_commands, queue_commands
 from ember.cli.client import ApiError, EmberClient
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:9900"
@@ -218,6 +218,8 @@ def main(ctx: click.Context, endpoint: str) -> None:
 
 main.add_command(queue_commands.dlq)
 main.add_command(queue_commands.queue)
+for _command in manifest_commands.COMMANDS:
+    main.add_command(_command)
 
 
 @main.command()
@@ -278,6 +280,14 @@ main.add_command(queue_commands.queue)
     show_default=True,
     help="The Redis of --throttle-backend redis.",
 )
+@click.option(
+    "--schedule-minute-seconds",
+    envvar="EMBER_SCHEDULE_MINUTE_SECONDS",
+    type=click.FloatRange(min=0.05),
+    default=60.0,
+    show_default=True,
+    help="Length of a minute for rate(...) schedules; for tests only.",
+)
 @queue_commands.async_serve_options
 def serve(
     host: str,
@@ -291,6 +301,7 @@ def serve(
     account_concurrency: int,
     throttle_backend: str,
     redis_url: str,
+    schedule_minute_seconds: float,
     async_settings: dict[str, Any],
 ) -> None:
     """Run the ember server in the foreground."""
@@ -309,6 +320,7 @@ def serve(
         account_concurrency=account_concurrency,
         throttle_backend=throttle_backend,
         redis_url=redis_url,
+        schedule_minute_seconds=schedule_minute_seconds,
         **async_settings,
     )
     run_server(settings, log_level=log_level)
@@ -450,11 +462,27 @@ def list_functions(ctx: click.Context, as_json: bool) -> None:
 
 @main.command()
 @click.argument("name")
+@click.argument("function", required=False)
+@click.option("-n", "--namespace", help="Only this namespace [default: all].")
+@click.option("-l", "--selector", help="Label selector, e.g. app=shop.")
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "wide", "yaml", "json"]), default="table"
+)
 @click.pass_context
-def get(ctx: click.Context, name: str) -> None:
-    """Print NAME's configuration and code location (GetFunction) as JSON."""
+def get(
+    ctx: click.Context,
+    name: str,
+    function: str | None,
+    namespace: str | None,
+    selector: str | None,
+    output: str,
+) -> None:
+    """`get functions [NAME]`: list as kubectl does; `get NAME`: GetFunction as JSON."""
     with _state(ctx).client() as client:
-        click.echo(json.dumps(client.get_function(name), indent=2))
+        if name in manifest_commands.KINDS:
+            manifest_commands.get_functions(client, function, namespace, selector, output)
+        else:
+            click.echo(json.dumps(client.get_function(name), indent=2))
 
 
 @main.command()

@@ -52,6 +52,8 @@ class Slot:
     retired: bool = False
     # The Init report (duration, output) belongs to the first invocation only.
     fresh: bool = True
+    # Provisioned concurrency: kept initialized, never reclaimed by the evictor.
+    provisioned: bool = False
 
 
 @dataclass
@@ -92,7 +94,7 @@ class WorkerManager:
             return slot
         return await self._start(record)
 
-    async def _start(self, record: FunctionRecord) -> Slot:
+    async def _start(self, record: FunctionRecord, provisioned: bool = False) -> Slot:
         worker = self._placement.place(record.memory_size)
         if worker is None and self._evict_for_room():
             worker = self._placement.place(record.memory_size)
@@ -101,15 +103,44 @@ class WorkerManager:
                 "Rate Exceeded.", "SandboxCapacityExceeded", retry_after_seconds=1.0
             )
         try:
-            sandbox = await worker.start_sandbox(record)
+            sandbox = await worker.start_sandbox(record, provisioned=provisioned)
         except BaseException:
             self._placement.release(worker, record.memory_size)
             raise
         self.cold_starts += 1
         now = self._clock()
         slot = Slot(sandbox, record.name, record.revision_id, record.memory_size, worker, now, now)
+        slot.provisioned = provisioned
         self._slots[sandbox.sandbox_id] = slot
         return slot
+
+    async def provision(self, record: FunctionRecord, count: int) -> int:
+        """Keep ``count`` initialized sandboxes of ``record``'s revision; return how many live.
+
+        Idempotent and convergent: dead provisioned sandboxes (killed, crashed)
+        are dropped and replaced, surplus idle ones destroyed, new ones Init
+        with ``AWS_LAMBDA_INITIALIZATION_TYPE=provisioned-concurrency`` and
+        pooled idle. Busy ones count: they return to the pool when released.
+        """
+        live: list[Slot] = []
+        for slot in list(self._slots.values()):
+            if slot.function != record.name or not slot.provisioned:
+                continue
+            current = slot.revision == record.revision_id and slot.sandbox.alive
+            if current and not slot.retired:
+                live.append(slot)
+            elif slot.state is SlotState.IDLE:
+                self._destroy(slot)
+        for slot in [s for s in live if s.state is SlotState.IDLE][: max(0, len(live) - count)]:
+            self._destroy(slot)
+            live.remove(slot)
+        while len(live) < count and not self._closed:
+            slot = await self._start(record, provisioned=True)
+            slot.fresh = False  # Init was not part of any invocation
+            slot.state = _IDLE
+            self._pools.setdefault(slot.revision, _Pool()).idle.insert(0, slot)
+            live.append(slot)
+        return len(live)
 
     def release(self, slot: Slot, reusable: bool) -> None:
         """End a lease: back to its pool if healthy and current, else destroyed."""
@@ -166,7 +197,11 @@ class WorkerManager:
 
     def _evict_for_room(self) -> bool:
         """Destroy the least recently used idle slot; False when there is none."""
-        idle = [slot for slot in self._slots.values() if slot.state is SlotState.IDLE]
+        idle = [
+            slot
+            for slot in self._slots.values()
+            if slot.state is SlotState.IDLE and not slot.provisioned
+        ]
         if not idle:
             return False
         self._destroy(min(idle, key=lambda slot: slot.last_used))
@@ -192,7 +227,7 @@ class WorkerManager:
         expired = [
             slot
             for slot in self._slots.values()
-            if slot.state is SlotState.IDLE and slot.last_used <= deadline
+            if slot.state is SlotState.IDLE and slot.last_used <= deadline and not slot.provisioned
         ]
         for slot in expired:
             self._destroy(slot)
@@ -225,6 +260,7 @@ class WorkerManager:
                 "revision": slot.revision,
                 "pid": slot.sandbox.pid,
                 "state": slot.state.value,
+                "provisioned": slot.provisioned,
                 "memoryMB": slot.memory_mb,
                 "invocations": slot.invocations,
                 "initMs": round(slot.sandbox.init_ms, 3),

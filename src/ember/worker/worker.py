@@ -22,7 +22,11 @@ def log_stream_name(now: datetime, token: str, version: str = "$LATEST") -> str:
 
 
 def lambda_environment(
-    record: FunctionRecord, settings: Settings, task_root: str, stream: str
+    record: FunctionRecord,
+    settings: Settings,
+    task_root: str,
+    stream: str,
+    initialization_type: str = "on-demand",
 ) -> dict[str, str]:
     """Lambda's variables first, then the function's own; nothing of the server's."""
     env = {
@@ -37,7 +41,7 @@ def lambda_environment(
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(record.memory_size),
         "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{record.name}",
         "AWS_LAMBDA_LOG_STREAM_NAME": stream,
-        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_LAMBDA_INITIALIZATION_TYPE": initialization_type,
         "AWS_EXECUTION_ENV": f"AWS_Lambda_{record.runtime}",
         "AWS_REGION": settings.region,
         "AWS_DEFAULT_REGION": settings.region,
@@ -79,8 +83,12 @@ class LocalWorker:
         self.memory_mb = settings.worker_memory_mb
         self.max_sandboxes = settings.max_sandboxes
 
-    async def start_sandbox(self, record: FunctionRecord) -> Sandbox:
-        """Init a sandbox for ``record``: fetch the code (cached), fork, import."""
+    async def start_sandbox(self, record: FunctionRecord, provisioned: bool = False) -> Sandbox:
+        """Init a sandbox for ``record``: fetch the code (cached), fork, import.
+
+        ``provisioned``: started ahead of any call (provisioned concurrency),
+        which the function sees as AWS_LAMBDA_INITIALIZATION_TYPE.
+        """
         code_dir = await self.code.directory(record.code_digest)
         backend = self.backend
         if record.isolation == "strong" and self.strong is not None:
@@ -97,6 +105,7 @@ class LocalWorker:
                 self.settings,
                 task_root,
                 log_stream_name(self._clock(), token, record.version),
+                "provisioned-concurrency" if provisioned else "on-demand",
             ),
             memory_mb=record.memory_size,
             tmp_mb=record.ephemeral_storage,

@@ -47,10 +47,12 @@ class StubWorker:
     memory_mb: int = 1024
     max_sandboxes: int = 100
     started: list[StubSandbox] = field(default_factory=list)
+    provisioned: int = 0
 
-    async def start_sandbox(self, record: FunctionRecord) -> StubSandbox:
+    async def start_sandbox(self, record: FunctionRecord, provisioned: bool = False) -> StubSandbox:
         sandbox = StubSandbox()
         self.started.append(sandbox)
+        self.provisioned += provisioned
         return sandbox
 
 
@@ -189,5 +191,28 @@ def test_idle_sandboxes_are_frozen_then_thawed_on_the_next_call() -> None:
         assert slot.sandbox.frozen  # type: ignore[attr-defined]
         again = await manager.acquire(_record())
         assert again is slot and not slot.sandbox.frozen  # type: ignore[attr-defined]
+
+    asyncio.run(scenario())
+
+
+def test_provisioned_sandboxes_are_kept_replaced_and_never_evicted() -> None:
+    async def scenario() -> None:
+        worker = StubWorker()
+        manager, clock = _manager(worker, keep_alive=1)
+        record = _record()
+        assert await manager.provision(record, 2) == 2
+        assert worker.provisioned == 2
+        assert await manager.provision(record, 2) == 2  # idempotent
+        assert len(worker.started) == 2
+        clock.now += 10
+        assert manager.evict_expired() == 0
+        worker.started[0].destroyed = True  # killed from outside
+        assert await manager.provision(record, 2) == 2
+        assert worker.provisioned == 3
+        slot = await manager.acquire(record)  # a call is served by a provisioned sandbox
+        assert slot.provisioned and not slot.fresh
+        manager.release(slot, reusable=True)
+        assert await manager.provision(record, 0) == 0
+        assert manager.statistics()["sandboxes"] == 0
 
     asyncio.run(scenario())
