@@ -21,7 +21,9 @@ from ember.api.app import Frontend
 from ember.api.services import Services
 from ember.config import Settings
 from ember.control.arns import Arns
+from ember.control.layers import LayerRegistry
 from ember.control.registry import FunctionRegistry
+from ember.control.urls import FunctionUrls
 from ember.invoke.events import AsyncInvocation
 from ember.invoke.logs import LogStore
 from ember.invoke.service import InvocationService
@@ -34,6 +36,7 @@ from ember.storage.localfs import LocalPackageStore
 from ember.storage.sqlite import SqliteMetadataStore
 from ember.throttle import Throttle
 from ember.throttle import wiring as throttle_wiring
+from ember.worker.layers import LayerCache
 from ember.worker.packages import CodeCache
 from ember.worker.worker import LocalWorker
 
@@ -54,6 +57,9 @@ class Platform:
     throttle: Throttle
     asynchronous: AsyncInvocation
     strong: GVisorBackend | None = None
+    # Layers and function URLs each keep their own SQLite file in the data dir.
+    layer_store: SqliteMetadataStore | None = None
+    url_store: SqliteMetadataStore | None = None
 
 
 def build(settings: Settings) -> Platform:
@@ -66,7 +72,11 @@ def build(settings: Settings) -> Platform:
     names = Arns(settings.region, settings.account_id)
     store = SqliteMetadataStore(data / "metadata.sqlite3")
     packages = LocalPackageStore(data / "packages")
-    registry = FunctionRegistry(store, packages, names)
+    layer_store = SqliteMetadataStore(data / "layers.sqlite3")
+    layers = LayerRegistry(layer_store, packages, names)
+    registry = FunctionRegistry(store, packages, names, layers=layers)
+    url_store = SqliteMetadataStore(data / "urls.sqlite3")
+    function_urls = FunctionUrls(url_store, registry, names, settings.endpoint_url)
     logs = LogStore(data / "logs", settings.log_file_max_bytes)
     manager_ref: list[WorkerManager] = []
 
@@ -82,7 +92,13 @@ def build(settings: Settings) -> Platform:
         pool=settings.sandbox_pool,
     )
     strong = GVisorBackend(standard=backend, sink=sink, init_timeout=settings.init_timeout_seconds)
-    worker = LocalWorker(backend, CodeCache(data / "code", packages.get), settings, strong=strong)
+    worker = LocalWorker(
+        backend,
+        CodeCache(data / "code", packages.get),
+        settings,
+        strong=strong,
+        layers=LayerCache(data / "layers", packages.get),
+    )
     manager = WorkerManager(
         Placement([worker]), settings.keep_alive_seconds, freeze_after=settings.freeze_after_seconds
     )
@@ -116,6 +132,8 @@ def build(settings: Settings) -> Platform:
         lambda: {**backend.describe(), "strong": strong.describe()},
         throttle=throttle,
         asynchronous=asynchronous,
+        layers=layers,
+        urls=function_urls,
     )
     return Platform(
         settings,
@@ -128,6 +146,8 @@ def build(settings: Settings) -> Platform:
         throttle,
         asynchronous=asynchronous,
         strong=strong,
+        layer_store=layer_store,
+        url_store=url_store,
     )
 
 
@@ -137,7 +157,9 @@ def application(platform: Platform) -> Frontend:
         await platform.backend.start()
         if platform.strong is not None:
             await platform.strong.start()
+        await platform.services.layers.load()
         await platform.registry.load()
+        await platform.services.urls.load()
         await platform.throttle.start(lambda name: platform.registry.lookup(name) is not None)
         await platform.asynchronous.start()
         # The server's own interpreter serves its python3.x runtime and every
@@ -176,6 +198,9 @@ def application(platform: Platform) -> Frontend:
                 await platform.strong.close()
             await platform.backend.close()
             await platform.store.close()
+            for extra in (platform.layer_store, platform.url_store):
+                if extra is not None:
+                    await extra.close()
             await platform.throttle.close()
             await platform.asynchronous.close()
             log.info("ember stopped: every sandbox reaped")

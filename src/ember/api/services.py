@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ember.config import Settings
 from ember.control.arns import Arns
+from ember.control.layers import LayerRegistry
 from ember.control.registry import FunctionRegistry
+from ember.control.urls import FunctionUrls
 from ember.invoke.events import AsyncInvocation
 from ember.invoke.logs import LogStore
 from ember.invoke.service import InvocationService
@@ -27,3 +29,6 @@ class Services:
     throttle: Throttle
     # Queue, event-invoke-configs and pollers; None when async invocation is not wired.
     asynchronous: AsyncInvocation | None = None
+    # Layer versions (PublishLayerVersion, ...) and function URL configs.
+    layers: LayerRegistry = field(kw_only=True)
+    urls: FunctionUrls = field(kw_only=True)

@@ -22,6 +22,7 @@ from typing import Any
 
 from ember.control import validation
 from ember.control.arns import Arns, parse
+from ember.control.layers import LayerRegistry, LayerVersion
 from ember.control.models import FunctionRecord
 from ember.errors import (
     InvalidParameterValue,
@@ -56,9 +57,18 @@ class Page:
 
 class FunctionRegistry:
     def __init__(
-        self, store: MetadataStore, packages: PackageStore, arns: Arns, clock: Clock = _utcnow
+        self,
+        store: MetadataStore,
+        packages: PackageStore,
+        arns: Arns,
+        clock: Clock = _utcnow,
+        layers: LayerRegistry | None = None,
     ) -> None:
         self._store = store
+        # Resolves a function's ``Layers``; packages are shared with it both ways.
+        self._layers = layers
+        if layers is not None:
+            layers.share_packages_with(self.uses_package)
         self._packages = packages
         self._arns = arns
         self._clock = clock
@@ -131,6 +141,7 @@ class FunctionRegistry:
             "environment": validation.environment(body),
             "ephemeral_storage": validation.ephemeral_storage(body) or 512,
             "architectures": validation.architectures(body) or ("x86_64",),
+            **self._layer_settings(body),
         }
         package = validation.code(body.get("Code"))
         async with self._lock:
@@ -144,7 +155,7 @@ class FunctionRegistry:
                 code_size=len(package.data),
                 last_modified=lambda_timestamp(self._clock()),
                 revision_id=str(uuid.uuid4()),
-                **settings,  # type: ignore[arg-type]
+                **settings,
             )
             await self._store.put(record.name, record.to_json())
             self._functions[record.name] = record
@@ -198,13 +209,32 @@ class FunctionRegistry:
             "memory_size": validation.memory_size(body),
             "environment": validation.environment(body),
             "ephemeral_storage": validation.ephemeral_storage(body),
+            **self._layer_settings(body),
         }
         async with self._lock:
             old = self.get(name)
             self._check_revision(old, body)
-            return await self._replace(
+            record = await self._replace(
                 old, **{key: value for key, value in changes.items() if value is not None}
             )
+            for digest in set(old.layer_digests) - set(record.layer_digests):
+                await self._forget_package(digest)
+            return record
+
+    def _layer_settings(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``Layers`` as the record's three parallel fields (nothing when absent)."""
+        if self._layers is None:
+            if body.get("Layers"):
+                raise InvalidParameterValue("Layers are not available on this server.")
+            return {}
+        versions: tuple[LayerVersion, ...] | None = self._layers.resolve(body)
+        if versions is None:
+            return {}
+        return {
+            "layers": tuple(self._layers.version_arn(v.name, v.version) for v in versions),
+            "layer_digests": tuple(v.digest for v in versions),
+            "layer_sizes": tuple(v.code_size for v in versions),
+        }
 
     async def update_sandbox(self, name: str, body: dict[str, Any]) -> FunctionRecord:
         """ember's sandbox settings (egress, isolation level); sandboxes are rebuilt."""
@@ -222,12 +252,23 @@ class FunctionRegistry:
             await self._store.delete(name)
             del self._functions[name]
             self._changed(name)
-            await self._forget_package(record.code_digest)
+            for digest in {record.code_digest, *record.layer_digests}:
+                await self._forget_package(digest)
+
+    def uses_package(self, digest: str) -> bool:
+        """Whether a function's code or one of its layers is the package ``digest``."""
+        return any(
+            record.code_digest == digest or digest in record.layer_digests
+            for record in self._functions.values()
+        )
 
     async def _forget_package(self, digest: str) -> None:
         """Packages are shared by content: drop one only when nothing uses it."""
-        if all(record.code_digest != digest for record in self._functions.values()):
-            await self._packages.delete(digest)
+        if self.uses_package(digest):
+            return
+        if self._layers is not None and self._layers.uses_package(digest):
+            return
+        await self._packages.delete(digest)
 
 
 def _encode_marker(name: str) -> str:

@@ -51,7 +51,9 @@ def main() -> int:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(2, 1)
-    sys.path[:0] = ["/var/task"]
+    # Lambda's order: the task root, then the layers' Python directories.
+    site = "/opt/python/lib/python%d.%d/site-packages" % sys.version_info[:2]
+    sys.path[:0] = ["/var/task", site, "/opt/python"]
     return int(pyloop.run(_Pipes(read_fd, write_fd), sys.argv[1]))
 
 

@@ -11,6 +11,7 @@ from ember.config import Settings
 from ember.control.models import FunctionRecord
 from ember.sandbox.base import Sandbox, SandboxBackend, SandboxSpec
 from ember.sandbox.isolate import TASK_ROOT
+from ember.worker.layers import LayerCache
 from ember.worker.packages import CodeCache
 
 RUNTIME_DIR = str(Path(__file__).resolve().parent.parent / "runtime")
@@ -64,11 +65,13 @@ class LocalWorker:
         settings: Settings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         strong: SandboxBackend | None = None,
+        layers: LayerCache | None = None,
     ) -> None:
         self.backend = backend
         # Functions with Isolation "strong" run here (gVisor), the rest on ``backend``.
         self.strong = strong
         self.code = code
+        self.layers = layers
         self.settings = settings
         self._clock = clock
         self.memory_mb = settings.worker_memory_mb
@@ -77,6 +80,9 @@ class LocalWorker:
     async def start_sandbox(self, record: FunctionRecord) -> Sandbox:
         """Init a sandbox for ``record``: fetch the code (cached), fork, import."""
         code_dir = await self.code.directory(record.code_digest)
+        opt_dir = None
+        if record.layer_digests and self.layers is not None:
+            opt_dir = str(await self.layers.directory(record.layer_digests))
         backend = self.backend
         if record.isolation == "strong" and self.strong is not None:
             backend = self.strong
@@ -95,5 +101,6 @@ class LocalWorker:
             pids_max=self.settings.pids_per_sandbox,
             files_max=self.settings.files_per_sandbox,
             egress=record.egress,
+            opt_dir=opt_dir,
         )
         return await backend.create(spec)
