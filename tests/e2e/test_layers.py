@@ -170,7 +170,7 @@ def test_a_deleted_layer_version_keeps_working_for_its_functions(
         deploy(WHICH, Layers=[arn])
 
 
-def test_layers_survive_a_restart_and_work_without_isolation(
+def test_layers_and_urls_survive_a_restart_and_work_without_isolation(
     spawn_server: Callable[..., Server], tmp_path: Path
 ) -> None:
     """--sandbox process: the host directory on sys.path and PYTHONPATH."""
@@ -187,9 +187,14 @@ def test_layers_survive_a_restart_and_work_without_isolation(
         Code={"ZipFile": make_zip({"app.py": WHICH})},
         Layers=[arn],
     )
+    aws.create_function_url_config(FunctionName="uses-layer", AuthType="NONE")
     server.stop()
-    again = lambda_client(spawn_server(tmp_path / "data", "--sandbox", "process").url)
+    restarted = spawn_server(tmp_path / "data", "--sandbox", "process")
+    again = lambda_client(restarted.url)
     assert again.get_layer_version(LayerName="kept", VersionNumber=1)["LayerVersionArn"] == arn
+    url = again.get_function_url_config(FunctionName="uses-layer")["FunctionUrl"]
+    assert url == f"{restarted.url}/url/uses-layer/"
+    assert httpx.get(url + "x").json()["found"] == {}
     result = found(again, "uses-layer", "greet")
     who, path = result["found"]["greet"]
     assert who == "p" and path.endswith("/python/greet.py") and not path.startswith("/opt")
