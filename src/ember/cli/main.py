@@ -376,10 +376,13 @@ def deploy(
 
 
 def function_configuration(client: EmberClient, name: str) -> dict[str, Any] | None:
-    """NAME's configuration, or None when it does not exist."""
-    if not function_exists(client, name):
-        return None
-    return dict(client.get_function(name).get("Configuration") or {})
+    """NAME's configuration, or None when it does not exist (one GetFunction)."""
+    try:
+        return dict(client.get_function(name).get("Configuration") or {})
+    except ApiError as exc:
+        if exc.code == "ResourceNotFoundException" or exc.status == 404:
+            return None
+        raise
 
 
 def deploy_layers(
@@ -405,17 +408,6 @@ def deploy_layers(
     except dependencies.DependencyError as exc:
         raise Failure("DependencyInstallFailed", str(exc)) from exc
     return [deps, *own]
-
-
-def function_exists(client: EmberClient, name: str) -> bool:
-    """True if GetFunction finds NAME; any error other than not-found propagates."""
-    try:
-        client.get_function(name)
-    except ApiError as exc:
-        if exc.code == "ResourceNotFoundException" or exc.status == 404:
-            return False
-        raise
-    return True
 
 
 def create_body(name: str, package: bytes, options: dict[str, Any]) -> dict[str, Any]:
