@@ -26,7 +26,13 @@ def handler(event, context):
             found[name] = [getattr(module, "WHO", None), module.__file__]
         except ImportError as exc:
             found[name] = ["missing", str(exc)]
-    return {"found": found, "path": sys.path[:3], "pythonpath": os.environ.get("PYTHONPATH")}
+    return {
+        "found": found,
+        "path": sys.path[:3],
+        "pythonpath": os.environ.get("PYTHONPATH"),
+        "bin": os.environ["PATH"].split(":")[-1],
+        "lib": os.environ.get("LD_LIBRARY_PATH"),
+    }
 """
 
 
@@ -117,6 +123,7 @@ def test_a_function_imports_a_module_from_its_layer(
         "/opt/python/lib/python3.11/site-packages",
         "/opt/python",
     ]
+    assert (result["bin"], result["lib"]) == ("/opt/bin", "/opt/lib")
 
 
 def test_later_layers_override_earlier_ones_and_order_can_change(

@@ -55,6 +55,16 @@ def lambda_environment(
     return env
 
 
+def with_layer_paths(env: dict[str, str], opt: str) -> dict[str, str]:
+    """Lambda's layer paths: ``/opt/bin`` ends PATH, ``/opt/lib`` is on LD_LIBRARY_PATH."""
+    library = env.get("LD_LIBRARY_PATH")
+    return {
+        **env,
+        "PATH": f"{env.get('PATH', '')}:{opt}/bin",
+        "LD_LIBRARY_PATH": f"{library}:{opt}/lib" if library else f"{opt}/lib",
+    }
+
+
 class LocalWorker:
     """The one Worker of embedded mode: package cache plus a sandbox backend."""
 
@@ -88,14 +98,17 @@ class LocalWorker:
             backend = self.strong
         task_root = TASK_ROOT if backend.name in ("zygote", "gvisor") else str(code_dir)
         token = secrets.token_hex(16)
+        env = lambda_environment(
+            record, self.settings, task_root, log_stream_name(self._clock(), token)
+        )
+        if opt_dir is not None:
+            env = with_layer_paths(env, "/opt" if backend.name in ("zygote", "gvisor") else opt_dir)
         spec = SandboxSpec(
             sandbox_id=token[:16],
             runtime=record.runtime,
             handler=record.handler,
             code_dir=str(code_dir),
-            env=lambda_environment(
-                record, self.settings, task_root, log_stream_name(self._clock(), token)
-            ),
+            env=env,
             memory_mb=record.memory_size,
             tmp_mb=record.ephemeral_storage,
             pids_max=self.settings.pids_per_sandbox,
