@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import zipfile
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
+import httpx
+from click.testing import CliRunner
+
+from ember.cli.client import EmberClient
 from ember.cli.dependencies import (
     failed_package,
     find_requirements,
@@ -15,6 +21,7 @@ from ember.cli.dependencies import (
     pip_command,
     zip_layer,
 )
+from ember.cli.main import CliState, main
 
 
 def test_requirements_txt_wins_and_is_normalized(tmp_path: Path) -> None:
@@ -72,3 +79,27 @@ def test_the_layer_zip_puts_everything_under_python(tmp_path: Path) -> None:
     data = zip_layer(tmp_path)
     assert zipfile.ZipFile(BytesIO(data)).namelist() == ["python/pkg/__init__.py"]
     assert zip_layer(tmp_path) == data
+
+
+def test_deploy_takes_the_dependency_layer_off_when_requirements_go(tmp_path: Path) -> None:
+    own = "arn:aws:lambda:us-east-1:000000000000:layer:mine:3"
+    deps = "arn:aws:lambda:us-east-1:000000000000:layer:ember-deps-0123456789abcdef:1"
+    config = {"FunctionName": "f", "Runtime": "python3.11", "Layers": [{"Arn": deps}, {"Arn": own}]}
+    sent: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json={"Configuration": config})
+        if request.url.path.endswith("/configuration"):
+            sent.append(json.loads(request.content))
+        return httpx.Response(200, json=config)
+
+    (tmp_path / "app.py").write_text("def handler(e, c): return 1\n")
+    state = CliState(
+        client_factory=lambda e: EmberClient(e, transport=httpx.MockTransport(handler))
+    )
+    result = CliRunner().invoke(
+        main, ["deploy", "f", str(tmp_path), "--handler", "app.handler"], obj=state
+    )
+    assert result.exit_code == 0, result.output
+    assert sent[0]["Layers"] == [own]
