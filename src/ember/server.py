@@ -22,7 +22,9 @@ from ember.api.services import Services
 from ember.config import Settings
 from ember.control.arns import Arns
 from ember.control.manifests_wiring import Manifests
+from ember.control.layers import LayerRegistry
 from ember.control.registry import FunctionRegistry
+from ember.control.urls import FunctionUrls
 from ember.invoke.events import AsyncInvocation
 from ember.invoke.logs import LogStore
 from ember.invoke.service import InvocationService
@@ -35,6 +37,7 @@ from ember.storage.localfs import LocalPackageStore
 from ember.storage.sqlite import SqliteMetadataStore
 from ember.throttle import Throttle
 from ember.throttle import wiring as throttle_wiring
+from ember.worker.layers import LayerCache
 from ember.worker.packages import CodeCache
 from ember.worker.worker import LocalWorker
 
@@ -56,6 +59,9 @@ class Platform:
     asynchronous: AsyncInvocation
     strong: GVisorBackend | None = None
     manifests: Manifests | None = None
+    # Layers and function URLs each keep their own SQLite file in the data dir.
+    layer_store: SqliteMetadataStore | None = None
+    url_store: SqliteMetadataStore | None = None
 
 
 def build(settings: Settings) -> Platform:
@@ -68,7 +74,11 @@ def build(settings: Settings) -> Platform:
     names = Arns(settings.region, settings.account_id)
     store = SqliteMetadataStore(data / "metadata.sqlite3")
     packages = LocalPackageStore(data / "packages")
-    registry = FunctionRegistry(store, packages, names)
+    layer_store = SqliteMetadataStore(data / "layers.sqlite3")
+    layers = LayerRegistry(layer_store, packages, names)
+    registry = FunctionRegistry(store, packages, names, layers=layers)
+    url_store = SqliteMetadataStore(data / "urls.sqlite3")
+    function_urls = FunctionUrls(url_store, registry, names, settings.endpoint_url)
     logs = LogStore(data / "logs", settings.log_file_max_bytes)
     manager_ref: list[WorkerManager] = []
 
@@ -84,7 +94,13 @@ def build(settings: Settings) -> Platform:
         pool=settings.sandbox_pool,
     )
     strong = GVisorBackend(standard=backend, sink=sink, init_timeout=settings.init_timeout_seconds)
-    worker = LocalWorker(backend, CodeCache(data / "code", packages.get), settings, strong=strong)
+    worker = LocalWorker(
+        backend,
+        CodeCache(data / "code", packages.get),
+        settings,
+        strong=strong,
+        layers=LayerCache(data / "layers", packages.get),
+    )
     manager = WorkerManager(
         Placement([worker]), settings.keep_alive_seconds, freeze_after=settings.freeze_after_seconds
     )
@@ -110,7 +126,16 @@ def build(settings: Settings) -> Platform:
     )
     asynchronous = AsyncInvocation.build(settings, events, registry, invocations.invoke, names)
     manifests = Manifests.build(
-        settings, data, packages, registry, throttle, asynchronous, manager, invocations, names
+        settings,
+        data,
+        packages,
+        registry,
+        throttle,
+        asynchronous,
+        manager,
+        invocations,
+        names,
+        urls=function_urls,
     )
     services = Services(
         settings,
@@ -123,6 +148,8 @@ def build(settings: Settings) -> Platform:
         throttle=throttle,
         asynchronous=asynchronous,
         manifests=manifests.objects,
+        layers=layers,
+        urls=function_urls,
     )
     return Platform(
         settings,
@@ -136,6 +163,8 @@ def build(settings: Settings) -> Platform:
         asynchronous=asynchronous,
         strong=strong,
         manifests=manifests,
+        layer_store=layer_store,
+        url_store=url_store,
     )
 
 
@@ -145,7 +174,9 @@ def application(platform: Platform) -> Frontend:
         await platform.backend.start()
         if platform.strong is not None:
             await platform.strong.start()
+        await platform.services.layers.load()
         await platform.registry.load()
+        await platform.services.urls.load()
         await platform.throttle.start(lambda name: platform.registry.lookup(name) is not None)
         await platform.asynchronous.start()
         if platform.manifests is not None:
@@ -190,6 +221,9 @@ def application(platform: Platform) -> Frontend:
                 await platform.strong.close()
             await platform.backend.close()
             await platform.store.close()
+            for extra in (platform.layer_store, platform.url_store):
+                if extra is not None:
+                    await extra.close()
             await platform.throttle.close()
             await platform.asynchronous.close()
             if platform.manifests is not None:

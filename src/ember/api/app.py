@@ -16,13 +16,16 @@ from ember.api import (
     extensions,
     functions,
     invoke,
+    layers,
     manifests,
     queue,
+    urls,
     versions,
 )
 from ember.api.errors import unknown_operation
 from ember.api.services import Services
 from ember.invoke.service import new_request_id
+from ember.invoke.urls import UrlInvoker
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 
@@ -37,6 +40,7 @@ class Frontend:
 
     def __init__(self, services: Services, lifespan: Lifespan) -> None:
         self._invoke = services.invocations.invoke
+        self._urls = UrlInvoker(services.urls, services.invocations.invoke)
         self._app = Starlette(
             routes=[
                 *functions.routes(services),
@@ -46,6 +50,8 @@ class Frontend:
                 *event_invoke.routes(services),
                 *queue.routes(services),
                 *manifests.routes(services),
+                *layers.routes(services),
+                *urls.routes(services),
             ],
             exception_handlers={404: _not_found, 405: _not_found},
             lifespan=lifespan,
@@ -59,6 +65,9 @@ class Frontend:
             and scope["method"] == "POST"
         ):
             await invoke.handle(self._invoke, scope, receive, send)
+            return
+        if path.startswith(urls.PREFIX) and scope["type"] == "http":
+            await urls.handle(self._urls, scope, receive, send)
             return
         await self._app(scope, receive, send)
 

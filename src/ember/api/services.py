@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ember.config import Settings
 from ember.control.arns import Arns
+from ember.control.layers import LayerRegistry
 from ember.control.objects import FunctionObjects
-from ember.control.ports import FunctionUrlsPort, ToolCatalogPort
+from ember.control.ports import ToolCatalogPort
 from ember.control.registry import FunctionRegistry
+from ember.control.urls import FunctionUrls
 from ember.invoke.events import AsyncInvocation
 from ember.invoke.logs import LogStore
 from ember.invoke.service import InvocationService
@@ -31,6 +33,8 @@ class Services:
     asynchronous: AsyncInvocation | None = None
     # Function manifests (/_ember/apis/ember.dev/v1); None when not wired.
     manifests: FunctionObjects | None = None
-    # The MCP tool catalog and function URLs, from other branches; None until wired.
+    # The MCP tool catalog; None until wired.
     tools: ToolCatalogPort | None = None
-    urls: FunctionUrlsPort | None = None
+    # Layer versions (PublishLayerVersion, ...) and function URL configs.
+    layers: LayerRegistry = field(kw_only=True)
+    urls: FunctionUrls = field(kw_only=True)

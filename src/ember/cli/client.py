@@ -17,6 +17,7 @@ from urllib.parse import quote
 import httpx
 
 FUNCTIONS_PATH = "/2015-03-31/functions"
+LAYERS_PATH = "/2018-10-31/layers"
 # Lambda's longest timeout is 900 s; the margin covers init and queueing.
 INVOKE_TIMEOUT_SECONDS = 930.0
 DEFAULT_TIMEOUT_SECONDS = 60.0
@@ -343,3 +344,23 @@ class EmberClient:
     ) -> dict[str, Any]:
         """Any JSON API of ember (the manifest API uses it): the response object."""
         return _json_object(self._request(method, path, json_body=json_body, params=params))
+
+    # -- layers --------------------------------------------------------------
+
+    def publish_layer_version(
+        self, name: str, zip_bytes: bytes, *, description: str = "", runtimes: list[str] | None
+    ) -> dict[str, Any]:
+        """PublishLayerVersion with an inline zip; returns the new version's description."""
+        body: dict[str, Any] = {
+            "Content": {"ZipFile": base64.b64encode(zip_bytes).decode("ascii")},
+            "Description": description,
+        }
+        if runtimes:
+            body["CompatibleRuntimes"] = runtimes
+        path = f"{LAYERS_PATH}/{quote(name, safe='')}/versions"
+        return _json_object(self._request("POST", path, json_body=body, timeout=300))
+
+    def list_layer_versions(self, name: str) -> list[dict[str, Any]]:
+        """ListLayerVersions (newest first; the first page is enough to find the latest)."""
+        path = f"{LAYERS_PATH}/{quote(name, safe='')}/versions"
+        return list(_json_object(self._request("GET", path)).get("LayerVersions") or [])

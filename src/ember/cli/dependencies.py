@@ -1,16 +1,240 @@
-"""Client-side dependency layers for ``spec.requirements`` (interfaces §2).
+"""Python dependencies for `ember deploy`: pip on the client, a layer on the server.
 
-Built on the ``layers`` branch, which replaces this module at merge: it
-installs the requirements for the runtime, publishes (or reuses) the layer
-``ember-deps-<hash>`` and returns its LayerVersionArn. Until then ``ember
-apply`` reports that requirements are not supported yet.
+A deployed directory's ``requirements.txt`` (or the ``[project].dependencies``
+of its ``pyproject.toml``) is installed here, with pip, into ``python/`` of a
+layer zip: the place Lambda's Python runtimes put on sys.path from /opt. The
+layer is named ``ember-deps-<16 hex>`` after the normalized requirements and
+the runtime, so the next deploy with the same requirements finds it and runs
+no pip at all.
+
+Which pip: when this machine has the runtime's Python (``python3.X``), that
+interpreter's pip installs as for a local virtualenv, building sdists if it
+must; wheels then match the sandboxes, which run on the same kind of host.
+Otherwise pip is asked for binary wheels of the runtime's version and the
+manylinux platform (``--only-binary=:all:``): a package that has only an
+sdist, or no wheel for that Python, then fails with its name in the error.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
+import platform
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import tomllib
+import zipfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from rich.console import Console
+
 from ember.cli.client import EmberClient
 
+PREFIX = "ember-deps-"
+REQUIREMENTS = "requirements.txt"
+PYPROJECT = "pyproject.toml"
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+# What pip says when it gives up on one package, most specific first.
+_FAILURES = (
+    re.compile(r"No matching distribution found for ([^\s;]+)"),
+    re.compile(r"Could not find a version that satisfies the requirement ([^\s;]+)"),
+    re.compile(r"Failed building wheel for ([^\s;]+)"),
+    re.compile(r"Failed to build ([^\s;]+)"),
+    re.compile(r"[Ii]nvalid requirement: '([^']+)'"),
+    re.compile(r"Cannot install (.+?) because"),
+)
+_COLLECTING = re.compile(r"^\s*Collecting ([^\s;]+)")
 
-def dependency_layer(client: EmberClient, requirements: list[str], runtime: str) -> str:
-    """The LayerVersionArn holding ``requirements`` installed for ``runtime``."""
-    raise NotImplementedError("built on the layers branch")
+
+class DependencyError(Exception):
+    """pip could not install the requirements; ``package`` names the culprit if pip did."""
+
+    def __init__(self, package: str | None, detail: str) -> None:
+        super().__init__(detail)
+        self.package = package
+        self.detail = detail
+
+    def __str__(self) -> str:
+        if self.package:
+            return f"pip could not install {self.package}: {self.detail}"
+        return f"pip could not install the requirements: {self.detail}"
+
+
+# -- finding and naming the requirements ------------------------------------------
+
+
+def find_requirements(root: Path) -> list[str] | None:
+    """The requirements of the directory ``root``, or None when it declares none."""
+    text_file = root / REQUIREMENTS
+    if text_file.is_file():
+        return normalize(text_file.read_text().splitlines()) or None
+    pyproject = root / PYPROJECT
+    if pyproject.is_file():
+        project = tomllib.loads(pyproject.read_text()).get("project", {})
+        dependencies = project.get("dependencies", []) if isinstance(project, dict) else []
+        return normalize(str(d) for d in dependencies) or None
+    return None
+
+
+def normalize(lines: Iterable[object]) -> list[str]:
+    """One requirement a line: comments, blank lines and extra spaces gone, order kept."""
+    kept: list[str] = []
+    for raw in lines:
+        line = re.sub(r"(^|\s)#.*$", "", str(raw)).strip()
+        line = re.sub(r"\s+", " ", line)
+        if line and line not in kept:
+            kept.append(line)
+    return kept
+
+
+def layer_name(requirements: list[str], runtime: str) -> str:
+    """``ember-deps-`` and the first 16 hex of sha256(normalized requirements + runtime)."""
+    text = "\n".join(sorted(normalize(requirements))) + "\n" + runtime
+    return PREFIX + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# -- pip -----------------------------------------------------------------------------
+
+
+def _local_interpreter(runtime: str) -> str | None:
+    """This machine's interpreter for ``runtime`` (python3.X), if there is one."""
+    version = runtime.removeprefix("python")
+    if version == f"{sys.version_info.major}.{sys.version_info.minor}":
+        return sys.executable
+    return shutil.which(f"python{version}")
+
+
+def pip_command(runtime: str, target: Path, requirements_file: Path) -> list[str]:
+    """The pip install that puts ``runtime``-compatible packages in ``target``."""
+    common = ["install", "--disable-pip-version-check", "--no-input", "--target", str(target)]
+    local = _local_interpreter(runtime)
+    if local is not None:
+        return [local, "-m", "pip", *common, "-r", str(requirements_file)]
+    machine = platform.machine() or "x86_64"
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        *common,
+        "--python-version",
+        runtime.removeprefix("python"),
+        "--implementation",
+        "cp",
+        "--only-binary=:all:",
+        "--platform",
+        f"manylinux2014_{machine}",
+        "--platform",
+        f"manylinux_2_28_{machine}",
+        "-r",
+        str(requirements_file),
+    ]
+
+
+def failed_package(output: str) -> DependencyError:
+    """The error pip's ``output`` describes, naming the package it failed on."""
+    lines = output.splitlines()
+    errors = [line.strip() for line in lines if line.strip().startswith("ERROR:")]
+    detail = errors[-1].removeprefix("ERROR:").strip() if errors else "pip failed"
+    for pattern in _FAILURES:
+        for line in reversed(lines):
+            match = pattern.search(line)
+            if match:
+                return DependencyError(match.group(1).strip().rstrip(","), detail)
+    collecting = [m.group(1) for line in lines if (m := _COLLECTING.match(line))]
+    return DependencyError(collecting[-1] if collecting else None, detail)
+
+
+def install(
+    requirements: list[str],
+    runtime: str,
+    workdir: Path,
+    target: Path,
+    progress: Callable[[str], None],
+) -> None:
+    """Run pip (in ``workdir``, so relative paths resolve); raise DependencyError on failure."""
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
+        handle.write("\n".join(requirements) + "\n")
+    try:
+        command = pip_command(runtime, target, Path(handle.name))
+        env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONUNBUFFERED": "1"}
+        output: list[str] = []
+        with subprocess.Popen(
+            command,
+            cwd=workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        ) as pip:
+            assert pip.stdout is not None
+            for line in pip.stdout:
+                output.append(line)
+                if line.strip() and not line.startswith(" "):
+                    progress(line.strip()[:100])
+        if pip.returncode != 0:
+            raise failed_package("".join(output))
+    finally:
+        os.unlink(handle.name)
+
+
+def zip_layer(site: Path) -> bytes:
+    """``site`` zipped under ``python/``, deterministically (sorted, fixed timestamps)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+        paths = sorted(p for p in site.rglob("*") if p.is_file() and not p.is_symlink())
+        for path in paths:
+            name = "python/" + path.relative_to(site).as_posix()
+            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            executable = path.stat().st_mode & stat.S_IXUSR
+            info.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
+            zf.writestr(info, path.read_bytes())
+    return buffer.getvalue()
+
+
+# -- the layer -----------------------------------------------------------------------
+
+
+def dependency_layer(
+    client: EmberClient,
+    requirements: list[str],
+    runtime: str,
+    *,
+    workdir: Path | None = None,
+    console: Console | None = None,
+) -> str:
+    """The LayerVersionArn of the requirements' layer: reused if published, else built.
+
+    Raises DependencyError (naming the package) when pip fails.
+    """
+    console = console or Console(stderr=True)
+    name = layer_name(requirements, runtime)
+    existing = client.list_layer_versions(name)
+    if existing:
+        console.print(f"dependencies: reusing layer {name} ({len(requirements)} requirement(s))")
+        return str(existing[0]["LayerVersionArn"])
+    with (
+        tempfile.TemporaryDirectory(prefix="ember-deps-") as scratch,
+        console.status(f"installing {len(requirements)} requirement(s) for {runtime}") as status,
+    ):
+        site = Path(scratch) / "python"
+
+        def progress(line: str) -> None:
+            status.update(f"pip: {line}")
+
+        install(requirements, runtime, workdir or Path.cwd(), site, progress)
+        status.update("zipping the dependency layer")
+        package = zip_layer(site)
+        status.update(f"publishing layer {name} ({len(package) // 1024} KB)")
+        published = client.publish_layer_version(
+            name, package, description=" ".join(requirements)[:256], runtimes=[runtime]
+        )
+    console.print(f"dependencies: published layer {name} ({len(package) // 1024} KB)")
+    return str(published["LayerVersionArn"])

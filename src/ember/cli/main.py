@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ember import __version__
-from ember.cli import manifest_commands, queue_commands
+from ember.cli import dependencies, manifest_commands, queue_commands
 from ember.cli.client import ApiError, EmberClient
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:9900"
@@ -338,6 +338,9 @@ def serve(
 @click.option("--env", "env", multiple=True, callback=parse_env, help="KEY=VALUE, repeatable.")
 @click.option("--role", help=f"Execution role ARN [default on create: {DEFAULT_ROLE}].")
 @click.option("--description")
+@click.option(
+    "--layer", "layers", multiple=True, help="Layer version ARN to attach, repeatable, in order."
+)
 @click.pass_context
 def deploy(
     ctx: click.Context,
@@ -350,10 +353,13 @@ def deploy(
     env: dict[str, str] | None,
     role: str | None,
     description: str | None,
+    layers: tuple[str, ...],
 ) -> None:
     """Create function NAME from PATH (a directory or a .zip), or update it if it exists.
 
-    On update, only the options given change.
+    On update, only the options given (and --handler) change. A directory with a
+    requirements.txt (or pyproject.toml dependencies) gets them installed by pip
+    into a layer (reused while they do not change), attached ahead of its layers.
     """
     package = read_package(path)
     options: dict[str, Any] = {}
@@ -370,7 +376,11 @@ def deploy(
     if env is not None:
         options["Environment"] = {"Variables": env}
     with _state(ctx).client() as client:
-        if function_exists(client, name):
+        existing = function_configuration(client, name)
+        attached = deploy_layers(client, path, options, existing, list(layers))
+        if attached is not None:
+            options["Layers"] = attached
+        if existing is not None:
             client.update_function_code(name, package)
             config = client.update_function_configuration(name, options)
             action = "updated"
@@ -380,15 +390,39 @@ def deploy(
     click.echo(f"deployed {name} ({describe(config)}) sha256={config.get('CodeSha256')} ({action})")
 
 
-def function_exists(client: EmberClient, name: str) -> bool:
-    """True if GetFunction finds NAME; any error other than not-found propagates."""
+def function_configuration(client: EmberClient, name: str) -> dict[str, Any] | None:
+    """NAME's configuration, or None when it does not exist (one GetFunction)."""
     try:
-        client.get_function(name)
+        return dict(client.get_function(name).get("Configuration") or {})
     except ApiError as exc:
         if exc.code == "ResourceNotFoundException" or exc.status == 404:
-            return False
+            return None
         raise
-    return True
+
+
+def deploy_layers(
+    client: EmberClient,
+    path: Path,
+    options: dict[str, Any],
+    existing: dict[str, Any] | None,
+    layers: list[str],
+) -> list[str] | None:
+    """The Layers to deploy with: the dependency layer first, then the function's own.
+
+    None means "leave Layers as they are" (no requirements, no --layer, and no
+    dependency layer to take off).
+    """
+    current = [str(layer["Arn"]) for layer in (existing or {}).get("Layers") or []]
+    own = layers or [arn for arn in current if f":layer:{dependencies.PREFIX}" not in arn]
+    requirements = dependencies.find_requirements(path) if path.is_dir() else None
+    if requirements is None:
+        return own if (layers or own != current) else None
+    runtime = str(options.get("Runtime") or (existing or {}).get("Runtime") or DEFAULT_RUNTIME)
+    try:
+        deps = dependencies.dependency_layer(client, requirements, runtime, workdir=path)
+    except dependencies.DependencyError as exc:
+        raise Failure("DependencyInstallFailed", str(exc)) from exc
+    return [deps, *own]
 
 
 def create_body(name: str, package: bytes, options: dict[str, Any]) -> dict[str, Any]:

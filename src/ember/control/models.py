@@ -38,6 +38,12 @@ class FunctionRecord:
     isolation: str = "standard"  # "standard" (namespaces, seccomp) or "strong" (gVisor)
     # "$LATEST" (mutable) or a published version's number ("1", "2", ...): immutable.
     version: str = LATEST
+    # Layer version ARNs, in the order they are merged under /opt. Invariant:
+    # layer_digests and layer_sizes are parallel to it (content of each version
+    # when attached: the function keeps it even if the version is deleted).
+    layers: tuple[str, ...] = ()
+    layer_digests: tuple[str, ...] = ()
+    layer_sizes: tuple[int, ...] = ()
 
     def to_json(self) -> str:
         return orjson.dumps(dataclasses.asdict(self)).decode()
@@ -46,6 +52,8 @@ class FunctionRecord:
     def from_json(cls, document: str) -> FunctionRecord:
         raw: dict[str, Any] = orjson.loads(document)
         raw["architectures"] = tuple(raw.get("architectures", ("x86_64",)))
+        for key in ("layers", "layer_digests", "layer_sizes"):
+            raw[key] = tuple(raw.get(key, ()))
         return cls(**raw)
 
     def configuration(self, arns: Arns, qualifier: str | None = None) -> dict[str, Any]:
@@ -83,4 +91,9 @@ class FunctionRecord:
             config["Environment"] = {"Variables": dict(self.environment)}
         if self.version != LATEST:
             del config["LastUpdateStatus"]
+        if self.layers:
+            config["Layers"] = [
+                {"Arn": arn, "CodeSize": size}
+                for arn, size in zip(self.layers, self.layer_sizes, strict=True)
+            ]
         return config

@@ -17,13 +17,14 @@ import dataclasses
 import logging
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from ember.control import validation
 from ember.control.arns import LATEST, Arns, parse
+from ember.control.layers import LayerRegistry, LayerVersion
 from ember.control.models import FunctionRecord
 from ember.control.publishing import Publishing
 from ember.control.versions import Published, Random
@@ -67,8 +68,13 @@ class FunctionRegistry(Publishing):
         arns: Arns,
         clock: Clock = _utcnow,
         random: Random = random.random,  # picks an alias's weighted version
+        layers: LayerRegistry | None = None,
     ) -> None:
         self._store = store
+        # Resolves a function's ``Layers``; packages are shared with it both ways.
+        self._layers = layers
+        if layers is not None:
+            layers.share_packages_with(self.uses_package)
         self._packages = packages
         self._arns = arns
         self._clock = clock
@@ -206,6 +212,7 @@ class FunctionRegistry(Publishing):
             "environment": validation.environment(body),
             "ephemeral_storage": validation.ephemeral_storage(body) or 512,
             "architectures": validation.architectures(body) or ("x86_64",),
+            **self._layer_settings(body),
         }
         package = validation.code(body.get("Code"))
         publish = body.get("Publish") is True
@@ -220,7 +227,7 @@ class FunctionRegistry(Publishing):
                 code_size=len(package.data),
                 last_modified=lambda_timestamp(self._clock()),
                 revision_id=str(uuid.uuid4()),
-                **settings,  # type: ignore[arg-type]
+                **settings,
             )
             await self._store.put(record.name, record.to_json())
             self._functions[record.name] = record
@@ -282,13 +289,32 @@ class FunctionRegistry(Publishing):
             "memory_size": validation.memory_size(body),
             "environment": validation.environment(body),
             "ephemeral_storage": validation.ephemeral_storage(body),
+            **self._layer_settings(body),
         }
         async with self._lock:
             old = self.get(name)
             self._check_revision(old, body)
-            return await self._replace(
+            record = await self._replace(
                 old, **{key: value for key, value in changes.items() if value is not None}
             )
+            for digest in set(old.layer_digests) - set(record.layer_digests):
+                await self._forget_package(digest)
+            return record
+
+    def _layer_settings(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``Layers`` as the record's three parallel fields (nothing when absent)."""
+        if self._layers is None:
+            if body.get("Layers"):
+                raise InvalidParameterValue("Layers are not available on this server.")
+            return {}
+        versions: tuple[LayerVersion, ...] | None = self._layers.resolve(body)
+        if versions is None:
+            return {}
+        return {
+            "layers": tuple(self._layers.version_arn(v.name, v.version) for v in versions),
+            "layer_digests": tuple(v.digest for v in versions),
+            "layer_sizes": tuple(v.code_size for v in versions),
+        }
 
     async def update_sandbox(self, name: str, body: dict[str, Any]) -> FunctionRecord:
         """ember's sandbox settings (egress, isolation level); sandboxes are rebuilt."""
@@ -313,16 +339,31 @@ class FunctionRegistry(Publishing):
             gone = await self._delete_lineage(name)
             del self._functions[name]
             self._changed(name)
-            for digest in {record.code_digest, *(version.code_digest for version in gone)}:
+            digests = {record.code_digest, *record.layer_digests}
+            for version in gone:
+                digests.update((version.code_digest, *version.layer_digests))
+            for digest in digests:
                 await self._forget_package(digest)
 
-    async def _forget_package(self, digest: str) -> None:
-        """Packages are shared by content: drop one only when no version uses it."""
-        if any(record.code_digest == digest for record in self._functions.values()):
-            return
+    def _records(self) -> Iterator[FunctionRecord]:
+        """Every stored record: each function's $LATEST and its published versions."""
+        yield from self._functions.values()
         for published in self._published.values():
-            if any(record.code_digest == digest for record in published.versions.values()):
-                return
+            yield from published.versions.values()
+
+    def uses_package(self, digest: str) -> bool:
+        """Whether a function's (or a version's) code or one of its layers is ``digest``."""
+        return any(
+            record.code_digest == digest or digest in record.layer_digests
+            for record in self._records()
+        )
+
+    async def _forget_package(self, digest: str) -> None:
+        """Packages are shared by content: drop one only when nothing uses it."""
+        if self.uses_package(digest):
+            return
+        if self._layers is not None and self._layers.uses_package(digest):
+            return
         await self._packages.delete(digest)
 
 

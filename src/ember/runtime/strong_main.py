@@ -58,7 +58,9 @@ def main() -> int:
         rapi = _load("_ember_rapi", "rapi.py")
         return int(rapi.run(read_fd, write_fd, "/var/task", rapi.PORT))
     pyloop = _load("_ember_pyloop", "pyloop.py")
-    sys.path[:0] = ["/var/task"]
+    # Lambda's order: the task root, then the layers' Python directories.
+    site = "/opt/python/lib/python%d.%d/site-packages" % sys.version_info[:2]
+    sys.path[:0] = ["/var/task", site, "/opt/python"]
     return int(pyloop.run(_Pipes(read_fd, write_fd), sys.argv[1]))
 
 

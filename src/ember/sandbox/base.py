@@ -28,6 +28,9 @@ class SandboxSpec:
     pids_max: int  # cgroup pids.max
     files_max: int  # RLIMIT_NOFILE
     egress: bool = False  # network beyond loopback (user-mode NAT, no host loopback)
+    # The function's layers merged in order (read-only), seen at /opt when
+    # isolated; its ``python`` subdirectory goes on sys.path. None: no layers.
+    opt_dir: str | None = None
 
 
 class SandboxRequest(NamedTuple):

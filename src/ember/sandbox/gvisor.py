@@ -110,6 +110,7 @@ class GVisorBackend:
             "runtime": runtime_paths,
             "etc": self._standard.etc_dir,
             "code_dir": spec.code_dir,
+            "opt_dir": spec.opt_dir,
             "runtime_dir": str(_HERE.parent / "runtime"),
             "runsc": self._runsc,
             "state_dir": self._state_dir,

@@ -32,6 +32,8 @@ def main() -> None:
     staging = config["staging"]
     isolate.stage_root(staging, config["runtime"], config["etc"])
     isolate.bind_readonly(config["code_dir"], staging + "/var/task")
+    if config.get("opt_dir"):
+        isolate.bind_readonly(config["opt_dir"], staging + "/opt")
     isolate.bind_readonly(config["runtime_dir"], staging + "/var/runtime")
     command = [
         config["runsc"],

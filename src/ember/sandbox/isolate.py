@@ -277,9 +277,13 @@ def _bind_readonly_device(source: str, target: str) -> None:
     _mount(None, target, None, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC)
 
 
-def enter_root(code_dir: str, tmp_mb: int, egress: bool = False) -> None:
-    """Add the function's code and /tmp, then make the staged tree the root."""
+def enter_root(
+    code_dir: str, tmp_mb: int, egress: bool = False, opt_dir: str | None = None
+) -> None:
+    """Add the function's code, its layers (at /opt) and /tmp, then pivot into the root."""
     _bind_readonly(code_dir, STAGING + TASK_ROOT)
+    if opt_dir:
+        _bind_readonly(opt_dir, STAGING + "/opt")
     if egress:
         # slirp4netns answers DNS at 10.0.2.3; the host's resolver is out of reach.
         with open(STAGING + "/.resolv.conf", "w") as handle:

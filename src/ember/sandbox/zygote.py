@@ -771,6 +771,8 @@ class ZygoteBackend:
             # provided*: the sandbox serves the Runtime API to the package's bootstrap.
             "custom": spec.runtime in runtimes.PROVIDED_RUNTIMES,
         }
+        if spec.opt_dir is not None:
+            sandbox_spec.update(layer_settings(spec, self.isolated))
         return await zygote.spawn(spec, sandbox_spec, self._init_timeout)
 
     async def close(self) -> None:
@@ -807,3 +809,19 @@ class ZygoteBackend:
             },
             "zygotes": zygotes,
         }
+
+
+def layer_settings(spec: SandboxSpec, isolated: bool) -> dict[str, object]:
+    """Where a sandbox finds its layers: bound at /opt when isolated, else the host path.
+
+    Lambda puts ``/opt/python/lib/pythonX.Y/site-packages`` and ``/opt/python``
+    on sys.path, after the task root; without isolation the host directory
+    serves, and PYTHONPATH carries it to the function's own subprocesses.
+    """
+    assert spec.opt_dir is not None
+    python = ("/opt" if isolated else spec.opt_dir) + "/python"
+    paths = [f"{python}/lib/{spec.runtime}/site-packages", python]
+    settings: dict[str, object] = {"opt_dir": spec.opt_dir, "extra_path": paths}
+    if not isolated:
+        settings["env"] = {**spec.env, "PYTHONPATH": ":".join(paths)}
+    return settings

@@ -140,7 +140,9 @@ def _run(spec: dict[str, Any], fds: list[int], confine: Any, pyloop: Any) -> int
     isolate = _ISOLATION.get("module")
     task_root = spec["code_dir"]
     if isolate is not None:
-        isolate.enter_root(spec["code_dir"], int(spec["tmp_mb"]), bool(spec.get("egress")))
+        isolate.enter_root(
+            spec["code_dir"], int(spec["tmp_mb"]), bool(spec.get("egress")), spec.get("opt_dir")
+        )
         task_root = isolate.TASK_ROOT
     confine.specialize(spec, task_root)
     sock_fd, log_fd = fds

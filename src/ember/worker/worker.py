@@ -11,6 +11,7 @@ from ember.config import Settings
 from ember.control.models import FunctionRecord
 from ember.sandbox.base import Sandbox, SandboxBackend, SandboxSpec
 from ember.sandbox.isolate import TASK_ROOT
+from ember.worker.layers import LayerCache
 from ember.worker.packages import CodeCache
 
 RUNTIME_DIR = str(Path(__file__).resolve().parent.parent / "runtime")
@@ -63,6 +64,16 @@ def lambda_environment(
     return env
 
 
+def with_layer_paths(env: dict[str, str], opt: str) -> dict[str, str]:
+    """Lambda's layer paths: ``/opt/bin`` ends PATH, ``/opt/lib`` is on LD_LIBRARY_PATH."""
+    library = env.get("LD_LIBRARY_PATH")
+    return {
+        **env,
+        "PATH": f"{env.get('PATH', '')}:{opt}/bin",
+        "LD_LIBRARY_PATH": f"{library}:{opt}/lib" if library else f"{opt}/lib",
+    }
+
+
 class LocalWorker:
     """The one Worker of embedded mode: package cache plus a sandbox backend."""
 
@@ -73,11 +84,13 @@ class LocalWorker:
         settings: Settings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         strong: SandboxBackend | None = None,
+        layers: LayerCache | None = None,
     ) -> None:
         self.backend = backend
         # Functions with Isolation "strong" run here (gVisor), the rest on ``backend``.
         self.strong = strong
         self.code = code
+        self.layers = layers
         self.settings = settings
         self._clock = clock
         self.memory_mb = settings.worker_memory_mb
@@ -90,27 +103,34 @@ class LocalWorker:
         which the function sees as AWS_LAMBDA_INITIALIZATION_TYPE.
         """
         code_dir = await self.code.directory(record.code_digest)
+        opt_dir = None
+        if record.layer_digests and self.layers is not None:
+            opt_dir = str(await self.layers.directory(record.layer_digests))
         backend = self.backend
         if record.isolation == "strong" and self.strong is not None:
             backend = self.strong
         task_root = TASK_ROOT if backend.name in ("zygote", "gvisor") else str(code_dir)
         token = secrets.token_hex(16)
+        env = lambda_environment(
+            record,
+            self.settings,
+            task_root,
+            log_stream_name(self._clock(), token, record.version),
+            "provisioned-concurrency" if provisioned else "on-demand",
+        )
+        if opt_dir is not None:
+            env = with_layer_paths(env, "/opt" if backend.name in ("zygote", "gvisor") else opt_dir)
         spec = SandboxSpec(
             sandbox_id=token[:16],
             runtime=record.runtime,
             handler=record.handler,
             code_dir=str(code_dir),
-            env=lambda_environment(
-                record,
-                self.settings,
-                task_root,
-                log_stream_name(self._clock(), token, record.version),
-                "provisioned-concurrency" if provisioned else "on-demand",
-            ),
+            env=env,
             memory_mb=record.memory_size,
             tmp_mb=record.ephemeral_storage,
             pids_max=self.settings.pids_per_sandbox,
             files_max=self.settings.files_per_sandbox,
             egress=record.egress,
+            opt_dir=opt_dir,
         )
         return await backend.create(spec)

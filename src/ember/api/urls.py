@@ -1,0 +1,122 @@
+"""Function URLs over HTTP: the config routes and the ``/url/...`` requests.
+
+The config routes (``/2021-10-31/functions/{name}/url``) parse and call
+``FunctionUrls``; ``handle`` turns any request under ``/url/`` into a
+``UrlRequest`` for ``ember.invoke.urls.UrlInvoker`` and sends back what it
+answers. Neither builds events nor reads results: that is the invoker's job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ember.api import errors as http_errors
+from ember.api.http import endpoint, json_response, read_json
+from ember.api.invoke import _read_body
+from ember.api.services import Services
+from ember.control.urls import PREFIX, FunctionUrls, UrlConfig
+from ember.errors import EmberError, ValidationError
+from ember.invoke.urls import UrlInvoker, UrlRequest
+
+API = "/2021-10-31/functions/{name}"
+Scope = dict[str, Any]
+
+
+def routes(services: Services) -> list[Route]:
+    urls: FunctionUrls = services.urls
+
+    def render(config: UrlConfig) -> dict[str, Any]:
+        return config.to_api(services.arns, services.settings.endpoint_url)
+
+    def target(request: Request) -> tuple[str, str | None]:
+        return request.path_params["name"], request.query_params.get("Qualifier")
+
+    @endpoint
+    async def create(request: Request, request_id: str) -> Response:
+        name, qualifier = target(request)
+        config = await urls.create(name, await read_json(request), qualifier)
+        body = render(config)
+        body.pop("LastModifiedTime")  # CreateFunctionUrlConfig's response has none
+        return json_response(body, request_id, status=201)
+
+    @endpoint
+    async def get(request: Request, request_id: str) -> Response:
+        return json_response(render(urls.find(*target(request))), request_id)
+
+    @endpoint
+    async def update(request: Request, request_id: str) -> Response:
+        name, qualifier = target(request)
+        config = await urls.update(name, await read_json(request), qualifier)
+        return json_response(render(config), request_id)
+
+    @endpoint
+    async def delete(request: Request, request_id: str) -> Response:
+        await urls.delete(*target(request))
+        return Response(status_code=204, headers={"x-amzn-RequestId": request_id})
+
+    @endpoint
+    async def list_configs(request: Request, request_id: str) -> Response:
+        name, _ = target(request)
+        max_items = request.query_params.get("MaxItems")
+        if max_items is not None and not (max_items.isdigit() and 1 <= int(max_items) <= 50):
+            raise ValidationError.constraint(
+                max_items, "maxItems", "Member must have value between 1 and 50"
+            )
+        # A function has at most one URL per alias: one page holds them all in practice.
+        configs = [render(c) for c in urls.list(urls.find_function(name))]
+        return json_response({"FunctionUrlConfigs": configs}, request_id)
+
+    return [
+        Route(API + "/url", create, methods=["POST"]),
+        Route(API + "/url", get, methods=["GET"]),
+        Route(API + "/url", update, methods=["PUT"]),
+        Route(API + "/url", delete, methods=["DELETE"]),
+        Route(API + "/urls", list_configs, methods=["GET"]),
+    ]
+
+
+def _split(scope: Scope) -> tuple[str, str]:
+    """(NAME or NAME:ALIAS, the rest of the path) from ``/url/<key>/<rest>``."""
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
+    rest = raw.decode("latin-1").split("?", 1)[0][len(PREFIX) :]
+    key, slash, path = rest.partition("/")
+    return unquote(key), "/" + path if slash else "/"
+
+
+def _request(scope: Scope, body: bytes) -> UrlRequest:
+    key, path = _split(scope)
+    client = scope.get("client")
+    return UrlRequest(
+        key=key,
+        method=scope["method"],
+        path=path,
+        query=scope.get("query_string", b"").decode("latin-1"),
+        headers=list(scope["headers"]),
+        body=body,
+        source_ip=str(client[0]) if client else "",
+        protocol=f"HTTP/{scope.get('http_version', '1.1')}",
+    )
+
+
+async def handle(invoker: UrlInvoker, scope: Scope, receive: Any, send: Any) -> None:
+    """Serve one request to a function URL."""
+    try:
+        body = await _read_body(scope, receive, dict(scope["headers"]))
+    except EmberError as error:
+        status, headers, error_body = http_errors.render(error, "")
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": error_body})
+        return
+    response = await invoker.handle(_request(scope, body))
+    await send(
+        {"type": "http.response.start", "status": response.status, "headers": response.headers}
+    )
+    await send({"type": "http.response.body", "body": response.body})
+
+
+__all__ = ["PREFIX", "handle", "routes"]

@@ -1,0 +1,293 @@
+"""Function URLs: a function's (or alias's) own HTTP endpoint, ``/url/NAME/`` on ember.
+
+Lambda gives each URL a random host name (``<id>.lambda-url.<region>.on.aws``);
+ember serves every URL on its own port under a path that names the function:
+``http://HOST:PORT/url/NAME/`` and, for an alias, ``http://HOST:PORT/url/NAME:ALIAS/``.
+
+Configs are kept in memory (every URL request looks one up) and written
+through to a MetadataStore of their own, keyed ``NAME`` or ``NAME:ALIAS``.
+``AuthType`` ``AWS_IAM`` is accepted and stored, but not enforced: ember does
+not verify signatures in embedded mode, so such a URL is as open as ``NONE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from ember.control.arns import Arns, parse
+from ember.control.registry import FunctionRegistry
+from ember.errors import (
+    InvalidParameterValue,
+    ResourceConflict,
+    ResourceNotFound,
+    ValidationError,
+)
+from ember.storage.base import MetadataStore
+
+log = logging.getLogger("ember.control")
+
+Clock = Callable[[], datetime]
+AUTH_TYPES = ("NONE", "AWS_IAM")
+INVOKE_MODES = ("BUFFERED", "RESPONSE_STREAM")
+PREFIX = "/url/"
+_QUALIFIER = re.compile(r"^(?!\d+$)[0-9a-zA-Z-_]{1,128}$")
+_QUALIFIER_PATTERN = r"((?!^\d+$)^[0-9a-zA-Z-_]+$)"
+_NOT_FOUND = "The resource you requested does not exist."
+_CORS_LISTS = {
+    "AllowHeaders": 100,
+    "AllowMethods": 6,
+    "AllowOrigins": 100,
+    "ExposeHeaders": 100,
+}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _timestamp(moment: datetime) -> str:
+    """ISO-8601 with microseconds, as Lambda writes CreationTime."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class UrlConfig:
+    """One function URL's settings."""
+
+    function: str
+    qualifier: str | None  # an alias, or None for the unqualified function
+    auth_type: str  # "NONE" or "AWS_IAM" (stored, not enforced)
+    cors: dict[str, Any] | None  # Lambda's Cors structure, as given
+    invoke_mode: str  # "BUFFERED" ("RESPONSE_STREAM" is answered buffered too)
+    creation_time: str
+    last_modified_time: str
+
+    @property
+    def key(self) -> str:
+        return key_of(self.function, self.qualifier)
+
+    def path(self) -> str:
+        """ember's path form of the URL: ``/url/NAME/`` or ``/url/NAME:ALIAS/``."""
+        return f"{PREFIX}{self.key}/"
+
+    def to_api(self, arns: Arns, endpoint_url: str) -> dict[str, Any]:
+        """FunctionUrlConfig as Lambda returns it."""
+        body: dict[str, Any] = {
+            "FunctionUrl": endpoint_url + self.path(),
+            "FunctionArn": arns.function(self.function, self.qualifier),
+            "AuthType": self.auth_type,
+            "CreationTime": self.creation_time,
+            "LastModifiedTime": self.last_modified_time,
+            "InvokeMode": self.invoke_mode,
+        }
+        if self.cors is not None:
+            body["Cors"] = self.cors
+        return body
+
+
+def key_of(function: str, qualifier: str | None) -> str:
+    return f"{function}:{qualifier}" if qualifier else function
+
+
+class FunctionUrls:
+    """Create, read, change and delete function URL configs (interfaces §6)."""
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        registry: FunctionRegistry,
+        arns: Arns,
+        endpoint_url: str,
+        clock: Clock = _utcnow,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self.arns = arns
+        self.endpoint_url = endpoint_url
+        self._clock = clock
+        self._configs: dict[str, UrlConfig] = {}
+        self._lock = asyncio.Lock()
+        registry.subscribe(self._function_changed)
+
+    async def load(self) -> None:
+        """Read every config; those of functions deleted meanwhile are dropped."""
+        for key, document in (await self._store.load_all()).items():
+            config = UrlConfig(**orjson.loads(document))
+            if self._registry.lookup(config.function) is None:
+                await self._store.delete(key)
+                continue
+            self._configs[key] = config
+        log.info("function urls loaded: %d", len(self._configs))
+
+    def _function_changed(self, name: str) -> None:
+        """A deleted function's URLs stop answering at once (their rows go at next load)."""
+        if self._registry.lookup(name) is None:
+            for key in [k for k, c in self._configs.items() if c.function == name]:
+                del self._configs[key]
+
+    # --- reads (the hot path: no I/O) ----------------------------------------------
+
+    def get(self, function: str, qualifier: str | None = None) -> UrlConfig | None:
+        return self._configs.get(key_of(function, qualifier))
+
+    def list(self, function: str) -> list[UrlConfig]:
+        return sorted(
+            (c for c in self._configs.values() if c.function == function), key=lambda c: c.key
+        )
+
+    def find_function(self, function: str) -> str:
+        """The name of an existing function (ListFunctionUrlConfigs' check)."""
+        name, _ = self._target(function, None)
+        if self._registry.lookup(name) is None:
+            raise ResourceNotFound("Function does not exist")
+        return name
+
+    def find(self, function: str, qualifier: str | None = None) -> UrlConfig:
+        """The config of an existing function (Lambda's errors otherwise)."""
+        name, qualifier = self._target(function, qualifier)
+        if self._registry.lookup(name) is None:
+            raise ResourceNotFound(_NOT_FOUND)
+        config = self.get(name, qualifier)
+        if config is None:
+            raise ResourceNotFound(_NOT_FOUND)
+        return config
+
+    # --- writes ------------------------------------------------------------------
+
+    async def create(
+        self, function: str, body: dict[str, Any], qualifier: str | None = None
+    ) -> UrlConfig:
+        name, qualifier = self._target(function, qualifier)
+        self._function(name, qualifier)
+        settings = _settings(body, require_auth=True)
+        async with self._lock:
+            if key_of(name, qualifier) in self._configs:
+                raise ResourceConflict(
+                    "Failed to create function url config for [functionArn = "
+                    f"{self.arns.function(name, qualifier)}]. Error message:  "
+                    "FunctionUrlConfig exists for this Lambda function"
+                )
+            now = _timestamp(self._clock())
+            config = UrlConfig(
+                function=name,
+                qualifier=qualifier,
+                auth_type=settings["auth_type"],
+                cors=settings.get("cors"),
+                invoke_mode=settings.get("invoke_mode", "BUFFERED"),
+                creation_time=now,
+                last_modified_time=now,
+            )
+            await self._save(config)
+        return config
+
+    async def update(
+        self, function: str, body: dict[str, Any], qualifier: str | None = None
+    ) -> UrlConfig:
+        """Change the given settings only (Lambda's UpdateFunctionUrlConfig)."""
+        name, qualifier = self._target(function, qualifier)
+        self._function(name, qualifier)
+        changes = _settings(body, require_auth=False)
+        async with self._lock:
+            old = self.find(name, qualifier)
+            config = dataclasses.replace(
+                old, last_modified_time=_timestamp(self._clock()), **changes
+            )
+            await self._save(config)
+        return config
+
+    async def delete(self, function: str, qualifier: str | None = None) -> None:
+        name, qualifier = self._target(function, qualifier)
+        async with self._lock:
+            config = self.find(name, qualifier)
+            await self._store.delete(config.key)
+            self._configs.pop(config.key, None)
+
+    async def _save(self, config: UrlConfig) -> None:
+        await self._store.put(config.key, orjson.dumps(dataclasses.asdict(config)).decode())
+        self._configs[config.key] = config
+
+    # --- helpers -----------------------------------------------------------------
+
+    def _target(self, function: str, qualifier: str | None) -> tuple[str, str | None]:
+        """(name, alias or None) from any spelling; versions and $LATEST are refused."""
+        ref = parse(function, qualifier)
+        if ref.qualifier is not None and not _QUALIFIER.match(ref.qualifier):
+            raise ValidationError.constraint(
+                ref.qualifier,
+                "qualifier",
+                f"Member must satisfy regular expression pattern: {_QUALIFIER_PATTERN}",
+            )
+        return ref.name, ref.qualifier
+
+    def _function(self, name: str, qualifier: str | None) -> None:
+        """The function (or alias) must exist: Lambda says ``Function does not exist``."""
+        try:
+            self._registry.get(name, qualifier)
+        except ResourceNotFound:
+            raise ResourceNotFound("Function does not exist") from None
+
+
+def _settings(body: dict[str, Any], require_auth: bool) -> dict[str, Any]:
+    """AuthType, Cors and InvokeMode from a request body (only those given)."""
+    settings: dict[str, Any] = {}
+    auth = body.get("AuthType")
+    if auth is None and require_auth:
+        raise ValidationError.constraint(None, "authType", "Member must not be null")
+    if auth is not None:
+        if auth not in AUTH_TYPES:
+            raise ValidationError.constraint(
+                auth, "authType", "Member must satisfy enum value set: [NONE, AWS_IAM]"
+            )
+        settings["auth_type"] = auth
+    mode = body.get("InvokeMode")
+    if mode is not None:
+        if mode not in INVOKE_MODES:
+            raise ValidationError.constraint(
+                mode,
+                "invokeMode",
+                "Member must satisfy enum value set: [BUFFERED, RESPONSE_STREAM]",
+            )
+        settings["invoke_mode"] = mode
+    if "Cors" in body:
+        settings["cors"] = _cors(body["Cors"])
+    return settings
+
+
+def _cors(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise InvalidParameterValue("Cors must be an object.")
+    unknown = set(raw) - {*_CORS_LISTS, "AllowCredentials", "MaxAge"}
+    if unknown:
+        raise InvalidParameterValue(f"Unknown Cors setting(s): {', '.join(sorted(unknown))}")
+    for key, limit in _CORS_LISTS.items():
+        value = raw.get(key)
+        if value is not None and (
+            not isinstance(value, list)
+            or len(value) > limit
+            or not all(isinstance(v, str) for v in value)
+        ):
+            raise ValidationError.constraint(
+                value, f"cors.{key[0].lower()}{key[1:]}", f"Member must be at most {limit} strings"
+            )
+    if "AllowCredentials" in raw and not isinstance(raw["AllowCredentials"], bool):
+        raise InvalidParameterValue("Cors.AllowCredentials must be true or false.")
+    age = raw.get("MaxAge")
+    if age is not None and (not isinstance(age, int) or not 0 <= age <= 86400):
+        raise ValidationError.constraint(
+            age, "cors.maxAge", "Member must have value between 0 and 86400"
+        )
+    return dict(raw)
+
+
+__all__ = ["FunctionUrls", "UrlConfig", "key_of"]

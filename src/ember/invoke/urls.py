@@ -1,0 +1,284 @@
+"""Function URL requests: HTTP in, payload format 2.0 event, invoke, HTTP out.
+
+The Frontend hands over a ``UrlRequest`` (already parsed, no HTTP objects);
+``UrlInvoker.handle`` builds the event Lambda's function URLs send, invokes
+through the invocation service (so the same throttles, sandboxes and logs
+apply) and maps the result back as Lambda does:
+
+- a dict with ``statusCode``: its status, headers, cookies and body
+  (``isBase64Encoded`` bodies are decoded);
+- any other JSON value: 200, ``application/json``, the value as returned;
+- a function error: 502 with a short body; a throttle: 429.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl
+
+import orjson
+
+from ember.control.urls import FunctionUrls, UrlConfig
+from ember.errors import EmberError, RequestTooLarge, ResourceNotFound, TooManyRequests
+from ember.invoke.service import InvokeCommand, InvokeResult, new_request_id
+
+Headers = list[tuple[bytes, bytes]]
+Invoke = Callable[[InvokeCommand], Awaitable[InvokeResult]]
+Clock = Callable[[], datetime]
+_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
+_TEXT_SUFFIXES = ("+json", "+xml", "x-www-form-urlencoded")
+
+
+class UrlRequest(NamedTuple):
+    """One HTTP request to ``/url/<key>/<path>``, as the Frontend parsed it."""
+
+    key: str  # NAME or NAME:ALIAS
+    method: str
+    path: str  # after the key, starting with "/" (percent-encoded, as sent)
+    query: str  # raw query string, without "?"
+    headers: Headers  # as received (names in any case)
+    body: bytes
+    source_ip: str
+    protocol: str = "HTTP/1.1"
+
+
+class UrlResponse(NamedTuple):
+    status: int
+    headers: Headers
+    body: bytes
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- the request -> event half ----------------------------------------------------
+
+
+def _joined_headers(headers: Headers) -> dict[str, str]:
+    """Lower-cased names; repeated headers joined with "," (cookies go elsewhere)."""
+    joined: dict[str, str] = {}
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("latin-1").lower()
+        if name == "cookie":
+            continue
+        value = raw_value.decode("latin-1")
+        joined[name] = f"{joined[name]},{value}" if name in joined else value
+    return joined
+
+
+def _cookies(headers: Headers) -> list[str]:
+    cookies: list[str] = []
+    for name, value in headers:
+        if name.lower() == b"cookie":
+            cookies += [c.strip() for c in value.decode("latin-1").split(";") if c.strip()]
+    return cookies
+
+
+def _query_parameters(query: str) -> dict[str, str]:
+    parameters: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        parameters[name] = f"{parameters[name]},{value}" if name in parameters else value
+    return parameters
+
+
+def is_text(content_type: str | None, body: bytes) -> bool:
+    """Whether Lambda passes ``body`` as text (else base64): textual type and UTF-8."""
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind and not (kind.startswith(_TEXT_TYPES) or kind.endswith(_TEXT_SUFFIXES)):
+        return False
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def build_event(
+    request: UrlRequest, account_id: str, request_id: str, now: datetime
+) -> dict[str, Any]:
+    """The payload format 2.0 event a function URL sends (optional keys only when set)."""
+    headers = _joined_headers(request.headers)
+    host = headers.get("host", "")
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": request.path,
+        "rawQueryString": request.query,
+        "headers": headers,
+    }
+    cookies = _cookies(request.headers)
+    if cookies:
+        event["cookies"] = cookies
+    if request.query:
+        event["queryStringParameters"] = _query_parameters(request.query)
+    event["requestContext"] = {
+        "accountId": account_id,
+        "apiId": request.key,
+        "domainName": host,
+        "domainPrefix": host.split(".")[0].split(":")[0],
+        "http": {
+            "method": request.method,
+            "path": request.path,
+            "protocol": request.protocol,
+            "sourceIp": request.source_ip,
+            "userAgent": headers.get("user-agent", ""),
+        },
+        "requestId": request_id,
+        "routeKey": "$default",
+        "stage": "$default",
+        "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+        "timeEpoch": int(now.timestamp() * 1000),
+    }
+    text = is_text(headers.get("content-type"), request.body)
+    if request.body:
+        event["body"] = (
+            request.body.decode("utf-8") if text else base64.b64encode(request.body).decode()
+        )
+    event["isBase64Encoded"] = bool(request.body) and not text
+    return event
+
+
+# --- the result -> response half ---------------------------------------------------
+
+_BAD_GATEWAY = UrlResponse(502, [(b"content-type", b"text/plain")], b"Internal Server Error")
+
+
+def _message(status: int, message: str, extra: Headers | None = None) -> UrlResponse:
+    body = orjson.dumps({"Message": message})
+    return UrlResponse(status, [(b"content-type", b"application/json"), *(extra or [])], body)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def map_result(result: InvokeResult) -> UrlResponse:
+    """Lambda's reading of a function's answer to a URL request."""
+    if result.function_error:
+        return _BAD_GATEWAY
+    try:
+        value = orjson.loads(result.body)
+    except orjson.JSONDecodeError:
+        return _BAD_GATEWAY
+    if not isinstance(value, dict) or "statusCode" not in value:
+        return UrlResponse(200, [(b"content-type", b"application/json")], result.body)
+    try:
+        return _structured(value)
+    except (TypeError, ValueError, binascii.Error):
+        return _BAD_GATEWAY  # a malformed statusCode, headers or base64 body
+
+
+def _structured(value: dict[str, Any]) -> UrlResponse:
+    status = int(value["statusCode"])
+    if not 100 <= status <= 599:
+        raise ValueError(status)
+    headers: Headers = []
+    for name, raw in (value.get("headers") or {}).items():
+        headers.append((str(name).lower().encode("latin-1"), _text(raw).encode("latin-1")))
+    if not any(name == b"content-type" for name, _ in headers):
+        headers.append((b"content-type", b"application/json"))
+    for cookie in value.get("cookies") or []:
+        headers.append((b"set-cookie", str(cookie).encode("latin-1")))
+    raw_body = value.get("body")
+    body = b"" if raw_body is None else _text(raw_body).encode("utf-8")
+    if value.get("isBase64Encoded") and body:
+        body = base64.b64decode(body, validate=True)
+    return UrlResponse(status, headers, body)
+
+
+# --- CORS ------------------------------------------------------------------------
+
+
+def _header(request: UrlRequest, name: bytes) -> str | None:
+    for key, value in request.headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def cors_headers(config: UrlConfig, request: UrlRequest, preflight: bool) -> Headers:
+    """The Access-Control-* headers the URL's Cors settings grant this request."""
+    cors = config.cors or {}
+    origin = _header(request, b"origin")
+    origins = cors.get("AllowOrigins") or []
+    if origin is None or not ("*" in origins or origin in origins):
+        return []
+    headers: Headers = [(b"access-control-allow-origin", origin.encode("latin-1"))]
+    if cors.get("AllowCredentials"):
+        headers.append((b"access-control-allow-credentials", b"true"))
+    if cors.get("ExposeHeaders") and not preflight:
+        headers.append((b"access-control-expose-headers", ",".join(cors["ExposeHeaders"]).encode()))
+    if preflight:
+        for key, name in (
+            ("AllowMethods", b"access-control-allow-methods"),
+            ("AllowHeaders", b"access-control-allow-headers"),
+        ):
+            if cors.get(key):
+                headers.append((name, ",".join(cors[key]).encode("latin-1")))
+        if cors.get("MaxAge") is not None:
+            headers.append((b"access-control-max-age", str(cors["MaxAge"]).encode()))
+    return headers
+
+
+def _with_cors(response: UrlResponse, extra: Headers) -> UrlResponse:
+    present = {name for name, _ in response.headers}
+    added = [(name, value) for name, value in extra if name not in present]
+    return response._replace(headers=response.headers + added)
+
+
+# --- the service ------------------------------------------------------------------
+
+
+class UrlInvoker:
+    """Serves function URL requests through the invocation service."""
+
+    def __init__(self, urls: FunctionUrls, invoke: Invoke, clock: Clock = _utcnow) -> None:
+        self._urls = urls
+        self._invoke = invoke
+        self._clock = clock
+
+    def config_of(self, key: str) -> UrlConfig | None:
+        name, _, qualifier = key.partition(":")
+        return self._urls.get(name, qualifier or None)
+
+    async def handle(self, request: UrlRequest) -> UrlResponse:
+        """Answer one request; never raises for the caller's or the function's faults."""
+        request_id = new_request_id()
+        response = await self._answer(request, request_id)
+        return response._replace(
+            headers=[*response.headers, (b"x-amzn-requestid", request_id.encode())]
+        )
+
+    async def _answer(self, request: UrlRequest, request_id: str) -> UrlResponse:
+        config = self.config_of(request.key)
+        if config is None:
+            return _message(404, f"No function URL is configured at /url/{request.key}/")
+        preflight = request.method == "OPTIONS" and config.cors is not None
+        if preflight and _header(request, b"access-control-request-method") is not None:
+            return UrlResponse(200, cors_headers(config, request, preflight=True), b"")
+        event = build_event(request, self._urls.arns.account_id, request_id, self._clock())
+        command = InvokeCommand(
+            function=config.function,
+            payload=orjson.dumps(event),
+            qualifier=config.qualifier,
+            request_id=request_id,
+            caller=request.source_ip,
+        )
+        try:
+            result = await self._invoke(command)
+        except TooManyRequests as exc:
+            retry = str(max(1, math.ceil(exc.retry_after_seconds))).encode()
+            return _message(429, "Rate Exceeded.", [(b"retry-after", retry)])
+        except RequestTooLarge:
+            return _message(413, "Request Entity Too Large")
+        except ResourceNotFound:
+            return _message(404, f"No function URL is configured at /url/{request.key}/")
+        except EmberError:
+            return _message(500, "Internal Server Error")
+        return _with_cors(map_result(result), cors_headers(config, request, preflight=False))
