@@ -21,8 +21,8 @@ from ember.api.app import Frontend
 from ember.api.services import Services
 from ember.config import Settings
 from ember.control.arns import Arns
-from ember.control.manifests_wiring import Manifests
 from ember.control.layers import LayerRegistry
+from ember.control.manifests_wiring import Manifests
 from ember.control.registry import FunctionRegistry
 from ember.control.urls import FunctionUrls
 from ember.invoke.events import AsyncInvocation
