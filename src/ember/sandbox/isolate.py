@@ -30,6 +30,7 @@ import platform
 import shutil
 import socket
 import struct
+import tempfile
 from typing import Any
 
 CLONE_NEWNS = 0x00020000
@@ -49,6 +50,7 @@ MNT_DETACH = 2
 PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 SIOCSIFFLAGS = 0x8914
 IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x1, 0x8, 0x40
 
@@ -268,6 +270,10 @@ def prepare_root(runtime: list[str], etc: str) -> None:
         ("stderr", "/proc/self/fd/2"),
     ):
         os.symlink(target, STAGING + "/dev/" + name)
+    # Function-independent, so done before the claim: an empty bounding set
+    # takes nothing from the effective set the rest of the set-up still uses.
+    _drop_bounding_set()
+    _BOUNDING_SET_DROPPED.append(True)
 
 
 def _bind_readonly_device(source: str, target: str) -> None:
@@ -321,6 +327,9 @@ def _drop_capabilities() -> None:
     _check(_libc.capset(ctypes.byref(header), data), "capset")
 
 
+_BOUNDING_SET_DROPPED: list[bool] = []  # in this process, by prepare_root
+
+
 def _drop_bounding_set() -> None:
     with open("/proc/sys/kernel/cap_last_cap") as handle:
         last = int(handle.read())
@@ -335,7 +344,8 @@ def _write(path: str, value: str) -> None:
 
 def drop_privileges(uid: int, gid: int, user_namespace: bool) -> None:
     """Become an unprivileged user in a user namespace of its own, for good."""
-    _drop_bounding_set()
+    if not _BOUNDING_SET_DROPPED:
+        _drop_bounding_set()
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)  # clears every capability of the real root
@@ -361,12 +371,45 @@ def user_namespaces_available() -> bool:
         return False
 
 
-def build_filter(seccomp: Any) -> Any:
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+class CompiledFilter:
+    """A seccomp filter compiled to its BPF program once; ``load`` installs it.
+
+    libseccomp's own ``load`` generates the program again on every call
+    (~0.5 ms in a fresh fork, on the cold-start path); the program is the
+    same each time. Installing it is what libseccomp does with its default
+    attributes: no_new_privs, then the filter with no flags (no TSYNC, no LOG).
+    """
+
+    def __init__(self, program: bytes) -> None:
+        if not program or len(program) % 8:  # struct sock_filter is 8 bytes
+            raise ValueError("not a BPF program: {0} bytes".format(len(program)))
+        self._buffer = ctypes.create_string_buffer(program, len(program))
+        self._program = _SockFprog(len(program) // 8, ctypes.addressof(self._buffer))
+
+    def load(self) -> None:
+        _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+        result = _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self._program), 0, 0)
+        _check(result, "seccomp filter")
+
+
+def build_filter(seccomp: Any) -> CompiledFilter:
     """The seccomp filter: allow by default, EPERM for the calls above.
 
-    Built once in the zygote and loaded in each child (loading a prebuilt
-    filter costs ~0.15 ms, building one ~0.5 ms).
+    Built and compiled once in the zygote; each child only installs the
+    program (one prctl).
     """
+    rules = _filter_rules(seccomp)
+    with tempfile.TemporaryFile() as handle:
+        rules.export_bpf(handle)
+        handle.seek(0)
+        return CompiledFilter(handle.read())
+
+
+def _filter_rules(seccomp: Any) -> Any:
     eperm = seccomp.ERRNO(1)
     denied = seccomp.SyscallFilter(seccomp.ALLOW)
     for name in DENIED_SYSCALLS:
