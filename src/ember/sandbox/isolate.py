@@ -13,8 +13,10 @@ The sequence, split so a pre-forked blank does the function-independent half:
   tmpfs root holding read-only binds of what the runtime needs (``/usr``,
   a few ``/etc`` files, the interpreter's prefixes), a fresh ``/proc`` and a
   minimal ``/dev``.
-- ``enter_root`` (child, per function): the code read-only at ``/var/task``,
-  a size-limited ``/tmp``, ``pivot_root``, the root read-only; then
+- ``enter_staged_root`` (child, still before the claim): a ``/tmp``,
+  ``pivot_root``, the root read-only.
+- ``enter_task`` (child, per function): the code read-only at ``/var/task``
+  (a tree the zygote cloned with ``clone_readonly``), ``/tmp`` at its size; then
   ``drop_privileges``: no capability bounding set, an unprivileged uid/gid,
   a user namespace of its own, no capabilities, ``no_new_privs``, and last
   the seccomp filter.
@@ -51,6 +53,14 @@ PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+# The new mount API (Linux 5.2+; mount_setattr 5.12+): one number on every architecture.
+SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 428, 429, 442
+AT_FDCWD, AT_EMPTY_PATH, AT_RECURSIVE = -100, 0x1000, 0x8000
+OPEN_TREE_CLONE, OPEN_TREE_CLOEXEC = 1, os.O_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x1, 0x2, 0x4
+# A blank's /tmp until its function's EphemeralStorage is known (Lambda's default).
+BLANK_TMP_MB = 512
 SIOCSIFFLAGS = 0x8914
 IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x1, 0x8, 0x40
 
@@ -283,20 +293,18 @@ def _bind_readonly_device(source: str, target: str) -> None:
     _mount(None, target, None, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC)
 
 
-def enter_root(code_dir: str, tmp_mb: int, egress: bool = False) -> None:
-    """Add the function's code and /tmp, then make the staged tree the root."""
-    _bind_readonly(code_dir, STAGING + TASK_ROOT)
-    if egress:
-        # slirp4netns answers DNS at 10.0.2.3; the host's resolver is out of reach.
-        with open(STAGING + "/.resolv.conf", "w") as handle:
-            handle.write("nameserver 10.0.2.3\n")
-        _bind_readonly(STAGING + "/.resolv.conf", STAGING + "/etc/resolv.conf")
+def enter_staged_root() -> None:
+    """Make the staged tree the root, read-only, with a /tmp and no code yet.
+
+    Function-independent, so a blank does it before it is claimed; the old
+    root is detached, so nothing of the host is reachable from here on.
+    """
     _mount(
         "tmpfs",
         STAGING + "/tmp",
         "tmpfs",
         MS_NOSUID | MS_NODEV,
-        "size={0}m,mode=1777".format(tmp_mb),
+        "size={0}m,mode=1777".format(BLANK_TMP_MB),
     )
     os.chdir(STAGING)
     _check(
@@ -306,7 +314,76 @@ def enter_root(code_dir: str, tmp_mb: int, egress: bool = False) -> None:
     os.chdir("/")
     _check(_libc.umount2(b"/.old", MNT_DETACH), "umount old root")
     os.rmdir("/.old")
-    _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    _remount_root(read_only=True)
+
+
+def _remount_root(read_only: bool) -> None:
+    flags = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | (MS_RDONLY if read_only else 0)
+    _mount(None, "/", None, flags)
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+def clone_readonly(path: str) -> int:
+    """A detached read-only (nosuid, nodev) copy of the mount tree at ``path``, as an fd.
+
+    Made by the zygote, which sees the host's paths; a claimed blank, which
+    no longer does, attaches it with ``enter_task``. The caller closes it.
+    """
+    fd = _pylibc.syscall(
+        ctypes.c_long(SYS_OPEN_TREE),
+        ctypes.c_int(AT_FDCWD),
+        path.encode(),
+        ctypes.c_uint(OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE),
+    )
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "open_tree {0}: {1}".format(path, os.strerror(err)))
+    attr = _MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0, 0, 0)
+    result = _pylibc.syscall(
+        ctypes.c_long(SYS_MOUNT_SETATTR),
+        ctypes.c_int(fd),
+        b"",
+        ctypes.c_uint(AT_EMPTY_PATH | AT_RECURSIVE),
+        ctypes.byref(attr),
+        ctypes.c_size_t(ctypes.sizeof(attr)),
+    )
+    if result != 0:
+        err = ctypes.get_errno()
+        os.close(fd)
+        raise OSError(err, "mount_setattr {0}: {1}".format(path, os.strerror(err)))
+    return int(fd)
+
+
+def enter_task(code_tree: int, tmp_mb: int, egress: bool = False) -> None:
+    """In a claimed blank: the function's code at /var/task, /tmp at its size."""
+    result = _pylibc.syscall(
+        ctypes.c_long(SYS_MOVE_MOUNT),
+        ctypes.c_int(code_tree),
+        b"",
+        ctypes.c_int(AT_FDCWD),
+        TASK_ROOT.encode(),
+        ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH),
+    )
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "move_mount {0}: {1}".format(TASK_ROOT, os.strerror(err)))
+    os.close(code_tree)
+    _mount(None, "/tmp", None, MS_REMOUNT | MS_NOSUID | MS_NODEV, "size={0}m".format(tmp_mb))
+    if egress:
+        # slirp4netns answers DNS at 10.0.2.3; the host's resolver is out of reach.
+        _remount_root(read_only=False)
+        with open("/.resolv.conf", "w") as handle:
+            handle.write("nameserver 10.0.2.3\n")
+        _bind_readonly("/.resolv.conf", "/etc/resolv.conf")
+        _remount_root(read_only=True)
 
 
 class _CapHeader(ctypes.Structure):

@@ -138,10 +138,10 @@ def _run(spec: dict[str, Any], fds: list[int], confine: Any, pyloop: Any) -> int
     isolate = _ISOLATION.get("module")
     task_root = spec["code_dir"]
     if isolate is not None:
-        isolate.enter_root(spec["code_dir"], int(spec["tmp_mb"]), bool(spec.get("egress")))
+        isolate.enter_task(fds[2], int(spec["tmp_mb"]), bool(spec.get("egress")))
         task_root = isolate.TASK_ROOT
     confine.specialize(spec, task_root)
-    sock_fd, log_fd = fds
+    sock_fd, log_fd = fds[:2]
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(log_fd, 1)
@@ -193,6 +193,8 @@ def _child(
             os.closerange(3, keep)
             os.closerange(keep + 1, 1 << 20)
             pyloop.prewarm()
+            if _ISOLATION.get("module") is not None:
+                _ISOLATION["module"].enter_staged_root()
             data, fds, _flags, _addr = socket.recv_fds(blank, 1 << 20, 4)
             if not data:
                 os._exit(0)  # the zygote is shutting down
@@ -294,16 +296,28 @@ def _claim_blank(
         if not blank_id:
             ours.close()
             continue  # it died while waiting
+        isolate = _ISOLATION.get("module")
+        code_tree = -1
         try:
             confine.set_limits(_CONFIG["cgroups"], paths, spec["limits"])
             _assign_identity(spec)
-            if spec.get("egress") and _ISOLATION.get("module") is not None:
+            if spec.get("egress") and isolate is not None:
                 _start_egress(pid)
-            socket.send_fds(ours, [json.dumps(spec).encode("utf-8")], fds)
+            if isolate is not None:
+                # The blank sees only its own root now: hand it the code as a mount.
+                code_tree = isolate.clone_readonly(spec["code_dir"])
+            socket.send_fds(
+                ours,
+                [json.dumps(spec).encode("utf-8")],
+                fds + ([code_tree] if code_tree >= 0 else []),
+            )
         except OSError:
             _destroy(blank_id, confine)
             ours.close()
             raise
+        finally:
+            if code_tree >= 0:
+                os.close(code_tree)
         ours.close()
         _PIDS.pop(blank_id, None)
         _SANDBOXES[pid] = (sandbox_id, paths)
