@@ -493,11 +493,17 @@ class _Zygote:
 
     def _drain_output(self, sandbox_id: str, fd: int) -> None:
         chunks = []
+        ended = False
         with contextlib.suppress(BlockingIOError, OSError):
             while chunk := os.read(fd, 65536):
                 chunks.append(chunk)
+            ended = True  # every writer is gone: the sandbox has exited
         if chunks:
             self._sink(sandbox_id, b"".join(chunks))
+        if ended:
+            # A pipe at EOF stays readable: watched until the zygote's exit report
+            # (cgroups removed, ms later) it would call this on every loop turn.
+            asyncio.get_running_loop().remove_reader(fd)
 
     def _lost(self) -> None:
         """The zygote died: every sandbox it held is gone with it."""
