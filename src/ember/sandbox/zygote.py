@@ -709,8 +709,6 @@ class ZygoteBackend:
             "uid_base": 100000,
             "etc": self.etc_dir,
             "pool": self._pool,
-            # A blank's limit until claimed; claims only ever lower it.
-            "blank_memory": 10240 * 1024 * 1024,
         }
 
     async def _zygote_for(self, runtime: str) -> _Zygote:
