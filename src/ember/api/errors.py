@@ -7,6 +7,7 @@ ResourceNotFoundException and ServiceException and ``message`` elsewhere.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import orjson
@@ -39,6 +40,8 @@ def status_of(error: errors.EmberError) -> int:
 
 def render(error: errors.EmberError, request_id: str) -> tuple[int, Headers, bytes]:
     """(status, headers, body) for ``error``."""
+    if type(error) is errors.TooManyRequests:
+        return _too_many(error, request_id)
     status = status_of(error)
     body: dict[str, object] = {}
     if error.code != "ValidationException":
@@ -54,6 +57,29 @@ def render(error: errors.EmberError, request_id: str) -> tuple[int, Headers, byt
         retry = str(max(1, math.ceil(error.retry_after_seconds))).encode()
         headers.append((b"retry-after", retry))
     return status, headers, orjson.dumps(body)
+
+
+def _too_many(error: errors.TooManyRequests, request_id: str) -> tuple[int, Headers, bytes]:
+    """``render`` of a throttle: under overload every refusal takes this path, so the
+    body and the constant headers are encoded once per (message, reason, Retry-After)."""
+    retry = max(1, math.ceil(error.retry_after_seconds))
+    body, code, retry_header = _too_many_parts(error.message, error.reason, retry)
+    headers: Headers = [
+        (b"content-type", b"application/json"),
+        (b"x-amzn-requestid", request_id.encode()),
+        code,
+        retry_header,
+    ]
+    return 429, headers, body
+
+
+@functools.lru_cache(maxsize=256)
+def _too_many_parts(
+    message: str, reason: str, retry: int
+) -> tuple[bytes, tuple[bytes, bytes], tuple[bytes, bytes]]:
+    body = orjson.dumps({"Type": "User", "message": message, "Reason": reason})
+    code = (b"x-amzn-errortype", errors.TooManyRequests.code.encode())
+    return body, code, (b"retry-after", str(retry).encode())
 
 
 def unknown_operation(method: str, path: str, request_id: str) -> tuple[int, Headers, bytes]:

@@ -135,14 +135,18 @@ async def handle(invoke: Any, scope: Scope, receive: Any, send: Any) -> None:
     except Exception as exc:
         error = exc if isinstance(exc, EmberError) else _internal(exc, request_id)
         status, error_headers, error_body = http_errors.render(error, request_id)
+        error_headers.append(_content_length(error_body))
         await send({"type": "http.response.start", "status": status, "headers": error_headers})
         await send({"type": "http.response.body", "body": error_body})
         return
+    response_headers = _response_headers(result)
+    response_headers.append(_content_length(result.body))
     await send(
-        {
-            "type": "http.response.start",
-            "status": result.status,
-            "headers": _response_headers(result),
-        }
+        {"type": "http.response.start", "status": result.status, "headers": response_headers}
     )
     await send({"type": "http.response.body", "body": result.body})
+
+
+def _content_length(body: bytes) -> tuple[bytes, bytes]:
+    # Declared, the body goes out as is; otherwise uvicorn frames it chunked.
+    return (b"content-length", b"%d" % len(body))

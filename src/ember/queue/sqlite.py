@@ -226,12 +226,41 @@ def _lease_of(message: Message) -> tuple[int, int]:
     return int(id_), int(lease)
 
 
+class _Reader:
+    """A read-only connection for snapshots that scan the whole queue (statistics).
+
+    WAL readers never block the writer: a scan of a large backlog here does
+    not hold up receives and acks, as it would on the writer's thread. It sees
+    every transaction committed before it starts, so a caller that awaited an
+    operation sees its effect.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+
+    def run(self, operation: Operation) -> Any:
+        with self._lock:
+            if self._db is None:
+                uri = f"{self._path.resolve().as_uri()}?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            return operation(self._db)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+
 class SqliteEventQueue:
     """See ``ember.queue.base.EventQueue`` and ``ConfigStore``."""
 
     def __init__(self, path: Path, clock: Clock = time.time) -> None:
         self._clock = clock
         self._writer = _Writer(path)
+        self._reader = _Reader(path)
         self._closed = False
         self._arrivals = Arrivals()
         # Functions that may have events; the writer thread alone reads and writes it.
@@ -476,7 +505,9 @@ class SqliteEventQueue:
         return stats
 
     async def statistics(self) -> list[FunctionStats]:
-        return list(await self._run(self._statistics))
+        if self._closed:
+            raise QueueClosed("sqlite")
+        return list(await asyncio.to_thread(self._reader.run, self._statistics))
 
     # -- configs -------------------------------------------------------------------
 
@@ -520,3 +551,4 @@ class SqliteEventQueue:
             return
         self._closed = True
         await asyncio.get_running_loop().run_in_executor(None, self._writer.stop)
+        await asyncio.to_thread(self._reader.close)

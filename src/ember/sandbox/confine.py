@@ -56,8 +56,10 @@ def _read(path: str) -> str:
 # --- cgroups (zygote side) -------------------------------------------------
 
 
-def create_cgroup(cgroups: dict[str, Any], sandbox_id: str, limits: dict[str, int]) -> list[str]:
-    """Create the sandbox's cgroup directories with its limits; return them."""
+def create_cgroup(
+    cgroups: dict[str, Any], sandbox_id: str, limits: dict[str, int] | None
+) -> list[str]:
+    """Create the sandbox's cgroup directories with its limits (None: the parent's); return them."""
     if not cgroups:
         return []
     name = "sb-" + sandbox_id
@@ -67,7 +69,8 @@ def create_cgroup(cgroups: dict[str, Any], sandbox_id: str, limits: dict[str, in
             path = os.path.join(parent, name)
             os.mkdir(path)
             created.append(path)
-        set_limits(cgroups, created, limits)
+        if limits is not None:
+            set_limits(cgroups, created, limits)
     except OSError:
         for path in created:
             _rmdir_quietly(path)

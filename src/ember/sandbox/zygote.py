@@ -516,11 +516,17 @@ class _Zygote:
 
     def _drain_output(self, sandbox_id: str, fd: int) -> None:
         chunks = []
+        ended = False
         with contextlib.suppress(BlockingIOError, OSError):
             while chunk := os.read(fd, 65536):
                 chunks.append(chunk)
+            ended = True  # every writer is gone: the sandbox has exited
         if chunks:
             self._sink(sandbox_id, b"".join(chunks))
+        if ended:
+            # A pipe at EOF stays readable: watched until the zygote's exit report
+            # (cgroups removed, ms later) it would call this on every loop turn.
+            asyncio.get_running_loop().remove_reader(fd)
 
     def _lost(self) -> None:
         """The zygote died: every sandbox it held is gone with it."""
@@ -727,8 +733,6 @@ class ZygoteBackend:
             "uid_base": 100000,
             "etc": self.etc_dir,
             "pool": self._pool,
-            # A blank's limit until claimed; claims only ever lower it.
-            "blank_memory": 10240 * 1024 * 1024,
         }
 
     async def _zygote_for(self, runtime: str) -> _Zygote:

@@ -140,12 +140,12 @@ def _run(spec: dict[str, Any], fds: list[int], confine: Any, pyloop: Any) -> int
     isolate = _ISOLATION.get("module")
     task_root = spec["code_dir"]
     if isolate is not None:
-        isolate.enter_root(
-            spec["code_dir"], int(spec["tmp_mb"]), bool(spec.get("egress")), spec.get("opt_dir")
-        )
+        # fds: socket, log, then the code's mount tree and, with layers, /opt's.
+        opt_tree = fds[3] if len(fds) > 3 else -1
+        isolate.enter_task(fds[2], int(spec["tmp_mb"]), bool(spec.get("egress")), opt_tree)
         task_root = isolate.TASK_ROOT
     confine.specialize(spec, task_root)
-    sock_fd, log_fd = fds
+    sock_fd, log_fd = fds[:2]
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(log_fd, 1)
@@ -202,6 +202,8 @@ def _child(
             os.closerange(3, keep)
             os.closerange(keep + 1, 1 << 20)
             pyloop.prewarm()
+            if _ISOLATION.get("module") is not None:
+                _ISOLATION["module"].enter_staged_root()
             data, fds, _flags, _addr = socket.recv_fds(blank, 1 << 20, 4)
             if not data:
                 os._exit(0)  # the zygote is shutting down
@@ -234,8 +236,9 @@ def _fork_blank(ctl: socket.socket, selector: Any, confine: Any, pyloop: Any) ->
     """
     _COUNTER.append(1)
     blank_id = "blank-{0}-{1}".format(os.getpid(), len(_COUNTER))
-    limits = {"memory": _CONFIG["blank_memory"], "pids": 64, "cpu_shares": 1024}
-    paths = confine.create_cgroup(_CONFIG["cgroups"], blank_id, limits)
+    # No limits of its own yet (only trusted code runs in a blank: the parent's
+    # bound it): the claim writes the function's before handing the function over.
+    paths = confine.create_cgroup(_CONFIG["cgroups"], blank_id, None)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         pid = _new_process()
@@ -303,16 +306,26 @@ def _claim_blank(
         if not blank_id:
             ours.close()
             continue  # it died while waiting
+        isolate = _ISOLATION.get("module")
+        trees: list[int] = []
         try:
             confine.set_limits(_CONFIG["cgroups"], paths, spec["limits"])
             _assign_identity(spec)
-            if spec.get("egress") and _ISOLATION.get("module") is not None:
+            if spec.get("egress") and isolate is not None:
                 _start_egress(pid)
-            socket.send_fds(ours, [json.dumps(spec).encode("utf-8")], fds)
+            if isolate is not None:
+                # The blank sees only its own root now: hand it the code as a mount.
+                trees.append(isolate.clone_readonly(spec["code_dir"]))
+                if spec.get("opt_dir"):
+                    trees.append(isolate.clone_readonly(spec["opt_dir"]))
+            socket.send_fds(ours, [json.dumps(spec).encode("utf-8")], fds + trees)
         except OSError:
             _destroy(blank_id, confine)
             ours.close()
             raise
+        finally:
+            for tree in trees:
+                os.close(tree)
         ours.close()
         _PIDS.pop(blank_id, None)
         _SANDBOXES[pid] = (sandbox_id, paths)
