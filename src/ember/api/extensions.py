@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ember import __version__
-from ember.api.http import endpoint, json_response, read_json
+from ember.api.http import endpoint, json_response, read_json, zip_response
 from ember.api.services import Services
 from ember.control import arns
 from ember.control.models import FunctionRecord
@@ -53,14 +53,7 @@ def routes(services: Services) -> list[Route]:
         ref = arns.parse(request.path_params["name"])
         name = ref.name
         data = await services.registry.code(name, ref.qualifier)
-        return Response(
-            data,
-            media_type="application/zip",
-            headers={
-                "x-amzn-RequestId": request_id,
-                "content-disposition": f'attachment; filename="{name}.zip"',
-            },
-        )
+        return zip_response(data, name, request_id)
 
     def sandbox_settings(record: FunctionRecord) -> dict[str, object]:
         return {"FunctionName": record.name, "Egress": record.egress, "Isolation": record.isolation}

@@ -20,6 +20,18 @@ log = logging.getLogger("ember.api")
 Handler = Callable[[Request, str], Awaitable[Response]]
 
 
+def zip_response(data: bytes, name: str, request_id: str) -> Response:
+    """A zip download (code or layer content), named ``<name>.zip``."""
+    return Response(
+        data,
+        media_type="application/zip",
+        headers={
+            "x-amzn-RequestId": request_id,
+            "content-disposition": f'attachment; filename="{name}.zip"',
+        },
+    )
+
+
 def json_response(body: Any, request_id: str, status: int = 200) -> Response:
     return Response(
         orjson.dumps(body),

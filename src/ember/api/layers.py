@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ember.api.http import endpoint, json_response, read_json
+from ember.api.http import endpoint, json_response, read_json, zip_response
 from ember.api.services import Services
 from ember.control.layers import LayerRegistry, LayerVersion
 from ember.errors import InvalidParameterValue, ValidationError
@@ -118,14 +118,7 @@ def routes(services: Services) -> list[Route]:
         """ember's download of a layer version's zip (the ``Content.Location`` URL)."""
         name = request.path_params["name"]
         data = await layers.content(name, _version(request))
-        return Response(
-            data,
-            media_type="application/zip",
-            headers={
-                "x-amzn-RequestId": request_id,
-                "content-disposition": f'attachment; filename="{name}.zip"',
-            },
-        )
+        return zip_response(data, name, request_id)
 
     return [
         Route(API, list_or_find, methods=["GET"]),

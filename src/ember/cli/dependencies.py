@@ -18,28 +18,25 @@ sdist, or no wheel for that Python, then fails with its name in the error.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import platform
 import re
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
 import tomllib
-import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from rich.console import Console
 
 from ember.cli.client import EmberClient
+from ember.cli.zips import deterministic_zip
 
 PREFIX = "ember-deps-"
 REQUIREMENTS = "requirements.txt"
 PYPROJECT = "pyproject.toml"
-ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 # What pip says when it gives up on one package, most specific first.
 _FAILURES = (
     re.compile(r"No matching distribution found for ([^\s;]+)"),
@@ -186,17 +183,8 @@ def install(
 
 def zip_layer(site: Path) -> bytes:
     """``site`` zipped under ``python/``, deterministically (sorted, fixed timestamps)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
-        paths = sorted(p for p in site.rglob("*") if p.is_file() and not p.is_symlink())
-        for path in paths:
-            name = "python/" + path.relative_to(site).as_posix()
-            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            executable = path.stat().st_mode & stat.S_IXUSR
-            info.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
-            zf.writestr(info, path.read_bytes())
-    return buffer.getvalue()
+    paths = sorted(p for p in site.rglob("*") if p.is_file() and not p.is_symlink())
+    return deterministic_zip(("python/" + p.relative_to(site).as_posix(), p) for p in paths)
 
 
 # -- the layer -----------------------------------------------------------------------

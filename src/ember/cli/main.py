@@ -8,10 +8,8 @@ exit 1; usage errors are click's and exit 2.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
-import stat
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -26,6 +24,7 @@ from rich.table import Table
 from ember import __version__
 from ember.cli import dependencies, manifest_commands, queue_commands
 from ember.cli.client import ApiError, EmberClient
+from ember.cli.zips import deterministic_zip
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:9900"
 DEFAULT_RUNTIME = "python3.12"
@@ -34,7 +33,6 @@ FOLLOW_INTERVAL_SECONDS = 0.5
 SKIPPED_DIRS = frozenset({"__pycache__", ".git"})
 SKIPPED_SUFFIXES = (".pyc",)
 # Zip timestamps are pinned so the same tree always hashes to the same CodeSha256.
-ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 ClientFactory = Callable[[str], EmberClient]
 
@@ -103,15 +101,7 @@ def zip_directory(root: Path) -> bytes:
     Order, timestamps and permissions are fixed (only the executable bit is
     kept), so the server's CodeSha256 changes only when the contents do.
     """
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
-        for name, path in iter_package_files(root):
-            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            executable = path.stat().st_mode & stat.S_IXUSR
-            info.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
-            zf.writestr(info, path.read_bytes())
-    return buffer.getvalue()
+    return deterministic_zip(iter_package_files(root))
 
 
 def read_package(path: Path) -> bytes:
