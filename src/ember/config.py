@@ -72,6 +72,8 @@ class Settings:
     visibility_margin_seconds: float = 60.0
     # Largest Event payload (Lambda: 1 MB; older docs and LocalStack say 256 KB).
     async_max_payload_bytes: int = 1024 * 1024
+    # MCP at /mcp: when set, every request must carry "Authorization: Bearer <token>".
+    mcp_token: str | None = None
 
     @property
     def endpoint_url(self) -> str:

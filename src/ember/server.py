@@ -25,6 +25,8 @@ from ember.control.registry import FunctionRegistry
 from ember.invoke.events import AsyncInvocation
 from ember.invoke.logs import LogStore
 from ember.invoke.service import InvocationService
+from ember.mcp.catalog import ToolCatalog
+from ember.mcp.endpoint import McpEndpoint
 from ember.queue import wiring as queue_wiring
 from ember.sandbox.gvisor import GVisorBackend
 from ember.sandbox.zygote import ZygoteBackend
@@ -54,6 +56,8 @@ class Platform:
     throttle: Throttle
     asynchronous: AsyncInvocation
     strong: GVisorBackend | None = None
+    tools: ToolCatalog | None = None
+    mcp: McpEndpoint | None = None
 
 
 def build(settings: Settings) -> Platform:
@@ -106,6 +110,15 @@ def build(settings: Settings) -> Platform:
         max_async_payload=settings.async_max_payload_bytes,
     )
     asynchronous = AsyncInvocation.build(settings, events, registry, invocations.invoke, names)
+    tools = ToolCatalog(SqliteMetadataStore(data / "tools.sqlite3"), registry.get)
+    registry.subscribe(lambda name: tools.function_changed(name, registry.lookup(name) is not None))
+    mcp = McpEndpoint(
+        tools,
+        invocations.invoke,
+        host=settings.host,
+        port=settings.port,
+        token=settings.mcp_token,
+    )
     services = Services(
         settings,
         names,
@@ -116,6 +129,7 @@ def build(settings: Settings) -> Platform:
         lambda: {**backend.describe(), "strong": strong.describe()},
         throttle=throttle,
         asynchronous=asynchronous,
+        tools=tools,
     )
     return Platform(
         settings,
@@ -128,6 +142,8 @@ def build(settings: Settings) -> Platform:
         throttle,
         asynchronous=asynchronous,
         strong=strong,
+        tools=tools,
+        mcp=mcp,
     )
 
 
@@ -138,6 +154,8 @@ def application(platform: Platform) -> Frontend:
         if platform.strong is not None:
             await platform.strong.start()
         await platform.registry.load()
+        if platform.tools is not None:
+            await platform.tools.load(lambda name: platform.registry.lookup(name) is not None)
         await platform.throttle.start(lambda name: platform.registry.lookup(name) is not None)
         await platform.asynchronous.start()
         # The server's own interpreter serves its python3.x runtime and every
@@ -156,14 +174,21 @@ def application(platform: Platform) -> Frontend:
                 loops.create_task(
                     platform.manager.run_evictor(platform.settings.evict_interval_seconds)
                 )
+                if platform.tools is not None and platform.mcp is not None:
+                    loops.create_task(platform.tools.run())
+                    loops.create_task(platform.mcp.feed.run())
                 # Everything built so far lives as long as the server: keep the
                 # cyclic collector from walking it again on every collection.
                 gc.collect()
                 gc.freeze()
                 log.info("ember is ready on %s", platform.settings.endpoint_url)
                 try:
-                    yield
+                    async with _mcp_sessions(platform):
+                        yield
                 finally:
+                    if platform.tools is not None and platform.mcp is not None:
+                        platform.tools.stop()
+                        platform.mcp.feed.stop()
                     # Deliveries in flight are cancelled before their sandboxes die,
                     # so they are redelivered on restart rather than failed.
                     platform.asynchronous.supervisor.stop()
@@ -176,11 +201,18 @@ def application(platform: Platform) -> Frontend:
                 await platform.strong.close()
             await platform.backend.close()
             await platform.store.close()
+            if platform.tools is not None:
+                await platform.tools.close()
             await platform.throttle.close()
             await platform.asynchronous.close()
             log.info("ember stopped: every sandbox reaped")
 
-    return Frontend(platform.services, lifespan)
+    return Frontend(platform.services, lifespan, mcp=platform.mcp)
+
+
+def _mcp_sessions(platform: Platform) -> contextlib.AbstractAsyncContextManager[None]:
+    """The MCP endpoint's session manager, run for as long as the server serves."""
+    return platform.mcp.run() if platform.mcp is not None else contextlib.nullcontext()
 
 
 def serve(settings: Settings, log_level: str = "info") -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -10,12 +10,14 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ember.api import concurrency, event_invoke, extensions, functions, invoke, queue
+from ember.api import concurrency, event_invoke, extensions, functions, invoke, queue, tools
 from ember.api.errors import unknown_operation
 from ember.api.services import Services
 from ember.invoke.service import new_request_id
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+MCP_PATH = "/mcp"
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -24,10 +26,11 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 class Frontend:
-    """Routes Invoke to ``ember.api.invoke`` and everything else to Starlette."""
+    """Routes Invoke to ``ember.api.invoke``, ``/mcp`` to MCP, the rest to Starlette."""
 
-    def __init__(self, services: Services, lifespan: Lifespan) -> None:
+    def __init__(self, services: Services, lifespan: Lifespan, mcp: ASGIApp | None = None) -> None:
         self._invoke = services.invocations.invoke
+        self._mcp = mcp
         self._app = Starlette(
             routes=[
                 *functions.routes(services),
@@ -35,6 +38,7 @@ class Frontend:
                 *concurrency.routes(services),
                 *event_invoke.routes(services),
                 *queue.routes(services),
+                *tools.routes(services),
             ],
             exception_handlers={404: _not_found, 405: _not_found},
             lifespan=lifespan,
@@ -48,6 +52,9 @@ class Frontend:
             and scope["method"] == "POST"
         ):
             await invoke.handle(self._invoke, scope, receive, send)
+            return
+        if path == MCP_PATH and self._mcp is not None:
+            await self._mcp(scope, receive, send)
             return
         await self._app(scope, receive, send)
 

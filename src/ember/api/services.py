@@ -11,6 +11,7 @@ from ember.control.registry import FunctionRegistry
 from ember.invoke.events import AsyncInvocation
 from ember.invoke.logs import LogStore
 from ember.invoke.service import InvocationService
+from ember.mcp.catalog import ToolCatalog
 from ember.scheduling.manager import WorkerManager
 from ember.throttle import Throttle
 
@@ -27,3 +28,5 @@ class Services:
     throttle: Throttle
     # Queue, event-invoke-configs and pollers; None when async invocation is not wired.
     asynchronous: AsyncInvocation | None = None
+    # Functions exposed as MCP tools; None when MCP is not wired.
+    tools: ToolCatalog | None = None
