@@ -332,3 +332,18 @@ class EmberClient:
         """Remove the policy of ``scope`` (both scopes when None)."""
         params = {"scope": scope} if scope else None
         self._request("DELETE", f"/_ember/functions/{quote(name, safe='')}/limits", params=params)
+
+    # -- MCP tools -----------------------------------------------------------
+
+    def expose_tool(self, name: str, settings: dict[str, Any]) -> dict[str, Any]:
+        """Expose function NAME as an MCP tool (replacing its tool settings)."""
+        path = f"/_ember/functions/{quote(name, safe='')}/tool"
+        return _json_object(self._request("PUT", path, json_body=settings))
+
+    def hide_tool(self, name: str) -> None:
+        """Stop exposing NAME as a tool; not an error when it was not exposed."""
+        self._request("DELETE", f"/_ember/functions/{quote(name, safe='')}/tool")
+
+    def tools(self) -> list[dict[str, Any]]:
+        """Every exposed function's tool settings, ordered by tool name."""
+        return list(_json_object(self._request("GET", "/_ember/tools")).get("Tools") or [])

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ember import __version__
-from ember.cli import queue_commands
+from ember.cli import queue_commands, tool_commands
 from ember.cli.client import ApiError, EmberClient
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:9900"
@@ -218,6 +218,8 @@ def main(ctx: click.Context, endpoint: str) -> None:
 
 main.add_command(queue_commands.dlq)
 main.add_command(queue_commands.queue)
+main.add_command(tool_commands.tool)
+main.add_command(tool_commands.mcp)
 
 
 @main.command()
@@ -278,6 +280,11 @@ main.add_command(queue_commands.queue)
     show_default=True,
     help="The Redis of --throttle-backend redis.",
 )
+@click.option(
+    "--mcp-token",
+    envvar="EMBER_MCP_TOKEN",
+    help="Require 'Authorization: Bearer <token>' on /mcp.",
+)
 @queue_commands.async_serve_options
 def serve(
     host: str,
@@ -291,6 +298,7 @@ def serve(
     account_concurrency: int,
     throttle_backend: str,
     redis_url: str,
+    mcp_token: str | None,
     async_settings: dict[str, Any],
 ) -> None:
     """Run the ember server in the foreground."""
@@ -309,6 +317,7 @@ def serve(
         account_concurrency=account_concurrency,
         throttle_backend=throttle_backend,
         redis_url=redis_url,
+        mcp_token=mcp_token or None,
         **async_settings,
     )
     run_server(settings, log_level=log_level)
