@@ -40,6 +40,7 @@ bench: setup
 	@bash scripts/services.sh
 	@$(BIN)/python bench/bench_throttle.py
 	@cd bench && ../$(BIN)/python bench_isolation.py
+	@cd bench && ../$(BIN)/python bench_mcp.py
 
 clean:
 	rm -rf $(VENV) .ember-data .mypy_cache .ruff_cache .pytest_cache

@@ -97,6 +97,8 @@ class McpEndpoint:
         self._invoke = invoke
         self._token = token.encode() if token else None
         self._page_size = page_size
+        # Compiled argument checkers by tool name, rebuilt when the spec is replaced.
+        self._validators: dict[str, tuple[ToolSpec, Any]] = {}
         self.feed = ChangeFeed()
         self.server = ToolServer(
             "ember",
@@ -109,6 +111,7 @@ class McpEndpoint:
         )
         self.feed.attach(self.server)
         catalog.subscribe(self.feed.announce)
+        catalog.subscribe(self._validators.clear)
         self._sessions = StreamableHTTPSessionManager(
             app=self.server, security_settings=transport_security(host, port)
         )
@@ -144,7 +147,7 @@ class McpEndpoint:
         if spec is None:
             raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
         arguments = params.arguments or {}
-        problem = results.argument_errors(spec.input_schema, arguments)
+        problem = results.argument_errors(self._validator(spec), arguments)
         if problem is not None:
             return results.invalid_arguments(problem)
         command = InvokeCommand(
@@ -161,6 +164,13 @@ class McpEndpoint:
             return results.refused(error.code, error.message)
         result = results.function_result(outcome.body, outcome.function_error is not None)
         return self._checked(spec, result)
+
+    def _validator(self, spec: ToolSpec) -> Any:
+        cached = self._validators.get(spec.tool_name)
+        if cached is None or cached[0] is not spec:
+            cached = (spec, results.validator(spec.input_schema))
+            self._validators[spec.tool_name] = cached
+        return cached[1]
 
     def _checked(self, spec: ToolSpec, result: types.CallToolResult) -> types.CallToolResult:
         """A declared outputSchema is a promise: a result that breaks it is an error."""

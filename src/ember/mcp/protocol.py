@@ -31,8 +31,16 @@ class ToolServer(Server[Any]):
     """The SDK's low-level server, declaring ``tools.listChanged`` to handshake clients.
 
     The SDK's session manager builds initialization options without
-    NotificationOptions, which would declare ``listChanged: false``.
+    NotificationOptions, which would declare ``listChanged: false``. The SDK's
+    default OpenTelemetry middleware is dropped: ember exports no traces, and
+    the span costs every call a few hundred microseconds.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.middleware = [
+            m for m in self.middleware if type(m).__name__ != "OpenTelemetryMiddleware"
+        ]
 
     def create_initialization_options(
         self,

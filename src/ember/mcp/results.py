@@ -22,10 +22,18 @@ import orjson
 MAX_ERRORS = 5
 
 
-def argument_errors(schema: Mapping[str, Any], arguments: Mapping[str, Any]) -> str | None:
-    """A message naming every way (up to a few) ``arguments`` break ``schema``; None if valid."""
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.absolute_path))
+def validator(schema: Mapping[str, Any]) -> jsonschema.protocols.Validator:
+    """A compiled checker for ``schema`` (build once per tool, use per call)."""
+    return jsonschema.Draft202012Validator(schema)
+
+
+def argument_errors(
+    check: jsonschema.protocols.Validator, arguments: Mapping[str, Any]
+) -> str | None:
+    """A message naming every way (up to a few) ``arguments`` break the schema; None if valid."""
+    if check.is_valid(arguments):
+        return None
+    errors = sorted(check.iter_errors(arguments), key=lambda e: list(e.absolute_path))
     if not errors:
         return None
     lines = []
