@@ -74,6 +74,9 @@ class Settings:
     async_max_payload_bytes: int = 1024 * 1024
     # MCP at /mcp: when set, every request must carry "Authorization: Bearer <token>".
     mcp_token: str | None = None
+    # Host names (besides loopback and `host`) that /mcp accepts in Host and Origin,
+    # e.g. the name clients use behind a proxy; anything else is refused (DNS rebinding).
+    mcp_allowed_hosts: tuple[str, ...] = ()
 
     @property
     def endpoint_url(self) -> str:

@@ -116,8 +116,8 @@ def build(settings: Settings) -> Platform:
         tools,
         invocations.invoke,
         host=settings.host,
-        port=settings.port,
         token=settings.mcp_token,
+        allowed_hosts=settings.mcp_allowed_hosts,
     )
     services = Services(
         settings,

@@ -350,8 +350,8 @@ def mcp_post(url: str, headers: dict[str, str] | None = None) -> httpx.Response:
     )
 
 
-def test_bearer_token(spawn_server: Spawn, tmp_path: Path) -> None:
-    server = spawn_server(None, "--mcp-token", "s3cret")
+def test_bearer_token_and_allowed_hosts(spawn_server: Spawn, tmp_path: Path) -> None:
+    server = spawn_server(None, "--mcp-token", "s3cret", "--mcp-allow-host", "ember.example")
     missing = mcp_post(server.url)
     assert missing.status_code == 401
     assert missing.headers["www-authenticate"].startswith("Bearer")
@@ -361,6 +361,11 @@ def test_bearer_token(spawn_server: Spawn, tmp_path: Path) -> None:
     right = mcp_post(server.url, {"authorization": "Bearer s3cret"})
     assert right.status_code == 200, right.text
     assert right.json()["result"]["tools"] == []
+    # A host name the operator allowed passes the DNS-rebinding check; others still do not.
+    token = {"authorization": "Bearer s3cret"}
+    for allowed in ({"host": "ember.example"}, {"origin": "https://ember.example"}):
+        assert mcp_post(server.url, {**token, **allowed}).status_code == 200
+    assert mcp_post(server.url, {**token, "host": "evil.example"}).status_code == 421
 
     async def sdk_with_token(token: str) -> None:
         async with (

@@ -285,6 +285,12 @@ main.add_command(tool_commands.mcp)
     envvar="EMBER_MCP_TOKEN",
     help="Require 'Authorization: Bearer <token>' on /mcp.",
 )
+@click.option(
+    "--mcp-allow-host",
+    "mcp_allowed_hosts",
+    multiple=True,
+    help="Another host name /mcp accepts in Host/Origin (repeatable; loopback always is).",
+)
 @queue_commands.async_serve_options
 def serve(
     host: str,
@@ -299,6 +305,7 @@ def serve(
     throttle_backend: str,
     redis_url: str,
     mcp_token: str | None,
+    mcp_allowed_hosts: tuple[str, ...],
     async_settings: dict[str, Any],
 ) -> None:
     """Run the ember server in the foreground."""
@@ -318,6 +325,7 @@ def serve(
         throttle_backend=throttle_backend,
         redis_url=redis_url,
         mcp_token=mcp_token or None,
+        mcp_allowed_hosts=mcp_allowed_hosts,
         **async_settings,
     )
     run_server(settings, log_level=log_level)

@@ -60,17 +60,19 @@ def render(spec: ToolSpec) -> types.Tool:
     )
 
 
-def transport_security(host: str, port: int) -> TransportSecuritySettings:
+def transport_security(host: str, allowed: tuple[str, ...] = ()) -> TransportSecuritySettings:
     """DNS-rebinding protection: the Host and Origin a browser page may not forge.
 
-    Allowed: the loopback names on any port, and the address ember listens on.
+    Allowed: the loopback names on any port, the address ember listens on, and
+    the operator's ``allowed`` host names (on any port, over http or https).
     """
     hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"]
     origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
-    if host not in ("", "0.0.0.0", "::", "127.0.0.1", "localhost", "::1"):
-        name = f"[{host}]" if ":" in host else host
-        hosts += [f"{name}:{port}", name]
-        origins += [f"http://{name}:{port}", f"https://{name}"]
+    names = [] if host in ("", "0.0.0.0", "::", "127.0.0.1", "localhost", "::1") else [host]
+    for name in (*names, *allowed):
+        name = f"[{name}]" if ":" in name else name
+        hosts += [f"{name}:*", name]
+        origins += [f"http://{name}:*", f"https://{name}:*", f"http://{name}", f"https://{name}"]
     return TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=origins)
 
 
@@ -89,8 +91,8 @@ class McpEndpoint:
         invoke: Invoke,
         *,
         host: str = "127.0.0.1",
-        port: int = 9900,
         token: str | None = None,
+        allowed_hosts: tuple[str, ...] = (),
         page_size: int = PAGE_SIZE,
     ) -> None:
         self._catalog = catalog
@@ -113,7 +115,7 @@ class McpEndpoint:
         catalog.subscribe(self.feed.announce)
         catalog.subscribe(self._validators.clear)
         self._sessions = StreamableHTTPSessionManager(
-            app=self.server, security_settings=transport_security(host, port)
+            app=self.server, security_settings=transport_security(host, allowed_hosts)
         )
 
     # --- MCP handlers --------------------------------------------------------
