@@ -383,6 +383,15 @@ def test_bearer_token_and_allowed_hosts(spawn_server: Spawn, tmp_path: Path) -> 
             assert (await session.list_tools()).tools == []
 
     run(lambda: stdio_with_token("--token", "s3cret"))
+    refused = subprocess.run(
+        [EMBER, "mcp", "--endpoint", server.url, "--token", "wrong"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.strip().endswith("refused: Unauthorized"), refused.stderr
 
 
 def test_dns_rebinding_is_refused(server: Server) -> None:

@@ -21,6 +21,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.context import ServerRequestContext
 from mcp.server.stdio import stdio_server
+from mcp.shared.exceptions import MCPError
 
 from ember import __version__
 from ember.mcp.protocol import ChangeFeed, ToolServer
@@ -90,6 +91,12 @@ async def bridge(url: str, token: str | None) -> None:
             await Bridge(upstream).serve()
 
 
+def _leaf(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The first exception that is not itself a group."""
+    first = group.exceptions[0]
+    return _leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
 def serve_stdio(url: str, token: str | None) -> None:
     """Run the bridge until stdin closes. Logs (and only logs) go to stderr."""
     logging.basicConfig(
@@ -97,4 +104,18 @@ def serve_stdio(url: str, token: str | None) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    anyio.run(bridge, url, token)
+    try:
+        anyio.run(bridge, url, token)
+    except BaseExceptionGroup as group:
+        # The SDK's task groups wrap a failed connection; say it in one line.
+        unreachable = group.subgroup(httpx2.TransportError)
+        if unreachable is not None:
+            raise ConnectionError(
+                f"cannot reach ember at {url}: is `ember serve` running? ({_leaf(unreachable)})"
+            ) from None
+        refused = group.subgroup(MCPError)
+        if refused is not None:
+            raise PermissionError(f"ember at {url} refused: {_leaf(refused)}") from None
+        raise
+    except httpx2.TransportError as error:
+        raise ConnectionError(f"cannot reach ember at {url}: {error}") from None
