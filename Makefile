@@ -24,6 +24,7 @@ run: setup
 
 test: setup
 	@bash scripts/services.sh
+	@bash scripts/mcp-tools.sh || echo "MCP conformance suite not installed: its tests will say why"
 	@$(BIN)/python -m pytest
 
 check: setup
@@ -40,6 +41,7 @@ bench: setup
 	@$(BIN)/python bench/bench_throttle.py
 	@cd bench && ../$(BIN)/python bench_isolation.py
 	@cd bench && ../$(BIN)/python bench_manifests.py
+	@cd bench && ../$(BIN)/python bench_mcp.py
 
 clean:
 	rm -rf $(VENV) .ember-data .mypy_cache .ruff_cache .pytest_cache

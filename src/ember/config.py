@@ -76,6 +76,11 @@ class Settings:
     reconcile_resync_seconds: float = 30.0
     # Length of a minute for rate(...) schedules. 60; tests shrink it (cron is unaffected).
     schedule_minute_seconds: float = 60.0
+    # MCP at /mcp: when set, every request must carry "Authorization: Bearer <token>".
+    mcp_token: str | None = None
+    # Host names (besides loopback and `host`) that /mcp accepts in Host and Origin,
+    # e.g. the name clients use behind a proxy; anything else is refused (DNS rebinding).
+    mcp_allowed_hosts: tuple[str, ...] = ()
 
     @property
     def endpoint_url(self) -> str:

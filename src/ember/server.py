@@ -28,6 +28,8 @@ from ember.control.urls import FunctionUrls
 from ember.invoke.events import AsyncInvocation
 from ember.invoke.logs import LogStore
 from ember.invoke.service import InvocationService
+from ember.mcp.catalog import ToolCatalog
+from ember.mcp.endpoint import McpEndpoint
 from ember.queue import wiring as queue_wiring
 from ember.sandbox.gvisor import GVisorBackend
 from ember.sandbox.zygote import ZygoteBackend
@@ -62,6 +64,8 @@ class Platform:
     # Layers and function URLs each keep their own SQLite file in the data dir.
     layer_store: SqliteMetadataStore | None = None
     url_store: SqliteMetadataStore | None = None
+    tools: ToolCatalog | None = None
+    mcp: McpEndpoint | None = None
 
 
 def build(settings: Settings) -> Platform:
@@ -125,6 +129,15 @@ def build(settings: Settings) -> Platform:
         max_async_payload=settings.async_max_payload_bytes,
     )
     asynchronous = AsyncInvocation.build(settings, events, registry, invocations.invoke, names)
+    tools = ToolCatalog(SqliteMetadataStore(data / "tools.sqlite3"), registry.get)
+    registry.subscribe(lambda name: tools.function_changed(name, registry.lookup(name) is not None))
+    mcp = McpEndpoint(
+        tools,
+        invocations.invoke,
+        host=settings.host,
+        token=settings.mcp_token,
+        allowed_hosts=settings.mcp_allowed_hosts,
+    )
     manifests = Manifests.build(
         settings,
         data,
@@ -136,6 +149,7 @@ def build(settings: Settings) -> Platform:
         invocations,
         names,
         urls=function_urls,
+        tools=tools,
     )
     services = Services(
         settings,
@@ -150,6 +164,7 @@ def build(settings: Settings) -> Platform:
         manifests=manifests.objects,
         layers=layers,
         urls=function_urls,
+        tools=tools,
     )
     return Platform(
         settings,
@@ -165,6 +180,8 @@ def build(settings: Settings) -> Platform:
         manifests=manifests,
         layer_store=layer_store,
         url_store=url_store,
+        tools=tools,
+        mcp=mcp,
     )
 
 
@@ -177,6 +194,8 @@ def application(platform: Platform) -> Frontend:
         await platform.services.layers.load()
         await platform.registry.load()
         await platform.services.urls.load()
+        if platform.tools is not None:
+            await platform.tools.load(lambda name: platform.registry.lookup(name) is not None)
         await platform.throttle.start(lambda name: platform.registry.lookup(name) is not None)
         await platform.asynchronous.start()
         if platform.manifests is not None:
@@ -199,14 +218,21 @@ def application(platform: Platform) -> Frontend:
                 )
                 for loop in platform.manifests.loops() if platform.manifests else []:
                     loops.create_task(loop)
+                if platform.tools is not None and platform.mcp is not None:
+                    loops.create_task(platform.tools.run())
+                    loops.create_task(platform.mcp.feed.run())
                 # Everything built so far lives as long as the server: keep the
                 # cyclic collector from walking it again on every collection.
                 gc.collect()
                 gc.freeze()
                 log.info("ember is ready on %s", platform.settings.endpoint_url)
                 try:
-                    yield
+                    async with _mcp_sessions(platform):
+                        yield
                 finally:
+                    if platform.tools is not None and platform.mcp is not None:
+                        platform.tools.stop()
+                        platform.mcp.feed.stop()
                     # Deliveries in flight are cancelled before their sandboxes die,
                     # so they are redelivered on restart rather than failed.
                     platform.asynchronous.supervisor.stop()
@@ -224,13 +250,20 @@ def application(platform: Platform) -> Frontend:
             for extra in (platform.layer_store, platform.url_store):
                 if extra is not None:
                     await extra.close()
+            if platform.tools is not None:
+                await platform.tools.close()
             await platform.throttle.close()
             await platform.asynchronous.close()
             if platform.manifests is not None:
                 await platform.manifests.close()
             log.info("ember stopped: every sandbox reaped")
 
-    return Frontend(platform.services, lifespan)
+    return Frontend(platform.services, lifespan, mcp=platform.mcp)
+
+
+def _mcp_sessions(platform: Platform) -> contextlib.AbstractAsyncContextManager[None]:
+    """The MCP endpoint's session manager, run for as long as the server serves."""
+    return platform.mcp.run() if platform.mcp is not None else contextlib.nullcontext()
 
 
 def serve(settings: Settings, log_level: str = "info") -> None:

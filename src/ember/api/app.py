@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -19,6 +19,7 @@ from ember.api import (
     layers,
     manifests,
     queue,
+    tools,
     urls,
     versions,
 )
@@ -28,6 +29,8 @@ from ember.invoke.service import new_request_id
 from ember.invoke.urls import UrlInvoker
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+MCP_PATH = "/mcp"
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -36,11 +39,12 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 class Frontend:
-    """Routes Invoke to ``ember.api.invoke`` and everything else to Starlette."""
+    """Routes Invoke to ``ember.api.invoke``, ``/mcp`` to MCP, the rest to Starlette."""
 
-    def __init__(self, services: Services, lifespan: Lifespan) -> None:
+    def __init__(self, services: Services, lifespan: Lifespan, mcp: ASGIApp | None = None) -> None:
         self._invoke = services.invocations.invoke
         self._urls = UrlInvoker(services.urls, services.invocations.invoke)
+        self._mcp = mcp
         self._app = Starlette(
             routes=[
                 *functions.routes(services),
@@ -52,6 +56,7 @@ class Frontend:
                 *manifests.routes(services),
                 *layers.routes(services),
                 *urls.routes(services),
+                *tools.routes(services),
             ],
             exception_handlers={404: _not_found, 405: _not_found},
             lifespan=lifespan,
@@ -68,6 +73,9 @@ class Frontend:
             return
         if path.startswith(urls.PREFIX) and scope["type"] == "http":
             await urls.handle(self._urls, scope, receive, send)
+            return
+        if path == MCP_PATH and self._mcp is not None:
+            await self._mcp(scope, receive, send)
             return
         await self._app(scope, receive, send)
 

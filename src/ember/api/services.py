@@ -9,12 +9,12 @@ from ember.config import Settings
 from ember.control.arns import Arns
 from ember.control.layers import LayerRegistry
 from ember.control.objects import FunctionObjects
-from ember.control.ports import ToolCatalogPort
 from ember.control.registry import FunctionRegistry
 from ember.control.urls import FunctionUrls
 from ember.invoke.events import AsyncInvocation
 from ember.invoke.logs import LogStore
 from ember.invoke.service import InvocationService
+from ember.mcp.catalog import ToolCatalog
 from ember.scheduling.manager import WorkerManager
 from ember.throttle import Throttle
 
@@ -33,8 +33,8 @@ class Services:
     asynchronous: AsyncInvocation | None = None
     # Function manifests (/_ember/apis/ember.dev/v1); None when not wired.
     manifests: FunctionObjects | None = None
-    # The MCP tool catalog; None until wired.
-    tools: ToolCatalogPort | None = None
+    # Functions exposed as MCP tools; None when MCP is not wired.
+    tools: ToolCatalog | None = None
     # Layer versions (PublishLayerVersion, ...) and function URL configs.
     layers: LayerRegistry = field(kw_only=True)
     urls: FunctionUrls = field(kw_only=True)

@@ -364,3 +364,18 @@ class EmberClient:
         """ListLayerVersions (newest first; the first page is enough to find the latest)."""
         path = f"{LAYERS_PATH}/{quote(name, safe='')}/versions"
         return list(_json_object(self._request("GET", path)).get("LayerVersions") or [])
+
+    # -- MCP tools -----------------------------------------------------------
+
+    def expose_tool(self, name: str, settings: dict[str, Any]) -> dict[str, Any]:
+        """Expose function NAME as an MCP tool (replacing its tool settings)."""
+        path = f"/_ember/functions/{quote(name, safe='')}/tool"
+        return _json_object(self._request("PUT", path, json_body=settings))
+
+    def hide_tool(self, name: str) -> None:
+        """Stop exposing NAME as a tool; not an error when it was not exposed."""
+        self._request("DELETE", f"/_ember/functions/{quote(name, safe='')}/tool")
+
+    def tools(self) -> list[dict[str, Any]]:
+        """Every exposed function's tool settings, ordered by tool name."""
+        return list(_json_object(self._request("GET", "/_ember/tools")).get("Tools") or [])

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ember import __version__
-from ember.cli import dependencies, manifest_commands, queue_commands
+from ember.cli import dependencies, manifest_commands, queue_commands, tool_commands
 from ember.cli.client import ApiError, EmberClient
 from ember.cli.zips import deterministic_zip
 
@@ -210,6 +210,8 @@ main.add_command(queue_commands.dlq)
 main.add_command(queue_commands.queue)
 for _command in manifest_commands.COMMANDS:
     main.add_command(_command)
+main.add_command(tool_commands.tool)
+main.add_command(tool_commands.mcp)
 
 
 @main.command()
@@ -278,6 +280,17 @@ for _command in manifest_commands.COMMANDS:
     show_default=True,
     help="Length of a minute for rate(...) schedules; for tests only.",
 )
+@click.option(
+    "--mcp-token",
+    envvar="EMBER_MCP_TOKEN",
+    help="Require 'Authorization: Bearer <token>' on /mcp.",
+)
+@click.option(
+    "--mcp-allow-host",
+    "mcp_allowed_hosts",
+    multiple=True,
+    help="Another host name /mcp accepts in Host/Origin (repeatable; loopback always is).",
+)
 @queue_commands.async_serve_options
 def serve(
     host: str,
@@ -292,6 +305,8 @@ def serve(
     throttle_backend: str,
     redis_url: str,
     schedule_minute_seconds: float,
+    mcp_token: str | None,
+    mcp_allowed_hosts: tuple[str, ...],
     async_settings: dict[str, Any],
 ) -> None:
     """Run the ember server in the foreground."""
@@ -311,6 +326,8 @@ def serve(
         throttle_backend=throttle_backend,
         redis_url=redis_url,
         schedule_minute_seconds=schedule_minute_seconds,
+        mcp_token=mcp_token or None,
+        mcp_allowed_hosts=mcp_allowed_hosts,
         **async_settings,
     )
     run_server(settings, log_level=log_level)
