@@ -289,18 +289,27 @@ def test_get_functions_shows_functions_made_with_boto3_and_describe_shows_condit
     assert f"name: {name}" in ember(server, "get", "functions", name, "-o", "yaml").stdout
     described = ember(server, "describe", "function", name).stdout
     assert "CodeReady" in described and "ToolPublished" in described
-    # Without the MCP branch wired, asking for a tool is reported, not hidden.
+    # A tool the catalog refuses is reported in the condition, then published once fixed.
     exposed = json.loads(manifest(name, label))
-    exposed["spec"]["mcp"] = {"expose": True, "toolName": "greet"}
+    exposed["spec"]["mcp"] = {"expose": True, "toolName": f"{name}.tool"}
     (directory / "fn.yaml").write_text(json.dumps(exposed))
     ember(server, "apply", "-f", str(directory))
 
-    def tool_condition() -> dict[str, Any] | None:
+    def tool_condition(generation: int) -> dict[str, Any] | None:
         body = get_object(server, name)
         found = condition(body, "ToolPublished")
-        return found if found and found["observedGeneration"] == 2 else None
+        return found if found and found["observedGeneration"] == generation else None
 
-    assert wait_until(tool_condition)["reason"] == "MCPUnavailable"
+    refused = wait_until(lambda: tool_condition(2))
+    assert refused["status"] == "False" and "inputSchema" in refused["message"]
+    exposed["spec"]["mcp"]["inputSchema"] = {"type": "object"}
+    (directory / "fn.yaml").write_text(json.dumps(exposed))
+    ember(server, "apply", "-f", str(directory))
+    assert wait_until(lambda: tool_condition(3))["reason"] == "Exposed"
+    tools = httpx.get(f"{server.url}/_ember/tools", timeout=10).json()["Tools"]
+    assert {"FunctionName": name, "toolName": f"{name}.tool"}.items() <= next(
+        tool for tool in tools if tool["FunctionName"] == name
+    ).items()
     # `ember get NAME` keeps meaning GetFunction.
     assert json.loads(ember(server, "get", name).stdout)["Configuration"]["FunctionName"] == name
 
@@ -367,7 +376,7 @@ def test_the_example_application_applies_in_one_command(server: Server, aws: Any
         f"function.ember.dev/{name}" for name in names
     ]
     try:
-        for name in ("nightly-report", "report-failures"):
+        for name in names:
             wait_until(lambda name=name: ready(server, name))
 
         def provisioned() -> bool:
@@ -377,5 +386,11 @@ def test_the_example_application_applies_in_one_command(server: Server, aws: Any
         wait_until(provisioned)
         answer = aws.invoke(FunctionName="greet", Payload=b'{"name": "ember"}')["Payload"].read()
         assert json.loads(answer) == {"greeting": "Hello, ember!"}
+        tools = httpx.get(f"{server.url}/_ember/tools", timeout=10).json()["Tools"]
+        assert [tool["FunctionName"] for tool in tools if tool["toolName"] == "greet"] == ["greet"]
+        url = aws.get_function_url_config(FunctionName="greet")["FunctionUrl"]
+        reply = httpx.post(url, json={"name": "url"}, timeout=30)
+        assert reply.status_code == 200, reply.text
+        assert reply.json() == {"greeting": "Hello, world!"}  # the URL event has no "name"
     finally:
         ember(server, "delete", "-f", str(examples))
