@@ -24,8 +24,10 @@ done
 
 for dir in examples/*/; do
   name=$(basename "$dir")
+  [ "$name" = manifests ] && continue  # applied below, the declarative way
   "$BIN/ember" deploy "$name" "$dir" --handler app.handler --runtime python3.11
 done
+"$BIN/ember" apply -f examples/manifests/
 
 cat <<TXT
 
@@ -34,6 +36,8 @@ ember is running on ${EMBER_ENDPOINT} with the examples deployed. Try:
   CLI:    .venv/bin/ember invoke hello --payload '{"name": "you"}' --log
           .venv/bin/ember invoke transform --payload '{"orders": [{"id": "a1", "amount": 9.5}]}'
           .venv/bin/ember ls        .venv/bin/ember logs hello --follow
+          .venv/bin/ember get functions        .venv/bin/ember describe function greet
+  MCP:    ${EMBER_ENDPOINT}/mcp (Streamable HTTP; tool "greet"), or: .venv/bin/ember mcp
   curl:   curl -s -X POST ${EMBER_ENDPOINT}/2015-03-31/functions/hello/invocations -d '{"name": "curl"}'
   boto3:  import boto3
           aws = boto3.client("lambda", endpoint_url="${EMBER_ENDPOINT}", region_name="us-east-1",
