@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from e2e_helpers import function_arn
 
-from conftest import Server
+from conftest import ROLE, Server, lambda_client, make_zip
 
 # Returns the event it got, with a status, a header and a cookie of its own.
 ECHO = """
@@ -181,3 +182,26 @@ def test_a_url_of_a_missing_function_is_404(server: Server) -> None:
     assert httpx.get(f"{server.url}/url/no-such-function/").status_code == 404
     encoded = base64.b64encode(b"x").decode()
     assert httpx.post(f"{server.url}/url/no-such-function", content=encoded).status_code == 404
+
+
+def test_a_recreated_function_does_not_inherit_the_old_url_after_a_restart(
+    spawn_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    server = spawn_server(tmp_path / "data", "--sandbox", "process")
+    aws = lambda_client(server.url)
+    create = {
+        "FunctionName": "reborn",
+        "Runtime": "python3.11",
+        "Role": ROLE,
+        "Handler": "app.handler",
+        "Code": {"ZipFile": make_zip({"app.py": PLAIN})},
+    }
+    aws.create_function(**create)
+    aws.create_function_url_config(FunctionName="reborn", AuthType="NONE")
+    aws.delete_function(FunctionName="reborn")
+    aws.create_function(**create)
+    server.stop()
+
+    again = lambda_client(spawn_server(tmp_path / "data", "--sandbox", "process").url)
+    with pytest.raises(again.exceptions.ResourceNotFoundException):
+        again.get_function_url_config(FunctionName="reborn")

@@ -116,6 +116,7 @@ class FunctionUrls:
         self._clock = clock
         self._configs: dict[str, UrlConfig] = {}
         self._lock = asyncio.Lock()
+        self._forgetting: set[asyncio.Task[None]] = set()  # strong refs until done
         registry.subscribe(self._function_changed)
 
     async def load(self) -> None:
@@ -129,10 +130,25 @@ class FunctionUrls:
         log.info("function urls loaded: %d", len(self._configs))
 
     def _function_changed(self, name: str) -> None:
-        """A deleted function's URLs stop answering at once (their rows go at next load)."""
+        """A deleted function's URLs stop answering at once; their rows go right after.
+
+        Durably too: a function recreated under the same name must not find its
+        predecessor's URL again after a restart.
+        """
         if self._registry.lookup(name) is None:
-            for key in [k for k, c in self._configs.items() if c.function == name]:
+            keys = [k for k, c in self._configs.items() if c.function == name]
+            for key in keys:
                 del self._configs[key]
+            if keys:
+                task = asyncio.get_running_loop().create_task(self._forget(keys))
+                self._forgetting.add(task)
+                task.add_done_callback(self._forgetting.discard)
+
+    async def _forget(self, keys: list[str]) -> None:
+        async with self._lock:
+            for key in keys:
+                if key not in self._configs:  # not recreated meanwhile
+                    await self._store.delete(key)
 
     # --- reads (the hot path: no I/O) ----------------------------------------------
 
