@@ -274,7 +274,9 @@ def prewarm() -> None:
     code = compile("def handler(event, context):\n    return event\n", "<prewarm>", "exec")
     namespace: dict[str, Any] = {}
     exec(code, namespace)
-    traceback.format_list(traceback.extract_stack())
+    # Not the traceback machinery: only a failing Init or invoke formats a
+    # stack, and warming it (linecache reads and tokenizes source files) was
+    # half of this function's cost in every sandbox created.
     LambdaContext("", 0, "", "", "").get_remaining_time_in_millis()
     _max_rss_kb()
     # Init's own set-up; ``run`` installs it again at the claim, replacing

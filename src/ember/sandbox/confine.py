@@ -102,6 +102,13 @@ def set_limits(cgroups: dict[str, Any], paths: list[str], limits: dict[str, int]
             _write(os.path.join(path, "cpu.shares"), str(limits["cpu_shares"]))
 
 
+def controller_paths(cgroups: dict[str, Any], paths: list[str], controller: str) -> list[str]:
+    """Those of ``paths`` that belong to ``controller`` (v2: all of them: one hierarchy)."""
+    if cgroups.get("version") == 2:
+        return list(paths)
+    return [path for path in paths if _controller_of(cgroups, path) == controller]
+
+
 def _controller_of(cgroups: dict[str, Any], path: str) -> str:
     parent = os.path.dirname(path)
     for controller, directory in cgroups["dirs"].items():
@@ -150,6 +157,14 @@ def kill_all(paths: list[str]) -> int:
     return killed
 
 
+def thaw(paths: list[str]) -> None:
+    """Let a (possibly) frozen sandbox run again, so that a SIGKILL can end it."""
+    for path in paths:
+        for name, value in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+            with contextlib.suppress(OSError):  # not this controller's directory
+                _write(os.path.join(path, name), value)
+
+
 def _rmdir_quietly(path: str) -> bool:
     try:
         os.rmdir(path)
@@ -163,7 +178,8 @@ def _rmdir_quietly(path: str) -> bool:
 def remove_cgroup(paths: list[str], reap: Any) -> list[str]:
     """Kill what is left, reap it, remove the directories; return any that stayed."""
     deadline = time.monotonic() + 2.0
-    remaining = list(paths)
+    # Usually the reaped leader was the last process: an empty cgroup just goes.
+    remaining = [path for path in paths if not _rmdir_quietly(path)]
     while remaining:
         kill_all(remaining)
         reap()

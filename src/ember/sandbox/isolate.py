@@ -415,9 +415,23 @@ def _drop_capabilities() -> None:
 _BOUNDING_SET_DROPPED: list[bool] = []  # in this process, by prepare_root
 
 
+def _last_capability() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as handle:
+            return int(handle.read())
+    except (OSError, ValueError):
+        return -1  # read again where it is needed (and fail there)
+
+
+# Read once, in the zygote: each sandbox drops the bounding set twice.
+_LAST_CAP = _last_capability()
+
+
 def _drop_bounding_set() -> None:
-    with open("/proc/sys/kernel/cap_last_cap") as handle:
-        last = int(handle.read())
+    last = _LAST_CAP
+    if last < 0:
+        with open("/proc/sys/kernel/cap_last_cap") as handle:
+            last = int(handle.read())
     for capability in range(last + 1):
         _check(_libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0), "drop capability bound")
 

@@ -109,7 +109,9 @@ def _report_exits(ctl: socket.socket, confine: Any) -> None:
         helper = _EGRESS.pop(pid, None)
         if helper is not None:
             helper.kill()
-        oom = confine.oom_killed(paths, version)
+        oom = confine.oom_killed(
+            confine.controller_paths(_CONFIG["cgroups"], paths, "memory"), version
+        )
         leftover = confine.remove_cgroup(paths, _collect)
         if sandbox_id.startswith("blank-"):
             continue  # never handed out: nothing to report
@@ -363,7 +365,13 @@ def _destroy(sandbox_id: str, confine: Any) -> None:
         return  # already gone: destroying twice is harmless
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    confine.kill_all(_SANDBOXES[pid][1])
+    paths = _SANDBOXES[pid][1]
+    if _ISOLATION.get("module") is not None:
+        # The leader is PID 1 of its namespace: the kernel kills every other
+        # process of the sandbox with it, once a frozen one is thawed.
+        confine.thaw(confine.controller_paths(_CONFIG["cgroups"], paths, "freezer"))
+    else:
+        confine.kill_all(paths)
 
 
 def _shutdown(ctl: socket.socket, confine: Any) -> None:
