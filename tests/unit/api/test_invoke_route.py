@@ -1,0 +1,79 @@
+"""The raw Invoke route (ember.api.invoke.handle) on a refused call."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import Any
+
+import orjson
+
+from ember.api import invoke
+from ember.invoke.service import InvokeCommand, InvokeResult
+from ember.storage.memory import MemoryMetadataStore
+from ember.throttle import Throttle, ThrottleLimits
+from ember.throttle.memory import MemoryThrottleBackend
+
+PATH = "/2015-03-31/functions/f/invocations"
+
+
+def scope() -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": "POST",
+        "path": PATH,
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"8")],
+        "client": ("127.0.0.1", 50000),
+    }
+
+
+async def refused_call() -> list[dict[str, Any]]:
+    """One call through ``handle`` that the real gate refuses (reserved concurrency 0)."""
+    limits = ThrottleLimits(MemoryMetadataStore(), 1000)
+    await limits.put_reserved("f", 0)
+    throttle = Throttle(MemoryThrottleBackend(), limits)
+
+    async def service(command: InvokeCommand) -> InvokeResult:
+        await throttle.admit(command.function, command.caller, "lease", 3)
+        raise AssertionError("admitted")
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b'{"n": 1}', "more_body": False}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await invoke.handle(service, scope(), receive, send)
+    return sent
+
+
+def test_a_refusal_answers_lambdas_429_and_leaves_no_reference_cycle() -> None:
+    # Under overload every call is refused: a refusal that left its exception, its
+    # traceback and their frames in a cycle would hand each one to the cyclic GC.
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(refused_call())  # warm: imports, caches
+        gc.collect()
+        gc.disable()
+        try:
+            sent = loop.run_until_complete(refused_call())
+            garbage = gc.collect()
+        finally:
+            gc.enable()
+    finally:
+        loop.close()
+    start, body = sent
+    headers = dict(start["headers"])
+    assert start["status"] == 429
+    assert headers[b"x-amzn-errortype"] == b"TooManyRequestsException"
+    assert headers[b"retry-after"] == b"1"
+    assert headers[b"content-length"] == b"%d" % len(body["body"])
+    assert orjson.loads(body["body"]) == {
+        "Type": "User",
+        "message": "Rate Exceeded.",
+        "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
+    }
+    assert garbage == 0
