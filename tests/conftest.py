@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import os
 import signal
@@ -65,6 +66,29 @@ def read_text(path: str) -> str | None:
         return Path(path).read_text(errors="replace")
     except OSError:
         return None
+
+
+def children(pid: int) -> list[int]:
+    """Host pids whose parent is ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        stat = read_text(f"/proc/{entry}/stat") if entry.isdigit() else None
+        if stat is not None and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+RUNTIME_DIR = Path(__file__).resolve().parents[1] / "src" / "ember" / "runtime"
+
+
+def load_runtime_module(name: str, file: str) -> Any:
+    """Load a file of ``ember/runtime`` the way a sandbox does: by path, outside the package."""
+    spec = importlib.util.spec_from_file_location(name, RUNTIME_DIR / file)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @dataclass

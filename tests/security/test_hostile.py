@@ -26,6 +26,7 @@ import pytest
 from conftest import (
     ROLE,
     Server,
+    children,
     host_pid_of,
     lambda_client,
     make_zip,
@@ -299,15 +300,6 @@ def test_background_processes_die_when_the_server_stops(
     wait_until(lambda: not processes_with_argv(["sleep", detached]), timeout=30)
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        stat = read_text(f"/proc/{entry}/stat") if entry.isdigit() else None
-        if stat is not None and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry))
-    return found
-
-
 def _uid(pid: int) -> int | None:
     for line in (read_text(f"/proc/{pid}/status") or "").splitlines():
         if line.startswith("Uid:"):
@@ -322,8 +314,8 @@ def function_sandboxes(server: Server) -> list[int]:
     assert server.process is not None
     return [
         pid
-        for zygote in _children(server.process.pid)
-        for pid in _children(zygote)
+        for zygote in children(server.process.pid)
+        for pid in children(zygote)
         if _uid(pid) not in (None, 0)
     ]
 

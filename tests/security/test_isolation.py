@@ -33,6 +33,7 @@ import pytest
 from conftest import (
     ROLE,
     Server,
+    children,
     host_pid_of,
     lambda_client,
     make_zip,
@@ -98,15 +99,6 @@ def members(namespace: str) -> list[int]:
                     found.append(int(entry))
             except OSError:
                 continue  # exited meanwhile
-    return found
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        stat = read_text(f"/proc/{entry}/stat") if entry.isdigit() else None
-        if stat is not None and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry))
     return found
 
 

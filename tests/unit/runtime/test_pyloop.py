@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-RUNTIME = Path(__file__).resolve().parents[3] / "src" / "ember" / "runtime"
+from conftest import load_runtime_module
 
-
-def _load(name: str, file: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, RUNTIME / file)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-frames = _load("_ember_frames", "frames.py")
-pyloop = _load("_ember_pyloop", "pyloop.py")
+frames = load_runtime_module("_ember_frames", "frames.py")
+pyloop = load_runtime_module("_ember_pyloop", "pyloop.py")
 
 
 @pytest.fixture

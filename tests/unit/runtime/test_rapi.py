@@ -8,12 +8,10 @@ pair) and the runtime (raw HTTP requests).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,22 +19,10 @@ from typing import Any
 
 import pytest
 
-from conftest import wait_until
+from conftest import load_runtime_module, wait_until
 
-RUNTIME = Path(__file__).resolve().parents[3] / "src" / "ember" / "runtime"
-
-
-def _load(name: str, file: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, RUNTIME / file)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-frames = _load("_ember_frames", "frames.py")
-rapi = _load("_ember_rapi", "rapi.py")
+frames = load_runtime_module("_ember_frames", "frames.py")
+rapi = load_runtime_module("_ember_rapi", "rapi.py")
 
 NEXT = "/2018-06-01/runtime/invocation/next"
 
