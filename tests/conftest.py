@@ -98,6 +98,8 @@ class Server:
     data_dir: Path
     port: int = field(default_factory=free_port)
     extra_args: list[str] = field(default_factory=list)
+    # A command the server runs under (e.g. `unshare --user`), for hosts of another kind.
+    wrapper: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -113,6 +115,7 @@ class Server:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [
+                    *self.wrapper,
                     EMBER,
                     "serve",
                     "--port",

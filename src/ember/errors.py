@@ -11,7 +11,8 @@
     │   ├── PreconditionFailed     PreconditionFailedException
     │   └── TooManyRequests        TooManyRequestsException (carries Reason, Retry-After)
     └── PlatformError              ember is at fault (5xx): ServiceException
-        └── SandboxUnavailable     no sandbox could be started
+        ├── SandboxUnavailable     no sandbox could be started
+        └── StartupRefused         the host cannot give what the settings ask for
 
 Each class names the Lambda error code it becomes (``code``); the HTTP status
 lives only in ``ember.api.errors``.
@@ -83,3 +84,7 @@ class PlatformError(EmberError):
 
 class SandboxUnavailable(PlatformError):
     code = "ServiceException"
+
+
+class StartupRefused(PlatformError):
+    """The server will not serve: said in one line to the operator, no traceback."""

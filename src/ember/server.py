@@ -25,6 +25,7 @@ from ember.control.layers import LayerRegistry
 from ember.control.manifests_wiring import Manifests
 from ember.control.registry import FunctionRegistry
 from ember.control.urls import FunctionUrls
+from ember.errors import SandboxUnavailable, StartupRefused
 from ember.invoke.events import AsyncInvocation
 from ember.invoke.logs import LogStore
 from ember.invoke.service import InvocationService
@@ -188,7 +189,7 @@ def build(settings: Settings) -> Platform:
 def application(platform: Platform) -> Frontend:
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        await platform.backend.start()
+        await _start_sandboxes(platform)
         if platform.strong is not None:
             await platform.strong.start()
         await platform.services.layers.load()
@@ -200,14 +201,6 @@ def application(platform: Platform) -> Frontend:
         await platform.asynchronous.start()
         if platform.manifests is not None:
             await platform.manifests.start()
-        # The server's own interpreter serves its python3.x runtime and every
-        # runtime the host lacks: have that zygote ready before the first call.
-        await platform.backend.prestart(f"python3.{sys.version_info.minor}")
-        isolation = platform.backend.describe()
-        if isolation["isolated"]:
-            log.info("isolation: %s", isolation)
-        else:
-            log.warning("isolation: NONE: %s", isolation["warning"])
         try:
             async with asyncio.TaskGroup() as loops:
                 loops.create_task(platform.logs.run())
@@ -259,6 +252,34 @@ def application(platform: Platform) -> Frontend:
             log.info("ember stopped: every sandbox reaped")
 
     return Frontend(platform.services, lifespan, mcp=platform.mcp)
+
+
+async def _start_sandboxes(platform: Platform) -> None:
+    """Start the default backend and prove its isolation, or refuse to serve.
+
+    The server's own interpreter serves its python3.x runtime and every runtime
+    the host lacks, so that zygote starts now (the first call does not wait for
+    it); with full isolation, its probe sandbox checks every layer from inside.
+    """
+    backend = platform.backend
+    try:
+        await backend.start()
+        await backend.prestart(f"python3.{sys.version_info.minor}")
+    except SandboxUnavailable as exc:
+        with contextlib.suppress(Exception):
+            await backend.close()
+        if not backend.describe()["isolated"]:
+            raise StartupRefused(f"cannot start sandboxes: {exc.message}") from None
+        raise StartupRefused(
+            f"full isolation is not possible on this host: {exc.message}. ember refuses to "
+            "run strangers' code without it; start with `--sandbox process` to run functions "
+            "unisolated, for development only"
+        ) from None
+    isolation = backend.describe()
+    if isolation["isolated"]:
+        log.info("isolation: %s", isolation)
+    else:
+        log.warning("isolation: NONE: %s", isolation["warning"])
 
 
 def _mcp_sessions(platform: Platform) -> contextlib.AbstractAsyncContextManager[None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -25,6 +26,7 @@ from ember.api import (
 )
 from ember.api.errors import unknown_operation
 from ember.api.services import Services
+from ember.errors import StartupRefused
 from ember.invoke.service import new_request_id
 from ember.invoke.urls import UrlInvoker
 
@@ -45,6 +47,7 @@ class Frontend:
         self._invoke = services.invocations.invoke
         self._urls = UrlInvoker(services.urls, services.invocations.invoke)
         self._mcp = mcp
+        self._lifespan = lifespan
         self._app = Starlette(
             routes=[
                 *functions.routes(services),
@@ -59,7 +62,6 @@ class Frontend:
                 *tools.routes(services),
             ],
             exception_handlers={404: _not_found, 405: _not_found},
-            lifespan=lifespan,
         )
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -77,7 +79,29 @@ class Frontend:
         if path == MCP_PATH and self._mcp is not None:
             await self._mcp(scope, receive, send)
             return
+        if scope["type"] == "lifespan":
+            await self._run_lifespan(receive, send)
+            return
         await self._app(scope, receive, send)
+
+    async def _run_lifespan(self, receive: Any, send: Any) -> None:
+        # Starlette would do this too, but it reports every start-up failure as a
+        # traceback; a refusal (no isolation on this host) is one line for the operator.
+        await receive()  # lifespan.startup
+        started = False
+        try:
+            async with self._lifespan(self):
+                await send({"type": "lifespan.startup.complete"})
+                started = True
+                await receive()  # lifespan.shutdown
+        except StartupRefused as refused:
+            await send({"type": "lifespan.startup.failed", "message": refused.message})
+            return
+        except BaseException:
+            phase = "shutdown" if started else "startup"
+            await send({"type": f"lifespan.{phase}.failed", "message": traceback.format_exc()})
+            raise
+        await send({"type": "lifespan.shutdown.complete"})
 
 
 __all__ = ["Frontend"]
