@@ -879,3 +879,41 @@ def test_a_busy_thread_that_outlives_its_invocation_is_contained(
     aws.delete_function(FunctionName=name)
     wait_until(lambda: not members(namespace), timeout=30)
     assert_canary(server, aws, canary)
+
+
+# -- resources: limits follow the function's configuration -----------------------------
+
+
+def cgroup_dir(pid: int, controller: str) -> str | None:
+    """The host directory of ``pid``'s cgroup for ``controller`` (v1), or its v2 one."""
+    for line in (read_text(f"/proc/{pid}/cgroup") or "").splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return f"/sys/fs/cgroup/{controller}{path}"
+        if controllers == "" and path != "/":
+            return f"/sys/fs/cgroup{path}"
+    return None
+
+
+@pytest.mark.parametrize("memory_mb", [128, 1769])
+def test_memory_and_cpu_share_follow_memory_size(
+    server: Server, aws: Any, deploy: Deploy, unique_name: str, memory_mb: int
+) -> None:
+    name = deploy(CANARY, name=f"{unique_name}-{memory_mb}", MemorySize=memory_mb)["FunctionName"]
+    invoke_ok(aws, name)
+    pid = host_pid_of(server.url, name)
+    version = server.health()["isolation"]["cgroups"]["version"]
+    # Lambda gives a full vCPU at 1769 MB: the share is that fraction of a full weight.
+    shares = max(2, memory_mb * 1024 // 1769)
+    if version == 2:
+        directory = cgroup_dir(pid, "memory")
+        assert directory is not None
+        assert read_text(f"{directory}/memory.max") == f"{memory_mb * 1024 * 1024}\n"
+        assert read_text(f"{directory}/cpu.weight") == f"{max(1, shares * 100 // 1024)}\n"
+        assert (read_text(f"{directory}/pids.max") or "max").strip() != "max"
+        return
+    memory, cpu, pids = (cgroup_dir(pid, c) for c in ("memory", "cpu", "pids"))
+    assert memory and cpu and pids and memory.endswith(cpu.rsplit("/", 1)[1])
+    assert read_text(f"{memory}/memory.limit_in_bytes") == f"{memory_mb * 1024 * 1024}\n"
+    assert read_text(f"{cpu}/cpu.shares") == f"{shares}\n"
+    assert (read_text(f"{pids}/pids.max") or "max").strip() != "max"
