@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ember.api.app import Frontend
@@ -42,7 +42,7 @@ from ember.throttle import Throttle
 from ember.throttle import wiring as throttle_wiring
 from ember.worker.layers import LayerCache
 from ember.worker.packages import CodeCache
-from ember.worker.worker import LocalWorker
+from ember.worker.worker import LocalWorker, package_keys
 
 log = logging.getLogger("ember")
 
@@ -67,6 +67,9 @@ class Platform:
     url_store: SqliteMetadataStore | None = None
     tools: ToolCatalog | None = None
     mcp: McpEndpoint | None = None
+    worker: LocalWorker | None = None
+    # Set when a function changes: its old code may be swept from the worker's cache.
+    sweep_wanted: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def build(settings: Settings) -> Platform:
@@ -111,6 +114,8 @@ def build(settings: Settings) -> Platform:
     )
     manager_ref.append(manager)
     registry.subscribe(lambda name: manager.retire(name, keep=registry.revisions(name)))
+    sweep_wanted = asyncio.Event()
+    registry.subscribe(lambda _name: sweep_wanted.set())
     registry.on_rename(manager.rename)
     throttle = throttle_wiring.build(settings, data)
 
@@ -183,6 +188,8 @@ def build(settings: Settings) -> Platform:
         url_store=url_store,
         tools=tools,
         mcp=mcp,
+        worker=worker,
+        sweep_wanted=sweep_wanted,
     )
 
 
@@ -209,6 +216,7 @@ def application(platform: Platform) -> Frontend:
                 loops.create_task(
                     platform.manager.run_evictor(platform.settings.evict_interval_seconds)
                 )
+                sweeper = loops.create_task(_sweep_caches(platform))
                 for loop in platform.manifests.loops() if platform.manifests else []:
                     loops.create_task(loop)
                 if platform.tools is not None and platform.mcp is not None:
@@ -234,6 +242,7 @@ def application(platform: Platform) -> Frontend:
                     platform.manager.close()
                     platform.logs.stop()
                     platform.throttle.stop()
+                    sweeper.cancel()
         finally:
             platform.manager.close()
             if platform.strong is not None:
@@ -252,6 +261,29 @@ def application(platform: Platform) -> Frontend:
             log.info("ember stopped: every sandbox reaped")
 
     return Frontend(platform.services, lifespan, mcp=platform.mcp)
+
+
+CACHE_SWEEP_SECONDS = 10.0
+
+
+async def _sweep_caches(platform: Platform) -> None:
+    """Drop unpacked code and layers that nothing needs any more, soon after a function
+    changes (its idle sandboxes are retired at once) and every CACHE_SWEEP_SECONDS (for
+    those that were busy then). Runs until cancelled at shutdown."""
+    while platform.worker is not None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(platform.sweep_wanted.wait(), CACHE_SWEEP_SECONDS)
+        platform.sweep_wanted.clear()
+        needed = platform.manager.packages_in_use()
+        for record in platform.registry.records():
+            needed |= package_keys(record)
+        try:
+            removed = await platform.worker.sweep(needed)
+        except OSError as exc:  # a full or failing disk must not stop the server
+            log.warning("could not sweep the code cache: %s", exc)
+            continue
+        if removed:
+            log.info("removed %d unpacked package(s) no function uses", removed)
 
 
 async def _start_sandboxes(platform: Platform) -> None:

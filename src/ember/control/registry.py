@@ -345,7 +345,7 @@ class FunctionRegistry(Publishing):
             for digest in digests:
                 await self._forget_package(digest)
 
-    def _records(self) -> Iterator[FunctionRecord]:
+    def records(self) -> Iterator[FunctionRecord]:
         """Every stored record: each function's $LATEST and its published versions."""
         yield from self._functions.values()
         for published in self._published.values():
@@ -355,7 +355,7 @@ class FunctionRegistry(Publishing):
         """Whether a function's (or a version's) code or one of its layers is ``digest``."""
         return any(
             record.code_digest == digest or digest in record.layer_digests
-            for record in self._records()
+            for record in self.records()
         )
 
     async def _forget_package(self, digest: str) -> None:

@@ -20,7 +20,7 @@ from ember.control.models import FunctionRecord
 from ember.errors import TooManyRequests
 from ember.sandbox.base import Sandbox
 from ember.scheduling.placement import Placement
-from ember.worker.worker import LocalWorker
+from ember.worker.worker import LocalWorker, package_keys
 
 log = logging.getLogger("ember.scheduling")
 
@@ -54,6 +54,8 @@ class Slot:
     fresh: bool = True
     # Provisioned concurrency: kept initialized, never reclaimed by the evictor.
     provisioned: bool = False
+    # The worker's cache entries (code, merged layers) this sandbox runs from.
+    packages: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -111,6 +113,7 @@ class WorkerManager:
         now = self._clock()
         slot = Slot(sandbox, record.name, record.revision_id, record.memory_size, worker, now, now)
         slot.provisioned = provisioned
+        slot.packages = frozenset(package_keys(record))
         self._slots[sandbox.sandbox_id] = slot
         return slot
 
@@ -190,6 +193,10 @@ class WorkerManager:
         pool = self._pools.pop(old, None)
         if pool is not None:
             self._pools.setdefault(new, _Pool()).idle.extend(pool.idle)
+
+    def packages_in_use(self) -> set[str]:
+        """The worker cache entries that live sandboxes (idle or busy) run from."""
+        return {key for slot in self._slots.values() for key in slot.packages}
 
     def function_of(self, sandbox_id: str) -> str | None:
         slot = self._slots.get(sandbox_id)

@@ -150,3 +150,12 @@ class LayerCache:
                 await asyncio.to_thread(merge, contents, target)
         self._locks.pop(key, None)
         return target
+
+    async def evict(self, key: str) -> None:
+        await asyncio.to_thread(remove, self._root / key)
+
+    def cached(self) -> set[str]:
+        """Keys of the merged layer sets on disk (staging directories start with a dot)."""
+        if not self._root.is_dir():
+            return set()
+        return {entry.name for entry in self._root.iterdir() if not entry.name.startswith(".")}

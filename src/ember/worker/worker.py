@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from ember.config import Settings
 from ember.control.models import FunctionRecord
 from ember.sandbox.base import Sandbox, SandboxBackend, SandboxSpec
 from ember.sandbox.isolate import TASK_ROOT
-from ember.worker.layers import LayerCache
+from ember.worker.layers import LayerCache, cache_key
 from ember.worker.packages import CodeCache
 
 RUNTIME_DIR = str(Path(__file__).resolve().parent.parent / "runtime")
@@ -74,6 +75,14 @@ def with_layer_paths(env: dict[str, str], opt: str) -> dict[str, str]:
     }
 
 
+def package_keys(record: FunctionRecord) -> set[str]:
+    """The worker's cache entries a sandbox of ``record`` runs from: code and merged layers."""
+    keys = {record.code_digest}
+    if record.layer_digests:
+        keys.add(cache_key(record.layer_digests))
+    return keys
+
+
 class LocalWorker:
     """The one Worker of embedded mode: package cache plus a sandbox backend."""
 
@@ -95,6 +104,8 @@ class LocalWorker:
         self._clock = clock
         self.memory_mb = settings.worker_memory_mb
         self.max_sandboxes = settings.max_sandboxes
+        # Cache entries of sandboxes being started (not yet a slot the manager knows).
+        self._starting: Counter[str] = Counter()
 
     async def start_sandbox(self, record: FunctionRecord, provisioned: bool = False) -> Sandbox:
         """Init a sandbox for ``record``: fetch the code (cached), fork, import.
@@ -102,6 +113,35 @@ class LocalWorker:
         ``provisioned``: started ahead of any call (provisioned concurrency),
         which the function sees as AWS_LAMBDA_INITIALIZATION_TYPE.
         """
+        keys = package_keys(record)
+        self._starting.update(keys)
+        try:
+            return await self._start_sandbox(record, provisioned)
+        finally:
+            self._starting.subtract(keys)
+            for key in keys:
+                if self._starting[key] <= 0:
+                    del self._starting[key]
+
+    async def sweep(self, needed: Iterable[str]) -> int:
+        """Remove unpacked code and merged layers that no function and no sandbox needs.
+
+        ``needed``: the cache entries of every stored function and version and of
+        every live sandbox (``package_keys``); those being started are added here.
+        Without this, every code update would leave its old unpacked tree behind.
+        """
+        keep = set(needed) | set(self._starting)
+        removed = 0
+        for digest in self.code.cached() - keep:
+            await self.code.evict(digest)
+            removed += 1
+        if self.layers is not None:
+            for key in self.layers.cached() - keep:
+                await self.layers.evict(key)
+                removed += 1
+        return removed
+
+    async def _start_sandbox(self, record: FunctionRecord, provisioned: bool) -> Sandbox:
         code_dir = await self.code.directory(record.code_digest)
         opt_dir = None
         if record.layer_digests and self.layers is not None:
