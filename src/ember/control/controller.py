@@ -304,9 +304,12 @@ class Controller:
                     record = await self._registry.update_code(name, code)
             if self._differs(record, configuration):
                 record = await self._registry.update_configuration(name, configuration)
-            egress = bool((spec.get("network") or {}).get("egress", False))
-            if record.egress != egress:
-                await self._registry.update_sandbox(name, {"Egress": egress})
+            sandbox = {
+                "Egress": bool((spec.get("network") or {}).get("egress", False)),
+                "Isolation": spec.get("isolation", "standard"),
+            }
+            if (record.egress, record.isolation) != (sandbox["Egress"], sandbox["Isolation"]):
+                await self._registry.update_sandbox(name, sandbox)
         except EmberError as exc:
             return Condition(
                 "CodeReady", False, exc.code.removesuffix("Exception"), exc.message, True

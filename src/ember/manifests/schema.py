@@ -165,6 +165,7 @@ SPEC = _object(
         "triggers": {"type": "array", "items": TRIGGER},
         "mcp": MCP,
         "network": _object({"egress": {"type": "boolean"}}),
+        "isolation": {"enum": ["standard", "strong"]},
     },
     required=("runtime", "handler", "code"),
 )

@@ -208,7 +208,7 @@ def test_deleting_the_object_removes_the_function_then_the_object() -> None:
     asyncio.run(scenario())
 
 
-def test_egress_and_async_settings_follow_the_spec() -> None:
+def test_egress_isolation_and_async_settings_follow_the_spec() -> None:
     async def scenario() -> None:
         w = world(Tools())
         sink = copy.deepcopy(BODY)
@@ -220,16 +220,19 @@ def test_egress_and_async_settings_follow_the_spec() -> None:
         await w.controller.reconcile(("default", "sink"))
         body = copy.deepcopy(BODY)
         body["spec"]["network"] = {"egress": True}
+        body["spec"]["isolation"] = "strong"
         body["spec"]["async"] = {"maxRetryAttempts": 1, "onFailure": "sink"}
         await w.objects.apply("default", "fn", body)
         await w.controller.reconcile(KEY)
         assert w.registry.get("fn").egress
+        assert w.registry.get("fn").isolation == "strong"
         config = w.configs.lookup("fn")
         assert config is not None and config.maximum_retry_attempts == 1
         assert config.on_failure == "arn:aws:lambda:us-east-1:000000000000:function:sink"
-        del body["spec"]["async"], body["spec"]["network"]
+        del body["spec"]["async"], body["spec"]["network"], body["spec"]["isolation"]
         await w.objects.apply("default", "fn", body)
         await w.controller.reconcile(KEY)
         assert w.configs.lookup("fn") is None and not w.registry.get("fn").egress
+        assert w.registry.get("fn").isolation == "standard"
 
     asyncio.run(scenario())

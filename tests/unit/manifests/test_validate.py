@@ -49,6 +49,15 @@ def test_unknown_fields_and_bad_enums_list_what_is_allowed() -> None:
     )
 
 
+def test_isolation_is_standard_or_strong() -> None:
+    valid = VALID.format(name="x", memory=128)
+    assert problems(valid + "  isolation: strong\n") == []
+    found = problems(valid + "  isolation: vm\n")
+    assert found == [
+        "spec.isolation: 'vm' is not allowed: use one of standard, strong (deploy.yaml:10)"
+    ]
+
+
 def test_missing_required_fields_are_named() -> None:
     found = problems("apiVersion: ember.dev/v1\nkind: Function\nmetadata: {name: a}\nspec: {}\n")
     assert "spec.runtime: is required (deploy.yaml:4)" in found
