@@ -23,6 +23,8 @@ import zipfile
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+from ember.worker.packages import cache_entries
+
 Fetch = Callable[[str], Awaitable[bytes]]
 _CHUNK = 1 << 20
 
@@ -155,7 +157,4 @@ class LayerCache:
         await asyncio.to_thread(remove, self._root / key)
 
     def cached(self) -> set[str]:
-        """Keys of the merged layer sets on disk (staging directories start with a dot)."""
-        if not self._root.is_dir():
-            return set()
-        return {entry.name for entry in self._root.iterdir() if not entry.name.startswith(".")}
+        return cache_entries(self._root)

@@ -82,6 +82,11 @@ class CodeCache:
         await asyncio.to_thread(_remove, self._root / digest)
 
     def cached(self) -> set[str]:
-        if not self._root.is_dir():
-            return set()
-        return {entry.name for entry in self._root.iterdir() if not entry.name.startswith(".")}
+        return cache_entries(self._root)
+
+
+def cache_entries(root: Path) -> set[str]:
+    """Names of the finished entries under a cache root (staging directories start with a dot)."""
+    if not root.is_dir():
+        return set()
+    return {entry.name for entry in root.iterdir() if not entry.name.startswith(".")}
