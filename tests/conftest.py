@@ -150,7 +150,14 @@ class Server:
         assert self.process is not None
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        return self.process.wait(timeout)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            # The test fails on the hang; its server must not outlive the run.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            raise
 
     def health(self) -> dict[str, Any]:
         return dict(httpx.get(self.url + "/health", timeout=5).json())
