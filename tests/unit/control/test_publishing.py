@@ -47,6 +47,13 @@ def _body(**extra: Any) -> dict[str, Any]:
     }
 
 
+async def _two_versions(registry: FunctionRegistry) -> None:
+    """Function ``f`` with versions 1 and 2 (which differ in their timeout)."""
+    await registry.create(_body(Publish=True))
+    await registry.update_configuration("f", {"Timeout": 5})
+    await registry.publish("f", {})
+
+
 def _registry(
     store: MemoryMetadataStore | None = None,
     packages: MemoryPackageStore | None = None,
@@ -221,9 +228,7 @@ def test_delete_one_version_and_the_whole_function_forgets_unused_packages() -> 
 def test_a_version_an_alias_uses_cannot_be_deleted() -> None:
     async def scenario() -> None:
         registry = _registry()
-        await registry.create(_body(Publish=True))
-        await registry.update_configuration("f", {"Timeout": 5})
-        await registry.publish("f", {})
+        await _two_versions(registry)
         await registry.create_alias(
             "f",
             {
@@ -295,9 +300,7 @@ def test_routing_config_is_validated_as_lambda_does(
 ) -> None:
     async def scenario() -> None:
         registry = _registry()
-        await registry.create(_body(Publish=True))
-        await registry.update_configuration("f", {"Timeout": 5})
-        await registry.publish("f", {})
+        await _two_versions(registry)
         with pytest.raises(error) as caught:
             await registry.create_alias(
                 "f",
@@ -315,9 +318,7 @@ def test_routing_config_is_validated_as_lambda_does(
 def test_moving_a_weighted_alias_keeps_its_weights_valid() -> None:
     async def scenario() -> None:
         registry = _registry()
-        await registry.create(_body(Publish=True))
-        await registry.update_configuration("f", {"Timeout": 5})
-        await registry.publish("f", {})
+        await _two_versions(registry)
         await registry.create_alias(
             "f",
             {
@@ -343,9 +344,7 @@ def test_weighted_alias_follows_the_random_source() -> None:
     async def scenario() -> None:
         draws = itertools.cycle([0.05, 0.25, 0.5, 0.95])
         registry = _registry(random=lambda: next(draws))
-        await registry.create(_body(Publish=True))
-        await registry.update_configuration("f", {"Timeout": 5})
-        await registry.publish("f", {})
+        await _two_versions(registry)
         await registry.create_alias(
             "f",
             {
