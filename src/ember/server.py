@@ -114,8 +114,6 @@ def build(settings: Settings) -> Platform:
     )
     manager_ref.append(manager)
     registry.subscribe(lambda name: manager.retire(name, keep=registry.revisions(name)))
-    sweep_wanted = asyncio.Event()
-    registry.subscribe(lambda _name: sweep_wanted.set())
     registry.on_rename(manager.rename)
     throttle = throttle_wiring.build(settings, data)
 
@@ -172,7 +170,7 @@ def build(settings: Settings) -> Platform:
         urls=function_urls,
         tools=tools,
     )
-    return Platform(
+    platform = Platform(
         settings,
         store,
         registry,
@@ -189,8 +187,9 @@ def build(settings: Settings) -> Platform:
         tools=tools,
         mcp=mcp,
         worker=worker,
-        sweep_wanted=sweep_wanted,
     )
+    registry.subscribe(lambda _name: platform.sweep_wanted.set())
+    return platform
 
 
 def application(platform: Platform) -> Frontend:
@@ -270,7 +269,10 @@ async def _sweep_caches(platform: Platform) -> None:
     """Drop unpacked code and layers that nothing needs any more, soon after a function
     changes (its idle sandboxes are retired at once) and every CACHE_SWEEP_SECONDS (for
     those that were busy then). Runs until cancelled at shutdown."""
-    while platform.worker is not None:
+    worker = platform.worker
+    if worker is None:
+        return
+    while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(platform.sweep_wanted.wait(), CACHE_SWEEP_SECONDS)
         platform.sweep_wanted.clear()
@@ -278,7 +280,7 @@ async def _sweep_caches(platform: Platform) -> None:
         for record in platform.registry.records():
             needed |= package_keys(record)
         try:
-            removed = await platform.worker.sweep(needed)
+            removed = await worker.sweep(needed)
         except OSError as exc:  # a full or failing disk must not stop the server
             log.warning("could not sweep the code cache: %s", exc)
             continue
