@@ -182,6 +182,52 @@ def make_zip(files: dict[str, str]) -> bytes:
     return buffer.getvalue()
 
 
+# The PostgreSQL the suite uses (scripts/services.sh reuses or starts one there).
+POSTGRES_ADMIN_URL = os.environ.get(
+    "EMBER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def postgres_answers() -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=3).close()
+    except psycopg.Error:
+        return False
+    return True
+
+
+def create_database() -> str:
+    """A new, empty database; returns its URL. ``drop_database`` removes it."""
+    import psycopg
+
+    name = f"ember_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    if not postgres_answers():
+        pytest.skip(
+            f"no PostgreSQL answers at {POSTGRES_ADMIN_URL} (scripts/services.sh starts one)"
+        )
+    url = create_database()
+    yield url
+    drop_database(url)
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server for the many tests that only need a running ember."""

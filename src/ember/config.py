@@ -57,9 +57,22 @@ class Settings:
     # or "redis" (shared by every frontend using the same redis_url).
     throttle_backend: str = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Cluster mode (issue 13): a PostgreSQL URL (postgresql://USER@HOST:PORT/DB)
+    # puts every piece of metadata there, shared by every node using it; None
+    # keeps the embedded SQLite files in the data dir.
+    database_url: str | None = None
+    # Code and layer blobs: "local" (<data_dir>/packages), "postgresql" (chunked
+    # bytea in database_url) or "s3://BUCKET?endpoint=URL". "" picks the default:
+    # local without a database, postgresql with one.
+    blobs: str = ""
+    # What throttling does while its Redis cannot be reached: "deny" every call
+    # (429, fail closed) or "allow" them unthrottled (fail open).
+    throttle_unavailable: str = "deny"
     # Asynchronous invocation (issue 4). "sqlite": events are durable in
-    # <data_dir>/queue.sqlite3 before the 202; "memory": lost on exit (development).
-    queue_backend: str = "sqlite"
+    # <data_dir>/queue.sqlite3 before the 202; "postgresql": in database_url;
+    # "memory": lost on exit (development). "" picks the default: sqlite
+    # without a database, postgresql with one.
+    queue_backend: str = ""
     # Concurrent deliveries of queued events (0: accept events, deliver none).
     # Each delivery waits on the sandbox and on the queue's commits: with few
     # slots the latency, not the CPU, bounds the drain rate.
@@ -81,6 +94,16 @@ class Settings:
     # Host names (besides loopback and `host`) that /mcp accepts in Host and Origin,
     # e.g. the name clients use behind a proxy; anything else is refused (DNS rebinding).
     mcp_allowed_hosts: tuple[str, ...] = ()
+
+    @property
+    def queue(self) -> str:
+        """The queue backend in force: the one named, else the default of the mode."""
+        return self.queue_backend or ("postgresql" if self.database_url else "sqlite")
+
+    @property
+    def blob_store(self) -> str:
+        """The blob store in force: the one named, else the default of the mode."""
+        return self.blobs or ("postgresql" if self.database_url else "local")
 
     @property
     def endpoint_url(self) -> str:

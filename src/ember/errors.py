@@ -12,6 +12,7 @@
     │   └── TooManyRequests        TooManyRequestsException (carries Reason, Retry-After)
     └── PlatformError              ember is at fault (5xx): ServiceException
         ├── SandboxUnavailable     no sandbox could be started
+        ├── StorageUnavailable     the metadata database or blob store cannot be reached
         └── StartupRefused         the host cannot give what the settings ask for
 
 Each class names the Lambda error code it becomes (``code``); the HTTP status
@@ -83,6 +84,13 @@ class PlatformError(EmberError):
 
 
 class SandboxUnavailable(PlatformError):
+    code = "ServiceException"
+
+
+class StorageUnavailable(PlatformError):
+    """A shared engine (PostgreSQL, the S3 store) did not answer; the call did nothing
+    it reported as done. The client may retry."""
+
     code = "ServiceException"
 
 

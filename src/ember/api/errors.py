@@ -24,6 +24,7 @@ STATUS: dict[type[errors.EmberError], int] = {
     errors.PreconditionFailed: 412,
     errors.TooManyRequests: 429,
     errors.SandboxUnavailable: 503,
+    errors.StorageUnavailable: 503,
     errors.PlatformError: 500,
 }
 _CAPITAL_MESSAGE = ("ResourceNotFoundException", "ServiceException")

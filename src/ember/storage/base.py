@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
+
+# (key, document) of one change another node committed; document None: deleted.
+Apply = Callable[[str, "str | None"], Awaitable[None]]
+Work = Callable[[], Awaitable[None]]
 
 
 class MetadataStore(Protocol):
@@ -42,4 +47,45 @@ class PackageStore(Protocol):
 
     async def delete(self, digest: str) -> None:
         """Remove a package; removing a missing one is not an error."""
+        ...
+
+
+class ChangeFeed(Protocol):
+    """Changes that *other* nodes commit to shared metadata, delivered to this node.
+
+    Each component that keeps metadata in memory (the registry, layers, URLs,
+    tools, limits, manifest objects, event-invoke configs) registers its
+    namespace; the feed calls it back for every key another node changed, so
+    that a change made through any node reaches every node's memory. Embedded
+    mode has one process and its feed delivers nothing. The wake-up is a hint
+    (PostgreSQL NOTIFY); the truth is a monotonic change sequence, re-read
+    after a missed notification or a reconnect, so no change is skipped.
+    """
+
+    def watch(self, namespace: str, apply: Apply) -> None:
+        """Call ``await apply(key, document)`` for each change another node commits
+        to ``namespace``, in commit order (document None: the key was deleted).
+        Register before ``run``; an exception in ``apply`` is logged, not fatal."""
+        ...
+
+    async def run(self) -> None:
+        """Deliver changes until cancelled or ``stop``; reconnects by itself."""
+        ...
+
+    def stop(self) -> None:
+        """Make ``run`` return. Idempotent."""
+        ...
+
+
+class Leadership(Protocol):
+    """Cluster-wide singleton duties (manifest controller, schedules, redrive).
+
+    Exactly one node runs a duty at a time; when it dies (its database session
+    ends) another node takes over. Embedded mode runs every duty at once.
+    """
+
+    async def hold(self, duty: str, work: Work) -> None:
+        """Run ``work()`` only while this node holds ``duty``: wait for it while
+        another node does; cancel ``work`` if the duty is lost, then wait for
+        it again. Runs until cancelled."""
         ...

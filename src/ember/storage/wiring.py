@@ -1,0 +1,74 @@
+"""Settings in, the storage of one node out: metadata stores, blobs, feed, leadership.
+
+Embedded mode: one SQLite file per namespace in the data dir, packages in a
+local directory, no feed, every duty held locally. Cluster mode
+(``--database``): every namespace in PostgreSQL, blobs in PostgreSQL or S3,
+changes of other nodes through the feed, duties under advisory locks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ember.config import Settings
+from ember.storage.base import ChangeFeed, Leadership, MetadataStore, PackageStore
+from ember.storage.embedded import LocalLeadership, NullChangeFeed
+from ember.storage.localfs import LocalPackageStore
+from ember.storage.postgres import Database
+from ember.storage.sqlite import SqliteMetadataStore
+
+# The metadata namespaces: one SQLite file each in embedded mode (their names
+# predate cluster mode), one key space each in PostgreSQL.
+NAMESPACES = ("metadata", "layers", "urls", "tools", "limits", "manifests", "schedules")
+
+
+@dataclass
+class Storage:
+    """What one node's components keep their state in. ``open`` before use, ``close`` after."""
+
+    packages: PackageStore
+    feed: ChangeFeed
+    leadership: Leadership
+    data_dir: Path
+    database: Database | None = None
+    _stores: dict[str, MetadataStore] = field(default_factory=dict)
+
+    def metadata(self, namespace: str) -> MetadataStore:
+        """The store of ``namespace`` (one of NAMESPACES); the same object on every call."""
+        if namespace not in NAMESPACES:
+            raise ValueError(f"unknown metadata namespace {namespace!r}")
+        store = self._stores.get(namespace)
+        if store is None:
+            store = self._stores[namespace] = self._new_store(namespace)
+        return store
+
+    def _new_store(self, namespace: str) -> MetadataStore:
+        if self.database is None:
+            return SqliteMetadataStore(self.data_dir / f"{namespace}.sqlite3")
+        raise NotImplementedError("PostgreSQL metadata stores are not wired yet")
+
+    async def open(self) -> None:
+        """Connect and migrate (cluster mode); embedded stores open lazily."""
+        if self.database is not None:
+            await self.database.open()
+
+    async def close(self) -> None:
+        for store in self._stores.values():
+            await store.close()
+        if self.database is not None:
+            await self.database.close()
+
+
+BLOB_STORES = ("local", "postgresql", "s3://BUCKET?endpoint=URL")
+
+
+def build(settings: Settings) -> Storage:
+    data = settings.data_dir.resolve()
+    if settings.database_url is None:
+        if settings.blob_store != "local":
+            raise ValueError(f"--blobs {settings.blob_store} needs --database")
+        return Storage(
+            LocalPackageStore(data / "packages"), NullChangeFeed(), LocalLeadership(), data
+        )
+    raise NotImplementedError("cluster storage is not wired yet")
