@@ -109,6 +109,7 @@ class Server:
 
     def start(self) -> Server:
         self.log_path = self.data_dir.parent / f"server-{self.port}-{uuid.uuid4().hex[:6]}.log"
+        database = database_for(self.data_dir) if "--database" not in self.extra_args else None
         env = {**os.environ, "EMBER_ENDPOINT": ""}
         # The child gets its own copy of the descriptor; ours is closed at once, since an
         # unclosed file is a ResourceWarning, which filterwarnings=error turns into a failure.
@@ -124,6 +125,7 @@ class Server:
                     str(self.data_dir),
                     "--keep-alive",
                     "600",
+                    *(["--database", database] if database else []),
                     *self.extra_args,
                 ],
                 stdout=log,
@@ -214,6 +216,47 @@ def drop_database(url: str) -> None:
     name = url.rsplit("/", 1)[1]
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# `pytest --backend postgresql` runs every server of the suite in cluster mode:
+# each data dir gets a database of its own (kept across restarts on that data
+# dir, as its SQLite files are), all dropped when the session ends.
+BACKEND = {"name": "sqlite"}
+_DATABASES: dict[Path, str] = {}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        choices=("sqlite", "postgresql"),
+        default=os.environ.get("EMBER_TEST_BACKEND", "sqlite"),
+        help="Metadata backend of the servers the tests start (default: sqlite, embedded).",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    BACKEND["name"] = config.getoption("--backend")
+    if BACKEND["name"] == "postgresql" and not postgres_answers():
+        raise pytest.UsageError(
+            f"--backend postgresql: no PostgreSQL answers at {POSTGRES_ADMIN_URL}"
+        )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for url in _DATABASES.values():
+        with contextlib.suppress(Exception):
+            drop_database(url)
+    _DATABASES.clear()
+
+
+def database_for(data_dir: Path) -> str | None:
+    """The database of ``data_dir``'s server in a PostgreSQL run, else None."""
+    if BACKEND["name"] != "postgresql":
+        return None
+    key = data_dir.resolve()
+    if key not in _DATABASES:
+        _DATABASES[key] = create_database()
+    return _DATABASES[key]
 
 
 @pytest.fixture
