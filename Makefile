@@ -22,10 +22,15 @@ $(STAMP): pyproject.toml
 run: setup
 	@bash scripts/run.sh
 
+# The whole suite on embedded SQLite, then every server of the end-to-end and
+# security suites again in cluster mode on PostgreSQL (unit and contract tests
+# already cover every backend in the first run).
 test: setup
 	@bash scripts/services.sh
 	@bash scripts/mcp-tools.sh || echo "MCP conformance suite not installed: its tests will say why"
 	@$(BIN)/python -m pytest
+	@$(BIN)/python -m pytest --backend postgresql tests/e2e tests/security \
+		--ignore tests/e2e/test_cluster.py --ignore tests/e2e/test_upgrade.py
 
 check: setup
 	$(BIN)/ruff format --check src tests bench
@@ -42,6 +47,7 @@ bench: setup
 	@cd bench && ../$(BIN)/python bench_isolation.py
 	@cd bench && ../$(BIN)/python bench_manifests.py
 	@cd bench && ../$(BIN)/python bench_mcp.py
+	@cd bench && ../$(BIN)/python bench_cluster.py
 
 clean:
 	rm -rf $(VENV) .ember-data .mypy_cache .ruff_cache .pytest_cache
