@@ -171,3 +171,22 @@ def test_allow_admits_calls_unthrottled_while_redis_is_gone_and_resumes_after(
 
     restart_and_see_throttling_resume(server, redis_server)
     assert [outcome(aws, unique_name) for _ in range(2)] == [200, "429 TooManyRequestsException"]
+
+
+def test_a_redis_that_stops_answering_is_an_outage_too(
+    spawn_server: Spawn, redis_server: RedisServer, unique_name: str
+) -> None:
+    server, aws = serve_one_limited_function(spawn_server, redis_server, "deny", unique_name)
+    assert redis_server.process is not None
+
+    # Stopped, not killed: connections are accepted but never answered.
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        assert [outcome(aws, unique_name) for _ in range(3)] == ["503 ServiceException"] * 3
+        assert throttle_health(server)["available"] is False
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+
+    wait_until(lambda: throttle_health(server)["available"], timeout=30)
+    # Redis kept its counts: the hour's one call is still spent.
+    assert outcome(aws, unique_name) == "429 TooManyRequestsException"
