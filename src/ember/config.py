@@ -66,7 +66,8 @@ class Settings:
     # local without a database, postgresql with one.
     blobs: str = ""
     # What throttling does while its Redis cannot be reached: "deny" every call
-    # (429, fail closed) or "allow" them unthrottled (fail open).
+    # (503 ServiceException, fail closed) or "allow" them without rate limits,
+    # concurrency counted on this node only (fail open).
     throttle_unavailable: str = "deny"
     # Asynchronous invocation (issue 4). "sqlite": events are durable in
     # <data_dir>/queue.sqlite3 before the 202; "postgresql": in database_url;

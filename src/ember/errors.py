@@ -13,6 +13,7 @@
     └── PlatformError              ember is at fault (5xx): ServiceException
         ├── SandboxUnavailable     no sandbox could be started
         ├── StorageUnavailable     the metadata database or blob store cannot be reached
+        ├── ThrottleUnavailable    the shared throttle store (Redis) cannot be reached
         └── StartupRefused         the host cannot give what the settings ask for
 
 Each class names the Lambda error code it becomes (``code``); the HTTP status
@@ -92,6 +93,17 @@ class StorageUnavailable(PlatformError):
     it reported as done. The client may retry."""
 
     code = "ServiceException"
+
+
+class ThrottleUnavailable(PlatformError):
+    """The throttle's shared store did not answer; ``store`` names it (``Redis at
+    HOST:PORT``), never with credentials. Nothing was counted; the client may retry."""
+
+    code = "ServiceException"
+
+    def __init__(self, message: str, store: str) -> None:
+        super().__init__(message)
+        self.store = store
 
 
 class StartupRefused(PlatformError):

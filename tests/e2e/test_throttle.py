@@ -388,5 +388,5 @@ def test_two_servers_sharing_redis_enforce_one_limit(
 
 
 def test_a_server_without_its_redis_refuses_to_start(spawn_server: Spawn) -> None:
-    with pytest.raises(AssertionError, match="Redis is not reachable"):
+    with pytest.raises(AssertionError, match=r"Redis at 127\.0\.0\.1:1 cannot be reached"):
         spawn_server(None, "--throttle-backend", "redis", "--redis-url", "redis://127.0.0.1:1/0")

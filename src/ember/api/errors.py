@@ -25,6 +25,7 @@ STATUS: dict[type[errors.EmberError], int] = {
     errors.TooManyRequests: 429,
     errors.SandboxUnavailable: 503,
     errors.StorageUnavailable: 503,
+    errors.ThrottleUnavailable: 503,
     errors.PlatformError: 500,
 }
 _CAPITAL_MESSAGE = ("ResourceNotFoundException", "ServiceException")

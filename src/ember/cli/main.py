@@ -273,6 +273,15 @@ main.add_command(tool_commands.mcp)
     help="The Redis of --throttle-backend redis.",
 )
 @click.option(
+    "--throttle-unavailable",
+    envvar="EMBER_THROTTLE_UNAVAILABLE",
+    type=click.Choice(["deny", "allow"]),
+    default="deny",
+    show_default=True,
+    help="While Redis cannot be reached: deny every call (503), or allow calls "
+    "without rate limits, concurrency counted per node.",
+)
+@click.option(
     "--schedule-minute-seconds",
     envvar="EMBER_SCHEDULE_MINUTE_SECONDS",
     type=click.FloatRange(min=0.05),
@@ -304,6 +313,7 @@ def serve(
     account_concurrency: int,
     throttle_backend: str,
     redis_url: str,
+    throttle_unavailable: str,
     schedule_minute_seconds: float,
     mcp_token: str | None,
     mcp_allowed_hosts: tuple[str, ...],
@@ -325,6 +335,7 @@ def serve(
         account_concurrency=account_concurrency,
         throttle_backend=throttle_backend,
         redis_url=redis_url,
+        throttle_unavailable=throttle_unavailable,
         schedule_minute_seconds=schedule_minute_seconds,
         mcp_token=mcp_token or None,
         mcp_allowed_hosts=mcp_allowed_hosts,

@@ -110,6 +110,11 @@ class LeaseBackend(Protocol):
 
 
 class ThrottleBackend(RateLimiterBackend, LeaseBackend, Protocol):
+    """Every method may raise ``ThrottleUnavailable`` when a shared store cannot be
+    reached (after a bounded wait, never retried inside: the gate decides what then)."""
+
+    name: str  # "memory" or "redis": what /health calls it
+
     async def admit(
         self, checks: Sequence[RateCheck], pool: str, limit: int, lease: str, ttl: float
     ) -> Admit:
@@ -118,6 +123,10 @@ class ThrottleBackend(RateLimiterBackend, LeaseBackend, Protocol):
         If any check refuses, nothing is counted and no lease is taken. The
         Redis backend does it in one round trip.
         """
+        ...
+
+    async def ping(self) -> None:
+        """Return once the store answers; raise ThrottleUnavailable if it cannot be reached."""
         ...
 
     async def close(self) -> None:

@@ -18,6 +18,8 @@ class MemoryThrottleBackend:
     """See ``ember.throttle.base.ThrottleBackend``. Leases never expire here:
     they live and die with this process, so a lease cannot outlive its holder."""
 
+    name = "memory"
+
     def __init__(self, clock: Clock = time.time) -> None:
         self._clock = clock
         self._limiters: dict[str, Limiter] = {}
@@ -96,6 +98,9 @@ class MemoryThrottleBackend:
         self, checks: Sequence[RateCheck], pool: str, limit: int, lease: str, ttl: float
     ) -> Admit:
         return self.admit_now(checks, pool, limit, lease)
+
+    async def ping(self) -> None:
+        """Always answers: the state is in this process."""
 
     async def close(self) -> None:
         self._limiters.clear()

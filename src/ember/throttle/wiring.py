@@ -36,4 +36,6 @@ def build(settings: Settings, data_dir: Path) -> Throttle:
     limits = ThrottleLimits(
         SqliteMetadataStore(data_dir / "limits.sqlite3"), settings.account_concurrency
     )
-    return Throttle(backend(settings), limits, settings.init_timeout_seconds)
+    return Throttle(
+        backend(settings), limits, settings.init_timeout_seconds, settings.throttle_unavailable
+    )
