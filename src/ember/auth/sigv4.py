@@ -45,7 +45,7 @@ SKEW_SECONDS = 300
 # SigV4 caps a presigned URL's life at seven days.
 MAX_EXPIRES = 604800
 _AMZ_DATE = re.compile(r"^\d{8}T\d{6}Z$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_FIELD_SEPARATORS = re.compile(r"[\s,]+")
 # The derived-key cache is bounded; a burst of distinct keys only costs recomputation.
 _CACHE_LIMIT = 4096
 
@@ -256,9 +256,10 @@ def _header_claim(authorization: str, headers: dict[str, str], query: str) -> _C
 
 
 def _auth_fields(rest: str, authorization: str) -> dict[str, str]:
+    # AWS separates the fields by commas and/or spaces, so a stray space inside one
+    # ("Credential= AKIA...") leaves a token without "=": refused as AWS refuses it.
     fields: dict[str, str] = {}
-    for part in rest.split(","):
-        part = part.strip()
+    for part in _FIELD_SEPARATORS.split(rest):
         if not part:
             continue
         name, equal, value = part.partition("=")
