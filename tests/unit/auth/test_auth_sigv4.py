@@ -10,10 +10,12 @@ depends on when the test runs.
 from __future__ import annotations
 
 import calendar
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -247,6 +249,31 @@ def test_a_presigned_url_with_an_unsigned_payload_verifies() -> None:
     # S3-style presigners sign UNSIGNED-PAYLOAD instead of the body's hash.
     request = presigned("POST", "https://u.lambda-url.us-east-1.on.aws/", signer=S3SigV4QueryAuth)
     assert verify(replace(request, body=b"any body")) == ALICE
+
+
+def _signed_directly(headers: dict[str, str], body: bytes = b"{}") -> HttpRequest:
+    """A request botocore's SigV4Auth signs with extra headers boto3 itself never sets."""
+    url = ENDPOINT + "/2015-03-31/functions/f/invocations"
+    request = AWSRequest("POST", url, data=body, headers=headers)
+    SigV4Auth(Credentials(ALICE_ID, KEYS[ALICE_ID][0]), "lambda", REGION).add_auth(request)
+    return _as_received("POST", request.url, request.headers, body)
+
+
+def test_a_signed_content_hash_header_verifies_and_binds_the_body() -> None:
+    body = b'{"a": 1}'
+    request = _signed_directly({"X-Amz-Content-SHA256": hashlib.sha256(body).hexdigest()}, body)
+    assert verify(request) == ALICE
+    with pytest.raises(InvalidSignature) as refused:
+        verify(replace(request, body=b'{"a": 2}'))
+    assert refused.value.message == MISMATCH
+
+
+def test_a_date_header_may_replace_x_amz_date() -> None:
+    # botocore signs with the Date header (and sends no X-Amz-Date) when one is set.
+    request = _signed_directly({"Date": "Thu, 01 Jan 2026 00:00:00 GMT"})
+    assert _header(request, "x-amz-date") is None
+    now = parsedate_to_datetime(_header(request, "date") or "").timestamp()
+    assert Verifier(_lookup, region=REGION, clock=FakeClock(now)).verify(request) == ALICE
 
 
 def test_a_presigned_url_is_valid_until_it_expires() -> None:
