@@ -7,6 +7,7 @@ import base64
 import re
 import stat
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
@@ -211,6 +212,13 @@ def test_otherwise_a_private_file_is_created_once_in_the_data_dir(tmp_path: Path
     assert len(first) == 32
     assert load_master_key(data, environ={}) == first
     assert [p.name for p in data.iterdir()] == ["master.key"]
+
+
+def test_nodes_starting_together_create_one_master_key(tmp_path: Path) -> None:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        loaded = set(pool.map(lambda _: load_master_key(tmp_path, environ={}), range(16)))
+    assert len(loaded) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["master.key"]
 
 
 @pytest.mark.parametrize(
