@@ -9,7 +9,13 @@
     │   ├── RequestTooLarge        RequestEntityTooLargeException
     │   ├── InvalidRequestContent  InvalidRequestContentException
     │   ├── PreconditionFailed     PreconditionFailedException
-    │   └── TooManyRequests        TooManyRequestsException (carries Reason, Retry-After)
+    │   ├── TooManyRequests        TooManyRequestsException (carries Reason, Retry-After)
+    │   └── AuthError              the caller is not who it claims, or may not do this (403)
+    │       ├── MissingAuthenticationToken  MissingAuthenticationTokenException
+    │       ├── IncompleteSignature  IncompleteSignatureException (a garbled signature)
+    │       ├── UnrecognizedClient   UnrecognizedClientException (unknown access key)
+    │       ├── InvalidSignature     InvalidSignatureException (wrong, expired, mis-scoped)
+    │       └── AccessDenied         AccessDeniedException (a policy refuses the action)
     └── PlatformError              ember is at fault (5xx): ServiceException
         ├── SandboxUnavailable     no sandbox could be started
         ├── StorageUnavailable     the metadata database or blob store cannot be reached
@@ -78,6 +84,49 @@ class TooManyRequests(ClientError):
         super().__init__(message)
         self.reason = reason
         self.retry_after_seconds = retry_after_seconds
+
+
+class AuthError(ClientError):
+    """Authentication or authorization refused the request; nothing was done."""
+
+    code = "AccessDeniedException"
+
+
+class MissingAuthenticationToken(AuthError):
+    code = "MissingAuthenticationTokenException"
+
+    def __init__(self, message: str = "Missing Authentication Token") -> None:
+        super().__init__(message)
+
+
+class IncompleteSignature(AuthError):
+    code = "IncompleteSignatureException"
+
+
+class UnrecognizedClient(AuthError):
+    code = "UnrecognizedClientException"
+
+    def __init__(
+        self, message: str = "The security token included in the request is invalid."
+    ) -> None:
+        super().__init__(message)
+
+
+class InvalidSignature(AuthError):
+    code = "InvalidSignatureException"
+
+    MISMATCH = (
+        "The request signature we calculated does not match the signature you provided. "
+        "Check your AWS Secret Access Key and signing method. "
+        "Consult the service documentation for details."
+    )
+
+    def __init__(self, message: str = MISMATCH) -> None:
+        super().__init__(message)
+
+
+class AccessDenied(AuthError):
+    code = "AccessDeniedException"
 
 
 class PlatformError(EmberError):

@@ -23,6 +23,7 @@ STATUS: dict[type[errors.EmberError], int] = {
     errors.InvalidRequestContent: 400,
     errors.PreconditionFailed: 412,
     errors.TooManyRequests: 429,
+    errors.AuthError: 403,
     errors.SandboxUnavailable: 503,
     errors.StorageUnavailable: 503,
     errors.ThrottleUnavailable: 503,
