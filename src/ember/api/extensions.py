@@ -28,6 +28,7 @@ def routes(services: Services) -> list[Route]:
             "sandboxes": services.manager.statistics(),
             "isolation": services.describe_sandboxes(),
             "endpoint": services.settings.endpoint_url,
+            "node": services.node.describe(),
         }
         return json_response(body, request_id)
 

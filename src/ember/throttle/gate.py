@@ -74,6 +74,7 @@ class Throttle:
         self._memory = backend if isinstance(backend, MemoryThrottleBackend) else None
         self._stopped: asyncio.Event | None = None
         self._plans: dict[str, _Plan] = {}
+        self._exists: Callable[[str], bool] = lambda function: True  # set by start
 
     async def admit(self, function: str, caller: str, lease: str, timeout: float) -> Admission:
         """Take a lease for one call of ``function`` or raise TooManyRequests."""
@@ -122,10 +123,15 @@ class Throttle:
         except EmberError as exc:
             log.warning("lease %s not released (it expires on its own): %s", admission.lease, exc)
 
-    def forget(self, function: str) -> None:
+    def forget(self, function: str, local: bool = True) -> None:
         """``function`` was deleted: its settings go (see ThrottleLimits.forget)."""
-        self.limits.forget(function)
+        self.limits.forget(function, local)
         self._plans.pop(function, None)
+
+    def function_changed(self, function: str, local: bool) -> None:
+        """The registry's listener: a deleted function's settings are forgotten."""
+        if not self._exists(function):
+            self.forget(function, local)
 
     async def run(self) -> None:
         """Background upkeep until ``stop``: stored deletes, dropping idle in-memory state."""
@@ -143,7 +149,9 @@ class Throttle:
             self._stopped.set()
 
     async def start(self, exists: Callable[[str], bool]) -> None:
-        """Load the settings (dropping those of deleted functions); check the backend."""
+        """Load the settings (dropping those of deleted functions); check the backend.
+        ``exists(name)``: whether the function exists (after the registry loaded)."""
+        self._exists = exists
         await self.limits.load(exists)
         ping = getattr(self.backend, "ping", None)
         if ping is not None:
@@ -151,7 +159,6 @@ class Throttle:
 
     async def close(self) -> None:
         await self.backend.close()
-        await self.limits.close()
 
 
 async def _sweep(memory: MemoryThrottleBackend) -> None:

@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ember.control.arns import Arns
-from ember.control.controller import Controller
 from ember.control.objects import FunctionObjects
 from ember.control.registry import FunctionRegistry
-from ember.control.schedules import Scheduler
 from ember.queue.configs import EventInvokeConfigs
 from ember.queue.memory import MemoryEventQueue
+from ember.reconcile.controller import Controller
+from ember.reconcile.schedules import Scheduler, manifest_triggers
 from ember.scheduling.manager import WorkerManager
 from ember.scheduling.placement import Placement
 from ember.storage.memory import MemoryMetadataStore, MemoryPackageStore
@@ -114,7 +114,11 @@ def world(tools: Tools | None) -> World:
         MemoryMetadataStore(), MemoryPackageStore(), Arns("us-east-1", "0" * 12)
     )
     limits = ThrottleLimits(MemoryMetadataStore(), 1000)
-    scheduler = Scheduler(MemoryMetadataStore(), fire)
+    scheduler = Scheduler(
+        MemoryMetadataStore(),
+        fire,
+        lambda: manifest_triggers(objects, lambda name: registry.lookup(name) is not None),
+    )
     placement: Any = Placement([StubWorker()])  # type: ignore[list-item]
     manager = WorkerManager(placement, 60)
     clock = Clock()
@@ -123,7 +127,7 @@ def world(tools: Tools | None) -> World:
         MemoryEventQueue(), lambda name: registry.lookup(name) is not None, names, 60.0
     )
     controller = Controller(
-        objects, registry, limits, configs, manager, scheduler, names, tools=tools, clock=clock
+        objects, registry, limits, configs, manager, names, tools=tools, clock=clock
     )
     return World(objects, registry, limits, scheduler, manager, controller, clock, configs)
 
@@ -144,6 +148,7 @@ def test_one_reconcile_applies_every_step_and_a_second_changes_nothing() -> None
         assert w.limits.get("fn").reserved == 7
         assert w.limits.get("fn").function is not None
         assert w.limits.get("fn").function.limit == 5  # type: ignore[union-attr]
+        await w.scheduler.fire_due()  # the scheduler reads the object's triggers
         assert w.scheduler.registered("fn") == ["rate(5 minutes)"]
         assert tools.exposed["fn"]["toolName"] == "fn_tool"
         assert w.manager.statistics()["idle"] == 1
@@ -203,6 +208,7 @@ def test_deleting_the_object_removes_the_function_then_the_object() -> None:
         assert await w.controller.reconcile(KEY) is None
         assert w.registry.lookup("fn") is None
         assert w.objects.lookup(*KEY) is None
+        await w.scheduler.fire_due()
         assert tools.exposed == {} and w.scheduler.registered("fn") == []
 
     asyncio.run(scenario())
