@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ember.manifests.schedule import parse
 from ember.reconcile.schedules import MAX_CATCH_UP, Scheduler, Triggers, firing_id
 from ember.storage.memory import MemoryMetadataStore
 
@@ -106,3 +107,12 @@ def test_a_node_taking_over_the_duty_continues_from_the_cursors_another_node_adv
         assert times == [START.replace(second=0) + timedelta(minutes=n) for n in range(1, 4)]
 
     asyncio.run(scenario())
+
+
+def test_a_short_minute_that_is_no_binary_fraction_still_moves_forward() -> None:
+    schedule = parse("rate(1 minute)")
+    moment = datetime(2026, 12, 6, 0, 23, 27, 600000, tzinfo=UTC)
+    for _ in range(50):
+        following = schedule.next_after(moment, 0.1)
+        assert following > moment
+        moment = following
