@@ -1,8 +1,14 @@
-"""Wiring: settings in, one running platform out (embedded mode).
+"""Wiring: settings in, one running platform out.
 
-``build`` turns Settings into concrete components; the lifespan starts them,
-owns every background loop in one task group, and on shutdown (SIGTERM)
-destroys every sandbox, stops the zygotes and removes the cgroups.
+``build`` only composes: storage first, then each subsystem's own wiring
+(``control.wiring``, ``scheduling.wiring``, ``throttle.wiring``,
+``invoke.wiring``, ``mcp.wiring``, ``reconcile.wiring``), each building its
+parts from the settings and the node's Storage and saying what it starts,
+runs and stops (``ember.lifecycle.Part``); the registry's listeners are their
+named methods. The lifespan opens the storage, starts the parts in order,
+owns every loop (the change feed's too) in one task group, and on shutdown
+(SIGTERM) stops them, destroys every sandbox and closes the parts in reverse
+order, the storage last.
 """
 
 from __future__ import annotations
@@ -14,311 +20,132 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ember.api.app import Frontend
-from ember.api.services import Services
+from ember.api.services import NodeInfo, Services
 from ember.config import Settings
-from ember.control.arns import Arns
-from ember.control.layers import LayerRegistry
-from ember.control.manifests_wiring import Manifests
-from ember.control.registry import FunctionRegistry
-from ember.control.urls import FunctionUrls
-from ember.errors import SandboxUnavailable, StartupRefused
-from ember.invoke.events import AsyncInvocation
-from ember.invoke.logs import LogStore
-from ember.invoke.service import InvocationService
-from ember.mcp.catalog import ToolCatalog
-from ember.mcp.endpoint import McpEndpoint
-from ember.queue import wiring as queue_wiring
-from ember.sandbox.gvisor import GVisorBackend
-from ember.sandbox.zygote import ZygoteBackend
-from ember.scheduling.manager import WorkerManager
-from ember.scheduling.placement import Placement
-from ember.storage.localfs import LocalPackageStore
-from ember.storage.sqlite import SqliteMetadataStore
-from ember.throttle import Throttle
+from ember.control.wiring import ControlPlane
+from ember.invoke.wiring import Invocation
+from ember.lifecycle import Part
+from ember.mcp.wiring import Mcp
+from ember.reconcile.wiring import DUTIES, Manifests
+from ember.scheduling.wiring import Workers
+from ember.storage import wiring as storage_wiring
+from ember.storage.node import node_id
+from ember.storage.wiring import Storage
 from ember.throttle import wiring as throttle_wiring
-from ember.worker.layers import LayerCache
-from ember.worker.packages import CodeCache
-from ember.worker.worker import LocalWorker, package_keys
 
 log = logging.getLogger("ember")
-
-SANDBOX_BACKENDS = ("zygote", "process")
 
 
 @dataclass
 class Platform:
     settings: Settings
-    store: SqliteMetadataStore
-    registry: FunctionRegistry
-    backend: ZygoteBackend
-    manager: WorkerManager
-    logs: LogStore
+    storage: Storage
     services: Services
-    throttle: Throttle
-    asynchronous: AsyncInvocation
-    strong: GVisorBackend | None = None
-    manifests: Manifests | None = None
-    # Layers and function URLs each keep their own SQLite file in the data dir.
-    layer_store: SqliteMetadataStore | None = None
-    url_store: SqliteMetadataStore | None = None
-    tools: ToolCatalog | None = None
-    mcp: McpEndpoint | None = None
-    worker: LocalWorker | None = None
-    # Set when a function changes: its old code may be swept from the worker's cache.
-    sweep_wanted: asyncio.Event = field(default_factory=asyncio.Event)
+    mcp: Mcp
+    # In start order: sandboxes first (a host that cannot isolate refuses at once),
+    # then the registries, then what drops orphans against them.
+    parts: list[Part]
 
 
 def build(settings: Settings) -> Platform:
     """Construct every component for ``settings``; nothing starts yet."""
-    if settings.sandbox not in SANDBOX_BACKENDS:
-        raise ValueError(
-            f"unknown sandbox backend {settings.sandbox!r}: choose one of {SANDBOX_BACKENDS}"
-        )
-    data = settings.data_dir.resolve()
-    names = Arns(settings.region, settings.account_id)
-    store = SqliteMetadataStore(data / "metadata.sqlite3")
-    packages = LocalPackageStore(data / "packages")
-    layer_store = SqliteMetadataStore(data / "layers.sqlite3")
-    layers = LayerRegistry(layer_store, packages, names)
-    registry = FunctionRegistry(store, packages, names, layers=layers)
-    url_store = SqliteMetadataStore(data / "urls.sqlite3")
-    function_urls = FunctionUrls(url_store, registry, names, settings.endpoint_url)
-    logs = LogStore(data / "logs", settings.log_file_max_bytes)
-    manager_ref: list[WorkerManager] = []
-
-    def sink(sandbox_id: str, output: bytes) -> None:
-        function = manager_ref[0].function_of(sandbox_id) if manager_ref else None
-        if function is not None:
-            logs.raw(function, output)
-
-    backend = ZygoteBackend(
-        isolated=settings.sandbox == "zygote",
-        sink=sink,
-        init_timeout=settings.init_timeout_seconds,
-        pool=settings.sandbox_pool,
+    storage = storage_wiring.build(settings)
+    node = node_id(storage.data_dir)
+    control = ControlPlane.build(settings, storage)
+    logs = Invocation.logs_of(settings)
+    workers = Workers.build(settings, storage.packages, control.registry, logs.raw)
+    throttle = throttle_wiring.build(settings, storage)
+    control.registry.subscribe(throttle.function_changed)
+    invocation = Invocation.build(settings, storage, control, workers.manager, throttle, logs, node)
+    asynchronous = invocation.asynchronous
+    mcp = Mcp.build(
+        settings, storage, control.registry.get, control.exists, invocation.service.invoke
     )
-    strong = GVisorBackend(standard=backend, sink=sink, init_timeout=settings.init_timeout_seconds)
-    worker = LocalWorker(
-        backend,
-        CodeCache(data / "code", packages.get),
-        settings,
-        strong=strong,
-        layers=LayerCache(data / "layers", packages.get),
-    )
-    manager = WorkerManager(
-        Placement([worker]), settings.keep_alive_seconds, freeze_after=settings.freeze_after_seconds
-    )
-    manager_ref.append(manager)
-    registry.subscribe(lambda name: manager.retire(name, keep=registry.revisions(name)))
-    registry.on_rename(manager.rename)
-    throttle = throttle_wiring.build(settings, data)
-
-    def forget_deleted(name: str) -> None:
-        if registry.lookup(name) is None:
-            throttle.forget(name)
-
-    registry.subscribe(forget_deleted)
-    events = queue_wiring.build(settings.queue_backend, data)
-    invocations = InvocationService(
-        registry,
-        manager,
-        logs,
-        names,
-        throttle,
-        events=events,
-        max_async_payload=settings.async_max_payload_bytes,
-    )
-    asynchronous = AsyncInvocation.build(settings, events, registry, invocations.invoke, names)
-    tools = ToolCatalog(SqliteMetadataStore(data / "tools.sqlite3"), registry.get)
-    registry.subscribe(lambda name: tools.function_changed(name, registry.lookup(name) is not None))
-    mcp = McpEndpoint(
-        tools,
-        invocations.invoke,
-        host=settings.host,
-        token=settings.mcp_token,
-        allowed_hosts=settings.mcp_allowed_hosts,
-    )
+    control.registry.subscribe(mcp.function_changed)
     manifests = Manifests.build(
         settings,
-        data,
-        packages,
-        registry,
+        storage,
+        control,
         throttle,
         asynchronous,
-        manager,
-        invocations,
-        names,
-        urls=function_urls,
-        tools=tools,
+        workers.manager,
+        invocation.service,
+        tools=mcp.tools,
+        urls=control.urls,
     )
     services = Services(
         settings,
-        names,
-        registry,
-        invocations,
-        manager,
+        control.names,
+        control.registry,
+        invocation.service,
+        workers.manager,
         logs,
-        lambda: {**backend.describe(), "strong": strong.describe()},
+        workers.describe,
         throttle=throttle,
         asynchronous=asynchronous,
         manifests=manifests.objects,
-        layers=layers,
-        urls=function_urls,
-        tools=tools,
+        layers=control.layers,
+        urls=control.urls,
+        tools=mcp.tools,
+        node=NodeInfo(
+            node,
+            "embedded" if storage.database is None else "cluster",
+            DUTIES,
+            # Not part of the Leadership protocol: shown when the backend offers it.
+            held=getattr(storage.leadership, "held", None),
+        ),
     )
-    platform = Platform(
-        settings,
-        store,
-        registry,
-        backend,
-        manager,
-        logs,
-        services,
-        throttle,
-        asynchronous=asynchronous,
-        strong=strong,
-        manifests=manifests,
-        layer_store=layer_store,
-        url_store=url_store,
-        tools=tools,
-        mcp=mcp,
-        worker=worker,
-    )
-    registry.subscribe(lambda _name: platform.sweep_wanted.set())
-    return platform
+    parts: list[Part] = [
+        workers,
+        control,
+        throttle_wiring.ThrottlePart(throttle, control.exists),
+        invocation,
+        mcp,
+        manifests,
+    ]
+    return Platform(settings, storage, services, mcp, parts)
 
 
 def application(platform: Platform) -> Frontend:
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        await _start_sandboxes(platform)
-        if platform.strong is not None:
-            await platform.strong.start()
-        await platform.services.layers.load()
-        await platform.registry.load()
-        await platform.services.urls.load()
-        if platform.tools is not None:
-            await platform.tools.load(lambda name: platform.registry.lookup(name) is not None)
-        await platform.throttle.start(lambda name: platform.registry.lookup(name) is not None)
-        await platform.asynchronous.start()
-        if platform.manifests is not None:
-            await platform.manifests.start()
+        storage = platform.storage
+        started: list[Part] = []
         try:
+            await storage.open()
+            for part in platform.parts:
+                await part.start()
+                started.append(part)
             async with asyncio.TaskGroup() as loops:
-                loops.create_task(platform.logs.run())
-                loops.create_task(platform.throttle.run())
-                loops.create_task(platform.asynchronous.supervisor.run())
-                loops.create_task(
-                    platform.manager.run_evictor(platform.settings.evict_interval_seconds)
-                )
-                sweeper = loops.create_task(_sweep_caches(platform))
-                for loop in platform.manifests.loops() if platform.manifests else []:
-                    loops.create_task(loop)
-                if platform.tools is not None and platform.mcp is not None:
-                    loops.create_task(platform.tools.run())
-                    loops.create_task(platform.mcp.feed.run())
+                for part in platform.parts:
+                    for loop in part.loops():
+                        loops.create_task(loop)
+                loops.create_task(storage.feed.run())
                 # Everything built so far lives as long as the server: keep the
                 # cyclic collector from walking it again on every collection.
                 gc.collect()
                 gc.freeze()
                 log.info("ember is ready on %s", platform.settings.endpoint_url)
                 try:
-                    async with _mcp_sessions(platform):
+                    async with platform.mcp.endpoint.run():
                         yield
                 finally:
-                    if platform.tools is not None and platform.mcp is not None:
-                        platform.tools.stop()
-                        platform.mcp.feed.stop()
-                    # Deliveries in flight are cancelled before their sandboxes die,
-                    # so they are redelivered on restart rather than failed.
-                    platform.asynchronous.supervisor.stop()
-                    if platform.manifests is not None:
-                        platform.manifests.stop()
-                    platform.manager.close()
-                    platform.logs.stop()
-                    platform.throttle.stop()
-                    sweeper.cancel()
+                    storage.feed.stop()
+                    # Later parts first: pollers stop before the sandboxes die, so
+                    # deliveries in flight are redelivered on restart, not failed.
+                    for part in reversed(platform.parts):
+                        part.stop()
         finally:
-            platform.manager.close()
-            if platform.strong is not None:
-                await platform.strong.close()
-            await platform.backend.close()
-            await platform.store.close()
-            for extra in (platform.layer_store, platform.url_store):
-                if extra is not None:
-                    await extra.close()
-            if platform.tools is not None:
-                await platform.tools.close()
-            await platform.throttle.close()
-            await platform.asynchronous.close()
-            if platform.manifests is not None:
-                await platform.manifests.close()
+            for part in reversed(started):
+                await part.close()
+            await storage.close()
             log.info("ember stopped: every sandbox reaped")
 
-    return Frontend(platform.services, lifespan, mcp=platform.mcp)
-
-
-CACHE_SWEEP_SECONDS = 10.0
-
-
-async def _sweep_caches(platform: Platform) -> None:
-    """Drop unpacked code and layers that nothing needs any more, soon after a function
-    changes (its idle sandboxes are retired at once) and every CACHE_SWEEP_SECONDS (for
-    those that were busy then). Runs until cancelled at shutdown."""
-    worker = platform.worker
-    if worker is None:
-        return
-    while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(platform.sweep_wanted.wait(), CACHE_SWEEP_SECONDS)
-        platform.sweep_wanted.clear()
-        needed = platform.manager.packages_in_use()
-        for record in platform.registry.records():
-            needed |= package_keys(record)
-        try:
-            removed = await worker.sweep(needed)
-        except OSError as exc:  # a full or failing disk must not stop the server
-            log.warning("could not sweep the code cache: %s", exc)
-            continue
-        if removed:
-            log.info("removed %d unpacked package(s) no function uses", removed)
-
-
-async def _start_sandboxes(platform: Platform) -> None:
-    """Start the default backend and prove its isolation, or refuse to serve.
-
-    The server's own interpreter serves its python3.x runtime and every runtime
-    the host lacks, so that zygote starts now (the first call does not wait for
-    it); with full isolation, its probe sandbox checks every layer from inside.
-    """
-    backend = platform.backend
-    try:
-        await backend.start()
-        await backend.prestart(f"python3.{sys.version_info.minor}")
-    except SandboxUnavailable as exc:
-        with contextlib.suppress(Exception):
-            await backend.close()
-        if not backend.describe()["isolated"]:
-            raise StartupRefused(f"cannot start sandboxes: {exc.message}") from None
-        raise StartupRefused(
-            f"full isolation is not possible on this host: {exc.message}. ember refuses to "
-            "run strangers' code without it; start with `--sandbox process` to run functions "
-            "unisolated, for development only"
-        ) from None
-    isolation = backend.describe()
-    if isolation["isolated"]:
-        log.info("isolation: %s", isolation)
-    else:
-        log.warning("isolation: NONE: %s", isolation["warning"])
-
-
-def _mcp_sessions(platform: Platform) -> contextlib.AbstractAsyncContextManager[None]:
-    """The MCP endpoint's session manager, run for as long as the server serves."""
-    return platform.mcp.run() if platform.mcp is not None else contextlib.nullcontext()
+    return Frontend(platform.services, lifespan, mcp=platform.mcp.endpoint)
 
 
 def serve(settings: Settings, log_level: str = "info") -> None:

@@ -219,11 +219,16 @@ def test_sigterm_after_sandboxes_were_retired(spawn_server: Spawn, unique_name: 
 
 def test_restart_of_an_empty_data_dir_is_empty(spawn_server: Spawn) -> None:
     first = spawn_server()
+    node = first.health()["node"]
     first.stop(signal.SIGTERM)
 
     second = spawn_server(first.data_dir)
 
     assert second.health()["functions"] == 0
+    # The same node as before (its id belongs to the data dir), embedded, every duty its own.
+    assert second.health()["node"] == node
+    assert node["storage"] == "embedded"
+    assert node.get("duties", node.get("competesFor")) == ["controller", "schedules"]
     assert lambda_client(second.url).list_functions()["Functions"] == []
 
 

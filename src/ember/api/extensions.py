@@ -29,6 +29,7 @@ def routes(services: Services) -> list[Route]:
             "isolation": services.describe_sandboxes(),
             "endpoint": services.settings.endpoint_url,
             "throttle": await services.throttle.health(),
+            "node": services.node.describe(),
         }
         return json_response(body, request_id)
 

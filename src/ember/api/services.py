@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from ember.config import Settings
@@ -17,6 +17,25 @@ from ember.invoke.service import InvocationService
 from ember.mcp.catalog import ToolCatalog
 from ember.scheduling.manager import WorkerManager
 from ember.throttle import Throttle
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """Who this node is in its cluster, for /health."""
+
+    node_id: str
+    storage: str  # "embedded" (SQLite in the data dir) or "cluster" (PostgreSQL)
+    duties: tuple[str, ...]  # the singleton duties this node competes for
+    # The duties it holds now, when its Leadership can tell (None: it cannot).
+    held: Callable[[], Collection[str]] | None = None
+
+    def describe(self) -> dict[str, object]:
+        body: dict[str, object] = {"id": self.node_id, "storage": self.storage}
+        if self.held is not None:
+            body["duties"] = sorted(self.held())
+        else:
+            body["competesFor"] = list(self.duties)
+        return body
 
 
 @dataclass(frozen=True)
@@ -38,3 +57,4 @@ class Services:
     # Layer versions (PublishLayerVersion, ...) and function URL configs.
     layers: LayerRegistry = field(kw_only=True)
     urls: FunctionUrls = field(kw_only=True)
+    node: NodeInfo = field(kw_only=True, default=NodeInfo("local", "embedded", ()))

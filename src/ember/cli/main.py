@@ -273,6 +273,20 @@ main.add_command(tool_commands.mcp)
     help="The Redis of --throttle-backend redis.",
 )
 @click.option(
+    "--database",
+    "database_url",
+    envvar="EMBER_DATABASE_URL",
+    help="PostgreSQL URL (postgresql://USER@HOST:PORT/DB): cluster mode, every node "
+    "sharing it. [default: embedded, SQLite in the data dir]",
+)
+@click.option(
+    "--blobs",
+    envvar="EMBER_BLOBS",
+    default="",
+    help="Code and layers: local, postgresql or s3://BUCKET?endpoint=URL. "
+    "[default: postgresql with --database, else local]",
+)
+@click.option(
     "--throttle-unavailable",
     envvar="EMBER_THROTTLE_UNAVAILABLE",
     type=click.Choice(["deny", "allow"]),
@@ -313,6 +327,8 @@ def serve(
     account_concurrency: int,
     throttle_backend: str,
     redis_url: str,
+    database_url: str | None,
+    blobs: str,
     throttle_unavailable: str,
     schedule_minute_seconds: float,
     mcp_token: str | None,
@@ -335,6 +351,8 @@ def serve(
         account_concurrency=account_concurrency,
         throttle_backend=throttle_backend,
         redis_url=redis_url,
+        database_url=database_url or None,
+        blobs=blobs,
         throttle_unavailable=throttle_unavailable,
         schedule_minute_seconds=schedule_minute_seconds,
         mcp_token=mcp_token or None,

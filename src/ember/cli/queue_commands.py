@@ -26,10 +26,11 @@ def async_serve_options(command: Callable[..., Any]) -> Callable[..., Any]:
         "--queue",
         "queue_backend",
         envvar="EMBER_QUEUE",
-        type=click.Choice(["sqlite", "memory"]),
-        default="sqlite",
-        show_default=True,
-        help="sqlite: Event invokes are durable before the 202; memory: lost on exit.",
+        type=click.Choice(["sqlite", "postgresql", "memory"]),
+        default=None,
+        help="Where Event invokes are durable before the 202: sqlite (the data dir), "
+        "postgresql (--database); memory: lost on exit. [default: postgresql with "
+        "--database, else sqlite]",
     )
     @click.option(
         "--pollers",
@@ -47,14 +48,29 @@ def async_serve_options(command: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         help="Seconds before an async retry (x1, then x2); also scales throttle backoff.",
     )
+    @click.option(
+        "--visibility-margin",
+        envvar="EMBER_VISIBILITY_MARGIN",
+        type=click.FloatRange(min=0),
+        default=60.0,
+        show_default=True,
+        help="Seconds a taken event stays hidden beyond its function's timeout before "
+        "another poller (or node) may take it again.",
+    )
     @functools.wraps(command)
     def wrapper(
-        *args: Any, queue_backend: str, pollers: int, retry_base_delay: float, **kwargs: Any
+        *args: Any,
+        queue_backend: str | None,
+        pollers: int,
+        retry_base_delay: float,
+        visibility_margin: float,
+        **kwargs: Any,
     ) -> Any:
         kwargs["async_settings"] = {
-            "queue_backend": queue_backend,
+            "queue_backend": queue_backend or "",
             "pollers": pollers,
             "retry_base_delay_seconds": retry_base_delay,
+            "visibility_margin_seconds": visibility_margin,
         }
         return command(*args, **kwargs)
 

@@ -126,6 +126,15 @@ class LayerRegistry:
             self._layers[name] = Layer.from_json(document)
         log.info("layers loaded: %d", len(self._layers))
 
+    async def apply_remote(self, name: str, document: str | None) -> None:
+        """The feed's callback (namespace ``layers``): another node published or deleted
+        a version of layer ``name``; memory follows, nothing is written. Idempotent."""
+        async with self._lock:
+            if document is None:
+                self._layers.pop(name, None)
+            else:
+                self._layers[name] = Layer.from_json(document)
+
     # --- ARNs ------------------------------------------------------------------
 
     def layer_arn(self, name: str) -> str:

@@ -91,6 +91,23 @@ class FunctionObjects:
             self._objects[(namespace, name)] = body
             self._version = max(self._version, int(body["metadata"]["resourceVersion"]))
 
+    async def apply_remote(self, key: str, document: str | None) -> None:
+        """The feed's callback (namespace ``manifests``): another node wrote the object
+        ``namespace/name``; memory follows and the listeners hear of it (the controller
+        reconciles it wherever it runs). Nothing is written. Idempotent."""
+        namespace, _, name = key.partition("/")
+        async with self._lock:
+            if document is None:
+                changed = self._objects.pop((namespace, name), None) is not None
+            else:
+                body = orjson.loads(document)
+                changed = self._objects.get((namespace, name)) != body
+                self._objects[(namespace, name)] = body
+                self._version = max(self._version, int(body["metadata"]["resourceVersion"]))
+        if changed:
+            for listener in self._listeners:
+                listener((namespace, name))
+
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(key)`` after every write (the controller's work queue)."""
         self._listeners.append(listener)

@@ -44,7 +44,7 @@ class Publishing:
     _functions: dict[str, FunctionRecord]
     _published: dict[str, Published]
 
-    def _changed(self, name: str) -> None:  # provided by FunctionRegistry
+    def _changed(self, name: str, local: bool = True) -> None:  # provided by FunctionRegistry
         raise NotImplementedError
 
     def _renamed(self, old: str, new: str) -> None:  # provided by FunctionRegistry
@@ -161,6 +161,21 @@ class Publishing:
             published.versions[qualifier] = FunctionRecord.from_json(document)
         else:
             published.aliases[qualifier] = Alias.from_json(document)
+
+    def _apply_qualified(self, name: str, qualifier: str, document: str | None) -> None:
+        """Another node wrote a version, an alias or the counter of ``name`` (the caller
+        holds the lock); see ``FunctionRegistry.apply_remote``."""
+        if name not in self._functions:
+            return  # the function's own delete came first: its lineage went with it
+        published = self._lineage(name)
+        if document is not None:
+            self._load_qualified(name, qualifier, document)
+            published.versions = dict(sorted(published.versions.items(), key=lambda i: int(i[0])))
+            published.last = max([published.last, *map(int, published.versions)])
+        elif qualifier == versions.COUNTER:
+            return
+        elif published.versions.pop(qualifier, None) or published.aliases.pop(qualifier, None):
+            self._changed(name, local=False)  # as deleting it here tells the listeners
 
     def _sort_loaded(self) -> None:
         for published in self._published.values():

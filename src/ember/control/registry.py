@@ -40,7 +40,10 @@ from ember.storage.base import MetadataStore, PackageStore
 log = logging.getLogger("ember.control")
 
 Clock = Callable[[], datetime]
-Listener = Callable[[str], None]
+# listener(name, local): ``local`` is False when another node made the change (the
+# feed applied it here): memory follows, but its durable consequences (rows of a
+# deleted function's URLs, tools, limits, configs) were that node's to write.
+Listener = Callable[[str, bool], None]
 Rename = Callable[[str, str], None]
 MAX_PAGE = 50
 
@@ -102,7 +105,7 @@ class FunctionRegistry(Publishing):
         log.info("registry loaded %d function(s)", len(self._functions))
 
     def subscribe(self, listener: Listener) -> None:
-        """Call ``listener(name)`` after every change to a function (not on create)."""
+        """Call ``listener(name, local)`` after every change to a function (not on create)."""
         self._listeners.append(listener)
 
     def on_rename(self, listener: Rename) -> None:
@@ -114,9 +117,42 @@ class FunctionRegistry(Publishing):
         for listener in self._renames:
             listener(old, new)
 
-    def _changed(self, name: str) -> None:
+    def _changed(self, name: str, local: bool = True) -> None:
         for listener in self._listeners:
-            listener(name)
+            listener(name, local)
+
+    async def apply_remote(self, key: str, document: str | None) -> None:
+        """The feed's callback (namespace ``metadata``): another node wrote ``key``
+        (``name`` for $LATEST, ``name:qualifier`` for a version, alias or counter).
+
+        Memory becomes what that node's memory became, and the listeners hear what
+        they heard there; nothing is written (the store already holds the change).
+        Idempotent: applying the same change twice changes nothing the second time.
+        """
+        name, _, qualifier = key.partition(":")
+        async with self._lock:
+            if qualifier:
+                self._apply_qualified(name, qualifier, document)
+            elif document is None:
+                self._apply_deleted(name)
+            else:
+                self._apply_latest(FunctionRecord.from_json(document))
+
+    def _apply_latest(self, record: FunctionRecord) -> None:
+        old = self._functions.get(record.name)
+        self._functions[record.name] = record
+        if old is None or old == record:
+            return  # created (no listener hears a create) or already applied
+        if dataclasses.replace(record, revision_id=old.revision_id) == old:
+            self._renamed(old.revision_id, record.revision_id)  # PublishVersion's renewal
+        else:
+            self._changed(record.name, local=False)
+
+    def _apply_deleted(self, name: str) -> None:
+        if self._functions.pop(name, None) is None:
+            return
+        self._published.pop(name, None)
+        self._changed(name, local=False)
 
     # --- reads ---------------------------------------------------------------
 

@@ -129,17 +129,27 @@ class FunctionUrls:
             self._configs[key] = config
         log.info("function urls loaded: %d", len(self._configs))
 
-    def _function_changed(self, name: str) -> None:
+    async def apply_remote(self, key: str, document: str | None) -> None:
+        """The feed's callback (namespace ``urls``): another node wrote the config
+        ``key``; memory follows, nothing is written. Idempotent."""
+        async with self._lock:
+            if document is None:
+                self._configs.pop(key, None)
+            else:
+                self._configs[key] = UrlConfig(**orjson.loads(document))
+
+    def _function_changed(self, name: str, local: bool) -> None:
         """A deleted function's URLs stop answering at once; their rows go right after.
 
         Durably too: a function recreated under the same name must not find its
-        predecessor's URL again after a restart.
+        predecessor's URL again after a restart. The rows are the deleting node's to
+        remove (``local``); this node hears of their removal through the feed.
         """
         if self._registry.lookup(name) is None:
             keys = [k for k, c in self._configs.items() if c.function == name]
             for key in keys:
                 del self._configs[key]
-            if keys:
+            if keys and local:
                 task = asyncio.get_running_loop().create_task(self._forget(keys))
                 self._forgetting.add(task)
                 task.add_done_callback(self._forgetting.discard)

@@ -18,7 +18,7 @@ from ember.control.arns import Arns, split
 from ember.control.registry import FunctionRegistry
 from ember.errors import EmberError, PlatformError, ResourceNotFound, TooManyRequests
 from ember.invoke.service import InvokeCommand, InvokeResult, new_request_id
-from ember.queue.base import Message, QueueBackend
+from ember.queue.base import ConfigStore, Message, QueueBackend
 from ember.queue.configs import EventInvokeConfigs
 from ember.queue.pollers import Supervisor
 from ember.queue.retry import Attempt, Outcome
@@ -82,7 +82,10 @@ class AsyncInvocation:
         registry: FunctionRegistry,
         invoke: Invoke,
         names: Arns,
+        config_store: ConfigStore | None = None,
     ) -> AsyncInvocation:
+        """``config_store``: where event-invoke-configs live (default: the queue's own)."""
+
         def exists(target: str) -> bool:
             """Whether ``name`` or ``name:qualifier`` (a version or alias) exists."""
             name, qualifier = split(target)
@@ -100,7 +103,9 @@ class AsyncInvocation:
                 timeout = 0
             return timeout + settings.init_timeout_seconds + settings.visibility_margin_seconds
 
-        configs = EventInvokeConfigs(queue, exists, names, settings.retry_base_delay_seconds)
+        configs = EventInvokeConfigs(
+            config_store or queue, exists, names, settings.retry_base_delay_seconds
+        )
         registry.subscribe(configs.forget)
         supervisor = Supervisor(
             queue,

@@ -36,7 +36,9 @@ class Schedule:
         if self.period_minutes is not None:
             period = self.period_minutes * minute_seconds
             index = math.floor(moment.timestamp() / period) + 1
-            return datetime.fromtimestamp(index * period, UTC)
+            tick = datetime.fromtimestamp(index * period, UTC)
+            # A period that is no binary fraction (0.1 s) can round back onto ``moment``.
+            return tick if tick > moment else datetime.fromtimestamp((index + 1) * period, UTC)
         found: datetime = croniter(self.cron, moment.astimezone(UTC)).get_next(datetime)
         if found <= moment:  # croniter works in whole seconds
             found = croniter(self.cron, moment + timedelta(seconds=1)).get_next(datetime)

@@ -232,16 +232,34 @@ class ToolCatalog:
         if spec is not None:
             self.changed()
 
-    def function_changed(self, function: str, exists: bool) -> None:
+    def function_changed(self, function: str, exists: bool, local: bool = True) -> None:
         """The registry's listener: a deleted function's tool is hidden, a changed one's
-        list is announced again (its code or configuration may answer differently)."""
+        list is announced again (its code or configuration may answer differently).
+        The stored tool of a deleted function is removed by the node that deleted it
+        (``local``); the others hear of that removal through the feed."""
         if function not in self._specs:
             return
         if not exists:
             self._drop(function)
-            self._forgotten.add(function)
-            self._wake.set()
+            if local:
+                self._forgotten.add(function)
+                self._wake.set()
         self.changed()
+
+    async def apply_remote(self, function: str, document: str | None) -> None:
+        """The feed's callback (namespace ``tools``): another node exposed or hid
+        ``function``; memory follows and this node's MCP clients hear list_changed.
+        Nothing is written. Idempotent: an unchanged tool announces nothing."""
+        async with self._lock:
+            if document is None:
+                changed = self._drop(function) is not None
+            else:
+                spec = ToolSpec.from_document(orjson.loads(document))
+                changed = self._specs.get(function) != spec
+                self._put(spec)
+                self._forgotten.discard(function)
+        if changed:
+            self.changed()
 
     async def run(self) -> None:
         """Delete the stored tools of deleted functions; runs for the server's life."""
@@ -257,6 +275,3 @@ class ToolCatalog:
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
-
-    async def close(self) -> None:
-        await self._store.close()

@@ -114,9 +114,11 @@ class EventInvokeConfigs:
             else:
                 await self._store.delete_config(function, qualifier)
 
-    def forget(self, function: str) -> None:
+    def forget(self, function: str, local: bool = True) -> None:
         """Registry listener: a deleted function's configs go with it, and a deleted
-        version's or alias's (from memory now, from the store at the next load)."""
+        version's or alias's (from memory now, from the store at the next load).
+        The stored configs of a deleted function are removed by the node that
+        deleted it (``local``); the others hear of it through the feed."""
         if self._exists(function):
             for key in [key for key in self._configs if key[0] == function]:
                 if not self._exists(_target(*key)):
@@ -124,7 +126,17 @@ class EventInvokeConfigs:
             return
         for key in [key for key in self._configs if key[0] == function]:
             del self._configs[key]
-        self._store.discard_configs(function)
+        if local:
+            self._store.discard_configs(function)
+
+    async def apply_remote(self, key: str, document: str | None) -> None:
+        """The feed's callback (namespace ``configs``, cluster mode): another node
+        wrote the config ``function:qualifier``; memory follows, nothing is written."""
+        function, _, qualifier = key.partition(":")
+        if document is None:
+            self._configs.pop((function, qualifier), None)
+        else:
+            self._configs[(function, qualifier)] = EventInvokeConfig.from_json(document)
 
     # -- for the pollers --------------------------------------------------------
 

@@ -22,6 +22,11 @@ class Placement:
         self._workers = workers
         self._used = {id(worker): _Room() for worker in workers}
 
+    def add(self, worker: LocalWorker) -> None:
+        """A worker joins: sandboxes may be placed on it from now on."""
+        self._workers.append(worker)
+        self._used[id(worker)] = _Room()
+
     def place(self, memory_mb: int) -> LocalWorker | None:
         """Reserve room on a worker for one sandbox, or None when none has it."""
         for worker in self._workers:

@@ -20,7 +20,16 @@ from ember.storage.sqlite import SqliteMetadataStore
 
 # The metadata namespaces: one SQLite file each in embedded mode (their names
 # predate cluster mode), one key space each in PostgreSQL.
-NAMESPACES = ("metadata", "layers", "urls", "tools", "limits", "manifests", "schedules")
+NAMESPACES = (
+    "metadata",
+    "layers",
+    "urls",
+    "tools",
+    "limits",
+    "manifests",
+    "schedules",
+    "configs",  # event-invoke-configs in cluster mode (embedded: queue.sqlite3)
+)
 
 
 @dataclass

@@ -108,6 +108,7 @@ class Throttle:
         # reach and when it was first found so (wall clock, for /health).
         self._store: str | None = None
         self._since: datetime | None = None
+        self._exists: Callable[[str], bool] = lambda function: True  # set by start
 
     async def admit(self, function: str, caller: str, lease: str, timeout: float) -> Admission:
         """Take a lease for one call of ``function`` or raise TooManyRequests
@@ -224,10 +225,15 @@ class Throttle:
             "since": self._since.isoformat() if self._since else None,
         }
 
-    def forget(self, function: str) -> None:
+    def forget(self, function: str, local: bool = True) -> None:
         """``function`` was deleted: its settings go (see ThrottleLimits.forget)."""
-        self.limits.forget(function)
+        self.limits.forget(function, local)
         self._plans.pop(function, None)
+
+    def function_changed(self, function: str, local: bool) -> None:
+        """The registry's listener: a deleted function's settings are forgotten."""
+        if not self._exists(function):
+            self.forget(function, local)
 
     async def run(self) -> None:
         """Background upkeep until ``stop``: stored deletes, dropping idle in-memory state."""
@@ -247,8 +253,10 @@ class Throttle:
     async def start(self, exists: Callable[[str], bool]) -> None:
         """Load the settings (dropping those of deleted functions); check the backend.
 
+        ``exists(name)``: whether the function exists (after the registry loaded).
         A store out of reach at start-up refuses the start, whatever the outage
         choice: then it is far more often a wrong URL than an outage."""
+        self._exists = exists
         await self.limits.load(exists)
         try:
             await self.backend.ping()
@@ -257,7 +265,6 @@ class Throttle:
 
     async def close(self) -> None:
         await self.backend.close()
-        await self.limits.close()
 
 
 async def _sweep(memory: MemoryThrottleBackend) -> None:

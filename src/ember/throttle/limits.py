@@ -200,19 +200,31 @@ class ThrottleLimits:
             cleared: dict[str, Any] = dict.fromkeys(scopes)
             await self._write(name, replace(current, **cleared))
 
-    async def close(self) -> None:
-        await self._store.close()
+    async def apply_remote(self, name: str, document: str | None) -> None:
+        """The feed's callback (namespace ``limits``): another node changed ``name``'s
+        settings; ``rules`` follows (in place: the Throttle holds the same dict) and
+        nothing is written. Idempotent."""
+        async with self._lock:
+            limits = None if document is None else FunctionLimits.from_json(document)
+            if limits is None or limits.empty():
+                self.rules.pop(name, None)
+            else:
+                self.rules[name] = limits
+            self._forgotten.discard(name)
+            self._recount()
 
-    def forget(self, name: str) -> None:
+    def forget(self, name: str, local: bool = True) -> None:
         """The function is gone: stop applying its settings now, delete them soon.
 
         Called synchronously by the registry's change listener; the durable
-        delete is done by ``run`` (and by ``load`` after a crash).
+        delete is done by ``run`` (and by ``load`` after a crash), on the node
+        that deleted the function (``local``) only.
         """
         if self.rules.pop(name, None) is not None:
             self._recount()
-            self._forgotten.add(name)
-            self._wake.set()
+            if local:
+                self._forgotten.add(name)
+                self._wake.set()
 
     async def run(self) -> None:
         """Delete the stored settings of forgotten functions; runs for the server's life."""

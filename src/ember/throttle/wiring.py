@@ -1,11 +1,20 @@
-"""Settings in, a Throttle out: the one place a throttle backend is chosen."""
+"""Settings in, a Throttle out: the one place a throttle backend is chosen.
+
+The per-function limits live in the ``limits`` metadata namespace, so in a
+cluster every node enforces the same ones (changes of other nodes arrive
+through the feed). The Throttle starts by loading them (after the registry:
+those of deleted functions are dropped), runs its upkeep loop, stops it, and
+closes its backend.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from ember.config import Settings
-from ember.storage.sqlite import SqliteMetadataStore
+from ember.lifecycle import Loop
+from ember.storage.wiring import Storage
 from ember.throttle.base import ThrottleBackend
 from ember.throttle.gate import Throttle
 from ember.throttle.limits import ThrottleLimits
@@ -27,15 +36,34 @@ def backend(settings: Settings) -> ThrottleBackend:
     )
 
 
-def build(settings: Settings, data_dir: Path) -> Throttle:
+def build(settings: Settings, storage: Storage) -> Throttle:
     if settings.account_concurrency < 100:
         raise ValueError(
             f"account concurrency {settings.account_concurrency} is below Lambda's minimum "
             "unreserved concurrency (100)"
         )
-    limits = ThrottleLimits(
-        SqliteMetadataStore(data_dir / "limits.sqlite3"), settings.account_concurrency
-    )
+    limits = ThrottleLimits(storage.metadata("limits"), settings.account_concurrency)
+    storage.feed.watch("limits", limits.apply_remote)
     return Throttle(
         backend(settings), limits, settings.init_timeout_seconds, settings.throttle_unavailable
     )
+
+
+@dataclass(frozen=True)
+class ThrottlePart:
+    """The Throttle's part of the lifespan (see ``ember.lifecycle.Part``)."""
+
+    throttle: Throttle
+    exists: Callable[[str], bool]  # whether a function exists, once the registry loaded
+
+    async def start(self) -> None:
+        await self.throttle.start(self.exists)
+
+    def loops(self) -> list[Loop]:
+        return [self.throttle.run()]
+
+    def stop(self) -> None:
+        self.throttle.stop()
+
+    async def close(self) -> None:
+        await self.throttle.close()

@@ -296,14 +296,20 @@ def test_logs_follow_polls_from_the_last_offset_until_interrupted() -> None:
     assert result.stdout == "line 1\nline 2\n"
 
 
-def test_serve_builds_settings_from_options_and_env(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, str]]:
+    """What `ember serve` would run the server with: (settings, log level) per call."""
     calls: list[tuple[Any, str]] = []
     fake = types.ModuleType("ember.server")
     fake.serve = lambda settings, log_level: calls.append((settings, log_level))  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "ember.server", fake)
+    return calls
 
+
+def test_serve_builds_settings_from_options_and_env(
+    tmp_path: Path, served: list[tuple[Any, str]]
+) -> None:
+    calls = served
     result = CliRunner().invoke(
         main,
         ["serve", "--port", "9911", "--sandbox", "process", "--log-level", "debug"],
@@ -315,6 +321,33 @@ def test_serve_builds_settings_from_options_and_env(
     assert (settings.port, settings.sandbox, settings.data_dir) == (9911, "process", tmp_path)
     assert settings.keep_alive_seconds == 5.0
     assert log_level == "debug"
+    # Embedded unless told otherwise: no database, the default queue and blobs of that mode.
+    assert (settings.database_url, settings.queue, settings.blob_store) == (None, "sqlite", "local")
+    assert settings.throttle_unavailable == "deny"
+
+
+def test_serve_takes_the_cluster_options_from_the_environment(
+    tmp_path: Path, served: list[tuple[Any, str]]
+) -> None:
+    calls = served
+    url = "postgresql://postgres@127.0.0.1:5432/ember"
+    environment = {
+        "EMBER_DATA_DIR": str(tmp_path),
+        "EMBER_DATABASE_URL": url,
+        "EMBER_THROTTLE_UNAVAILABLE": "allow",
+    }
+
+    result = CliRunner().invoke(main, ["serve", "--visibility-margin", "2"], env=environment)
+
+    assert result.exit_code == 0, result.output
+    settings = calls[0][0]
+    assert (settings.database_url, settings.queue, settings.blob_store) == (
+        url,
+        "postgresql",
+        "postgresql",
+    )
+    assert settings.throttle_unavailable == "allow"
+    assert settings.visibility_margin_seconds == 2.0
 
 
 def test_client_raises_api_error_with_status() -> None:

@@ -49,7 +49,7 @@ def test_create_get_update_delete_and_listeners() -> None:
     async def scenario() -> None:
         registry, store, packages = _registry()
         changed: list[str] = []
-        registry.subscribe(changed.append)
+        registry.subscribe(lambda name, local: changed.append(name))
         record = await registry.create(_body("f", Environment={"Variables": {"KEY": "v"}}))
         assert record.timeout == 3 and record.memory_size == 128
         assert record.last_modified == "2026-11-28T13:07:49.123+0000"

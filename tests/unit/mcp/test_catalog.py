@@ -112,22 +112,25 @@ def test_expose_get_list_hide_and_listeners() -> None:
 
 def test_tools_survive_a_restart_and_deleted_functions_lose_theirs(tmp_path: Path) -> None:
     async def scenario() -> None:
-        catalog = ToolCatalog(SqliteMetadataStore(tmp_path / "tools.sqlite3"), resolve)
+        store = SqliteMetadataStore(tmp_path / "tools.sqlite3")
+        catalog = ToolCatalog(store, resolve)
         await catalog.expose("adder", settings(title="Adder", outputSchema={"type": "object"}))
         await catalog.expose("greeter", settings())
-        await catalog.close()
+        await store.close()  # the catalog never closes its store: the Storage does
 
-        again = ToolCatalog(SqliteMetadataStore(tmp_path / "tools.sqlite3"), resolve)
+        store = SqliteMetadataStore(tmp_path / "tools.sqlite3")
+        again = ToolCatalog(store, resolve)
         await again.load(lambda name: name == "adder")
         assert [spec.function for spec in again.list()] == ["adder"]
         assert again.get("adder") is not None
         assert again.get("adder").title == "Adder"  # type: ignore[union-attr]
-        await again.close()
+        await store.close()
 
-        third = ToolCatalog(SqliteMetadataStore(tmp_path / "tools.sqlite3"), resolve)
+        store = SqliteMetadataStore(tmp_path / "tools.sqlite3")
+        third = ToolCatalog(store, resolve)
         await third.load(lambda name: True)
         assert [spec.function for spec in third.list()] == ["adder"]  # greeter's was deleted
-        await third.close()
+        await store.close()
 
     asyncio.run(scenario())
 

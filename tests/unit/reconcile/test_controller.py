@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import itertools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from ember.control.arns import Arns
-from ember.control.controller import Controller
 from ember.control.objects import FunctionObjects
 from ember.control.registry import FunctionRegistry
-from ember.control.schedules import Scheduler
 from ember.queue.configs import EventInvokeConfigs
 from ember.queue.memory import MemoryEventQueue
+from ember.reconcile.controller import Controller, inline_package
+from ember.reconcile.schedules import Scheduler, manifest_triggers
+from ember.reconcile.wiring import Manifests
 from ember.scheduling.manager import WorkerManager
 from ember.scheduling.placement import Placement
 from ember.storage.memory import MemoryMetadataStore, MemoryPackageStore
@@ -114,7 +119,11 @@ def world(tools: Tools | None) -> World:
         MemoryMetadataStore(), MemoryPackageStore(), Arns("us-east-1", "0" * 12)
     )
     limits = ThrottleLimits(MemoryMetadataStore(), 1000)
-    scheduler = Scheduler(MemoryMetadataStore(), fire)
+    scheduler = Scheduler(
+        MemoryMetadataStore(),
+        fire,
+        lambda: manifest_triggers(objects, lambda name: registry.lookup(name) is not None),
+    )
     placement: Any = Placement([StubWorker()])  # type: ignore[list-item]
     manager = WorkerManager(placement, 60)
     clock = Clock()
@@ -123,7 +132,7 @@ def world(tools: Tools | None) -> World:
         MemoryEventQueue(), lambda name: registry.lookup(name) is not None, names, 60.0
     )
     controller = Controller(
-        objects, registry, limits, configs, manager, scheduler, names, tools=tools, clock=clock
+        objects, registry, limits, configs, manager, names, tools=tools, clock=clock
     )
     return World(objects, registry, limits, scheduler, manager, controller, clock, configs)
 
@@ -144,6 +153,7 @@ def test_one_reconcile_applies_every_step_and_a_second_changes_nothing() -> None
         assert w.limits.get("fn").reserved == 7
         assert w.limits.get("fn").function is not None
         assert w.limits.get("fn").function.limit == 5  # type: ignore[union-attr]
+        await w.scheduler.fire_due()  # the scheduler reads the object's triggers
         assert w.scheduler.registered("fn") == ["rate(5 minutes)"]
         assert tools.exposed["fn"]["toolName"] == "fn_tool"
         assert w.manager.statistics()["idle"] == 1
@@ -203,6 +213,7 @@ def test_deleting_the_object_removes_the_function_then_the_object() -> None:
         assert await w.controller.reconcile(KEY) is None
         assert w.registry.lookup("fn") is None
         assert w.objects.lookup(*KEY) is None
+        await w.scheduler.fire_due()
         assert tools.exposed == {} and w.scheduler.registered("fn") == []
 
     asyncio.run(scenario())
@@ -234,5 +245,67 @@ def test_egress_isolation_and_async_settings_follow_the_spec() -> None:
         await w.controller.reconcile(KEY)
         assert w.configs.lookup("fn") is None and not w.registry.get("fn").egress
         assert w.registry.get("fn").isolation == "standard"
+
+    asyncio.run(scenario())
+
+
+class OnlyThese:
+    """A Leadership under which this node holds ``duties`` and waits forever for the rest."""
+
+    def __init__(self, *duties: str) -> None:
+        self.duties = duties
+
+    async def hold(self, duty: str, work: Callable[[], Awaitable[None]]) -> None:
+        if duty in self.duties:
+            await work()
+        else:
+            await asyncio.Event().wait()
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met within 5 s")
+
+
+@pytest.mark.parametrize("held", ["controller", "schedules"])
+def test_the_controller_and_the_scheduler_run_only_under_their_duties(held: str) -> None:
+    async def scenario() -> None:
+        w = world(None)
+        fired: list[str] = []
+
+        async def fire(function: str, *_: Any) -> None:
+            fired.append(function)
+
+        scheduler = Scheduler(
+            MemoryMetadataStore(),
+            fire,
+            lambda: manifest_triggers(w.objects, lambda name: w.registry.lookup(name) is not None),
+            minute_seconds=0.1,
+        )
+        body = copy.deepcopy(BODY)
+        body["spec"]["triggers"] = [{"schedule": "rate(1 minute)"}]
+        await w.objects.apply("default", "fn", body)
+        await w.registry.create(
+            {
+                "FunctionName": "fn",
+                "Runtime": "python3.12",
+                "Handler": "app.handler",
+                "Role": "arn:aws:iam::000000000000:role/r",
+                "Code": {"ZipFile": base64.b64encode(inline_package("app.handler", "")).decode()},
+            }
+        )
+        manifests = Manifests(w.objects, scheduler, w.controller, OnlyThese(held))
+        duties = asyncio.create_task(manifests.loops()[0])
+        if held == "controller":
+            await _until(lambda: w.controller.reconciles > 0)
+            assert fired == []
+        else:
+            await _until(lambda: "fn" in fired)
+            assert w.controller.reconciles == 0
+        manifests.stop()
+        await duties  # the duty not held is cancelled: stop returns
 
     asyncio.run(scenario())

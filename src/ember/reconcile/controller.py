@@ -32,11 +32,11 @@ from typing import Any
 from ember.control.arns import Arns
 from ember.control.models import FunctionRecord
 from ember.control.objects import FunctionObjects, Key, timestamp
-from ember.control.ports import FunctionUrlsPort, ToolCatalogPort
 from ember.control.registry import FunctionRegistry
-from ember.control.schedules import Scheduler
 from ember.errors import EmberError
+from ember.manifests import schedule as expressions
 from ember.queue.configs import EventInvokeConfigs
+from ember.reconcile.ports import FunctionUrlsPort, ToolCatalogPort
 from ember.scheduling.manager import WorkerManager
 from ember.throttle.limits import SCOPES, ThrottleLimits, parse_policy
 
@@ -82,7 +82,6 @@ class Controller:
         limits: ThrottleLimits,
         configs: EventInvokeConfigs | None,
         manager: WorkerManager,
-        scheduler: Scheduler,
         arns: Arns,
         tools: ToolCatalogPort | None = None,
         urls: FunctionUrlsPort | None = None,
@@ -96,7 +95,6 @@ class Controller:
         self._limits = limits
         self._configs = configs
         self._manager = manager
-        self._scheduler = scheduler
         self._arns = arns
         self._tools = tools
         self._urls = urls
@@ -120,7 +118,7 @@ class Controller:
             self._due[key] = due
             self._wake.set()
 
-    def function_changed(self, name: str) -> None:
+    def function_changed(self, name: str, local: bool = True) -> None:
         """Registry listener: a managed function changed (perhaps through the Lambda API)."""
         key = self._objects.owner(name)
         if key is not None:
@@ -399,9 +397,9 @@ class Controller:
 
     async def _triggers_step(self, name: str, spec: dict[str, Any]) -> Condition:
         triggers = spec.get("triggers") or []
-        self._scheduler.set(
-            name, [(t["schedule"], t.get("payload")) for t in triggers if "schedule" in t]
-        )
+        # The scheduler reads the schedules from the object itself (wherever the
+        # ``schedules`` duty runs); here they are only checked.
+        schedules = [expressions.parse(t["schedule"]) for t in triggers if "schedule" in t]
         wanted = next((t["url"] for t in triggers if "url" in t), None)
         if wanted is not None and self._urls is None:
             return Condition(
@@ -413,7 +411,6 @@ class Controller:
                 await self._urls.create(name, {"AuthType": wanted.get("authType", "NONE")})
             elif wanted is None and present:
                 await self._urls.delete(name)
-        schedules = self._scheduler.registered(name)
         return Condition("TriggersReady", True, "Registered", f"{len(schedules)} schedule(s)")
 
     async def _tool_step(self, name: str, spec: dict[str, Any]) -> Condition:
@@ -437,8 +434,8 @@ class Controller:
         return Condition("ToolPublished", True, "Exposed", settings.get("toolName", name))
 
     async def _teardown(self, name: str) -> None:
-        """The object is being deleted: remove the function and everything of it."""
-        self._scheduler.remove(name)
+        """The object is being deleted: remove the function and everything of it
+        (its schedules stopped when the object was marked)."""
         if self._tools is not None and self._tools.get(name) is not None:
             await self._tools.hide(name)
         self._exposed.pop(name, None)

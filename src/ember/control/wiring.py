@@ -1,0 +1,59 @@
+"""The registry layer, wired: functions, layers and function URLs over one node's Storage.
+
+Starts by loading (layers first: functions resolve their ``Layers`` against
+them; URLs last: those of functions deleted meanwhile are dropped); runs no
+loop; closes nothing (the stores are the Storage's). Changes other nodes
+commit reach each registry through the feed (namespaces ``metadata``,
+``layers``, ``urls``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ember.config import Settings
+from ember.control.arns import Arns
+from ember.control.layers import LayerRegistry
+from ember.control.registry import FunctionRegistry
+from ember.control.urls import FunctionUrls
+from ember.lifecycle import Loop
+from ember.storage.wiring import Storage
+
+
+@dataclass(frozen=True)
+class ControlPlane:
+    names: Arns
+    registry: FunctionRegistry
+    layers: LayerRegistry
+    urls: FunctionUrls
+
+    @classmethod
+    def build(cls, settings: Settings, storage: Storage) -> ControlPlane:
+        names = Arns(settings.region, settings.account_id)
+        layers = LayerRegistry(storage.metadata("layers"), storage.packages, names)
+        registry = FunctionRegistry(
+            storage.metadata("metadata"), storage.packages, names, layers=layers
+        )
+        urls = FunctionUrls(storage.metadata("urls"), registry, names, settings.endpoint_url)
+        storage.feed.watch("layers", layers.apply_remote)
+        storage.feed.watch("metadata", registry.apply_remote)
+        storage.feed.watch("urls", urls.apply_remote)
+        return cls(names, registry, layers, urls)
+
+    def exists(self, name: str) -> bool:
+        """Whether the function ``name`` exists (what components drop orphans by)."""
+        return self.registry.lookup(name) is not None
+
+    async def start(self) -> None:
+        await self.layers.load()
+        await self.registry.load()
+        await self.urls.load()
+
+    def loops(self) -> list[Loop]:
+        return []
+
+    def stop(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
