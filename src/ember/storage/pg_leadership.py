@@ -51,16 +51,24 @@ class PostgresLeadership:
         reconnect = Reconnect(f"the {duty} duty", self._db, first=self._retry_seconds)
         while True:
             try:
-                async with await dedicated(self._db, f"duty {duty}") as session:
-                    reconnect.succeeded()
-                    await self._acquire(session, lock_key(duty))
-                    finished = await self._lead(session, duty, work)
+                finished = await self._attempt(duty, work, reconnect)
             except (psycopg.Error, TimeoutError) as exc:
                 await asyncio.sleep(reconnect.failed(exc))
                 continue
             if finished is not None:
                 # Outside the try: work's own psycopg error is not a lost session.
                 return finished.result()
+            # Lost while holding: step back one interval, so a healthy node's next attempt wins.
+            await asyncio.sleep(self._retry_seconds)
+
+    async def _attempt(
+        self, duty: str, work: Work, reconnect: Reconnect
+    ) -> asyncio.Future[None] | None:
+        """One session: wait for the lock, then lead until work ends or the session does."""
+        async with await dedicated(self._db, f"duty {duty}") as session:
+            reconnect.succeeded()
+            await self._acquire(session, lock_key(duty))
+            return await self._lead(session, duty, work)
 
     async def _acquire(self, session: Session, key: int) -> None:
         while not await self._try_lock(session, key):
