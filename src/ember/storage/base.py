@@ -68,6 +68,13 @@ class ChangeFeed(Protocol):
         Register before ``run``; an exception in ``apply`` is logged, not fatal."""
         ...
 
+    async def start(self) -> None:
+        """Record the current position of the change sequence: ``run`` delivers what
+        commits after it. Called before the components load their state, so that
+        nothing committed after a load is missed (a change seen twice is harmless:
+        ``apply`` is idempotent)."""
+        ...
+
     async def run(self) -> None:
         """Deliver changes until cancelled or ``stop``; reconnects by itself."""
         ...
@@ -87,5 +94,9 @@ class Leadership(Protocol):
     async def hold(self, duty: str, work: Work) -> None:
         """Run ``work()`` only while this node holds ``duty``: wait for it while
         another node does; cancel ``work`` if the duty is lost, then wait for
-        it again. Runs until cancelled."""
+        it again. Runs until cancelled (or until ``work`` returns or raises)."""
+        ...
+
+    def held(self) -> set[str]:
+        """The duties whose work runs on this node now (for /health)."""
         ...

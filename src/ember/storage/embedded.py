@@ -16,6 +16,9 @@ class NullChangeFeed:
     def watch(self, namespace: str, apply: Apply) -> None:
         return None
 
+    async def start(self) -> None:
+        return None
+
     async def run(self) -> None:
         await self._stopped.wait()
 
@@ -26,5 +29,15 @@ class NullChangeFeed:
 class LocalLeadership:
     """See ``ember.storage.base.Leadership``: the only process holds every duty."""
 
+    def __init__(self) -> None:
+        self._held: set[str] = set()
+
+    def held(self) -> set[str]:
+        return set(self._held)
+
     async def hold(self, duty: str, work: Work) -> None:
-        await work()
+        self._held.add(duty)
+        try:
+            await work()
+        finally:
+            self._held.discard(duty)

@@ -15,6 +15,9 @@ from ember.config import Settings
 from ember.storage.base import ChangeFeed, Leadership, MetadataStore, PackageStore
 from ember.storage.embedded import LocalLeadership, NullChangeFeed
 from ember.storage.localfs import LocalPackageStore
+from ember.storage.pg_feed import PostgresChangeFeed
+from ember.storage.pg_leadership import PostgresLeadership
+from ember.storage.pg_metadata import MIGRATION, PostgresMetadataStore
 from ember.storage.postgres import Database
 from ember.storage.sqlite import SqliteMetadataStore
 
@@ -55,16 +58,23 @@ class Storage:
     def _new_store(self, namespace: str) -> MetadataStore:
         if self.database is None:
             return SqliteMetadataStore(self.data_dir / f"{namespace}.sqlite3")
-        raise NotImplementedError("PostgreSQL metadata stores are not wired yet")
+        return PostgresMetadataStore(self.database, namespace)
 
     async def open(self) -> None:
-        """Connect and migrate (cluster mode); embedded stores open lazily."""
+        """Connect and migrate (cluster mode; embedded stores open lazily), then fix
+        the feed's starting point: before the components load, so that no change
+        committed after their load is missed."""
         if self.database is not None:
             await self.database.open()
+            await self.database.migrate(MIGRATION)
+        await self.feed.start()
 
     async def close(self) -> None:
+        """Stop the feed and release every store and the database. Idempotent."""
+        self.feed.stop()
         for store in self._stores.values():
             await store.close()
+        self._stores.clear()
         if self.database is not None:
             await self.database.close()
 
@@ -80,4 +90,21 @@ def build(settings: Settings) -> Storage:
         return Storage(
             LocalPackageStore(data / "packages"), NullChangeFeed(), LocalLeadership(), data
         )
-    raise NotImplementedError("cluster storage is not wired yet")
+    database = Database(settings.database_url, min_size=1, max_size=10)
+    return Storage(
+        blob_store(settings, database, data),
+        PostgresChangeFeed(database),
+        PostgresLeadership(database),
+        data,
+        database,
+    )
+
+
+def blob_store(settings: Settings, database: Database, data_dir: Path) -> PackageStore:
+    """The package store of cluster mode that ``settings.blob_store`` names."""
+    if settings.blob_store == "local":
+        return LocalPackageStore(data_dir / "packages")
+    raise ValueError(
+        f"--blobs {settings.blob_store}: this ember keeps cluster packages only in "
+        f"'local' so far (choose --blobs local)"
+    )
