@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from ember.errors import StartupRefused, StorageUnavailable
 from ember.storage.digests import checked
@@ -65,6 +65,8 @@ def parse_spec(text: str) -> S3Spec:
         )
     params = _parameters(text, parts.query)
     endpoint = params.get("endpoint", "")
+    if not endpoint:
+        raise ValueError(f"blob store {text!r}: no endpoint; the form is {SPEC_FORM}")
     target = urlsplit(endpoint)
     if target.scheme not in ("http", "https") or not target.hostname:
         raise ValueError(
@@ -91,6 +93,19 @@ def _parameters(text: str, query: str) -> dict[str, str]:
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _describe(exc: ClientError | BotoCoreError) -> str:
+    """What went wrong, in words an operator can act on."""
+    if isinstance(exc, NoCredentialsError):
+        return (
+            "no credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+            "or AWS_PROFILE with ~/.aws/credentials)"
+        )
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"{error.get('Code', '?')} {error.get('Message', '')}".rstrip()
+    return str(exc)
 
 
 class S3PackageStore:
@@ -120,9 +135,11 @@ class S3PackageStore:
     async def open(self) -> None:
         """Check the bucket answers, creating it if missing; StartupRefused saying why not."""
         try:
-            await self._call(self._ensure_bucket)
-        except StorageUnavailable as exc:
-            raise StartupRefused(f"cannot use the blob store {self.spec}: {exc.message}") from None
+            await asyncio.to_thread(self._ensure_bucket)
+        except (ClientError, BotoCoreError) as exc:
+            raise StartupRefused(
+                f"cannot use the blob store {self.spec}: {_describe(exc)}"
+            ) from None
 
     def _ensure_bucket(self) -> None:
         try:
@@ -189,11 +206,7 @@ class S3PackageStore:
         """botocore's errors as StorageUnavailable naming the store; KeyError passes."""
         try:
             yield
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
+        except (ClientError, BotoCoreError) as exc:
             raise StorageUnavailable(
-                f"The blob store {self.spec} refused the request: "
-                f"{error.get('Code', '?')} {error.get('Message', '')}".rstrip()
+                f"The blob store {self.spec} failed: {_describe(exc)}"
             ) from exc
-        except BotoCoreError as exc:
-            raise StorageUnavailable(f"The blob store {self.spec} failed: {exc}") from exc
