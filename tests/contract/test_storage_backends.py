@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from conftest import drop_database
 from ember.errors import StartupRefused, StorageUnavailable
 from ember.storage.localfs import LocalPackageStore
 from ember.storage.memory import MemoryMetadataStore, MemoryPackageStore
@@ -68,6 +69,7 @@ def s3_store(request: pytest.FixtureRequest, spec: str, secret: str = "") -> S3P
     monkeypatch = request.getfixturevalue("monkeypatch")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", endpoint.key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret or endpoint.secret)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     return S3PackageStore(parse_spec(f"{spec}&endpoint={endpoint.url}"))
 
 
@@ -190,3 +192,16 @@ def test_s3_store_creates_its_missing_bucket(
     reader = s3_store(request, f"s3://{bucket}?")
     assert runner.run(reader.get("0" * 64)) == b"kept"
     runner.run(reader.close())
+
+
+def test_postgres_store_gone_is_storage_unavailable(
+    postgres_url: str, runner: asyncio.Runner
+) -> None:
+    database = Database(postgres_url, min_size=1, max_size=1)
+    runner.run(database.open())
+    runner.run(database.migrate(MIGRATION))
+    store = PostgresPackageStore(database)
+    drop_database(postgres_url)  # ends every session, as a lost server does
+    with pytest.raises(StorageUnavailable):
+        runner.run(store.get("0" * 64))
+    runner.run(database.close())
