@@ -107,6 +107,7 @@ CHANNEL = "ember_queue"  # NOTIFY channel: "an event was accepted", payload = th
 MAX_BATCH_EVENTS = 4096  # events per group commit
 MAX_BATCH_BYTES = 8 * 1024 * 1024  # payload bytes per group commit (payloads reach 1 MB)
 LISTEN_RETRY_SECONDS = 1.0  # pause before the listener reconnects
+RECHECK_SECONDS = 0.05  # a waiting receive's next look when events are visible but locked
 _MAX_ID = 2**63 - 1
 
 # Inserts arrays of events in one statement and wakes the other nodes when it commits.
@@ -455,16 +456,19 @@ class PostgresEventQueue:
     # -- receive -------------------------------------------------------------------
 
     async def receive(self, limit: int, visibility: Visibility, wait: float = 0.0) -> list[Message]:
+        """Returns [] only once ``wait`` has passed: a wake-up that finds nothing waits on."""
         await self._ready()
-        seen = self._arrivals.generation
-        taken, soonest = await self._take(limit, visibility)
-        if taken or wait <= 0:
-            return taken
-        if soonest is not None:
-            wait = min(wait, max(0.0, soonest - self._clock()))
-        await self._arrivals.wait(seen, wait)
-        taken, _ = await self._take(limit, visibility)
-        return taken
+        deadline = time.monotonic() + wait
+        while True:
+            seen = self._arrivals.generation
+            taken, soonest = await self._take(limit, visibility)
+            remaining = deadline - time.monotonic()
+            if taken or remaining <= 0:
+                return taken
+            if soonest is not None:
+                # Visible already yet not taken: another receiver holds it for a moment.
+                remaining = min(remaining, max(RECHECK_SECONDS, soonest - self._clock()))
+            await self._arrivals.wait(seen, remaining)
 
     async def _take(self, limit: int, visibility: Visibility) -> tuple[list[Message], float | None]:
         """Lease up to ``limit`` messages; with none, also when the next one becomes visible."""
