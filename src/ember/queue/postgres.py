@@ -6,6 +6,7 @@ statement (``unnest`` of arrays: one round trip, one commit, one fsync) and
 only then answers their callers. A 202 therefore waits for one fsync shared
 with every concurrent caller. Whatever did not commit raises, never returns.
 
+Plain acks are grouped the same way (one DELETE for every ack waiting).
 Everything else is one autocommit statement per call on the shared pool, so
 each is atomic on its own: ``ack`` with follow-ups is a DELETE and an INSERT in
 one statement, dead-lettering a DELETE feeding an INSERT, redrive the reverse.
@@ -33,7 +34,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -50,6 +50,7 @@ from ember.queue.base import (
     QueueClosed,
     Visibility,
 )
+from ember.queue.batching import GroupCommit
 from ember.storage.postgres import Database, Migration, unavailable
 
 log = logging.getLogger("ember.queue")
@@ -104,11 +105,19 @@ MIGRATION = Migration(
 )
 
 CHANNEL = "ember_queue"  # NOTIFY channel: "an event was accepted", payload = the sender
-MAX_BATCH_EVENTS = 4096  # events per group commit
-MAX_BATCH_BYTES = 8 * 1024 * 1024  # payload bytes per group commit (payloads reach 1 MB)
+MAX_GROUP_CALLS = 1024  # calls answered by one group commit
+MAX_GROUP_BYTES = 8 * 1024 * 1024  # payload bytes per group commit (payloads reach 1 MB)
 LISTEN_RETRY_SECONDS = 1.0  # pause before the listener reconnects
 RECHECK_SECONDS = 0.05  # a waiting receive's next look when events are visible but locked
 _MAX_ID = 2**63 - 1
+
+# Settles (receive, ack, nack, dead-letter) commit without waiting for the WAL
+# flush, as SQLite's run with synchronous=NORMAL: a crash of PostgreSQL can
+# revert only the last few of them, and a reverted settle means the event is
+# delivered again (at least once), never an accept lost. WAL is ordered, so the
+# next flushed commit (any accept) makes them durable too. Evaluated inside the
+# statement, the setting lasts for its one transaction; the session keeps its own.
+_NO_FLUSH = "(SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL"
 
 # Inserts arrays of events in one statement and wakes the other nodes when it commits.
 _INSERT = """
@@ -142,11 +151,12 @@ FROM names n WHERE n.function IS NOT NULL
 # ``turn``) offers its oldest visible events, locked with SKIP LOCKED so
 # concurrent receivers take disjoint rows; they are dealt round-robin (every
 # function's first, then every function's second, ...) up to the limit.
-_TAKE = """
+_TAKE = f"""
 WITH wanted AS (
     SELECT w.function, w.hidden, w.turn
     FROM unnest(%(functions)s::text[], %(hidden)s::float8[]) WITH ORDINALITY
         AS w(function, hidden, turn)
+    WHERE {_NO_FLUSH}
 ), offered AS (
     SELECT c.id, w.hidden, w.turn,
            row_number() OVER (PARTITION BY w.turn ORDER BY c.visible_at, c.id) AS rank
@@ -167,9 +177,18 @@ RETURNING e.id, e.function, e.request_id, e.payload, e.enqueued_at, e.invocation
           e.throttles, e.lease, chosen.rank, chosen.turn
 """
 
-_ACK_WITH_FOLLOW_UPS = """
+# Every ack waiting at once; a receipt's (id, lease) comes back when its row went.
+_ACK = f"""
+DELETE FROM queue_events e
+USING unnest(%(ids)s::bigint[], %(leases)s::bigint[]) AS a(id, lease)
+WHERE e.id = a.id AND e.lease = a.lease AND {_NO_FLUSH}
+RETURNING e.id, e.lease
+"""
+
+_ACK_WITH_FOLLOW_UPS = f"""
 WITH gone AS (
-    DELETE FROM queue_events WHERE id = %(id)s AND lease = %(lease)s RETURNING id
+    DELETE FROM queue_events WHERE id = %(id)s AND lease = %(lease)s AND {_NO_FLUSH}
+    RETURNING id
 ), added AS (
     INSERT INTO queue_events (function, request_id, payload, enqueued_at, visible_at)
     SELECT e.function, e.request_id, e.payload, %(now)s, %(now)s
@@ -181,16 +200,16 @@ WITH gone AS (
 SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM added), pg_notify(%(channel)s, %(sender)s)
 """
 
-_NACK = """
+_NACK = f"""
 UPDATE queue_events
 SET owner = NULL, visible_at = %(visible_at)s, lease = lease + 1,
     invocations = %(invocations)s, throttles = %(throttles)s
-WHERE id = %(id)s AND lease = %(lease)s
+WHERE id = %(id)s AND lease = %(lease)s AND {_NO_FLUSH}
 """
 
-_DEAD_LETTER = """
+_DEAD_LETTER = f"""
 WITH gone AS (
-    DELETE FROM queue_events WHERE id = %(id)s AND lease = %(lease)s
+    DELETE FROM queue_events WHERE id = %(id)s AND lease = %(lease)s AND {_NO_FLUSH}
     RETURNING function, request_id, payload, enqueued_at
 )
 INSERT INTO queue_dead_letters (function, request_id, payload, condition, error_type,
@@ -232,18 +251,6 @@ class _State(enum.Enum):
     NEW = "new"  # constructed; the first call (or open) migrates and starts the tasks
     OPEN = "open"  # migrated, own leases released, writer and listener running
     CLOSED = "closed"  # every call raises QueueClosed
-
-
-@dataclass
-class _Accept:
-    """One caller's events waiting for the next group commit."""
-
-    events: list[NewEvent]
-    done: asyncio.Future[None]
-
-    @property
-    def size(self) -> int:
-        return sum(len(event.payload) for event in self.events)
 
 
 def _message(row: tuple[Any, ...]) -> Message:
@@ -312,12 +319,18 @@ class PostgresEventQueue:
         self._opening = asyncio.Lock()
         self._arrivals = Arrivals()
         self._rotation = 0
-        # Invariant: every _Accept in _pending has a caller awaiting ``done`` (or cancelled).
-        self._pending: list[_Accept] = []
-        self._discards: set[str] = set()  # functions whose configs await deletion
-        self._discarding = asyncio.Lock()
-        self._work = asyncio.Event()  # set when _pending or _discards gained something
-        self._writer: asyncio.Task[None] | None = None
+        self._accepts = GroupCommit(
+            "ember-queue-accepts",
+            self._insert,
+            MAX_GROUP_CALLS,
+            lambda events: sum(len(event.payload) for event in events),
+            MAX_GROUP_BYTES,
+        )
+        self._acks = GroupCommit("ember-queue-acks", self._delete_leased, MAX_GROUP_CALLS)
+        # Invariant: a function stays in _discards until its configs' deletion committed.
+        self._discards: set[str] = set()
+        self._discarding = asyncio.Lock()  # orders a pending discard before any config call
+        self._discarder = GroupCommit("ember-queue-discards", self._discard, MAX_GROUP_CALLS)
         self._listener: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -334,20 +347,20 @@ class PostgresEventQueue:
                 raise unavailable(exc) from exc
             await self._release_own_leases()
             self._check()  # closed while this was opening: start nothing
-            self._writer = asyncio.create_task(self._write(), name="ember-queue-writer")
+            for writer in (self._accepts, self._acks, self._discarder):
+                writer.start()
             self._listener = asyncio.create_task(self._listen(), name="ember-queue-listener")
             self._state = _State.OPEN
             if self._discards:
-                self._work.set()
+                self._discarder.submit_nowait("")
 
     async def close(self) -> None:
         """Commit the accepts already handed over, stop the tasks. Idempotent."""
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
-        self._work.set()  # the writer drains what is pending, then returns
-        if self._writer is not None:
-            await self._writer
+        for writer in (self._accepts, self._acks, self._discarder):
+            await writer.close()  # commits what callers already handed over
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -395,56 +408,15 @@ class PostgresEventQueue:
         if not events:
             return
         self._check()  # closing may have begun while this call was opening the queue
-        accept = _Accept(list(events), asyncio.get_running_loop().create_future())
-        self._pending.append(accept)
-        self._work.set()
-        await accept.done
+        try:
+            await self._accepts.submit(list(events))
+        except psycopg.Error as exc:
+            raise unavailable(exc) from exc
         self._arrivals.notify()
 
-    async def _write(self) -> None:
-        """The writer task: group-commit pending accepts (and config discards) until closed."""
-        while True:
-            await self._work.wait()
-            self._work.clear()
-            if self._discards:
-                with contextlib.suppress(Exception):  # logged; retried on the next wake
-                    await self._apply_discards()
-            while self._pending:
-                await self._commit(self._next_batch())
-            if self._state is _State.CLOSED:
-                return
-
-    def _next_batch(self) -> list[_Accept]:
-        batch: list[_Accept] = []
-        count = size = 0
-        while self._pending and count < MAX_BATCH_EVENTS and size < MAX_BATCH_BYTES:
-            accept = self._pending.pop(0)
-            if accept.done.done():
-                continue  # its caller was cancelled before the commit: nothing promised
-            batch.append(accept)
-            count += len(accept.events)
-            size += accept.size
-        return batch
-
-    async def _commit(self, batch: list[_Accept]) -> None:
-        """Insert ``batch`` in one statement; answer each caller only after the commit."""
-        if not batch:
-            return
-        try:
-            await self._insert([event for accept in batch for event in accept.events])
-        except psycopg.Error as exc:
-            if len(batch) > 1:  # not the connection: find the one at fault, commit the others
-                for accept in batch:
-                    await self._commit([accept])
-                return
-            log.error("an accept failed: %s", exc)
-            _answer(batch, unavailable(exc))
-        except Exception as exc:  # StorageUnavailable: the commit may not have happened
-            _answer(batch, exc)
-        else:
-            _answer(batch, None)
-
-    async def _insert(self, events: Sequence[NewEvent]) -> None:
+    async def _insert(self, groups: list[list[NewEvent]]) -> list[None]:
+        """The accepts' group commit: every waiting caller's events in one statement."""
+        events = [event for group in groups for event in group]
         params = {
             **_arrays(events),
             "now": self._clock(),
@@ -452,6 +424,7 @@ class PostgresEventQueue:
             "sender": self._sender,
         }
         await self._execute(_INSERT, params)
+        return [None] * len(groups)
 
     # -- receive -------------------------------------------------------------------
 
@@ -505,10 +478,11 @@ class PostgresEventQueue:
         if lease is None:
             return False
         if not follow_ups:
-            deleted, _ = await self._execute(
-                "DELETE FROM queue_events WHERE id = %s AND lease = %s", lease
-            )
-            return deleted == 1
+            self._check()
+            try:
+                return await self._acks.submit(lease)
+            except psycopg.Error as exc:
+                raise unavailable(exc) from exc
         params = {
             **_arrays(follow_ups),
             "id": lease[0],
@@ -520,6 +494,17 @@ class PostgresEventQueue:
         _, rows = await self._execute(_ACK_WITH_FOLLOW_UPS, params)
         self._arrivals.notify()
         return bool(rows and rows[0][0] == 1)
+
+    async def _delete_leased(self, leases: list[tuple[int, int]]) -> list[bool]:
+        """The acks' group commit: True for each receipt whose row this deleted."""
+        ids, numbers = [lease[0] for lease in leases], [lease[1] for lease in leases]
+        _, rows = await self._execute(_ACK, {"ids": ids, "leases": numbers})
+        deleted = {(int(row[0]), int(row[1])) for row in rows}
+        done = []
+        for lease in leases:
+            done.append(lease in deleted)
+            deleted.discard(lease)  # the same receipt acked twice at once: one True
+        return done
 
     async def nack(self, message: Message, delay: float) -> bool:
         await self._ready()
@@ -657,16 +642,16 @@ class PostgresEventQueue:
         """Delete the configs ``discard_configs`` scheduled; the lock orders it before reads."""
         async with self._discarding:
             names = sorted(self._discards)
-            if not names:
-                return
-            try:
+            if names:
                 await self._execute(
                     "DELETE FROM queue_configs WHERE function = ANY(%s::text[])", (names,)
                 )
-            except Exception:
-                log.warning("discarding the configs of %s failed; will retry", names)
-                raise
-            self._discards.difference_update(names)
+                self._discards.difference_update(names)
+
+    async def _discard(self, names: list[str]) -> list[None]:
+        """The discards' writer: applies every pending one (a failure leaves them pending)."""
+        await self._apply_discards()
+        return [None] * len(names)
 
     async def load_configs(self) -> dict[tuple[str, str], str]:
         await self._ready()
@@ -692,19 +677,9 @@ class PostgresEventQueue:
         )
 
     def discard_configs(self, function: str) -> None:
-        """Hand the deletion to the writer task; any later config call applies it first."""
+        """Hand the deletion to the discards' writer; any later config call applies it first."""
         if self._state is _State.CLOSED:
             return
         self._discards.add(function)
         if self._state is _State.OPEN:
-            self._work.set()
-
-
-def _answer(batch: list[_Accept], error: BaseException | None) -> None:
-    for accept in batch:
-        if accept.done.done():
-            continue  # the caller gave up (cancelled); a committed write stands
-        if error is None:
-            accept.done.set_result(None)
-        else:
-            accept.done.set_exception(error)
+            self._discarder.submit_nowait(function)
