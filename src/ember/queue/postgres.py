@@ -249,7 +249,7 @@ FROM queue_events GROUP BY function
 
 class _State(enum.Enum):
     NEW = "new"  # constructed; the first call (or open) migrates and starts the tasks
-    OPEN = "open"  # migrated, own leases released, writer and listener running
+    OPEN = "open"  # migrated, own leases released, the writers and the listener running
     CLOSED = "closed"  # every call raises QueueClosed
 
 
