@@ -1,4 +1,4 @@
-"""One behavioural suite for every event-queue backend (SQLite, memory); Redis must pass it too."""
+"""One behavioural suite for every event-queue backend (SQLite, memory, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from typing import Any, TypeVar
 
 import pytest
 
+from conftest import create_database, drop_database, postgres_answers
 from ember.queue.base import Failure, NewEvent
 from ember.queue.memory import MemoryEventQueue
+from ember.queue.postgres import PostgresEventQueue
 from ember.queue.sqlite import SqliteEventQueue
+from ember.storage.postgres import Database
 
 T = TypeVar("T")
 
@@ -33,16 +36,23 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgresql"])
 def make_queue(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> Iterator[Callable[[], Any]]:
-    """A factory: calling it again (sqlite) reopens the same file, as a restart does."""
+    """A factory: calling it again reopens the same store, as a restart does.
+
+    SQLite reopens the file; PostgreSQL makes a new queue object with the same
+    owner on the same (fresh per test) database.
+    """
     loop = asyncio.new_event_loop()
     opened: list[Any] = []
+    database = _open_database(loop) if request.param == "postgresql" else None
 
     def make() -> Any:
         async def build() -> Any:
+            if database is not None:
+                return PostgresEventQueue(database, clock, owner="node-a")
             if request.param == "sqlite":
                 return SqliteEventQueue(tmp_path / "queue.sqlite3", clock)
             return MemoryEventQueue(clock)
@@ -56,7 +66,19 @@ def make_queue(
     yield make
     for queue in opened:
         loop.run_until_complete(queue.close())
+    if database is not None:
+        loop.run_until_complete(database.close())
+        drop_database(database.url)
     loop.close()
+
+
+def _open_database(loop: asyncio.AbstractEventLoop) -> Database:
+    if not postgres_answers():
+        loop.close()
+        pytest.skip("no PostgreSQL answers (scripts/services.sh starts one)")
+    database = Database(create_database(), min_size=1, max_size=4)
+    loop.run_until_complete(database.open())
+    return database
 
 
 def run(make: Any, awaitable: Awaitable[T]) -> T:
@@ -188,7 +210,7 @@ def test_closed_queue_refuses(make_queue: Any) -> None:
         run(make_queue, queue.enqueue(events("f", 1)))
 
 
-@pytest.mark.parametrize("make_queue", ["sqlite"], indirect=True)  # the durable backends
+@pytest.mark.parametrize("make_queue", ["sqlite", "postgresql"], indirect=True)  # durable ones
 def test_durable_backend_survives_reopen_and_releases_leases(make_queue: Any) -> None:
     queue = make_queue()
     run(make_queue, queue.enqueue(events("f", 2)))

@@ -1,4 +1,7 @@
-"""One behavioural suite for every metadata store (SQLite, PostgreSQL, memory); blobs: test_package_stores."""
+"""One behavioural suite for every metadata store (SQLite, PostgreSQL, memory).
+
+Package (blob) stores have theirs in test_package_stores.py.
+"""
 
 from __future__ import annotations
 
