@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ember import __version__
-from ember.cli import dependencies, manifest_commands, queue_commands, tool_commands
+from ember.cli import db_commands, dependencies, manifest_commands, queue_commands, tool_commands
 from ember.cli.client import ApiError, EmberClient
 from ember.cli.zips import deterministic_zip
 
@@ -212,6 +212,7 @@ for _command in manifest_commands.COMMANDS:
     main.add_command(_command)
 main.add_command(tool_commands.tool)
 main.add_command(tool_commands.mcp)
+main.add_command(db_commands.db)
 
 
 @main.command()
