@@ -313,6 +313,7 @@ def serve(
     """Run the ember server in the foreground."""
     # Imported here so that client commands never load the server.
     from ember.config import Settings
+    from ember.errors import StartupRefused
     from ember.server import serve as run_server
 
     settings = Settings(
@@ -331,7 +332,12 @@ def serve(
         mcp_allowed_hosts=mcp_allowed_hosts,
         **async_settings,
     )
-    run_server(settings, log_level=log_level)
+    try:
+        run_server(settings, log_level=log_level)
+    except StartupRefused as refused:
+        # Refusals raised while building (the queue's file opens there) rather
+        # than in the lifespan: one line for the operator too, no traceback.
+        raise click.ClickException(refused.message) from None
 
 
 @main.command()
