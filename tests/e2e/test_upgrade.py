@@ -104,10 +104,9 @@ def test_a_first_release_data_dir_opens_with_everything_in_it(
 ) -> None:
     before = db_status(data_dir)
     assert before["upgradeNeeded"] is True
-    assert {s["name"]: (s["stored"], s["known"]) for s in before["schemas"]}["queue.sqlite3"] == (
-        0,
-        1,
-    )
+    stored = {s["name"]: (s["stored"], s["known"]) for s in before["schemas"]}
+    stores = ("layers", "limits", "manifests", "metadata", "queue", "schedules", "tools", "urls")
+    assert stored == {f"{store}.sqlite3": (0, 1) for store in stores}
 
     server = spawn_server(data_dir, "--pollers", "0")
     check_metadata(server)
