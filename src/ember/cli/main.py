@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ember import __version__
-from ember.cli import dependencies, manifest_commands, queue_commands, tool_commands
+from ember.cli import db_commands, dependencies, manifest_commands, queue_commands, tool_commands
 from ember.cli.client import ApiError, EmberClient
 from ember.cli.zips import deterministic_zip
 
@@ -212,6 +212,7 @@ for _command in manifest_commands.COMMANDS:
     main.add_command(_command)
 main.add_command(tool_commands.tool)
 main.add_command(tool_commands.mcp)
+main.add_command(db_commands.db)
 
 
 @main.command()
@@ -338,6 +339,7 @@ def serve(
     """Run the ember server in the foreground."""
     # Imported here so that client commands never load the server.
     from ember.config import Settings
+    from ember.errors import StartupRefused
     from ember.server import serve as run_server
 
     settings = Settings(
@@ -359,7 +361,12 @@ def serve(
         mcp_allowed_hosts=mcp_allowed_hosts,
         **async_settings,
     )
-    run_server(settings, log_level=log_level)
+    try:
+        run_server(settings, log_level=log_level)
+    except StartupRefused as refused:
+        # Refusals raised while building (the queue's file opens there) rather
+        # than in the lifespan: one line for the operator too, no traceback.
+        raise click.ClickException(refused.message) from None
 
 
 @main.command()

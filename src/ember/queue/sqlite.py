@@ -43,12 +43,17 @@ from ember.queue.base import (
     QueueClosed,
     Visibility,
 )
+from ember.storage.sqlite import migrate
 
 log = logging.getLogger("ember.queue")
 
 MAX_BATCH = 1024  # operations per transaction
 
-_SCHEMA = """
+# steps[i] brings the file's user_version from i to i + 1 (see
+# ember.storage.sqlite.migrate); step 1 is the first release's schema, whose
+# files carry user_version 0 with the tables present: idempotent DDL.
+STEPS: tuple[str, ...] = (
+    """
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     function TEXT NOT NULL,
@@ -81,7 +86,8 @@ CREATE TABLE IF NOT EXISTS event_invoke_configs (
     document TEXT NOT NULL,
     PRIMARY KEY (function, qualifier)
 );
-"""
+""",
+)
 
 Operation = Callable[[sqlite3.Connection], Any]
 # (operation, future, its loop, durable: must be fsynced before the future resolves)
@@ -136,7 +142,11 @@ class _Writer:
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
-        db.executescript(_SCHEMA)
+        try:
+            migrate(db, self._path, STEPS)
+        except BaseException:
+            db.close()
+            raise
         return db
 
     def _run(self) -> None:

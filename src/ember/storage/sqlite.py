@@ -1,4 +1,9 @@
-"""SQLite metadata in WAL mode, in the data directory (embedded mode)."""
+"""SQLite metadata in WAL mode, in the data directory (embedded mode).
+
+Each SQLite file carries its schema version in ``PRAGMA user_version``;
+``migrate`` brings a file to the version this ember knows, under SQLite's
+write lock, and refuses a file written by a newer ember.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,61 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ember.errors import StartupRefused
+
 T = TypeVar("T")
 
-_SCHEMA = """
+# Version 1 is the schema of the first release; that release left user_version
+# at 0 with the tables present, so step 1 is idempotent DDL that accepts both.
+METADATA_STEPS: tuple[str, ...] = (
+    """
 CREATE TABLE IF NOT EXISTS functions (
     name TEXT PRIMARY KEY,
     document TEXT NOT NULL
 );
-"""
+""",
+)
+
+
+def stored_version(db: sqlite3.Connection) -> int:
+    """The schema version the file carries (0 for a new or a first-release file)."""
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(db: sqlite3.Connection, path: Path, steps: tuple[str, ...]) -> tuple[int, int]:
+    """Apply the steps this file has not had; returns (version before, version after).
+
+    ``steps[i]`` brings version i to i + 1. Runs inside ``BEGIN IMMEDIATE``
+    (SQLite's write lock), so two processes opening one file migrate it once:
+    the second reads the version after the first committed. ``db`` must be in
+    autocommit mode (``isolation_level=None``). A file newer than ``steps``
+    raises ``StartupRefused`` naming the file and both versions.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        before = stored_version(db)
+        if before > len(steps):
+            raise StartupRefused(
+                f"{path} has schema version {before}, newer than this ember knows "
+                f"({len(steps)}): upgrade ember"
+            )
+        for version in range(before, len(steps)):
+            _run_script(db, steps[version])
+        if before < len(steps):
+            db.execute(f"PRAGMA user_version = {len(steps)}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return before, len(steps)
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    # executescript() would COMMIT first; running statement by statement
+    # keeps every step inside the one locked transaction.
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
 
 
 class SqliteMetadataStore:
@@ -36,7 +88,11 @@ class SqliteMetadataStore:
             db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            db.executescript(_SCHEMA)
+            try:
+                migrate(db, self._path, METADATA_STEPS)
+            except BaseException:
+                db.close()
+                raise
             self._db = db
         return self._db
 
