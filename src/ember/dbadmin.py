@@ -92,16 +92,7 @@ def sqlite_upgrade(data_dir: Path) -> list[SchemaState]:
 
 def pg_migrations() -> list[Migration]:
     """The ``Migration`` of every PostgreSQL component this ember has."""
-    migrations = []
-    for name in PG_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue  # that component is not on this branch yet
-        migrations.append(module.MIGRATION)
-    return migrations
+    return [importlib.import_module(name).MIGRATION for name in PG_MODULES]
 
 
 def pg_status(url: str) -> list[SchemaState]:

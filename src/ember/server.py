@@ -30,6 +30,7 @@ from ember.control.wiring import ControlPlane
 from ember.invoke.wiring import Invocation
 from ember.lifecycle import Part
 from ember.mcp.wiring import Mcp
+from ember.queue import postgres as queue_postgres
 from ember.reconcile.wiring import DUTIES, Manifests
 from ember.scheduling.wiring import Workers
 from ember.storage import wiring as storage_wiring
@@ -116,7 +117,7 @@ def application(platform: Platform) -> Frontend:
         storage = platform.storage
         started: list[Part] = []
         try:
-            await storage.open()
+            await storage.open((queue_postgres.MIGRATION,))
             for part in platform.parts:
                 await part.start()
                 started.append(part)

@@ -118,7 +118,7 @@ def test_mcp_clients_of_every_node_hear_list_changed(nodes: Any) -> None:
     name = f"tool-{uuid.uuid4().hex[:6]}"
     create(aws_a, name, make_zip({"app.py": source()}))
     expose(a.url, name)
-    wait_until(lambda: name in {t["Name"] for t in tools_of(b.url)}, timeout=10)
+    wait_until(lambda: name in {t["FunctionName"] for t in tools_of(b.url)}, timeout=10)
     # Changes made through A are announced to the MCP sessions held open on B.
     check_list_changed(b.url, b.url + "/mcp", aws_a, name)
 
@@ -129,7 +129,7 @@ def tools_of(url: str) -> list[dict[str, Any]]:
 
 def holder(servers: tuple[Server, ...], duty: str) -> Server | None:
     """The node whose /health says it holds ``duty`` (exactly one), else None."""
-    holding = [s for s in servers if duty in s.health().get("cluster", {}).get("duties", [])]
+    holding = [s for s in servers if duty in s.health().get("node", {}).get("duties", [])]
     return holding[0] if len(holding) == 1 else None
 
 

@@ -49,6 +49,14 @@ class PackageStore(Protocol):
         """Remove a package; removing a missing one is not an error."""
         ...
 
+    async def open(self) -> None:
+        """Check the store can be used, or raise StartupRefused naming why."""
+        ...
+
+    async def close(self) -> None:
+        """Release clients. Idempotent."""
+        ...
+
 
 class ChangeFeed(Protocol):
     """Changes that *other* nodes commit to shared metadata, delivered to this node.

@@ -50,3 +50,9 @@ class LocalPackageStore:
     async def delete(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError, KeyError):
             await asyncio.to_thread(self._path(digest).unlink)
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None

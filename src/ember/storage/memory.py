@@ -36,3 +36,9 @@ class MemoryPackageStore:
 
     async def delete(self, digest: str) -> None:
         self._packages.pop(digest, None)
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None

@@ -106,3 +106,9 @@ class PostgresPackageStore:
             async with self._database.pool.connection() as conn, conn.transaction():
                 await conn.execute("DELETE FROM ember_blobs WHERE digest = %s", (key,))
                 await conn.execute("DELETE FROM ember_blob_chunks WHERE digest = %s", (key,))
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None

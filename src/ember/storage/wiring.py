@@ -8,17 +8,20 @@ changes of other nodes through the feed, duties under advisory locks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ember.config import Settings
+from ember.storage import pg_blobs, pg_metadata
 from ember.storage.base import ChangeFeed, Leadership, MetadataStore, PackageStore
+from ember.storage.blobs import blob_store
 from ember.storage.embedded import LocalLeadership, NullChangeFeed
-from ember.storage.localfs import LocalPackageStore
+from ember.storage.node import node_id
 from ember.storage.pg_feed import PostgresChangeFeed
 from ember.storage.pg_leadership import PostgresLeadership
-from ember.storage.pg_metadata import MIGRATION, PostgresMetadataStore
-from ember.storage.postgres import Database
+from ember.storage.pg_metadata import PostgresMetadataStore
+from ember.storage.postgres import Database, Migration
 from ember.storage.sqlite import SqliteMetadataStore
 
 # The metadata namespaces: one SQLite file each in embedded mode (their names
@@ -60,13 +63,17 @@ class Storage:
             return SqliteMetadataStore(self.data_dir / f"{namespace}.sqlite3")
         return PostgresMetadataStore(self.database, namespace)
 
-    async def open(self) -> None:
+    async def open(self, migrations: Sequence[Migration] = ()) -> None:
         """Connect and migrate (cluster mode; embedded stores open lazily), then fix
         the feed's starting point: before the components load, so that no change
-        committed after their load is missed."""
+        committed after their load is missed.
+
+        ``migrations``: the schemas of components above storage (the queue) to
+        bring up to date with storage's own, once across the cluster."""
         if self.database is not None:
             await self.database.open()
-            await self.database.migrate(MIGRATION)
+            await self.database.migrate(pg_metadata.MIGRATION, pg_blobs.MIGRATION, *migrations)
+        await self.packages.open()
         await self.feed.start()
 
     async def close(self) -> None:
@@ -75,36 +82,21 @@ class Storage:
         for store in self._stores.values():
             await store.close()
         self._stores.clear()
+        await self.packages.close()
         if self.database is not None:
             await self.database.close()
-
-
-BLOB_STORES = ("local", "postgresql", "s3://BUCKET?endpoint=URL")
 
 
 def build(settings: Settings) -> Storage:
     data = settings.data_dir.resolve()
     if settings.database_url is None:
-        if settings.blob_store != "local":
-            raise ValueError(f"--blobs {settings.blob_store} needs --database")
-        return Storage(
-            LocalPackageStore(data / "packages"), NullChangeFeed(), LocalLeadership(), data
-        )
-    database = Database(settings.database_url, min_size=1, max_size=10)
+        packages = blob_store(settings, None, data)
+        return Storage(packages, NullChangeFeed(), LocalLeadership(), data)
+    database = Database(settings.database_url, min_size=1, max_size=10, node_id=node_id(data))
     return Storage(
         blob_store(settings, database, data),
         PostgresChangeFeed(database),
         PostgresLeadership(database),
         data,
         database,
-    )
-
-
-def blob_store(settings: Settings, database: Database, data_dir: Path) -> PackageStore:
-    """The package store of cluster mode that ``settings.blob_store`` names."""
-    if settings.blob_store == "local":
-        return LocalPackageStore(data_dir / "packages")
-    raise ValueError(
-        f"--blobs {settings.blob_store}: this ember keeps cluster packages only in "
-        f"'local' so far (choose --blobs local)"
     )
