@@ -88,14 +88,18 @@ def wrk_events(url: str, seconds: int, clients: int = CLIENTS) -> tuple[float, f
     return result.rps, result.p50_ms, result.p99_ms, result.requests
 
 
-def measure_accept_and_drain(work: Path) -> dict[str, float]:
+def measure_accept_and_drain(
+    work: Path, extra: tuple[str, ...] = (), label: str = "sqlite"
+) -> dict[str, float]:
+    """Accept with `--pollers 0`, then drain after a restart; ``extra``: server options
+    (bench_cluster passes `--database`), ``label`` names the data dir and logs."""
     port = servers.free_port()
     url = f"http://127.0.0.1:{port}"
-    data = work / "data-accept"
+    data = work / f"data-accept-{label}"
     invoke = f"{url}/2015-03-31/functions/noop/invocations"
-    cmd = [*servers.ember_command(port, data), "--pollers", "0"]
+    cmd = [*servers.ember_command(port, data), *extra, "--pollers", "0"]
     with (
-        servers.running(cmd, work / "accept.log", url + "/health"),
+        servers.running(cmd, work / f"accept-{label}.log", url + "/health"),
         httpx.Client(base_url=url, timeout=30) as client,
     ):
         create(client, "noop", NOOP, {"MaximumRetryAttempts": 0})
@@ -105,8 +109,9 @@ def measure_accept_and_drain(work: Path) -> dict[str, float]:
         backlog = stats(client, "noop")["depth"]
     port = servers.free_port()
     url = f"http://127.0.0.1:{port}"
+    cmd = [*servers.ember_command(port, data), *extra]
     with (
-        servers.running(servers.ember_command(port, data), work / "drain.log", url + "/health"),
+        servers.running(cmd, work / f"drain-{label}.log", url + "/health"),
         httpx.Client(base_url=url, timeout=30) as client,
     ):
         started = time.perf_counter()

@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 
 import servers
-from bench_async import FAILS, NOOP, create, delivered_ids, stats, wrk_events
+from bench_async import FAILS, NOOP, create, delivered_ids, measure_accept_and_drain, stats
 from loadgen import wrk_path
 from report import cpu_busy, machine, percentile
 
@@ -116,50 +116,6 @@ def measure_propagation(work: Path, database: str) -> list[float]:
                 time.sleep(0.002)
             delays.append(time.perf_counter() - created)
     return delays
-
-
-def measure_accept_and_drain(work: Path, database: str | None) -> dict[str, float]:
-    """bench_async's accept and drain, on PostgreSQL (database) or SQLite (None)."""
-    label = "pg" if database else "sqlite"
-    extra = ["--database", database] if database else []
-    port = servers.free_port()
-    url = f"http://127.0.0.1:{port}"
-    data = work / f"accept-{label}"
-    invoke = f"{url}/2015-03-31/functions/noop/invocations"
-    cmd = [*servers.ember_command(port, data), *extra, "--pollers", "0"]
-    with (
-        servers.running(cmd, work / f"accept-{label}.log", url + "/health"),
-        httpx.Client(base_url=url, timeout=30) as client,
-    ):
-        create(client, "noop", NOOP, {"MaximumRetryAttempts": 0})
-        wrk_events(invoke, 2)
-        rps, _, _, requests = wrk_events(invoke, 8)
-        latency_rps, p50, p99, _ = wrk_events(invoke, 8, 16)
-        backlog = stats(client, "noop")["depth"]
-    port = servers.free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [*servers.ember_command(port, data), *extra]
-    with (
-        servers.running(cmd, work / f"drain-{label}.log", url + "/health"),
-        httpx.Client(base_url=url, timeout=30) as client,
-    ):
-        started = time.perf_counter()
-        while True:
-            row = stats(client, "noop")
-            if row["depth"] == 0 and row["inFlight"] == 0:
-                break
-            time.sleep(0.25)
-        drain_s = time.perf_counter() - started
-    return {
-        "accept_rps": rps,
-        "accept_requests": requests,
-        "accept_p50": p50,
-        "accept_p99": p99,
-        "latency_rps": latency_rps,
-        "backlog": backlog,
-        "drain_rps": backlog / drain_s,
-        "drain_s": drain_s,
-    }
 
 
 def send_events(url: str, accepted: list[str], stop: threading.Event) -> None:
@@ -309,8 +265,8 @@ def main() -> int:
         try:
             postgres.control("start")
             delays = measure_propagation(work, postgres.database("propagation"))
-            pg = measure_accept_and_drain(work, postgres.database("accept"))
-            sqlite = measure_accept_and_drain(work, None)
+            pg = measure_accept_and_drain(work, ("--database", postgres.database("accept")), "pg")
+            sqlite = measure_accept_and_drain(work)
             killed = measure_kill_9(work, postgres.database("kill"))
             restart = measure_database_restart(work, postgres, postgres.database("restart"))
         except Exception as exc:  # report, don't hide: the numbers would be missing

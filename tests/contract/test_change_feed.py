@@ -139,6 +139,11 @@ def test_changes_made_while_the_feed_is_cut_are_delivered(
     async def scenario() -> None:
         async with cluster(postgres_url, tmp_path, 2) as (a, b):
             name = session_name(b.storage.database, "feed")  # type: ignore[arg-type]
+
+            async def connected() -> bool:
+                return len(await session_pids(postgres_url, name)) == 1
+
+            await eventually(connected)  # the feed connects when its run() starts
             (listening,) = await session_pids(postgres_url, name)
             await terminate(postgres_url, listening)
             for i in range(5):

@@ -169,6 +169,23 @@ def test_a_schedule_fires_once_per_tick_across_nodes_and_fails_over(
 NOOP = "def handler(event, context):\n    return event\n"
 
 
+def delivered_after_drain(url: str) -> set[str]:
+    """Once source and sink are drained: the request ids that reached sink's dead letters."""
+
+    def drained() -> bool:
+        for name in ("source", "sink"):
+            row = function_stats(url, name) or {}
+            if row.get("depth") or row.get("inFlight"):
+                return False
+        return True
+
+    wait_until(drained, timeout=120)
+    return {
+        letter["payload"]["requestContext"]["requestId"]
+        for letter in dead_letters(url, "sink", payload=True)
+    }
+
+
 def sender(url: str, accepted: list[str], stop: threading.Event) -> None:
     """Event invokes until ``stop`` or the node dies; keeps the request ids answered 202."""
     headers = {"X-Amz-Invocation-Type": "Event"}
@@ -234,19 +251,7 @@ def test_kill_9_of_a_node_loses_no_event_and_the_other_keeps_serving(nodes: Any)
         servers[cycle % 2] = victim.start()  # the same data dir: the same node id
     assert failures == []
 
-    def drained() -> bool:
-        for name in ("source", "sink"):
-            row = function_stats(servers[0].url, name) or {}
-            if row.get("depth") or row.get("inFlight"):
-                return False
-        return True
-
-    wait_until(drained, timeout=120)
-    delivered = {
-        letter["payload"]["requestContext"]["requestId"]
-        for letter in dead_letters(servers[0].url, "sink", payload=True)
-    }
-    assert set(accepted) - delivered == set()
+    assert set(accepted) - delivered_after_drain(servers[0].url) == set()
 
 
 # -- PostgreSQL itself restarted ---------------------------------------------------
@@ -341,16 +346,4 @@ def test_postgres_restart_under_load_loses_no_acknowledged_event(
         assert status in (500, 503), body
         assert json.loads(body)["Type"] == "Service", body
 
-    def drained() -> bool:
-        for name in ("source", "sink"):
-            row = function_stats(node.url, name) or {}
-            if row.get("depth") or row.get("inFlight"):
-                return False
-        return True
-
-    wait_until(drained, timeout=120)
-    delivered = {
-        letter["payload"]["requestContext"]["requestId"]
-        for letter in dead_letters(node.url, "sink", payload=True)
-    }
-    assert set(accepted) - delivered == set()
+    assert set(accepted) - delivered_after_drain(node.url) == set()
