@@ -22,7 +22,7 @@ import httpx
 import pytest
 from e2e_helpers import code_sha256, echo_source, invoke_json
 
-from conftest import ROLE, Server, lambda_client, make_zip, wait_until
+from conftest import BACKEND, ROLE, Server, lambda_client, make_zip, wait_until
 
 Spawn = Callable[..., Server]
 
@@ -225,9 +225,10 @@ def test_restart_of_an_empty_data_dir_is_empty(spawn_server: Spawn) -> None:
     second = spawn_server(first.data_dir)
 
     assert second.health()["functions"] == 0
-    # The same node as before (its id belongs to the data dir), embedded, every duty its own.
+    # The same node as before (its id belongs to the data dir), holding every duty
+    # (in a PostgreSQL run it is the only node of its database).
     assert second.health()["node"] == node
-    assert node["storage"] == "embedded"
+    assert node["storage"] == ("cluster" if BACKEND["name"] == "postgresql" else "embedded")
     assert node.get("duties", node.get("competesFor")) == ["controller", "schedules"]
     assert lambda_client(second.url).list_functions()["Functions"] == []
 
