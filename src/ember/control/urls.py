@@ -101,6 +101,11 @@ def key_of(function: str, qualifier: str | None) -> str:
 class FunctionUrls:
     """Create, read, change and delete function URL configs (interfaces §6)."""
 
+    # Rows of functions that do not exist are deleted at load (a delete cut short by
+    # a crash). Not in a cluster: there another node may have just created the
+    # function, and the feed brings it after the load.
+    prune_orphans = True
+
     def __init__(
         self,
         store: MetadataStore,
@@ -124,7 +129,8 @@ class FunctionUrls:
         for key, document in (await self._store.load_all()).items():
             config = UrlConfig(**orjson.loads(document))
             if self._registry.lookup(config.function) is None:
-                await self._store.delete(key)
+                if self.prune_orphans:
+                    await self._store.delete(key)
                 continue
             self._configs[key] = config
         log.info("function urls loaded: %d", len(self._configs))

@@ -35,6 +35,7 @@ class ControlPlane:
             storage.metadata("metadata"), storage.packages, names, layers=layers
         )
         urls = FunctionUrls(storage.metadata("urls"), registry, names, settings.endpoint_url)
+        urls.prune_orphans = storage.database is None  # embedded: the only writer
         storage.feed.watch("layers", layers.apply_remote)
         storage.feed.watch("metadata", registry.apply_remote)
         storage.feed.watch("urls", urls.apply_remote)

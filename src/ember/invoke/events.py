@@ -106,6 +106,7 @@ class AsyncInvocation:
         configs = EventInvokeConfigs(
             config_store or queue, exists, names, settings.retry_base_delay_seconds
         )
+        configs.prune_orphans = config_store is None  # embedded: the only writer
         registry.subscribe(configs.forget)
         supervisor = Supervisor(
             queue,

@@ -149,6 +149,11 @@ def parse_settings(function: str, settings: dict[str, Any]) -> ToolSpec:
 class ToolCatalog:
     """Every exposed function's ToolSpec, by function and by tool name."""
 
+    # Rows of functions that do not exist are deleted at load (a delete cut short by
+    # a crash). Not in a cluster: there another node may have just created the
+    # function, and the feed brings it after the load.
+    prune_orphans = True
+
     def __init__(self, store: MetadataStore, resolve: Resolve) -> None:
         self._store = store
         self._resolve = resolve
@@ -166,7 +171,7 @@ class ToolCatalog:
         for function, document in (await self._store.load_all()).items():
             if exists(function):
                 self._put(ToolSpec.from_document(orjson.loads(document)))
-            else:
+            elif self.prune_orphans:
                 await self._store.delete(function)
         log.info("tool catalog loaded %d tool(s)", len(self._specs))
 

@@ -36,6 +36,7 @@ class Mcp:
     ) -> Mcp:
         """``resolve(function, qualifier)``: the registry's ``get``."""
         tools = ToolCatalog(storage.metadata("tools"), resolve)
+        tools.prune_orphans = storage.database is None  # embedded: the only writer
         storage.feed.watch("tools", tools.apply_remote)
         endpoint = McpEndpoint(
             tools,

@@ -91,6 +91,11 @@ class _Settings:
 class EventInvokeConfigs:
     """The service behind the event-invoke-config API and the pollers' policy lookups."""
 
+    # Rows of functions that do not exist are deleted at load (a delete cut short by
+    # a crash). Not in a cluster: there another node may have just created the
+    # function, and the feed brings it after the load.
+    prune_orphans = True
+
     def __init__(
         self,
         store: ConfigStore,
@@ -111,7 +116,7 @@ class EventInvokeConfigs:
         for (function, qualifier), document in (await self._store.load_configs()).items():
             if self._exists(_target(function, qualifier)):
                 self._configs[(function, qualifier)] = EventInvokeConfig.from_json(document)
-            else:
+            elif self.prune_orphans:
                 await self._store.delete_config(function, qualifier)
 
     def forget(self, function: str, local: bool = True) -> None:

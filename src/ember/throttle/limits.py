@@ -132,6 +132,11 @@ def parse_policy(body: dict[str, Any]) -> tuple[str, Policy]:
 class ThrottleLimits:
     """The settings of every function; ``rules`` is the hot-path view."""
 
+    # Rows of functions that do not exist are deleted at load (a delete cut short by
+    # a crash). Not in a cluster: there another node may have just created the
+    # function, and the feed brings it after the load.
+    prune_orphans = True
+
     def __init__(self, store: MetadataStore, account_limit: int) -> None:
         self._store = store
         self.account_limit = account_limit
@@ -148,7 +153,7 @@ class ThrottleLimits:
         for name, document in (await self._store.load_all()).items():
             if exists(name):
                 self.rules[name] = FunctionLimits.from_json(document)
-            else:
+            elif self.prune_orphans:
                 await self._store.delete(name)
         self._recount()
         log.info("throttle settings loaded for %d function(s)", len(self.rules))

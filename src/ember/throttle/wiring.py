@@ -43,6 +43,7 @@ def build(settings: Settings, storage: Storage) -> Throttle:
             "unreserved concurrency (100)"
         )
     limits = ThrottleLimits(storage.metadata("limits"), settings.account_concurrency)
+    limits.prune_orphans = storage.database is None  # embedded: the only writer
     storage.feed.watch("limits", limits.apply_remote)
     return Throttle(
         backend(settings), limits, settings.init_timeout_seconds, settings.throttle_unavailable
