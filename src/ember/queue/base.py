@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ember.errors import PlatformError
 
@@ -53,6 +53,22 @@ class Message:
     invocations: int = 0  # times the function ran for it and failed
     throttles: int = 0  # times it was requeued after a throttle or platform error
 
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Message:
+        """A stored event of a SQL backend: (id, function, request_id, payload,
+        enqueued_at, invocations, throttles, lease, ...)."""
+        id_, function, request_id, payload, enqueued_at, invocations, throttles, lease = row[:8]
+        return cls(
+            id=str(id_),
+            receipt=f"{id_}.{lease}",
+            function=function,
+            request_id=request_id,
+            payload=bytes(payload),
+            enqueued_at=enqueued_at,
+            invocations=invocations,
+            throttles=throttles,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Failure:
@@ -75,6 +91,11 @@ class DeadLetter:
     invocations: int
     enqueued_at: float
     failed_at: float
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> DeadLetter:
+        """A stored dead letter of a SQL backend, in the field order above."""
+        return cls(str(row[0]), row[1], row[2], bytes(row[3]), *row[4:])
 
 
 @dataclass(frozen=True, slots=True)

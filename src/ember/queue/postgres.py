@@ -253,24 +253,6 @@ class _State(enum.Enum):
     CLOSED = "closed"  # every call raises QueueClosed
 
 
-def _message(row: tuple[Any, ...]) -> Message:
-    id_, function, request_id, payload, enqueued_at, invocations, throttles, lease = row[:8]
-    return Message(
-        id=str(id_),
-        receipt=f"{id_}.{lease}",
-        function=function,
-        request_id=request_id,
-        payload=bytes(payload),
-        enqueued_at=enqueued_at,
-        invocations=invocations,
-        throttles=throttles,
-    )
-
-
-def _letter(row: tuple[Any, ...]) -> DeadLetter:
-    return DeadLetter(str(row[0]), row[1], row[2], bytes(row[3]), *row[4:])
-
-
 def _as_id(text: str) -> int | None:
     """A row id from its string form; None when it cannot name a row."""
     if not text.isdigit() or len(text) > 19 or int(text) > _MAX_ID:
@@ -467,7 +449,7 @@ class PostgresEventQueue:
             cursor = await conn.execute(_TAKE, params)
             rows = await cursor.fetchall()
         rows.sort(key=lambda row: (row[8], row[9]))  # dealt order: rank, then turn
-        return [_message(row) for row in rows], None
+        return [Message.from_row(row) for row in rows], None
 
     # -- settle ----------------------------------------------------------------------
 
@@ -551,7 +533,7 @@ class PostgresEventQueue:
             "ORDER BY id LIMIT %s",
             (function, floor, limit),
         )
-        return [_letter(row) for row in rows]
+        return [DeadLetter.from_row(row) for row in rows]
 
     async def get_dead_letter(self, function: str, dead_letter_id: str) -> DeadLetter | None:
         await self._ready()
@@ -562,7 +544,7 @@ class PostgresEventQueue:
             f"SELECT {_LETTER_COLUMNS} FROM queue_dead_letters WHERE function = %s AND id = %s",
             (function, id_),
         )
-        return _letter(rows[0]) if rows else None
+        return DeadLetter.from_row(rows[0]) if rows else None
 
     async def redrive(self, function: str, ids: Sequence[str] | None = None) -> int:
         await self._ready()

@@ -213,24 +213,6 @@ class _Writer:
                 loop.call_soon_threadsafe(_resolve, results)
 
 
-def _message(row: tuple[Any, ...]) -> Message:
-    id_, function, request_id, payload, enqueued_at, invocations, throttles, lease = row
-    return Message(
-        id=str(id_),
-        receipt=f"{id_}.{lease}",
-        function=function,
-        request_id=request_id,
-        payload=bytes(payload),
-        enqueued_at=enqueued_at,
-        invocations=invocations,
-        throttles=throttles,
-    )
-
-
-def _letter(row: tuple[Any, ...]) -> DeadLetter:
-    return DeadLetter(str(row[0]), row[1], row[2], bytes(row[3]), *row[4:])
-
-
 def _lease_of(message: Message) -> tuple[int, int]:
     id_, _, lease = message.receipt.partition(".")
     return int(id_), int(lease)
@@ -358,7 +340,7 @@ class SqliteEventQueue:
                 if len(rows) >= limit:
                     break
             active = still
-        taken = [_message((*row[:7], row[7] + 1)) for row in rows]
+        taken = [Message.from_row((*row[:7], row[7] + 1)) for row in rows]
         soonest = None
         if not taken:
             soonest = db.execute("SELECT MIN(visible_at) FROM events").fetchone()[0]
@@ -447,7 +429,7 @@ class SqliteEventQueue:
                 (function, floor, limit),
             ).fetchall()
         )
-        return [_letter(row) for row in rows]
+        return [DeadLetter.from_row(row) for row in rows]
 
     async def get_dead_letter(self, function: str, dead_letter_id: str) -> DeadLetter | None:
         if not dead_letter_id.isdigit():
@@ -458,7 +440,7 @@ class SqliteEventQueue:
                 (function, int(dead_letter_id)),
             ).fetchone()
         )
-        return None if row is None else _letter(row)
+        return None if row is None else DeadLetter.from_row(row)
 
     def _redrive(self, db: sqlite3.Connection, function: str, ids: Sequence[str] | None) -> int:
         query = "SELECT id, request_id, payload FROM dead_letters WHERE function = ?"
