@@ -12,12 +12,25 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ember.api import errors as http_errors
+from ember.auth.base import PRINCIPAL_SCOPE_KEY
+from ember.auth.principals import Principal
 from ember.errors import EmberError, InvalidRequestContent, PlatformError
 from ember.invoke.service import new_request_id
 
 log = logging.getLogger("ember.api")
 
 Handler = Callable[[Request, str], Awaitable[Response]]
+
+
+def caller_of(scope: Any, default_account: str) -> Principal:
+    """The principal the guard authenticated for this request (``request.scope``).
+
+    Every route behind the guard has one; ``default_account`` (its root) only
+    stands in where no guard ran (``--auth none`` leaves the default account's
+    root there too).
+    """
+    principal = scope.get(PRINCIPAL_SCOPE_KEY)
+    return principal if isinstance(principal, Principal) else Principal(default_account)
 
 
 def zip_response(data: bytes, name: str, request_id: str) -> Response:

@@ -19,6 +19,7 @@ _FUNCTION = re.compile(
     r"(?::(?P<qualifier>\$LATEST|[a-zA-Z0-9-_]+))?$"
 )
 LATEST = "$LATEST"
+KEY_SEPARATOR = "."
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,25 @@ class Arns:
     region: str
     account_id: str
 
-    def function(self, name: str, qualifier: str | None = None) -> str:
-        base = f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}"
+    def function(self, key: str, qualifier: str | None = None) -> str:
+        """The ARN of the function stored under ``key`` (see ``key``)."""
+        account, name = self.owner(key)
+        base = f"arn:aws:lambda:{self.region}:{account}:function:{name}"
         return f"{base}:{qualifier}" if qualifier else base
+
+    def key(self, account: str, name: str) -> str:
+        """The key a function (or layer) ``name`` of ``account`` is stored and known under.
+
+        The default account's (``account_id``) keys are the bare names, as they
+        were before accounts existed, so older data dirs need no migration;
+        another account's are ``ACCOUNT.name`` (a dot is never part of a name).
+        """
+        return name if account == self.account_id else f"{account}{KEY_SEPARATOR}{name}"
+
+    def owner(self, key: str) -> tuple[str, str]:
+        """(account, name) of a key made by ``key``."""
+        account, separator, name = key.partition(KEY_SEPARATOR)
+        return (account, name) if separator else (self.account_id, key)
 
 
 _CACHE: dict[tuple[str, str | None], FunctionRef] = {}
