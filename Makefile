@@ -48,6 +48,7 @@ bench: setup
 	@cd bench && ../$(BIN)/python bench_manifests.py
 	@cd bench && ../$(BIN)/python bench_mcp.py
 	@cd bench && ../$(BIN)/python bench_cluster.py
+	@cd bench && ../$(BIN)/python bench_auth.py
 
 clean:
 	rm -rf $(VENV) .ember-data .mypy_cache .ruff_cache .pytest_cache

@@ -40,9 +40,13 @@ def wrk_path() -> str:
     return path
 
 
-def run_wrk(url: str, connections: int, seconds: int, check: bool = False) -> WrkResult:
-    """One wrk run with a single thread: the machine may have only 2 cores to share."""
-    script = CHECK_SCRIPT if check else POST_SCRIPT
+def run_wrk(
+    url: str, connections: int, seconds: int, check: bool = False, script: Path | None = None
+) -> WrkResult:
+    """One wrk run with a single thread: the machine may have only 2 cores to share.
+
+    ``script`` replaces the default POST script (e.g. one carrying a signature)."""
+    script = script or (CHECK_SCRIPT if check else POST_SCRIPT)
     cmd = [wrk_path(), "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     # A generous timeout: a request stuck behind a cold start must not count as a socket error.
     cmd += ["--timeout", "10s", "-s", str(script), url]

@@ -27,12 +27,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def ember_command(port: int, data_dir: Path) -> list[str]:
+def ember_command(port: int, data_dir: Path, auth: str = "none") -> list[str]:
+    """``ember serve`` on loopback. Authentication is off unless asked for: every bench
+    measures the platform as earlier runs did, and bench_auth.py measures what SigV4 adds."""
     # Prefer the ember next to the interpreter running us, so any venv works, not just .venv.
     ember = Path(sys.executable).parent / "ember"
     if not ember.exists():
         ember = ROOT / ".venv" / "bin" / "ember"
-    return [str(ember), "serve", "--port", str(port), "--data-dir", str(data_dir)]
+    return [
+        str(ember), "serve", "--port", str(port), "--data-dir", str(data_dir), "--auth", auth,
+    ]  # fmt: skip
 
 
 def bare_asgi_command(port: int) -> list[str]:
