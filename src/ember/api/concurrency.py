@@ -15,7 +15,8 @@ from starlette.routing import Route
 
 from ember.api.http import endpoint, json_response, read_json
 from ember.api.services import Services
-from ember.control import arns
+from ember.api import names
+from ember.control.arns import bare
 from ember.errors import InvalidParameterValue, ValidationError
 from ember.throttle.limits import SCOPES, FunctionLimits, parse_policy, policy_document
 
@@ -42,13 +43,13 @@ def routes(services: Services) -> list[Route]:
 
     def function_name(request: Request) -> str:
         """The unqualified function; these settings apply to every version of it."""
-        ref = arns.parse(request.path_params["name"])
+        ref = names.function(request.scope, services.arns, request.path_params["name"])
         if ref.qualifier is not None:
             raise InvalidParameterValue(
                 "This operation does not accept a qualified function name or ARN: "
                 f"{request.path_params['name']}"
             )
-        return registry.get(ref.name).name
+        return registry.get(ref.key).name
 
     @endpoint
     async def put_concurrency(request: Request, request_id: str) -> Response:
@@ -102,14 +103,14 @@ def routes(services: Services) -> list[Route]:
     @endpoint
     async def get_limits(request: Request, request_id: str) -> Response:
         name = function_name(request)
-        return json_response(limits_document(name, limits.get(name)), request_id)
+        return json_response(limits_document(bare(name), limits.get(name)), request_id)
 
     @endpoint
     async def put_limit(request: Request, request_id: str) -> Response:
         name = function_name(request)
         scope, policy = parse_policy(await read_json(request))
         await limits.put_policy(name, scope, policy)
-        return json_response(limits_document(name, limits.get(name)), request_id)
+        return json_response(limits_document(bare(name), limits.get(name)), request_id)
 
     @endpoint
     async def delete_limit(request: Request, request_id: str) -> Response:
@@ -122,7 +123,11 @@ def routes(services: Services) -> list[Route]:
 
     @endpoint
     async def list_limits(request: Request, request_id: str) -> Response:
-        body = [limits_document(name, rules) for name, rules in sorted(limits.rules.items())]
+        body = [
+            limits_document(bare(name), rules)
+            for name, rules in sorted(limits.rules.items())
+            if names.owned(request.scope, services.arns, name)
+        ]
         return json_response({"Functions": body}, request_id)
 
     fn = "/functions/{name}/concurrency"

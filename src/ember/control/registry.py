@@ -29,6 +29,7 @@ from ember.control.models import FunctionRecord
 from ember.control.publishing import Publishing
 from ember.control.versions import Published, Random
 from ember.errors import (
+    CodeStorageExceeded,
     InvalidParameterValue,
     PreconditionFailed,
     ResourceConflict,
@@ -58,6 +59,14 @@ def lambda_timestamp(moment: datetime) -> str:
 
 
 @dataclass(frozen=True)
+class Quotas:
+    """What each account may hold (Settings.account_max_functions, ..._code_storage_bytes)."""
+
+    functions: int = 1000
+    code_bytes: int = 80_530_636_800  # Lambda's 75 GB
+
+
+@dataclass(frozen=True)
 class Page:
     functions: list[FunctionRecord]
     next_marker: str | None
@@ -72,8 +81,10 @@ class FunctionRegistry(Publishing):
         clock: Clock = _utcnow,
         random: Random = random.random,  # picks an alias's weighted version
         layers: LayerRegistry | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self._store = store
+        self._quotas = quotas or Quotas()
         # Resolves a function's ``Layers``; packages are shared with it both ways.
         self._layers = layers
         if layers is not None:
@@ -193,9 +204,16 @@ class FunctionRegistry(Publishing):
     def __len__(self) -> int:
         return len(self._functions)
 
-    def page(self, marker: str | None, max_items: int | None, all_versions: bool = False) -> Page:
+    def page(
+        self,
+        marker: str | None,
+        max_items: int | None,
+        all_versions: bool = False,
+        account: str | None = None,
+    ) -> Page:
         """Functions in name order (with ``all_versions``, each followed by its versions);
-        ``marker`` is the opaque NextMarker of the last page."""
+        ``marker`` is the opaque NextMarker of the last page; only ``account``'s
+        functions when it is given."""
         limit = MAX_PAGE if max_items is None else max_items
         if not 1 <= limit <= 10000:
             raise ValidationError.constraint(
@@ -205,7 +223,7 @@ class FunctionRegistry(Publishing):
         after = _position(_decode_marker(marker)) if marker else ("", 0)
         chosen: list[FunctionRecord] = []
         more = False
-        for name in sorted(name for name in self._functions if name >= after[0]):
+        for name in sorted(self._keys(account, after[0])):
             for record in self._with_versions(name, all_versions):
                 if _position(f"{name}:{record.version}") <= after:
                     continue
@@ -219,6 +237,34 @@ class FunctionRegistry(Publishing):
         marker_out = f"{last.name}:{last.version}" if all_versions and last else None
         return Page(chosen, _encode_marker(marker_out or last.name) if last else None)
 
+    def _keys(self, account: str | None, start: str) -> Iterator[str]:
+        for key in self._functions:
+            if key >= start and (account is None or self._arns.owner(key)[0] == account):
+                yield key
+
+    def usage(self, account: str) -> tuple[int, int]:
+        """(functions, bytes of code of them and their versions) ``account`` holds."""
+        owned = [key for key in self._functions if self._arns.owner(key)[0] == account]
+        size = 0
+        for key in owned:
+            size += sum(record.code_size for record in self._with_versions(key, True))
+        return len(owned), size
+
+    def _check_quotas(self, key: str, new_bytes: int, new_function: bool) -> None:
+        """Refuse what would take ``key``'s account past its quotas."""
+        account = self._arns.owner(key)[0]
+        count, size = self.usage(account)
+        if new_function and count >= self._quotas.functions:
+            raise InvalidParameterValue(
+                f"Account {account} already has {count} functions, its limit "
+                f"(--account-max-functions); delete one first."
+            )
+        if size + new_bytes > self._quotas.code_bytes:
+            raise CodeStorageExceeded(
+                f"Code storage limit exceeded: account {account} stores {size} bytes of "
+                f"code, {new_bytes} more would exceed its {self._quotas.code_bytes}."
+            )
+
     def _with_versions(self, name: str, all_versions: bool) -> list[FunctionRecord]:
         published = self._published.get(name)
         if not all_versions or published is None:
@@ -230,7 +276,8 @@ class FunctionRegistry(Publishing):
 
     # --- writes --------------------------------------------------------------
 
-    async def create(self, body: dict[str, Any]) -> FunctionRecord:
+    async def create(self, body: dict[str, Any], account: str | None = None) -> FunctionRecord:
+        """A new function of ``account`` (None: the default account; an ARN's own wins)."""
         name = body.get("FunctionName")
         if not isinstance(name, str) or not name:
             raise ValidationError.constraint(name, "functionName", "Member must not be null")
@@ -252,12 +299,14 @@ class FunctionRegistry(Publishing):
         }
         package = validation.code(body.get("Code"))
         publish = body.get("Publish") is True
+        key = self._arns.resolve(ref, account)
         async with self._lock:
-            if ref.name in self._functions:
+            if key in self._functions:
                 raise ResourceConflict(f"Function already exist: {ref.name}")
+            self._check_quotas(key, len(package.data), new_function=True)
             await self._packages.put(package.digest, package.data)
             record = FunctionRecord(
-                name=ref.name,
+                name=key,
                 code_sha256=package.sha256,
                 code_digest=package.digest,
                 code_size=len(package.data),
@@ -299,6 +348,7 @@ class FunctionRegistry(Publishing):
             self._check_revision(old, body)
             if body.get("DryRun"):
                 return old
+            self._check_quotas(name, len(package.data) - old.code_size, new_function=False)
             await self._packages.put(package.digest, package.data)
             record = await self._replace(
                 old,

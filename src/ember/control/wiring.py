@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ember.config import Settings
 from ember.control.arns import Arns
 from ember.control.layers import LayerRegistry
-from ember.control.registry import FunctionRegistry
+from ember.control.registry import FunctionRegistry, Quotas
 from ember.control.urls import FunctionUrls
 from ember.lifecycle import Loop
 from ember.storage.wiring import Storage
@@ -31,8 +31,9 @@ class ControlPlane:
     def build(cls, settings: Settings, storage: Storage) -> ControlPlane:
         names = Arns(settings.region, settings.account_id)
         layers = LayerRegistry(storage.metadata("layers"), storage.packages, names)
+        quotas = Quotas(settings.account_max_functions, settings.account_code_storage_bytes)
         registry = FunctionRegistry(
-            storage.metadata("metadata"), storage.packages, names, layers=layers
+            storage.metadata("metadata"), storage.packages, names, layers=layers, quotas=quotas
         )
         urls = FunctionUrls(storage.metadata("urls"), registry, names, settings.endpoint_url)
         urls.prune_orphans = storage.database is None  # embedded: the only writer
