@@ -13,15 +13,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ember.api import names
 from ember.api.http import endpoint, json_response, read_json
 from ember.api.services import Services
-from ember.api import names
 from ember.control.arns import bare
 from ember.errors import InvalidParameterValue, ValidationError
 from ember.throttle.limits import SCOPES, FunctionLimits, parse_policy, policy_document
 
-# Lambda's code-size quotas, reported as they are (ember does not enforce the total).
-TOTAL_CODE_SIZE = 80_530_636_800
+# Lambda's per-package quotas, reported as they are (the total is Settings'
+# account_code_storage_bytes, enforced by the registry).
 CODE_SIZE_UNZIPPED = 262_144_000
 CODE_SIZE_ZIPPED = 52_428_800
 
@@ -81,20 +81,17 @@ def routes(services: Services) -> list[Route]:
 
     @endpoint
     async def account_settings(request: Request, request_id: str) -> Response:
-        count, code_size, marker = 0, 0, None
-        while True:
-            page = registry.page(marker, None)
-            count += len(page.functions)
-            code_size += sum(record.code_size for record in page.functions)
-            if not (marker := page.next_marker):
-                break
+        account = names.account(request.scope, services.arns)
+        count, code_size = registry.usage(account)
+        owner = None if account == services.arns.account_id else account
+        settings = services.settings
         body = {
             "AccountLimit": {
-                "TotalCodeSize": TOTAL_CODE_SIZE,
+                "TotalCodeSize": settings.account_code_storage_bytes,
                 "CodeSizeUnzipped": CODE_SIZE_UNZIPPED,
                 "CodeSizeZipped": CODE_SIZE_ZIPPED,
                 "ConcurrentExecutions": limits.account_limit,
-                "UnreservedConcurrentExecutions": limits.unreserved,
+                "UnreservedConcurrentExecutions": limits.unreserved_of(owner),
             },
             "AccountUsage": {"TotalCodeSize": code_size, "FunctionCount": count},
         }

@@ -66,7 +66,11 @@ def routes(services: Services) -> list[Route]:
         return zip_response(data, arns.bare(ref.key), request_id)
 
     def sandbox_settings(record: FunctionRecord) -> dict[str, object]:
-        return {"FunctionName": record.function_name, "Egress": record.egress, "Isolation": record.isolation}
+        return {
+            "FunctionName": record.function_name,
+            "Egress": record.egress,
+            "Isolation": record.isolation,
+        }
 
     @endpoint
     async def get_sandbox(request: Request, request_id: str) -> Response:

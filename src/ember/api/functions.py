@@ -70,7 +70,11 @@ def routes(services: Services) -> list[Route]:
         ref = _name(request)
         record = registry.version(ref.key, ref.qualifier)
         # Another account's function is named by its ARN, so the download reaches it.
-        name = record.name if record.name == record.function_name else services.arns.function(record.name)
+        name = (
+            record.name
+            if record.name == record.function_name
+            else services.arns.function(record.name)
+        )
         package = name if record.version == arns.LATEST else f"{name}:{record.version}"
         location = (
             f"{services.settings.endpoint_url}/_ember/functions/{quote(package)}/code"

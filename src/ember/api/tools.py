@@ -11,11 +11,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ember.api import names
 from ember.api.http import endpoint, json_response, read_json
 from ember.api.services import Services
-from ember.api import names
-from ember.errors import InvalidParameterValue, ResourceNotFound
 from ember.control.arns import bare
+from ember.errors import InvalidParameterValue, ResourceNotFound
 from ember.mcp.catalog import ToolCatalog, ToolSpec
 
 

@@ -285,6 +285,7 @@ class FunctionRegistry(Publishing):
         if ref.qualifier is not None:
             raise InvalidParameterValue("Function name must not include a version or alias.")
         validation.package_type(body)
+        key = self._arns.resolve(ref, account)
         settings = {
             "role": validation.role(body, required=True),
             "runtime": validation.runtime(body, required=True),
@@ -295,11 +296,10 @@ class FunctionRegistry(Publishing):
             "environment": validation.environment(body),
             "ephemeral_storage": validation.ephemeral_storage(body) or 512,
             "architectures": validation.architectures(body) or ("x86_64",),
-            **self._layer_settings(body),
+            **self._layer_settings(body, key),
         }
         package = validation.code(body.get("Code"))
         publish = body.get("Publish") is True
-        key = self._arns.resolve(ref, account)
         async with self._lock:
             if key in self._functions:
                 raise ResourceConflict(f"Function already exist: {ref.name}")
@@ -375,7 +375,7 @@ class FunctionRegistry(Publishing):
             "memory_size": validation.memory_size(body),
             "environment": validation.environment(body),
             "ephemeral_storage": validation.ephemeral_storage(body),
-            **self._layer_settings(body),
+            **self._layer_settings(body, name),
         }
         async with self._lock:
             old = self.get(name)
@@ -387,13 +387,15 @@ class FunctionRegistry(Publishing):
                 await self._forget_package(digest)
             return record
 
-    def _layer_settings(self, body: dict[str, Any]) -> dict[str, Any]:
-        """``Layers`` as the record's three parallel fields (nothing when absent)."""
+    def _layer_settings(self, body: dict[str, Any], key: str) -> dict[str, Any]:
+        """``Layers`` as the record's three parallel fields (nothing when absent); the
+        layers must be of the account owning the function ``key``."""
+        account = self._arns.owner(key)[0]
         if self._layers is None:
             if body.get("Layers"):
                 raise InvalidParameterValue("Layers are not available on this server.")
             return {}
-        versions: tuple[LayerVersion, ...] | None = self._layers.resolve(body)
+        versions: tuple[LayerVersion, ...] | None = self._layers.resolve(body, account)
         if versions is None:
             return {}
         return {

@@ -46,6 +46,11 @@ class ControlPlane:
         """Whether the function ``name`` exists (what components drop orphans by)."""
         return self.registry.lookup(name) is not None
 
+    def account_of(self, key: str) -> str | None:
+        """The account owning the function (or layer) ``key``; None: the default account."""
+        account = self.names.owner(key)[0]
+        return None if account == self.names.account_id else account
+
     async def start(self) -> None:
         await self.layers.load()
         await self.registry.load()
