@@ -303,3 +303,40 @@ def test_caller_rate_limits_key_on_the_principal(accounts: tuple[Account, Accoun
     assert user.status_code == 201, user.text
     alice = Account(first.id, user.json()["AccessKeyId"], user.json()["SecretAccessKey"], first.url)
     assert invoke(alice.client(), "limited")["owner"] == first.id
+
+
+def test_manifests_and_destinations_stay_in_their_account(
+    accounts: tuple[Account, Account],
+) -> None:
+    first, second = accounts
+    manifest = {
+        "apiVersion": "ember.dev/v1",
+        "kind": "Function",
+        "metadata": {"name": "managed"},
+        "spec": {
+            "runtime": "python3.11",
+            "handler": "app.handler",
+            "code": {"inline": "def handler(event, context):\n    return 1\n"},
+        },
+    }
+    path = "/_ember/apis/ember.dev/v1/namespaces/default/functions/managed"
+    for account in (first, second):
+        applied = account.request("PATCH", path, manifest)
+        assert applied.status_code == 200, applied.text
+        assert applied.json()["object"]["metadata"]["name"] == "managed"
+    listed = second.request("GET", "/_ember/apis/ember.dev/v1/functions").json()["items"]
+    assert [item["metadata"]["name"] for item in listed] == ["managed"]
+    # A destination must be a function of the same account.
+    create(first, "target")
+    create(second, "source")
+    code, message = error_code(
+        lambda: second.client().put_function_event_invoke_config(
+            FunctionName="source",
+            DestinationConfig={"OnSuccess": {"Destination": first.function_arn("target")}},
+        )
+    )
+    assert code == "InvalidParameterValueException" and "own account" in message
+    config = second.client().put_function_event_invoke_config(
+        FunctionName="source", MaximumRetryAttempts=0
+    )
+    assert config["FunctionArn"] == second.function_arn("source:$LATEST")

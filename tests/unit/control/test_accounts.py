@@ -195,3 +195,40 @@ def test_layers_are_per_account_and_another_accounts_layer_is_refused() -> None:
             await registry.create(_body("fn", Layers=[theirs_arn]), DEFAULT)
 
     asyncio.run(scenario())
+
+
+def test_a_scheduled_event_names_the_owners_account() -> None:
+    from ember.reconcile.wiring import scheduled_event
+
+    moment = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
+    event = scheduled_event(ARNS, f"{OTHER}.nightly", moment, "id-1")
+    assert event["account"] == OTHER
+    assert event["resources"] == [f"arn:aws:events:us-east-1:{OTHER}:rule/ember-nightly"]
+    assert scheduled_event(ARNS, "nightly", moment, "id-2")["account"] == DEFAULT
+
+
+def test_manifest_objects_are_per_account() -> None:
+    from ember.control.objects import FunctionObjects
+
+    manifest = {
+        "apiVersion": "ember.dev/v1",
+        "kind": "Function",
+        "metadata": {"name": "web"},
+        "spec": {"runtime": "python3.11", "handler": "app.handler", "code": {"inline": "x = 1"}},
+    }
+
+    async def scenario() -> None:
+        objects = FunctionObjects(
+            MemoryMetadataStore(), MemoryPackageStore(), lambda: datetime.now(UTC), ARNS
+        )
+        await objects.create("default", manifest, DEFAULT)
+        created = await objects.create("default", manifest, OTHER)  # same name, other account
+        assert created["metadata"]["name"] == "web"
+        assert objects.all_keys() == [("default", f"{OTHER}.web"), ("default", "web")]
+        listed = objects.list(None, None, OTHER)
+        assert [body["metadata"]["name"] for body in listed] == ["web"]
+        assert objects.get("default", "web", OTHER)["metadata"]["uid"] == created["metadata"]["uid"]
+        await objects.delete("default", "web", OTHER)
+        assert objects.get("default", "web", DEFAULT)["metadata"].get("deletionTimestamp") is None
+
+    asyncio.run(scenario())
