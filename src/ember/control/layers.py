@@ -116,10 +116,26 @@ class LayerRegistry:
         self._layers: dict[str, Layer] = {}
         self._lock = asyncio.Lock()
         self._functions_use: InUse = lambda digest: False
+        # check(key, new_bytes): refuses what would exceed the owner's code storage.
+        self._check_storage: Callable[[str, int], None] = lambda key, size: None
 
     def share_packages_with(self, functions_use: InUse) -> None:
         """``functions_use(digest)``: whether any function still needs that package."""
         self._functions_use = functions_use
+
+    def check_storage_with(self, check: Callable[[str, int], None]) -> None:
+        """``check(key, new_bytes)`` raises when a publish would exceed the quota of
+        the account owning layer ``key`` (functions and layers count together)."""
+        self._check_storage = check
+
+    def usage(self, account: str) -> int:
+        """Bytes of every layer version of ``account``."""
+        return sum(
+            version.code_size
+            for key, layer in self._layers.items()
+            if self._arns.owner(key)[0] == account
+            for version in layer.versions.values()
+        )
 
     async def load(self) -> None:
         for name, document in (await self._store.load_all()).items():
@@ -294,6 +310,7 @@ class LayerRegistry:
         package = validation.code(content)
         settings = _layer_settings(body)
         async with self._lock:
+            self._check_storage(name, len(package.data))
             layer = self._layers.get(name) or Layer(name)
             await self._packages.put(package.digest, package.data)
             version = LayerVersion(

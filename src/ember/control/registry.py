@@ -89,6 +89,7 @@ class FunctionRegistry(Publishing):
         self._layers = layers
         if layers is not None:
             layers.share_packages_with(self.uses_package)
+            layers.check_storage_with(lambda key, size: self._check_quotas(key, size, False))
         self._packages = packages
         self._arns = arns
         self._clock = clock
@@ -243,9 +244,10 @@ class FunctionRegistry(Publishing):
                 yield key
 
     def usage(self, account: str) -> tuple[int, int]:
-        """(functions, bytes of code of them and their versions) ``account`` holds."""
+        """(functions, bytes of code of them, their versions and its layers) ``account``
+        holds: Lambda's FunctionCount and TotalCodeSize."""
         owned = [key for key in self._functions if self._arns.owner(key)[0] == account]
-        size = 0
+        size = self._layers.usage(account) if self._layers is not None else 0
         for key in owned:
             size += sum(record.code_size for record in self._with_versions(key, True))
         return len(owned), size

@@ -232,3 +232,21 @@ def test_manifest_objects_are_per_account() -> None:
         assert objects.get("default", "web", DEFAULT)["metadata"].get("deletionTimestamp") is None
 
     asyncio.run(scenario())
+
+
+def test_layers_count_toward_their_accounts_code_storage() -> None:
+    big = {"python/blob.bin": os.urandom(3000)}
+
+    async def scenario() -> None:
+        registry = _registry(Quotas(code_bytes=5000))
+        layers = registry._layers
+        assert layers is not None
+        await layers.publish("lib", {"Content": {"ZipFile": _zip(big)}}, OTHER)
+        with pytest.raises(CodeStorageExceeded):
+            await layers.publish("lib", {"Content": {"ZipFile": _zip(big)}}, OTHER)
+        with pytest.raises(CodeStorageExceeded):
+            await registry.create(_body("fn", Code={"ZipFile": _zip(big)}), OTHER)
+        await layers.publish("lib", {"Content": {"ZipFile": _zip(big)}}, DEFAULT)
+        assert registry.usage(DEFAULT)[1] > 3000
+
+    asyncio.run(scenario())
