@@ -69,12 +69,13 @@ def _command(
         values = parse_qs(scope["query_string"].decode()).get("Qualifier")
         qualifier = values[0] if values else None
     context = headers.get(b"x-amz-client-context")
-    name = path[len(PREFIX) : -len(SUFFIX)]
+    raw = path[len(PREFIX) : -len(SUFFIX)]
+    name = unquote(raw) if "%" in raw else raw
     if KEY_SEPARATOR in name:
         parse_client(name)  # refuses the spelling of a storage key, as Lambda would
     return InvokeCommand(
         caller=_caller(scope),
-        function=unquote(name) if "%" in name else name,
+        function=name,
         account=caller_account(scope),
         payload=body,
         qualifier=qualifier,
