@@ -50,9 +50,13 @@ class Settings:
     files_per_sandbox: int = 1024
     # Per-function log files are rotated past this size (one old file is kept).
     log_file_max_bytes: int = 16 * 1024 * 1024
-    # Concurrent executions of the whole account (Lambda's default quota): reserved
+    # Concurrent executions of each account (Lambda's default quota): reserved
     # concurrency is carved out of it, at least 100 always stay unreserved.
     account_concurrency: int = 1000
+    # Quotas of every account (each its own): functions, and bytes of code
+    # (functions, their versions and layers; Lambda's default, 75 GB).
+    account_max_functions: int = 1000
+    account_code_storage_bytes: int = 80_530_636_800
     # Where rate-limit state and concurrency leases live: "memory" (this process)
     # or "redis" (shared by every frontend using the same redis_url).
     throttle_backend: str = "memory"

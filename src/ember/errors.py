@@ -9,6 +9,7 @@
     │   ├── RequestTooLarge        RequestEntityTooLargeException
     │   ├── InvalidRequestContent  InvalidRequestContentException
     │   ├── PreconditionFailed     PreconditionFailedException
+    │   ├── CodeStorageExceeded    CodeStorageExceededException (an account's code quota)
     │   ├── TooManyRequests        TooManyRequestsException (carries Reason, Retry-After)
     │   └── AuthError              the caller is not who it claims, or may not do this (403)
     │       ├── MissingAuthenticationToken  MissingAuthenticationTokenException
@@ -75,6 +76,10 @@ class InvalidRequestContent(ClientError):
 
 class PreconditionFailed(ClientError):
     code = "PreconditionFailedException"
+
+
+class CodeStorageExceeded(ClientError):
+    code = "CodeStorageExceededException"
 
 
 class TooManyRequests(ClientError):

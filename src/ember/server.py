@@ -59,7 +59,7 @@ def build(settings: Settings) -> Platform:
     control = ControlPlane.build(settings, storage)
     logs = Invocation.logs_of(settings)
     workers = Workers.build(settings, storage.packages, control.registry, logs.raw)
-    throttle = throttle_wiring.build(settings, storage)
+    throttle = throttle_wiring.build(settings, storage, control.account_of)
     control.registry.subscribe(throttle.function_changed)
     invocation = Invocation.build(settings, storage, control, workers.manager, throttle, logs, node)
     asynchronous = invocation.asynchronous

@@ -13,14 +13,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ember.api import names
 from ember.api.http import endpoint, json_response, read_json
 from ember.api.services import Services
-from ember.control import arns
+from ember.control.arns import bare
 from ember.errors import InvalidParameterValue, ValidationError
 from ember.throttle.limits import SCOPES, FunctionLimits, parse_policy, policy_document
 
-# Lambda's code-size quotas, reported as they are (ember does not enforce the total).
-TOTAL_CODE_SIZE = 80_530_636_800
+# Lambda's per-package quotas, reported as they are (the total is Settings'
+# account_code_storage_bytes, enforced by the registry).
 CODE_SIZE_UNZIPPED = 262_144_000
 CODE_SIZE_ZIPPED = 52_428_800
 
@@ -42,13 +43,13 @@ def routes(services: Services) -> list[Route]:
 
     def function_name(request: Request) -> str:
         """The unqualified function; these settings apply to every version of it."""
-        ref = arns.parse(request.path_params["name"])
+        ref = names.function(request.scope, services.arns, request.path_params["name"])
         if ref.qualifier is not None:
             raise InvalidParameterValue(
                 "This operation does not accept a qualified function name or ARN: "
                 f"{request.path_params['name']}"
             )
-        return registry.get(ref.name).name
+        return registry.get(ref.key).name
 
     @endpoint
     async def put_concurrency(request: Request, request_id: str) -> Response:
@@ -80,20 +81,17 @@ def routes(services: Services) -> list[Route]:
 
     @endpoint
     async def account_settings(request: Request, request_id: str) -> Response:
-        count, code_size, marker = 0, 0, None
-        while True:
-            page = registry.page(marker, None)
-            count += len(page.functions)
-            code_size += sum(record.code_size for record in page.functions)
-            if not (marker := page.next_marker):
-                break
+        account = names.account(request.scope, services.arns)
+        count, code_size = registry.usage(account)
+        owner = None if account == services.arns.account_id else account
+        settings = services.settings
         body = {
             "AccountLimit": {
-                "TotalCodeSize": TOTAL_CODE_SIZE,
+                "TotalCodeSize": settings.account_code_storage_bytes,
                 "CodeSizeUnzipped": CODE_SIZE_UNZIPPED,
                 "CodeSizeZipped": CODE_SIZE_ZIPPED,
                 "ConcurrentExecutions": limits.account_limit,
-                "UnreservedConcurrentExecutions": limits.unreserved,
+                "UnreservedConcurrentExecutions": limits.unreserved_of(owner),
             },
             "AccountUsage": {"TotalCodeSize": code_size, "FunctionCount": count},
         }
@@ -102,14 +100,14 @@ def routes(services: Services) -> list[Route]:
     @endpoint
     async def get_limits(request: Request, request_id: str) -> Response:
         name = function_name(request)
-        return json_response(limits_document(name, limits.get(name)), request_id)
+        return json_response(limits_document(bare(name), limits.get(name)), request_id)
 
     @endpoint
     async def put_limit(request: Request, request_id: str) -> Response:
         name = function_name(request)
         scope, policy = parse_policy(await read_json(request))
         await limits.put_policy(name, scope, policy)
-        return json_response(limits_document(name, limits.get(name)), request_id)
+        return json_response(limits_document(bare(name), limits.get(name)), request_id)
 
     @endpoint
     async def delete_limit(request: Request, request_id: str) -> Response:
@@ -122,7 +120,11 @@ def routes(services: Services) -> list[Route]:
 
     @endpoint
     async def list_limits(request: Request, request_id: str) -> Response:
-        body = [limits_document(name, rules) for name, rules in sorted(limits.rules.items())]
+        body = [
+            limits_document(bare(name), rules)
+            for name, rules in sorted(limits.rules.items())
+            if names.owned(request.scope, services.arns, name)
+        ]
         return json_response({"Functions": body}, request_id)
 
     fn = "/functions/{name}/concurrency"

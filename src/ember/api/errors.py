@@ -22,6 +22,7 @@ STATUS: dict[type[errors.EmberError], int] = {
     errors.RequestTooLarge: 413,
     errors.InvalidRequestContent: 400,
     errors.PreconditionFailed: 412,
+    errors.CodeStorageExceeded: 400,
     errors.TooManyRequests: 429,
     errors.AuthError: 403,
     errors.SandboxUnavailable: 503,

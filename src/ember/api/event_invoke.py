@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ember.api import names as resolve
 from ember.api.http import endpoint, json_response, read_json
 from ember.api.services import Services
 from ember.errors import ValidationError
@@ -22,8 +23,13 @@ def routes(services: Services) -> list[Route]:
     configs = services.asynchronous.configs
     names = services.arns
 
+    def function(request: Request) -> str:
+        """The function's key (with ``:qualifier`` when the name had one: checked later)."""
+        named = resolve.function(request.scope, names, request.path_params["name"])
+        return f"{named.key}:{named.qualifier}" if named.qualifier else named.key
+
     def target(request: Request) -> tuple[str, str | None]:
-        return request.path_params["name"], request.query_params.get("Qualifier")
+        return function(request), request.query_params.get("Qualifier")
 
     @endpoint
     async def put(request: Request, request_id: str) -> Response:
@@ -50,7 +56,7 @@ def routes(services: Services) -> list[Route]:
         if raw is not None and not raw.isdigit():
             raise ValidationError.constraint(raw, "maxItems", "Member must be an integer")
         found, marker = configs.list(
-            request.path_params["name"],
+            function(request),
             request.query_params.get("Marker"),
             int(raw) if raw else None,
         )

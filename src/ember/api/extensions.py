@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ember import __version__
+from ember.api import names
 from ember.api.http import endpoint, json_response, read_json, zip_response
 from ember.api.services import Services
 from ember.control import arns
@@ -19,6 +20,9 @@ from ember.errors import InvalidParameterValue, ResourceNotFound
 
 
 def routes(services: Services) -> list[Route]:
+    def key(request: Request) -> str:
+        return names.function(request.scope, services.arns, request.path_params["name"]).key
+
     @endpoint
     async def health(request: Request, request_id: str) -> Response:
         body = {
@@ -35,7 +39,7 @@ def routes(services: Services) -> list[Route]:
 
     @endpoint
     async def logs(request: Request, request_id: str) -> Response:
-        name = arns.parse(request.path_params["name"]).name
+        name = key(request)
         since_raw = request.query_params.get("since")
         if since_raw is not None and not since_raw.isdigit():
             raise InvalidParameterValue(f"since must be a byte offset (an integer): {since_raw}")
@@ -48,26 +52,34 @@ def routes(services: Services) -> list[Route]:
 
     @endpoint
     async def sandboxes(request: Request, request_id: str) -> Response:
-        return json_response({"sandboxes": services.manager.sandboxes()}, request_id)
+        mine = [
+            {**sandbox, "function": arns.bare(str(sandbox["function"]))}
+            for sandbox in services.manager.sandboxes()
+            if names.owned(request.scope, services.arns, str(sandbox["function"]))
+        ]
+        return json_response({"sandboxes": mine}, request_id)
 
     @endpoint
     async def code(request: Request, request_id: str) -> Response:
-        ref = arns.parse(request.path_params["name"])
-        name = ref.name
-        data = await services.registry.code(name, ref.qualifier)
-        return zip_response(data, name, request_id)
+        ref = names.function(request.scope, services.arns, request.path_params["name"])
+        data = await services.registry.code(ref.key, ref.qualifier)
+        return zip_response(data, arns.bare(ref.key), request_id)
 
     def sandbox_settings(record: FunctionRecord) -> dict[str, object]:
-        return {"FunctionName": record.name, "Egress": record.egress, "Isolation": record.isolation}
+        return {
+            "FunctionName": record.function_name,
+            "Egress": record.egress,
+            "Isolation": record.isolation,
+        }
 
     @endpoint
     async def get_sandbox(request: Request, request_id: str) -> Response:
-        record = services.registry.get(arns.parse(request.path_params["name"]).name)
+        record = services.registry.get(key(request))
         return json_response(sandbox_settings(record), request_id)
 
     @endpoint
     async def put_sandbox(request: Request, request_id: str) -> Response:
-        name = arns.parse(request.path_params["name"]).name
+        name = key(request)
         record = await services.registry.update_sandbox(name, await read_json(request))
         return json_response(sandbox_settings(record), request_id)
 

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ember.api import names
 from ember.api.http import endpoint, json_response, read_json
 from ember.api.services import Services
 from ember.control import arns
@@ -22,13 +23,12 @@ from ember.errors import ValidationError
 API = "/2015-03-31/functions"
 
 
-def _name(request: Request) -> arns.FunctionRef:
-    qualifier = request.query_params.get("Qualifier")
-    return arns.parse(request.path_params["name"], qualifier)
-
-
 def routes(services: Services) -> list[Route]:
     registry = services.registry
+
+    def _name(request: Request) -> names.Named:
+        qualifier = request.query_params.get("Qualifier")
+        return names.function(request.scope, services.arns, request.path_params["name"], qualifier)
 
     def configuration(record: FunctionRecord, qualifier: str | None = None) -> dict[str, Any]:
         return record.configuration(services.arns, qualifier)
@@ -36,7 +36,8 @@ def routes(services: Services) -> list[Route]:
     @endpoint
     async def create(request: Request, request_id: str) -> Response:
         # With Publish, the new version (its ARN unqualified, as Lambda answers).
-        record = await registry.create(await read_json(request))
+        account = names.account(request.scope, services.arns)
+        record = await registry.create(await read_json(request), account)
         return json_response(configuration(record), request_id, status=201)
 
     @endpoint
@@ -51,7 +52,12 @@ def routes(services: Services) -> list[Route]:
         if max_items is not None and not max_items.isdigit():
             raise ValidationError.constraint(max_items, "maxItems", "Member must be an integer")
         every = version == "ALL"
-        page = registry.page(params.get("Marker"), int(max_items) if max_items else None, every)
+        page = registry.page(
+            params.get("Marker"),
+            int(max_items) if max_items else None,
+            every,
+            account=names.account(request.scope, services.arns),
+        )
         body: dict[str, Any] = {
             "Functions": [configuration(r, r.version if every else None) for r in page.functions]
         }
@@ -62,10 +68,14 @@ def routes(services: Services) -> list[Route]:
     @endpoint
     async def get_function(request: Request, request_id: str) -> Response:
         ref = _name(request)
-        record = registry.version(ref.name, ref.qualifier)
-        package = (
-            record.name if record.version == arns.LATEST else f"{record.name}:{record.version}"
+        record = registry.version(ref.key, ref.qualifier)
+        # Another account's function is named by its ARN, so the download reaches it.
+        name = (
+            record.name
+            if record.name == record.function_name
+            else services.arns.function(record.name)
         )
+        package = name if record.version == arns.LATEST else f"{name}:{record.version}"
         location = (
             f"{services.settings.endpoint_url}/_ember/functions/{quote(package)}/code"
             f"?sha256={quote(record.code_sha256, safe='')}"
@@ -83,21 +93,21 @@ def routes(services: Services) -> list[Route]:
     @endpoint
     async def get_configuration(request: Request, request_id: str) -> Response:
         ref = _name(request)
-        record = registry.version(ref.name, ref.qualifier)
+        record = registry.version(ref.key, ref.qualifier)
         return json_response(configuration(record, ref.qualifier), request_id)
 
     @endpoint
     async def update_configuration(request: Request, request_id: str) -> Response:
         ref = _name(request)
-        registry.version(ref.name, ref.qualifier)
-        record = await registry.update_configuration(ref.name, await read_json(request))
+        registry.version(ref.key, ref.qualifier)
+        record = await registry.update_configuration(ref.key, await read_json(request))
         return json_response(configuration(record), request_id)
 
     @endpoint
     async def update_code(request: Request, request_id: str) -> Response:
         ref = _name(request)
-        registry.version(ref.name, ref.qualifier)
-        record = await registry.update_code(ref.name, await read_json(request))
+        registry.version(ref.key, ref.qualifier)
+        record = await registry.update_code(ref.key, await read_json(request))
         # With Publish, the new version, under its qualified ARN.
         published = record.version != arns.LATEST
         return json_response(
@@ -107,7 +117,7 @@ def routes(services: Services) -> list[Route]:
     @endpoint
     async def delete(request: Request, request_id: str) -> Response:
         ref = _name(request)
-        await registry.delete(ref.name, ref.qualifier)
+        await registry.delete(ref.key, ref.qualifier)
         return Response(status_code=204, headers={"x-amzn-RequestId": request_id})
 
     return [

@@ -15,6 +15,10 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from ember.api import errors as http_errors
+from ember.api.names import caller_account
+from ember.auth.base import PRINCIPAL_SCOPE_KEY
+from ember.auth.principals import Principal
+from ember.control.arns import KEY_SEPARATOR, parse_client
 from ember.errors import EmberError, PlatformError, RequestTooLarge
 from ember.invoke.service import MAX_REQUEST, InvokeCommand, InvokeResult, new_request_id
 from ember.throttle.base import Decision
@@ -65,9 +69,14 @@ def _command(
         values = parse_qs(scope["query_string"].decode()).get("Qualifier")
         qualifier = values[0] if values else None
     context = headers.get(b"x-amz-client-context")
+    raw = path[len(PREFIX) : -len(SUFFIX)]
+    name = unquote(raw) if "%" in raw else raw
+    if KEY_SEPARATOR in name:
+        parse_client(name)  # refuses the spelling of a storage key, as Lambda would
     return InvokeCommand(
-        caller=_caller(scope, headers),
-        function=unquote(name) if "%" in (name := path[len(PREFIX) : -len(SUFFIX)]) else name,
+        caller=_caller(scope),
+        function=name,
+        account=caller_account(scope),
         payload=body,
         qualifier=qualifier,
         invocation_type=headers.get(b"x-amz-invocation-type", b"RequestResponse").decode(),
@@ -77,20 +86,15 @@ def _command(
     )
 
 
-def _caller(scope: Scope, headers: dict[bytes, bytes]) -> str:
-    """Who calls, for per-caller rate limits: the SigV4 access key, else the address.
+def _caller(scope: Scope) -> str:
+    """Who calls, for per-caller rate limits: the authenticated principal, else the address.
 
-    ``Authorization: AWS4-HMAC-SHA256 Credential=AKID/date/region/lambda/aws4_request, ...``
-    (not verified in embedded mode: a caller limit is a fairness tool, not security).
+    Never a claimed access key id: an unverified header would let a caller
+    spend someone else's budget, or escape its own by inventing new ids.
     """
-    auth = headers.get(b"authorization")
-    if auth is not None:
-        start = auth.find(b"Credential=")
-        if start >= 0:
-            start += 11
-            end = auth.find(b"/", start)
-            if end > start:
-                return auth[start:end].decode("ascii", "replace")
+    principal = scope.get(PRINCIPAL_SCOPE_KEY)
+    if isinstance(principal, Principal):
+        return principal.arn
     client = scope.get("client")
     return str(client[0]) if client else ""
 

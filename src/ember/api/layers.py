@@ -9,8 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ember.api import names
 from ember.api.http import endpoint, json_response, read_json, zip_response
 from ember.api.services import Services
+from ember.control.arns import bare
 from ember.control.layers import LayerRegistry, LayerVersion
 from ember.errors import InvalidParameterValue, ValidationError
 
@@ -48,7 +50,7 @@ def routes(services: Services) -> list[Route]:
             body["LicenseInfo"] = version.license_info
         if content:
             location = (
-                f"{services.settings.endpoint_url}/_ember/layers/{quote(version.name)}"
+                f"{services.settings.endpoint_url}/_ember/layers/{quote(bare(version.name))}"
                 f"/versions/{version.version}/content"
             )
             body["Content"] = {
@@ -58,6 +60,9 @@ def routes(services: Services) -> list[Route]:
             }
             body["LayerArn"] = layers.layer_arn(version.name)
         return body
+
+    def account(request: Request) -> str:
+        return names.account(request.scope, services.arns)
 
     def paging(request: Request) -> tuple[str | None, int | None, str | None]:
         params = request.query_params
@@ -69,22 +74,25 @@ def routes(services: Services) -> list[Route]:
 
     @endpoint
     async def publish(request: Request, request_id: str) -> Response:
-        version = await layers.publish(request.path_params["name"], await read_json(request))
+        body = await read_json(request)
+        version = await layers.publish(request.path_params["name"], body, account(request))
         return json_response(render(version), request_id, status=201)
 
     @endpoint
     async def get_version(request: Request, request_id: str) -> Response:
-        version = layers.get(request.path_params["name"], _version(request))
+        version = layers.get(request.path_params["name"], _version(request), account(request))
         return json_response(render(version), request_id)
 
     @endpoint
     async def delete_version(request: Request, request_id: str) -> Response:
-        await layers.delete(request.path_params["name"], _version(request))
+        await layers.delete(request.path_params["name"], _version(request), account(request))
         return Response(status_code=204, headers={"x-amzn-RequestId": request_id})
 
     @endpoint
     async def list_versions(request: Request, request_id: str) -> Response:
-        page = layers.list_versions(request.path_params["name"], *paging(request))
+        page = layers.list_versions(
+            request.path_params["name"], *paging(request), account=account(request)
+        )
         body: dict[str, Any] = {"LayerVersions": [render(v, content=False) for v in page.items]}
         if page.next_marker:
             body["NextMarker"] = page.next_marker
@@ -97,12 +105,12 @@ def routes(services: Services) -> list[Route]:
             arn = request.query_params.get("Arn")
             if not arn:
                 raise InvalidParameterValue("Arn is required.")
-            return json_response(render(layers.get_by_arn(arn)), request_id)
-        page = layers.list_layers(*paging(request))
+            return json_response(render(layers.get_by_arn(arn, account(request))), request_id)
+        page = layers.list_layers(*paging(request), account=account(request))
         body: dict[str, Any] = {
             "Layers": [
                 {
-                    "LayerName": name,
+                    "LayerName": bare(name),
                     "LayerArn": layers.layer_arn(name),
                     "LatestMatchingVersion": render(latest, content=False),
                 }
@@ -117,7 +125,7 @@ def routes(services: Services) -> list[Route]:
     async def content(request: Request, request_id: str) -> Response:
         """ember's download of a layer version's zip (the ``Content.Location`` URL)."""
         name = request.path_params["name"]
-        data = await layers.content(name, _version(request))
+        data = await layers.content(name, _version(request), account(request))
         return zip_response(data, name, request_id)
 
     return [

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ember.api import names
 from ember.api.http import endpoint, json_response, read_json
 from ember.api.services import Services
 from ember.control import arns
@@ -51,15 +52,15 @@ def routes(services: Services) -> list[Route]:
 
     def function(request: Request) -> str:
         """The queue's name for a target: ``name``, or ``name:qualifier`` for a version/alias."""
-        ref = arns.parse(request.path_params["name"])
+        ref = names.function(request.scope, services.arns, request.path_params["name"])
         qualified = ref.qualifier not in (None, arns.LATEST)
-        return f"{ref.name}:{ref.qualifier}" if qualified else ref.name
+        return f"{ref.key}:{ref.qualifier}" if qualified else ref.key
 
     @endpoint
     async def stats(request: Request, request_id: str) -> Response:
         functions = [
             {
-                "function": s.function,
+                "function": arns.bare(s.function),
                 "depth": s.depth,
                 "inFlight": s.in_flight,
                 "oldestAgeSeconds": s.oldest_age_seconds,
@@ -67,6 +68,7 @@ def routes(services: Services) -> list[Route]:
                 "deadLetters": s.dead_letters,
             }
             for s in await queue.statistics()
+            if names.owned(request.scope, services.arns, s.function)
         ]
         return json_response(
             {"functions": functions, "pollers": supervisor.statistics().__dict__}, request_id

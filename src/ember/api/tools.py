@@ -5,15 +5,23 @@ Parse, call ``ToolCatalog``, render (documented in docs/api.md).
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ember.api import names
 from ember.api.http import endpoint, json_response, read_json
 from ember.api.services import Services
-from ember.control import arns
+from ember.control.arns import bare
 from ember.errors import InvalidParameterValue, ResourceNotFound
-from ember.mcp.catalog import ToolCatalog
+from ember.mcp.catalog import ToolCatalog, ToolSpec
+
+
+def document(spec: ToolSpec) -> dict[str, Any]:
+    """The tool as its owner sees it: the function's bare name."""
+    return {**spec.document(), "FunctionName": bare(spec.function)}
 
 
 def routes(services: Services) -> list[Route]:
@@ -23,18 +31,18 @@ def routes(services: Services) -> list[Route]:
         return services.tools
 
     def function_name(request: Request) -> str:
-        ref = arns.parse(request.path_params["name"])
+        ref = names.function(request.scope, services.arns, request.path_params["name"])
         if ref.qualifier is not None:
             raise InvalidParameterValue(
                 "Give the version or alias as the tool's qualifier setting, not in the name: "
                 f"{request.path_params['name']}"
             )
-        return ref.name
+        return ref.key
 
     @endpoint
     async def put_tool(request: Request, request_id: str) -> Response:
         spec = await catalog().expose(function_name(request), await read_json(request))
-        return json_response(spec.document(), request_id)
+        return json_response(document(spec), request_id)
 
     @endpoint
     async def get_tool(request: Request, request_id: str) -> Response:
@@ -42,8 +50,8 @@ def routes(services: Services) -> list[Route]:
         spec = catalog().get(name)
         if spec is None:
             services.registry.get(name)  # a missing function is reported as such
-            raise ResourceNotFound(f"Function {name} is not exposed as an MCP tool.")
-        return json_response(spec.document(), request_id)
+            raise ResourceNotFound(f"Function {bare(name)} is not exposed as an MCP tool.")
+        return json_response(document(spec), request_id)
 
     @endpoint
     async def delete_tool(request: Request, request_id: str) -> Response:
@@ -52,7 +60,11 @@ def routes(services: Services) -> list[Route]:
 
     @endpoint
     async def list_tools(request: Request, request_id: str) -> Response:
-        tools = [spec.document() for spec in catalog().list()]
+        tools = [
+            document(spec)
+            for spec in catalog().list()
+            if names.owned(request.scope, services.arns, spec.function)
+        ]
         return json_response({"Tools": tools}, request_id)
 
     path = "/_ember/functions/{name}/tool"

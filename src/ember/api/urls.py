@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ember.api import errors as http_errors
+from ember.api import names
 from ember.api.http import endpoint, json_response, read_json
 from ember.api.invoke import _read_body
 from ember.api.services import Services
@@ -34,7 +35,12 @@ def routes(services: Services) -> list[Route]:
         return config.to_api(services.arns, services.settings.endpoint_url)
 
     def target(request: Request) -> tuple[str, str | None]:
-        return request.path_params["name"], request.query_params.get("Qualifier")
+        """(the function's key, the Qualifier parameter); ``FunctionUrls`` checks the qualifier."""
+        named = names.function(request.scope, services.arns, request.path_params["name"])
+        qualifier = request.query_params.get("Qualifier")
+        if named.qualifier is not None:  # ``name:alias``: FunctionUrls compares the two
+            return f"{named.key}:{named.qualifier}", qualifier
+        return named.key, qualifier
 
     @endpoint
     async def create(request: Request, request_id: str) -> Response:

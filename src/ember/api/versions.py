@@ -12,20 +12,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ember.api import names as resolve
 from ember.api.http import endpoint, json_response, read_json
 from ember.api.services import Services
-from ember.control import arns
 from ember.errors import InvalidParameterValue, ValidationError
 
 API = "/2015-03-31/functions/{name}"
-
-
-def _function(request: Request) -> str:
-    """The function a version/alias route names; it must not carry a qualifier."""
-    ref = arns.parse(request.path_params["name"])
-    if ref.qualifier is not None:
-        raise InvalidParameterValue("Function name must not include a version or alias.")
-    return ref.name
 
 
 def _max_items(request: Request) -> int | None:
@@ -38,6 +30,13 @@ def _max_items(request: Request) -> int | None:
 def routes(services: Services) -> list[Route]:
     registry = services.registry
     names = services.arns
+
+    def _function(request: Request) -> str:
+        """The function a version/alias route names; it must not carry a qualifier."""
+        named = resolve.function(request.scope, names, request.path_params["name"])
+        if named.qualifier is not None:
+            raise InvalidParameterValue("Function name must not include a version or alias.")
+        return named.key
 
     @endpoint
     async def publish(request: Request, request_id: str) -> Response:

@@ -256,7 +256,24 @@ main.add_command(db_commands.db)
     type=click.IntRange(min=100),
     default=1000,
     show_default=True,
-    help="Concurrent executions of the account (reserved concurrency is carved out of it).",
+    help="Concurrent executions of each account (reserved concurrency is carved out of it).",
+)
+@click.option(
+    "--account-max-functions",
+    envvar="EMBER_ACCOUNT_MAX_FUNCTIONS",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Functions each account may have.",
+)
+@click.option(
+    "--account-code-storage",
+    "account_code_storage",
+    envvar="EMBER_ACCOUNT_CODE_STORAGE",
+    type=click.IntRange(min=1),
+    default=80_530_636_800,
+    show_default=True,
+    help="Bytes of code (functions, versions, layers) each account may store.",
 )
 @click.option(
     "--throttle-backend",
@@ -326,6 +343,8 @@ def serve(
     sandbox: str,
     log_level: str,
     account_concurrency: int,
+    account_max_functions: int,
+    account_code_storage: int,
     throttle_backend: str,
     redis_url: str,
     database_url: str | None,
@@ -351,6 +370,8 @@ def serve(
         keep_alive_seconds=keep_alive,
         sandbox=sandbox,
         account_concurrency=account_concurrency,
+        account_max_functions=account_max_functions,
+        account_code_storage_bytes=account_code_storage,
         throttle_backend=throttle_backend,
         redis_url=redis_url,
         database_url=database_url or None,

@@ -15,7 +15,7 @@ _PATTERN = (
 )
 _FUNCTION = re.compile(
     r"^(?:arn:(?:aws[a-zA-Z-]*)?:lambda:)?(?:(?P<region>[a-z]{2}(?:-gov)?-[a-z]+-\d{1}):)?"
-    r"(?:(?P<account>\d{12}):)?(?:function:)?(?P<name>[a-zA-Z0-9-_]+)"
+    r"(?:(?P<account>\d{12}):)?(?:function:)?(?:(?P<owner>\d{12})\.)?(?P<name>[a-zA-Z0-9-_]+)"
     r"(?::(?P<qualifier>\$LATEST|[a-zA-Z0-9-_]+))?$"
 )
 LATEST = "$LATEST"
@@ -26,6 +26,9 @@ KEY_SEPARATOR = "."
 class FunctionRef:
     name: str
     qualifier: str | None
+    # The account an ARN (or a storage key, ``ACCOUNT.name``) names; None for a
+    # bare or partial name, which belongs to whoever calls.
+    account: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,10 +53,23 @@ class Arns:
         """
         return name if account == self.account_id else f"{account}{KEY_SEPARATOR}{name}"
 
+    def resolve(self, ref: FunctionRef, account: str | None = None) -> str:
+        """The key ``ref`` names when ``account`` calls (default: the default account).
+
+        An ARN's own account wins: whether the caller may reach it is the
+        authorizer's decision, not the resolver's.
+        """
+        return self.key(ref.account or account or self.account_id, ref.name)
+
     def owner(self, key: str) -> tuple[str, str]:
         """(account, name) of a key made by ``key``."""
         account, separator, name = key.partition(KEY_SEPARATOR)
         return (account, name) if separator else (self.account_id, key)
+
+
+def bare(key: str) -> str:
+    """The name clients see for a function (or layer) stored under ``key``."""
+    return key.rpartition(KEY_SEPARATOR)[2]
 
 
 _CACHE: dict[tuple[str, str | None], FunctionRef] = {}
@@ -62,6 +78,10 @@ _CACHE_SIZE = 4096
 
 def parse(identifier: str, qualifier: str | None = None) -> FunctionRef:
     """Resolve any accepted spelling of a function (URL-encoded or not).
+
+    Besides Lambda's spellings, a storage key (``ACCOUNT.name``, see
+    ``Arns.key``) parses to its account and name, so keys can travel where
+    names did (event targets, commands); ``parse_client`` refuses them.
 
     Invoke parses on every call, so valid spellings are remembered (a small
     bounded cache: the same few names arrive again and again).
@@ -92,7 +112,22 @@ def _parse(identifier: str, qualifier: str | None) -> FunctionRef:
         raise ValidationError.constraint(
             match.group("name"), "functionName", "Member must have length less than or equal to 64"
         )
-    return FunctionRef(match.group("name"), derived or qualifier or None)
+    account = match.group("account")
+    owner = match.group("owner")
+    if owner is not None and account is not None and owner != account:
+        raise InvalidParameterValue(f"The function {raw} names two accounts.")
+    return FunctionRef(match.group("name"), derived or qualifier or None, account or owner)
+
+
+def parse_client(identifier: str, qualifier: str | None = None) -> FunctionRef:
+    """``parse`` for what a client sent: Lambda's spellings only (no storage keys)."""
+    if KEY_SEPARATOR in unquote(identifier):
+        raise ValidationError.constraint(
+            unquote(identifier),
+            "functionName",
+            f"Member must satisfy regular expression pattern: {_PATTERN}",
+        )
+    return parse(identifier, qualifier)
 
 
 def split(function: str) -> tuple[str, str | None]:

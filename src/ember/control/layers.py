@@ -27,7 +27,7 @@ import orjson
 
 from ember.control import validation
 from ember.control.arns import Arns
-from ember.errors import InvalidParameterValue, ResourceNotFound, ValidationError
+from ember.errors import AccessDenied, InvalidParameterValue, ResourceNotFound, ValidationError
 from ember.storage.base import MetadataStore, PackageStore
 
 log = logging.getLogger("ember.control")
@@ -116,10 +116,26 @@ class LayerRegistry:
         self._layers: dict[str, Layer] = {}
         self._lock = asyncio.Lock()
         self._functions_use: InUse = lambda digest: False
+        # check(key, new_bytes): refuses what would exceed the owner's code storage.
+        self._check_storage: Callable[[str, int], None] = lambda key, size: None
 
     def share_packages_with(self, functions_use: InUse) -> None:
         """``functions_use(digest)``: whether any function still needs that package."""
         self._functions_use = functions_use
+
+    def check_storage_with(self, check: Callable[[str, int], None]) -> None:
+        """``check(key, new_bytes)`` raises when a publish would exceed the quota of
+        the account owning layer ``key`` (functions and layers count together)."""
+        self._check_storage = check
+
+    def usage(self, account: str) -> int:
+        """Bytes of every layer version of ``account``."""
+        return sum(
+            version.code_size
+            for key, layer in self._layers.items()
+            if self._arns.owner(key)[0] == account
+            for version in layer.versions.values()
+        )
 
     async def load(self) -> None:
         for name, document in (await self._store.load_all()).items():
@@ -137,17 +153,20 @@ class LayerRegistry:
 
     # --- ARNs ------------------------------------------------------------------
 
-    def layer_arn(self, name: str) -> str:
-        return f"arn:aws:lambda:{self._arns.region}:{self._arns.account_id}:layer:{name}"
+    def layer_arn(self, key: str) -> str:
+        """The ARN of the layer stored under ``key`` (``Arns.key``: per account)."""
+        account, name = self._arns.owner(key)
+        return f"arn:aws:lambda:{self._arns.region}:{account}:layer:{name}"
 
     def version_arn(self, name: str, version: int) -> str:
         return f"{self.layer_arn(name)}:{version}"
 
-    def _name(self, raw: str) -> str:
-        """A LayerName path parameter: a name or a layer ARN (no version)."""
+    def _name(self, raw: str, account: str | None = None) -> str:
+        """The key of a LayerName path parameter: a name of ``account`` (None: the
+        default account) or a layer ARN (no version), of the ARN's account."""
         match = _LAYER_ARN.match(raw)
         if match is not None and match.group("version") is None:
-            return match.group("name")
+            return self._arns.key(match.group("account"), match.group("name"))
         if not _NAME.match(raw):
             raise ValidationError.constraint(
                 raw,
@@ -156,20 +175,25 @@ class LayerRegistry:
                 r"(arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\d{12}:layer:[a-zA-Z0-9-_]+)"
                 r"|[a-zA-Z0-9-_]+",
             )
-        return raw
+        return self._arns.key(account or self._arns.account_id, raw)
 
     # --- reads -------------------------------------------------------------------
 
-    def get(self, name: str, version: int) -> LayerVersion:
+    def get(self, name: str, version: int, account: str | None = None) -> LayerVersion:
         if version < 1:
             raise InvalidParameterValue("Layer Version Cannot be less than 1")
-        layer = self._layers.get(self._name(name))
+        return self._get(self._name(name, account), version)
+
+    def _get(self, key: str, version: int) -> LayerVersion:
+        layer = self._layers.get(key)
         found = layer.versions.get(version) if layer is not None else None
         if found is None:
             raise ResourceNotFound(_NOT_FOUND)
         return found
 
-    def get_by_arn(self, arn: str) -> LayerVersion:
+    def get_by_arn(self, arn: str, account: str | None = None) -> LayerVersion:
+        """The version ``arn`` names; ``account``'s caller may use only its own layers
+        (another account's is AccessDenied, as Lambda says without a layer policy)."""
         match = _LAYER_ARN.match(arn)
         if match is None or match.group("version") is None:
             raise ValidationError.constraint(
@@ -177,19 +201,30 @@ class LayerRegistry:
                 "arn",
                 f"Member must satisfy regular expression pattern: {_VERSION_ARN_PATTERN}",
             )
-        if (match.group("region"), match.group("account")) != (
-            self._arns.region,
-            self._arns.account_id,
-        ):
+        if match.group("region") != self._arns.region:
             raise ResourceNotFound(_NOT_FOUND)
-        return self.get(match.group("name"), int(match.group("version")))
+        caller = account or self._arns.account_id
+        if match.group("account") != caller:
+            raise AccessDenied(
+                f"User: arn:aws:iam::{caller}:root is not authorized to perform: "
+                f"lambda:GetLayerVersion on resource: {arn} because no resource-based "
+                "policy allows the lambda:GetLayerVersion action"
+            )
+        key = self._arns.key(caller, match.group("name"))
+        return self._get(key, int(match.group("version")))
 
     def list_layers(
-        self, marker: str | None, max_items: int | None, runtime: str | None = None
+        self,
+        marker: str | None,
+        max_items: int | None,
+        runtime: str | None = None,
+        account: str | None = None,
     ) -> LayerPage:
-        """Layers in name order, each with its latest version (matching ``runtime``)."""
+        """``account``'s layers in name order (keys), each with its latest version
+        (matching ``runtime``)."""
         items: list[tuple[str, LayerVersion]] = []
-        for name in sorted(self._layers):
+        owner = account or self._arns.account_id
+        for name in sorted(k for k in self._layers if self._arns.owner(k)[0] == owner):
             matching = [
                 v
                 for v in self._layers[name].versions.values()
@@ -200,10 +235,15 @@ class LayerRegistry:
         return _page(items, marker, max_items, key=lambda item: item[0])
 
     def list_versions(
-        self, name: str, marker: str | None, max_items: int | None, runtime: str | None = None
+        self,
+        name: str,
+        marker: str | None,
+        max_items: int | None,
+        runtime: str | None = None,
+        account: str | None = None,
     ) -> LayerPage:
         """A layer's versions, newest first (an unknown layer has none, as on Lambda)."""
-        layer = self._layers.get(self._name(name))
+        layer = self._layers.get(self._name(name, account))
         versions = sorted(
             (
                 v
@@ -219,11 +259,14 @@ class LayerRegistry:
             v.digest == digest for layer in self._layers.values() for v in layer.versions.values()
         )
 
-    async def content(self, name: str, version: int) -> bytes:
-        return await self._packages.get(self.get(name, version).digest)
+    async def content(self, name: str, version: int, account: str | None = None) -> bytes:
+        return await self._packages.get(self.get(name, version, account).digest)
 
-    def resolve(self, body: dict[str, Any]) -> tuple[LayerVersion, ...] | None:
-        """A function's ``Layers`` (absent: None), each a version that exists now."""
+    def resolve(
+        self, body: dict[str, Any], account: str | None = None
+    ) -> tuple[LayerVersion, ...] | None:
+        """A function's ``Layers`` (absent: None), each a version of ``account``'s
+        (the function's owner) that exists now."""
         raw = body.get("Layers")
         if raw is None:
             return None
@@ -242,7 +285,7 @@ class LayerRegistry:
                     f"pattern: {_VERSION_ARN_PATTERN}]",
                 )
             try:
-                resolved.append(self.get_by_arn(arn))
+                resolved.append(self.get_by_arn(arn, account))
             except ResourceNotFound:
                 raise InvalidParameterValue(f"Layer version {arn} does not exist.") from None
         names = [v.name for v in resolved]
@@ -255,8 +298,10 @@ class LayerRegistry:
 
     # --- writes ------------------------------------------------------------------
 
-    async def publish(self, raw_name: str, body: dict[str, Any]) -> LayerVersion:
-        name = self._name(raw_name)
+    async def publish(
+        self, raw_name: str, body: dict[str, Any], account: str | None = None
+    ) -> LayerVersion:
+        name = self._name(raw_name, account)
         if _LAYER_ARN.match(raw_name):
             raise InvalidParameterValue("PublishLayerVersion takes a layer name, not an ARN.")
         content = body.get("Content")
@@ -265,6 +310,7 @@ class LayerRegistry:
         package = validation.code(content)
         settings = _layer_settings(body)
         async with self._lock:
+            self._check_storage(name, len(package.data))
             layer = self._layers.get(name) or Layer(name)
             await self._packages.put(package.digest, package.data)
             version = LayerVersion(
@@ -283,11 +329,11 @@ class LayerRegistry:
             self._layers[name] = updated
         return version
 
-    async def delete(self, raw_name: str, version: int) -> None:
+    async def delete(self, raw_name: str, version: int, account: str | None = None) -> None:
         """Delete one version; deleting a missing one is not an error (as on Lambda)."""
         if version < 1:
             raise InvalidParameterValue("Layer Version Cannot be less than 1")
-        name = self._name(raw_name)
+        name = self._name(raw_name, account)
         async with self._lock:
             layer = self._layers.get(name)
             if layer is None or version not in layer.versions:

@@ -8,14 +8,14 @@ from typing import Any
 
 import orjson
 
-from ember.control.arns import LATEST, Arns
+from ember.control.arns import LATEST, Arns, bare
 
 
 @dataclass(frozen=True)
 class FunctionRecord:
     """One version of a function (``$LATEST`` or a published one): configuration and code."""
 
-    name: str
+    name: str  # the storage key: the bare name in the default account (Arns.key)
     runtime: str
     handler: str
     role: str
@@ -56,6 +56,11 @@ class FunctionRecord:
             raw[key] = tuple(raw.get(key, ()))
         return cls(**raw)
 
+    @property
+    def function_name(self) -> str:
+        """The name clients see (``name`` is the storage key, see ``Arns.key``)."""
+        return bare(self.name)
+
     def configuration(self, arns: Arns, qualifier: str | None = None) -> dict[str, Any]:
         """FunctionConfiguration as AWS returns it; ``qualifier`` ends the FunctionArn.
 
@@ -63,7 +68,7 @@ class FunctionRecord:
         version listings); published versions have no LastUpdateStatus.
         """
         config: dict[str, Any] = {
-            "FunctionName": self.name,
+            "FunctionName": bare(self.name),
             "FunctionArn": arns.function(self.name, qualifier),
             "Runtime": self.runtime,
             "Role": self.role,
@@ -83,7 +88,7 @@ class FunctionRecord:
             "Architectures": list(self.architectures),
             "EphemeralStorage": {"Size": self.ephemeral_storage},
             "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
-            "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{self.name}"},
+            "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{bare(self.name)}"},
         }
         if not self.handler:
             del config["Handler"]  # a custom runtime's is optional; Lambda then omits it

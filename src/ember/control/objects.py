@@ -1,7 +1,9 @@
 """The API server's store of Function manifests: spec, status, generation, resourceVersion.
 
 Objects are keyed by (namespace, name); the name is the Lambda function's
-name, so a name belongs to one namespace at a time. The registry stays the
+storage key (``Arns.key``: the bare name in the default account, ``ACCOUNT.name``
+in another), so a name belongs to one namespace at a time within an account,
+and each account sees only its own objects, under their bare names. The registry stays the
 source of truth for the function itself; this store holds what the user
 asked for (``spec``) and what the controller found (``status``).
 
@@ -27,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from ember.control.arns import Arns, bare
 from ember.control.models import FunctionRecord
 from ember.errors import InvalidParameterValue, ResourceConflict, ResourceNotFound
 from ember.manifests import API_VERSION, KIND, Manifest, problems_of
@@ -74,8 +77,15 @@ def check_selector(selector: str | None) -> None:
 class FunctionObjects:
     """Function objects, durable in their own store and served from memory."""
 
-    def __init__(self, store: MetadataStore, packages: PackageStore, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        packages: PackageStore,
+        clock: Clock,
+        names: Arns | None = None,  # None: only the default account (tests)
+    ) -> None:
         self._store = store
+        self._names = names
         self._packages = packages
         self._clock = clock
         self._objects: dict[Key, dict[str, Any]] = {}
@@ -114,13 +124,25 @@ class FunctionObjects:
 
     # -- reads ----------------------------------------------------------------
 
-    def get(self, namespace: str, name: str) -> dict[str, Any]:
-        found = self._objects.get((namespace, name))
+    def _key(self, account: str | None, name: str) -> str:
+        """The stored name of ``account``'s object ``name`` (None: the default account)."""
+        if self._names is None or account is None:
+            return name
+        return self._names.key(account, name)
+
+    def _owned(self, account: str | None, name: str) -> bool:
+        if self._names is None or account is None:
+            return True
+        return self._names.owner(name)[0] == account
+
+    def get(self, namespace: str, name: str, account: str | None = None) -> dict[str, Any]:
+        """The object as its owner sees it (``metadata.name`` bare)."""
+        found = self._objects.get((namespace, self._key(account, name)))
         if found is None:
             raise ResourceNotFound(
                 f'functions.ember.dev "{name}" not found in namespace {namespace}'
             )
-        return copy.deepcopy(found)
+        return shown(found)
 
     def lookup(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._objects.get((namespace, name))
@@ -132,22 +154,30 @@ class FunctionObjects:
         """The object that manages the Lambda function ``function``, if any."""
         return next((key for key in self._objects if key[1] == function), None)
 
-    def list(self, namespace: str | None, selector: str | None) -> list[dict[str, Any]]:
+    def list(
+        self, namespace: str | None, selector: str | None, account: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Objects of ``account`` (None: every account's, stored names) matching both."""
         check_selector(selector)
         return [
-            copy.deepcopy(body)
+            shown(body) if account is not None else copy.deepcopy(body)
             for key, body in sorted(self._objects.items())
             if (namespace is None or key[0] == namespace)
+            and self._owned(account, key[1])
             and matches(body["metadata"].get("labels") or {}, selector)
         ]
 
     # -- writes by users ------------------------------------------------------
 
-    async def create(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        return (await self.apply(namespace, None, body, create_only=True))[0]
+    async def create(
+        self, namespace: str, body: dict[str, Any], account: str | None = None
+    ) -> dict[str, Any]:
+        return (await self.apply(namespace, None, body, create_only=True, account=account))[0]
 
-    async def replace(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        return (await self.apply(namespace, name, body, replace_only=True))[0]
+    async def replace(
+        self, namespace: str, name: str, body: dict[str, Any], account: str | None = None
+    ) -> dict[str, Any]:
+        return (await self.apply(namespace, name, body, replace_only=True, account=account))[0]
 
     async def apply(
         self,
@@ -157,14 +187,18 @@ class FunctionObjects:
         dry_run: bool = False,
         create_only: bool = False,
         replace_only: bool = False,
+        account: str | None = None,
     ) -> tuple[dict[str, Any], str]:
         """Create or update from a whole object; (the object, created|configured|unchanged).
 
         A ``metadata.resourceVersion`` in ``body`` must be the current one
-        (ResourceConflict otherwise). ``status`` in ``body`` is ignored.
+        (ResourceConflict otherwise). ``status`` in ``body`` is ignored. The
+        object is ``account``'s (None: the default account's).
         """
         desired = await self._checked(namespace, name, body, dry_run)
-        key = (namespace, desired["metadata"]["name"])
+        stored = self._key(account, desired["metadata"]["name"])
+        desired["metadata"]["name"] = stored
+        key = (namespace, stored)
         async with self._lock:
             self._check_owner(key)
             old = self._objects.get(key)
@@ -184,16 +218,18 @@ class FunctionObjects:
             merged, action = self._merge(old, desired)
             if action != "unchanged" and not dry_run:
                 merged = await self._write(key, merged)
-            return copy.deepcopy(merged), action
+            return shown(merged), action
 
-    async def delete(self, namespace: str, name: str) -> dict[str, Any]:
+    async def delete(self, namespace: str, name: str, account: str | None = None) -> dict[str, Any]:
         """Mark for deletion; the controller removes the function, then the object."""
         async with self._lock:
-            body = self.get(namespace, name)
+            key = (namespace, self._key(account, name))
+            self.get(namespace, name, account)  # ResourceNotFound
+            body = copy.deepcopy(self._objects[key])
             if not body["metadata"].get("deletionTimestamp"):
                 body["metadata"]["deletionTimestamp"] = timestamp(self._clock())
-                await self._write((namespace, name), body)
-            return body
+                body = await self._write(key, body)
+            return shown(body)
 
     # -- writes by the controller ---------------------------------------------
 
@@ -308,13 +344,20 @@ class FunctionObjects:
         return body
 
 
+def shown(body: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a stored object as its owner sees it: ``metadata.name`` bare."""
+    copied = copy.deepcopy(body)
+    copied["metadata"]["name"] = bare(copied["metadata"]["name"])
+    return copied
+
+
 def lambda_object(record: FunctionRecord) -> dict[str, Any]:
     """How a function made with the Lambda API looks in a listing: no spec of its own."""
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
         "metadata": {
-            "name": record.name,
+            "name": record.function_name,
             "namespace": "default",
             "labels": {},
             "annotations": {MANAGED_BY: "lambda-api"},
@@ -336,9 +379,11 @@ def listing(
     records: list[FunctionRecord],
     namespace: str | None,
     selector: str | None,
+    account: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Manifest objects plus every registry function no object manages (namespace default)."""
-    found = objects.list(namespace, selector)
+    """Manifest objects plus every registry function no object manages (namespace default):
+    those of ``account`` (``records`` must be its functions), under their bare names."""
+    found = objects.list(namespace, selector, account)
     if namespace in (None, "default"):
         managed = {body["metadata"]["name"] for body in objects.list(None, None)}
         found += [

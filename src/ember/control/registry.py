@@ -29,6 +29,7 @@ from ember.control.models import FunctionRecord
 from ember.control.publishing import Publishing
 from ember.control.versions import Published, Random
 from ember.errors import (
+    CodeStorageExceeded,
     InvalidParameterValue,
     PreconditionFailed,
     ResourceConflict,
@@ -58,6 +59,14 @@ def lambda_timestamp(moment: datetime) -> str:
 
 
 @dataclass(frozen=True)
+class Quotas:
+    """What each account may hold (Settings.account_max_functions, ..._code_storage_bytes)."""
+
+    functions: int = 1000
+    code_bytes: int = 80_530_636_800  # Lambda's 75 GB
+
+
+@dataclass(frozen=True)
 class Page:
     functions: list[FunctionRecord]
     next_marker: str | None
@@ -72,12 +81,15 @@ class FunctionRegistry(Publishing):
         clock: Clock = _utcnow,
         random: Random = random.random,  # picks an alias's weighted version
         layers: LayerRegistry | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self._store = store
+        self._quotas = quotas or Quotas()
         # Resolves a function's ``Layers``; packages are shared with it both ways.
         self._layers = layers
         if layers is not None:
             layers.share_packages_with(self.uses_package)
+            layers.check_storage_with(lambda key, size: self._check_quotas(key, size, False))
         self._packages = packages
         self._arns = arns
         self._clock = clock
@@ -193,9 +205,16 @@ class FunctionRegistry(Publishing):
     def __len__(self) -> int:
         return len(self._functions)
 
-    def page(self, marker: str | None, max_items: int | None, all_versions: bool = False) -> Page:
+    def page(
+        self,
+        marker: str | None,
+        max_items: int | None,
+        all_versions: bool = False,
+        account: str | None = None,
+    ) -> Page:
         """Functions in name order (with ``all_versions``, each followed by its versions);
-        ``marker`` is the opaque NextMarker of the last page."""
+        ``marker`` is the opaque NextMarker of the last page; only ``account``'s
+        functions when it is given."""
         limit = MAX_PAGE if max_items is None else max_items
         if not 1 <= limit <= 10000:
             raise ValidationError.constraint(
@@ -205,7 +224,7 @@ class FunctionRegistry(Publishing):
         after = _position(_decode_marker(marker)) if marker else ("", 0)
         chosen: list[FunctionRecord] = []
         more = False
-        for name in sorted(name for name in self._functions if name >= after[0]):
+        for name in sorted(self._keys(account, after[0])):
             for record in self._with_versions(name, all_versions):
                 if _position(f"{name}:{record.version}") <= after:
                     continue
@@ -219,6 +238,35 @@ class FunctionRegistry(Publishing):
         marker_out = f"{last.name}:{last.version}" if all_versions and last else None
         return Page(chosen, _encode_marker(marker_out or last.name) if last else None)
 
+    def _keys(self, account: str | None, start: str) -> Iterator[str]:
+        for key in self._functions:
+            if key >= start and (account is None or self._arns.owner(key)[0] == account):
+                yield key
+
+    def usage(self, account: str) -> tuple[int, int]:
+        """(functions, bytes of code of them, their versions and its layers) ``account``
+        holds: Lambda's FunctionCount and TotalCodeSize."""
+        owned = [key for key in self._functions if self._arns.owner(key)[0] == account]
+        size = self._layers.usage(account) if self._layers is not None else 0
+        for key in owned:
+            size += sum(record.code_size for record in self._with_versions(key, True))
+        return len(owned), size
+
+    def _check_quotas(self, key: str, new_bytes: int, new_function: bool) -> None:
+        """Refuse what would take ``key``'s account past its quotas."""
+        account = self._arns.owner(key)[0]
+        count, size = self.usage(account)
+        if new_function and count >= self._quotas.functions:
+            raise InvalidParameterValue(
+                f"Account {account} already has {count} functions, its limit "
+                f"(--account-max-functions); delete one first."
+            )
+        if size + new_bytes > self._quotas.code_bytes:
+            raise CodeStorageExceeded(
+                f"Code storage limit exceeded: account {account} stores {size} bytes of "
+                f"code, {new_bytes} more would exceed its {self._quotas.code_bytes}."
+            )
+
     def _with_versions(self, name: str, all_versions: bool) -> list[FunctionRecord]:
         published = self._published.get(name)
         if not all_versions or published is None:
@@ -230,7 +278,8 @@ class FunctionRegistry(Publishing):
 
     # --- writes --------------------------------------------------------------
 
-    async def create(self, body: dict[str, Any]) -> FunctionRecord:
+    async def create(self, body: dict[str, Any], account: str | None = None) -> FunctionRecord:
+        """A new function of ``account`` (None: the default account; an ARN's own wins)."""
         name = body.get("FunctionName")
         if not isinstance(name, str) or not name:
             raise ValidationError.constraint(name, "functionName", "Member must not be null")
@@ -238,6 +287,7 @@ class FunctionRegistry(Publishing):
         if ref.qualifier is not None:
             raise InvalidParameterValue("Function name must not include a version or alias.")
         validation.package_type(body)
+        key = self._arns.resolve(ref, account)
         settings = {
             "role": validation.role(body, required=True),
             "runtime": validation.runtime(body, required=True),
@@ -248,16 +298,17 @@ class FunctionRegistry(Publishing):
             "environment": validation.environment(body),
             "ephemeral_storage": validation.ephemeral_storage(body) or 512,
             "architectures": validation.architectures(body) or ("x86_64",),
-            **self._layer_settings(body),
+            **self._layer_settings(body, key),
         }
         package = validation.code(body.get("Code"))
         publish = body.get("Publish") is True
         async with self._lock:
-            if ref.name in self._functions:
+            if key in self._functions:
                 raise ResourceConflict(f"Function already exist: {ref.name}")
+            self._check_quotas(key, len(package.data), new_function=True)
             await self._packages.put(package.digest, package.data)
             record = FunctionRecord(
-                name=ref.name,
+                name=key,
                 code_sha256=package.sha256,
                 code_digest=package.digest,
                 code_size=len(package.data),
@@ -299,6 +350,7 @@ class FunctionRegistry(Publishing):
             self._check_revision(old, body)
             if body.get("DryRun"):
                 return old
+            self._check_quotas(name, len(package.data) - old.code_size, new_function=False)
             await self._packages.put(package.digest, package.data)
             record = await self._replace(
                 old,
@@ -325,7 +377,7 @@ class FunctionRegistry(Publishing):
             "memory_size": validation.memory_size(body),
             "environment": validation.environment(body),
             "ephemeral_storage": validation.ephemeral_storage(body),
-            **self._layer_settings(body),
+            **self._layer_settings(body, name),
         }
         async with self._lock:
             old = self.get(name)
@@ -337,13 +389,15 @@ class FunctionRegistry(Publishing):
                 await self._forget_package(digest)
             return record
 
-    def _layer_settings(self, body: dict[str, Any]) -> dict[str, Any]:
-        """``Layers`` as the record's three parallel fields (nothing when absent)."""
+    def _layer_settings(self, body: dict[str, Any], key: str) -> dict[str, Any]:
+        """``Layers`` as the record's three parallel fields (nothing when absent); the
+        layers must be of the account owning the function ``key``."""
+        account = self._arns.owner(key)[0]
         if self._layers is None:
             if body.get("Layers"):
                 raise InvalidParameterValue("Layers are not available on this server.")
             return {}
-        versions: tuple[LayerVersion, ...] | None = self._layers.resolve(body)
+        versions: tuple[LayerVersion, ...] | None = self._layers.resolve(body, account)
         if versions is None:
             return {}
         return {

@@ -250,7 +250,8 @@ class FunctionUrls:
     # --- helpers -----------------------------------------------------------------
 
     def _target(self, function: str, qualifier: str | None) -> tuple[str, str | None]:
-        """(name, alias or None) from any spelling; versions and $LATEST are refused."""
+        """(key, alias or None) from any spelling (a storage key, as the API resolved
+        it, or an ARN); versions and $LATEST are refused."""
         ref = parse(function, qualifier)
         if ref.qualifier is not None and not _QUALIFIER.match(ref.qualifier):
             raise ValidationError.constraint(
@@ -258,7 +259,7 @@ class FunctionUrls:
                 "qualifier",
                 f"Member must satisfy regular expression pattern: {_QUALIFIER_PATTERN}",
             )
-        return ref.name, ref.qualifier
+        return self.arns.resolve(ref), ref.qualifier
 
     def _function(self, name: str, qualifier: str | None) -> None:
         """The function (or alias) must exist: Lambda says ``Function does not exist``."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ember.config import Settings
 from ember.control.arns import Arns
 from ember.control.layers import LayerRegistry
-from ember.control.registry import FunctionRegistry
+from ember.control.registry import FunctionRegistry, Quotas
 from ember.control.urls import FunctionUrls
 from ember.lifecycle import Loop
 from ember.storage.wiring import Storage
@@ -31,8 +31,9 @@ class ControlPlane:
     def build(cls, settings: Settings, storage: Storage) -> ControlPlane:
         names = Arns(settings.region, settings.account_id)
         layers = LayerRegistry(storage.metadata("layers"), storage.packages, names)
+        quotas = Quotas(settings.account_max_functions, settings.account_code_storage_bytes)
         registry = FunctionRegistry(
-            storage.metadata("metadata"), storage.packages, names, layers=layers
+            storage.metadata("metadata"), storage.packages, names, layers=layers, quotas=quotas
         )
         urls = FunctionUrls(storage.metadata("urls"), registry, names, settings.endpoint_url)
         urls.prune_orphans = storage.database is None  # embedded: the only writer
@@ -44,6 +45,11 @@ class ControlPlane:
     def exists(self, name: str) -> bool:
         """Whether the function ``name`` exists (what components drop orphans by)."""
         return self.registry.lookup(name) is not None
+
+    def account_of(self, key: str) -> str | None:
+        """The account owning the function (or layer) ``key``; None: the default account."""
+        account = self.names.owner(key)[0]
+        return None if account == self.names.account_id else account
 
     async def start(self) -> None:
         await self.layers.load()

@@ -47,7 +47,9 @@ class InvokeCommand(NamedTuple):
     log_tail: bool = False
     client_context: str | None = None  # base64 JSON, as sent by the client
     request_id: str | None = None  # None: a new one is made
-    caller: str = ""  # access key of the signature, else the source address (rate limits)
+    caller: str = ""  # the principal's ARN, else the source address (rate limits)
+    # The caller's account: a bare or partial name is its function (None: the default's).
+    account: str | None = None
 
 
 class InvokeResult(NamedTuple):
@@ -129,14 +131,14 @@ class InvocationService:
     async def invoke(self, command: InvokeCommand) -> InvokeResult:
         request_id = command.request_id or new_request_id()
         ref = arns.parse(command.function, command.qualifier)
-        record = self._registry.get(ref.name, ref.qualifier)
+        record = self._registry.get(self._arns.resolve(ref, command.account), ref.qualifier)
         payload = _check_payload(command.payload)
         client_context = (
             _decode_client_context(command.client_context) if command.client_context else ""
         )
         if command.invocation_type != "RequestResponse":
             if command.invocation_type == "Event" and self._events is not None:
-                return await self._enqueue(self._events, ref, payload, request_id)
+                return await self._enqueue(self._events, record.name, ref, payload, request_id)
             return _other_invocation_type(command.invocation_type, request_id)
         # Rate limits, then a concurrency lease (raises TooManyRequests, which the
         # async pollers treat as a throttle); the lease is given back whatever happens.
@@ -153,7 +155,7 @@ class InvocationService:
         return result
 
     async def _enqueue(
-        self, events: EventQueue, ref: arns.FunctionRef, payload: bytes, request_id: str
+        self, events: EventQueue, key: str, ref: arns.FunctionRef, payload: bytes, request_id: str
     ) -> InvokeResult:
         """Event: accept durably and answer 202; pollers run it with this request id.
 
@@ -166,9 +168,7 @@ class InvocationService:
                 "InvokeFunction operation"
             )
         qualifier = ref.qualifier
-        target = (
-            ref.name if qualifier is None or qualifier == arns.LATEST else f"{ref.name}:{qualifier}"
-        )
+        target = key if qualifier is None or qualifier == arns.LATEST else f"{key}:{qualifier}"
         await events.enqueue((NewEvent(target, request_id, payload),))
         return InvokeResult(202, b"", request_id, arns.LATEST)
 

@@ -262,7 +262,8 @@ class UrlInvoker:
         preflight = request.method == "OPTIONS" and config.cors is not None
         if preflight and _header(request, b"access-control-request-method") is not None:
             return UrlResponse(200, cors_headers(config, request, preflight=True), b"")
-        event = build_event(request, self._urls.arns.account_id, request_id, self._clock())
+        owner = self._urls.arns.owner(config.function)[0]
+        event = build_event(request, owner, request_id, self._clock())
         command = InvokeCommand(
             function=config.function,
             payload=orjson.dumps(event),

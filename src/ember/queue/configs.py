@@ -158,8 +158,9 @@ class EventInvokeConfigs:
     # -- the API ------------------------------------------------------------------
 
     def _resolve(self, identifier: str, qualifier: str | None) -> tuple[str, str]:
+        """(key, qualifier) of a storage key as the API resolved it (or an ARN)."""
         ref = arns.parse(identifier, qualifier)
-        return ref.name, ref.qualifier or arns.LATEST
+        return self._arns.resolve(ref), ref.qualifier or arns.LATEST
 
     def _missing(self, name: str, qualifier: str) -> ResourceNotFound:
         return ResourceNotFound(
@@ -272,22 +273,29 @@ class EventInvokeConfigs:
                     f"The destination ARN {arn} is invalid. ember delivers to Lambda "
                     "functions of this server only."
                 )
+            owner = self._arns.owner(arns.split(target)[0])[0]
+            if owner != self._arns.owner(name)[0]:
+                raise InvalidParameterValue(
+                    f"The destination ARN {arn} is a function of account {owner}: a "
+                    "function's destinations must be functions of its own account."
+                )
             if arns.split(target)[0] == name:
                 raise InvalidParameterValue(
                     "You can't specify the function as a destination for itself."
                 )
 
     def destination_function(self, arn: str) -> str | None:
-        """The function (``name`` or ``name:qualifier``) a destination ARN names, if it
-        is a function of this ember."""
-        prefix = f"arn:aws:lambda:{self._arns.region}:{self._arns.account_id}:function:"
-        if not arn.startswith(prefix):
+        """The function (``key`` or ``key:qualifier``) a destination ARN names, if it
+        is a function ARN of this ember's region (of any account)."""
+        if not arn.startswith(f"arn:aws:lambda:{self._arns.region}:"):
             return None
         try:
-            ref = arns.parse(arn)
+            ref = arns.parse_client(arn)
         except (ValidationError, InvalidParameterValue):
             return None
-        return _target(ref.name, ref.qualifier or arns.LATEST)
+        if ref.account is None:
+            return None
+        return _target(self._arns.resolve(ref), ref.qualifier or arns.LATEST)
 
 
 def _target(name: str, qualifier: str) -> str:

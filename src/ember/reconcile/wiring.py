@@ -41,16 +41,20 @@ log = logging.getLogger("ember.control")
 def scheduled_event(
     names: Arns, function: str, moment: datetime, request_id: str
 ) -> dict[str, Any]:
-    """EventBridge's "Scheduled Event" document, as a Lambda on a schedule receives it."""
+    """EventBridge's "Scheduled Event" document, as a Lambda on a schedule receives it.
+
+    ``function`` is the storage key: the event and its rule name the owner's account.
+    """
+    account, name = names.owner(function)
     return {
         "version": "0",
         "id": request_id,
         "detail-type": "Scheduled Event",
         "source": "aws.events",
-        "account": names.account_id,
+        "account": account,
         "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "region": names.region,
-        "resources": [f"arn:aws:events:{names.region}:{names.account_id}:rule/ember-{function}"],
+        "resources": [f"arn:aws:events:{names.region}:{account}:rule/ember-{name}"],
         "detail": {},
     }
 
@@ -82,7 +86,10 @@ class Manifests:
     ) -> Manifests:
         """``tools`` and ``urls``: the MCP catalog and function URLs, when wired (else None)."""
         objects = FunctionObjects(
-            storage.metadata("manifests"), storage.packages, lambda: datetime.now(UTC)
+            storage.metadata("manifests"),
+            storage.packages,
+            lambda: datetime.now(UTC),
+            control.names,
         )
         storage.feed.watch("manifests", objects.apply_remote)
         scheduler = Scheduler(

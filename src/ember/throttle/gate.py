@@ -4,7 +4,8 @@
 before a sandbox is leased) and ``Throttle.release`` the one release path
 (called on every outcome). Lambda's counting: a function with reserved
 concurrency R holds up to R leases in its own pool; every other function
-shares the unreserved pool, account limit minus every reservation.
+shares its account's unreserved pool, the account limit minus every
+reservation of that account (each account has its own limit and pool).
 
 A shared backend (Redis) can be out of reach; ``Throttle`` alone decides
 what then (``--throttle-unavailable``), behind a ``Breaker`` so that an outage
@@ -47,6 +48,11 @@ class Admission(NamedTuple):
     # Counted on this node only, taken while the shared store was out of reach:
     # released here, never against the shared store (which never counted it).
     local: bool = False
+
+
+def unreserved_pool(account: str) -> str:
+    """Another account's unreserved pool (the default account's is ``UNRESERVED``)."""
+    return f"{UNRESERVED}:{account}"
 
 
 def function_pool(name: str) -> str:
@@ -116,11 +122,12 @@ class Throttle:
         limits = self._rules.get(function)
         memory = self._memory
         if limits is None:  # the common case: the unreserved pool, no rate limits
+            pool, limit = self._unreserved(function)
             if memory is None:
-                return await self._shared((), UNRESERVED, self.limits.unreserved, lease, timeout)
-            if not memory.acquire_now(UNRESERVED, self.limits.unreserved, lease):
+                return await self._shared((), pool, limit, lease, timeout)
+            if not memory.acquire_now(pool, limit, lease):
                 raise _concurrency_refused(reserved=False)
-            return Admission(UNRESERVED, lease, None)
+            return Admission(pool, lease, None)
         plan = self._plans.get(function)
         if plan is None or plan.limits is not limits:  # settings changed: plan again
             plan = self._plans[function] = _Plan.of(function, limits)
@@ -128,12 +135,19 @@ class Throttle:
         if plan.caller_prefix is not None:
             checks = (*checks, RateCheck(plan.caller_prefix + caller, plan.caller_policy))
         if limits.reserved is None:
-            pool, limit = UNRESERVED, self.limits.unreserved
+            pool, limit = self._unreserved(function)
         else:
             pool, limit = plan.pool, limits.reserved
         if memory is not None:
             return _answer(memory.admit_now(checks, pool, limit, lease), pool, lease, limits)
         return await self._shared(checks, pool, limit, lease, timeout, limits)
+
+    def _unreserved(self, function: str) -> tuple[str, int]:
+        """The unreserved pool of ``function``'s account and its size."""
+        account = self.limits.account_of(function)
+        if account is None:
+            return UNRESERVED, self.limits.unreserved
+        return unreserved_pool(account), self.limits.unreserved_of(account)
 
     async def _shared(
         self,

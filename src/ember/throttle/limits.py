@@ -137,13 +137,24 @@ class ThrottleLimits:
     # function, and the feed brings it after the load.
     prune_orphans = True
 
-    def __init__(self, store: MetadataStore, account_limit: int) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        account_limit: int,
+        account_of: Callable[[str], str | None] = lambda function: None,
+    ) -> None:
         self._store = store
+        # Every account's own limit: each has its own unreserved pool.
         self.account_limit = account_limit
+        # The account owning a function (its key), None for the default account.
+        self.account_of = account_of
         # Invariant: holds exactly the functions with a non-empty FunctionLimits.
         self.rules: dict[str, FunctionLimits] = {}
-        # Invariant: account_limit - sum of every reserved concurrency.
+        # Invariant: account_limit - sum of the default account's reserved concurrency
+        # (read on the hot path); other accounts' are in _unreserved.
         self.unreserved = account_limit
+        # Invariant: every other account with a reservation -> its unreserved pool.
+        self._unreserved: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self._forgotten: set[str] = set()
         self._wake = asyncio.Event()
@@ -159,8 +170,19 @@ class ThrottleLimits:
         log.info("throttle settings loaded for %d function(s)", len(self.rules))
 
     def _recount(self) -> None:
-        reserved = sum(limits.reserved or 0 for limits in self.rules.values())
-        self.unreserved = self.account_limit - reserved
+        reserved: dict[str | None, int] = {}
+        for name, limits in self.rules.items():
+            if limits.reserved:
+                account = self.account_of(name)
+                reserved[account] = reserved.get(account, 0) + limits.reserved
+        self.unreserved = self.account_limit - reserved.pop(None, 0)
+        self._unreserved = {a: self.account_limit - r for a, r in reserved.items() if a}
+
+    def unreserved_of(self, account: str | None) -> int:
+        """The unreserved pool of ``account`` (None: the default account)."""
+        if account is None:
+            return self.unreserved
+        return self._unreserved.get(account, self.account_limit)
 
     def get(self, name: str) -> FunctionLimits:
         return self.rules.get(name) or FunctionLimits()
@@ -178,7 +200,8 @@ class ThrottleLimits:
     async def put_reserved(self, name: str, value: int) -> None:
         async with self._lock:
             current = self.get(name)
-            others = self.account_limit - self.unreserved - (current.reserved or 0)
+            unreserved = self.unreserved_of(self.account_of(name))
+            others = self.account_limit - unreserved - (current.reserved or 0)
             if self.account_limit - others - value < MIN_UNRESERVED:
                 raise InvalidParameterValue(
                     "Specified ReservedConcurrentExecutions for function decreases account's "

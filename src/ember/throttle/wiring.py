@@ -36,13 +36,20 @@ def backend(settings: Settings) -> ThrottleBackend:
     )
 
 
-def build(settings: Settings, storage: Storage) -> Throttle:
+def build(
+    settings: Settings, storage: Storage, account_of: Callable[[str], str | None] | None = None
+) -> Throttle:
+    """``account_of(function)``: the account owning it, None for the default account."""
     if settings.account_concurrency < 100:
         raise ValueError(
             f"account concurrency {settings.account_concurrency} is below Lambda's minimum "
             "unreserved concurrency (100)"
         )
-    limits = ThrottleLimits(storage.metadata("limits"), settings.account_concurrency)
+    limits = ThrottleLimits(
+        storage.metadata("limits"),
+        settings.account_concurrency,
+        account_of or (lambda function: None),
+    )
     limits.prune_orphans = storage.database is None  # embedded: the only writer
     storage.feed.watch("limits", limits.apply_remote)
     return Throttle(

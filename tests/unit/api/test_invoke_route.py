@@ -77,3 +77,28 @@ def test_a_refusal_answers_lambdas_429_and_leaves_no_reference_cycle() -> None:
         "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
     }
     assert garbage == 0
+
+
+def test_the_command_carries_the_principal_not_a_claimed_key() -> None:
+    from ember.auth.base import PRINCIPAL_SCOPE_KEY
+    from ember.auth.principals import Principal
+
+    claimed = [(b"authorization", b"AWS4-HMAC-SHA256 Credential=CLAIMED/20261206/x")]
+    anonymous = {**scope(), "headers": claimed}
+    command = invoke._command(anonymous, dict(claimed), b"{}", "r1")
+    assert (command.caller, command.account, command.function) == ("127.0.0.1", None, "f")
+    signed = {**anonymous, PRINCIPAL_SCOPE_KEY: Principal("111122223333")}
+    command = invoke._command(signed, dict(claimed), b"{}", "r2")
+    assert command.caller == "arn:aws:iam::111122223333:root"
+    assert command.account == "111122223333"
+
+
+def test_a_storage_key_spelling_is_refused_even_encoded() -> None:
+    import pytest
+
+    from ember.errors import ValidationError
+
+    for name in ("111122223333.f", "111122223333%2Ef"):
+        path = f"/2015-03-31/functions/{name}/invocations"
+        with pytest.raises(ValidationError):
+            invoke._command({**scope(), "path": path}, {}, b"{}", "r")

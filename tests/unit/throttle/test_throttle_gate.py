@@ -126,3 +126,43 @@ def test_policies_parse_and_round_trip_through_json() -> None:
     assert FunctionLimits.from_json(limits.to_json()) == limits
     with pytest.raises(InvalidParameterValue, match="burst"):
         parse_policy({"algorithm": "sliding-log", "rate": "5/s", "burst": 2})
+
+
+def test_each_account_has_its_own_unreserved_pool() -> None:
+    """``account_of`` names the owner of a function key (None: the default account)."""
+    limits = ThrottleLimits(
+        MemoryMetadataStore(), 100, lambda key: key.split(".")[0] if "." in key else None
+    )
+    throttle = Throttle(MemoryThrottleBackend(), limits)
+
+    async def scenario() -> TooManyRequests:
+        for lease in range(100):
+            await throttle.admit("mine", "me", f"m{lease}", 3)
+        # The default account's pool is full; another account's is untouched.
+        for lease in range(100):
+            await throttle.admit("111122223333.theirs", "you", f"t{lease}", 3)
+        try:
+            await throttle.admit("111122223333.other", "you", "t-last", 3)
+        except TooManyRequests as refused:
+            return refused
+        raise AssertionError("the other account's pool admitted more than its limit")
+
+    error = asyncio.run(scenario())
+    assert error.reason == "ConcurrentInvocationLimitExceeded"
+
+
+def test_reservations_carve_only_their_own_accounts_pool() -> None:
+    limits = ThrottleLimits(
+        MemoryMetadataStore(), 1000, lambda key: key.split(".")[0] if "." in key else None
+    )
+
+    async def scenario() -> None:
+        await limits.put_reserved("111122223333.a", 900)
+        await limits.put_reserved("mine", 900)  # the default account's 1000 are its own
+        with pytest.raises(InvalidParameterValue):
+            await limits.put_reserved("111122223333.b", 1)
+
+    asyncio.run(scenario())
+    assert limits.unreserved == 100
+    assert limits.unreserved_of("111122223333") == 100
+    assert limits.unreserved_of("444455556666") == 1000
