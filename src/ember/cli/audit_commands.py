@@ -16,32 +16,47 @@ from rich.text import Text
 
 from ember.cli.client import EmberClient
 
-COLUMNS = ("TIME", "PRINCIPAL", "ACTION", "RESOURCE", "RESULT", "REQUEST ID")
+COLUMNS = ("TIME", "PRINCIPAL", "ACTION", "RESOURCE", "RESULT")
+# Columns that fold onto more lines, rather than squeeze the others, on a narrow terminal.
+FOLDED = ("PRINCIPAL", "RESOURCE", "RESULT")
 
 
 def events_table(events: list[dict[str, Any]]) -> Table:
-    """One row per event; a denied or failed change shows its status and error in red."""
+    """One row per event; a denied change shows its status and error in red.
+
+    ARNs lose their constant prefix (``arn:aws:iam::``, ``arn:aws:lambda:REGION:``)
+    and times their milliseconds, so that a row fits a terminal; ``--json`` has
+    them whole, and the request ids.
+    """
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in COLUMNS:
-        table.add_column(column, no_wrap=column not in ("RESOURCE", "PRINCIPAL"))
+        if column in FOLDED:
+            table.add_column(column, overflow="fold", min_width=12)
+        else:
+            table.add_column(column, no_wrap=True)
     for event in events:
         table.add_row(
-            str(event.get("Time", "")),
-            str(event.get("Principal", "")),
+            str(event.get("Time", "")).replace("T", " ")[:19],
+            _short_arn(str(event.get("Principal", ""))),
             str(event.get("Action", "")),
-            str(event.get("Resource", "")),
+            _short_arn(str(event.get("Resource", ""))),
             _result(event),
-            str(event.get("RequestId", "")),
         )
     return table
 
 
+def _short_arn(arn: str) -> str:
+    """``arn:aws:SERVICE:REGION:ACCOUNT:rest`` -> ``ACCOUNT:rest``; anything else as is."""
+    parts = arn.split(":", 4)
+    return parts[4] if len(parts) == 5 and parts[0] == "arn" else arn
+
+
 def _result(event: dict[str, Any]) -> Text:
-    status, error = event.get("Status"), event.get("Error")
+    status, error = event.get("Status"), str(event.get("Error") or "").removesuffix("Exception")
     if not event.get("Allowed"):
-        return Text(f"denied {status} {error or ''}".rstrip(), style="red")
+        return Text(f"denied {status} {error}".rstrip(), style="red")
     if isinstance(status, int) and status >= 400:
-        return Text(f"{status} {error or ''}".rstrip(), style="yellow")
+        return Text(f"{status} {error}".rstrip(), style="yellow")
     return Text(str(status))
 
 
