@@ -99,6 +99,9 @@ class Settings:
     # Host names (besides loopback and `host`) that /mcp accepts in Host and Origin,
     # e.g. the name clients use behind a proxy; anything else is refused (DNS rebinding).
     mcp_allowed_hosts: tuple[str, ...] = ()
+    # The audit log of control-plane changes keeps this many of the newest entries
+    # (GET /_ember/audit); older ones are pruned as new ones are written.
+    audit_retention: int = 100_000
 
     @property
     def queue(self) -> str:

@@ -15,6 +15,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from ember.audit.sqlite import FILE_NAME as AUDIT_FILE
+from ember.audit.sqlite import STEPS as AUDIT_STEPS
 from ember.errors import StartupRefused
 from ember.queue.sqlite import STEPS as QUEUE_STEPS
 from ember.storage.postgres import Database, Migration
@@ -22,7 +24,12 @@ from ember.storage.sqlite import METADATA_STEPS, migrate, stored_version
 
 QUEUE_FILE = "queue.sqlite3"
 # Modules that own a PostgreSQL component; each exposes MIGRATION.
-PG_MODULES = ("ember.storage.pg_metadata", "ember.storage.pg_blobs", "ember.queue.postgres")
+PG_MODULES = (
+    "ember.storage.pg_metadata",
+    "ember.storage.pg_blobs",
+    "ember.queue.postgres",
+    "ember.audit.postgres",
+)
 
 
 @dataclass(frozen=True)
@@ -54,11 +61,12 @@ class SchemaState:
 def sqlite_files(data_dir: Path) -> list[tuple[Path, tuple[str, ...]]]:
     """Each SQLite file of the data dir with its migration steps, sorted by name.
 
-    Every ``*.sqlite3`` but the queue is a metadata store (metadata, layers,
-    urls, tools, limits, manifests, schedules, ...).
+    Every ``*.sqlite3`` but the queue and the audit log is a metadata store
+    (metadata, layers, urls, tools, limits, manifests, schedules, ...).
     """
+    own = {QUEUE_FILE: QUEUE_STEPS, AUDIT_FILE: AUDIT_STEPS}
     files = sorted(data_dir.glob("*.sqlite3"))
-    return [(path, QUEUE_STEPS if path.name == QUEUE_FILE else METADATA_STEPS) for path in files]
+    return [(path, own.get(path.name, METADATA_STEPS)) for path in files]
 
 
 def sqlite_status(data_dir: Path) -> list[SchemaState]:

@@ -25,6 +25,8 @@ from typing import Any
 
 from ember.api.app import Frontend
 from ember.api.services import NodeInfo, Services
+from ember.audit import postgres as audit_postgres
+from ember.audit.wiring import Audit
 from ember.config import Settings
 from ember.control.wiring import ControlPlane
 from ember.invoke.wiring import Invocation
@@ -48,6 +50,7 @@ class Platform:
     services: Services
     mcp: Mcp
     # In start order: sandboxes first (a host that cannot isolate refuses at once),
+    # then the audit log (open before any request, closed after every other part),
     # then the registries, then what drops orphans against them.
     parts: list[Part]
 
@@ -57,6 +60,7 @@ def build(settings: Settings) -> Platform:
     storage = storage_wiring.build(settings)
     node = node_id(storage.data_dir)
     control = ControlPlane.build(settings, storage)
+    audit = Audit.build(settings, storage)
     logs = Invocation.logs_of(settings)
     workers = Workers.build(settings, storage.packages, control.registry, logs.raw)
     throttle = throttle_wiring.build(settings, storage, control.account_of)
@@ -92,6 +96,7 @@ def build(settings: Settings) -> Platform:
         layers=control.layers,
         urls=control.urls,
         tools=mcp.tools,
+        audit=audit.log,
         node=NodeInfo(
             node,
             "embedded" if storage.database is None else "cluster",
@@ -102,6 +107,7 @@ def build(settings: Settings) -> Platform:
     )
     parts: list[Part] = [
         workers,
+        audit,
         control,
         throttle_wiring.ThrottlePart(throttle, control.exists),
         invocation,
@@ -117,7 +123,7 @@ def application(platform: Platform) -> Frontend:
         storage = platform.storage
         started: list[Part] = []
         try:
-            await storage.open((queue_postgres.MIGRATION,))
+            await storage.open((queue_postgres.MIGRATION, audit_postgres.MIGRATION))
             for part in platform.parts:
                 await part.start()
                 started.append(part)

@@ -1,4 +1,4 @@
-"""ember's own routes: health, logs, sandboxes, package download.
+"""ember's own routes: health, logs, sandboxes, package download, the audit log.
 
 Documented in docs/api.md. Everything ember adds to Lambda's API lives
 under ``/_ember/`` so it can never collide with a Lambda path.
@@ -6,12 +6,14 @@ under ``/_ember/`` so it can never collide with a Lambda path.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ember import __version__
-from ember.api import names
+from ember.api import audit, names
 from ember.api.http import endpoint, json_response, read_json, zip_response
 from ember.api.services import Services
 from ember.control import arns
@@ -35,6 +37,8 @@ def routes(services: Services) -> list[Route]:
             "throttle": await services.throttle.health(),
             "node": services.node.describe(),
         }
+        if services.audit is not None:
+            body["audit"] = asdict(services.audit.statistics())
         return json_response(body, request_id)
 
     @endpoint
@@ -90,4 +94,5 @@ def routes(services: Services) -> list[Route]:
         Route("/_ember/functions/{name}/logs", logs, methods=["GET"]),
         Route("/_ember/functions/{name}/code", code, methods=["GET"]),
         Route("/_ember/sandboxes", sandboxes, methods=["GET"]),
+        *audit.routes(services),
     ]

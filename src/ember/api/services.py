@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
+from ember.audit.log import AuditLog
 from ember.config import Settings
 from ember.control.arns import Arns
 from ember.control.layers import LayerRegistry
@@ -54,6 +55,9 @@ class Services:
     manifests: FunctionObjects | None = None
     # Functions exposed as MCP tools; None when MCP is not wired.
     tools: ToolCatalog | None = None
+    # The audit log of control-plane changes (the guard records, GET /_ember/audit
+    # reads); None when not wired.
+    audit: AuditLog | None = None
     # Layer versions (PublishLayerVersion, ...) and function URL configs.
     layers: LayerRegistry = field(kw_only=True)
     urls: FunctionUrls = field(kw_only=True)

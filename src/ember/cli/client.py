@@ -272,6 +272,25 @@ class EmberClient:
             return _json_object(self._request("PUT", path, json_body=changes))
         return _json_object(self._request("GET", path))
 
+    def audit(
+        self,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int | None = None,
+        marker: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of the audit log, newest first: ``{"Events": [...], "NextMarker"}``.
+
+        ``since``/``until`` go as given (ISO 8601, Unix seconds or an age such as
+        "10m"): the server reads them against its own clock.
+        """
+        given = {"since": since, "until": until, "limit": limit, "next": marker}
+        params = {key: str(value) for key, value in given.items() if value is not None}
+        body = _json_object(self._request("GET", "/_ember/audit", params=params))
+        if not isinstance(body.get("Events"), list):
+            raise ApiError(200, "InvalidResponse", "malformed audit response")
+        return body
+
     def health(self) -> dict[str, Any]:
         """The server's health document."""
         return _json_object(self._request("GET", "/health"))

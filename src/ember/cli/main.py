@@ -22,7 +22,14 @@ from rich.console import Console
 from rich.table import Table
 
 from ember import __version__
-from ember.cli import db_commands, dependencies, manifest_commands, queue_commands, tool_commands
+from ember.cli import (
+    audit_commands,
+    db_commands,
+    dependencies,
+    manifest_commands,
+    queue_commands,
+    tool_commands,
+)
 from ember.cli.client import ApiError, EmberClient
 from ember.cli.zips import deterministic_zip
 
@@ -213,6 +220,7 @@ for _command in manifest_commands.COMMANDS:
 main.add_command(tool_commands.tool)
 main.add_command(tool_commands.mcp)
 main.add_command(db_commands.db)
+main.add_command(audit_commands.audit)
 
 
 @main.command()
@@ -332,6 +340,14 @@ main.add_command(db_commands.db)
     multiple=True,
     help="Another host name /mcp accepts in Host/Origin (repeatable; loopback always is).",
 )
+@click.option(
+    "--audit-retention",
+    envvar="EMBER_AUDIT_RETENTION",
+    type=click.IntRange(min=1),
+    default=100_000,
+    show_default=True,
+    help="Entries the audit log of control-plane changes keeps (the newest).",
+)
 @queue_commands.async_serve_options
 def serve(
     host: str,
@@ -353,6 +369,7 @@ def serve(
     schedule_minute_seconds: float,
     mcp_token: str | None,
     mcp_allowed_hosts: tuple[str, ...],
+    audit_retention: int,
     async_settings: dict[str, Any],
 ) -> None:
     """Run the ember server in the foreground."""
@@ -380,6 +397,7 @@ def serve(
         schedule_minute_seconds=schedule_minute_seconds,
         mcp_token=mcp_token or None,
         mcp_allowed_hosts=mcp_allowed_hosts,
+        audit_retention=audit_retention,
         **async_settings,
     )
     try:

@@ -1,0 +1,120 @@
+"""Audit entries in ``<data_dir>/audit.sqlite3`` (embedded mode), WAL, indexed by time.
+
+sqlite3 calls block, so they run on one dedicated thread, as the metadata
+stores' do: the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from ember.audit.base import COLUMNS, AuditPage, AuditQuery, as_row, from_row, page_of, select_sql
+from ember.auth.base import AuditEntry
+from ember.storage.sqlite import migrate
+
+T = TypeVar("T")
+
+FILE_NAME = "audit.sqlite3"
+
+# steps[i] takes the file from version i to i + 1 (PRAGMA user_version).
+STEPS: tuple[str, ...] = (
+    """
+CREATE TABLE audit_events (
+    id INTEGER PRIMARY KEY,
+    time REAL NOT NULL,
+    request_id TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    account TEXT NOT NULL,
+    action TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    allowed INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    error TEXT
+);
+CREATE INDEX audit_events_time ON audit_events (time, id);
+CREATE INDEX audit_events_account ON audit_events (account, time, id);
+""",
+)
+
+_INSERT = (
+    f"INSERT INTO audit_events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+)
+# The id of the oldest entry to keep; everything below it goes.
+_PRUNE = (
+    "DELETE FROM audit_events WHERE id < "
+    "(SELECT id FROM audit_events ORDER BY id DESC LIMIT 1 OFFSET ?)"
+)
+
+
+class SqliteAuditStore:
+    """See ``ember.audit.base.AuditStore``."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ember-audit")
+        self._db: sqlite3.Connection | None = None
+        self._closed = False
+
+    async def _run(self, function: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            # An audit batch may be lost with the machine, not with the process.
+            db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                migrate(db, self._path, STEPS)
+            except BaseException:
+                db.close()
+                raise
+            self._db = db
+        return self._db
+
+    async def open(self) -> None:
+        await self._run(self._connect)
+
+    def _append(self, entries: Sequence[AuditEntry]) -> None:
+        db = self._connect()
+        with db:  # one transaction for the batch
+            db.execute("BEGIN")
+            db.executemany(_INSERT, [as_row(entry) for entry in entries])
+
+    async def append(self, entries: Sequence[AuditEntry]) -> None:
+        if entries:
+            await self._run(self._append, entries)
+
+    def _query(self, query: AuditQuery) -> AuditPage:
+        sql, params = select_sql(query, "?")
+        rows = self._connect().execute(sql, params).fetchall()
+        return page_of([from_row(row) for row in rows], query.limit)
+
+    async def query(self, query: AuditQuery) -> AuditPage:
+        return await self._run(self._query, query)
+
+    def _prune(self, keep: int) -> int:
+        if keep <= 0:
+            return self._connect().execute("DELETE FROM audit_events").rowcount
+        return self._connect().execute(_PRUNE, (keep - 1,)).rowcount
+
+    async def prune(self, keep: int) -> int:
+        return await self._run(self._prune, keep)
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._run(self._close)
+        self._executor.shutdown(wait=True)
