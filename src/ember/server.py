@@ -91,6 +91,7 @@ def build(settings: Settings) -> Platform:
         manifests=manifests.objects,
         layers=control.layers,
         urls=control.urls,
+        policies=control.policies,
         tools=mcp.tools,
         node=NodeInfo(
             node,
