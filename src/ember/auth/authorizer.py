@@ -27,7 +27,15 @@ from ember.auth.policy import Policy, Request, authorize
 from ember.auth.principals import Caller, Principal
 from ember.errors import AccessDenied
 
-__all__ = ["ROUTES", "UNKNOWN_ACTION", "Authorizer", "Kind", "RouteAccess"]
+__all__ = [
+    "INVOKE_ACTION",
+    "PUBLIC",
+    "ROUTES",
+    "UNKNOWN_ACTION",
+    "Authorizer",
+    "Kind",
+    "RouteAccess",
+]
 
 # The identity policies of a principal (the users' store answers; a root has none).
 PoliciesOf = Callable[[Principal], Sequence[Policy]]
@@ -38,6 +46,7 @@ ResourcePolicyOf = Callable[[str], "Policy | None"]
 # a 404), a user only with a policy allowing it; a route added without a row here
 # is therefore never open to users (and tests/unit/auth fails on it).
 UNKNOWN_ACTION = "ember:UnknownOperation"
+INVOKE_ACTION = "lambda:InvokeFunction"
 _CREATE_ACCOUNT = "ember:CreateAccount"
 # Account administration the default account's root may do for any account.
 _OPERATOR_ACTIONS = frozenset(
@@ -83,7 +92,9 @@ class RouteAccess:
 
     @property
     def change(self) -> bool:
-        return self.method not in ("GET", "HEAD")
+        """Whether it changes the control plane (audited): every write but Invoke,
+        which runs code and changes nothing (and is the hot path)."""
+        return self.method not in ("GET", "HEAD") and self.action != INVOKE_ACTION
 
     def pattern(self) -> re.Pattern[str]:
         parts = re.split(r"\{(\w+)\}", self.template)
@@ -103,7 +114,7 @@ _M = "/_ember/apis/ember.dev/v1"
 _N = Kind.NONE
 ROUTES: tuple[RouteAccess, ...] = (
     # Invoke first: it is the hot path.
-    RouteAccess("POST", _F + "/invocations", "lambda:InvokeFunction", Kind.FUNCTION),
+    RouteAccess("POST", _F + "/invocations", INVOKE_ACTION, Kind.FUNCTION),
     *_rows(
         Kind.FUNCTION,
         _F,
