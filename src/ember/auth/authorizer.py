@@ -79,6 +79,7 @@ class Kind(Enum):
     LAYER = "layer"  # {name} of a layer
     LAYER_VERSION = "layer-version"  # {name} and {version} of a layer
     ACCOUNT = "account"  # "*", in the account of ?AccountId= (else the caller's)
+    LAYERS = "layers"  # ListLayers ("*"), or GetLayerVersionByArn (?find=LayerVersion&Arn=)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +146,8 @@ ROUTES: tuple[RouteAccess, ...] = (
         ("GET", "/2015-03-31/functions", "lambda:ListFunctions"),
         ("GET", "/2016-08-19/account-settings", "lambda:GetAccountSettings"),
         ("GET", "/2016-08-19/account-settings/", "lambda:GetAccountSettings"),
-        ("GET", "/2018-10-31/layers", "lambda:ListLayers"),
     ),
+    RouteAccess("GET", "/2018-10-31/layers", "lambda:ListLayers", Kind.LAYERS),
     *_rows(
         Kind.FUNCTION,
         "",
@@ -289,13 +290,20 @@ class Authorizer:
         if found is None:
             return Access(UNKNOWN_ACTION, "*", caller, change=method not in ("GET", "HEAD"))
         route, params = found
+        if route.kind is Kind.LAYERS and _query(query, "find") == "LayerVersion":
+            return self._layer_by_arn(_query(query, "Arn") or "", caller)
         resource, account = self._resource(route.kind, params, query, caller)
         return Access(route.action, resource, account, route.change)
+
+    def _layer_by_arn(self, arn: str, caller: str) -> Access:
+        """GetLayerVersionByArn: the version's ARN, in the account it names."""
+        _, account = self._layer(arn.rpartition(":")[0], None, caller)
+        return Access("lambda:GetLayerVersion", arn or "*", account, change=False)
 
     def _resource(
         self, kind: Kind, params: dict[str, str], query: str, caller: str
     ) -> tuple[str, str]:
-        if kind is Kind.NONE:
+        if kind in (Kind.NONE, Kind.LAYERS):
             return "*", caller
         if kind is Kind.ACCOUNT:
             return "*", _query(query, "AccountId") or caller

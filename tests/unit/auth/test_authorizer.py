@@ -384,6 +384,16 @@ ACCESS: dict[tuple[str, str, str], tuple[str, str, bool]] = {
         LAYER + ":2",
         False,
     ),
+    ("GET", "/2018-10-31/layers", "CompatibleRuntime=python3.11"): (
+        "lambda:ListLayers",
+        "*",
+        False,
+    ),
+    ("GET", "/2018-10-31/layers", f"find=LayerVersion&Arn={LAYER}:3"): (
+        "lambda:GetLayerVersion",
+        LAYER + ":3",
+        False,
+    ),
     ("PUT", "/_ember/functions/f/tool", ""): ("ember:PutTool", F, True),
     ("POST", "/_ember/accounts", ""): ("ember:CreateAccount", "*", True),
     ("GET", "/_ember/audit", "since=0"): ("ember:ListAuditEvents", "*", False),
