@@ -95,6 +95,7 @@ def build(settings: Settings) -> Platform:
         manifests=manifests.objects,
         layers=control.layers,
         urls=control.urls,
+        policies=control.policies,
         tools=mcp.tools,
         audit=audit.log,
         node=NodeInfo(

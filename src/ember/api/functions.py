@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ember.api import names
+from ember.api import names, policies
 from ember.api.http import endpoint, json_response, read_json
 from ember.api.services import Services
 from ember.control import arns
@@ -128,6 +128,8 @@ def routes(services: Services) -> list[Route]:
         Route(API + "/{name}/configuration", get_configuration, methods=["GET"]),
         Route(API + "/{name}/configuration", update_configuration, methods=["PUT"]),
         Route(API + "/{name}/code", update_code, methods=["PUT"]),
+        # The function's resource policy, a sub-resource of it.
+        *policies.routes(services),
     ]
 
 

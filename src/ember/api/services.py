@@ -10,6 +10,7 @@ from ember.config import Settings
 from ember.control.arns import Arns
 from ember.control.layers import LayerRegistry
 from ember.control.objects import FunctionObjects
+from ember.control.policies import ResourcePolicies
 from ember.control.registry import FunctionRegistry
 from ember.control.urls import FunctionUrls
 from ember.invoke.events import AsyncInvocation
@@ -61,4 +62,6 @@ class Services:
     # Layer versions (PublishLayerVersion, ...) and function URL configs.
     layers: LayerRegistry = field(kw_only=True)
     urls: FunctionUrls = field(kw_only=True)
+    # Functions' resource policies (AddPermission, GetPolicy, RemovePermission).
+    policies: ResourcePolicies = field(kw_only=True)
     node: NodeInfo = field(kw_only=True, default=NodeInfo("local", "embedded", ()))

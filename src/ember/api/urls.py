@@ -86,16 +86,20 @@ def routes(services: Services) -> list[Route]:
     ]
 
 
-def _split(scope: Scope) -> tuple[str, str]:
-    """(NAME or NAME:ALIAS, the rest of the path) from ``/url/<key>/<rest>``."""
+def _raw_path(scope: Scope) -> str:
     raw: bytes = scope.get("raw_path") or scope["path"].encode()
-    rest = raw.decode("latin-1").split("?", 1)[0][len(PREFIX) :]
-    key, slash, path = rest.partition("/")
+    return raw.decode("latin-1").split("?", 1)[0]
+
+
+def _split(raw_path: str) -> tuple[str, str]:
+    """(NAME or NAME:ALIAS, the rest of the path) from ``/url/<key>/<rest>``."""
+    key, slash, path = raw_path[len(PREFIX) :].partition("/")
     return unquote(key), "/" + path if slash else "/"
 
 
 def _request(scope: Scope, body: bytes) -> UrlRequest:
-    key, path = _split(scope)
+    raw_path = _raw_path(scope)
+    key, path = _split(raw_path)
     client = scope.get("client")
     return UrlRequest(
         key=key,
@@ -106,6 +110,7 @@ def _request(scope: Scope, body: bytes) -> UrlRequest:
         body=body,
         source_ip=str(client[0]) if client else "",
         protocol=f"HTTP/{scope.get('http_version', '1.1')}",
+        raw_path=raw_path,
     )
 
 

@@ -9,6 +9,7 @@ or denied, to the ``AuditSink``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -53,12 +54,16 @@ class AuditEntry:
 class Authorizer(Protocol):
     """Decides whether a principal may do what a request asks."""
 
-    def access_of(self, principal: Principal, method: str, path: str) -> Access:
-        """The ``Access`` of a request (``path`` decoded, without the query)."""
+    def access_of(self, principal: Principal, method: str, path: str, query: str = "") -> Access:
+        """The ``Access`` of a request: ``path`` decoded, ``query`` the raw query string
+        without ``?`` (Lambda takes a function's ``Qualifier`` from either)."""
         ...
 
-    async def authorize(self, principal: Principal, access: Access) -> None:
-        """Return if allowed; raise ``ember.errors.AccessDenied`` with Lambda's message if not."""
+    async def authorize(
+        self, principal: Principal, access: Access, context: Mapping[str, str] | None = None
+    ) -> None:
+        """Return if allowed; raise ``ember.errors.AccessDenied`` with Lambda's message if
+        not. ``context``: the request's IAM condition keys (``lambda:FunctionUrlAuthType``)."""
         ...
 
 

@@ -6,8 +6,9 @@ ember serves every URL on its own port under a path that names the function:
 
 Configs are kept in memory (every URL request looks one up) and written
 through to a MetadataStore of their own, keyed ``NAME`` or ``NAME:ALIAS``.
-``AuthType`` ``AWS_IAM`` is accepted and stored, but not enforced: ember does
-not verify signatures in embedded mode, so such a URL is as open as ``NONE``.
+``AuthType`` ``AWS_IAM`` is enforced when the URL is called
+(``ember.invoke.urls``): a SigV4-signed request whose signer may
+``lambda:InvokeFunctionUrl``; ``NONE`` is public.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class UrlConfig:
 
     function: str
     qualifier: str | None  # an alias, or None for the unqualified function
-    auth_type: str  # "NONE" or "AWS_IAM" (stored, not enforced)
+    auth_type: str  # "NONE" (public) or "AWS_IAM" (signed and authorized callers only)
     cors: dict[str, Any] | None  # Lambda's Cors structure, as given
     invoke_mode: str  # "BUFFERED" ("RESPONSE_STREAM" is answered buffered too)
     creation_time: str

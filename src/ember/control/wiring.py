@@ -1,10 +1,11 @@
 """The registry layer, wired: functions, layers and function URLs over one node's Storage.
 
 Starts by loading (layers first: functions resolve their ``Layers`` against
-them; URLs last: those of functions deleted meanwhile are dropped); runs no
+them; URLs and resource policies last: those of functions deleted meanwhile
+are dropped); runs no
 loop; closes nothing (the stores are the Storage's). Changes other nodes
 commit reach each registry through the feed (namespaces ``metadata``,
-``layers``, ``urls``).
+``layers``, ``urls``, ``policies``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from ember.config import Settings
 from ember.control.arns import Arns
 from ember.control.layers import LayerRegistry
+from ember.control.policies import ResourcePolicies
 from ember.control.registry import FunctionRegistry, Quotas
 from ember.control.urls import FunctionUrls
 from ember.lifecycle import Loop
@@ -26,6 +28,7 @@ class ControlPlane:
     registry: FunctionRegistry
     layers: LayerRegistry
     urls: FunctionUrls
+    policies: ResourcePolicies
 
     @classmethod
     def build(cls, settings: Settings, storage: Storage) -> ControlPlane:
@@ -36,11 +39,14 @@ class ControlPlane:
             storage.metadata("metadata"), storage.packages, names, layers=layers, quotas=quotas
         )
         urls = FunctionUrls(storage.metadata("urls"), registry, names, settings.endpoint_url)
-        urls.prune_orphans = storage.database is None  # embedded: the only writer
+        policies = ResourcePolicies(storage.metadata("policies"), registry, names)
+        # Embedded: the only writer. In a cluster another node may have just created it.
+        urls.prune_orphans = policies.prune_orphans = storage.database is None
         storage.feed.watch("layers", layers.apply_remote)
         storage.feed.watch("metadata", registry.apply_remote)
         storage.feed.watch("urls", urls.apply_remote)
-        return cls(names, registry, layers, urls)
+        storage.feed.watch("policies", policies.apply_remote)
+        return cls(names, registry, layers, urls, policies)
 
     def exists(self, name: str) -> bool:
         """Whether the function ``name`` exists (what components drop orphans by)."""
@@ -55,6 +61,7 @@ class ControlPlane:
         await self.layers.load()
         await self.registry.load()
         await self.urls.load()
+        await self.policies.load()
 
     def loops(self) -> list[Loop]:
         return []

@@ -9,12 +9,19 @@ apply) and maps the result back as Lambda does:
   (``isBase64Encoded`` bodies are decoded);
 - any other JSON value: 200, ``application/json``, the value as returned;
 - a function error: 502 with a short body; a throttle: 429.
+
+A URL of ``AuthType`` ``AWS_IAM`` answers only requests SigV4-signed (header
+or presigned query, service ``lambda``) by a principal allowed
+``lambda:InvokeFunctionUrl`` on the function, by its identity policy or the
+function's resource policy (condition ``lambda:FunctionUrlAuthType``); any
+other gets Lambda's 403 ``{"Message":"Forbidden"}``. ``NONE`` is public.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -23,13 +30,28 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from ember.auth.base import Access, Authorizer
+from ember.auth.claims import HttpRequest
+from ember.auth.principals import Principal
 from ember.control.urls import FunctionUrls, UrlConfig
-from ember.errors import EmberError, RequestTooLarge, ResourceNotFound, TooManyRequests
+from ember.errors import (
+    AuthError,
+    EmberError,
+    RequestTooLarge,
+    ResourceNotFound,
+    TooManyRequests,
+)
 from ember.invoke.service import InvokeCommand, InvokeResult, new_request_id
+
+log = logging.getLogger("ember.invoke")
 
 Headers = list[tuple[bytes, bytes]]
 Invoke = Callable[[InvokeCommand], Awaitable[InvokeResult]]
 Clock = Callable[[], datetime]
+# SigV4 verification of a request: its principal, or an ``AuthError``.
+Verify = Callable[[HttpRequest], Principal]
+INVOKE_URL = "lambda:InvokeFunctionUrl"
+_AUTH_TYPE_KEY = "lambda:FunctionUrlAuthType"
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
 _TEXT_SUFFIXES = ("+json", "+xml", "x-www-form-urlencoded")
 
@@ -45,6 +67,7 @@ class UrlRequest(NamedTuple):
     body: bytes
     source_ip: str
     protocol: str = "HTTP/1.1"
+    raw_path: str = ""  # the whole path as sent (``/url/<key>/...``): what SigV4 signed
 
 
 class UrlResponse(NamedTuple):
@@ -100,7 +123,11 @@ def is_text(content_type: str | None, body: bytes) -> bool:
 
 
 def build_event(
-    request: UrlRequest, account_id: str, request_id: str, now: datetime
+    request: UrlRequest,
+    account_id: str,
+    request_id: str,
+    now: datetime,
+    caller: Principal | None = None,
 ) -> dict[str, Any]:
     """The payload format 2.0 event a function URL sends (optional keys only when set)."""
     headers = _joined_headers(request.headers)
@@ -135,6 +162,15 @@ def build_event(
         "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
         "timeEpoch": int(now.timestamp() * 1000),
     }
+    if caller is not None:  # an AWS_IAM URL: who signed, as Lambda tells the function
+        event["requestContext"]["authorizer"] = {
+            "iam": {
+                "accountId": caller.account_id,
+                "callerId": caller.user or caller.account_id,
+                "userArn": caller.arn,
+                "userId": caller.user or caller.account_id,
+            }
+        }
     text = is_text(headers.get("content-type"), request.body)
     if request.body:
         event["body"] = (
@@ -238,10 +274,22 @@ def _with_cors(response: UrlResponse, extra: Headers) -> UrlResponse:
 class UrlInvoker:
     """Serves function URL requests through the invocation service."""
 
-    def __init__(self, urls: FunctionUrls, invoke: Invoke, clock: Clock = _utcnow) -> None:
+    def __init__(
+        self,
+        urls: FunctionUrls,
+        invoke: Invoke,
+        clock: Clock = _utcnow,
+        *,
+        verify: Verify | None = None,
+        authorizer: Authorizer | None = None,
+    ) -> None:
+        """``verify`` and ``authorizer`` admit AWS_IAM URLs' callers; without them
+        every AWS_IAM URL refuses (never open by omission)."""
         self._urls = urls
         self._invoke = invoke
         self._clock = clock
+        self._verify = verify
+        self._authorizer = authorizer
 
     def config_of(self, key: str) -> UrlConfig | None:
         name, _, qualifier = key.partition(":")
@@ -262,8 +310,13 @@ class UrlInvoker:
         preflight = request.method == "OPTIONS" and config.cors is not None
         if preflight and _header(request, b"access-control-request-method") is not None:
             return UrlResponse(200, cors_headers(config, request, preflight=True), b"")
+        caller = None
+        if config.auth_type == "AWS_IAM":
+            caller = await self._admitted(config, request)
+            if caller is None:
+                return _message(403, "Forbidden")
         owner = self._urls.arns.owner(config.function)[0]
-        event = build_event(request, owner, request_id, self._clock())
+        event = build_event(request, owner, request_id, self._clock(), caller)
         command = InvokeCommand(
             function=config.function,
             payload=orjson.dumps(event),
@@ -283,3 +336,23 @@ class UrlInvoker:
         except EmberError:
             return _message(500, "Internal Server Error")
         return _with_cors(map_result(result), cors_headers(config, request, preflight=False))
+
+    async def _admitted(self, config: UrlConfig, request: UrlRequest) -> Principal | None:
+        """The signer of ``request`` if it may invoke ``config``'s function by URL."""
+        if self._verify is None or self._authorizer is None:
+            return None
+        signed = HttpRequest(
+            request.method, request.raw_path, request.query, request.headers, request.body
+        )
+        account = self._urls.arns.owner(config.function)[0]
+        access = Access(
+            INVOKE_URL, self._urls.arns.function(config.function, config.qualifier), account, False
+        )
+        try:
+            principal = self._verify(signed)
+            await self._authorizer.authorize(principal, access, {_AUTH_TYPE_KEY: "AWS_IAM"})
+        except AuthError as refused:
+            # Lambda tells the caller only "Forbidden"; the operator may want why.
+            log.info("function URL %s refused: %s", request.key, refused.message)
+            return None
+        return principal

@@ -23,6 +23,7 @@ import pytest
 from ember.control.arns import Arns
 from ember.control.layers import LayerRegistry
 from ember.control.objects import FunctionObjects
+from ember.control.policies import ResourcePolicies
 from ember.control.registry import FunctionRegistry
 from ember.control.urls import FunctionUrls
 from ember.errors import ResourceNotFound
@@ -230,6 +231,37 @@ def test_url_configs_reach_the_other_node_and_go_with_their_function() -> None:
         await asyncio.sleep(0)  # A's own listener deletes the row in a task of its own
         await urls.deliver(b.urls.apply_remote)  # ... which B applies: nothing left to do
         assert await urls.load_all() == {}
+
+    asyncio.run(scenario())
+
+
+def test_resource_policies_reach_the_other_node_and_go_with_their_alias() -> None:
+    async def scenario() -> None:
+        a, b, functions, _, _ = two_nodes()
+        shared = Shared()
+        on_a = ResourcePolicies(shared, a.registry, ARNS)
+        on_b = ResourcePolicies(shared, b.registry, ARNS)
+        await a.registry.create(body("f"))
+        await a.registry.publish("f", {})
+        await a.registry.create_alias("f", {"Name": "prod", "FunctionVersion": "1"})
+        await functions.deliver(b.registry.apply_remote)
+        grant = {"Action": "lambda:InvokeFunction", "Principal": "123456789012"}
+        await on_a.add("f", {**grant, "StatementId": "a"})
+        await on_a.add("f", {**grant, "StatementId": "p"}, "prod")
+        await shared.deliver(on_b.apply_remote)
+        assert on_b.get("f") == on_a.get("f") and on_b.get("f", "prod") == on_a.get("f", "prod")
+        arn = ARNS.function("f")
+        assert on_b.policy_of(arn) == on_a.policy_of(arn) is not None
+
+        await a.registry.delete_alias("f", "prod")
+        await functions.deliver(b.registry.apply_remote)
+        assert on_b.policy_of(arn + ":prod") is None  # gone from memory at once on B too
+        await asyncio.sleep(0)  # A's own listener deletes the row in a task of its own
+        await shared.deliver(on_b.apply_remote)
+        assert set(await shared.load_all()) == {"f"}
+        await on_a.remove("f", "a")
+        await shared.deliver(on_b.apply_remote)
+        assert on_b.policy_of(arn) is None
 
     asyncio.run(scenario())
 
