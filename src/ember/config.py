@@ -95,6 +95,13 @@ class Settings:
     # Host names (besides loopback and `host`) that /mcp accepts in Host and Origin,
     # e.g. the name clients use behind a proxy; anything else is refused (DNS rebinding).
     mcp_allowed_hosts: tuple[str, ...] = ()
+    # Authentication (issue 15): "sigv4" verifies every API request's AWS
+    # Signature V4 against the access keys; "none" acts as the default account's
+    # root unverified (loopback hosts only, for development).
+    auth: str = "sigv4"
+    # The base64 master key that seals access-key secrets at rest (EMBER_MASTER_KEY
+    # wins over it); None: <data_dir>/master.key, created on first start.
+    master_key_file: Path | None = None
 
     @property
     def queue(self) -> str:

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ember.api.app import Frontend
+from ember.api.guard import Guard
 from ember.api.services import NodeInfo, Services
+from ember.auth.wiring import Auth
 from ember.config import Settings
 from ember.control.wiring import ControlPlane
 from ember.invoke.wiring import Invocation
@@ -47,6 +49,7 @@ class Platform:
     storage: Storage
     services: Services
     mcp: Mcp
+    auth: Auth
     # In start order: sandboxes first (a host that cannot isolate refuses at once),
     # then the registries, then what drops orphans against them.
     parts: list[Part]
@@ -56,6 +59,7 @@ def build(settings: Settings) -> Platform:
     """Construct every component for ``settings``; nothing starts yet."""
     storage = storage_wiring.build(settings)
     node = node_id(storage.data_dir)
+    auth = Auth.build(settings, storage)
     control = ControlPlane.build(settings, storage)
     logs = Invocation.logs_of(settings)
     workers = Workers.build(settings, storage.packages, control.registry, logs.raw)
@@ -99,16 +103,18 @@ def build(settings: Settings) -> Platform:
             # Not part of the Leadership protocol: shown when the backend offers it.
             held=getattr(storage.leadership, "held", None),
         ),
+        admin=auth.admin,
     )
     parts: list[Part] = [
         workers,
+        auth,
         control,
         throttle_wiring.ThrottlePart(throttle, control.exists),
         invocation,
         mcp,
         manifests,
     ]
-    return Platform(settings, storage, services, mcp, parts)
+    return Platform(settings, storage, services, mcp, auth, parts)
 
 
 def application(platform: Platform) -> Frontend:
@@ -146,7 +152,9 @@ def application(platform: Platform) -> Frontend:
             await storage.close()
             log.info("ember stopped: every sandbox reaped")
 
-    return Frontend(platform.services, lifespan, mcp=platform.mcp.endpoint)
+    auth = platform.auth
+    guard = Guard(auth.verifier, auth.default_root, auth.authorizer, auth.audit)
+    return Frontend(platform.services, lifespan, mcp=platform.mcp.endpoint, guard=guard)
 
 
 def serve(settings: Settings, log_level: str = "info") -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
+from ember.auth.admin import Admin
 from ember.config import Settings
 from ember.control.arns import Arns
 from ember.control.layers import LayerRegistry
@@ -58,3 +59,5 @@ class Services:
     layers: LayerRegistry = field(kw_only=True)
     urls: FunctionUrls = field(kw_only=True)
     node: NodeInfo = field(kw_only=True, default=NodeInfo("local", "embedded", ()))
+    # Accounts and access keys (/_ember/accounts, /_ember/keys); None when not wired.
+    admin: Admin | None = field(kw_only=True, default=None)

@@ -35,6 +35,9 @@ NAMESPACES = (
     "manifests",
     "schedules",
     "configs",  # event-invoke-configs in cluster mode (embedded: queue.sqlite3)
+    "accounts",
+    "users",  # identity policies per (account, user)
+    "keys",  # access keys, secrets sealed under the master key
 )
 
 
