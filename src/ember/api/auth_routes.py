@@ -34,7 +34,7 @@ def routes(services: Services) -> list[Route]:
         account, root = await admin().create_account(
             caller_of(request.scope, default_account), name
         )
-        described = {**account.describe(), **_secret(root)}
+        described = {**account.describe(), **(_secret(root) if root is not None else {})}
         return json_response(described, request_id, status=201)
 
     @endpoint

@@ -1,7 +1,8 @@
 """Who may create and see accounts and access keys: ember's own admin operations.
 
 The default account's root administers every account; any other account's
-root manages its own account's keys and users; users manage nothing. The
+root manages its own account's keys and users; users manage nothing. With
+``--auth none`` there are no keys (no master key is read): accounts only. The
 HTTP routes (``ember.api.auth_routes``) only parse and call these. A
 secret leaves only through ``create_account`` and ``create_key``.
 """
@@ -30,19 +31,30 @@ class NewKey:
 @dataclass
 class Admin:
     accounts: AccountStore
-    keys: KeyStore
+    keys_store: KeyStore | None  # None with --auth none
     users: UserStore
     default_account: str
 
-    async def create_account(self, caller: Principal, name: str) -> tuple[Account, NewKey]:
-        """A new account and its root's first key (only the default root may)."""
+    @property
+    def keys(self) -> KeyStore:
+        if self.keys_store is None:
+            raise ValidationError(
+                "Access keys need --auth sigv4; this server runs with --auth none."
+            )
+        return self.keys_store
+
+    async def create_account(self, caller: Principal, name: str) -> tuple[Account, NewKey | None]:
+        """A new account and its root's first key (only the default root may; no key
+        with --auth none)."""
         self._require_default_root(caller, "ember:CreateAccount")
         if not 1 <= len(name) <= MAX_ACCOUNT_NAME:
             raise ValidationError.constraint(
                 name, "name", f"Member must have length between 1 and {MAX_ACCOUNT_NAME}"
             )
         account = await self.accounts.create(name)
-        key, secret = await self.keys.create(Principal(account.account_id))
+        if self.keys_store is None:
+            return account, None
+        key, secret = await self.keys_store.create(Principal(account.account_id))
         return account, NewKey(key, secret)
 
     def list_accounts(self, caller: Principal) -> list[Account]:

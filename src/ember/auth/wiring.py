@@ -7,7 +7,8 @@ the only one; cluster: a PostgreSQL advisory lock): load every store, make
 sure the default account exists with a root key; then write that key to
 ``<data-dir>/credentials`` (0600, AWS shared-credentials format, profile
 ``[ember]``) unless the file holds it already. Keys, accounts and users
-other nodes create reach this one through the feed.
+other nodes create reach this one through the feed. ``--auth none`` reads
+no master key and has no keys: accounts and users only.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Auth:
     storage: Storage
     accounts: AccountStore
     users: UserStore
-    keys: KeyStore
+    keys: KeyStore | None  # None with --auth none
     admin: Admin
     # None with --auth none: the guard then acts as the default account's root.
     verifier: Verifier | None
@@ -62,15 +63,15 @@ class Auth:
     def build(cls, settings: Settings, storage: Storage) -> Auth:
         """Raises ``StartupRefused`` for an unusable master key or an exposed ``--auth none``."""
         check_exposure(settings)
-        master = load_master_key(storage.data_dir, key_file=settings.master_key_file)
         accounts = AccountStore(storage.metadata("accounts"))
         users = UserStore(storage.metadata("users"))
-        keys = KeyStore(storage.metadata("keys"), master)
         storage.feed.watch("accounts", accounts.apply_remote)
         storage.feed.watch("users", users.apply_remote)
-        storage.feed.watch("keys", keys.apply_remote)
-        verifier = None
+        keys, verifier = None, None
         if settings.auth == "sigv4":
+            master = load_master_key(storage.data_dir, key_file=settings.master_key_file)
+            keys = KeyStore(storage.metadata("keys"), master)
+            storage.feed.watch("keys", keys.apply_remote)
             verifier = Verifier(keys.lookup, region=settings.region, service="lambda")
         admin = Admin(accounts, keys, users, settings.account_id)
         return cls(
@@ -87,7 +88,12 @@ class Auth:
 
     async def start(self) -> None:
         async with self._bootstrap_lock():
-            root, secret = await self._bootstrap()
+            await self.accounts.load()
+            await self.users.load()
+            await self.accounts.ensure(self.settings.account_id, DEFAULT_ACCOUNT_NAME)
+            if self.keys is None:
+                return
+            root, secret = await self._root_key(self.keys)
         if write_credentials(self.credentials_path, root, secret, self.settings.region):
             log.info(
                 "credentials of the default account's root written to %s (profile [%s])",
@@ -101,22 +107,19 @@ class Auth:
                 PROFILE,
             )
 
-    async def _bootstrap(self) -> tuple[AccessKey, str]:
-        """Load the stores; the default account and a root key of it, made if missing.
+    async def _root_key(self, keys: KeyStore) -> tuple[AccessKey, str]:
+        """Load the keys; a root key of the default account, made if missing.
         Returns that root key and its secret."""
-        await self.keys.open()  # refuses a master key that cannot read the stored secrets
-        await self.accounts.load()
-        await self.users.load()
-        await self.accounts.ensure(self.settings.account_id, DEFAULT_ACCOUNT_NAME)
-        roots = [k for k in self.keys.keys(self.settings.account_id) if k.principal.is_root]
+        await keys.open()  # refuses a master key that cannot read the stored secrets
+        roots = [k for k in keys.keys(self.settings.account_id) if k.principal.is_root]
         if not roots:
-            key, secret = await self.keys.create(self.default_root)
+            key, secret = await keys.create(self.default_root)
             log.info("created the default account's root access key %s", key.access_key_id)
             return key, secret
         # The file may already name one of several root keys: keep that one then.
         current = read_credentials(self.credentials_path)
         chosen = next((k for k in roots if k.access_key_id == current), min(roots, key=_age))
-        found = self.keys.lookup(chosen.access_key_id)
+        found = keys.lookup(chosen.access_key_id)
         assert found is not None  # invariant: keys() and lookup() hold the same ids
         return chosen, found[0]
 
