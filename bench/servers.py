@@ -32,7 +32,8 @@ def ember_command(port: int, data_dir: Path) -> list[str]:
     ember = Path(sys.executable).parent / "ember"
     if not ember.exists():
         ember = ROOT / ".venv" / "bin" / "ember"
-    return [str(ember), "serve", "--port", str(port), "--data-dir", str(data_dir)]
+    # --auth none until the load generators sign their requests (wrk cannot).
+    return [str(ember), "serve", "--port", str(port), "--data-dir", str(data_dir), "--auth", "none"]
 
 
 def bare_asgi_command(port: int) -> list[str]:

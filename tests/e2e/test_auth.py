@@ -82,7 +82,7 @@ def signed(
 
 
 def error_code(response: httpx.Response) -> str:
-    return response.headers.get("x-amzn-errortype", "")
+    return str(response.headers.get("x-amzn-errortype", ""))
 
 
 def refused_code(call: Callable[[], Any]) -> tuple[str, str]:
