@@ -77,8 +77,8 @@ class Guard:
             await self._authorizer.authorize(principal, access)
         except EmberError as error:
             status, error_code, request_id = await _refuse(send, error)
-            if self._audited(scope, access):
-                access = access or self._stand_in_access(scope)
+            access = access or self._stand_in_access(scope)
+            if access.change:
                 self._record(principal, access, request_id, status, error_code, allowed=False)
             return
         if not access.change:
@@ -120,14 +120,14 @@ class Guard:
                 allowed=error not in _REFUSALS,
             )
 
-    def _audited(self, scope: Scope, access: Access | None) -> bool:
-        # A refused authentication has no Access yet: a write attempt is audited still.
-        return access.change if access is not None else scope["method"] not in ("GET", "HEAD")
-
     def _stand_in_access(self, scope: Scope) -> Access:
-        """The Access of a request whose caller is unknown, named as the default root's
-        would be (only its action and resource are recorded)."""
-        return self._authorizer.access_of(self._default_root, scope["method"], scope["path"])
+        """The Access of a request refused before its own was known (authentication
+        failed), named as the default root's would be: a refused change is audited too."""
+        method = scope["method"]
+        try:
+            return self._authorizer.access_of(self._default_root, method, scope["path"])
+        except EmberError:  # a path the authorizer cannot name: any write is a change
+            return Access("", "*", "", method not in ("GET", "HEAD"))
 
     def _record(
         self,
