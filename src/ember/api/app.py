@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import traceback
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -73,6 +74,8 @@ class Frontend:
     ) -> None:
         self._invoke = services.invocations.invoke
         self._guard = guard
+        # Bound once: the guard runs it per Invoke.
+        self._invoke_app = functools.partial(invoke.handle, self._invoke)
         self._urls = UrlInvoker(services.urls, services.invocations.invoke)
         self._mcp = mcp
         self._lifespan = lifespan
@@ -120,9 +123,6 @@ class Frontend:
             await self._app(scope, receive, send)
             return
         await self._guard(scope, receive, send, self._app, MAX_API_REQUEST, _api_too_large)
-
-    async def _invoke_app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await invoke.handle(self._invoke, scope, receive, send)
 
     @staticmethod
     def _open(scope: dict[str, Any], path: str) -> bool:
