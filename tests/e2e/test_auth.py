@@ -28,7 +28,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from conftest import EMBER, ROLE, Server, free_port, make_zip, wait_until
+from conftest import EMBER, ROLE, Server, database_for, free_port, make_zip, wait_until
 
 Spawn = Callable[..., Server]
 LIST = "/2015-03-31/functions/"
@@ -225,7 +225,9 @@ def test_auth_none_on_a_public_address_refuses_to_start(tmp_path: Path) -> None:
 def test_a_wrong_master_key_refuses_to_start(authed: Server) -> None:
     authed.stop()
     wrong = base64.b64encode(bytes(32)).decode()
-    done = _serve(authed.data_dir, env={"EMBER_MASTER_KEY": wrong})
+    database = database_for(authed.data_dir)  # where its keys are, in a PostgreSQL run
+    args = ("--database", database) if database else ()
+    done = _serve(authed.data_dir, *args, env={"EMBER_MASTER_KEY": wrong})
     assert done.returncode != 0
     output = done.stdout + done.stderr
     assert "the master key cannot decrypt the stored access keys" in output
