@@ -108,6 +108,10 @@ def test_boto3_with_the_credentials_file_creates_invokes_and_lists(authed: Serve
     answer = aws.invoke(FunctionName="hello", Payload=b'{"n": 1}')
     assert json.loads(answer["Payload"].read()) == {"got": {"n": 1}}
     assert [f["FunctionName"] for f in aws.list_functions()["Functions"]] == ["hello"]
+    # A query string and a percent-encoded path are signed as sent.
+    assert len(aws.list_functions(MaxItems=1)["Functions"]) == 1
+    arn = "arn:aws:lambda:us-east-1:000000000000:function:hello"
+    assert aws.get_function(FunctionName=arn)["Configuration"]["FunctionName"] == "hello"
     assert stat.S_IMODE((authed.data_dir / "credentials").stat().st_mode) == 0o600
 
 
