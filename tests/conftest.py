@@ -127,6 +127,7 @@ class Server:
                     str(self.data_dir),
                     "--keep-alive",
                     "600",
+                    *("--auth", "none"),  # until tests carry credentials
                     *(["--database", database] if database else []),
                     *self.extra_args,
                 ],

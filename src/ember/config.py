@@ -102,6 +102,13 @@ class Settings:
     # The audit log of control-plane changes keeps this many of the newest entries
     # (GET /_ember/audit); older ones are pruned as new ones are written.
     audit_retention: int = 100_000
+    # Authentication (issue 15): "sigv4" verifies every API request's AWS
+    # Signature V4 against the access keys; "none" acts as the default account's
+    # root unverified (loopback hosts only, for development).
+    auth: str = "sigv4"
+    # The base64 master key that seals access-key secrets at rest (EMBER_MASTER_KEY
+    # wins over it); None: <data_dir>/master.key, created on first start.
+    master_key_file: Path | None = None
 
     @property
     def queue(self) -> str:

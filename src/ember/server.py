@@ -24,11 +24,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ember.api.app import Frontend
+from ember.api.guard import Guard
 from ember.api.services import NodeInfo, Services
 from ember.audit import postgres as audit_postgres
 from ember.audit.wiring import Audit
+from ember.auth.wiring import Auth
 from ember.config import Settings
 from ember.control.wiring import ControlPlane
+from ember.invoke.urls import UrlInvoker
 from ember.invoke.wiring import Invocation
 from ember.lifecycle import Part
 from ember.mcp.wiring import Mcp
@@ -49,6 +52,7 @@ class Platform:
     storage: Storage
     services: Services
     mcp: Mcp
+    auth: Auth
     # In start order: sandboxes first (a host that cannot isolate refuses at once),
     # then the audit log (open before any request, closed after every other part),
     # then the registries, then what drops orphans against them.
@@ -61,6 +65,9 @@ def build(settings: Settings) -> Platform:
     node = node_id(storage.data_dir)
     control = ControlPlane.build(settings, storage)
     audit = Audit.build(settings, storage)
+    auth = Auth.build(
+        settings, storage, resource_policy_of=control.policies.policy_of, audit=audit.log
+    )
     logs = Invocation.logs_of(settings)
     workers = Workers.build(settings, storage.packages, control.registry, logs.raw)
     throttle = throttle_wiring.build(settings, storage, control.account_of)
@@ -105,17 +112,19 @@ def build(settings: Settings) -> Platform:
             # Not part of the Leadership protocol: shown when the backend offers it.
             held=getattr(storage.leadership, "held", None),
         ),
+        admin=auth.admin,
     )
     parts: list[Part] = [
         workers,
         audit,
+        auth,
         control,
         throttle_wiring.ThrottlePart(throttle, control.exists),
         invocation,
         mcp,
         manifests,
     ]
-    return Platform(settings, storage, services, mcp, parts)
+    return Platform(settings, storage, services, mcp, auth, parts)
 
 
 def application(platform: Platform) -> Frontend:
@@ -153,7 +162,16 @@ def application(platform: Platform) -> Frontend:
             await storage.close()
             log.info("ember stopped: every sandbox reaped")
 
-    return Frontend(platform.services, lifespan, mcp=platform.mcp.endpoint)
+    auth = platform.auth
+    guard = Guard(auth.verifier, auth.default_root, auth.authorizer, auth.audit)
+    services = platform.services
+    urls = UrlInvoker(
+        services.urls,
+        services.invocations.invoke,
+        verify=auth.verify_url,
+        authorizer=auth.authorizer,
+    )
+    return Frontend(services, lifespan, mcp=platform.mcp.endpoint, guard=guard, url_invoker=urls)
 
 
 def serve(settings: Settings, log_level: str = "info") -> None:

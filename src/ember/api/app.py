@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import traceback
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -12,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ember.api import (
+    auth_routes,
     concurrency,
     event_invoke,
     extensions,
@@ -25,14 +27,33 @@ from ember.api import (
     versions,
 )
 from ember.api.errors import unknown_operation
+from ember.api.guard import Guard
 from ember.api.services import Services
-from ember.errors import StartupRefused
-from ember.invoke.service import new_request_id
+from ember.control.validation import MAX_ZIPPED
+from ember.errors import RequestTooLarge, StartupRefused
+from ember.invoke.service import MAX_REQUEST, new_request_id
 from ember.invoke.urls import UrlInvoker
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 MCP_PATH = "/mcp"
+# What anyone may reach unauthenticated: liveness, and OAuth's discovery document
+# (MCP and function URLs authenticate in their own ways).
+OPEN_PATHS = frozenset({"/health"})
+WELL_KNOWN = "/.well-known/oauth-protected-resource"
+# The largest request of the other routes: a 50 MB zip, base64 in JSON (Lambda's
+# own figure for CreateFunction).
+MAX_API_REQUEST = -(-MAX_ZIPPED * 4 // 3)
+
+
+def _invoke_too_large() -> RequestTooLarge:
+    return RequestTooLarge(
+        f"Request must be smaller than {MAX_REQUEST} bytes for the InvokeFunction operation"
+    )
+
+
+def _api_too_large() -> RequestTooLarge:
+    return RequestTooLarge(f"Request must be smaller than {MAX_API_REQUEST} bytes")
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -41,11 +62,23 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 class Frontend:
-    """Routes Invoke to ``ember.api.invoke``, ``/mcp`` to MCP, the rest to Starlette."""
+    """Routes Invoke to ``ember.api.invoke``, ``/mcp`` to MCP, the rest to Starlette;
+    Invoke and the rest through the ``guard`` (none: every caller is the default root)."""
 
-    def __init__(self, services: Services, lifespan: Lifespan, mcp: ASGIApp | None = None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        lifespan: Lifespan,
+        mcp: ASGIApp | None = None,
+        guard: Guard | None = None,
+        url_invoker: UrlInvoker | None = None,
+    ) -> None:
         self._invoke = services.invocations.invoke
-        self._urls = UrlInvoker(services.urls, services.invocations.invoke)
+        self._guard = guard
+        # Bound once: the guard runs it per Invoke.
+        self._invoke_app = functools.partial(invoke.handle, self._invoke)
+        # Without one given, AWS_IAM URLs refuse everyone (never open by omission).
+        self._urls = url_invoker or UrlInvoker(services.urls, services.invocations.invoke)
         self._mcp = mcp
         self._lifespan = lifespan
         self._app = Starlette(
@@ -60,6 +93,7 @@ class Frontend:
                 *layers.routes(services),
                 *urls.routes(services),
                 *tools.routes(services),
+                *auth_routes.routes(services),
             ],
             exception_handlers={404: _not_found, 405: _not_found},
         )
@@ -71,7 +105,12 @@ class Frontend:
             and path.startswith(invoke.PREFIX)
             and scope["method"] == "POST"
         ):
-            await invoke.handle(self._invoke, scope, receive, send)
+            if self._guard is None:
+                await invoke.handle(self._invoke, scope, receive, send)
+            else:
+                await self._guard(
+                    scope, receive, send, self._invoke_app, MAX_REQUEST, _invoke_too_large
+                )
             return
         if path.startswith(urls.PREFIX) and scope["type"] == "http":
             await urls.handle(self._urls, scope, receive, send)
@@ -82,7 +121,14 @@ class Frontend:
         if scope["type"] == "lifespan":
             await self._run_lifespan(receive, send)
             return
-        await self._app(scope, receive, send)
+        if self._guard is None or self._open(scope, path):
+            await self._app(scope, receive, send)
+            return
+        await self._guard(scope, receive, send, self._app, MAX_API_REQUEST, _api_too_large)
+
+    @staticmethod
+    def _open(scope: dict[str, Any], path: str) -> bool:
+        return scope["type"] != "http" or path in OPEN_PATHS or path.startswith(WELL_KNOWN)
 
     async def _run_lifespan(self, receive: Any, send: Any) -> None:
         # Starlette would do this too, but it reports every start-up failure as a

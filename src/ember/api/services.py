@@ -6,6 +6,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from ember.audit.log import AuditLog
+from ember.auth.admin import Admin
 from ember.config import Settings
 from ember.control.arns import Arns
 from ember.control.layers import LayerRegistry
@@ -65,3 +66,5 @@ class Services:
     # Functions' resource policies (AddPermission, GetPolicy, RemovePermission).
     policies: ResourcePolicies = field(kw_only=True)
     node: NodeInfo = field(kw_only=True, default=NodeInfo("local", "embedded", ()))
+    # Accounts and access keys (/_ember/accounts, /_ember/keys); None when not wired.
+    admin: Admin | None = field(kw_only=True, default=None)

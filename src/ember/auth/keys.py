@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import logging
 import os
 import secrets
 import stat
@@ -36,6 +37,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from ember.auth.principals import Principal
 from ember.errors import ResourceNotFound, StartupRefused
 from ember.storage.base import MetadataStore
+
+log = logging.getLogger("ember.auth")
 
 MASTER_KEY_ENV = "EMBER_MASTER_KEY"
 MASTER_KEY_FILE = "master.key"
@@ -186,6 +189,29 @@ class KeyStore:
             raise ResourceNotFound(f"The access key with id {access_key_id} cannot be found.")
         await self._store.delete(access_key_id)
         del self._keys[access_key_id], self._secrets[access_key_id]
+
+    async def apply_remote(self, key_id: str, document: str | None) -> None:
+        """The feed's callback (namespace ``keys``): another node created or deleted
+        ``key_id``; memory follows, nothing is written. Idempotent."""
+        if key_id == _CHECK_ID:
+            return
+        if document is None:
+            self._keys.pop(key_id, None)
+            self._secrets.pop(key_id, None)
+            return
+        record = orjson.loads(document)
+        try:
+            secret = self._open_sealed(key_id, record["Secret"]).decode()
+        except StartupRefused:
+            # open() proved this master key reads the store; a record it cannot read
+            # was written by a misconfigured node: refuse that key, keep serving.
+            log.error("access key %s was written under another master key; ignored", key_id)
+            return
+        self._remember(_access_key(record), secret)
+
+    def get(self, access_key_id: str) -> AccessKey | None:
+        """The public half of a key, or None."""
+        return self._keys.get(access_key_id)
 
     def keys(self, account_id: str | None = None) -> list[AccessKey]:
         """Every key (of ``account_id`` if given), ordered by id."""

@@ -348,6 +348,21 @@ main.add_command(audit_commands.audit)
     show_default=True,
     help="Entries the audit log of control-plane changes keeps (the newest).",
 )
+@click.option(
+    "--auth",
+    envvar="EMBER_AUTH",
+    type=click.Choice(["sigv4", "none"]),
+    default="sigv4",
+    show_default=True,
+    help="sigv4: every API request must be signed with an access key (the first start "
+    "writes the root's to DATA_DIR/credentials); none: anyone is the root (loopback only).",
+)
+@click.option(
+    "--master-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Base64 key sealing the access keys at rest (EMBER_MASTER_KEY wins). "
+    "[default: DATA_DIR/master.key, made on first start]",
+)
 @queue_commands.async_serve_options
 def serve(
     host: str,
@@ -370,6 +385,8 @@ def serve(
     mcp_token: str | None,
     mcp_allowed_hosts: tuple[str, ...],
     audit_retention: int,
+    auth: str,
+    master_key_file: Path | None,
     async_settings: dict[str, Any],
 ) -> None:
     """Run the ember server in the foreground."""
@@ -398,6 +415,8 @@ def serve(
         mcp_token=mcp_token or None,
         mcp_allowed_hosts=mcp_allowed_hosts,
         audit_retention=audit_retention,
+        auth=auth,
+        master_key_file=master_key_file,
         **async_settings,
     )
     try:

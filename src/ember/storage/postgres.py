@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import psycopg
@@ -25,6 +26,7 @@ log = logging.getLogger("ember.storage")
 # Advisory lock keys are 64-bit; ember's live in one range, named here once.
 MIGRATION_LOCK = 0x656D626572_0001  # "ember" + 1
 CHANGE_LOCK = 0x656D626572_0002  # serialises metadata writes: sequence order = commit order
+BOOTSTRAP_LOCK = 0x656D626572_0003  # first start of a database: one node makes the root key
 
 _SCHEMA_TABLE = """
 CREATE TABLE IF NOT EXISTS ember_schema (
@@ -103,6 +105,17 @@ class Database:
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
         return done
+
+    @asynccontextmanager
+    async def locked(self, lock: int) -> AsyncIterator[None]:
+        """Hold the session advisory lock ``lock`` (one of the keys above) while inside;
+        waits for a node holding it. The lock dies with the session if this process does."""
+        async with self.pool.connection() as conn:
+            await conn.execute("SELECT pg_advisory_lock(%s)", (lock,))
+            try:
+                yield
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (lock,))
 
     async def versions(self) -> dict[str, int]:
         """component -> schema version stored (empty for a new database)."""

@@ -36,6 +36,9 @@ NAMESPACES = (
     "schedules",
     "configs",  # event-invoke-configs in cluster mode (embedded: queue.sqlite3)
     "policies",  # functions' resource policies (AddPermission)
+    "accounts",
+    "users",  # identity policies per (account, user)
+    "keys",  # access keys, secrets sealed under the master key
 )
 
 

@@ -1,0 +1,236 @@
+"""The guard in front of the Lambda API and ember's own routes: who calls, and may they.
+
+For each HTTP request routed through it the guard reads the body (the SigV4
+payload hash covers it; bounded by the route's size limit), verifies the
+signature (``auth.sigv4.Verifier``), leaves the ``Principal`` at
+``scope["ember.principal"]``, asks the authorizer for the request's
+``Access`` and whether it is allowed, then runs the application with the
+body replayed. Control-plane changes (``Access.change``), allowed or
+refused, become ``AuditEntry`` records with the status finally answered.
+With ``--auth none`` there is no verifier: the default account's root is
+the caller, unverified, and the body is not read ahead.
+
+Refusals answer in Lambda's shape (``api.errors.render``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ember.api import errors as http_errors
+from ember.auth.base import PRINCIPAL_SCOPE_KEY, Access, AuditEntry, AuditSink, Authorizer
+from ember.auth.principals import Principal
+from ember.auth.sigv4 import HttpRequest, Verifier
+from ember.errors import (
+    AccessDenied,
+    EmberError,
+    IncompleteSignature,
+    InvalidSignature,
+    MissingAuthenticationToken,
+    RequestTooLarge,
+    UnrecognizedClient,
+)
+from ember.invoke.service import new_request_id
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+App = Callable[[Scope, Any, Any], Awaitable[None]]
+TooLarge = Callable[[], RequestTooLarge]
+
+ANONYMOUS = "anonymous"
+
+
+class Guard:
+    """Authenticates, authorizes and audits one request, then runs ``app`` (``__call__``)."""
+
+    def __init__(
+        self,
+        verifier: Verifier | None,
+        default_root: Principal,
+        authorizer: Authorizer,
+        audit: AuditSink,
+    ) -> None:
+        self._verifier = verifier
+        self._default_root = default_root
+        self._authorizer = authorizer
+        self._audit = audit
+
+    async def __call__(
+        self, scope: Scope, receive: Receive, send: Send, app: App, limit: int, too_large: TooLarge
+    ) -> None:
+        """Run ``app`` for ``scope`` if the caller is authenticated and allowed; bodies
+        above ``limit`` bytes are refused with ``too_large()``."""
+        principal: Principal | None = None
+        access: Access | None = None
+        try:
+            if self._verifier is None:
+                principal = self._default_root
+            else:
+                body = await read_body(scope, receive, limit, too_large)
+                receive = _replay(body, receive)
+                principal = self._verifier.verify(_http_request(scope, body))
+            scope[PRINCIPAL_SCOPE_KEY] = principal
+            access = self._authorizer.access_of(
+                principal, scope["method"], scope["path"], _query(scope)
+            )
+            await self._authorizer.authorize(principal, access)
+        except EmberError as error:
+            status, error_code, request_id = await _refuse(send, error)
+            access = access or self._stand_in_access(scope)
+            if access.change:
+                self._record(principal, access, request_id, status, error_code, allowed=False)
+            return
+        if not access.change:
+            await app(scope, receive, send)
+            return
+        await self._run_audited(scope, receive, send, app, principal, access)
+
+    async def _run_audited(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        app: App,
+        principal: Principal,
+        access: Access,
+    ) -> None:
+        answered: dict[str, Any] = {"status": 500, "request_id": "", "error": None}
+
+        async def watching(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                answered["status"] = message["status"]
+                for name, value in message.get("headers", ()):
+                    if name.lower() == b"x-amzn-requestid":
+                        answered["request_id"] = value.decode("latin-1")
+                    elif name.lower() == b"x-amzn-errortype":
+                        answered["error"] = value.decode("latin-1")
+            await send(message)
+
+        try:
+            await app(scope, receive, watching)
+        finally:
+            error = answered["error"]
+            self._record(
+                principal,
+                access,
+                answered["request_id"],
+                answered["status"],
+                error,
+                allowed=error not in _REFUSALS,
+            )
+
+    def _stand_in_access(self, scope: Scope) -> Access:
+        """The Access of a request refused before its own was known (authentication
+        failed), named as the default root's would be: a refused change is audited too."""
+        method = scope["method"]
+        try:
+            return self._authorizer.access_of(
+                self._default_root, method, scope["path"], _query(scope)
+            )
+        except EmberError:  # a path the authorizer cannot name: any write is a change
+            return Access("", "*", "", method not in ("GET", "HEAD"))
+
+    def _record(
+        self,
+        principal: Principal | None,
+        access: Access,
+        request_id: str,
+        status: int,
+        error: str | None,
+        *,
+        allowed: bool,
+    ) -> None:
+        self._audit.record(
+            AuditEntry(
+                time=time.time(),
+                request_id=request_id,
+                principal=principal.arn if principal is not None else ANONYMOUS,
+                account=principal.account_id if principal is not None else "",
+                action=access.action,
+                resource=access.resource,
+                allowed=allowed,
+                status=status,
+                error=error,
+            )
+        )
+
+
+# The error codes by which authentication or authorization refused a request.
+_REFUSALS = frozenset(
+    cls.code
+    for cls in (
+        AccessDenied,
+        IncompleteSignature,
+        InvalidSignature,
+        MissingAuthenticationToken,
+        UnrecognizedClient,
+    )
+)
+
+
+async def _refuse(send: Send, error: EmberError) -> tuple[int, str, str]:
+    """Answer ``error``; returns (status, its code, request id)."""
+    request_id = new_request_id()
+    status, headers, body = http_errors.render(error, request_id)
+    headers.append((b"content-length", b"%d" % len(body)))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    return status, error.code, request_id
+
+
+def _query(scope: Scope) -> str:
+    query: bytes = scope["query_string"]
+    return query.decode("latin-1")
+
+
+def _http_request(scope: Scope, body: bytes) -> HttpRequest:
+    raw_path = scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else scope["path"]
+    return HttpRequest(
+        method=scope["method"],
+        path=path,
+        query=_query(scope),
+        headers=scope["headers"],
+        body=body,
+    )
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int, too_large: TooLarge) -> bytes:
+    """The whole request body; raises ``too_large()`` past ``limit`` bytes, declared or sent."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if value.isdigit() and int(value) > limit:
+                raise too_large()
+            break
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):  # the whole body in one message
+        if len(body) > limit:
+            raise too_large()
+        return body
+    chunks = [body]
+    size = len(body)
+    while message.get("more_body", False):
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app the body already read, then the client's own
+    messages (a disconnect)."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed() -> dict[str, Any]:
+        if pending:
+            return pending.pop()
+        return await receive()
+
+    return replayed
