@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import textwrap
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_helpers import ALLOW_ALL, shared_credentials_file
 
 from conftest import EMBER, Server, free_port, wait_until
 
@@ -249,3 +251,75 @@ def test_invalid_payload_is_a_usage_error(server: Server, deployed: str) -> None
     result = ember(server, "invoke", deployed, "--payload", "{nope", check=False)
     assert result.returncode == 2
     assert "not valid JSON" in result.stderr
+
+
+# -- credentials, accounts and keys ---------------------------------------------------
+
+
+def bare_env(server: Server, home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a user with no AWS settings at all (and an empty home)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "EMBER_"))}
+    return {**env, "HOME": str(home), "EMBER_ENDPOINT": server.url, **extra}
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([EMBER, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_the_cli_finds_the_data_dirs_credentials_or_says_where_it_looked(
+    server: Server, tmp_path: Path
+) -> None:
+    data_dir = server.data_dir
+    if not server.credentials_file.is_file():  # a server that verifies no signatures
+        data_dir = tmp_path / "data"
+        data_dir.mkdir()
+        shared_credentials_file(server, data_dir)
+    env = bare_env(server, tmp_path)
+    listed = run_cli(env, "--data-dir", str(data_dir), "ls", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert isinstance(json.loads(listed.stdout), list)
+    assert run_cli({**env, "EMBER_DATA_DIR": str(data_dir)}, "ls").returncode == 0
+
+    nowhere = run_cli(env, "--data-dir", str(tmp_path / "empty"), "ls")
+    assert nowhere.returncode == 1
+    assert nowhere.stderr.startswith("error: NoCredentials: no credentials found")
+    assert str(tmp_path / "empty" / "credentials") in nowhere.stderr
+
+
+def test_accounts_and_keys_from_the_cli(server: Server, tmp_path: Path) -> None:
+    if server.http.get("/_ember/accounts", timeout=10).status_code == 404:
+        pytest.skip("this build has no /_ember/accounts routes yet")
+    verifies = server.credentials_file.is_file()
+    name = f"team-{uuid.uuid4().hex[:8]}"
+    created = json.loads(ember(server, "accounts", "create", name, "--json").stdout)
+    assert created["Name"] == name and created["AccessKeyId"] and created["SecretAccessKey"]
+    account = created["AccountId"]
+    listed = json.loads(ember(server, "accounts", "ls", "--json").stdout)
+    assert account in [entry["AccountId"] for entry in listed]
+    assert name in ember(server, "accounts", "ls").stdout
+
+    # The new account's root key signs on its own, and sees an empty account.
+    as_team = bare_env(
+        server,
+        tmp_path,
+        AWS_ACCESS_KEY_ID=created["AccessKeyId"],
+        AWS_SECRET_ACCESS_KEY=created["SecretAccessKey"],
+    )
+    assert json.loads(run_cli(as_team, "ls", "--json").stdout) == []
+
+    policy = tmp_path / "policy.json"
+    policy.write_text(ALLOW_ALL)
+    args = ("keys", "create", "--account", account, "--user", "bob", "--policy", str(policy))
+    bob = json.loads(ember(server, *args, "--json").stdout)
+    assert (bob["AccountId"], bob["UserName"]) == (account, "bob")
+    keys = json.loads(ember(server, "keys", "ls", "--account", account, "--json").stdout)
+    assert {key["AccessKeyId"] for key in keys} == {created["AccessKeyId"], bob["AccessKeyId"]}
+    assert all("SecretAccessKey" not in key for key in keys)
+    removed = ember(server, "keys", "rm", bob["AccessKeyId"])
+    assert removed.stdout.strip() == f"deleted access key {bob['AccessKeyId']}"
+    as_bob = {**as_team, "AWS_ACCESS_KEY_ID": bob["AccessKeyId"]}
+    as_bob["AWS_SECRET_ACCESS_KEY"] = bob["SecretAccessKey"]
+    refused = run_cli(as_bob, "ls")
+    if verifies:
+        assert refused.returncode == 1
+        assert "UnrecognizedClientException" in refused.stderr
