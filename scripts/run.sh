@@ -6,13 +6,20 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 PORT="${EMBER_PORT:-9900}"
 export EMBER_ENDPOINT="http://127.0.0.1:${PORT}"
+DATA_DIR="${EMBER_DATA_DIR:-.ember-data}"
+REGION="${EMBER_REGION:-us-east-1}"
+case "$DATA_DIR" in /*) ;; *) DATA_DIR="$(pwd)/${DATA_DIR}" ;; esac
+# Written by `ember serve` on first start: the default account's root key (profile [ember]).
+CREDENTIALS="${DATA_DIR}/credentials"
+# Keys of the caller's shell (a real AWS account's, say) must not sign the deployments below.
+unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE
 
 if curl -fsS "${EMBER_ENDPOINT}/health" >/dev/null 2>&1; then
   echo "error: something already answers on ${EMBER_ENDPOINT}; stop it or set EMBER_PORT" >&2
   exit 1
 fi
 
-"$BIN/ember" serve --port "$PORT" &
+"$BIN/ember" serve --port "$PORT" --data-dir "$DATA_DIR" &
 SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER' INT TERM
 
@@ -21,6 +28,16 @@ for _ in $(seq 1 300); do
   kill -0 $SERVER 2>/dev/null || { echo "error: ember serve exited during start-up" >&2; exit 1; }
   sleep 0.1
 done
+
+if [ -f "$CREDENTIALS" ]; then
+  # The CLI would find .ember-data/credentials by itself; boto3 and the AWS CLI are told below.
+  export EMBER_CREDENTIALS="$CREDENTIALS"
+  SIGNING="export AWS_SHARED_CREDENTIALS_FILE=${CREDENTIALS} AWS_PROFILE=ember AWS_REGION=${REGION} AWS_DEFAULT_REGION=${REGION}"
+else
+  # A server that verifies no signatures (--auth none) writes no key: any key signs.
+  export AWS_ACCESS_KEY_ID=unverified AWS_SECRET_ACCESS_KEY=unverified
+  SIGNING="export AWS_ACCESS_KEY_ID=unverified AWS_SECRET_ACCESS_KEY=unverified AWS_REGION=${REGION} AWS_DEFAULT_REGION=${REGION}"
+fi
 
 for dir in examples/*/; do
   name=$(basename "$dir")
@@ -31,18 +48,24 @@ done
 
 cat <<TXT
 
-ember is running on ${EMBER_ENDPOINT} with the examples deployed. Try:
+ember is running on ${EMBER_ENDPOINT} with the examples deployed.
+Every request is signed (AWS SigV4). For boto3 and the AWS CLI, in another shell:
+
+  ${SIGNING}
+  aws lambda list-functions --endpoint-url ${EMBER_ENDPOINT}
+
+Try:
 
   CLI:    .venv/bin/ember invoke hello --payload '{"name": "you"}' --log
           .venv/bin/ember invoke transform --payload '{"orders": [{"id": "a1", "amount": 9.5}]}'
           .venv/bin/ember ls        .venv/bin/ember logs hello --follow
           .venv/bin/ember get functions        .venv/bin/ember describe function greet
   MCP:    ${EMBER_ENDPOINT}/mcp (Streamable HTTP; tool "greet"), or: .venv/bin/ember mcp
-  curl:   curl -s -X POST ${EMBER_ENDPOINT}/2015-03-31/functions/hello/invocations -d '{"name": "curl"}'
-  boto3:  import boto3
-          aws = boto3.client("lambda", endpoint_url="${EMBER_ENDPOINT}", region_name="us-east-1",
-                             aws_access_key_id="x", aws_secret_access_key="x")
+  URL:    curl -s ${EMBER_ENDPOINT}/url/greet/    (a function URL of AuthType NONE: unsigned)
+  boto3:  import boto3  # after the export above
+          aws = boto3.client("lambda", endpoint_url="${EMBER_ENDPOINT}")
           print(aws.invoke(FunctionName="context", Payload=b"{}")["Payload"].read())
+  keys:   .venv/bin/ember accounts create team        .venv/bin/ember keys ls
 
 Press Ctrl-C to stop.
 TXT

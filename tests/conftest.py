@@ -26,9 +26,22 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ember.cli.client import SigV4
+from ember.cli.credentials import EMBER_PROFILE, Credentials, from_file
+
 ROOT = Path(__file__).resolve().parent.parent
 EMBER = str(Path(sys.executable).parent / "ember")
 ROLE = "arn:aws:iam::000000000000:role/ember-tests"
+REGION = "us-east-1"
+# Signs requests to a server that has no credentials file: one run with
+# `--auth none`, which ignores signatures (or a build from before SigV4).
+TEST_CREDENTIALS = Credentials(
+    access_key="AKIAEMBERTESTS000000",
+    secret_key="ember-tests-secret-only-valid-under-auth-none",
+    token=None,
+    region=REGION,
+    source="the test suite's fixed key",
+)
 
 
 def free_port() -> int:
@@ -49,15 +62,15 @@ def wait_until(condition: Callable[[], Any], timeout: float = 30.0, interval: fl
         time.sleep(interval)
 
 
-def sandboxes_of(url: str, function: str) -> list[dict[str, Any]]:
+def sandboxes_of(server: Server, function: str) -> list[dict[str, Any]]:
     """The server's view of ``function``'s sandboxes (their host pids among it)."""
-    listed = httpx.get(url + "/_ember/sandboxes", timeout=5).json()["sandboxes"]
+    listed = server.http.get("/_ember/sandboxes", timeout=5).json()["sandboxes"]
     return [entry for entry in listed if entry["function"] == function]
 
 
-def host_pid_of(url: str, function: str) -> int:
+def host_pid_of(server: Server, function: str) -> int:
     """The host pid of ``function``'s only sandbox (fails unless it has exactly one)."""
-    rows = sandboxes_of(url, function)
+    rows = sandboxes_of(server, function)
     assert len(rows) == 1, rows
     return int(rows[0]["pid"])
 
@@ -95,7 +108,12 @@ def load_runtime_module(name: str, file: str) -> Any:
 
 @dataclass
 class Server:
-    """A real `ember serve` process."""
+    """A real `ember serve` process, and clients that sign with its credentials.
+
+    ``credentials`` are the root key the server wrote to ``<data_dir>/credentials``
+    on first start (the suite's fixed key when it wrote none); ``http`` signs
+    with them, as ``lambda_client(server)`` and the CLI under ``cli_env()`` do.
+    """
 
     data_dir: Path
     port: int = field(default_factory=free_port)
@@ -104,10 +122,40 @@ class Server:
     wrapper: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    _http: httpx.Client | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.data_dir / "credentials"
+
+    @property
+    def credentials(self) -> Credentials:
+        """The default account's root key, read from the server's credentials file."""
+        found = from_file(self.credentials_file, EMBER_PROFILE, None)
+        return found or TEST_CREDENTIALS
+
+    @property
+    def http(self) -> httpx.Client:
+        """An httpx client of this server (``base_url`` set) signing every request."""
+        if self._http is None:
+            self._http = signed_http(self.url, self.credentials)
+        return self._http
+
+    def cli_env(self, **extra: str) -> dict[str, str]:
+        """The environment of an ``ember`` CLI process talking to this server."""
+        keys = self.credentials
+        return {
+            **os.environ,
+            "EMBER_ENDPOINT": self.url,
+            "AWS_ACCESS_KEY_ID": keys.access_key,
+            "AWS_SECRET_ACCESS_KEY": keys.secret_key,
+            "AWS_REGION": keys.region,
+            **extra,
+        }
 
     def start(self) -> Server:
         self.log_path = self.data_dir.parent / f"server-{self.port}-{uuid.uuid4().hex[:6]}.log"
@@ -127,7 +175,6 @@ class Server:
                     str(self.data_dir),
                     "--keep-alive",
                     "600",
-                    *("--auth", "none"),  # until tests carry credentials
                     *(["--database", database] if database else []),
                     *self.extra_args,
                 ],
@@ -151,8 +198,15 @@ class Server:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
+    def close_clients(self) -> None:
+        """Close ``http`` (its sockets would otherwise be left to the garbage collector)."""
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         assert self.process is not None
+        self.close_clients()
         if self.process.poll() is None:
             self.process.send_signal(sig)
         try:
@@ -165,17 +219,27 @@ class Server:
             raise
 
     def health(self) -> dict[str, Any]:
+        # /health answers unsigned: load balancers probe it.
         return dict(httpx.get(self.url + "/health", timeout=5).json())
 
 
-def lambda_client(url: str) -> Any:
+def signed_http(url: str, credentials: Credentials, timeout: float = 30) -> httpx.Client:
+    """An httpx client of ``url`` signing every request with ``credentials`` (SigV4)."""
+    return httpx.Client(base_url=url, auth=SigV4(credentials), timeout=timeout)
+
+
+def lambda_client(server: Server, credentials: Credentials | None = None, **config: Any) -> Any:
+    """A boto3 Lambda client of ``server``, signing with its root key (or ``credentials``)."""
+    keys = credentials or server.credentials
+    settings = {"retries": {"max_attempts": 0}, "read_timeout": 120, "connect_timeout": 5}
     return boto3.client(
         "lambda",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(retries={"max_attempts": 0}, read_timeout=120, connect_timeout=5),
+        endpoint_url=server.url,
+        region_name=keys.region,
+        aws_access_key_id=keys.access_key,
+        aws_secret_access_key=keys.secret_key,
+        aws_session_token=keys.token,
+        config=Config(**{**settings, **config}),
     )
 
 
@@ -365,13 +429,14 @@ def spawn_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 
     yield spawn
     for instance in started:
+        instance.close_clients()
         if instance.process and instance.process.poll() is None:
             instance.stop(signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")
 def aws(server: Server) -> Any:
-    return lambda_client(server.url)
+    return lambda_client(server)
 
 
 @pytest.fixture

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    from conftest import Server
 
 DESTINATION_PRINTER = """
 import json
@@ -24,25 +25,25 @@ def handler(event, context):
 RECORD = re.compile(r"^RECORD (.*)$", re.MULTILINE)
 
 
-def logs(url: str, name: str) -> str:
-    response = httpx.get(f"{url}/_ember/functions/{name}/logs", params={"since": 0}, timeout=10)
+def logs(server: Server, name: str) -> str:
+    response = server.http.get(f"/_ember/functions/{name}/logs", params={"since": 0}, timeout=10)
     return str(response.json().get("logs", "")) if response.status_code == 200 else ""
 
 
-def starts(url: str, name: str, request_id: str) -> int:
-    return logs(url, name).count(f"START RequestId: {request_id} ")
+def starts(server: Server, name: str, request_id: str) -> int:
+    return logs(server, name).count(f"START RequestId: {request_id} ")
 
 
-def records(url: str, name: str) -> list[dict[str, Any]]:
+def records(server: Server, name: str) -> list[dict[str, Any]]:
     """Invocation records a DESTINATION_PRINTER function received, in order."""
-    return [json.loads(found) for found in RECORD.findall(logs(url, name))]
+    return [json.loads(found) for found in RECORD.findall(logs(server, name))]
 
 
-def dead_letters(url: str, name: str, payload: bool = False) -> list[dict[str, Any]]:
+def dead_letters(server: Server, name: str, payload: bool = False) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     params = {"limit": "1000", "payload": "1" if payload else "0"}
     while True:
-        page = httpx.get(f"{url}/_ember/functions/{name}/dead-letters", params=params, timeout=30)
+        page = server.http.get(f"/_ember/functions/{name}/dead-letters", params=params, timeout=30)
         page.raise_for_status()
         body = page.json()
         found.extend(body["deadLetters"])
@@ -51,17 +52,17 @@ def dead_letters(url: str, name: str, payload: bool = False) -> list[dict[str, A
         params["after"] = body["next"]
 
 
-def queue_stats(url: str) -> dict[str, Any]:
-    return dict(httpx.get(f"{url}/_ember/queue", timeout=10).json())
+def queue_stats(server: Server) -> dict[str, Any]:
+    return dict(server.http.get("/_ember/queue", timeout=10).json())
 
 
-def function_stats(url: str, name: str) -> dict[str, Any] | None:
-    for row in queue_stats(url)["functions"]:
+def function_stats(server: Server, name: str) -> dict[str, Any] | None:
+    for row in queue_stats(server)["functions"]:
         if row["function"] == name:
             return dict(row)
     return None
 
 
-def drained(url: str, name: str) -> bool:
-    row = function_stats(url, name)
+def drained(server: Server, name: str) -> bool:
+    row = function_stats(server, name)
     return row is None or (row["depth"] == 0 and row["inFlight"] == 0)

@@ -12,8 +12,15 @@ import hashlib
 import json
 import os
 import re
+import uuid
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ember.cli.credentials import Credentials
+
+if TYPE_CHECKING:
+    from conftest import Server
 
 ACCOUNT = "000000000000"
 REGION = "us-east-1"
@@ -42,6 +49,52 @@ def function_arn(name: str) -> str:
 def code_sha256(package: bytes) -> str:
     """Lambda's CodeSha256: base64 of the raw digest, not hex."""
     return base64.b64encode(hashlib.sha256(package).digest()).decode()
+
+
+def shared_credentials_file(server: Server, directory: Path) -> Path:
+    """A shared-credentials file with ``server``'s key as profile [ember].
+
+    The server's own ``<data dir>/credentials`` when it wrote one; otherwise
+    (a server that verifies no signatures) a file in ``directory`` holding the
+    suite's fixed key, so that tools pointed at it behave the same either way.
+    """
+    if server.credentials_file.is_file():
+        return server.credentials_file
+    keys = server.credentials
+    path = directory / "credentials"
+    path.write_text(
+        f"[ember]\naws_access_key_id = {keys.access_key}\n"
+        f"aws_secret_access_key = {keys.secret_key}\nregion = {keys.region}\n"
+    )
+    return path
+
+
+# What a user key of the tests may do: everything, in its own account.
+ALLOW_ALL = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "lambda:*", "Resource": "*"}],
+    }
+)
+
+
+def new_caller(server: Server, user: str) -> Credentials:
+    """An access key of its own for a new user ``user-<random>``, allowed everything.
+
+    Made through ``POST /_ember/keys`` when the server verifies signatures (it
+    wrote a credentials file); a server that verifies none tells callers apart
+    by the access key id alone, so a fresh id is enough there.
+    """
+    name = f"{user}-{uuid.uuid4().hex[:6]}"
+    if not server.credentials_file.is_file():
+        return replace(server.credentials, access_key=f"AKIA{name.upper()}", source=name)
+    body = {"UserName": name, "Policy": ALLOW_ALL}
+    created = server.http.post("/_ember/keys", json=body, timeout=10)
+    assert created.status_code == 201, created.text
+    keys = created.json()
+    return Credentials(
+        keys["AccessKeyId"], keys["SecretAccessKey"], None, server.credentials.region, name
+    )
 
 
 def invoke_json(aws: Any, name: str, event: Any = None, **params: Any) -> Any:

@@ -7,13 +7,11 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from e2e_helpers import function_arn, request_id_of
 
-from conftest import make_zip
+from conftest import Server, lambda_client, make_zip
 
 Deploy = Callable[..., dict[str, Any]]
 
@@ -104,17 +102,10 @@ def test_alias_errors(aws: Any, deploy: Deploy) -> None:
     assert digits.value.response["Error"]["Code"] == "ValidationException"
 
 
-def test_routing_config_validation(aws: Any, deploy: Deploy) -> None:
+def test_routing_config_validation(server: Server, aws: Any, deploy: Deploy) -> None:
     name = two_versions(aws, deploy)
     # boto3 refuses some weights itself; the server must refuse them on its own too.
-    lax = boto3.client(
-        "lambda",
-        endpoint_url=aws.meta.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(parameter_validation=False, retries={"max_attempts": 0}),
-    )
+    lax = lambda_client(server, parameter_validation=False)
 
     def refused(weights: dict[str, Any], version: str = "1") -> tuple[str, str]:
         with pytest.raises(ClientError) as caught:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from async_helpers import (
     ALWAYS_FAILS,
@@ -59,7 +57,7 @@ def fast(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def lam(fast: Server) -> Iterator[Any]:
-    client = lambda_client(fast.url)
+    client = lambda_client(fast)
     yield client
     client.close()
 
@@ -92,13 +90,13 @@ def send(lam: Any, name: str, event: Any = None, **params: Any) -> str:
     return request_id_of(response)
 
 
-def busy_sandbox(url: str, name: str) -> bool:
-    sandboxes = httpx.get(f"{url}/_ember/sandboxes", timeout=10).json()["sandboxes"]
+def busy_sandbox(server: Server, name: str) -> bool:
+    sandboxes = server.http.get("/_ember/sandboxes", timeout=10).json()["sandboxes"]
     return any(s["function"] == name and s["state"] == "busy" for s in sandboxes)
 
 
-def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "EMBER_ENDPOINT": url, "COLUMNS": "250"}
+def cli(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    env = server.cli_env(COLUMNS="250")
     return subprocess.run(
         [EMBER, *args], env=env, capture_output=True, text=True, timeout=60, check=False
     )
@@ -112,8 +110,8 @@ def test_event_is_answered_202_and_runs_with_the_same_request_id(
 ) -> None:
     name = make(ECHO_ID)
     request_id = send(lam, name, {"hello": "async"})
-    wait_until(lambda: f"SEEN {request_id}" in logs(fast.url, name))
-    assert starts(fast.url, name, request_id) == 1
+    wait_until(lambda: f"SEEN {request_id}" in logs(fast, name))
+    assert starts(fast, name, request_id) == 1
 
 
 def test_event_validation_errors(lam: Any, make: Callable[..., str]) -> None:
@@ -146,29 +144,29 @@ def test_function_error_is_retried_with_the_same_id_then_dead_lettered(
     name = make(ALWAYS_FAILS)
     lam.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=1)
     request_id = send(lam, name, {"n": 1})
-    wait_until(lambda: dead_letters(fast.url, name))
-    assert starts(fast.url, name, request_id) == 2  # one attempt + one retry
-    (letter,) = dead_letters(fast.url, name, payload=True)
+    wait_until(lambda: dead_letters(fast, name))
+    assert starts(fast, name, request_id) == 2  # one attempt + one retry
+    (letter,) = dead_letters(fast, name, payload=True)
     assert letter["requestId"] == request_id
     assert letter["condition"] == "RetriesExhausted"
     assert letter["approximateInvokeCount"] == 2
     assert letter["errorType"] == "ValueError"
     assert letter["payload"] == {"n": 1}
 
-    shown = cli(fast.url, "dlq", "show", name, letter["id"])
+    shown = cli(fast, "dlq", "show", name, letter["id"])
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["requestId"] == request_id
-    listed = cli(fast.url, "dlq", "ls", name)
+    listed = cli(fast, "dlq", "ls", name)
     assert request_id in listed.stdout and "RetriesExhausted" in listed.stdout
 
-    redriven = cli(fast.url, "dlq", "redrive", name, letter["id"])
+    redriven = cli(fast, "dlq", "redrive", name, letter["id"])
     assert "redrove 1" in redriven.stdout, redriven.stderr
-    wait_until(lambda: starts(fast.url, name, request_id) == 4 and dead_letters(fast.url, name))
-    (again,) = dead_letters(fast.url, name)
+    wait_until(lambda: starts(fast, name, request_id) == 4 and dead_letters(fast, name))
+    (again,) = dead_letters(fast, name)
     assert again["requestId"] == request_id  # the id survives the redrive
-    purged = cli(fast.url, "dlq", "purge", name)
+    purged = cli(fast, "dlq", "purge", name)
     assert "purged 1" in purged.stdout
-    assert dead_letters(fast.url, name) == []
+    assert dead_letters(fast, name) == []
 
 
 def test_default_two_retries_then_on_failure_record(
@@ -181,9 +179,9 @@ def test_default_two_retries_then_on_failure_record(
         DestinationConfig={"OnFailure": {"Destination": function_arn(destination)}},
     )
     request_id = send(lam, name, {"n": 2})
-    wait_until(lambda: records(fast.url, destination))
-    (record,) = records(fast.url, destination)
-    assert starts(fast.url, name, request_id) == 3
+    wait_until(lambda: records(fast, destination))
+    (record,) = records(fast, destination)
+    assert starts(fast, name, request_id) == 3
     assert record["version"] == "1.0"
     assert record["timestamp"].endswith("Z")
     assert record["requestContext"] == {
@@ -199,7 +197,7 @@ def test_default_two_retries_then_on_failure_record(
         "functionError": "Unhandled",
     }
     assert record["responsePayload"]["errorType"] == "ValueError"
-    assert dead_letters(fast.url, name) == []  # routed, so not dead-lettered
+    assert dead_letters(fast, name) == []  # routed, so not dead-lettered
 
 
 def test_on_success_record(fast: Server, lam: Any, make: Callable[..., str]) -> None:
@@ -210,8 +208,8 @@ def test_on_success_record(fast: Server, lam: Any, make: Callable[..., str]) -> 
         DestinationConfig={"OnSuccess": {"Destination": function_arn(destination)}},
     )
     request_id = send(lam, name, {"k": "v"})
-    wait_until(lambda: records(fast.url, destination))
-    (record,) = records(fast.url, destination)
+    wait_until(lambda: records(fast, destination))
+    (record,) = records(fast, destination)
     assert record["requestContext"]["requestId"] == request_id
     assert record["requestContext"]["condition"] == "Success"
     assert record["requestContext"]["approximateInvokeCount"] == 1
@@ -225,26 +223,26 @@ def test_throttles_are_retried_without_spending_attempts(
     name = make(SLEEPER, Timeout=30)
     lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
     lam.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=0)
-    retried_before = queue_stats(fast.url)["pollers"]["retried"]
+    retried_before = queue_stats(fast)["pollers"]["retried"]
 
     def hold_the_only_slot() -> None:
-        client = lambda_client(fast.url)
+        client = lambda_client(fast)
         client.invoke(FunctionName=name, Payload=json.dumps({"sleep": 4}))["Payload"].read()
         client.close()
 
     busy = threading.Thread(target=hold_the_only_slot)
     busy.start()
     try:
-        wait_until(lambda: busy_sandbox(fast.url, name))  # the one slot is taken
+        wait_until(lambda: busy_sandbox(fast, name))  # the one slot is taken
         request_id = send(lam, name, {"sleep": 0})
         # Throttled (429) at least once while the sync call holds the only slot...
-        wait_until(lambda: queue_stats(fast.url)["pollers"]["retried"] > retried_before)
+        wait_until(lambda: queue_stats(fast)["pollers"]["retried"] > retried_before)
     finally:
         busy.join()
     # ...and still delivered: throttles do not spend MaximumRetryAttempts=0.
-    wait_until(lambda: starts(fast.url, name, request_id) == 1)
-    wait_until(lambda: drained(fast.url, name))
-    assert dead_letters(fast.url, name) == []
+    wait_until(lambda: starts(fast, name, request_id) == 1)
+    wait_until(lambda: drained(fast, name))
+    assert dead_letters(fast, name) == []
 
 
 def test_events_of_one_function_are_not_starved_by_another_backlog(
@@ -255,10 +253,10 @@ def test_events_of_one_function_are_not_starved_by_another_backlog(
     for _ in range(60):
         send(lam, busy, {"sleep": 0.3})
     request_id = send(lam, quiet)
-    wait_until(lambda: starts(fast.url, quiet, request_id) == 1)
-    row = function_stats(fast.url, busy)
+    wait_until(lambda: starts(fast, quiet, request_id) == 1)
+    row = function_stats(fast, busy)
     assert row is not None and row["depth"] > 0  # delivered while the backlog still waits
-    wait_until(lambda: drained(fast.url, busy), timeout=60)
+    wait_until(lambda: drained(fast, busy), timeout=60)
 
 
 # -- 4. The event-invoke-config API -----------------------------------------------------------
@@ -366,18 +364,18 @@ def test_config_goes_with_its_function(lam: Any, make: Callable[..., str]) -> No
 def test_queue_stats_and_cli(fast: Server, lam: Any, make: Callable[..., str]) -> None:
     name = make(ALWAYS_FAILS)
     lam.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=0)
-    queued = cli(fast.url, "invoke", name, "--async", "--payload", '{"via": "cli"}')
+    queued = cli(fast, "invoke", name, "--async", "--payload", '{"via": "cli"}')
     assert queued.returncode == 0, queued.stderr
     request_id = queued.stdout.strip().rsplit(" ", 1)[-1]
-    wait_until(lambda: dead_letters(fast.url, name))
-    assert dead_letters(fast.url, name)[0]["requestId"] == request_id
-    row = function_stats(fast.url, name)
+    wait_until(lambda: dead_letters(fast, name))
+    assert dead_letters(fast, name)[0]["requestId"] == request_id
+    row = function_stats(fast, name)
     assert row is not None
     assert (row["depth"], row["inFlight"], row["deadLetters"]) == (0, 0, 1)
     assert set(row) >= {"oldestAgeSeconds", "retrying"}
-    stats = cli(fast.url, "queue", "stats", "--json")
+    stats = cli(fast, "queue", "stats", "--json")
     assert any(r["function"] == name for r in json.loads(stats.stdout)["functions"])
-    table = cli(fast.url, "queue", "stats")
+    table = cli(fast, "queue", "stats")
     assert name in table.stdout and "DEAD LETTERS" in table.stdout
 
 

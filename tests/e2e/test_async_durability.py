@@ -18,7 +18,7 @@ import httpx
 from async_helpers import ALWAYS_FAILS, dead_letters, drained
 from e2e_helpers import function_arn
 
-from conftest import ROLE, Server, lambda_client, make_zip, wait_until
+from conftest import ROLE, Server, lambda_client, make_zip, signed_http, wait_until
 
 NOOP = """
 def handler(event, context):
@@ -28,11 +28,11 @@ CYCLES = 3
 EVENTS_PER_CYCLE = 120
 
 
-def load(url: str, name: str, accepted: list[str], stop: threading.Event) -> None:
+def load(server: Server, name: str, accepted: list[str], stop: threading.Event) -> None:
     """Send Event invokes until ``stop`` or the server dies; keep the ids answered 202."""
     path = f"/2015-03-31/functions/{name}/invocations"
     headers = {"X-Amz-Invocation-Type": "Event"}
-    with httpx.Client(base_url=url, timeout=10) as client:
+    with signed_http(server.url, server.credentials, timeout=10) as client:
         n = 0
         while not stop.is_set():
             try:
@@ -44,17 +44,17 @@ def load(url: str, name: str, accepted: list[str], stop: threading.Event) -> Non
             n += 1
 
 
-def delivered(url: str, destination: str) -> set[str]:
+def delivered(server: Server, destination: str) -> set[str]:
     return {
         letter["payload"]["requestContext"]["requestId"]
-        for letter in dead_letters(url, destination, payload=True)
+        for letter in dead_letters(server, destination, payload=True)
     }
 
 
 def test_every_accepted_event_survives_sigkill(spawn_server: Callable[..., Server]) -> None:
     server = spawn_server(None, "--retry-base-delay", "0.05")
     data_dir = server.data_dir
-    aws = lambda_client(server.url)
+    aws = lambda_client(server)
     try:
         code = {"ZipFile": make_zip({"app.py": ALWAYS_FAILS})}
         common = {"Runtime": "python3.11", "Handler": "app.handler", "Role": ROLE}
@@ -75,7 +75,7 @@ def test_every_accepted_event_survives_sigkill(spawn_server: Callable[..., Serve
     for _ in range(CYCLES):
         stop = threading.Event()
         before = len(accepted)
-        sender = threading.Thread(target=load, args=(server.url, "source", accepted, stop))
+        sender = threading.Thread(target=load, args=(server, "source", accepted, stop))
         sender.start()
         # Kill at a random moment once this cycle has had its share of 202s.
         target = before + EVENTS_PER_CYCLE + rng.randrange(EVENTS_PER_CYCLE)
@@ -87,6 +87,6 @@ def test_every_accepted_event_survives_sigkill(spawn_server: Callable[..., Serve
 
     expected = set(accepted)
     assert len(expected) == len(accepted) >= CYCLES * EVENTS_PER_CYCLE
-    wait_until(lambda: drained(server.url, "source") and drained(server.url, "sink"), timeout=120)
-    lost = expected - delivered(server.url, "sink")
+    wait_until(lambda: drained(server, "source") and drained(server, "sink"), timeout=120)
+    lost = expected - delivered(server, "sink")
     assert not lost, f"{len(lost)} of {len(expected)} accepted events were never delivered"

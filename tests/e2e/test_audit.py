@@ -1,80 +1,39 @@
 """End-to-end: the audit log of a real server, read with signed requests and the CLI.
 
-The entries come from the guard (``ember.api.guard``): the tests that need one
-recorded are skipped, with that reason, on a tree that does not have it yet.
+The entries come from the guard (``ember.api.guard``), which records every
+control-plane change, allowed or refused.
 """
 
 from __future__ import annotations
 
-import configparser
-import importlib.util
 import json
-import os
 import subprocess
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-import boto3
 import httpx
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from conftest import EMBER, ROLE, Server, make_zip, wait_until
-
-REGION = "us-east-1"
-needs_guard = pytest.mark.skipif(
-    importlib.util.find_spec("ember.api.guard") is None,
-    reason="no guard (ember.api.guard) in this tree records audit entries yet",
-)
+from conftest import EMBER, ROLE, Server, lambda_client, make_zip, signed_http, wait_until
 
 
-def root_credentials(server: Server) -> tuple[str, str]:
-    """The default account's root key the server wrote at first start (any key without one)."""
-    path = server.data_dir / "credentials"
-    if not path.exists():
-        return "test", "test"
-    parser = configparser.ConfigParser()
-    parser.read(path)
-    profile = parser["ember"]
-    return profile["aws_access_key_id"], profile["aws_secret_access_key"]
-
-
-def signed(
-    server: Server, method: str, path: str, key: tuple[str, str], body: Any = None, **params: str
-) -> httpx.Response:
-    """One request signed as Lambda's API is (SigV4, service lambda) by botocore."""
-    url = str(httpx.URL(server.url + path, params=params))
-    data = json.dumps(body).encode() if body is not None else b""
-    request = AWSRequest(method, url, data=data, headers={"content-type": "application/json"})
-    SigV4Auth(Credentials(*key), "lambda", REGION).add_auth(request)
-    return httpx.request(method, url, content=data, headers=dict(request.headers), timeout=10)
-
-
-def lambda_as(server: Server, key: tuple[str, str]) -> Any:
-    return boto3.client(
-        "lambda",
-        endpoint_url=server.url,
-        region_name=REGION,
-        aws_access_key_id=key[0],
-        aws_secret_access_key=key[1],
-        config=Config(retries={"max_attempts": 0}),
-    )
+def signed(server: Server, method: str, path: str, key: Credentials, **kw: Any) -> httpx.Response:
+    with signed_http(server.url, key) as http:
+        return http.request(method, path, **kw)
 
 
 def events(server: Server, **params: str) -> list[dict[str, Any]]:
-    response = signed(server, "GET", "/_ember/audit", root_credentials(server), **params)
+    response = server.http.get("/_ember/audit", params=params)
     assert response.status_code == 200, response.text
     listed: list[dict[str, Any]] = response.json()["Events"]
     return listed
 
 
-def create(server: Server, key: tuple[str, str], name: str) -> None:
-    lambda_as(server, key).create_function(
+def create(server: Server, key: Credentials, name: str) -> None:
+    lambda_client(server, key).create_function(
         FunctionName=name,
         Runtime="python3.11",
         Handler="app.handler",
@@ -96,19 +55,15 @@ def entry_of(server: Server, name: str, allowed: bool) -> Callable[[], dict[str,
 
 
 def test_the_route_answers_and_names_a_bad_parameter(server: Server) -> None:
-    key = root_credentials(server)
-    page = signed(server, "GET", "/_ember/audit", key, limit="5").json()
+    page = server.http.get("/_ember/audit", params={"limit": "5"}).json()
     assert isinstance(page["Events"], list) and "NextMarker" in page
-    bad = signed(server, "GET", "/_ember/audit", key, since="last tuesday")
+    bad = server.http.get("/_ember/audit", params={"since": "last tuesday"})
     assert bad.status_code == 400
     assert "since" in bad.json()["message"]
 
 
 def test_the_cli_prints_the_log(server: Server) -> None:
-    key = root_credentials(server)
-    env = {**os.environ, "EMBER_ENDPOINT": server.url}
-    env |= {"AWS_ACCESS_KEY_ID": key[0], "AWS_SECRET_ACCESS_KEY": key[1]}
-    env["AWS_SHARED_CREDENTIALS_FILE"] = str(server.data_dir / "credentials")
+    env = server.cli_env()
     run = subprocess.run(
         [EMBER, "audit", "--since", "1h", "--limit", "3", "--json"],
         env=env,
@@ -124,10 +79,9 @@ def test_the_cli_prints_the_log(server: Server) -> None:
     assert refused.returncode != 0 and "since" in refused.stderr
 
 
-@needs_guard
 def test_an_allowed_and_a_denied_create_function_are_logged(server: Server) -> None:
     name = f"audited-{uuid.uuid4().hex[:8]}"
-    create(server, root_credentials(server), name)
+    create(server, server.credentials, name)
     allowed = wait_until(entry_of(server, name, allowed=True), timeout=10)
     assert allowed["Action"] == "lambda:CreateFunction"
     assert allowed["Status"] == 201 and allowed["Error"] is None
@@ -138,15 +92,9 @@ def test_an_allowed_and_a_denied_create_function_are_logged(server: Server) -> N
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": "lambda:GetFunction", "Resource": "*"}],
     }
-    made = signed(
-        server,
-        "POST",
-        "/_ember/keys",
-        root_credentials(server),
-        body={"UserName": user, "Policy": json.dumps(policy)},
-    )
+    made = server.http.post("/_ember/keys", json={"UserName": user, "Policy": json.dumps(policy)})
     assert made.status_code == 201, made.text
-    reader = (made.json()["AccessKeyId"], made.json()["SecretAccessKey"])
+    reader = Credentials(made.json()["AccessKeyId"], made.json()["SecretAccessKey"])
     refused = f"{name}-denied"
     with pytest.raises(ClientError) as denied_call:
         create(server, reader, refused)
@@ -156,13 +104,12 @@ def test_an_allowed_and_a_denied_create_function_are_logged(server: Server) -> N
     assert denied["Status"] == 403 and denied["Principal"].endswith(f":user/{user}")
 
 
-@needs_guard
 def test_a_change_accepted_before_a_clean_stop_is_kept(
     spawn_server: Callable[..., Server],
 ) -> None:
     first = spawn_server()
     name = f"kept-{uuid.uuid4().hex[:8]}"
-    create(first, root_credentials(first), name)
+    create(first, first.credentials, name)
     assert first.stop() == 0  # at once: the entry may still be pending, close writes it
     again = spawn_server(first.data_dir)
     assert entry_of(again, name, allowed=True)() is not None

@@ -12,9 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from e2e_helpers import code_sha256, echo_source, function_arn
+from e2e_helpers import code_sha256, echo_source, function_arn, shared_credentials_file
 
 from conftest import ROLE, Server, make_zip
 
@@ -31,18 +30,24 @@ def cli(server: Server, tmp_path: Path) -> Cli:
     # v1 has no --cli-binary-format flag and always sends blobs raw; the setting makes
     # AWS CLI v2 behave the same, so --payload takes plain JSON with either.
     (home / "config").write_text("[default]\ncli_binary_format = raw-in-base64-out\n")
+    # What `make run` tells a user: the server's credentials file and its profile.
     env = {
         **os.environ,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
         # The host's own AWS configuration must not change what the CLI does.
         "AWS_CONFIG_FILE": str(home / "config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(shared_credentials_file(server, home)),
+        "AWS_PROFILE": "ember",
         "HOME": str(home),
         "AWS_DEFAULT_OUTPUT": "json",
         "AWS_MAX_ATTEMPTS": "1",
     }
-    for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL"):
+    for variable in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL",
+    ):
         env.pop(variable, None)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -107,7 +112,7 @@ def test_create_function_from_a_zip_file(
 
 
 def test_get_function_shows_configuration_and_code(
-    cli: Cli, fresh_name: str, package: tuple[Path, bytes]
+    server: Server, cli: Cli, fresh_name: str, package: tuple[Path, bytes]
 ) -> None:
     zip_path, data = package
     created = create(cli, fresh_name, zip_path)
@@ -117,7 +122,7 @@ def test_get_function_shows_configuration_and_code(
 
     assert function["Configuration"] == configuration == created
     assert function["Code"]["RepositoryType"] == "S3"
-    assert httpx.get(function["Code"]["Location"], timeout=30).content == data
+    assert server.http.get(function["Code"]["Location"], timeout=30).content == data
 
 
 def test_list_functions_includes_the_function_once(

@@ -31,7 +31,7 @@ from e2e_helpers import function_arn, invoke_json
 from test_manifests_controller import SCHEDULED, apply, contiguous, write
 from test_mcp import check_list_changed, expose, source
 
-from conftest import ROLE, Server, free_port, lambda_client, make_zip, wait_until
+from conftest import ROLE, Server, free_port, lambda_client, make_zip, signed_http, wait_until
 
 Spawn = Callable[..., Server]
 VERSIONED = "def handler(event, context):\n    return {'v': V}\n"
@@ -77,7 +77,7 @@ def answers(aws: Any, name: str, **params: Any) -> Any:
 
 def test_a_change_through_one_node_is_seen_by_the_other(nodes: Any) -> None:
     a, b = nodes()
-    aws_a, aws_b = lambda_client(a.url), lambda_client(b.url)
+    aws_a, aws_b = lambda_client(a), lambda_client(b)
     name = f"shared-{uuid.uuid4().hex[:6]}"
     create(aws_a, name, versioned(1))
     assert wait_until(lambda: answers(aws_b, name), timeout=10) == {"v": 1}
@@ -114,17 +114,17 @@ def test_a_change_through_one_node_is_seen_by_the_other(nodes: Any) -> None:
 
 def test_mcp_clients_of_every_node_hear_list_changed(nodes: Any) -> None:
     a, b = nodes()
-    aws_a = lambda_client(a.url)
+    aws_a = lambda_client(a)
     name = f"tool-{uuid.uuid4().hex[:6]}"
     create(aws_a, name, make_zip({"app.py": source()}))
-    expose(a.url, name)
-    wait_until(lambda: name in {t["FunctionName"] for t in tools_of(b.url)}, timeout=10)
+    expose(a, name)
+    wait_until(lambda: name in {t["FunctionName"] for t in tools_of(b)}, timeout=10)
     # Changes made through A are announced to the MCP sessions held open on B.
     check_list_changed(b.url, b.url + "/mcp", aws_a, name)
 
 
-def tools_of(url: str) -> list[dict[str, Any]]:
-    return list(httpx.get(url + "/_ember/tools", timeout=5).json()["Tools"])
+def tools_of(server: Server) -> list[dict[str, Any]]:
+    return list(server.http.get("/_ember/tools", timeout=5).json()["Tools"])
 
 
 def holder(servers: tuple[Server, ...], duty: str) -> Server | None:
@@ -137,7 +137,7 @@ def firings(servers: tuple[Server, ...], name: str) -> list[dict[str, Any]]:
     """FIRED lines of every node's logs (a delivery may run on any node)."""
     seen = []
     for server in servers:
-        for line in logs(server.url, name).splitlines():
+        for line in logs(server, name).splitlines():
             if "FIRED " in line:
                 seen.append(json.loads(line.split("FIRED ", 1)[1]))
     return seen
@@ -169,12 +169,12 @@ def test_a_schedule_fires_once_per_tick_across_nodes_and_fails_over(
 NOOP = "def handler(event, context):\n    return event\n"
 
 
-def delivered_after_drain(url: str) -> set[str]:
+def delivered_after_drain(server: Server) -> set[str]:
     """Once source and sink are drained: the request ids that reached sink's dead letters."""
 
     def drained() -> bool:
         for name in ("source", "sink"):
-            row = function_stats(url, name) or {}
+            row = function_stats(server, name) or {}
             if row.get("depth") or row.get("inFlight"):
                 return False
         return True
@@ -182,14 +182,15 @@ def delivered_after_drain(url: str) -> set[str]:
     wait_until(drained, timeout=120)
     return {
         letter["payload"]["requestContext"]["requestId"]
-        for letter in dead_letters(url, "sink", payload=True)
+        for letter in dead_letters(server, "sink", payload=True)
     }
 
 
-def sender(url: str, accepted: list[str], stop: threading.Event) -> None:
+def sender(server: Server, accepted: list[str], stop: threading.Event) -> None:
     """Event invokes until ``stop`` or the node dies; keeps the request ids answered 202."""
     headers = {"X-Amz-Invocation-Type": "Event"}
-    with httpx.Client(base_url=url, timeout=10) as client:
+    # A client per thread: its connections die with the node it was sending to.
+    with signed_http(server.url, server.credentials, timeout=10) as client:
         while not stop.is_set():
             try:
                 response = client.post(
@@ -201,9 +202,9 @@ def sender(url: str, accepted: list[str], stop: threading.Event) -> None:
                 accepted.append(response.headers["x-amzn-requestid"])
 
 
-def sync_caller(url: str, failures: list[str], stop: threading.Event) -> None:
+def sync_caller(server: Server, failures: list[str], stop: threading.Event) -> None:
     """Synchronous invokes of the survivor for as long as ``stop`` is not set."""
-    with httpx.Client(base_url=url, timeout=30) as client:
+    with signed_http(server.url, server.credentials, timeout=30) as client:
         while not stop.is_set():
             try:
                 response = client.post("/2015-03-31/functions/echo/invocations", content=b"{}")
@@ -216,7 +217,7 @@ def sync_caller(url: str, failures: list[str], stop: threading.Event) -> None:
 
 def test_kill_9_of_a_node_loses_no_event_and_the_other_keeps_serving(nodes: Any) -> None:
     servers = list(nodes(2, "--retry-base-delay", "0.05", "--visibility-margin", "2"))
-    aws = lambda_client(servers[0].url)
+    aws = lambda_client(servers[0])
     create(aws, "sink", make_zip({"app.py": ALWAYS_FAILS}))
     aws.put_function_event_invoke_config(FunctionName="sink", MaximumRetryAttempts=0)
     create(aws, "source", make_zip({"app.py": NOOP}))
@@ -226,7 +227,7 @@ def test_kill_9_of_a_node_loses_no_event_and_the_other_keeps_serving(nodes: Any)
         DestinationConfig={"OnSuccess": {"Destination": function_arn("sink")}},
     )
     for server in servers:
-        wait_until(lambda s=server: answers(lambda_client(s.url), "echo") == {}, timeout=10)
+        wait_until(lambda s=server: answers(lambda_client(s), "echo") == {}, timeout=10)
     accepted: list[str] = []
     failures: list[str] = []
     rng = random.Random(13)
@@ -234,9 +235,9 @@ def test_kill_9_of_a_node_loses_no_event_and_the_other_keeps_serving(nodes: Any)
         victim, survivor = servers[cycle % 2], servers[1 - cycle % 2]
         stop = threading.Event()
         threads = [
-            threading.Thread(target=sender, args=(victim.url, accepted, stop)),
-            threading.Thread(target=sender, args=(survivor.url, accepted, stop)),
-            threading.Thread(target=sync_caller, args=(survivor.url, failures, stop)),
+            threading.Thread(target=sender, args=(victim, accepted, stop)),
+            threading.Thread(target=sender, args=(survivor, accepted, stop)),
+            threading.Thread(target=sync_caller, args=(survivor, failures, stop)),
         ]
         for thread in threads:
             thread.start()
@@ -251,7 +252,7 @@ def test_kill_9_of_a_node_loses_no_event_and_the_other_keeps_serving(nodes: Any)
         servers[cycle % 2] = victim.start()  # the same data dir: the same node id
     assert failures == []
 
-    assert set(accepted) - delivered_after_drain(servers[0].url) == set()
+    assert set(accepted) - delivered_after_drain(servers[0]) == set()
 
 
 # -- PostgreSQL itself restarted ---------------------------------------------------
@@ -305,7 +306,7 @@ def test_postgres_restart_under_load_loses_no_acknowledged_event(
 ) -> None:
     url, control = private_postgres
     node = spawn_server(tmp_path / "node", "--database", url, "--retry-base-delay", "0.05")
-    aws = lambda_client(node.url)
+    aws = lambda_client(node)
     create(aws, "sink", make_zip({"app.py": ALWAYS_FAILS}))
     aws.put_function_event_invoke_config(FunctionName="sink", MaximumRetryAttempts=0)
     create(aws, "source", make_zip({"app.py": NOOP}))
@@ -319,7 +320,7 @@ def test_postgres_restart_under_load_loses_no_acknowledged_event(
 
     def send() -> None:
         headers = {"X-Amz-Invocation-Type": "Event"}
-        with httpx.Client(base_url=node.url, timeout=60) as client:
+        with signed_http(node.url, node.credentials, timeout=60) as client:
             while not stop.is_set():
                 response = client.post(
                     "/2015-03-31/functions/source/invocations", content=b"{}", headers=headers
@@ -346,4 +347,4 @@ def test_postgres_restart_under_load_loses_no_acknowledged_event(
         assert status in (500, 503), body
         assert json.loads(body)["Type"] == "Service", body
 
-    assert set(accepted) - delivered_after_drain(node.url) == set()
+    assert set(accepted) - delivered_after_drain(node) == set()

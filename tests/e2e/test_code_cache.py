@@ -48,7 +48,7 @@ def cached(server: Server, kind: str = "code") -> set[str]:
 
 def test_old_code_is_swept_but_not_from_under_a_running_call(spawn_server: Spawn) -> None:
     server = spawn_server()
-    aws = lambda_client(server.url)
+    aws = lambda_client(server)
     first = aws.create_function(
         FunctionName="cached",
         Runtime="python3.11",
@@ -91,7 +91,7 @@ def test_old_code_is_swept_but_not_from_under_a_running_call(spawn_server: Spawn
 
 def test_merged_layers_go_with_the_last_function_using_them(spawn_server: Spawn) -> None:
     server = spawn_server()
-    aws = lambda_client(server.url)
+    aws = lambda_client(server)
     layer = aws.publish_layer_version(
         LayerName="shared",
         Content={"ZipFile": make_zip({"python/shared.py": "NAME = 'shared'\n"})},

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
 import pytest
 from botocore.exceptions import ClientError
 from e2e_helpers import (
@@ -202,14 +201,16 @@ def test_qualifier_that_contradicts_the_name_is_refused(aws: Any, deploy: Any) -
     )
 
 
-def test_get_function_code_location_downloads_the_package(aws: Any, fresh_name: str) -> None:
+def test_get_function_code_location_downloads_the_package(
+    server: Server, aws: Any, fresh_name: str
+) -> None:
     package = make_zip({"app.py": echo_source("v1"), "data/notes.txt": "kept\n"})
     create(aws, fresh_name, package)
 
     code = aws.get_function(FunctionName=fresh_name)["Code"]
 
     assert code["RepositoryType"] == "S3"
-    download = httpx.get(code["Location"], timeout=30)
+    download = server.http.get(code["Location"], timeout=30)
     assert download.status_code == 200
     assert download.content == package
 
@@ -336,7 +337,9 @@ def test_list_other_function_version_is_a_validation_error(aws: Any) -> None:
 # --- UpdateFunctionCode ------------------------------------------------------------------------
 
 
-def test_update_code_changes_sha_and_runs_the_new_code(aws: Any, fresh_name: str) -> None:
+def test_update_code_changes_sha_and_runs_the_new_code(
+    server: Server, aws: Any, fresh_name: str
+) -> None:
     first = make_zip({"app.py": echo_source("v1")})
     second = make_zip({"app.py": echo_source("v2"), "padding.txt": "x" * 100})
     created = create(aws, fresh_name, first)
@@ -353,7 +356,7 @@ def test_update_code_changes_sha_and_runs_the_new_code(aws: Any, fresh_name: str
     assert updated["LastUpdateStatus"] == "Successful"
     assert invoke_json(aws, fresh_name)["version"] == "v2"
     location = aws.get_function(FunctionName=fresh_name)["Code"]["Location"]
-    assert httpx.get(location, timeout=30).content == second
+    assert server.http.get(location, timeout=30).content == second
 
 
 def test_update_code_honours_revision_id(aws: Any, fresh_name: str) -> None:
@@ -549,7 +552,7 @@ def test_delete_returns_204_and_the_function_is_gone(
     assert fresh_name not in names
 
     # The wire shape itself: capital "Message", and the code in x-amzn-ErrorType.
-    raw = httpx.get(f"{server.url}/2015-03-31/functions/{fresh_name}", timeout=10)
+    raw = server.http.get(f"/2015-03-31/functions/{fresh_name}", timeout=10)
     assert raw.status_code == 404
     assert raw.headers["x-amzn-ErrorType"] == "ResourceNotFoundException"
     assert REQUEST_ID.match(raw.headers["x-amzn-RequestId"])
@@ -669,8 +672,8 @@ def test_duplicate_create_conflicts(aws: Any, server: Server, fresh_name: str) -
     assert (current["CodeSha256"], current["Timeout"]) == (created["CodeSha256"], 3)
 
     # On the wire: lowercase "message" for every error but the not-found one.
-    raw = httpx.post(
-        f"{server.url}/2015-03-31/functions",
+    raw = server.http.post(
+        "/2015-03-31/functions",
         json={
             "FunctionName": fresh_name,
             "Runtime": RUNTIME,
@@ -787,7 +790,7 @@ def test_invalid_name_in_the_path_is_a_validation_error(aws: Any) -> None:
 
 
 def test_validation_error_body_has_only_a_message(server: Server) -> None:
-    raw = httpx.get(f"{server.url}/2015-03-31/functions?FunctionVersion=LATEST", timeout=10)
+    raw = server.http.get("/2015-03-31/functions?FunctionVersion=LATEST", timeout=10)
 
     assert raw.status_code == 400
     assert raw.headers["x-amzn-ErrorType"] == "ValidationException"
@@ -796,8 +799,8 @@ def test_validation_error_body_has_only_a_message(server: Server) -> None:
 
 
 def test_a_body_that_is_not_json_is_refused(server: Server) -> None:
-    raw = httpx.post(
-        f"{server.url}/2015-03-31/functions",
+    raw = server.http.post(
+        "/2015-03-31/functions",
         content=b"{not json",
         headers={"content-type": "application/json"},
         timeout=10,
@@ -810,7 +813,7 @@ def test_a_body_that_is_not_json_is_refused(server: Server) -> None:
 
 
 def test_an_unknown_operation_still_answers_in_aws_shape(server: Server) -> None:
-    raw = httpx.get(f"{server.url}/2015-03-31/no-such-thing", timeout=10)
+    raw = server.http.get("/2015-03-31/no-such-thing", timeout=10)
 
     assert raw.status_code == 404
     assert raw.headers["x-amzn-ErrorType"]

@@ -7,7 +7,6 @@ package). ``inflection`` is one file, pure Python, unchanged since 2020.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import textwrap
 import uuid
@@ -27,8 +26,8 @@ def handler(event, context):
 """
 
 
-def ember(endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "EMBER_ENDPOINT": endpoint}
+def ember(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    env = server.cli_env()
     return subprocess.run([EMBER, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -36,7 +35,7 @@ def ember(endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
 def name(server: Server) -> Iterator[str]:
     function = f"deps-{uuid.uuid4().hex[:10]}"
     yield function
-    ember(server.url, "rm", function)
+    ember(server, "rm", function)
 
 
 def project(directory: Path, requirements: str) -> Path:
@@ -48,7 +47,7 @@ def project(directory: Path, requirements: str) -> Path:
 
 def deploy(server: Server, name: str, directory: Path) -> subprocess.CompletedProcess[str]:
     return ember(
-        server.url, "deploy", name, str(directory), "--handler", "app.handler",
+        server, "deploy", name, str(directory), "--handler", "app.handler",
         "--runtime", "python3.11",
     )  # fmt: skip
 
@@ -60,7 +59,7 @@ def test_requirements_become_a_layer_reused_on_the_next_deploy(
     first = deploy(server, name, directory)
     assert first.returncode == 0, first.stderr
     assert "published layer ember-deps-" in first.stderr
-    invoked = ember(server.url, "invoke", name)
+    invoked = ember(server, "invoke", name)
     assert invoked.returncode == 0, invoked.stderr
     result = json.loads(invoked.stdout)
     assert result["camel"] == "HelloWorld"

@@ -1,4 +1,7 @@
-"""End-to-end: function URLs — the config API with boto3, HTTP requests with httpx."""
+"""End-to-end: function URLs — the config API with boto3, HTTP requests with httpx.
+
+Every URL here has AuthType NONE, so its requests go unsigned, as a browser's would.
+"""
 
 from __future__ import annotations
 
@@ -188,7 +191,7 @@ def test_a_recreated_function_does_not_inherit_the_old_url_after_a_restart(
     spawn_server: Callable[..., Server], tmp_path: Path
 ) -> None:
     server = spawn_server(tmp_path / "data", "--sandbox", "process")
-    aws = lambda_client(server.url)
+    aws = lambda_client(server)
     create = {
         "FunctionName": "reborn",
         "Runtime": "python3.11",
@@ -202,6 +205,6 @@ def test_a_recreated_function_does_not_inherit_the_old_url_after_a_restart(
     aws.create_function(**create)
     server.stop()
 
-    again = lambda_client(spawn_server(tmp_path / "data", "--sandbox", "process").url)
+    again = lambda_client(spawn_server(tmp_path / "data", "--sandbox", "process"))
     with pytest.raises(again.exceptions.ResourceNotFoundException):
         again.get_function_url_config(FunctionName="reborn")

@@ -90,7 +90,7 @@ def test_request_response_returns_200_latest_and_the_payload(aws: Any, deploy: D
     assert headers["x-amzn-requestid"] == request_id(response)
 
 
-def test_dry_run_returns_204_and_runs_nothing(aws: Any, deploy: Deploy) -> None:
+def test_dry_run_returns_204_and_runs_nothing(aws: Any, server: Server, deploy: Deploy) -> None:
     name = deploy("def handler(event, context):\n    raise RuntimeError('must not run')\n")[
         "FunctionName"
     ]
@@ -98,7 +98,7 @@ def test_dry_run_returns_204_and_runs_nothing(aws: Any, deploy: Deploy) -> None:
     assert response["StatusCode"] == 204
     assert body is None
     assert "FunctionError" not in response
-    assert not sandboxes_of(aws.meta.endpoint_url, name)
+    assert not sandboxes_of(server, name)
 
 
 def test_event_invocation_is_accepted_with_202(aws: Any, deploy: Deploy) -> None:
@@ -197,7 +197,7 @@ def test_lambda_environment_then_the_functions_own_and_nothing_of_the_servers(
     monkeypatch.setenv("EMBER_TEST_SECRET", "leak")
     server = spawn_server()
     monkeypatch.delenv("EMBER_TEST_SECRET")
-    aws = lambda_client(server.url)
+    aws = lambda_client(server)
     aws.create_function(
         FunctionName=unique_name,
         Runtime="python3.11",
@@ -545,15 +545,15 @@ def handler(event, context):
 )
 
 
-def test_module_state_survives_between_warm_calls(aws: Any, deploy: Deploy) -> None:
+def test_module_state_survives_between_warm_calls(aws: Any, server: Server, deploy: Deploy) -> None:
     name = deploy(COUNTER)["FunctionName"]
     results = [invoke(aws, name)[1] for _ in range(3)]
     assert [result["calls"] for result in results] == [0, 1, 2]
     assert len({result["token"] for result in results}) == 1
-    assert len(sandboxes_of(aws.meta.endpoint_url, name)) == 1
+    assert len(sandboxes_of(server, name)) == 1
 
 
-def test_concurrent_calls_get_their_own_sandboxes(aws: Any, deploy: Deploy) -> None:
+def test_concurrent_calls_get_their_own_sandboxes(aws: Any, server: Server, deploy: Deploy) -> None:
     name = deploy(
         TOKEN_SOURCE
         + """
@@ -572,7 +572,7 @@ def handler(event, context):
     tokens = [token for _, token in results]
     assert len(set(tokens)) == 8
     # Eight sandboxes, each its own live process on the host, all kept warm.
-    pids = [entry["pid"] for entry in sandboxes_of(aws.meta.endpoint_url, name)]
+    pids = [entry["pid"] for entry in sandboxes_of(server, name)]
     assert len(set(pids)) == len(pids) == 8
     assert not [pid for pid in pids if pid_gone(pid)]
 
@@ -629,10 +629,12 @@ def handler(event, context):
 )
 
 
-def test_sandboxes_endpoint_lists_the_warm_sandbox(aws: Any, deploy: Deploy) -> None:
+def test_sandboxes_endpoint_lists_the_warm_sandbox(
+    aws: Any, server: Server, deploy: Deploy
+) -> None:
     name = deploy(PUBLISHED)["FunctionName"]
     _, token = invoke(aws, name)
-    listed = sandboxes_of(aws.meta.endpoint_url, name)
+    listed = sandboxes_of(server, name)
     assert len(listed) == 1
     entry = listed[0]
     assert {"id", "function", "pid", "state"} <= set(entry)
@@ -643,19 +645,21 @@ def test_sandboxes_endpoint_lists_the_warm_sandbox(aws: Any, deploy: Deploy) -> 
     assert read_in_sandbox(entry["pid"], "/tmp/token") == token
 
 
-def test_deleting_a_function_retires_its_sandboxes(aws: Any, deploy: Deploy) -> None:
+def test_deleting_a_function_retires_its_sandboxes(
+    aws: Any, server: Server, deploy: Deploy
+) -> None:
     name = deploy(COUNTER)["FunctionName"]
     invoke(aws, name)
-    pid = host_pid_of(aws.meta.endpoint_url, name)
+    pid = host_pid_of(server, name)
     aws.delete_function(FunctionName=name)
-    wait_until(lambda: not sandboxes_of(aws.meta.endpoint_url, name))
+    wait_until(lambda: not sandboxes_of(server, name))
     wait_until(lambda: pid_gone(pid))
 
 
-def test_updating_code_starts_fresh_sandboxes(aws: Any, deploy: Deploy) -> None:
+def test_updating_code_starts_fresh_sandboxes(aws: Any, server: Server, deploy: Deploy) -> None:
     name = deploy(COUNTER)["FunctionName"]
     _, before = invoke(aws, name)
-    pid_before = host_pid_of(aws.meta.endpoint_url, name)
+    pid_before = host_pid_of(server, name)
     aws.update_function_code(
         FunctionName=name,
         ZipFile=make_zip(
@@ -666,14 +670,14 @@ def test_updating_code_starts_fresh_sandboxes(aws: Any, deploy: Deploy) -> None:
     assert "calls" not in after
     assert after["token"] != before["token"]
     wait_until(lambda: pid_gone(pid_before))
-    assert host_pid_of(aws.meta.endpoint_url, name) != pid_before
+    assert host_pid_of(server, name) != pid_before
 
 
 def test_idle_sandboxes_are_reclaimed(
     spawn_server: Callable[..., Server], unique_name: str
 ) -> None:
     server = spawn_server(None, "--keep-alive", "1")
-    aws = lambda_client(server.url)
+    aws = lambda_client(server)
     aws.create_function(
         FunctionName=unique_name,
         Runtime="python3.11",
@@ -682,9 +686,9 @@ def test_idle_sandboxes_are_reclaimed(
         Code={"ZipFile": make_zip({"app.py": COUNTER})},
     )
     _, result = invoke(aws, unique_name)
-    pid = host_pid_of(server.url, unique_name)
-    assert [s["function"] for s in sandboxes_of(server.url, unique_name)] == [unique_name]
-    wait_until(lambda: not sandboxes_of(server.url, unique_name), timeout=30)
+    pid = host_pid_of(server, unique_name)
+    assert [s["function"] for s in sandboxes_of(server, unique_name)] == [unique_name]
+    wait_until(lambda: not sandboxes_of(server, unique_name), timeout=30)
     wait_until(lambda: pid_gone(pid), timeout=30)
     # A later call simply cold-starts a new sandbox.
     _, again = invoke(aws, unique_name)

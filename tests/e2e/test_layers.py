@@ -63,7 +63,9 @@ def found(aws: Any, function: str, *modules: str) -> dict[str, Any]:
     return dict(invoke_json(aws, function, {"modules": list(modules)}))
 
 
-def test_publish_get_list_and_delete_versions(aws: Any, publish: Callable[..., Any]) -> None:
+def test_publish_get_list_and_delete_versions(
+    server: Server, aws: Any, publish: Callable[..., Any]
+) -> None:
     name = f"lifecycle-{uuid.uuid4().hex[:8]}"
     first_zip = layer_zip(greet="one")
     first = publish(
@@ -88,7 +90,7 @@ def test_publish_get_list_and_delete_versions(aws: Any, publish: Callable[..., A
 
     got = aws.get_layer_version(LayerName=name, VersionNumber=1)
     assert got["LayerVersionArn"] == first["LayerVersionArn"]
-    assert httpx.get(got["Content"]["Location"]).content == first_zip
+    assert server.http.get(got["Content"]["Location"]).content == first_zip
     by_arn = aws.get_layer_version_by_arn(Arn=second["LayerVersionArn"])
     assert by_arn["Version"] == 2
 
@@ -182,7 +184,7 @@ def test_layers_and_urls_survive_a_restart_and_work_without_isolation(
 ) -> None:
     """--sandbox process: the host directory on sys.path and PYTHONPATH."""
     server = spawn_server(tmp_path / "data", "--sandbox", "process")
-    aws = lambda_client(server.url)
+    aws = lambda_client(server)
     arn = aws.publish_layer_version(LayerName="kept", Content={"ZipFile": layer_zip(greet="p")})[
         "LayerVersionArn"
     ]
@@ -197,11 +199,11 @@ def test_layers_and_urls_survive_a_restart_and_work_without_isolation(
     aws.create_function_url_config(FunctionName="uses-layer", AuthType="NONE")
     server.stop()
     restarted = spawn_server(tmp_path / "data", "--sandbox", "process")
-    again = lambda_client(restarted.url)
+    again = lambda_client(restarted)
     assert again.get_layer_version(LayerName="kept", VersionNumber=1)["LayerVersionArn"] == arn
     url = again.get_function_url_config(FunctionName="uses-layer")["FunctionUrl"]
     assert url == f"{restarted.url}/url/uses-layer/"
-    assert httpx.get(url + "x").json()["found"] == {}
+    assert httpx.get(url + "x").json()["found"] == {}  # AuthType NONE: unsigned
     result = found(again, "uses-layer", "greet")
     who, path = result["found"]["greet"]
     assert who == "p" and path.endswith("/python/greet.py") and not path.startswith("/opt")

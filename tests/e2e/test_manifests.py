@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import textwrap
 import uuid
@@ -28,7 +27,7 @@ def handler(event, context):
 
 
 def ember(server: Server, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "EMBER_ENDPOINT": server.url}
+    env = server.cli_env()
     result = subprocess.run([EMBER, *args], env=env, capture_output=True, text=True, timeout=120)
     if check:
         assert result.returncode == 0, f"ember {' '.join(args)}:\n{result.stdout}{result.stderr}"
@@ -58,14 +57,14 @@ def app(tmp_path: Path, server: Server) -> Iterator[tuple[Path, str]]:
     (tmp_path / "src" / "app.py").write_text(textwrap.dedent(APP))
     label = f"t{uuid.uuid4().hex[:8]}"
     yield tmp_path, label
-    for item in httpx.get(
-        server.url + API + "/functions", params={"labelSelector": f"app={label}"}
+    for item in server.http.get(
+        API + "/functions", params={"labelSelector": f"app={label}"}
     ).json()["items"]:
-        httpx.delete(server.url + f"{API}/namespaces/default/functions/{item['metadata']['name']}")
+        server.http.delete(f"{API}/namespaces/default/functions/{item['metadata']['name']}")
 
 
 def get_object(server: Server, name: str) -> dict[str, Any]:
-    response = httpx.get(server.url + f"{API}/namespaces/default/functions/{name}", timeout=5)
+    response = server.http.get(f"{API}/namespaces/default/functions/{name}", timeout=5)
     assert response.status_code == 200, response.text
     return dict(response.json())
 
@@ -115,7 +114,7 @@ def test_apply_creates_functions_that_boto3_sees_and_invokes(
         0,
         120,
     )
-    limits = httpx.get(server.url + f"/_ember/functions/{name}/limits").json()
+    limits = server.http.get(f"/_ember/functions/{name}/limits").json()
     assert limits["RateLimits"][0]["limit"] == 50
     answer = json.loads(aws.invoke(FunctionName=name, Payload=b'{"x": 1}')["Payload"].read())
     assert answer == {"init": "on-demand", "greeting": "hi", "event": {"x": 1}}
@@ -201,10 +200,10 @@ def test_prune_deletes_only_what_the_selector_matches_and_the_files_lack(
         return False
 
     wait_until(gone)
-    assert httpx.get(server.url + f"{API}/namespaces/default/functions/{drop}").status_code == 404
+    assert server.http.get(f"{API}/namespaces/default/functions/{drop}").status_code == 404
     for name in (keep, other, made_with_boto3):
         aws.get_function(FunctionName=name)
-    httpx.delete(server.url + f"{API}/namespaces/default/functions/{other}")
+    server.http.delete(f"{API}/namespaces/default/functions/{other}")
 
 
 def test_a_replace_with_a_stale_resource_version_is_a_conflict(
@@ -215,20 +214,23 @@ def test_a_replace_with_a_stale_resource_version_is_a_conflict(
     (directory / "fn.yaml").write_text(manifest(name, label))
     ember(server, "apply", "-f", str(directory))
     body = wait_until(lambda: ready(server, name))
-    url = server.url + f"{API}/namespaces/default/functions/{name}"
+    url = f"{API}/namespaces/default/functions/{name}"
     mine, theirs = json.loads(json.dumps(body)), json.loads(json.dumps(body))
     theirs["spec"]["memoryMB"] = 256
-    assert httpx.put(url, json=theirs).status_code == 200
+    assert server.http.put(url, json=theirs).status_code == 200
     mine["spec"]["memoryMB"] = 512
-    conflict = httpx.put(url, json=mine)
+    conflict = server.http.put(url, json=mine)
     assert conflict.status_code == 409, conflict.text
     assert "modified" in conflict.json()["message"]
     assert get_object(server, name)["spec"]["memoryMB"] == 256
     # Status belongs to the controller: there is no way to write it, and a body's is ignored.
-    assert httpx.put(url + "/status", json={"observedGeneration": 99}).status_code in (404, 405)
+    assert server.http.put(url + "/status", json={"observedGeneration": 99}).status_code in (
+        404,
+        405,
+    )
     latest = get_object(server, name)
     latest["status"] = {"observedGeneration": 99, "conditions": []}
-    assert httpx.put(url, json=latest).json()["status"].get("observedGeneration") != 99
+    assert server.http.put(url, json=latest).json()["status"].get("observedGeneration") != 99
 
 
 def test_invalid_files_name_file_line_and_field_and_nothing_is_applied(
@@ -262,9 +264,7 @@ def test_invalid_files_name_file_line_and_field_and_nothing_is_applied(
     assert f"error: spec.timeoutSeconds: 0 is below the minimum 1 ({where}:10)" in result.stderr
     assert "nothing was applied" in result.stderr
     for name in (good, bad):
-        assert (
-            httpx.get(server.url + f"{API}/namespaces/default/functions/{name}").status_code == 404
-        )
+        assert server.http.get(f"{API}/namespaces/default/functions/{name}").status_code == 404
         with pytest.raises(aws.exceptions.ResourceNotFoundException):
             aws.get_function(FunctionName=name)
 
@@ -306,7 +306,7 @@ def test_get_functions_shows_functions_made_with_boto3_and_describe_shows_condit
     (directory / "fn.yaml").write_text(json.dumps(exposed))
     ember(server, "apply", "-f", str(directory))
     assert wait_until(lambda: tool_condition(3))["reason"] == "Exposed"
-    tools = httpx.get(f"{server.url}/_ember/tools", timeout=10).json()["Tools"]
+    tools = server.http.get("/_ember/tools", timeout=10).json()["Tools"]
     assert {"FunctionName": name, "toolName": f"{name}.tool"}.items() <= next(
         tool for tool in tools if tool["FunctionName"] == name
     ).items()
@@ -327,15 +327,13 @@ def test_delete_removes_the_function_and_its_settings(
     )
 
     def gone() -> bool:
-        url = server.url + f"{API}/namespaces/default/functions/{name}"
-        return httpx.get(url).status_code == 404 and not any(
+        url = f"{API}/namespaces/default/functions/{name}"
+        return server.http.get(url).status_code == 404 and not any(
             f["FunctionName"] == name for f in aws.list_functions()["Functions"]
         )
 
     wait_until(gone)
-    assert "reserved" not in json.dumps(
-        httpx.get(server.url + "/_ember/limits").json().get(name, {})
-    )
+    assert "reserved" not in json.dumps(server.http.get("/_ember/limits").json().get(name, {}))
 
 
 def test_a_function_made_with_boto3_is_adopted_by_a_manifest(
@@ -364,8 +362,8 @@ def test_a_set_the_server_refuses_in_part_is_not_applied_at_all(
     result = ember(server, "apply", "-f", str(directory / "b.yaml"), check=False)
     assert result.returncode == 1
     assert "already defined in namespace 'team-a'" in result.stderr
-    assert httpx.get(server.url + f"{API}/namespaces/default/functions/{fresh}").status_code == 404
-    httpx.delete(server.url + f"{API}/namespaces/team-a/functions/{taken}")
+    assert server.http.get(f"{API}/namespaces/default/functions/{fresh}").status_code == 404
+    server.http.delete(f"{API}/namespaces/team-a/functions/{taken}")
 
 
 def test_the_example_application_applies_in_one_command(server: Server, aws: Any) -> None:
@@ -386,9 +384,10 @@ def test_the_example_application_applies_in_one_command(server: Server, aws: Any
         wait_until(provisioned)
         answer = aws.invoke(FunctionName="greet", Payload=b'{"name": "ember"}')["Payload"].read()
         assert json.loads(answer) == {"greeting": "Hello, ember!"}
-        tools = httpx.get(f"{server.url}/_ember/tools", timeout=10).json()["Tools"]
+        tools = server.http.get("/_ember/tools", timeout=10).json()["Tools"]
         assert [tool["FunctionName"] for tool in tools if tool["toolName"] == "greet"] == ["greet"]
         url = aws.get_function_url_config(FunctionName="greet")["FunctionUrl"]
+        # A function URL of AuthType NONE: called unsigned, as a browser would.
         reply = httpx.post(url, json={"name": "url"}, timeout=30)
         assert reply.status_code == 200, reply.text
         assert reply.json() == {"greeting": "Hello, world!"}  # the URL event has no "name"

@@ -13,8 +13,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from conftest import EMBER, Server, lambda_client, sandboxes_of, wait_until
 
 API = "/_ember/apis/ember.dev/v1"
@@ -36,7 +34,7 @@ def handler(event, context):
 
 
 def apply(server: Server, directory: Path) -> None:
-    env = {**os.environ, "EMBER_ENDPOINT": server.url}
+    env = server.cli_env()
     result = subprocess.run(
         [EMBER, "apply", "-f", str(directory)], env=env, capture_output=True, text=True, timeout=120
     )
@@ -61,7 +59,7 @@ def write(directory: Path, name: str, source: str, **spec: Any) -> None:
 
 
 def provisioned_pids(server: Server, name: str) -> set[int]:
-    return {int(row["pid"]) for row in sandboxes_of(server.url, name) if row["provisioned"]}
+    return {int(row["pid"]) for row in sandboxes_of(server, name) if row["provisioned"]}
 
 
 def test_provisioned_sandboxes_are_initialized_and_restored_after_kill_9(
@@ -74,7 +72,7 @@ def test_provisioned_sandboxes_are_initialized_and_restored_after_kill_9(
         before = wait_until(
             lambda: (pids := provisioned_pids(server, name)) and len(pids) == 2 and pids
         )
-        aws = lambda_client(server.url)
+        aws = lambda_client(server)
         answer = aws.invoke(FunctionName=name, Payload=b"{}")["Payload"].read()
         assert json.loads(answer) == "provisioned-concurrency"
         victim = sorted(before)[0]
@@ -88,16 +86,16 @@ def test_provisioned_sandboxes_are_initialized_and_restored_after_kill_9(
         assert sorted(before)[1] in after
         answer = aws.invoke(FunctionName=name, Payload=b"{}")["Payload"].read()
         assert json.loads(answer) == "provisioned-concurrency"
-        body = httpx.get(server.url + f"{API}/namespaces/default/functions/{name}").json()
+        body = server.http.get(f"{API}/namespaces/default/functions/{name}").json()
         kinds = {c["type"]: c for c in body["status"]["conditions"]}
         assert kinds["ProvisionedReady"]["message"] == "2/2 sandboxes initialized"
     finally:
-        httpx.delete(server.url + f"{API}/namespaces/default/functions/{name}")
-    wait_until(lambda: not sandboxes_of(server.url, name))
+        server.http.delete(f"{API}/namespaces/default/functions/{name}")
+    wait_until(lambda: not sandboxes_of(server, name))
 
 
 def firings(server: Server, name: str) -> list[dict[str, Any]]:
-    text = httpx.get(server.url + f"/_ember/functions/{name}/logs", timeout=5).json()["logs"]
+    text = server.http.get(f"/_ember/functions/{name}/logs", timeout=5).json()["logs"]
     return [
         json.loads(line.split("FIRED ", 1)[1]) for line in text.splitlines() if "FIRED " in line
     ]
@@ -148,12 +146,12 @@ def test_objects_and_provisioned_sandboxes_come_back_after_a_restart(
     write(tmp_path / "m", name, PROVISIONED, concurrency={"reserved": 2, "provisioned": 1})
     apply(server, tmp_path / "m")
     wait_until(lambda: len(provisioned_pids(server, name)) == 1)
-    before = httpx.get(server.url + f"{API}/namespaces/default/functions/{name}").json()
+    before = server.http.get(f"{API}/namespaces/default/functions/{name}").json()
     server.stop(signal.SIGKILL)
     server = spawn_server(data)
     wait_until(lambda: len(provisioned_pids(server, name)) == 1)
-    after = httpx.get(server.url + f"{API}/namespaces/default/functions/{name}").json()
+    after = server.http.get(f"{API}/namespaces/default/functions/{name}").json()
     assert after["metadata"]["uid"] == before["metadata"]["uid"]
     assert after["metadata"]["generation"] == 1
-    answer = lambda_client(server.url).invoke(FunctionName=name, Payload=b"{}")["Payload"].read()
+    answer = lambda_client(server).invoke(FunctionName=name, Payload=b"{}")["Payload"].read()
     assert json.loads(answer) == "provisioned-concurrency"

@@ -61,9 +61,9 @@ def source(version: int = 1) -> str:
     return f"VERSION = {version}\n{APP}"
 
 
-def expose(url: str, function: str, **settings: Any) -> dict[str, Any]:
+def expose(server: Server, function: str, **settings: Any) -> dict[str, Any]:
     body = {"description": "Adds a and b.", "inputSchema": SCHEMA, **settings}
-    response = httpx.put(f"{url}/_ember/functions/{function}/tool", json=body, timeout=10)
+    response = server.http.put(f"/_ember/functions/{function}/tool", json=body, timeout=10)
     assert response.status_code == 200, response.text
     return dict(response.json())
 
@@ -126,7 +126,7 @@ async def check_list_call_and_errors(session: Client, tool: str, function: str) 
 @pytest.mark.parametrize("mode", ERAS)
 def test_list_call_and_errors_over_http(server: Server, deploy: Deploy, mode: str) -> None:
     name = deploy(source())["FunctionName"]
-    expose(server.url, name, toolName=f"t.{name}", annotations={"readOnlyHint": True})
+    expose(server, name, toolName=f"t.{name}", annotations={"readOnlyHint": True})
 
     async def body() -> None:
         async with client(server.url + "/mcp", mode) as session:
@@ -143,7 +143,7 @@ def test_list_call_and_errors_over_http(server: Server, deploy: Deploy, mode: st
 
 def test_validation_errors_start_no_sandbox(server: Server, deploy: Deploy) -> None:
     name = deploy(source())["FunctionName"]
-    expose(server.url, name)
+    expose(server, name)
 
     async def body() -> None:
         async with client(server.url + "/mcp", "auto") as session:
@@ -154,14 +154,14 @@ def test_validation_errors_start_no_sandbox(server: Server, deploy: Deploy) -> N
             assert "Additional properties are not allowed" in text(result)
 
     run(body)
-    assert sandboxes_of(server.url, name) == []
+    assert sandboxes_of(server, name) == []
 
 
 def test_timeouts_and_throttles_are_tool_errors(server: Server, deploy: Deploy) -> None:
     name = deploy(source(), Timeout=1)["FunctionName"]
-    expose(server.url, name)
+    expose(server, name)
     limit = {"scope": "function", "algorithm": "fixed-window", "rate": "2/m"}
-    response = httpx.put(f"{server.url}/_ember/functions/{name}/limits", json=limit, timeout=10)
+    response = server.http.put(f"/_ember/functions/{name}/limits", json=limit, timeout=10)
     assert response.status_code == 200, response.text
 
     async def body() -> None:
@@ -239,14 +239,14 @@ def check_list_changed(url: str, target: str | StdioServerParameters, aws: Any, 
 
 def test_list_changed_over_http(server: Server, aws: Any, deploy: Deploy) -> None:
     name = deploy(source())["FunctionName"]
-    expose(server.url, name)
+    expose(server, name)
     check_list_changed(server.url, server.url + "/mcp", aws, name)
 
 
 @pytest.mark.parametrize("mode", ERAS)
 def test_stdio_through_ember_mcp(server: Server, deploy: Deploy, mode: str) -> None:
     name = deploy(source())["FunctionName"]
-    expose(server.url, name)
+    expose(server, name)
 
     async def body() -> None:
         async with client(stdio(server.url), mode) as session:
@@ -257,7 +257,7 @@ def test_stdio_through_ember_mcp(server: Server, deploy: Deploy, mode: str) -> N
 
 def test_list_changed_over_stdio(server: Server, aws: Any, deploy: Deploy) -> None:
     name = deploy(source())["FunctionName"]
-    expose(server.url, name)
+    expose(server, name)
     check_list_changed(server.url, stdio(server.url), aws, name)
 
 
@@ -268,7 +268,9 @@ def test_tool_settings_api_and_cli(server: Server, deploy: Deploy, tmp_path: Pat
     cli = [EMBER, "--endpoint", server.url, "tool"]
 
     def ember(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*cli, *args], capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [*cli, *args], env=server.cli_env(), capture_output=True, text=True, timeout=60
+        )
 
     done = ember(
         "expose", name, "--description", "Adds.", "--input-schema", str(schema),
@@ -276,7 +278,7 @@ def test_tool_settings_api_and_cli(server: Server, deploy: Deploy, tmp_path: Pat
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"exposed {name} as tool add_{name[-6:]}" in done.stdout
-    document = httpx.get(f"{server.url}/_ember/functions/{name}/tool", timeout=10).json()
+    document = server.http.get(f"/_ember/functions/{name}/tool", timeout=10).json()
     assert document["title"] == "Adder"
     assert document["annotations"] == {"readOnlyHint": True, "destructiveHint": False}
     listed = json.loads(ember("ls", "--json").stdout)
@@ -293,7 +295,7 @@ def test_tool_settings_api_and_cli(server: Server, deploy: Deploy, tmp_path: Pat
 
     assert ember("hide", name).returncode == 0
     assert ember("hide", name).returncode == 0  # hiding twice is fine
-    response = httpx.get(f"{server.url}/_ember/functions/{name}/tool", timeout=10)
+    response = server.http.get(f"/_ember/functions/{name}/tool", timeout=10)
     assert response.status_code == 404
     assert name not in [entry["FunctionName"] for entry in json.loads(ember("ls", "--json").stdout)]
 
@@ -309,8 +311,8 @@ def test_tools_survive_a_restart(spawn_server: Spawn, tmp_path: Path) -> None:
             "ZipFile": __import__("base64").b64encode(make_zip({"app.py": source()})).decode()
         },
     }
-    assert httpx.post(f"{first.url}/2015-03-31/functions", json=create, timeout=30).is_success
-    expose(first.url, "keeper", title="Keeper")
+    assert first.http.post("/2015-03-31/functions", json=create, timeout=30).is_success
+    expose(first, "keeper", title="Keeper")
     first.stop()
     second = spawn_server(tmp_path / "data")
 
@@ -405,7 +407,7 @@ def test_dns_rebinding_is_refused(server: Server) -> None:
 
 def test_a_slow_tool_does_not_hold_up_other_clients(server: Server, deploy: Deploy) -> None:
     name = deploy(source(), Timeout=120)["FunctionName"]
-    expose(server.url, name)
+    expose(server, name)
 
     async def body() -> None:
         async with (
@@ -421,7 +423,7 @@ def test_a_slow_tool_does_not_hold_up_other_clients(server: Server, deploy: Depl
             tasks.start_soon(slow_call)
             await in_thread(
                 lambda: wait_until(
-                    lambda: any(s["state"] == "busy" for s in sandboxes_of(server.url, name))
+                    lambda: any(s["state"] == "busy" for s in sandboxes_of(server, name))
                 )
             )
             assert name in await all_tools(other)

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from conftest import ROLE, ROOT, Server, make_zip
@@ -87,13 +86,13 @@ def fixture_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
             "Role": ROLE,
             "Code": {"ZipFile": package},
         }
-        response = httpx.post(f"{instance.url}/2015-03-31/functions", json=create, timeout=30)
+        response = instance.http.post("/2015-03-31/functions", json=create, timeout=30)
         assert response.status_code == 201, response.text
         settings = {
             "description": f"Conformance fixture {tool}",
             "inputSchema": {"type": "object", "additionalProperties": False},
         }
-        response = httpx.put(f"{instance.url}/_ember/functions/{tool}/tool", json=settings)
+        response = instance.http.put(f"/_ember/functions/{tool}/tool", json=settings)
         assert response.status_code == 200, response.text
     yield instance
     instance.stop()

@@ -65,7 +65,7 @@ def test_an_alias_url_runs_the_aliased_version(
     url = aws.create_function_url_config(FunctionName=name, Qualifier="live", AuthType="NONE")[
         "FunctionUrl"
     ]
-    response = httpx.get(url + "anything", timeout=30)
+    response = httpx.get(url + "anything", timeout=30)  # AuthType NONE: unsigned
 
     assert response.status_code == 200, response.text
     assert response.json() == {"greeting": "one", "version": version}

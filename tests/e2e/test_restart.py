@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from e2e_helpers import code_sha256, echo_source, invoke_json
 
@@ -125,7 +124,7 @@ def test_functions_survive_a_restart_on_the_same_data_dir(
     spawn_server: Spawn, unique_name: str
 ) -> None:
     first = spawn_server()
-    aws = lambda_client(first.url)
+    aws = lambda_client(first)
     package = make_zip({"app.py": echo_source("durable"), "lib/data.txt": "payload\n"})
     create(aws, unique_name, package, Environment={"Variables": {"GREETING": "v1"}}, Timeout=7)
     aws.update_function_configuration(
@@ -140,14 +139,14 @@ def test_functions_survive_a_restart_on_the_same_data_dir(
 
     first.stop(signal.SIGTERM)  # its exit status is the SIGTERM tests' business
     second = spawn_server(first.data_dir)
-    aws = lambda_client(second.url)
+    aws = lambda_client(second)
 
     after = without_metadata(aws.get_function_configuration(FunctionName=unique_name))
     assert after == before
     assert after["CodeSha256"] == code_sha256(package)
     assert after["Description"] == "updated before the restart"
     location = aws.get_function(FunctionName=unique_name)["Code"]["Location"]
-    assert httpx.get(location, timeout=30).content == package
+    assert second.http.get(location, timeout=30).content == package
     assert invoke_json(aws, unique_name, {"again": True}) == {
         "version": "durable",
         "env": "v2",
@@ -169,7 +168,7 @@ def test_sigterm_exits_zero_and_leaves_no_process_or_cgroup(
     server = spawn_server()
     assert server.process is not None
     pid = server.process.pid
-    aws = lambda_client(server.url)
+    aws = lambda_client(server)
     create(aws, unique_name, make_zip({"app.py": echo_source("warm")}))
     create(aws, f"{unique_name}-orphans", make_zip({"app.py": ORPHAN_MAKER}))
     assert invoke_json(aws, unique_name)["version"] == "warm"
@@ -197,7 +196,7 @@ def test_sigterm_after_sandboxes_were_retired(spawn_server: Spawn, unique_name: 
     server = spawn_server()
     assert server.process is not None
     pid = server.process.pid
-    aws = lambda_client(server.url)
+    aws = lambda_client(server)
     create(aws, unique_name, make_zip({"app.py": echo_source("v1")}))
     recorded = []
     for version in ("v1", "v2", "v3"):
@@ -214,7 +213,7 @@ def test_sigterm_after_sandboxes_were_retired(spawn_server: Spawn, unique_name: 
     assert cgroup_dirs(pid) == []
     # Nothing the server recorded blocks a clean restart on the same data.
     again = spawn_server(server.data_dir)
-    assert invoke_json(lambda_client(again.url), unique_name)["version"] == "v3"
+    assert invoke_json(lambda_client(again), unique_name)["version"] == "v3"
 
 
 def test_restart_of_an_empty_data_dir_is_empty(spawn_server: Spawn) -> None:
@@ -230,7 +229,7 @@ def test_restart_of_an_empty_data_dir_is_empty(spawn_server: Spawn) -> None:
     assert second.health()["node"] == node
     assert node["storage"] == ("cluster" if BACKEND["name"] == "postgresql" else "embedded")
     assert node.get("duties", node.get("competesFor")) == ["controller", "schedules"]
-    assert lambda_client(second.url).list_functions()["Functions"] == []
+    assert lambda_client(second).list_functions()["Functions"] == []
 
 
 SLOW = """
@@ -247,13 +246,15 @@ def test_sigterm_lets_an_in_flight_invocation_finish(spawn_server: Spawn, unique
     server = spawn_server()
     assert server.process is not None
     pid = server.process.pid
-    aws = lambda_client(server.url)
+    aws = lambda_client(server)
     create(aws, unique_name, make_zip({"app.py": SLOW}), Timeout=30)
-    logs_url = f"{server.url}/_ember/functions/{unique_name}/logs"
+    logs_url = f"/_ember/functions/{unique_name}/logs"
 
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(invoke_json, aws, unique_name, {"seconds": 2})
-        wait_until(lambda: "invocation started" in httpx.get(logs_url, timeout=5).json()["logs"])
+        wait_until(
+            lambda: "invocation started" in server.http.get(logs_url, timeout=5).json()["logs"]
+        )
         recorded = descendants(pid)
         status = server.stop(signal.SIGTERM)
         result = pending.result(timeout=60)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -26,7 +25,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from e2e_helpers import invoke_json, request_id_of
 
@@ -357,8 +355,8 @@ def test_a_custom_runtime_is_isolated_like_a_python_function(
 @pytest.mark.skipif(shutil.which("runsc") is None, reason="gVisor's runsc is not installed")
 def test_a_custom_runtime_runs_on_gvisor(server: Server, aws: Any, deploy_custom: Deploy) -> None:
     name = deploy_custom({"bootstrap": EXITING_BOOTSTRAP}, Timeout=30)
-    changed = httpx.put(
-        f"{server.url}/_ember/functions/{name}/sandbox", json={"Isolation": "strong"}, timeout=30
+    changed = server.http.put(
+        f"/_ember/functions/{name}/sandbox", json={"Isolation": "strong"}, timeout=30
     )
     assert changed.status_code == 200, changed.text
     assert invoke(aws, name)[1] == "still here"
@@ -375,7 +373,7 @@ def test_without_isolation_the_runtime_api_takes_a_free_port(
     spawn_server: Callable[..., Server],
 ) -> None:
     server = spawn_server(None, "--sandbox", "process")
-    aws = lambda_client(server.url)
+    aws = lambda_client(server)
     aws.create_function(
         FunctionName="echo",
         Runtime="provided",
@@ -395,7 +393,7 @@ def test_the_cli_deploys_a_bootstrap_directory(
     (tmp_path / "bootstrap").chmod(0o755)
     deployed = subprocess.run(
         [EMBER, "deploy", unique_name, str(tmp_path), "--runtime", "provided.al2023"],
-        env={**os.environ, "EMBER_ENDPOINT": server.url},
+        env=server.cli_env(),
         capture_output=True,
         text=True,
         timeout=60,

@@ -17,11 +17,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
-import httpx
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ReadTimeoutError
+from e2e_helpers import new_caller
 
 from conftest import EMBER, ROLE, Server, lambda_client, make_zip, wait_until
 
@@ -70,19 +68,13 @@ def call_admitted(aws: Any, name: str, **event: Any) -> dict[str, Any]:
     return result
 
 
-def client_as(url: str, access_key: str) -> Any:
-    return boto3.client(
-        "lambda",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=access_key,
-        aws_secret_access_key="secret",
-        config=Config(retries={"max_attempts": 0}, read_timeout=120, connect_timeout=5),
-    )
+def client_as(server: Server, user: str) -> Any:
+    """A Lambda client signing with an access key of its own (per-caller limits key on it)."""
+    return lambda_client(server, new_caller(server, user))
 
 
-def set_limit(url: str, name: str, **policy: Any) -> dict[str, Any]:
-    response = httpx.put(f"{url}/_ember/functions/{name}/limits", json=policy, timeout=10)
+def set_limit(server: Server, name: str, **policy: Any) -> dict[str, Any]:
+    response = server.http.put(f"/_ember/functions/{name}/limits", json=policy, timeout=10)
     assert response.status_code == 200, response.text
     return dict(response.json())
 
@@ -178,17 +170,10 @@ def test_leases_come_back_after_every_failure(
 
 
 def test_a_client_that_disconnects_gives_its_lease_back(server: Server, deploy: Deploy) -> None:
-    aws = lambda_client(server.url)
+    aws = lambda_client(server)
     name = deploy(APP, Timeout=3)["FunctionName"]
     aws.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
-    impatient = boto3.client(
-        "lambda",
-        endpoint_url=server.url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(retries={"max_attempts": 0}, read_timeout=0.5),
-    )
+    impatient = lambda_client(server, read_timeout=0.5)
     with pytest.raises(ReadTimeoutError):
         impatient.invoke(FunctionName=name, Payload=b'{"sleep": 2}')
     # The abandoned call runs out and releases its lease: then calls pass again.
@@ -204,7 +189,7 @@ def test_function_rate_limit_with_ratelimit_headers(
     name = deploy(APP)["FunctionName"]
     plain = call(aws, name)
     assert "ratelimit-limit" not in headers(plain)
-    shown = set_limit(server.url, name, algorithm="token-bucket", rate="1/h", burst=2)
+    shown = set_limit(server, name, algorithm="token-bucket", rate="1/h", burst=2)
     assert shown["RateLimits"] == [
         {
             "scope": "function",
@@ -219,11 +204,11 @@ def test_function_rate_limit_with_ratelimit_headers(
     assert headers(first)["ratelimit-limit"] == "2"
     assert [headers(r)["ratelimit-remaining"] for r in (first, second)] == ["1", "0"]
     assert int(headers(second)["ratelimit-reset"]) > 3600  # two tokens to refill at 1/h
-    error = throttled(client_as(server.url, "someone-else"), name)
+    error = throttled(client_as(server, "someone-else"), name)
     assert error is not None
     assert error["Reason"] == "FunctionInvocationRateLimitExceeded"
     assert 3000 < int(error["ResponseMetadata"]["HTTPHeaders"]["retry-after"]) <= 3600
-    assert httpx.delete(f"{server.url}/_ember/functions/{name}/limits").status_code == 204
+    assert server.http.delete(f"/_ember/functions/{name}/limits").status_code == 204
     assert call(aws, name)["StatusCode"] == 200
 
 
@@ -233,8 +218,8 @@ def test_a_claimed_access_key_does_not_escape_the_caller_limit(
     """Callers are principals (test_accounts.py), never the key id a request claims:
     without a verified principal, one client address is one caller."""
     name = deploy(APP)["FunctionName"]
-    set_limit(server.url, name, scope="caller", algorithm="fixed-window", rate="2/h")
-    alice, bob = client_as(server.url, "ALICEKEY"), client_as(server.url, "BOBKEY")
+    set_limit(server, name, scope="caller", algorithm="fixed-window", rate="2/h")
+    alice, bob = client_as(server, "alice"), client_as(server, "bob")
     assert [headers(call(alice, name))["ratelimit-remaining"] for _ in range(2)] == ["1", "0"]
     error = throttled(bob, name)
     assert error is not None and error["Reason"] == "CallerRateLimitExceeded"
@@ -247,7 +232,7 @@ def test_every_algorithm_throttles_through_the_api(
     server: Server, aws: Any, deploy: Deploy, algorithm: str
 ) -> None:
     name = deploy(APP)["FunctionName"]
-    set_limit(server.url, name, algorithm=algorithm, rate="2/h")
+    set_limit(server, name, algorithm=algorithm, rate="2/h")
     assert [call(aws, name)["StatusCode"] for _ in range(2)] == [200, 200]
     error = throttled(aws, name)
     assert error is not None and error["Reason"] == "FunctionInvocationRateLimitExceeded"
@@ -255,23 +240,23 @@ def test_every_algorithm_throttles_through_the_api(
 
 def test_bad_policies_are_refused_by_name(server: Server, deploy: Deploy) -> None:
     name = deploy(APP)["FunctionName"]
-    url = f"{server.url}/_ember/functions/{name}/limits"
+    url = f"/_ember/functions/{name}/limits"
     for body, word in [
         ({"algorithm": "magic", "rate": "1/s"}, "magic"),
         ({"rate": "lots"}, "lots"),
         ({"algorithm": "fixed-window", "rate": "5/s", "burst": 3}, "burst"),
         ({"scope": "everyone", "rate": "5/s"}, "everyone"),
     ]:
-        response = httpx.put(url, json=body, timeout=10)
+        response = server.http.put(url, json=body, timeout=10)
         assert response.status_code == 400
         assert word in response.json()["message"]
-    missing = httpx.put(f"{server.url}/_ember/functions/nope-{name}/limits", json={"rate": "1/s"})
+    missing = server.http.put(f"/_ember/functions/nope-{name}/limits", json={"rate": "1/s"})
     assert missing.status_code == 404
 
 
 def test_limit_cli_sets_lists_and_removes(server: Server, deploy: Deploy) -> None:
     name = deploy(APP)["FunctionName"]
-    env = {**os.environ, "EMBER_ENDPOINT": server.url, "COLUMNS": "200"}
+    env = server.cli_env(COLUMNS="200")
 
     def ember(*args: str) -> str:
         done = subprocess.run([EMBER, *args], env=env, capture_output=True, text=True, timeout=60)
@@ -300,7 +285,7 @@ def test_limits_survive_a_restart_and_die_with_their_function(
     spawn_server: Spawn, unique_name: str
 ) -> None:
     first = spawn_server()
-    aws = lambda_client(first.url)
+    aws = lambda_client(first)
     aws.create_function(
         FunctionName=unique_name,
         Runtime="python3.11",
@@ -309,16 +294,16 @@ def test_limits_survive_a_restart_and_die_with_their_function(
         Code={"ZipFile": make_zip({"app.py": APP})},
     )
     aws.put_function_concurrency(FunctionName=unique_name, ReservedConcurrentExecutions=7)
-    set_limit(first.url, unique_name, algorithm="fixed-window", rate="1/h")
+    set_limit(first, unique_name, algorithm="fixed-window", rate="1/h")
     call(aws, unique_name)
     assert first.stop() == 0
 
     second = spawn_server(first.data_dir)
-    aws = lambda_client(second.url)
+    aws = lambda_client(second)
     assert (
         aws.get_function_concurrency(FunctionName=unique_name)["ReservedConcurrentExecutions"] == 7
     )
-    limits = httpx.get(f"{second.url}/_ember/functions/{unique_name}/limits").json()
+    limits = second.http.get(f"/_ember/functions/{unique_name}/limits").json()
     assert limits["RateLimits"][0]["algorithm"] == "fixed-window"
     assert call(aws, unique_name)["StatusCode"] == 200  # counters are not durable: a fresh hour
     assert throttled(aws, unique_name)["Reason"] == "FunctionInvocationRateLimitExceeded"
@@ -359,7 +344,7 @@ def test_two_servers_sharing_redis_enforce_one_limit(
     account = f"{random.randrange(10**11, 10**12)}"
     args = ("--throttle-backend", "redis", "--redis-url", url, "--account-id", account)
     servers = [spawn_server(tmp_path / f"data-{i}", *args) for i in range(2)]
-    clients = [lambda_client(s.url) for s in servers]
+    clients = [lambda_client(s) for s in servers]
     for server, aws in zip(servers, clients, strict=True):
         aws.create_function(
             FunctionName=unique_name,
@@ -369,7 +354,7 @@ def test_two_servers_sharing_redis_enforce_one_limit(
             Code={"ZipFile": make_zip({"app.py": APP})},
             Timeout=30,
         )
-        set_limit(server.url, unique_name, algorithm="sliding-log", rate="5/h")
+        set_limit(server, unique_name, algorithm="sliding-log", rate="5/h")
 
     def attempt(index: int) -> bool:
         return throttled(clients[index % 2], unique_name) is None
@@ -380,7 +365,7 @@ def test_two_servers_sharing_redis_enforce_one_limit(
 
     # Reserved concurrency is shared too: a call on one server blocks the other.
     for server, aws in zip(servers, clients, strict=True):
-        httpx.delete(f"{server.url}/_ember/functions/{unique_name}/limits")
+        server.http.delete(f"/_ember/functions/{unique_name}/limits")
         aws.put_function_concurrency(FunctionName=unique_name, ReservedConcurrentExecutions=1)
     with ThreadPoolExecutor(1) as pool:
         slow = pool.submit(call_admitted, clients[0], unique_name, sleep=4)

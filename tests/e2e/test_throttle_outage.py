@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import redis
 
@@ -110,7 +109,7 @@ def serve_one_limited_function(
         "--throttle-unavailable",
         unavailable,
     )
-    aws = lambda_client(server.url)
+    aws = lambda_client(server)
     aws.create_function(
         FunctionName=name,
         Runtime="python3.11",
@@ -119,7 +118,7 @@ def serve_one_limited_function(
         Code={"ZipFile": make_zip({"app.py": APP})},
     )
     limit = {"algorithm": "fixed-window", "rate": "1/h"}
-    response = httpx.put(f"{server.url}/_ember/functions/{name}/limits", json=limit, timeout=10)
+    response = server.http.put(f"/_ember/functions/{name}/limits", json=limit, timeout=10)
     assert response.status_code == 200, response.text
     assert [outcome(aws, name) for _ in range(2)] == [200, "429 TooManyRequestsException"]
     assert throttle_health(server) == {

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from conftest import EMBER, Server, lambda_client, wait_until
@@ -50,15 +49,16 @@ def data_dir(tmp_path: Path) -> Path:
     return target
 
 
-def dead_letters(url: str, function: str) -> list[dict[str, Any]]:
-    response = httpx.get(f"{url}/_ember/functions/{function}/dead-letters?payload=true", timeout=5)
+def dead_letters(server: Server, function: str) -> list[dict[str, Any]]:
+    path = f"/_ember/functions/{function}/dead-letters?payload=true"
+    response = server.http.get(path, timeout=5)
     response.raise_for_status()
     letters: list[dict[str, Any]] = response.json()["deadLetters"]
     return letters
 
 
 def check_metadata(server: Server) -> None:
-    aws = lambda_client(server.url)
+    aws = lambda_client(server)
     names = {f["FunctionName"] for f in aws.list_functions()["Functions"]}
     assert set(EXPECTED["functions"]) <= names
     versions = aws.list_versions_by_function(FunctionName="alpha")["Versions"]
@@ -82,12 +82,12 @@ def check_metadata(server: Server) -> None:
     assert aws.get_function_event_invoke_config(FunctionName="sink")["MaximumRetryAttempts"] == 0
     concurrency = aws.get_function_concurrency(FunctionName="alpha")
     assert concurrency["ReservedConcurrentExecutions"] == EXPECTED["reservedConcurrency"]
-    tool = httpx.get(server.url + "/_ember/functions/alpha/tool", timeout=5).json()
+    tool = server.http.get("/_ember/functions/alpha/tool", timeout=5).json()
     assert tool["toolName"] == EXPECTED["tool"]
     listed = json.loads(
         subprocess.run(
             [EMBER, "get", "functions", "-o", "json"],
-            env={**os.environ, "EMBER_ENDPOINT": server.url},
+            env=server.cli_env(),
             capture_output=True,
             text=True,
             check=True,
@@ -110,7 +110,7 @@ def test_a_first_release_data_dir_opens_with_everything_in_it(
 
     server = spawn_server(data_dir, "--pollers", "0")
     check_metadata(server)
-    letter = dead_letters(server.url, "sink")
+    letter = dead_letters(server, "sink")
     assert [d["requestId"] for d in letter] == [EXPECTED["deadLetter"]["requestId"]]
     assert server.stop() == 0
     after = db_status(data_dir)
@@ -123,17 +123,14 @@ def test_a_first_release_data_dir_opens_with_everything_in_it(
     queued = set(EXPECTED["queued"]["requestIds"])
     delivered = wait_until(
         lambda: (
-            {
-                d["payload"]["requestContext"]["requestId"]
-                for d in dead_letters(server.url, "sink")[1:]
-            }
+            {d["payload"]["requestContext"]["requestId"] for d in dead_letters(server, "sink")[1:]}
             >= queued
             or None
         ),
         timeout=60,
     )
     assert delivered
-    assert dead_letters(server.url, "sink")[0]["requestId"] == EXPECTED["deadLetter"]["requestId"]
+    assert dead_letters(server, "sink")[0]["requestId"] == EXPECTED["deadLetter"]["requestId"]
 
 
 def test_upgrade_by_hand_then_a_newer_schema_is_refused(

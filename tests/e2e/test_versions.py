@@ -9,7 +9,6 @@ import zipfile
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 from async_helpers import ALWAYS_FAILS, DESTINATION_PRINTER, dead_letters, records
 from e2e_helpers import (
@@ -67,7 +66,9 @@ def called(aws: Any, name: str, **params: Any) -> tuple[str, dict[str, Any]]:
     return response["ExecutedVersion"], body
 
 
-def test_publish_version_freezes_code_and_configuration(aws: Any, deploy: Deploy) -> None:
+def test_publish_version_freezes_code_and_configuration(
+    server: Server, aws: Any, deploy: Deploy
+) -> None:
     created = deploy(describe("one"), Environment={"Variables": {"STAGE": "1"}})
     name = created["FunctionName"]
     first = aws.publish_version(FunctionName=name, Description="first release")
@@ -89,7 +90,7 @@ def test_publish_version_freezes_code_and_configuration(aws: Any, deploy: Deploy
 
     version = aws.get_function(FunctionName=name, Qualifier="1")
     assert version["Configuration"] == without_metadata(first)
-    zipped = httpx.get(version["Code"]["Location"], timeout=30).content
+    zipped = server.http.get(version["Code"]["Location"], timeout=30).content
     assert code_sha256(zipped) == created["CodeSha256"]
     by_arn = aws.get_function_configuration(FunctionName=function_arn(name) + ":1")
     assert by_arn["Environment"] == {"Variables": {"STAGE": "1"}}
@@ -98,7 +99,9 @@ def test_publish_version_freezes_code_and_configuration(aws: Any, deploy: Deploy
     assert latest["Environment"] == {"Variables": {"STAGE": "2"}}
 
 
-def test_invoke_a_version_by_qualifier_name_or_arn(aws: Any, deploy: Deploy) -> None:
+def test_invoke_a_version_by_qualifier_name_or_arn(
+    server: Server, aws: Any, deploy: Deploy
+) -> None:
     name = deploy(describe("one"), Publish=True)["FunctionName"]
     aws.update_function_code(FunctionName=name, ZipFile=package("two"))
 
@@ -120,7 +123,7 @@ def test_invoke_a_version_by_qualifier_name_or_arn(aws: Any, deploy: Deploy) -> 
     response = aws.invoke(FunctionName=name, Qualifier="1", LogType="Tail")
     tail = base64.b64decode(response["LogResult"]).decode()
     assert f"START RequestId: {response['ResponseMetadata']['RequestId']} Version: 1" in tail
-    logs = httpx.get(f"{aws.meta.endpoint_url}/_ember/functions/{name}/logs", timeout=10)
+    logs = server.http.get(f"/_ember/functions/{name}/logs", timeout=10)
     assert " Version: 1\n" in logs.json()["logs"]
 
 
@@ -273,7 +276,7 @@ def test_async_event_keeps_its_version(server: Server, aws: Any, deploy: Deploy)
     sent = aws.invoke(FunctionName=name, Qualifier="1", InvocationType="Event", Payload=b"{}")
 
     assert sent["StatusCode"] == 202
-    (record,) = wait_until(lambda: records(server.url, destination))
+    (record,) = wait_until(lambda: records(server, destination))
     assert record["requestContext"]["requestId"] == request_id_of(sent)
     assert record["requestContext"]["functionArn"] == function_arn(name) + ":1"
     assert record["responseContext"] == {"statusCode": 200, "executedVersion": "1"}
@@ -294,18 +297,18 @@ def test_a_versions_event_follows_its_own_config_and_dead_letters_apart(
 
     sent = aws.invoke(FunctionName=f"{name}:live", InvocationType="Event", Payload=b"{}")
 
-    (letter,) = wait_until(lambda: dead_letters(server.url, f"{name}:live"))
+    (letter,) = wait_until(lambda: dead_letters(server, f"{name}:live"))
     assert letter["requestId"] == request_id_of(sent)
     assert (letter["condition"], letter["approximateInvokeCount"]) == ("RetriesExhausted", 1)
     assert letter["errorType"] == "ValueError"
-    assert dead_letters(server.url, name) == []
+    assert dead_letters(server, name) == []
 
 
 def test_versions_and_aliases_survive_a_restart(
     spawn_server: Callable[..., Server], unique_name: str
 ) -> None:
     server = spawn_server()
-    aws = lambda_client(server.url)
+    aws = lambda_client(server)
     aws.create_function(
         FunctionName=unique_name,
         Runtime="python3.11",
@@ -327,7 +330,7 @@ def test_versions_and_aliases_survive_a_restart(
     server.stop()
 
     again = spawn_server(server.data_dir)
-    aws = lambda_client(again.url)
+    aws = lambda_client(again)
     versions = aws.list_versions_by_function(FunctionName=unique_name)["Versions"]
     assert [v["Version"] for v in versions] == ["$LATEST", "1", "2"]
     assert without_metadata(aws.get_alias(FunctionName=unique_name, Name="live")) == (

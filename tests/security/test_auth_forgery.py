@@ -470,7 +470,7 @@ def make_key(server: Server, root: Key, user: str, policy: dict[str, Any]) -> Ke
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, World]]:
     data_dir = tmp_path_factory.mktemp("forgery") / "data"
-    server = Server(data_dir).start()
+    server = Server(data_dir, extra_args=["--auth", "sigv4"]).start()
     try:
         root = credentials_of(data_dir)
         for name in (FUNCTION, OTHER_FUNCTION):

@@ -43,8 +43,10 @@ def invoke_json(aws: Any, name: str, event: Any) -> Any:
 
 
 def settings(server: Server, name: str, body: dict[str, Any] | None = None) -> httpx.Response:
-    url = f"{server.url}/_ember/functions/{name}/sandbox"
-    return httpx.put(url, json=body, timeout=30) if body is not None else httpx.get(url, timeout=30)
+    path = f"/_ember/functions/{name}/sandbox"
+    if body is None:
+        return server.http.get(path, timeout=30)
+    return server.http.put(path, json=body, timeout=30)
 
 
 def test_no_network_by_default_and_egress_on_request(server: Server, aws: Any, deploy: Any) -> None:
@@ -123,7 +125,7 @@ def test_strong_isolation_runs_on_gvisor(server: Server, aws: Any, deploy: Any) 
     spun = aws.invoke(FunctionName=name, Payload=b'{"spin": true}')
     assert json.loads(spun["Payload"].read())["errorType"] == "Sandbox.Timedout"
     assert invoke_json(aws, name, {"port": server.port})["function"] == name
-    rows = httpx.get(f"{server.url}/_ember/sandboxes").json()["sandboxes"]
+    rows = server.http.get("/_ember/sandboxes").json()["sandboxes"]
     pids = {row["pid"] for row in rows if row["function"] == name}
     assert pids  # the gVisor sandbox that just answered
     aws.delete_function(FunctionName=name)

@@ -134,7 +134,7 @@ def test_fork_bomb_is_contained(server: Server, aws: Any, deploy: Deploy) -> Non
     bystander = deploy(ECHO, Timeout=60)["FunctionName"]
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(invoke, aws, bomb)
-        seen = wait_until(lambda: sandboxes_of(server.url, bomb) or future.done(), timeout=30)
+        seen = wait_until(lambda: sandboxes_of(server, bomb) or future.done(), timeout=30)
         assert isinstance(seen, list), "the bomb's invocation ended before its sandbox was seen"
         watched = Watched(seen[0]["pid"])
         wait_until(lambda: len(watched.processes()) > 8 or future.done(), timeout=30)
@@ -147,7 +147,7 @@ def test_fork_bomb_is_contained(server: Server, aws: Any, deploy: Deploy) -> Non
     assert response["FunctionError"] == "Unhandled"
     assert error["errorType"] in ("Sandbox.Timedout", "Runtime.ExitError")
     wait_until(watched.gone, timeout=30)
-    wait_until(lambda: not sandboxes_of(server.url, bomb), timeout=30)
+    wait_until(lambda: not sandboxes_of(server, bomb), timeout=30)
     assert_healthy(server, aws, deploy)
 
 
@@ -168,7 +168,7 @@ def handler(event, context):
 def test_memory_hog_is_killed_by_its_own_limit(server: Server, aws: Any, deploy: Deploy) -> None:
     name = deploy(MEMORY_HOG, MemorySize=128, Timeout=60)["FunctionName"]
     _, token = invoke(aws, name)
-    pid = host_pid_of(server.url, name)
+    pid = host_pid_of(server, name)
     watched = Watched(pid)
     response, error = invoke(aws, name, {"hog": True})
     assert response["FunctionError"] == "Unhandled"
@@ -177,7 +177,7 @@ def test_memory_hog_is_killed_by_its_own_limit(server: Server, aws: Any, deploy:
     response, again = invoke(aws, name)  # a fresh sandbox takes over
     assert "FunctionError" not in response
     assert again != token
-    assert host_pid_of(server.url, name) != pid
+    assert host_pid_of(server, name) != pid
     assert_healthy(server, aws, deploy)
 
 
@@ -202,18 +202,18 @@ def test_infinite_loop_times_out_and_its_process_is_gone(
 ) -> None:
     name = deploy(INFINITE_LOOP, Timeout=1)["FunctionName"]
     _, token = invoke(aws, name)
-    pid = host_pid_of(server.url, name)
+    pid = host_pid_of(server, name)
     watched = Watched(pid)
     response, error = invoke(aws, name, {"loop": True})
     assert response["FunctionError"] == "Unhandled"
     assert error["errorType"] == "Sandbox.Timedout"
     assert error["errorMessage"].endswith("Task timed out after 1.00 seconds")
     wait_until(watched.gone, timeout=30)
-    wait_until(lambda: not sandboxes_of(server.url, name), timeout=30)
+    wait_until(lambda: not sandboxes_of(server, name), timeout=30)
     response, again = invoke(aws, name)
     assert "FunctionError" not in response
     assert again != token
-    assert host_pid_of(server.url, name) != pid
+    assert host_pid_of(server, name) != pid
     assert_healthy(server, aws, deploy)
 
 
@@ -265,7 +265,7 @@ def test_background_processes_die_with_their_function(
     attached, detached = f"1000.{marker:03d}1", f"1000.{marker:03d}2"
     response, body = invoke(aws, name, {"attached": attached, "detached": detached})
     assert "FunctionError" not in response, body
-    watched = Watched(host_pid_of(server.url, name))
+    watched = Watched(host_pid_of(server, name))
     # They do outlive the invocation (the pids they had inside mean nothing here).
     sleepers = processes_with_argv(["sleep", attached]) + processes_with_argv(["sleep", detached])
     assert len(sleepers) == 2
@@ -283,7 +283,7 @@ def test_background_processes_die_when_the_server_stops(
     spawn_server: Callable[..., Server], unique_name: str
 ) -> None:
     server = spawn_server()
-    aws = lambda_client(server.url)
+    aws = lambda_client(server)
     aws.create_function(
         FunctionName=unique_name,
         Runtime="python3.11",
@@ -344,7 +344,7 @@ def test_a_forged_init_frame_is_a_function_error_and_leaks_nothing(
     spawn_server: Callable[..., Server], unique_name: str
 ) -> None:
     server = spawn_server()
-    aws = lambda_client(server.url)
+    aws = lambda_client(server)
     for name, source in ((f"{unique_name}-ok", ECHO), (unique_name, FORGED_READY)):
         aws.create_function(
             FunctionName=name,
@@ -384,7 +384,7 @@ def test_a_flood_on_the_runtime_socket_does_not_grow_the_server(
 ) -> None:
     server = spawn_server()
     assert server.process is not None
-    aws = lambda_client(server.url)
+    aws = lambda_client(server)
     aws.create_function(
         FunctionName=unique_name,
         Runtime="python3.11",

@@ -247,7 +247,7 @@ def test_the_servers_environment_and_data_dir_are_invisible(
     assert server.process is not None
     # The secret is really in the server's environment (root on the host can see it).
     assert secret in Path(f"/proc/{server.process.pid}/environ").read_bytes().decode()
-    aws = lambda_client(server.url)
+    aws = lambda_client(server)
     aws.create_function(
         FunctionName=unique_name,
         Runtime="python3.11",
@@ -423,7 +423,7 @@ def test_other_sandboxes_and_the_hosts_processes_are_invisible(
     assert server.process is not None
     other = deploy(MARKED)["FunctionName"]
     marked = invoke_ok(aws, other)
-    other_pid = host_pid_of(server.url, other)
+    other_pid = host_pid_of(server, other)
     # From the host, the other sandbox's marker is plain to see.
     names = [
         read_text(f"/proc/{other_pid}/task/{task}/comm") or ""
@@ -556,7 +556,7 @@ def test_a_function_cannot_signal_processes_outside_its_sandbox(
     assert server.process is not None
     victim = deploy(CANARY)["FunctionName"]
     before = invoke_ok(aws, victim)["token"]
-    victim_pid = host_pid_of(server.url, victim)
+    victim_pid = host_pid_of(server, victim)
     zygotes = children(server.process.pid)
     assert zygotes
     targets = [server.process.pid, victim_pid, os.getpid(), *zygotes]
@@ -575,7 +575,7 @@ def test_a_function_cannot_signal_processes_outside_its_sandbox(
         assert body["child"] == -9
     assert server.process.poll() is None
     assert invoke_ok(aws, victim)["token"] == before  # the same warm sandbox, untouched
-    assert host_pid_of(server.url, victim) == victim_pid
+    assert host_pid_of(server, victim) == victim_pid
     assert_canary(server, aws, canary)
 
 
@@ -701,7 +701,7 @@ def test_runs_as_non_root_with_no_capabilities_no_new_privs_and_seccomp(
     assert status["NoNewPrivs"] == ["1"]
     assert status["Seccomp"] == ["2"]  # a filter
     # Nor is it root on the host: the uid inside is the unprivileged one outside.
-    host = Path(f"/proc/{host_pid_of(server.url, name)}/status").read_text().splitlines()
+    host = Path(f"/proc/{host_pid_of(server, name)}/status").read_text().splitlines()
     (uids,) = [line.split()[1:] for line in host if line.startswith("Uid:")]
     assert "0" not in uids
     assert int(uids[0]) == seen["uid"]
@@ -726,7 +726,7 @@ def test_a_fork_bomb_is_contained(server: Server, aws: Any, deploy: Deploy, cana
     peak = [0]
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(invoke, aws, bomb)
-        seen = wait_until(lambda: sandboxes_of(server.url, bomb) or future.done(), timeout=30)
+        seen = wait_until(lambda: sandboxes_of(server, bomb) or future.done(), timeout=30)
         assert isinstance(seen, list), "the bomb's invocation ended before its sandbox was seen"
         namespace = pid_namespace(seen[0]["pid"])
 
@@ -761,7 +761,7 @@ def test_a_memory_hog_is_killed_by_its_own_limit(
 ) -> None:
     name = deploy(MEMORY_HOG, MemorySize=128, Timeout=60)["FunctionName"]
     token = invoke_ok(aws, name)
-    namespace = pid_namespace(host_pid_of(server.url, name))
+    namespace = pid_namespace(host_pid_of(server, name))
     response, error = invoke(aws, name, {"hog": True})
     assert response["FunctionError"] == "Unhandled"
     assert error["errorType"] == "Runtime.OutOfMemory"
@@ -833,12 +833,12 @@ def test_an_infinite_loop_times_out_and_leaves_nothing(
 ) -> None:
     name = deploy(INFINITE_LOOP, Timeout=1)["FunctionName"]
     token = invoke_ok(aws, name)
-    namespace = pid_namespace(host_pid_of(server.url, name))
+    namespace = pid_namespace(host_pid_of(server, name))
     response, error = invoke(aws, name, {"loop": True})
     assert response["FunctionError"] == "Unhandled"
     assert error["errorType"] == "Sandbox.Timedout"
     wait_until(lambda: not members(namespace), timeout=30)
-    wait_until(lambda: not sandboxes_of(server.url, name), timeout=30)
+    wait_until(lambda: not sandboxes_of(server, name), timeout=30)
     assert_canary(server, aws, canary)
     assert invoke_ok(aws, name) != token
 
@@ -865,7 +865,7 @@ def test_a_busy_thread_that_outlives_its_invocation_is_contained(
 ) -> None:
     name = deploy(BUSY_THREAD, Timeout=5)["FunctionName"]
     started = invoke_ok(aws, name, {"spin": True})
-    pid = host_pid_of(server.url, name)
+    pid = host_pid_of(server, name)
     namespace = pid_namespace(pid)
     assert_canary(server, aws, canary)
     controllers = server.health()["isolation"]["cgroups"]
@@ -901,7 +901,7 @@ def test_memory_and_cpu_share_follow_memory_size(
 ) -> None:
     name = deploy(CANARY, name=f"{unique_name}-{memory_mb}", MemorySize=memory_mb)["FunctionName"]
     invoke_ok(aws, name)
-    pid = host_pid_of(server.url, name)
+    pid = host_pid_of(server, name)
     version = server.health()["isolation"]["cgroups"]["version"]
     # Lambda gives a full vCPU at 1769 MB: the share is that fraction of a full weight.
     shares = max(2, memory_mb * 1024 // 1769)

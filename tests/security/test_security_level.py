@@ -51,7 +51,7 @@ def test_sandbox_process_runs_unisolated_and_warns_at_start_and_in_health(
         assert isolation["isolated"] is False
         assert "UNISOLATED" in isolation["warning"]
         assert "UNISOLATED" in server.output()
-        aws = lambda_client(server.url)
+        aws = lambda_client(server)
         code = make_zip({"app.py": "def handler(event, context):\n    return event\n"})
         aws.create_function(
             FunctionName="dev",

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Generator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials as BotoCredentials
+
+from ember.cli.credentials import Credentials
 
 FUNCTIONS_PATH = "/2015-03-31/functions"
 LAYERS_PATH = "/2018-10-31/layers"
@@ -22,6 +28,13 @@ LAYERS_PATH = "/2018-10-31/layers"
 INVOKE_TIMEOUT_SECONDS = 930.0
 DEFAULT_TIMEOUT_SECONDS = 60.0
 LIST_PAGE_SIZE = 50
+ACCOUNTS_PATH = "/_ember/accounts"
+KEYS_PATH = "/_ember/keys"
+# The service name ember verifies signatures for: it is Lambda's API.
+SIGNING_SERVICE = "lambda"
+# Only these headers are signed: a proxy may rewrite the others (Connection,
+# Accept-Encoding), and a signature over them would then fail for no reason.
+SIGNED_HEADERS = ("host", "content-type", "content-md5")
 
 
 class ApiError(Exception):
@@ -113,16 +126,67 @@ def _decode_log_result(value: str | None) -> str | None:
         return value
 
 
+class SigV4(httpx.Auth):
+    """Signs every request with AWS Signature Version 4, as boto3 would (botocore's signer).
+
+    The body is read first so that its SHA-256 is part of the signature: a
+    request whose payload was changed on the way is refused by the server.
+    """
+
+    requires_request_body = True
+
+    def __init__(self, credentials: Credentials, service: str = SIGNING_SERVICE) -> None:
+        self.credentials = credentials
+        self._signer = SigV4Auth(
+            BotoCredentials(credentials.access_key, credentials.secret_key, credentials.token),
+            service,
+            credentials.region,
+        )
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        signed = AWSRequest(
+            method=request.method,
+            url=str(request.url),
+            data=request.content,
+            headers=_headers_to_sign(request.headers),
+        )
+        self._signer.add_auth(signed)
+        for name, value in signed.headers.items():
+            if name.lower() not in SIGNED_HEADERS:
+                request.headers[name] = value
+        yield request
+
+
+def _headers_to_sign(headers: httpx.Headers) -> dict[str, str]:
+    """The request's Host, Content-Type and X-Amz-* headers (see SIGNED_HEADERS)."""
+    return {
+        name: value
+        for name, value in headers.items()
+        if name.lower() in SIGNED_HEADERS or name.lower().startswith("x-amz-")
+    }
+
+
 class EmberClient:
     """A synchronous client of one ember endpoint. Use it as a context manager.
 
-    `transport` exists so tests can inject `httpx.MockTransport`.
+    `auth` signs every request (``SigV4``; None sends them unsigned, which only
+    a server run with ``--auth none`` accepts). `transport` exists so tests can
+    inject `httpx.MockTransport`.
     """
 
-    def __init__(self, endpoint: str, *, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        auth: httpx.Auth | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.endpoint = normalize_endpoint(endpoint)
         self._http = httpx.Client(
-            base_url=self.endpoint, timeout=DEFAULT_TIMEOUT_SECONDS, transport=transport
+            base_url=self.endpoint,
+            timeout=DEFAULT_TIMEOUT_SECONDS,
+            auth=auth,
+            transport=transport,
         )
 
     def close(self) -> None:
@@ -398,3 +462,33 @@ class EmberClient:
     def tools(self) -> list[dict[str, Any]]:
         """Every exposed function's tool settings, ordered by tool name."""
         return list(_json_object(self._request("GET", "/_ember/tools")).get("Tools") or [])
+
+    # -- accounts and access keys --------------------------------------------
+
+    def create_account(self, name: str) -> dict[str, Any]:
+        """A new account and its root key (the secret is shown only in this answer)."""
+        return _json_object(self._request("POST", ACCOUNTS_PATH, json_body={"Name": name}))
+
+    def accounts(self) -> list[dict[str, Any]]:
+        """The accounts the caller may see (all of them for the default account's root)."""
+        return list(_json_object(self._request("GET", ACCOUNTS_PATH)).get("Accounts") or [])
+
+    def create_key(
+        self, account: str | None = None, user: str | None = None, policy: str | None = None
+    ) -> dict[str, Any]:
+        """A new access key: an account's root key, or a user's with an IAM ``policy`` (JSON)."""
+        body = {
+            field: value
+            for field, value in (("AccountId", account), ("UserName", user), ("Policy", policy))
+            if value is not None
+        }
+        return _json_object(self._request("POST", KEYS_PATH, json_body=body))
+
+    def keys(self, account: str | None = None) -> list[dict[str, Any]]:
+        """Access keys (of ``account``, or of the caller's), without their secrets."""
+        params = {"AccountId": account} if account else None
+        return list(_json_object(self._request("GET", KEYS_PATH, params=params)).get("Keys") or [])
+
+    def delete_key(self, key_id: str) -> None:
+        """Revoke access key ``key_id``: requests signed with it are refused from now on."""
+        self._request("DELETE", f"{KEYS_PATH}/{quote(key_id, safe='')}")

@@ -23,14 +23,16 @@ from rich.table import Table
 
 from ember import __version__
 from ember.cli import (
+    account_commands,
     audit_commands,
+    credentials,
     db_commands,
     dependencies,
     manifest_commands,
     queue_commands,
     tool_commands,
 )
-from ember.cli.client import ApiError, EmberClient
+from ember.cli.client import ApiError, EmberClient, SigV4
 from ember.cli.zips import deterministic_zip
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:9900"
@@ -46,15 +48,28 @@ ClientFactory = Callable[[str], EmberClient]
 
 @dataclass
 class CliState:
-    """What every command shares. Tests pass their own via `CliRunner.invoke(obj=...)`."""
+    """What every command shares. Tests pass their own via `CliRunner.invoke(obj=...)`.
 
-    client_factory: ClientFactory = EmberClient
+    Without a `client_factory`, clients sign with the credentials `lookup`
+    finds (see `credentials.py`); a factory builds clients as it likes.
+    """
+
+    client_factory: ClientFactory | None = None
     sleep: Callable[[float], None] = time.sleep
     endpoint: str = field(default=DEFAULT_ENDPOINT)
+    lookup: credentials.Lookup = field(default_factory=credentials.Lookup)
 
     def client(self) -> EmberClient:
         """A new client of the selected endpoint; close it (use `with`)."""
-        return self.client_factory(self.endpoint)
+        if self.client_factory is not None:
+            return self.client_factory(self.endpoint)
+        return EmberClient(self.endpoint, auth=SigV4(self.credentials()))
+
+    def credentials(self) -> credentials.Credentials:
+        try:
+            return credentials.find(self.lookup)
+        except credentials.CredentialsError as exc:
+            raise Failure("NoCredentials", str(exc)) from exc
 
 
 class Failure(click.ClickException):
@@ -206,11 +221,41 @@ def _state(ctx: click.Context) -> CliState:
     show_default=True,
     help="URL of the ember server.",
 )
+@click.option(
+    "--profile",
+    envvar="AWS_PROFILE",
+    help="Profile of AWS_SHARED_CREDENTIALS_FILE (~/.aws/credentials) to sign with.",
+)
+@click.option(
+    "--region",
+    envvar="AWS_REGION",
+    help="Region to sign for [default: the credentials' region, else us-east-1].",
+)
+@click.option(
+    "--data-dir",
+    envvar="EMBER_DATA_DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Data dir of the server, whose credentials file is used [default: .ember-data].",
+)
 @click.version_option(__version__, prog_name="ember")
 @click.pass_context
-def main(ctx: click.Context, endpoint: str) -> None:
-    """ember: a self-hostable serverless platform that speaks Lambda's API."""
-    _state(ctx).endpoint = endpoint
+def main(
+    ctx: click.Context,
+    endpoint: str,
+    profile: str | None,
+    region: str | None,
+    data_dir: Path | None,
+) -> None:
+    """ember: a self-hostable serverless platform that speaks Lambda's API.
+
+    Requests are signed (AWS SigV4) with the first credentials found in:
+    AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; --profile in
+    AWS_SHARED_CREDENTIALS_FILE; EMBER_CREDENTIALS; <data dir>/credentials;
+    ~/.aws/credentials [ember].
+    """
+    state = _state(ctx)
+    state.endpoint = endpoint
+    state.lookup = credentials.Lookup(profile=profile, region=region, data_dir=data_dir)
 
 
 main.add_command(queue_commands.dlq)
@@ -221,6 +266,8 @@ main.add_command(tool_commands.tool)
 main.add_command(tool_commands.mcp)
 main.add_command(db_commands.db)
 main.add_command(audit_commands.audit)
+main.add_command(account_commands.accounts)
+main.add_command(account_commands.keys)
 
 
 @main.command()
