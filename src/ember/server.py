@@ -92,6 +92,7 @@ def build(settings: Settings) -> Platform:
         layers=control.layers,
         urls=control.urls,
         tools=mcp.tools,
+        mcp_tokens=mcp.tokens,
         node=NodeInfo(
             node,
             "embedded" if storage.database is None else "cluster",

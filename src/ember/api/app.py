@@ -33,6 +33,7 @@ from ember.invoke.urls import UrlInvoker
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 MCP_PATH = "/mcp"
+PRM_PATH = "/.well-known/oauth-protected-resource"  # RFC 9728, served by the MCP endpoint
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -76,7 +77,7 @@ class Frontend:
         if path.startswith(urls.PREFIX) and scope["type"] == "http":
             await urls.handle(self._urls, scope, receive, send)
             return
-        if path == MCP_PATH and self._mcp is not None:
+        if (path == MCP_PATH or path.startswith(PRM_PATH)) and self._mcp is not None:
             await self._mcp(scope, receive, send)
             return
         if scope["type"] == "lifespan":

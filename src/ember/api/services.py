@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
+from ember.auth.tokens import TokenStore
 from ember.config import Settings
 from ember.control.arns import Arns
 from ember.control.layers import LayerRegistry
@@ -54,6 +55,8 @@ class Services:
     manifests: FunctionObjects | None = None
     # Functions exposed as MCP tools; None when MCP is not wired.
     tools: ToolCatalog | None = None
+    # Bearer tokens of /mcp (/_ember/tokens); None when MCP is not wired.
+    mcp_tokens: TokenStore | None = None
     # Layer versions (PublishLayerVersion, ...) and function URL configs.
     layers: LayerRegistry = field(kw_only=True)
     urls: FunctionUrls = field(kw_only=True)

@@ -22,7 +22,14 @@ from rich.console import Console
 from rich.table import Table
 
 from ember import __version__
-from ember.cli import db_commands, dependencies, manifest_commands, queue_commands, tool_commands
+from ember.cli import (
+    db_commands,
+    dependencies,
+    manifest_commands,
+    queue_commands,
+    token_commands,
+    tool_commands,
+)
 from ember.cli.client import ApiError, EmberClient
 from ember.cli.zips import deterministic_zip
 
@@ -212,6 +219,7 @@ for _command in manifest_commands.COMMANDS:
     main.add_command(_command)
 main.add_command(tool_commands.tool)
 main.add_command(tool_commands.mcp)
+main.add_command(token_commands.tokens)
 main.add_command(db_commands.db)
 
 
@@ -305,9 +313,30 @@ main.add_command(db_commands.db)
     help="Length of a minute for rate(...) schedules; for tests only.",
 )
 @click.option(
+    "--auth",
+    envvar="EMBER_AUTH",
+    type=click.Choice(["sigv4", "none"]),
+    default="sigv4",
+    show_default=True,
+    help="sigv4: requests are signed with ember's access keys and /mcp needs a bearer "
+    "token; none: everything open (development).",
+)
+@click.option(
     "--mcp-token",
     envvar="EMBER_MCP_TOKEN",
-    help="Require 'Authorization: Bearer <token>' on /mcp.",
+    help="A static bearer token for /mcp, acting for the default account (required on "
+    "/mcp then, even with --auth none).",
+)
+@click.option(
+    "--mcp-oauth-issuer",
+    envvar="EMBER_MCP_OAUTH_ISSUER",
+    help="An OAuth 2.1 authorization server (URL) whose JWT access tokens /mcp accepts.",
+)
+@click.option(
+    "--mcp-resource",
+    envvar="EMBER_MCP_RESOURCE",
+    help="The URL clients reach /mcp at, when behind a proxy: the audience of OAuth "
+    "tokens. [default: http://HOST:PORT/mcp]",
 )
 @click.option(
     "--mcp-allow-host",
@@ -332,7 +361,10 @@ def serve(
     blobs: str,
     throttle_unavailable: str,
     schedule_minute_seconds: float,
+    auth: str,
     mcp_token: str | None,
+    mcp_oauth_issuer: str | None,
+    mcp_resource: str | None,
     mcp_allowed_hosts: tuple[str, ...],
     async_settings: dict[str, Any],
 ) -> None:
@@ -357,7 +389,10 @@ def serve(
         blobs=blobs,
         throttle_unavailable=throttle_unavailable,
         schedule_minute_seconds=schedule_minute_seconds,
+        auth=auth,
         mcp_token=mcp_token or None,
+        mcp_oauth_issuer=mcp_oauth_issuer or None,
+        mcp_resource=mcp_resource or None,
         mcp_allowed_hosts=mcp_allowed_hosts,
         **async_settings,
     )

@@ -35,6 +35,7 @@ NAMESPACES = (
     "manifests",
     "schedules",
     "configs",  # event-invoke-configs in cluster mode (embedded: queue.sqlite3)
+    "tokens",  # MCP tokens (their SHA-256 only)
 )
 
 
