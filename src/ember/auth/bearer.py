@@ -45,6 +45,11 @@ class BearerAuth:
         self._oauth = oauth
         self.required = required or self._static is not None
 
+    @property
+    def anonymous(self) -> Grant | None:
+        """The grant of a request without credentials: None when one is required."""
+        return None if self.required else self._default
+
     async def authenticate(self, authorization: bytes | None) -> Grant:
         """The grant of an ``Authorization`` header's value (None: no header).
 

@@ -33,6 +33,9 @@ METADATA_PATHS = ("/.well-known/oauth-authorization-server", "/.well-known/openi
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA")
 LEEWAY_SECONDS = 30  # clock skew between the issuer and this node
 FETCH_TIMEOUT_SECONDS = 10.0
+# An unknown kid refetches the key set at most this often (a rotated key is found;
+# a flood of forged kids costs the issuer one fetch per period).
+REFETCH_COOLDOWN_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +49,19 @@ class OAuthClaims:
 class OAuthVerifier:
     """Verifies access tokens of one issuer for one resource (this server's /mcp URL)."""
 
-    def __init__(self, issuer: str, resource: str, default_account: str) -> None:
+    def __init__(
+        self,
+        issuer: str,
+        resource: str,
+        default_account: str,
+        *,
+        refetch_cooldown: float = REFETCH_COOLDOWN_SECONDS,
+    ) -> None:
         self.issuer = issuer  # as given: ``iss`` must equal it exactly
         self._base = issuer.rstrip("/")
         self.resource = resource
         self._default_account = default_account
+        self._cooldown = refetch_cooldown
         self._keys: jwt.PyJWKClient | None = None
         self._discovery = asyncio.Lock()
 
@@ -88,7 +99,9 @@ class OAuthVerifier:
         """The issuer's key set client, discovered once (retried until it succeeds)."""
         async with self._discovery:
             if self._keys is None:
-                self._keys = jwt.PyJWKClient(await self._jwks_uri(), cache_keys=True)
+                self._keys = jwt.PyJWKClient(
+                    await self._jwks_uri(), cache_keys=True, cooldown_duration=self._cooldown
+                )
             return self._keys
 
     async def _jwks_uri(self) -> str:

@@ -102,14 +102,6 @@ def metadata_url(resource: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{METADATA_PATH}{parts.path.rstrip('/')}"
 
 
-def _grant(ctx: ServerRequestContext[Any, Any]) -> Grant:
-    """The request's grant; every request through ``__call__`` has one."""
-    grant = ctx.request.scope.get(GRANT_SCOPE_KEY) if ctx.request is not None else None
-    if not isinstance(grant, Grant):
-        raise MCPError(types.INVALID_REQUEST, "Unauthorized")
-    return grant
-
-
 def _caller(ctx: ServerRequestContext[Any, Any]) -> str:
     """The caller's address, the key of per-caller rate limits (as for the REST API)."""
     client = getattr(ctx.request, "client", None)
@@ -185,6 +177,17 @@ class McpEndpoint:
             view = self._views[account] = {name: mine[name] for name in sorted(mine)}
         return view
 
+    def _grant(self, ctx: ServerRequestContext[Any, Any]) -> Grant:
+        """The request's grant: ``__call__`` leaves one on every HTTP request; an
+        in-process client (no HTTP request) has the grant of no credentials."""
+        if ctx.request is None:
+            grant: object = self._auth.anonymous
+        else:
+            grant = ctx.request.scope.get(GRANT_SCOPE_KEY)
+        if not isinstance(grant, Grant):
+            raise MCPError(types.INVALID_REQUEST, "Unauthorized")
+        return grant
+
     def _visible(self, grant: Grant) -> list[tuple[str, ToolSpec]]:
         return [
             (name, spec) for name, spec in self.view(grant.account_id).items() if grant.allows(name)
@@ -197,7 +200,7 @@ class McpEndpoint:
         after = "" if cursor is None else results.decode_cursor(cursor)
         if after is None:
             raise MCPError(types.INVALID_PARAMS, f"Invalid cursor: {cursor}")
-        tools = [(name, spec) for name, spec in self._visible(_grant(ctx)) if name > after]
+        tools = [(name, spec) for name, spec in self._visible(self._grant(ctx)) if name > after]
         page = tools[: self._page_size]
         more = len(tools) > len(page)
         return types.ListToolsResult(
@@ -211,7 +214,7 @@ class McpEndpoint:
     async def call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        grant = _grant(ctx)
+        grant = self._grant(ctx)
         spec = self.view(grant.account_id).get(params.name) if grant.allows(params.name) else None
         if spec is None:
             raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
