@@ -64,7 +64,7 @@ class Issuer:
 
     def token(
         self,
-        audience: str,
+        audience: str | list[str],
         *,
         kid: str = "k1",
         key: rsa.RSAPrivateKey | None = None,

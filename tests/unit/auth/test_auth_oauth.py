@@ -37,10 +37,10 @@ def refused(verifier: OAuthVerifier, token: str) -> str:
 def test_a_valid_token_acts_for_its_account_claim_or_the_default(issuer: Issuer) -> None:
     verifier = OAuthVerifier(issuer.url, RESOURCE, DEFAULT)
     assert verify(verifier, issuer.token(RESOURCE)) == ("user-1", DEFAULT)
-    token = issuer.token(RESOURCE, **{ACCOUNT_CLAIM: "123456789012"})
+    token = issuer.token(RESOURCE, ember_account="123456789012")
     assert verify(verifier, token) == ("user-1", "123456789012")
     # An audience list naming this resource among others is fine (RFC 7519).
-    assert verify(verifier, issuer.token(["other", RESOURCE]))[1] == DEFAULT  # type: ignore[arg-type]
+    assert verify(verifier, issuer.token(["other", RESOURCE]))[1] == DEFAULT
     # The metadata and the key set were fetched once for all of them.
     assert issuer.hits[AUTHORIZATION_SERVER] == 1
     assert issuer.hits["/jwks"] == 1
@@ -97,7 +97,7 @@ def test_a_rotated_key_is_found_by_refetching(issuer: Issuer) -> None:
 
 def test_an_account_claim_that_is_no_account_is_refused(issuer: Issuer) -> None:
     verifier = OAuthVerifier(issuer.url, RESOURCE, DEFAULT)
-    assert ACCOUNT_CLAIM in refused(verifier, issuer.token(RESOURCE, **{ACCOUNT_CLAIM: "root"}))
+    assert ACCOUNT_CLAIM in refused(verifier, issuer.token(RESOURCE, ember_account="root"))
 
 
 def test_an_issuer_without_metadata_refuses_and_is_asked_again_later() -> None:
