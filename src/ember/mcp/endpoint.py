@@ -309,7 +309,9 @@ def _authorization(scope: Scope) -> bytes | None:
 
 
 async def _unauthorized(send: Any, challenge: bytes, message: str) -> None:
-    body = {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": message}}
+    # "Unauthorized" is what clients show; the reason rides along in data.
+    error = {"code": -32001, "message": "Unauthorized", "data": {"reason": message}}
+    body = {"jsonrpc": "2.0", "id": None, "error": error}
     await _respond(send, 401, body, [(b"www-authenticate", challenge)])
 
 
