@@ -28,7 +28,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from conftest import EMBER, ROLE, Server, make_zip
+from conftest import EMBER, ROLE, Server, make_zip, wait_until
 from oauth_issuer import running
 
 Deploy = Callable[..., dict[str, Any]]
@@ -237,6 +237,20 @@ def test_a_proxy_names_the_resource(spawn_server: Spawn) -> None:
         assert httpx.get(server.url + PRM, timeout=10).json()["resource"] == resource
         assert raw_list(server.url, issuer.token(resource)).status_code == 200
         assert raw_list(server.url, issuer.token(server.url + "/mcp")).status_code == 401
+
+
+def test_a_token_made_on_one_node_works_on_every_node(
+    spawn_server: Spawn, postgres_url: str, tmp_path: Any
+) -> None:
+    a = spawn_server(tmp_path / "node-a", "--database", postgres_url)
+    b = spawn_server(tmp_path / "node-b", "--database", postgres_url)
+    created = create_token(a.url)
+    wait_until(lambda: raw_list(b.url, created["Token"]).status_code == 200)
+    listed = httpx.get(f"{b.url}/_ember/tokens", timeout=10).json()["Tokens"]
+    assert [entry["TokenId"] for entry in listed] == [created["TokenId"]]
+    gone = httpx.delete(f"{a.url}/_ember/tokens/{created['TokenId']}", timeout=10)
+    assert gone.status_code == 204
+    wait_until(lambda: raw_list(b.url, created["Token"]).status_code == 401)
 
 
 # --- Two accounts (needs POST /_ember/accounts and signed requests: helper "authn") ---
