@@ -14,7 +14,7 @@ session, because only a session has the GET stream that legacy
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,7 +39,7 @@ log = logging.getLogger("ember.mcp")
 
 Invoke = Callable[[InvokeCommand], Awaitable[InvokeResult]]
 Owner = Callable[[str], tuple[str, str]]  # function key -> (account, name): Arns.owner
-Scope = dict[str, Any]
+Scope = MutableMapping[str, Any]
 # Where __call__ leaves the request's Grant for the MCP handlers (ctx.request.scope).
 GRANT_SCOPE_KEY = "ember.mcp.grant"
 # RFC 9728: the metadata of the resource /mcp, at the root and path-suffixed (section 3.1).
