@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,6 +46,9 @@ GRANT_SCOPE_KEY = "ember.mcp.grant"
 # RFC 9728: the metadata of the resource /mcp, at the root and path-suffixed (section 3.1).
 METADATA_PATH = "/.well-known/oauth-protected-resource"
 METADATA_PATHS = (METADATA_PATH, METADATA_PATH + "/mcp")
+# The same grant for the SDK's pre-dispatch hooks, which see no request (one ASGI call
+# runs in one context, so concurrent requests never see each other's).
+_REQUEST_GRANT: ContextVar[Grant | None] = ContextVar("ember_mcp_grant", default=None)
 PAGE_SIZE = 50
 INSTRUCTIONS = (
     "Each tool runs one serverless function on ember; a failed call comes back as a "
@@ -156,8 +160,13 @@ class McpEndpoint:
     # --- MCP handlers --------------------------------------------------------
 
     def _input_schema(self, tool_name: str) -> dict[str, Any] | None:
-        # Only a hint for the SDK's x-mcp-header mirroring; calls are checked per grant.
-        spec = self._catalog.by_tool_name(tool_name)
+        """The schema the SDK checks ``Mcp-Param-*`` headers against, before dispatch
+        (no request is passed to it: the grant comes from the context ``__call__`` set).
+        None skips that check; it never stands in for the call's own checks."""
+        grant = _REQUEST_GRANT.get()
+        if grant is None or not grant.allows(tool_name):
+            return None
+        spec = self.view(grant.account_id).get(tool_name)
         return spec.input_schema if spec is not None else None
 
     def view(self, account: str) -> dict[str, ToolSpec]:
@@ -269,6 +278,7 @@ class McpEndpoint:
             await _unauthorized(send, self._challenge(scope), refused.message)
             return
         scope[GRANT_SCOPE_KEY] = grant
+        _REQUEST_GRANT.set(grant)
         await self._sessions.handle_request(scope, receive, send)
 
     def _challenge(self, scope: Scope) -> bytes:

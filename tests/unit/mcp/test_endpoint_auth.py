@@ -172,3 +172,37 @@ def test_without_auth_requests_act_for_the_default_account() -> None:
         assert await rig.names(theirs) == ["sub"]
 
     scenario(body, required=False)
+
+
+def test_mcp_param_headers_are_checked_against_the_callers_own_tool() -> None:
+    """Two accounts' tools share the name ``geo``; only the second mirrors ``region``
+    into an ``Mcp-Param-Region`` header. Each caller's header is checked against its own."""
+    mirrored = {
+        "type": "object",
+        "properties": {"region": {"type": "string", "x-mcp-header": "Region"}},
+    }
+
+    async def body(rig: Rig) -> None:
+        await rig.expose(DEFAULT, "geo")
+        await rig.expose(OTHER, "geo", inputSchema=mirrored)
+        _, mine = await rig.tokens.create(DEFAULT)
+        _, theirs = await rig.tokens.create(OTHER)
+
+        async def post(token: str, header: str) -> httpx2.Response:
+            rig.http.headers["mcp-param-region"] = header
+            try:
+                return await rig.rpc(
+                    "tools/call", {"name": "geo", "arguments": {"region": "eu"}}, token
+                )
+            finally:
+                del rig.http.headers["mcp-param-region"]
+
+        mismatch = await post(theirs, "us")
+        assert mismatch.status_code == 400, mismatch.text
+        assert mismatch.json()["error"]["code"] == -32020
+        assert (await post(theirs, "eu")).status_code == 200
+        # The default account's geo declares no header: nothing to mismatch.
+        assert (await post(mine, "us")).status_code == 200
+        assert rig.invoked == [f"{OTHER}.geo", "geo"]
+
+    scenario(body)
