@@ -147,13 +147,13 @@ def test_the_tokens_cli(server: Server) -> None:
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    lines = ember("create", "--tools", "add", "--tools", "mul").splitlines()
+    lines = ember("create", "--tools", "add", "--tools", "mul,div").splitlines()
     token_id = lines[0].split()[1]
     token = lines[1]
     assert token.startswith("ember_mcp_")
     assert raw_list(server.url, token).status_code == 200
     listing = ember("ls")
-    assert token_id in listing and "add,mul" in listing and token not in listing
+    assert token_id in listing and "add,mul,div" in listing and token not in listing
     assert ember("create", "--account", OTHER, "--json").count(OTHER) == 1
     assert ember("rm", token_id).strip() == f"revoked {token_id}"
     assert raw_list(server.url, token).status_code == 401

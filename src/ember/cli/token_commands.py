@@ -25,19 +25,26 @@ def tokens() -> None:
     """Bearer tokens for /mcp: one account's tools each, optionally fewer."""
 
 
+def _names(values: tuple[str, ...]) -> list[str] | None:
+    """``--tools a --tools b,c`` as ["a", "b", "c"]; None when none was given."""
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    return names or None
+
+
 @tokens.command(name="create")
 @click.option("--account", help="Account the token acts for [default: the caller's].")
 @click.option(
     "--tools",
     multiple=True,
-    help="A tool the token may see and call (repeatable) [default: every tool of the account].",
+    help="Tools the token may see and call (repeatable, or NAME,NAME) "
+    "[default: every tool of the account].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the raw answer.")
 @click.pass_context
 def create(ctx: click.Context, account: str | None, tools: tuple[str, ...], as_json: bool) -> None:
     """Create an MCP token; it is shown this once (only its hash is kept)."""
     with _client(ctx) as client:
-        created = client.create_token(account, list(tools) if tools else None)
+        created = client.create_token(account, _names(tools))
     if as_json:
         click.echo(json.dumps(created, indent=2))
         return
