@@ -13,7 +13,7 @@ from starlette.routing import Route
 from ember.api.http import caller_of, endpoint, json_response, read_json
 from ember.api.services import Services
 from ember.auth.tokens import TokenStore, managed_account, tool_list, visible_tokens
-from ember.errors import InvalidParameterValue, ResourceNotFound
+from ember.errors import InvalidParameterValue
 
 FIELDS = {"AccountId", "Tools"}
 
@@ -44,12 +44,8 @@ def routes(services: Services) -> list[Route]:
 
     @endpoint
     async def delete(request: Request, request_id: str) -> Response:
-        token_id = request.path_params["id"]
         account = visible_tokens(caller_of(request.scope, default), default)
-        if account not in (None, store().get(token_id).account_id):
-            # Another account's token is not there, as far as this caller can tell.
-            raise ResourceNotFound(f"The MCP token with id {token_id} cannot be found.")
-        await store().delete(token_id)
+        await store().delete(request.path_params["id"], account)
         return Response(status_code=204, headers={"x-amzn-RequestId": request_id})
 
     return [

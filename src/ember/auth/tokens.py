@@ -136,15 +136,17 @@ class TokenStore:
         self._remember(entry)
         return entry, token
 
-    def get(self, token_id: str) -> McpToken:
+    def get(self, token_id: str, account_id: str | None = None) -> McpToken:
+        """The token ``token_id`` (of ``account_id`` if given: another account's token
+        is not there, as far as its caller can tell); else ``ResourceNotFound``."""
         entry = self._tokens.get(token_id)
-        if entry is None:
+        if entry is None or account_id not in (None, entry.account_id):
             raise ResourceNotFound(f"The MCP token with id {token_id} cannot be found.")
         return entry
 
-    async def delete(self, token_id: str) -> None:
-        """Revoke a token; raises ``ResourceNotFound`` if there is none by that id."""
-        self.get(token_id)
+    async def delete(self, token_id: str, account_id: str | None = None) -> None:
+        """Revoke a token (of ``account_id`` if given); ``ResourceNotFound`` if none."""
+        self.get(token_id, account_id)
         await self._store.delete(token_id)
         self._forget(token_id)
 

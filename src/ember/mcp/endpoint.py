@@ -292,7 +292,7 @@ class McpEndpoint:
         """RFC 9728 Protected Resource Metadata: unauthenticated, GET only."""
         if scope["path"] not in METADATA_PATHS:
             await _respond(send, 404, {"error": "not_found"})
-        elif scope["method"] not in ("GET", "HEAD"):
+        elif scope.get("method") not in ("GET", "HEAD"):
             await _respond(send, 405, {"error": "method_not_allowed"}, [(b"allow", b"GET")])
         else:
             await _respond(send, 200, self._resource_metadata)

@@ -50,7 +50,10 @@ def test_tokens_are_stored_only_as_hashes_and_survive_a_reopen(tmp_path: Path) -
             "Created": entry.created,
         }
 
-        await again.delete(entry.token_id)
+        with pytest.raises(ResourceNotFound):  # another account's: not there for it
+            await again.delete(entry.token_id, DEFAULT)
+        assert again.lookup(token) == entry
+        await again.delete(entry.token_id, OTHER)
         assert again.lookup(token) is None
         with pytest.raises(ResourceNotFound):
             await again.delete(entry.token_id)
