@@ -94,8 +94,15 @@ class Settings:
     reconcile_resync_seconds: float = 30.0
     # Length of a minute for rate(...) schedules. 60; tests shrink it (cron is unaffected).
     schedule_minute_seconds: float = 60.0
-    # MCP at /mcp: when set, every request must carry "Authorization: Bearer <token>".
+    # MCP at /mcp: a static bearer token acting for the default account (all its
+    # tools); when set, /mcp requires a bearer token even with auth "none".
     mcp_token: str | None = None
+    # An OAuth 2.1 authorization server whose JWT access tokens /mcp accepts
+    # (its JWKS found through its RFC 8414 or OpenID metadata); None: none.
+    mcp_oauth_issuer: str | None = None
+    # The URL clients reach /mcp at, when not endpoint_url + "/mcp" (behind a
+    # proxy): the audience OAuth tokens must name, and the RFC 9728 resource.
+    mcp_resource: str | None = None
     # Host names (besides loopback and `host`) that /mcp accepts in Host and Origin,
     # e.g. the name clients use behind a proxy; anything else is refused (DNS rebinding).
     mcp_allowed_hosts: tuple[str, ...] = ()
@@ -103,8 +110,9 @@ class Settings:
     # (GET /_ember/audit); older ones are pruned as new ones are written.
     audit_retention: int = 100_000
     # Authentication (issue 15): "sigv4" verifies every API request's AWS
-    # Signature V4 against the access keys; "none" acts as the default account's
-    # root unverified (loopback hosts only, for development).
+    # Signature V4 against the access keys, and /mcp requires a bearer token;
+    # "none" acts as the default account's root unverified (loopback hosts only,
+    # for development).
     auth: str = "sigv4"
     # The base64 master key that seals access-key secrets at rest (EMBER_MASTER_KEY
     # wins over it); None: <data_dir>/master.key, created on first start.
@@ -119,6 +127,11 @@ class Settings:
     def blob_store(self) -> str:
         """The blob store in force: the one named, else the default of the mode."""
         return self.blobs or ("postgresql" if self.database_url else "local")
+
+    @property
+    def mcp_resource_url(self) -> str:
+        """The MCP resource's URL: the one named, else this server's /mcp."""
+        return self.mcp_resource or self.endpoint_url + "/mcp"
 
     @property
     def endpoint_url(self) -> str:

@@ -105,6 +105,7 @@ def build(settings: Settings) -> Platform:
         policies=control.policies,
         tools=mcp.tools,
         audit=audit.log,
+        mcp_tokens=mcp.tokens,
         node=NodeInfo(
             node,
             "embedded" if storage.database is None else "cluster",

@@ -72,13 +72,43 @@ def run(body: Callable[[], Awaitable[None]]) -> None:
     anyio.run(body)
 
 
-def client(target: str | StdioServerParameters, mode: str, **options: Any) -> Client:
-    return Client(target, mode=mode, cache=None, **options)
+_TOKENS: dict[str, str] = {}
+
+
+def mcp_token(url: str) -> str:
+    """An MCP token of the default account on the server at ``url`` (one per server):
+    /mcp requires one, as servers run with authentication on."""
+    if url not in _TOKENS:
+        response = httpx.post(f"{url}/_ember/tokens", json={}, timeout=10)
+        assert response.status_code == 201, response.text
+        _TOKENS[url] = response.json()["Token"]
+    return _TOKENS[url]
+
+
+@asynccontextmanager
+async def client(target: Any, mode: str, **options: Any) -> AsyncIterator[Client]:
+    """The SDK's client of ``target``; an /mcp URL is given the server's token."""
+    if not isinstance(target, str):
+        async with Client(target, mode=mode, cache=None, **options) as session:
+            yield session
+        return
+    headers = {"authorization": f"Bearer {mcp_token(target.removesuffix('/mcp'))}"}
+    timeout = httpx2.Timeout(30.0, read=300.0)
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=timeout) as http,
+        Client(
+            streamable_http_client(target, http_client=http), mode=mode, cache=None, **options
+        ) as session,
+    ):
+        yield session
 
 
 def stdio(url: str, *args: str) -> StdioServerParameters:
+    token = [] if "--token" in args else ["--token", mcp_token(url)]
     return StdioServerParameters(
-        command=EMBER, args=["mcp", "--endpoint", url, *args], env={"PATH": os.environ["PATH"]}
+        command=EMBER,
+        args=["mcp", "--endpoint", url, *token, *args],
+        env={"PATH": os.environ["PATH"]},
     )
 
 
@@ -326,8 +356,11 @@ def test_tools_survive_a_restart(spawn_server: Spawn, tmp_path: Path) -> None:
     run(body)
 
 
-def mcp_post(url: str, headers: dict[str, str] | None = None) -> httpx.Response:
-    """One raw 2026-07-28 tools/list request."""
+def mcp_post(
+    url: str, headers: dict[str, str] | None = None, *, authorize: bool = True
+) -> httpx.Response:
+    """One raw 2026-07-28 tools/list request (with the server's token if ``authorize``)."""
+    token = {"authorization": f"Bearer {mcp_token(url)}"} if authorize else {}
     body = {
         "jsonrpc": "2.0",
         "id": 1,
@@ -346,6 +379,7 @@ def mcp_post(url: str, headers: dict[str, str] | None = None) -> httpx.Response:
             "accept": "application/json, text/event-stream",
             "mcp-protocol-version": "2026-07-28",
             "mcp-method": "tools/list",
+            **token,
             **(headers or {}),
         },
         timeout=10,
@@ -354,7 +388,7 @@ def mcp_post(url: str, headers: dict[str, str] | None = None) -> httpx.Response:
 
 def test_bearer_token_and_allowed_hosts(spawn_server: Spawn, tmp_path: Path) -> None:
     server = spawn_server(None, "--mcp-token", "s3cret", "--mcp-allow-host", "ember.example")
-    missing = mcp_post(server.url)
+    missing = mcp_post(server.url, authorize=False)
     assert missing.status_code == 401
     assert missing.headers["www-authenticate"].startswith("Bearer")
     wrong = mcp_post(server.url, {"authorization": "Bearer nope"})

@@ -76,7 +76,10 @@ def suite() -> Path:
 @pytest.fixture(scope="module")
 def fixture_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server of its own: the suite sees exactly the fixture tools."""
-    instance = Server(tmp_path_factory.mktemp("conformance") / "data").start()
+    # --auth none: the suite connects to /mcp without a bearer token.
+    instance = Server(
+        tmp_path_factory.mktemp("conformance") / "data", extra_args=["--auth", "none"]
+    ).start()
     package = base64.b64encode(make_zip({"app.py": FIXTURES})).decode()
     for tool, handler in TOOL_HANDLERS.items():
         create: dict[str, Any] = {

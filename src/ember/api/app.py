@@ -40,7 +40,7 @@ MCP_PATH = "/mcp"
 # What anyone may reach unauthenticated: liveness, and OAuth's discovery document
 # (MCP and function URLs authenticate in their own ways).
 OPEN_PATHS = frozenset({"/health"})
-WELL_KNOWN = "/.well-known/oauth-protected-resource"
+WELL_KNOWN = "/.well-known/oauth-protected-resource"  # RFC 9728, served by MCP
 # The largest request of the other routes: a 50 MB zip, base64 in JSON (Lambda's
 # own figure for CreateFunction).
 MAX_API_REQUEST = -(-MAX_ZIPPED * 4 // 3)
@@ -115,7 +115,7 @@ class Frontend:
         if path.startswith(urls.PREFIX) and scope["type"] == "http":
             await urls.handle(self._urls, scope, receive, send)
             return
-        if path == MCP_PATH and self._mcp is not None:
+        if (path == MCP_PATH or path.startswith(WELL_KNOWN)) and self._mcp is not None:
             await self._mcp(scope, receive, send)
             return
         if scope["type"] == "lifespan":

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from ember.audit.log import AuditLog
 from ember.auth.admin import Admin
+from ember.auth.tokens import TokenStore
 from ember.config import Settings
 from ember.control.arns import Arns
 from ember.control.layers import LayerRegistry
@@ -60,6 +61,8 @@ class Services:
     # The audit log of control-plane changes (the guard records, GET /_ember/audit
     # reads); None when not wired.
     audit: AuditLog | None = None
+    # Bearer tokens of /mcp (/_ember/tokens); None when MCP is not wired.
+    mcp_tokens: TokenStore | None = None
     # Layer versions (PublishLayerVersion, ...) and function URL configs.
     layers: LayerRegistry = field(kw_only=True)
     urls: FunctionUrls = field(kw_only=True)

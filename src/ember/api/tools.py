@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ember.api import names
+from ember.api import names, tokens
 from ember.api.http import endpoint, json_response, read_json
 from ember.api.services import Services
 from ember.control.arns import bare
@@ -73,4 +73,6 @@ def routes(services: Services) -> list[Route]:
         Route(path, get_tool, methods=["GET"]),
         Route(path, delete_tool, methods=["DELETE"]),
         Route("/_ember/tools", list_tools, methods=["GET"]),
+        # MCP tokens ride along here so that api/app.py's route list stays untouched.
+        *tokens.routes(services),
     ]

@@ -492,3 +492,21 @@ class EmberClient:
     def delete_key(self, key_id: str) -> None:
         """Revoke access key ``key_id``: requests signed with it are refused from now on."""
         self._request("DELETE", f"{KEYS_PATH}/{quote(key_id, safe='')}")
+
+    # -- MCP tokens ------------------------------------------------------------
+
+    def create_token(self, account: str | None, tools: list[str] | None) -> dict[str, Any]:
+        """A new MCP token; the answer holds the token itself, shown this once."""
+        body: dict[str, Any] = {}
+        if account is not None:
+            body["AccountId"] = account
+        if tools is not None:
+            body["Tools"] = tools
+        return _json_object(self._request("POST", "/_ember/tokens", json_body=body))
+
+    def mcp_tokens(self) -> list[dict[str, Any]]:
+        """The MCP tokens the caller may see (never the tokens themselves)."""
+        return list(_json_object(self._request("GET", "/_ember/tokens")).get("Tokens") or [])
+
+    def delete_token(self, token_id: str) -> None:
+        self._request("DELETE", f"/_ember/tokens/{quote(token_id, safe='')}")

@@ -30,6 +30,7 @@ from ember.cli import (
     dependencies,
     manifest_commands,
     queue_commands,
+    token_commands,
     tool_commands,
 )
 from ember.cli.client import ApiError, EmberClient, SigV4
@@ -264,6 +265,7 @@ for _command in manifest_commands.COMMANDS:
     main.add_command(_command)
 main.add_command(tool_commands.tool)
 main.add_command(tool_commands.mcp)
+main.add_command(token_commands.tokens)
 main.add_command(db_commands.db)
 main.add_command(audit_commands.audit)
 main.add_command(account_commands.accounts)
@@ -379,7 +381,19 @@ main.add_command(account_commands.keys)
 @click.option(
     "--mcp-token",
     envvar="EMBER_MCP_TOKEN",
-    help="Require 'Authorization: Bearer <token>' on /mcp.",
+    help="A static bearer token for /mcp, acting for the default account (required on "
+    "/mcp then, even with --auth none).",
+)
+@click.option(
+    "--mcp-oauth-issuer",
+    envvar="EMBER_MCP_OAUTH_ISSUER",
+    help="An OAuth 2.1 authorization server (URL) whose JWT access tokens /mcp accepts.",
+)
+@click.option(
+    "--mcp-resource",
+    envvar="EMBER_MCP_RESOURCE",
+    help="The URL clients reach /mcp at, when behind a proxy: the audience of OAuth "
+    "tokens. [default: http://HOST:PORT/mcp]",
 )
 @click.option(
     "--mcp-allow-host",
@@ -402,7 +416,8 @@ main.add_command(account_commands.keys)
     default="sigv4",
     show_default=True,
     help="sigv4: every API request must be signed with an access key (the first start "
-    "writes the root's to DATA_DIR/credentials); none: anyone is the root (loopback only).",
+    "writes the root's to DATA_DIR/credentials) and /mcp needs a bearer token; none: "
+    "anyone is the root (loopback only, for development).",
 )
 @click.option(
     "--master-key-file",
@@ -430,6 +445,8 @@ def serve(
     throttle_unavailable: str,
     schedule_minute_seconds: float,
     mcp_token: str | None,
+    mcp_oauth_issuer: str | None,
+    mcp_resource: str | None,
     mcp_allowed_hosts: tuple[str, ...],
     audit_retention: int,
     auth: str,
@@ -460,6 +477,8 @@ def serve(
         throttle_unavailable=throttle_unavailable,
         schedule_minute_seconds=schedule_minute_seconds,
         mcp_token=mcp_token or None,
+        mcp_oauth_issuer=mcp_oauth_issuer or None,
+        mcp_resource=mcp_resource or None,
         mcp_allowed_hosts=mcp_allowed_hosts,
         audit_retention=audit_retention,
         auth=auth,

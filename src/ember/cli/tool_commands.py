@@ -151,7 +151,7 @@ def hide(ctx: click.Context, name: str) -> None:
 @click.option(
     "--token",
     envvar="EMBER_MCP_TOKEN",
-    help="Bearer token of the server's /mcp (its --mcp-token).",
+    help="Bearer token of the server's /mcp (from `ember tokens create`, or its --mcp-token).",
 )
 @click.pass_context
 def mcp(ctx: click.Context, endpoint: str | None, token: str | None) -> None:

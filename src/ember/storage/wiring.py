@@ -39,6 +39,7 @@ NAMESPACES = (
     "accounts",
     "users",  # identity policies per (account, user)
     "keys",  # access keys, secrets sealed under the master key
+    "tokens",  # MCP tokens (their SHA-256 only)
 )
 
 

@@ -16,6 +16,8 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
+from ember.auth.bearer import BearerAuth
+from ember.control.arns import Arns
 from ember.errors import ResourceNotFound, TooManyRequests
 from ember.invoke.service import InvokeCommand, InvokeResult
 from ember.mcp.catalog import ToolCatalog
@@ -23,6 +25,7 @@ from ember.mcp.endpoint import McpEndpoint
 from ember.storage.memory import MemoryMetadataStore
 
 SCHEMA = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+ACCOUNT = "000000000000"
 Outcome = Callable[[InvokeCommand], InvokeResult]
 
 
@@ -62,7 +65,14 @@ def scenario(
     async def run() -> None:
         functions = Functions()
         catalog = ToolCatalog(MemoryMetadataStore(), functions.resolve)
-        endpoint = McpEndpoint(catalog, functions.invoke, page_size=page_size)
+        endpoint = McpEndpoint(
+            catalog,
+            functions.invoke,
+            auth=BearerAuth(ACCOUNT, required=False),
+            owner=Arns("us-east-1", ACCOUNT).owner,
+            resource="http://127.0.0.1:9900/mcp",
+            page_size=page_size,
+        )
         async with Client(endpoint.server, mode=mode, cache=None) as client:
             await body(client, catalog, functions)
 
