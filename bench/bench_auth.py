@@ -22,7 +22,6 @@ Run: ``.venv/bin/python bench/bench_auth.py``. Exit status 0 when measured.
 from __future__ import annotations
 
 import calendar
-import configparser
 import contextlib
 import os
 import statistics
@@ -40,12 +39,15 @@ import httpx
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
-from botocore.credentials import Credentials
+from botocore.credentials import Credentials as BotoCredentials
 
 import ember_api
 import servers
 from ember.auth.principals import Principal
 from ember.auth.sigv4 import HttpRequest, Verifier
+from ember.cli import credentials
+from ember.cli.client import SigV4
+from ember.cli.credentials import Credentials
 from loadgen import run_wrk
 
 CALLS = 20_000
@@ -109,26 +111,15 @@ def cpu_us_per_verification(request: HttpRequest) -> float:
     return best
 
 
-class _Signed(httpx.Auth):
-    """Signs each request with botocore's SigV4 (the bench's own set-up calls)."""
-
-    def __init__(self, key: str, secret: str) -> None:
-        self._signer = SigV4Auth(Credentials(key, secret), "lambda", "us-east-1")
-
-    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
-        signed = AWSRequest(method=request.method, url=str(request.url), data=request.content)
-        self._signer.add_auth(signed)
-        request.headers.update(dict(signed.headers.items()))
-        yield request
+def root_key(data_dir: Path) -> Credentials:
+    """The default account's root key that the server wrote on first start."""
+    found = credentials.from_file(data_dir / "credentials", "ember", None)
+    if found is None:
+        raise RuntimeError(f"ember wrote no credentials file in {data_dir}")
+    return found
 
 
-def root_key(data_dir: Path) -> tuple[str, str]:
-    profile = configparser.ConfigParser()
-    profile.read(data_dir / "credentials")
-    return profile["ember"]["aws_access_key_id"], profile["ember"]["aws_secret_access_key"]
-
-
-def signed_script(url: str, key: tuple[str, str], directory: Path) -> Path:
+def signed_script(url: str, key: Credentials, directory: Path) -> Path:
     """A wrk script POSTing the bench event with a fresh signature (valid for 5 minutes)."""
     request = AWSRequest(
         method="POST",
@@ -136,7 +127,8 @@ def signed_script(url: str, key: tuple[str, str], directory: Path) -> Path:
         data=b'{"n": 1}',
         headers={"Content-Type": "application/json"},
     )
-    SigV4Auth(Credentials(*key), "lambda", "us-east-1").add_auth(request)
+    boto_key = BotoCredentials(key.access_key, key.secret_key)
+    SigV4Auth(boto_key, "lambda", "us-east-1").add_auth(request)
     lines = ['wrk.method = "POST"', """wrk.body = '{"n": 1}'"""]
     lines += [f'wrk.headers["{name}"] = "{value}"' for name, value in request.headers.items()]
     script = directory / "signed.lua"
@@ -145,7 +137,7 @@ def signed_script(url: str, key: tuple[str, str], directory: Path) -> Path:
 
 
 @contextlib.contextmanager
-def ember(work: Path, auth: str) -> Iterator[tuple[str, tuple[str, str] | None]]:
+def ember(work: Path, auth: str) -> Iterator[tuple[str, Credentials | None]]:
     """A server with ``auth``, the bench function deployed: (invoke URL, its root key)."""
     port = servers.free_port()
     data_dir = work / f"data-{auth}"
@@ -153,7 +145,7 @@ def ember(work: Path, auth: str) -> Iterator[tuple[str, tuple[str, str] | None]]
     command = servers.ember_command(port, data_dir, auth=auth)
     with servers.running(command, work / f"{auth}.log", base + "/health"):
         key = root_key(data_dir) if auth == "sigv4" else None
-        signer = _Signed(*key) if key else None
+        signer = SigV4(key) if key else None
         with httpx.Client(base_url=base, timeout=60, auth=signer) as client:
             ember_api.deploy(client)
         yield base + ember_api.INVOKE_PATH, key

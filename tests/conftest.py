@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import importlib.util
 import io
@@ -106,6 +107,18 @@ def load_runtime_module(name: str, file: str) -> Any:
     return module
 
 
+SUITE_MASTER_KEY = base64.b64encode(os.urandom(32)).decode()
+
+
+# Every server started by the suite, by URL: for helpers that are given only a URL
+# (an MCP client's target) and must sign as that server's root.
+RUNNING: dict[str, Server] = {}
+
+
+def server_at(url: str) -> Server:
+    return RUNNING[url.rstrip("/")]
+
+
 @dataclass
 class Server:
     """A real `ember serve` process, and clients that sign with its credentials.
@@ -160,7 +173,9 @@ class Server:
     def start(self) -> Server:
         self.log_path = self.data_dir.parent / f"server-{self.port}-{uuid.uuid4().hex[:6]}.log"
         database = database_for(self.data_dir) if "--database" not in self.extra_args else None
-        env = {**os.environ, "EMBER_ENDPOINT": ""}
+        # One master key for every server of the suite, as an operator gives every node
+        # of a cluster the same one: nodes sharing a database read each other's keys.
+        env = {"EMBER_MASTER_KEY": SUITE_MASTER_KEY, **os.environ, "EMBER_ENDPOINT": ""}
         # The child gets its own copy of the descriptor; ours is closed at once, since an
         # unclosed file is a ResourceWarning, which filterwarnings=error turns into a failure.
         with open(self.log_path, "wb") as log:
@@ -184,6 +199,7 @@ class Server:
                 start_new_session=True,
             )
         wait_until(self._healthy, timeout=60)
+        RUNNING[self.url] = self
         return self
 
     def _healthy(self) -> bool:

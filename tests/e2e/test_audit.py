@@ -10,19 +10,14 @@ import json
 import subprocess
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-import httpx
 import pytest
-from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from conftest import EMBER, ROLE, Server, lambda_client, make_zip, signed_http, wait_until
-
-
-def signed(server: Server, method: str, path: str, key: Credentials, **kw: Any) -> httpx.Response:
-    with signed_http(server.url, key) as http:
-        return http.request(method, path, **kw)
+from conftest import EMBER, ROLE, Server, lambda_client, make_zip, wait_until
+from ember.cli.credentials import Credentials
 
 
 def events(server: Server, **params: str) -> list[dict[str, Any]]:
@@ -94,7 +89,10 @@ def test_an_allowed_and_a_denied_create_function_are_logged(server: Server) -> N
     }
     made = server.http.post("/_ember/keys", json={"UserName": user, "Policy": json.dumps(policy)})
     assert made.status_code == 201, made.text
-    reader = Credentials(made.json()["AccessKeyId"], made.json()["SecretAccessKey"])
+    key = made.json()
+    reader = replace(
+        server.credentials, access_key=key["AccessKeyId"], secret_key=key["SecretAccessKey"]
+    )
     refused = f"{name}-denied"
     with pytest.raises(ClientError) as denied_call:
         create(server, reader, refused)

@@ -40,6 +40,15 @@ def authed(spawn_server: Spawn) -> Server:
     return spawn_server(None, "--auth", "sigv4")
 
 
+# A user may do only what a policy allows: these may list functions, nothing more.
+LIST_ONLY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "lambda:ListFunctions", "Resource": "*"}],
+    }
+)
+
+
 def credentials_of(server: Server) -> Credentials:
     """The root's key, as the server's first start wrote it to DATA_DIR/credentials."""
     profile = configparser.ConfigParser()
@@ -163,7 +172,8 @@ def test_a_tampered_body_is_refused(authed: Server) -> None:
 
 def test_keys_made_through_the_api_work_and_secrets_stay_out_of_listings(authed: Server) -> None:
     root = credentials_of(authed)
-    made = signed(authed, root, "POST", "/_ember/keys", json.dumps({"UserName": "ci"}).encode())
+    body = {"UserName": "ci", "Policy": LIST_ONLY}
+    made = signed(authed, root, "POST", "/_ember/keys", json.dumps(body).encode())
     assert made.status_code == 201, made.text
     key = made.json()
     assert key["AccountId"] == "000000000000" and key["UserName"] == "ci"
@@ -256,7 +266,8 @@ def test_two_nodes_share_one_bootstrap_key_and_every_key_made_since(
     root = credentials_of(a)
     on_b_file = credentials_of(b)
     assert (on_b_file.access_key, on_b_file.secret_key) == (root.access_key, root.secret_key)
-    made = signed(a, root, "POST", "/_ember/keys", b'{"UserName": "deployer"}').json()
+    body = json.dumps({"UserName": "deployer", "Policy": LIST_ONLY}).encode()
+    made = signed(a, root, "POST", "/_ember/keys", body).json()
     on_b = client(b, made["AccessKeyId"], made["SecretAccessKey"])
 
     def works_on_b() -> bool:

@@ -26,7 +26,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from conftest import EMBER, Server, make_zip, sandboxes_of, wait_until
+from conftest import EMBER, Server, make_zip, sandboxes_of, server_at, wait_until
 
 Deploy = Callable[..., dict[str, Any]]
 Spawn = Callable[..., Server]
@@ -79,7 +79,7 @@ def mcp_token(url: str) -> str:
     """An MCP token of the default account on the server at ``url`` (one per server):
     /mcp requires one, as servers run with authentication on."""
     if url not in _TOKENS:
-        response = httpx.post(f"{url}/_ember/tokens", json={}, timeout=10)
+        response = server_at(url).http.post("/_ember/tokens", json={}, timeout=10)
         assert response.status_code == 201, response.text
         _TOKENS[url] = response.json()["Token"]
     return _TOKENS[url]

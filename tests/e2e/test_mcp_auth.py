@@ -20,7 +20,6 @@ from typing import Any
 import anyio
 import httpx
 import httpx2
-import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -28,12 +27,11 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from conftest import EMBER, ROLE, Server, make_zip, wait_until
+from conftest import EMBER, ROLE, Server, make_zip, server_at, wait_until
 from oauth_issuer import running
 
 Deploy = Callable[..., dict[str, Any]]
 Spawn = Callable[..., Server]
-OTHER = "123456789012"
 PRM = "/.well-known/oauth-protected-resource"
 
 APP = """
@@ -45,14 +43,14 @@ SCHEMA = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type
 
 def expose(url: str, function: str, **headers: str) -> None:
     body = {"description": "Adds.", "inputSchema": SCHEMA}
-    response = httpx.put(
-        f"{url}/_ember/functions/{function}/tool", json=body, headers=headers, timeout=10
+    response = server_at(url).http.put(
+        f"/_ember/functions/{function}/tool", json=body, headers=headers, timeout=10
     )
     assert response.status_code == 200, response.text
 
 
 def create_token(url: str, **body: Any) -> dict[str, Any]:
-    response = httpx.post(f"{url}/_ember/tokens", json=body, timeout=10)
+    response = server_at(url).http.post("/_ember/tokens", json=body, timeout=10)
     assert response.status_code == 201, response.text
     return dict(response.json())
 
@@ -109,29 +107,37 @@ def raw_list(url: str, token: str | None = None) -> httpx.Response:
     return httpx.post(url + "/mcp", json=body, headers=headers, timeout=10)
 
 
+def other_account(server: Server) -> str:
+    """A second account of ``server``, made by the default account's root."""
+    response = server.http.post("/_ember/accounts", json={"Name": "other"})
+    assert response.status_code == 201, response.text
+    return str(response.json()["AccountId"])
+
+
 def test_the_tokens_api(server: Server) -> None:
+    other_id = other_account(server)
     created = create_token(server.url, Tools=["add", "mul"])
     assert set(created) == {"TokenId", "Token", "AccountId", "Tools", "Created"}
     assert created["Token"].startswith("ember_mcp_")
     assert created["AccountId"] == "000000000000"
     assert created["Tools"] == ["add", "mul"]
-    other = create_token(server.url, AccountId=OTHER)
-    assert other["AccountId"] == OTHER and other["Tools"] is None
+    other = create_token(server.url, AccountId=other_id)
+    assert other["AccountId"] == other_id and other["Tools"] is None
 
-    listed = httpx.get(f"{server.url}/_ember/tokens", timeout=10).json()["Tokens"]
+    listed = server.http.get("/_ember/tokens", timeout=10).json()["Tokens"]
     mine = [entry for entry in listed if entry["TokenId"] in (created["TokenId"], other["TokenId"])]
     assert len(mine) == 2
     assert all("Token" not in entry for entry in listed)
 
-    bad = httpx.post(f"{server.url}/_ember/tokens", json={"Tools": "add"}, timeout=10)
+    bad = server.http.post("/_ember/tokens", json={"Tools": "add"}, timeout=10)
     assert bad.status_code == 400
     assert bad.headers["x-amzn-ErrorType"].startswith("InvalidParameterValueException")
-    unknown = httpx.post(f"{server.url}/_ember/tokens", json={"Scope": "x"}, timeout=10)
+    unknown = server.http.post("/_ember/tokens", json={"Scope": "x"}, timeout=10)
     assert unknown.status_code == 400
 
-    gone = httpx.delete(f"{server.url}/_ember/tokens/{other['TokenId']}", timeout=10)
+    gone = server.http.delete(f"/_ember/tokens/{other['TokenId']}", timeout=10)
     assert gone.status_code == 204
-    again = httpx.delete(f"{server.url}/_ember/tokens/{other['TokenId']}", timeout=10)
+    again = server.http.delete(f"/_ember/tokens/{other['TokenId']}", timeout=10)
     assert again.status_code == 404
     assert raw_list(server.url, other["Token"]).status_code == 401
 
@@ -143,6 +149,7 @@ def test_the_tokens_cli(server: Server) -> None:
             capture_output=True,
             text=True,
             timeout=60,
+            env=server.cli_env(),
         )
         assert done.returncode == 0, done.stderr
         return done.stdout
@@ -154,7 +161,8 @@ def test_the_tokens_cli(server: Server) -> None:
     assert raw_list(server.url, token).status_code == 200
     listing = ember("ls")
     assert token_id in listing and "add,mul,div" in listing and token not in listing
-    assert ember("create", "--account", OTHER, "--json").count(OTHER) == 1
+    other_id = other_account(server)
+    assert ember("create", "--account", other_id, "--json").count(other_id) == 1
     assert ember("rm", token_id).strip() == f"revoked {token_id}"
     assert raw_list(server.url, token).status_code == 401
 
@@ -166,7 +174,7 @@ def test_tokens_see_only_their_accounts_tools(server: Server, deploy: Deploy) ->
     expose(server.url, second)
     every = create_token(server.url)["Token"]
     narrow = create_token(server.url, Tools=[second])["Token"]
-    other = create_token(server.url, AccountId=OTHER)["Token"]
+    other = create_token(server.url, AccountId=other_account(server))["Token"]
 
     assert {first, second} <= set(tool_names(server.url, every))
     assert tool_names(server.url, narrow, "legacy") == [second]
@@ -215,7 +223,7 @@ def test_oauth_access_tokens_of_a_configured_issuer(spawn_server: Spawn) -> None
         assert document["resource"] == resource
 
         assert tool_names(server.url, issuer.token(resource)) == []
-        assert tool_names(server.url, issuer.token(resource, ember_account=OTHER)) == []
+        assert tool_names(server.url, issuer.token(resource, ember_account="123456789012")) == []
         for refused in (
             issuer.token("http://elsewhere/mcp"),
             issuer.token(resource, iss="http://evil.example"),
@@ -246,9 +254,9 @@ def test_a_token_made_on_one_node_works_on_every_node(
     b = spawn_server(tmp_path / "node-b", "--database", postgres_url)
     created = create_token(a.url)
     wait_until(lambda: raw_list(b.url, created["Token"]).status_code == 200)
-    listed = httpx.get(f"{b.url}/_ember/tokens", timeout=10).json()["Tokens"]
+    listed = b.http.get("/_ember/tokens", timeout=10).json()["Tokens"]
     assert [entry["TokenId"] for entry in listed] == [created["TokenId"]]
-    gone = httpx.delete(f"{a.url}/_ember/tokens/{created['TokenId']}", timeout=10)
+    gone = a.http.delete(f"/_ember/tokens/{created['TokenId']}", timeout=10)
     assert gone.status_code == 204
     wait_until(lambda: raw_list(b.url, created["Token"]).status_code == 401)
 
@@ -270,9 +278,6 @@ def signed(url: str, keys: dict[str, Any], method: str, path: str, body: Any = N
 
 
 def test_two_accounts_tokens_see_different_tools(server: Server, deploy: Deploy) -> None:
-    probe = httpx.get(f"{server.url}/_ember/accounts", timeout=10)
-    if probe.status_code == 404:
-        pytest.skip("accounts are not merged on this branch (helper authn)")
     account = signed_root_create_account(server)
     mine = deploy(APP)["FunctionName"]
     expose(server.url, mine)

@@ -22,6 +22,7 @@ from botocore.exceptions import ReadTimeoutError
 from e2e_helpers import new_caller
 
 from conftest import EMBER, ROLE, Server, lambda_client, make_zip, wait_until
+from ember.cli.credentials import Credentials
 
 Deploy = Callable[..., dict[str, Any]]
 Spawn = Callable[..., Server]
@@ -212,14 +213,27 @@ def test_function_rate_limit_with_ratelimit_headers(
     assert call(aws, name)["StatusCode"] == 200
 
 
-def test_a_claimed_access_key_does_not_escape_the_caller_limit(
-    server: Server, deploy: Deploy
-) -> None:
-    """Callers are principals (test_accounts.py), never the key id a request claims:
-    without a verified principal, one client address is one caller."""
-    name = deploy(APP)["FunctionName"]
+def test_a_claimed_access_key_does_not_escape_the_caller_limit(spawn_server: Spawn) -> None:
+    """Callers are verified principals (test_accounts.py), never the key id a request
+    claims: with ``--auth none`` nothing is verified, so keys made up by the client do
+    not split the budget (one client address is one caller)."""
+    server = spawn_server(None, "--auth", "none")
+    root = lambda_client(server)
+    name = "claimed-keys"
+    root.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Handler="app.handler",
+        Role=ROLE,
+        Code={"ZipFile": make_zip({"app.py": APP})},
+    )
     set_limit(server, name, scope="caller", algorithm="fixed-window", rate="2/h")
-    alice, bob = client_as(server, "alice"), client_as(server, "bob")
+    alice = lambda_client(
+        server, Credentials("AKIACLAIMEDALICE0001", "x" * 40, None, "us-east-1", "test")
+    )
+    bob = lambda_client(
+        server, Credentials("AKIACLAIMEDBOB000001", "x" * 40, None, "us-east-1", "test")
+    )
     assert [headers(call(alice, name))["ratelimit-remaining"] for _ in range(2)] == ["1", "0"]
     error = throttled(bob, name)
     assert error is not None and error["Reason"] == "CallerRateLimitExceeded"

@@ -565,7 +565,7 @@ def test_no_forged_request_reached_a_sandbox_or_changed_anything(
     # Nothing was created, deleted or replaced by a forged control-plane call.
     missing = send(server, sign(server, keys.root, "GET", f"/2015-03-31/functions/{NEVER_CREATED}"))
     assert missing.status_code == 404
-    listed = call(server, keys.root, "GET", "/2015-03-31/functions/")
+    listed = call(server, keys.root, "GET", "/2015-03-31/functions")
     assert {FUNCTION, OTHER_FUNCTION} <= {f["FunctionName"] for f in listed["Functions"]}
     policy = send(
         server, sign(server, keys.root, "GET", f"/2015-03-31/functions/{FUNCTION}/policy")

@@ -46,12 +46,6 @@ WELL_KNOWN = "/.well-known/oauth-protected-resource"  # RFC 9728, served by MCP
 MAX_API_REQUEST = -(-MAX_ZIPPED * 4 // 3)
 
 
-def _invoke_too_large() -> RequestTooLarge:
-    return RequestTooLarge(
-        f"Request must be smaller than {MAX_REQUEST} bytes for the InvokeFunction operation"
-    )
-
-
 def _api_too_large() -> RequestTooLarge:
     return RequestTooLarge(f"Request must be smaller than {MAX_API_REQUEST} bytes")
 
@@ -109,7 +103,7 @@ class Frontend:
                 await invoke.handle(self._invoke, scope, receive, send)
             else:
                 await self._guard(
-                    scope, receive, send, self._invoke_app, MAX_REQUEST, _invoke_too_large
+                    scope, receive, send, self._invoke_app, MAX_REQUEST, invoke.too_large
                 )
             return
         if path.startswith(urls.PREFIX) and scope["type"] == "http":

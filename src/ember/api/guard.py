@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ember.api import errors as http_errors
+from ember.api.bodies import TooLarge, read_body
 from ember.auth.base import PRINCIPAL_SCOPE_KEY, Access, AuditEntry, AuditSink, Authorizer
 from ember.auth.principals import Principal
 from ember.auth.sigv4 import HttpRequest, Verifier
@@ -29,7 +30,6 @@ from ember.errors import (
     IncompleteSignature,
     InvalidSignature,
     MissingAuthenticationToken,
-    RequestTooLarge,
     UnrecognizedClient,
 )
 from ember.invoke.service import new_request_id
@@ -38,7 +38,6 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 App = Callable[[Scope, Any, Any], Awaitable[None]]
-TooLarge = Callable[[], RequestTooLarge]
 
 ANONYMOUS = "anonymous"
 
@@ -65,6 +64,7 @@ class Guard:
         above ``limit`` bytes are refused with ``too_large()``."""
         principal: Principal | None = None
         access: Access | None = None
+        body = b""
         try:
             if self._verifier is None:
                 principal = self._default_root
@@ -74,7 +74,7 @@ class Guard:
                 principal = self._verifier.verify(_http_request(scope, body))
             scope[PRINCIPAL_SCOPE_KEY] = principal
             access = self._authorizer.access_of(
-                principal, scope["method"], scope["path"], _query(scope)
+                principal, scope["method"], scope["path"], _query(scope), body
             )
             await self._authorizer.authorize(principal, access)
         except EmberError as error:
@@ -196,31 +196,6 @@ def _http_request(scope: Scope, body: bytes) -> HttpRequest:
         headers=scope["headers"],
         body=body,
     )
-
-
-async def read_body(scope: Scope, receive: Receive, limit: int, too_large: TooLarge) -> bytes:
-    """The whole request body; raises ``too_large()`` past ``limit`` bytes, declared or sent."""
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            if value.isdigit() and int(value) > limit:
-                raise too_large()
-            break
-    message = await receive()
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):  # the whole body in one message
-        if len(body) > limit:
-            raise too_large()
-        return body
-    chunks = [body]
-    size = len(body)
-    while message.get("more_body", False):
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large()
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

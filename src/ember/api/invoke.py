@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from ember.api import errors as http_errors
+from ember.api.bodies import read_body
 from ember.api.names import caller_account
 from ember.auth.base import PRINCIPAL_SCOPE_KEY
 from ember.auth.principals import Principal
@@ -32,29 +33,7 @@ log = logging.getLogger("ember.api")
 Scope = dict[str, Any]
 
 
-async def _read_body(scope: Scope, receive: Any, headers: dict[bytes, bytes]) -> bytes:
-    declared = headers.get(b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_REQUEST:
-        raise _too_large()
-    message = await receive()
-    if not message.get("more_body", False):  # the whole body in one message
-        body: bytes = message.get("body", b"")
-        if len(body) > MAX_REQUEST:
-            raise _too_large()
-        return body
-    chunks = [message.get("body", b"")]
-    size = len(chunks[0])
-    while message.get("more_body", False):
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_REQUEST:
-            raise _too_large()
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large() -> RequestTooLarge:
+def too_large() -> RequestTooLarge:
     return RequestTooLarge(
         f"Request must be smaller than {MAX_REQUEST} bytes for the InvokeFunction operation"
     )
@@ -134,7 +113,7 @@ async def handle(invoke: Any, scope: Scope, receive: Any, send: Any) -> None:
     request_id = new_request_id()
     headers = dict(scope["headers"])
     try:
-        body = await _read_body(scope, receive, headers)
+        body = await read_body(scope, receive, MAX_REQUEST, too_large)
         result = await invoke(_command(scope, headers, body, request_id))
     except Exception as exc:
         # Rendered by a helper so that no local of this frame outlives the except

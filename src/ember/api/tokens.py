@@ -33,6 +33,8 @@ def routes(services: Services) -> list[Route]:
         if unknown:
             raise InvalidParameterValue(f"Unknown field(s) {unknown}: expected {sorted(FIELDS)}.")
         account = managed_account(caller_of(request.scope, default), body.get("AccountId"), default)
+        if services.admin is not None:
+            services.admin.require_account(account)
         entry, token = await store().create(account, tool_list(body.get("Tools")))
         return json_response({**entry.document(), "Token": token}, request_id, 201)
 

@@ -17,11 +17,13 @@ from starlette.routing import Route
 
 from ember.api import errors as http_errors
 from ember.api import names
+from ember.api.bodies import read_body
 from ember.api.http import endpoint, json_response, read_json
-from ember.api.invoke import _read_body
+from ember.api.invoke import too_large
 from ember.api.services import Services
 from ember.control.urls import PREFIX, FunctionUrls, UrlConfig
 from ember.errors import EmberError, ValidationError
+from ember.invoke.service import MAX_REQUEST
 from ember.invoke.urls import UrlInvoker, UrlRequest
 
 API = "/2021-10-31/functions/{name}"
@@ -117,7 +119,7 @@ def _request(scope: Scope, body: bytes) -> UrlRequest:
 async def handle(invoker: UrlInvoker, scope: Scope, receive: Any, send: Any) -> None:
     """Serve one request to a function URL."""
     try:
-        body = await _read_body(scope, receive, dict(scope["headers"]))
+        body = await read_body(scope, receive, MAX_REQUEST, too_large)
     except EmberError as error:
         status, headers, error_body = http_errors.render(error, "")
         await send({"type": "http.response.start", "status": status, "headers": headers})

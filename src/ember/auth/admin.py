@@ -103,9 +103,13 @@ class Admin:
         self._require_root(caller, action)
         if not self._may_manage(caller, account_id):
             raise _denied(caller, action, f"arn:aws:iam::{account_id}:root")
+        self.require_account(account_id)
+        return account_id
+
+    def require_account(self, account_id: str) -> None:
+        """Raise ``ResourceNotFound`` unless ``account_id`` exists."""
         if not self.accounts.exists(account_id):
             raise ResourceNotFound(f"Account not found: {account_id}")
-        return account_id
 
     def _may_manage(self, caller: Principal, account_id: str) -> bool:
         return caller.is_root and (

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import parse_qsl
 
+import orjson
+
 from ember.auth.base import Access
 from ember.auth.policy import Policy, Request, authorize
 from ember.auth.principals import Caller, Principal
@@ -80,6 +82,7 @@ class Kind(Enum):
     LAYER_VERSION = "layer-version"  # {name} and {version} of a layer
     ACCOUNT = "account"  # "*", in the account of ?AccountId= (else the caller's)
     LAYERS = "layers"  # ListLayers ("*"), or GetLayerVersionByArn (?find=LayerVersion&Arn=)
+    CREATED = "created"  # the function the body's FunctionName names (CreateFunction)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,11 +145,11 @@ ROUTES: tuple[RouteAccess, ...] = (
     *_rows(
         _N,
         "",
-        ("POST", "/2015-03-31/functions", "lambda:CreateFunction"),
         ("GET", "/2015-03-31/functions", "lambda:ListFunctions"),
         ("GET", "/2016-08-19/account-settings", "lambda:GetAccountSettings"),
         ("GET", "/2016-08-19/account-settings/", "lambda:GetAccountSettings"),
     ),
+    RouteAccess("POST", "/2015-03-31/functions", "lambda:CreateFunction", Kind.CREATED),
     RouteAccess("GET", "/2018-10-31/layers", "lambda:ListLayers", Kind.LAYERS),
     *_rows(
         Kind.FUNCTION,
@@ -284,7 +287,9 @@ class Authorizer:
                 return route, match.groupdict()
         return None
 
-    def access_of(self, principal: Principal, method: str, path: str, query: str = "") -> Access:
+    def access_of(
+        self, principal: Principal, method: str, path: str, query: str = "", body: bytes = b""
+    ) -> Access:
         found = self.route_of(method, path)
         caller = principal.account_id
         if found is None:
@@ -292,8 +297,24 @@ class Authorizer:
         route, params = found
         if route.kind is Kind.LAYERS and _query(query, "find") == "LayerVersion":
             return self._layer_by_arn(_query(query, "Arn") or "", caller)
-        resource, account = self._resource(route.kind, params, query, caller)
+        if route.kind is Kind.CREATED:
+            resource, account = self._created(body, caller)
+        else:
+            resource, account = self._resource(route.kind, params, query, caller)
         return Access(route.action, resource, account, route.change)
+
+    def _created(self, body: bytes, caller: str) -> tuple[str, str]:
+        """CreateFunction acts on the function it creates, as in IAM (policies such as
+        ``function:team-*`` limit what a user may create). Parsed as the handler will
+        parse it, never guessed from the bytes: a body that is not JSON naming a
+        function is refused by the handler, and acts on ``*`` here."""
+        try:
+            name = orjson.loads(body).get("FunctionName") if body else None
+        except (orjson.JSONDecodeError, AttributeError):
+            name = None
+        if not isinstance(name, str):
+            return "*", caller
+        return self._function(name, None, caller)
 
     def _layer_by_arn(self, arn: str, caller: str) -> Access:
         """GetLayerVersionByArn: the version's ARN, in the account it names."""

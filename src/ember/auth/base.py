@@ -54,9 +54,12 @@ class AuditEntry:
 class Authorizer(Protocol):
     """Decides whether a principal may do what a request asks."""
 
-    def access_of(self, principal: Principal, method: str, path: str, query: str = "") -> Access:
+    def access_of(
+        self, principal: Principal, method: str, path: str, query: str = "", body: bytes = b""
+    ) -> Access:
         """The ``Access`` of a request: ``path`` decoded, ``query`` the raw query string
-        without ``?`` (Lambda takes a function's ``Qualifier`` from either)."""
+        without ``?`` (Lambda takes a function's ``Qualifier`` from either), ``body``
+        the request's body when it was read (CreateFunction names its function there)."""
         ...
 
     async def authorize(

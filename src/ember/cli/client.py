@@ -13,7 +13,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode
 
 import httpx
 from botocore.auth import SigV4Auth
@@ -144,6 +144,12 @@ class SigV4(httpx.Auth):
         )
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if request.url.query:
+            # httpx writes a space in a query as "+"; SigV4 reads "+" as a plus sign
+            # (botocore signs the query as it is), so send what AWS's SDKs send: %20.
+            pairs = parse_qsl(request.url.query.decode("ascii"), keep_blank_values=True)
+            encoded = urlencode(pairs, quote_via=quote, safe="-_.~")
+            request.url = request.url.copy_with(query=encoded.encode("ascii"))
         signed = AWSRequest(
             method=request.method,
             url=str(request.url),

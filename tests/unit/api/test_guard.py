@@ -18,6 +18,7 @@ from ember.api.guard import Guard
 from ember.auth.authorizer import Authorizer
 from ember.auth.base import PRINCIPAL_SCOPE_KEY, AuditEntry
 from ember.auth.keys import KeyStore
+from ember.auth.policy import Policy
 from ember.auth.principals import Principal
 from ember.auth.sigv4 import Verifier
 from ember.errors import RequestTooLarge
@@ -55,11 +56,12 @@ class Recorder:
 
 
 def own_account() -> Authorizer:
-    """The real authorizer with no policies: each root may act in its own account only."""
+    """The real authorizer, every user allowed everything: each acts in its own account."""
+    allow_all = Policy.parse({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
     return Authorizer(
         region="us-east-1",
         default_account=ROOT.account_id,
-        policies_of=lambda principal: (),
+        policies_of=lambda principal: (allow_all,),
         resource_policy_of=lambda arn: None,
     )
 

@@ -10,17 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from ember.auth.base import AuditEntry
 from ember.auth.keys import MASTER_KEY_ENV, load_master_key
 from ember.auth.wiring import Auth, check_exposure, is_loopback
 from ember.config import Settings
 from ember.errors import StartupRefused
 from ember.storage import wiring as storage_wiring
+from ember.storage.wiring import Storage
 
 
 async def _started(settings: Settings) -> Auth:
     storage = storage_wiring.build(settings)
     await storage.open()
-    auth = Auth.build(settings, storage)
+    auth = build_auth(settings, storage)
     await auth.start()
     return auth
 
@@ -28,6 +30,17 @@ async def _started(settings: Settings) -> Auth:
 async def _stopped(auth: Auth) -> None:
     await auth.close()
     await auth.storage.close()
+
+
+class _Dropped:
+    """An audit sink that keeps nothing: bootstrap records no change."""
+
+    def record(self, entry: AuditEntry) -> None:
+        return None
+
+
+def build_auth(settings: Settings, storage: Storage) -> Auth:
+    return Auth.build(settings, storage, resource_policy_of=lambda arn: None, audit=_Dropped())
 
 
 def _profile(path: Path) -> dict[str, str]:
@@ -92,7 +105,7 @@ def test_a_wrong_master_key_refuses_to_start(
         monkeypatch.setenv(MASTER_KEY_ENV, "A" * 43 + "=")  # 32 zero bytes: not the one used
         storage = storage_wiring.build(settings)
         await storage.open()
-        auth = Auth.build(settings, storage)
+        auth = build_auth(settings, storage)
         with pytest.raises(StartupRefused, match="cannot decrypt the stored access keys"):
             await auth.start()
         await storage.close()
