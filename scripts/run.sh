@@ -60,7 +60,8 @@ Try:
           .venv/bin/ember invoke transform --payload '{"orders": [{"id": "a1", "amount": 9.5}]}'
           .venv/bin/ember ls        .venv/bin/ember logs hello --follow
           .venv/bin/ember get functions        .venv/bin/ember describe function greet
-  MCP:    ${EMBER_ENDPOINT}/mcp (Streamable HTTP; tool "greet"), or: .venv/bin/ember mcp
+  MCP:    ${EMBER_ENDPOINT}/mcp (Streamable HTTP; tool "greet"), with a bearer token made by
+          .venv/bin/ember tokens create      (or over stdio: .venv/bin/ember mcp --token TOKEN)
   URL:    curl -s ${EMBER_ENDPOINT}/url/greet/    (a function URL of AuthType NONE: unsigned)
   boto3:  import boto3  # after the export above
           aws = boto3.client("lambda", endpoint_url="${EMBER_ENDPOINT}")
