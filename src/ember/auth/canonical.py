@@ -10,6 +10,7 @@ folded. The unit tests check the result against botocore's own signatures.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from urllib.parse import quote, unquote_to_bytes
 
@@ -58,6 +59,9 @@ def canonical_request(
     return "\n".join(lines)
 
 
+# The same few paths are signed again and again (a function's Invoke path): their
+# canonical form is a pure function of the path, remembered in a bounded cache.
+@functools.lru_cache(maxsize=4096)
 def _canonical_path(path: str) -> str:
     # What botocore's SigV4Auth._normalize_url_path does to the path it sent.
     return quote(normalize_url_path(path), safe="/~")

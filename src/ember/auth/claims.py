@@ -9,6 +9,7 @@ AWS's IncompleteSignatureException wording; whether the claim is true is
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,8 +69,10 @@ def header_map(raw: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
     headers: dict[str, str] = {}
     for name, value in raw:
         key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        headers[key] = f"{headers[key]},{text}" if key in headers else text
+        if key in headers:
+            headers[key] += "," + value.decode("latin-1")
+        else:
+            headers[key] = value.decode("latin-1")
     return headers
 
 
@@ -212,6 +215,8 @@ def _expires(value: str | None) -> int:
     return int(value)
 
 
+# Every request of the same second carries the same date: parsed once.
+@functools.lru_cache(maxsize=1024)
 def epoch(amz_date: str) -> int:
     try:
         return calendar.timegm(
