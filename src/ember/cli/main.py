@@ -8,6 +8,7 @@ exit 1; usage errors are click's and exit 2.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
 import time
@@ -139,6 +140,20 @@ def read_package(path: Path) -> bytes:
 
 
 # -- option parsing ----------------------------------------------------------
+
+
+def parse_networks(
+    _ctx: click.Context | None, _param: click.Parameter | None, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Repeated ``--trusted-proxy`` CIDRs (or addresses), normalised (``10.0.0.7/24`` is
+    ``10.0.0.0/24``): a typo must not start a server that silently trusts nobody."""
+    networks = []
+    for value in values:
+        try:
+            networks.append(str(ipaddress.ip_network(value.strip(), strict=False)))
+        except ValueError:
+            raise click.BadParameter(f"expected an address or CIDR, got {value!r}") from None
+    return tuple(networks)
 
 
 def parse_env(
@@ -414,6 +429,7 @@ main.add_command(account_commands.keys)
     "--trusted-proxy",
     "trusted_proxies",
     multiple=True,
+    callback=parse_networks,
     help="A proxy (CIDR) whose X-Forwarded-For names the client (repeatable; none by "
     "default): the client keys rate limits without --auth, and URL events' sourceIp.",
 )
