@@ -31,6 +31,7 @@ from ember.errors import AccessDenied, MisdirectedRequest
 Headers = Iterable[tuple[bytes, bytes]]
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 WILDCARD_ADDRESSES = ("", "0.0.0.0", "::")
+MAX_ECHO = 255  # a DNS name's length: as much of a refused value as an answer quotes
 
 
 def _bare(host: str) -> str:
@@ -102,13 +103,16 @@ class HostPolicy:
         if host is not None and host not in self._usual:
             name = _bare(host.decode("latin-1"))
             if not self.allows(name):
-                raise MisdirectedRequest(f"This server does not answer to the host {name!r}")
+                name = name[:MAX_ECHO]  # the answer quotes it: bounded
+                raise MisdirectedRequest(
+                    f"This server does not answer to the host {name!r} "
+                    f"(its operator may allow it with --allow-host {name})"
+                )
         if origin is not None:
             origin_host = _origin_host(origin.decode("latin-1"))
             if origin_host is None or not self.allows(origin_host):
-                raise AccessDenied(
-                    f"Requests from the origin {origin.decode('latin-1')!r} are not allowed"
-                )
+                quoted = origin.decode("latin-1")[:MAX_ECHO]
+                raise AccessDenied(f"Requests from the origin {quoted!r} are not allowed")
 
 
 def host_and_origin(headers: Headers) -> tuple[bytes | None, bytes | None]:
