@@ -103,9 +103,19 @@ class Settings:
     # The URL clients reach /mcp at, when not endpoint_url + "/mcp" (behind a
     # proxy): the audience OAuth tokens must name, and the RFC 9728 resource.
     mcp_resource: str | None = None
-    # Host names (besides loopback and `host`) that /mcp accepts in Host and Origin,
-    # e.g. the name clients use behind a proxy; anything else is refused (DNS rebinding).
-    mcp_allowed_hosts: tuple[str, ...] = ()
+    # Host names (besides loopback and `host`) that the API, ember's routes and /mcp
+    # accept in Host and Origin, e.g. the name clients use behind a proxy; anything
+    # else is refused (DNS rebinding, forged browser calls: ember.auth.hosts).
+    allowed_hosts: tuple[str, ...] = ()
+    # The domain of host-style function URLs, <url-id>.lambda-url.<region>.<domain>.
+    # Given: FunctionUrl names that form. Not given: such hosts are still served
+    # under "localhost" (browsers and curl resolve *.localhost to loopback), and
+    # FunctionUrl keeps the /url/NAME/ form every resolver reaches.
+    url_domain: str = ""
+    # Proxies (CIDRs) whose X-Forwarded-For names the client: the client address
+    # keys per-caller rate limits without authentication and is a URL event's
+    # sourceIp. None trusted by default: a header anyone can send proves nothing.
+    trusted_proxies: tuple[str, ...] = ()
     # The audit log of control-plane changes keeps this many of the newest entries
     # (GET /_ember/audit); older ones are pruned as new ones are written.
     audit_retention: int = 100_000
@@ -127,6 +137,11 @@ class Settings:
     def blob_store(self) -> str:
         """The blob store in force: the one named, else the default of the mode."""
         return self.blobs or ("postgresql" if self.database_url else "local")
+
+    @property
+    def url_host_suffix(self) -> str:
+        """``.lambda-url.<region>.<url domain>``: what host-style URLs end with."""
+        return f".lambda-url.{self.region}.{self.url_domain or 'localhost'}".lower()
 
     @property
     def mcp_resource_url(self) -> str:

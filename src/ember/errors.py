@@ -70,6 +70,13 @@ class RequestTooLarge(ClientError):
     code = "RequestEntityTooLargeException"
 
 
+class MisdirectedRequest(ClientError):
+    """The request's Host names a server this is not (a DNS-rebinding page, a wrong
+    proxy): nothing was done. Not a Lambda error; HTTP's 421 says the same."""
+
+    code = "MisdirectedRequestException"
+
+
 class InvalidRequestContent(ClientError):
     code = "InvalidRequestContentException"
 

@@ -191,8 +191,11 @@ def serve(settings: Settings, log_level: str = "info") -> None:
         http="httptools",
         lifespan="on",
         access_log=False,
-        # ember is not behind a proxy by default; the middleware costs every request.
-        proxy_headers=False,
+        # X-Forwarded-For names the client only when sent by a proxy the operator
+        # trusts (--trusted-proxy; the rightmost untrusted hop wins); none by default,
+        # and then the middleware, which costs every request, is left out.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies) or None,
         log_level=log_level,
         timeout_graceful_shutdown=30,
     )

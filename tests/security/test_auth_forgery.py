@@ -338,9 +338,14 @@ CASES: dict[str, Case] = {
         lambda s, w: without_header(invoke(s, w), "X-Amz-Invocation-Type"),
         "InvalidSignatureException",
     ),
-    "host changed": Case(
-        lambda s, w: with_header(invoke(s, w), "Host", "evil.example:80"),
+    "host changed": Case(  # to another name of this server: the signature fails
+        lambda s, w: with_header(invoke(s, w), "Host", f"localhost:{s.port}"),
         "InvalidSignatureException",
+    ),
+    "host foreign": Case(  # not this server's name: refused before any signature is read
+        lambda s, w: with_header(invoke(s, w), "Host", "evil.example:80"),
+        "MisdirectedRequestException",
+        status=421,
     ),
     "host not among the signed headers": Case(
         _unsigned_host,

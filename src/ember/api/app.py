@@ -26,11 +26,13 @@ from ember.api import (
     urls,
     versions,
 )
+from ember.api import errors as http_errors
 from ember.api.errors import unknown_operation
 from ember.api.guard import Guard
 from ember.api.services import Services
+from ember.auth.hosts import HostPolicy, host_and_origin
 from ember.control.validation import MAX_ZIPPED
-from ember.errors import RequestTooLarge, StartupRefused
+from ember.errors import EmberError, RequestTooLarge, StartupRefused
 from ember.invoke.service import MAX_REQUEST, new_request_id
 from ember.invoke.urls import UrlInvoker
 
@@ -38,7 +40,9 @@ Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 MCP_PATH = "/mcp"
 # What anyone may reach unauthenticated: liveness, and OAuth's discovery document
-# (MCP and function URLs authenticate in their own ways).
+# (MCP and function URLs authenticate in their own ways). Liveness is also the one
+# route of the API answered whatever the Host: probes name the node by any
+# address, and it says nothing but "ok".
 OPEN_PATHS = frozenset({"/health"})
 WELL_KNOWN = "/.well-known/oauth-protected-resource"  # RFC 9728, served by MCP
 # The largest request of the other routes: a 50 MB zip, base64 in JSON (Lambda's
@@ -55,9 +59,19 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return Response(body, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
 
 
+async def _refuse(send: Any, error: EmberError) -> None:
+    status, headers, body = http_errors.render(error, new_request_id())
+    headers.append((b"content-length", b"%d" % len(body)))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 class Frontend:
-    """Routes Invoke to ``ember.api.invoke``, ``/mcp`` to MCP, the rest to Starlette;
-    Invoke and the rest through the ``guard`` (none: every caller is the default root)."""
+    """Routes function URLs (``/url/...`` and host-style) to their functions, Invoke to
+    ``ember.api.invoke``, ``/mcp`` to MCP, the rest to Starlette; Invoke and the rest
+    through the ``guard`` (none: every caller is the default root). Every request but a
+    function URL's and ``/health`` must name this server in ``Host`` (and, from a
+    browser, come from an allowed ``Origin``): ``ember.auth.hosts``."""
 
     def __init__(
         self,
@@ -75,6 +89,14 @@ class Frontend:
         self._urls = url_invoker or UrlInvoker(services.urls, services.invocations.invoke)
         self._mcp = mcp
         self._lifespan = lifespan
+        settings = services.settings
+        self._hosts = HostPolicy(
+            settings.host,
+            settings.port,
+            settings.allowed_hosts,
+            url_suffix=settings.url_host_suffix,
+        )
+        self._url_key = services.urls.key_of_id
         self._app = Starlette(
             routes=[
                 *functions.routes(services),
@@ -94,6 +116,22 @@ class Frontend:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope.get("path", "")
+        if scope["type"] == "http":
+            # Function URLs first: public endpoints, with their own CORS.
+            if path.startswith(urls.PREFIX):
+                await urls.handle(self._urls, scope, receive, send)
+                return
+            host, origin = host_and_origin(scope["headers"])
+            url = self._hosts.url_id(host)
+            if url is not None:
+                await urls.handle(self._urls, scope, receive, send, self._url_key(url) or "")
+                return
+            if path not in OPEN_PATHS:
+                try:
+                    self._hosts.check(host, origin)
+                except EmberError as refused:
+                    await _refuse(send, refused)
+                    return
         if (
             path.endswith(invoke.SUFFIX)
             and path.startswith(invoke.PREFIX)
@@ -105,9 +143,6 @@ class Frontend:
                 await self._guard(
                     scope, receive, send, self._invoke_app, MAX_REQUEST, invoke.too_large
                 )
-            return
-        if path.startswith(urls.PREFIX) and scope["type"] == "http":
-            await urls.handle(self._urls, scope, receive, send)
             return
         if (path == MCP_PATH or path.startswith(WELL_KNOWN)) and self._mcp is not None:
             await self._mcp(scope, receive, send)

@@ -20,6 +20,7 @@ STATUS: dict[type[errors.EmberError], int] = {
     errors.InvalidParameterValue: 400,
     errors.ValidationError: 400,
     errors.RequestTooLarge: 413,
+    errors.MisdirectedRequest: 421,
     errors.InvalidRequestContent: 400,
     errors.PreconditionFailed: 412,
     errors.CodeStorageExceeded: 400,

@@ -21,7 +21,14 @@ from typing import Any
 
 from ember.api import errors as http_errors
 from ember.api.bodies import TooLarge, read_body
-from ember.auth.base import PRINCIPAL_SCOPE_KEY, Access, AuditEntry, AuditSink, Authorizer
+from ember.auth.base import (
+    PRINCIPAL_SCOPE_KEY,
+    VERIFIED_SCOPE_KEY,
+    Access,
+    AuditEntry,
+    AuditSink,
+    Authorizer,
+)
 from ember.auth.principals import Principal
 from ember.auth.sigv4 import HttpRequest, Verifier
 from ember.errors import (
@@ -72,6 +79,7 @@ class Guard:
                 body = await read_body(scope, receive, limit, too_large)
                 receive = _replay(body, receive)
                 principal = self._verifier.verify(_http_request(scope, body))
+                scope[VERIFIED_SCOPE_KEY] = True
             scope[PRINCIPAL_SCOPE_KEY] = principal
             access = self._authorizer.access_of(
                 principal, scope["method"], scope["path"], _query(scope), body

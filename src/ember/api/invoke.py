@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, unquote
 from ember.api import errors as http_errors
 from ember.api.bodies import read_body
 from ember.api.names import caller_account
-from ember.auth.base import PRINCIPAL_SCOPE_KEY
+from ember.auth.base import PRINCIPAL_SCOPE_KEY, VERIFIED_SCOPE_KEY
 from ember.auth.principals import Principal
 from ember.control.arns import KEY_SEPARATOR, parse_client
 from ember.errors import EmberError, PlatformError, RequestTooLarge
@@ -66,13 +66,17 @@ def _command(
 
 
 def _caller(scope: Scope) -> str:
-    """Who calls, for per-caller rate limits: the authenticated principal, else the address.
+    """Who calls, for per-caller rate limits: the verified principal, else the address.
 
-    Never a claimed access key id: an unverified header would let a caller
-    spend someone else's budget, or escape its own by inventing new ids.
+    Never a claimed identity: an unverified access key id would let a caller
+    spend someone else's budget, or escape its own by inventing new ids; and
+    with ``--auth none`` everyone is the default root, so the root is no key
+    either. The address is the connection's, or the client a trusted proxy
+    (``--trusted-proxy``) names in ``X-Forwarded-For``: uvicorn's proxy-headers
+    middleware has already put it in ``scope["client"]``.
     """
     principal = scope.get(PRINCIPAL_SCOPE_KEY)
-    if isinstance(principal, Principal):
+    if scope.get(VERIFIED_SCOPE_KEY) and isinstance(principal, Principal):
         return principal.arn
     client = scope.get("client")
     return str(client[0]) if client else ""

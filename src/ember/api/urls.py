@@ -34,7 +34,10 @@ def routes(services: Services) -> list[Route]:
     urls: FunctionUrls = services.urls
 
     def render(config: UrlConfig) -> dict[str, Any]:
-        return config.to_api(services.arns, services.settings.endpoint_url)
+        settings = services.settings
+        # The host form only when the operator named a URL domain (it must resolve).
+        suffix = settings.url_host_suffix if settings.url_domain else ""
+        return config.to_api(services.arns, settings.endpoint_url, suffix)
 
     def target(request: Request) -> tuple[str, str | None]:
         """(the function's key, the Qualifier parameter); ``FunctionUrls`` checks the qualifier."""
@@ -99,9 +102,10 @@ def _split(raw_path: str) -> tuple[str, str]:
     return unquote(key), "/" + path if slash else "/"
 
 
-def _request(scope: Scope, body: bytes) -> UrlRequest:
+def _request(scope: Scope, body: bytes, key: str | None) -> UrlRequest:
     raw_path = _raw_path(scope)
-    key, path = _split(raw_path)
+    # Host-style (``key`` given): the whole path is the function's.
+    key, path = _split(raw_path) if key is None else (key, raw_path or "/")
     client = scope.get("client")
     return UrlRequest(
         key=key,
@@ -116,8 +120,11 @@ def _request(scope: Scope, body: bytes) -> UrlRequest:
     )
 
 
-async def handle(invoker: UrlInvoker, scope: Scope, receive: Any, send: Any) -> None:
-    """Serve one request to a function URL."""
+async def handle(
+    invoker: UrlInvoker, scope: Scope, receive: Any, send: Any, key: str | None = None
+) -> None:
+    """Serve one request to a function URL: the one named in the path (``/url/KEY/``),
+    or ``key`` (NAME or NAME:ALIAS) for a host-style URL."""
     try:
         body = await read_body(scope, receive, MAX_REQUEST, too_large)
     except EmberError as error:
@@ -125,7 +132,7 @@ async def handle(invoker: UrlInvoker, scope: Scope, receive: Any, send: Any) -> 
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": error_body})
         return
-    response = await invoker.handle(_request(scope, body))
+    response = await invoker.handle(_request(scope, body, key))
     await send(
         {"type": "http.response.start", "status": response.status, "headers": response.headers}
     )

@@ -17,6 +17,9 @@ from ember.auth.principals import Principal
 
 # Where the guard leaves the authenticated caller in the ASGI scope.
 PRINCIPAL_SCOPE_KEY = "ember.principal"
+# Set (True) when that caller proved who it is (a verified signature); with
+# ``--auth none`` the principal is the default root by assumption, not proof.
+VERIFIED_SCOPE_KEY = "ember.verified"
 
 
 @dataclass(frozen=True, slots=True)

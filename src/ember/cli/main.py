@@ -8,6 +8,7 @@ exit 1; usage errors are click's and exit 2.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
 import time
@@ -139,6 +140,20 @@ def read_package(path: Path) -> bytes:
 
 
 # -- option parsing ----------------------------------------------------------
+
+
+def parse_networks(
+    _ctx: click.Context | None, _param: click.Parameter | None, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Repeated ``--trusted-proxy`` CIDRs (or addresses), normalised (``10.0.0.7/24`` is
+    ``10.0.0.0/24``): a typo must not start a server that silently trusts nobody."""
+    networks = []
+    for value in values:
+        try:
+            networks.append(str(ipaddress.ip_network(value.strip(), strict=False)))
+        except ValueError:
+            raise click.BadParameter(f"expected an address or CIDR, got {value!r}") from None
+    return tuple(networks)
 
 
 def parse_env(
@@ -396,10 +411,27 @@ main.add_command(account_commands.keys)
     "tokens. [default: http://HOST:PORT/mcp]",
 )
 @click.option(
+    "--allow-host",
     "--mcp-allow-host",
-    "mcp_allowed_hosts",
+    "allowed_hosts",
     multiple=True,
-    help="Another host name /mcp accepts in Host/Origin (repeatable; loopback always is).",
+    help="Another host name the API and /mcp accept in Host/Origin, e.g. behind a proxy "
+    "(repeatable; loopback and --host always are; others get 421/403).",
+)
+@click.option(
+    "--url-domain",
+    envvar="EMBER_URL_DOMAIN",
+    default="",
+    help="Domain of host-style function URLs, ID.lambda-url.REGION.DOMAIN; given, "
+    "FunctionUrl uses that form. [default: served under localhost, FunctionUrl /url/NAME/]",
+)
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    callback=parse_networks,
+    help="A proxy (CIDR) whose X-Forwarded-For names the client (repeatable; none by "
+    "default): the client keys rate limits without --auth, and URL events' sourceIp.",
 )
 @click.option(
     "--audit-retention",
@@ -447,7 +479,9 @@ def serve(
     mcp_token: str | None,
     mcp_oauth_issuer: str | None,
     mcp_resource: str | None,
-    mcp_allowed_hosts: tuple[str, ...],
+    allowed_hosts: tuple[str, ...],
+    url_domain: str,
+    trusted_proxies: tuple[str, ...],
     audit_retention: int,
     auth: str,
     master_key_file: Path | None,
@@ -479,7 +513,9 @@ def serve(
         mcp_token=mcp_token or None,
         mcp_oauth_issuer=mcp_oauth_issuer or None,
         mcp_resource=mcp_resource or None,
-        mcp_allowed_hosts=mcp_allowed_hosts,
+        allowed_hosts=allowed_hosts,
+        url_domain=url_domain,
+        trusted_proxies=trusted_proxies,
         audit_retention=audit_retention,
         auth=auth,
         master_key_file=master_key_file,

@@ -2,7 +2,10 @@
 
 Lambda gives each URL a random host name (``<id>.lambda-url.<region>.on.aws``);
 ember serves every URL on its own port under a path that names the function:
-``http://HOST:PORT/url/NAME/`` and, for an alias, ``http://HOST:PORT/url/NAME:ALIAS/``.
+``http://HOST:PORT/url/NAME/`` and, for an alias, ``http://HOST:PORT/url/NAME:ALIAS/``;
+and host-style as Lambda does, ``http://<url-id>.lambda-url.<region>.<url domain>:PORT/``,
+the id derived from the key (``url_id``) so that every node finds the same one
+without storing it. ``FunctionUrl`` names the host form when a URL domain is set.
 
 Configs are kept in memory (every URL request looks one up) and written
 through to a MetadataStore of their own, keyed ``NAME`` or ``NAME:ALIAS``.
@@ -14,13 +17,16 @@ through to a MetadataStore of their own, keyed ``NAME`` or ``NAME:ALIAS``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
+import hashlib
 import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -80,10 +86,19 @@ class UrlConfig:
         """ember's path form of the URL: ``/url/NAME/`` or ``/url/NAME:ALIAS/``."""
         return f"{PREFIX}{self.key}/"
 
-    def to_api(self, arns: Arns, endpoint_url: str) -> dict[str, Any]:
+    def url(self, endpoint_url: str, host_suffix: str = "") -> str:
+        """The URL clients call: host-style under ``host_suffix``
+        (``.lambda-url.<region>.<domain>``) if given, else ember's path form."""
+        if not host_suffix:
+            return endpoint_url + self.path()
+        parts = urlsplit(endpoint_url)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{url_id(self.key)}{host_suffix}{port}/"
+
+    def to_api(self, arns: Arns, endpoint_url: str, host_suffix: str = "") -> dict[str, Any]:
         """FunctionUrlConfig as Lambda returns it."""
         body: dict[str, Any] = {
-            "FunctionUrl": endpoint_url + self.path(),
+            "FunctionUrl": self.url(endpoint_url, host_suffix),
             "FunctionArn": arns.function(self.function, self.qualifier),
             "AuthType": self.auth_type,
             "CreationTime": self.creation_time,
@@ -97,6 +112,13 @@ class UrlConfig:
 
 def key_of(function: str, qualifier: str | None) -> str:
     return f"{function}:{qualifier}" if qualifier else function
+
+
+def url_id(key: str) -> str:
+    """The host label of the URL ``key``: 32 of [a-z2-7], like Lambda's ids, a DNS label
+    whatever the name (keys hold ``.`` and ``:``), the same on every node."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return base64.b32encode(digest).decode().lower()[:32]
 
 
 class FunctionUrls:
@@ -121,6 +143,7 @@ class FunctionUrls:
         self.endpoint_url = endpoint_url
         self._clock = clock
         self._configs: dict[str, UrlConfig] = {}
+        self._ids: dict[str, str] = {}  # url_id -> key, for host-style URLs
         self._lock = asyncio.Lock()
         self._forgetting: set[asyncio.Task[None]] = set()  # strong refs until done
         registry.subscribe(self._function_changed)
@@ -133,7 +156,7 @@ class FunctionUrls:
                 if self.prune_orphans:
                     await self._store.delete(key)
                 continue
-            self._configs[key] = config
+            self._keep(config)
         log.info("function urls loaded: %d", len(self._configs))
 
     async def apply_remote(self, key: str, document: str | None) -> None:
@@ -141,9 +164,9 @@ class FunctionUrls:
         ``key``; memory follows, nothing is written. Idempotent."""
         async with self._lock:
             if document is None:
-                self._configs.pop(key, None)
+                self._drop(key)
             else:
-                self._configs[key] = UrlConfig(**orjson.loads(document))
+                self._keep(UrlConfig(**orjson.loads(document)))
 
     def _function_changed(self, name: str, local: bool) -> None:
         """A deleted function's URLs stop answering at once; their rows go right after.
@@ -155,7 +178,7 @@ class FunctionUrls:
         if self._registry.lookup(name) is None:
             keys = [k for k, c in self._configs.items() if c.function == name]
             for key in keys:
-                del self._configs[key]
+                self._drop(key)
             if keys and local:
                 task = asyncio.get_running_loop().create_task(self._forget(keys))
                 self._forgetting.add(task)
@@ -171,6 +194,10 @@ class FunctionUrls:
 
     def get(self, function: str, qualifier: str | None = None) -> UrlConfig | None:
         return self._configs.get(key_of(function, qualifier))
+
+    def key_of_id(self, url: str) -> str | None:
+        """The key (``NAME`` or ``NAME:ALIAS``) of the URL whose host label is ``url``."""
+        return self._ids.get(url)
 
     def list(self, function: str) -> list[UrlConfig]:
         return sorted(
@@ -242,11 +269,19 @@ class FunctionUrls:
         async with self._lock:
             config = self.find(name, qualifier)
             await self._store.delete(config.key)
-            self._configs.pop(config.key, None)
+            self._drop(config.key)
 
     async def _save(self, config: UrlConfig) -> None:
         await self._store.put(config.key, orjson.dumps(dataclasses.asdict(config)).decode())
+        self._keep(config)
+
+    def _keep(self, config: UrlConfig) -> None:
         self._configs[config.key] = config
+        self._ids[url_id(config.key)] = config.key
+
+    def _drop(self, key: str) -> None:
+        self._configs.pop(key, None)
+        self._ids.pop(url_id(key), None)
 
     # --- helpers -----------------------------------------------------------------
 
@@ -324,4 +359,4 @@ def _cors(raw: Any) -> dict[str, Any] | None:
     return dict(raw)
 
 
-__all__ = ["FunctionUrls", "UrlConfig", "key_of"]
+__all__ = ["FunctionUrls", "UrlConfig", "key_of", "url_id"]

@@ -71,20 +71,9 @@ def render(spec: ToolSpec, name: str) -> types.Tool:
     )
 
 
-def transport_security(host: str, allowed: tuple[str, ...] = ()) -> TransportSecuritySettings:
-    """DNS-rebinding protection: the Host and Origin a browser page may not forge.
-
-    Allowed: the loopback names on any port, the address ember listens on, and
-    the operator's ``allowed`` host names (on any port, over http or https).
-    """
-    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"]
-    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
-    names = [] if host in ("", "0.0.0.0", "::", "127.0.0.1", "localhost", "::1") else [host]
-    for name in (*names, *allowed):
-        name = f"[{name}]" if ":" in name else name
-        hosts += [f"{name}:*", name]
-        origins += [f"http://{name}:*", f"https://{name}:*", f"http://{name}", f"https://{name}"]
-    return TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=origins)
+# DNS-rebinding protection (Host and Origin) is the Frontend's, for /mcp as for every
+# route (``ember.auth.hosts``): one list of names, one answer; the SDK's own is off.
+_NO_SDK_HOST_CHECK = TransportSecuritySettings(enable_dns_rebinding_protection=False)
 
 
 def resource_metadata(resource: str, issuer: str | None) -> dict[str, Any]:
@@ -124,8 +113,6 @@ class McpEndpoint:
         owner: Owner,
         resource: str,
         issuer: str | None = None,
-        host: str = "127.0.0.1",
-        allowed_hosts: tuple[str, ...] = (),
         page_size: int = PAGE_SIZE,
     ) -> None:
         self._catalog = catalog
@@ -154,7 +141,7 @@ class McpEndpoint:
         catalog.subscribe(self._validators.clear)
         catalog.subscribe(self._views.clear)
         self._sessions = StreamableHTTPSessionManager(
-            app=self.server, security_settings=transport_security(host, allowed_hosts)
+            app=self.server, security_settings=_NO_SDK_HOST_CHECK
         )
 
     # --- MCP handlers --------------------------------------------------------

@@ -54,8 +54,6 @@ class Mcp:
             owner=Arns(settings.region, settings.account_id).owner,
             resource=settings.mcp_resource_url,
             issuer=settings.mcp_oauth_issuer,
-            host=settings.host,
-            allowed_hosts=settings.mcp_allowed_hosts,
         )
         return cls(tools, tokens, endpoint, exists)
 

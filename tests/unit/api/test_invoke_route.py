@@ -80,15 +80,19 @@ def test_a_refusal_answers_lambdas_429_and_leaves_no_reference_cycle() -> None:
 
 
 def test_the_command_carries_the_principal_not_a_claimed_key() -> None:
-    from ember.auth.base import PRINCIPAL_SCOPE_KEY
+    from ember.auth.base import PRINCIPAL_SCOPE_KEY, VERIFIED_SCOPE_KEY
     from ember.auth.principals import Principal
 
     claimed = [(b"authorization", b"AWS4-HMAC-SHA256 Credential=CLAIMED/20261206/x")]
     anonymous = {**scope(), "headers": claimed}
     command = invoke._command(anonymous, dict(claimed), b"{}", "r1")
     assert (command.caller, command.account, command.function) == ("127.0.0.1", None, "f")
-    signed = {**anonymous, PRINCIPAL_SCOPE_KEY: Principal("111122223333")}
-    command = invoke._command(signed, dict(claimed), b"{}", "r2")
+    # --auth none: the principal is assumed, not proven; the address is the caller.
+    assumed = {**anonymous, PRINCIPAL_SCOPE_KEY: Principal("111122223333")}
+    command = invoke._command(assumed, dict(claimed), b"{}", "r2")
+    assert command.caller == "127.0.0.1" and command.account == "111122223333"
+    signed = {**assumed, VERIFIED_SCOPE_KEY: True}
+    command = invoke._command(signed, dict(claimed), b"{}", "r3")
     assert command.caller == "arn:aws:iam::111122223333:root"
     assert command.account == "111122223333"
 

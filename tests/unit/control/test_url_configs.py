@@ -12,7 +12,7 @@ import pytest
 
 from ember.control.arns import Arns
 from ember.control.registry import FunctionRegistry
-from ember.control.urls import FunctionUrls
+from ember.control.urls import FunctionUrls, url_id
 from ember.errors import ResourceConflict, ResourceNotFound, ValidationError
 from ember.storage.memory import MemoryMetadataStore, MemoryPackageStore
 
@@ -77,5 +77,28 @@ def test_a_deleted_functions_url_stops_at_once_and_is_dropped_at_load() -> None:
         assert urls.get("f") is None
         await FunctionUrls(store, registry, ARNS, "http://h:1").load()
         assert await store.load_all() == {}
+
+    asyncio.run(scenario())
+
+
+def test_host_style_urls_are_found_by_their_id_on_every_node() -> None:
+    async def scenario() -> None:
+        registry, urls, store = await setup()
+        config = await urls.create("f", {"AuthType": "NONE"})
+        label = url_id("f")
+        suffix = ".lambda-url.us-east-1.ember.test"
+        assert (
+            config.to_api(ARNS, "http://h:1", suffix)["FunctionUrl"] == f"http://{label}{suffix}:1/"
+        )
+        assert config.url("https://h", suffix) == f"https://{label}{suffix}/"
+        assert urls.key_of_id(label) == "f"
+        # Another node learns of it through the feed, and finds it by the same id.
+        other = FunctionUrls(MemoryMetadataStore(), registry, ARNS, "http://h:1")
+        await other.apply_remote("f", (await store.load_all())["f"])
+        assert other.key_of_id(label) == "f"
+        await other.apply_remote("f", None)
+        assert other.key_of_id(label) is None
+        await urls.delete("f")
+        assert urls.key_of_id(label) is None
 
     asyncio.run(scenario())
