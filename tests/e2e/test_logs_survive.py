@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
 import json
 import signal
 import threading
 import time
+import uuid
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -105,6 +108,40 @@ def test_a_function_that_lives_logs_each_line_once(
     tail = base64.b64decode(response["LogResult"]).decode()
     assert tail.count(f"printed before live {request_id}") == 1
     assert _logs(server, name).count(f"printed before live {request_id}") == 1
+
+
+CUSTOM_BOOTSTRAP = """#!/bin/sh
+API="http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime"
+curl -sS -o /dev/null "$API/invocation/next"
+echo "custom runtime printed before timeout"
+sleep 30
+"""
+
+
+def test_a_custom_runtime_s_lines_survive_its_timeout(server: Server, aws: Any) -> None:
+    info = zipfile.ZipInfo("bootstrap")
+    info.external_attr = 0o755 << 16
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(info, CUSTOM_BOOTSTRAP)
+    name = f"custom-dies-{uuid.uuid4().hex[:6]}"
+    aws.create_function(
+        FunctionName=name,
+        Runtime="provided.al2023",
+        Handler="unused",
+        Role=ROLE,
+        Timeout=1,
+        Code={"ZipFile": buffer.getvalue()},
+    )
+    try:
+        response = aws.invoke(FunctionName=name, Payload=b"{}", LogType="Tail")
+        error = json.loads(response["Payload"].read())
+        assert error["errorType"] == "Sandbox.Timedout", error
+        tail = base64.b64decode(response["LogResult"]).decode()
+        assert "custom runtime printed before timeout" in tail
+        assert "custom runtime printed before timeout" in _logs(server, name)
+    finally:
+        aws.delete_function(FunctionName=name)
 
 
 def _ticks(log: str) -> list[tuple[int, float]]:
