@@ -110,6 +110,33 @@ def test_a_function_that_lives_logs_each_line_once(
     assert _logs(server, name).count(f"printed before live {request_id}") == 1
 
 
+FORKING = """
+import os
+
+def handler(event, context):
+    pid = os.fork()
+    if pid == 0:
+        for i in range(200):
+            print("child line", i)
+        os._exit(0)
+    for i in range(200):
+        print("parent line", i)
+    os.waitpid(pid, 0)
+    return "forked"
+"""
+
+
+def test_a_forked_child_s_output_does_not_break_the_protocol(
+    server: Server, aws: Any, deploy: Deploy
+) -> None:
+    name = deploy(FORKING)["FunctionName"]
+    for _ in range(3):
+        response = aws.invoke(FunctionName=name, Payload=b"{}", LogType="Tail")
+        assert json.loads(response["Payload"].read()) == "forked"
+        assert "parent line 199" in base64.b64decode(response["LogResult"]).decode()
+    wait_until(lambda: _logs(server, name).count("child line 199") == 3)
+
+
 CUSTOM_BOOTSTRAP = """#!/bin/sh
 API="http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime"
 curl -sS -o /dev/null "$API/invocation/next"

@@ -13,6 +13,7 @@ interpreter: standard library only, Python 3.9 syntax.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.machinery
 import io
@@ -150,6 +151,13 @@ class _Outlet(io.RawIOBase):
         self.sock = sock
         self.pending = bytearray()
         self.lock = threading.Lock()
+        self.raw_fd = -1  # in a process the handler forked: its fd 1, not frames
+
+    def forked(self) -> None:
+        """In a child the handler forked: frames from two processes would interleave
+        on the one socket, so the child's output goes to fd 1 (the raw output pipe)."""
+        self.lock = threading.Lock()
+        self.raw_fd = 1
 
     def writable(self) -> bool:
         return True
@@ -165,6 +173,13 @@ class _Outlet(io.RawIOBase):
 
     def _send_pending(self) -> None:
         pending = self.pending
+        if self.raw_fd >= 0:
+            view = memoryview(bytes(pending))
+            pending.clear()
+            with contextlib.suppress(OSError):  # nobody reads it any more: dropped
+                while view:
+                    view = view[os.write(self.raw_fd, view) :]
+            return
         for start in range(0, len(pending), MAX_LOG_FRAME):
             chunk = bytes(pending[start : start + MAX_LOG_FRAME])
             self.sock.sendall(frames.reply_frame(frames.LOG, 0, chunk, b""))
@@ -359,6 +374,7 @@ def run(sock: Any, handler_name: str) -> int:
     out of here so that the worker sees the runtime exit, as on Lambda.
     """
     outlet = _Outlet(sock)
+    os.register_at_fork(after_in_child=outlet.forked)
     capture = _Capture(outlet)
     sys.stdout = capture.stdout
     sys.stderr = capture.stderr
