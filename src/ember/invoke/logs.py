@@ -128,12 +128,17 @@ class OutputStream:
         if written < 0:
             self._pending.append((self.function, self._head()))
             written = 0
-        if written < MAX_STREAMED:
-            if written + len(data) > MAX_STREAMED:
-                data = data[: MAX_STREAMED - written] + b"\n" + TRUNCATED
+        size = len(data)
+        if written + size <= MAX_STREAMED:
             self._pending.append((self.function, data))
             self.ends_line = data.endswith(b"\n")
-        self._written = written + len(data)
+        elif written <= MAX_STREAMED:  # the chunk that crosses the limit: the last one written
+            kept = data[: MAX_STREAMED - written]
+            if kept and not kept.endswith(b"\n"):
+                kept += b"\n"
+            self._pending.append((self.function, kept + TRUNCATED))
+            self.ends_line = True
+        self._written = written + size
 
     def end(self) -> bytes | None:
         """``InvocationLog.streamed``: None when nothing was written."""
