@@ -3,9 +3,10 @@
 Runs inside a freshly forked sandbox. ``run`` imports the handler (Init),
 reports READY or INIT_ERROR, then loops: read one INVOKE frame, call
 ``handler(event, context)``, answer with RESULT or ERROR. Output written to
-``sys.stdout`` / ``sys.stderr`` / ``logging`` is captured per invocation and
-sent back in the reply, so a log is ordered with its result and costs no
-extra round trip.
+``sys.stdout`` / ``sys.stderr`` / ``logging`` leaves as it is written, a LOG
+frame per line on the same socket (``_Outlet``), so it is ordered with the
+result and survives the process being killed; an unfinished last line rides
+in the reply, and a call that prints nothing sends nothing extra.
 
 Imported by the zygote as ``_ember_pyloop`` under the function's own
 interpreter: standard library only, Python 3.9 syntax.
