@@ -2,8 +2,14 @@
 
 The hot path only appends a small tuple to a list; formatting and file
 writes happen in ``LogStore.run``, a background loop owned by the server's
-lifespan. ``Tail`` requests format their own record immediately because
-the caller is waiting for it.
+lifespan, at least every 0.1 s. ``Tail`` requests format their own record
+immediately because the caller is waiting for it.
+
+What a function prints reaches the file while it runs (``OutputStream``:
+START, then the lines as the sandbox sends them, then END and REPORT), so
+neither the function's death nor a ``kill -9`` of the server takes more
+than the last fraction of a second of it. A call that printed nothing is
+written as one record at its end, as before.
 """
 
 from __future__ import annotations
@@ -19,6 +25,11 @@ from typing import NamedTuple
 
 TAIL_BYTES = 4096
 DEFAULT_READ = 64 * 1024
+# The most of one invocation's output written to the file; the rest is
+# dropped (after a marker) so that a function printing without end cannot
+# fill the server's memory between two writes. Tail still shows the last lines.
+MAX_STREAMED = 4 * 1024 * 1024
+TRUNCATED = b"[ember: output truncated]\n"
 
 
 class InvocationLog(NamedTuple):
@@ -31,8 +42,12 @@ class InvocationLog(NamedTuple):
     memory_mb: int
     max_memory_mb: int
     init_ms: float | None  # set on a cold start only
+    # None: the output is written with this record. Otherwise START and the
+    # output were streamed already and this is what ends it (b"" or b"\n").
+    streamed: bytes | None = None
 
-    def render(self) -> bytes:
+    def render(self, whole: bool = True) -> bytes:
+        """The record; only what follows the streamed output unless ``whole``."""
         report = (
             f"REPORT RequestId: {self.request_id}\tDuration: {self.duration_ms:.2f} ms\t"
             f"Billed Duration: {max(1, math.ceil(self.duration_ms))} ms\t"
@@ -40,12 +55,15 @@ class InvocationLog(NamedTuple):
         )
         if self.init_ms is not None:
             report += f"Init Duration: {self.init_ms:.2f} ms\t"
-        output = self.output
-        if output and not output.endswith(b"\n"):
-            output += b"\n"
+        if not whole and self.streamed is not None:
+            head, output = b"", self.streamed
+        else:
+            head, output = _start_line(self.request_id, self.version), self.output
+            if output and not output.endswith(b"\n"):
+                output += b"\n"
         return b"".join(
             (
-                f"START RequestId: {self.request_id} Version: {self.version}\n".encode(),
+                head,
                 output,
                 self.error_line,
                 f"END RequestId: {self.request_id}\n".encode(),
@@ -57,6 +75,76 @@ class InvocationLog(NamedTuple):
     def tail(self) -> str:
         """``X-Amz-Log-Result``: base64 of the last 4 KB of this invocation's log."""
         return base64.b64encode(self.render()[-TAIL_BYTES:]).decode()
+
+
+def _start_line(request_id: str, version: str) -> bytes:
+    return f"START RequestId: {request_id} Version: {version}\n".encode()
+
+
+class OutputStream:
+    """One invocation's output, handed to the log file as the sandbox sends it.
+
+    Called by the sandbox layer with each chunk; START (and a cold start's
+    Init output) is written before the first one only, so a call that prints
+    nothing costs nothing here.
+    """
+
+    __slots__ = (
+        "_init_log",
+        "_pending",
+        "_written",
+        "ends_line",
+        "function",
+        "request_id",
+        "version",
+    )
+
+    def __init__(
+        self,
+        pending: list[tuple[str, bytes | InvocationLog]],
+        function: str,
+        request_id: str,
+        version: str,
+        init_log: bytes,
+    ) -> None:
+        self._pending = pending
+        self.function = function
+        self.request_id = request_id
+        self.version = version
+        self._init_log = init_log  # a cold start's Init output, written after START
+        self._written = -1  # bytes written so far; -1: nothing yet
+        self.ends_line = True
+
+    def _head(self) -> bytes:
+        init_log = self._init_log
+        if init_log and not init_log.endswith(b"\n"):
+            init_log += b"\n"
+        return _start_line(self.request_id, self.version) + init_log
+
+    def __call__(self, data: bytes) -> None:
+        if not data:
+            return
+        written = self._written
+        if written < 0:
+            self._pending.append((self.function, self._head()))
+            written = 0
+        size = len(data)
+        if written + size <= MAX_STREAMED:
+            self._pending.append((self.function, data))
+            self.ends_line = data.endswith(b"\n")
+        elif written <= MAX_STREAMED:  # the chunk that crosses the limit: the last one written
+            kept = data[: MAX_STREAMED - written]
+            if kept and not kept.endswith(b"\n"):
+                kept += b"\n"
+            self._pending.append((self.function, kept + TRUNCATED))
+            self.ends_line = True
+        self._written = written + size
+
+    def end(self) -> bytes | None:
+        """``InvocationLog.streamed``: None when nothing was written."""
+        if self._written < 0:
+            return None
+        return b"" if self.ends_line else b"\n"
 
 
 class LogStore:
@@ -73,6 +161,10 @@ class LogStore:
         # No wake-up per record: the writer polls (see ``run``), readers flush.
         self._pending.append((entry.function, entry))
 
+    def stream(self, function: str, request_id: str, version: str, init_log: bytes) -> OutputStream:
+        """A stream for one invocation's output; ``record`` its end with ``streamed``."""
+        return OutputStream(self._pending, function, request_id, version, init_log)
+
     def raw(self, function: str, data: bytes) -> None:
         """Output a sandbox wrote straight to its fd 1 or 2, outside any record."""
         self._pending.append((function, data))
@@ -83,10 +175,12 @@ class LogStore:
 
     def flush(self) -> None:
         """Write everything pending (called by ``run``, and once more at shutdown)."""
-        pending, self._pending = self._pending, []
+        # Emptied in place: open OutputStreams append to this very list.
+        pending = self._pending.copy()
+        self._pending.clear()
         by_function: dict[str, list[bytes]] = {}
         for function, entry in pending:
-            data = entry if isinstance(entry, bytes) else entry.render()
+            data = entry if isinstance(entry, bytes) else entry.render(whole=False)
             by_function.setdefault(function, []).append(data)
         if not by_function:
             return

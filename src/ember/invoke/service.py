@@ -190,6 +190,7 @@ class InvocationService:
             return self._init_failed(command, record, request_id, failure, started)
         init_ms = slot.sandbox.init_ms if slot.fresh else None
         init_log = slot.sandbox.init_log if slot.fresh else b""
+        stream = self._logs.stream(record.name, request_id, record.version, init_log)
         request = SandboxRequest(
             request_id=request_id,
             deadline_ms=int(time.time() * 1000) + record.timeout * 1000,
@@ -199,6 +200,7 @@ class InvocationService:
             trace_id="",  # the runtime derives one from the request id
             payload=payload,
             timeout_seconds=float(record.timeout),
+            output=stream,
         )
         invoke_started = time.perf_counter()
         reusable = False
@@ -223,6 +225,7 @@ class InvocationService:
             memory_mb=record.memory_size,
             max_memory_mb=result.max_rss_kb // 1024,
             init_ms=init_ms,
+            streamed=stream.end(),
         )
         self._logs.record(entry)
         return InvokeResult(

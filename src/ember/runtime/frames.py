@@ -14,7 +14,8 @@ length) + captured log bytes + body):
 - ``INIT_ERROR``: Init failed; body is Lambda's error JSON; the sandbox exits.
 - ``RESULT``: the handler returned; body is the JSON-encoded result.
 - ``ERROR``: the handler raised; body is Lambda's error JSON.
-- ``LOG``: output captured just before the runtime exits (``sys.exit``).
+- ``LOG``: output as it is printed (a line or more; body empty), before the
+  reply it belongs to, or just before the runtime exits (``sys.exit``).
 - ``EXIT``: a custom runtime's process exited (``rapi.py``); body is JSON
   ``{"exitCode": n}`` (negative: killed by that signal); the sandbox ends.
 

@@ -3,9 +3,10 @@
 Runs inside a freshly forked sandbox. ``run`` imports the handler (Init),
 reports READY or INIT_ERROR, then loops: read one INVOKE frame, call
 ``handler(event, context)``, answer with RESULT or ERROR. Output written to
-``sys.stdout`` / ``sys.stderr`` / ``logging`` is captured per invocation and
-sent back in the reply, so a log is ordered with its result and costs no
-extra round trip.
+``sys.stdout`` / ``sys.stderr`` / ``logging`` leaves as it is written, a LOG
+frame per line on the same socket (``_Outlet``), so it is ordered with the
+result and survives the process being killed; an unfinished last line rides
+in the reply, and a call that prints nothing sends nothing extra.
 
 Imported by the zygote as ``_ember_pyloop`` under the function's own
 interpreter: standard library only, Python 3.9 syntax.
@@ -13,6 +14,7 @@ interpreter: standard library only, Python 3.9 syntax.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.machinery
 import io
@@ -21,15 +23,17 @@ import logging
 import os
 import resource
 import sys
+import threading
 import time
 import traceback
 from typing import Any, Callable
 
 import _ember_frames as frames  # type: ignore[import-not-found]
 
-# A handler may print without bound; keep at most this much of one
-# invocation's output in memory (the rest is replaced by a marker).
-MAX_CAPTURED_LOG = 4 * 1024 * 1024
+# An unfinished line is sent once this long; no LOG frame is longer than
+# MAX_LOG_FRAME (the worker bounds a frame's size).
+FLUSH_AT = 64 * 1024
+MAX_LOG_FRAME = 1024 * 1024
 
 
 class InitError(Exception):
@@ -132,25 +136,85 @@ class LambdaContext:
         )
 
 
-class _Capture:
-    """One in-memory buffer behind both ``sys.stdout`` and ``sys.stderr``."""
+class _Outlet(io.RawIOBase):
+    """What ``sys.stdout`` and ``sys.stderr`` write to: sent to the worker line by line.
 
-    def __init__(self) -> None:
-        self.raw = io.BytesIO()
+    Each completed line (or 64 KiB of an unfinished one) leaves the sandbox at
+    once as a LOG frame, so a timeout, ``os._exit``, a segfault or the OOM
+    killer cannot take what was printed before it, as on Lambda. A function
+    that prints nothing sends nothing extra. The rest of an unfinished line
+    rides in the next reply frame (``take``). One lock orders these frames
+    with the replies when a handler's threads print.
+    """
+
+    def __init__(self, sock: Any) -> None:
+        super().__init__()
+        self.sock = sock
+        self.pending = bytearray()
+        self.lock = threading.Lock()
+        self.raw_fd = -1  # in a process the handler forked: its fd 1, not frames
+
+    def forked(self) -> None:
+        """In a child the handler forked: frames from two processes would interleave
+        on the one socket, so the child's output goes to fd 1 (the raw output pipe)."""
+        self.lock = threading.Lock()
+        self.raw_fd = 1
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        size = len(data)
+        with self.lock:
+            pending = self.pending
+            pending += data
+            if b"\n" in data or len(pending) >= FLUSH_AT:
+                self._send_pending()
+        return size
+
+    def _send_pending(self) -> None:
+        pending = self.pending
+        if self.raw_fd >= 0:
+            view = memoryview(bytes(pending))
+            pending.clear()
+            with contextlib.suppress(OSError):  # nobody reads it any more: dropped
+                while view:
+                    view = view[os.write(self.raw_fd, view) :]
+            return
+        for start in range(0, len(pending), MAX_LOG_FRAME):
+            chunk = bytes(pending[start : start + MAX_LOG_FRAME])
+            self.sock.sendall(frames.reply_frame(frames.LOG, 0, chunk, b""))
+        pending.clear()
+
+    def reply(self, kind: int, body: bytes) -> None:
+        """Send one reply frame, with the unfinished line written so far."""
+        with self.lock:
+            pending = self.pending
+            if len(pending) > MAX_LOG_FRAME:
+                self._send_pending()
+            log = bytes(pending)
+            pending.clear()
+            self.sock.sendall(frames.reply_frame(kind, _max_rss_kb(), log, body))
+
+
+class _Capture:
+    """``sys.stdout`` and ``sys.stderr``: two text streams over one outlet."""
+
+    def __init__(self, outlet: Any) -> None:
+        self.outlet = outlet
         self.stdout = io.TextIOWrapper(
-            self.raw, encoding="utf-8", errors="replace", write_through=True
+            outlet, encoding="utf-8", errors="replace", write_through=True
         )
         self.stderr = io.TextIOWrapper(
-            self.raw, encoding="utf-8", errors="replace", write_through=True
+            outlet, encoding="utf-8", errors="replace", write_through=True
         )
 
-    def take(self) -> bytes:
-        data = self.raw.getvalue()
-        self.raw.seek(0)
-        self.raw.truncate()
-        if len(data) > MAX_CAPTURED_LOG:
-            data = b"[ember: output truncated]\n" + data[-MAX_CAPTURED_LOG:]
-        return data
+
+class _Discard:
+    """A socket stand-in for ``prewarm``: nothing leaves a sandbox not yet claimed."""
+
+    def sendall(self, data: bytes) -> None:
+        pass
 
 
 class _RequestIdFilter(logging.Filter):
@@ -267,9 +331,9 @@ def prewarm() -> None:
     under nested virtualisation. Taking those faults while the sandbox waits
     for a function moves them off the cold-start path.
     """
-    capture = _Capture()
+    capture = _Capture(_Outlet(_Discard()))
     capture.stdout.write("prewarm\n")
-    capture.take()
+    capture.outlet.reply(frames.RESULT, b"")
     json.loads(json.dumps({"a": [1, 2.5, "x", None, True], "b": {"c": "d"}}))
     code = compile("def handler(event, context):\n    return event\n", "<prewarm>", "exec")
     namespace: dict[str, Any] = {}
@@ -310,7 +374,9 @@ def run(sock: Any, handler_name: str) -> int:
     Returns the process exit status; ``sys.exit`` inside a handler propagates
     out of here so that the worker sees the runtime exit, as on Lambda.
     """
-    capture = _Capture()
+    outlet = _Outlet(sock)
+    os.register_at_fork(after_in_child=outlet.forked)
+    capture = _Capture(outlet)
     sys.stdout = capture.stdout
     sys.stderr = capture.stderr
     request_filter = _install_logging(capture.stdout)
@@ -319,11 +385,11 @@ def run(sock: Any, handler_name: str) -> int:
         handler = load_handler(handler_name)
     except InitError as exc:
         body = json.dumps(exc.payload).encode("utf-8")
-        sock.sendall(frames.reply_frame(frames.INIT_ERROR, _max_rss_kb(), capture.take(), body))
+        outlet.reply(frames.INIT_ERROR, body)
         return 1
     init_ms = (time.perf_counter() - started) * 1000.0
     info = json.dumps({"pid": os.getpid(), "initMs": init_ms}).encode("utf-8")
-    sock.sendall(frames.reply_frame(frames.READY, _max_rss_kb(), capture.take(), info))
+    outlet.reply(frames.READY, info)
 
     rfile = sock.makefile("rb")
     header_size = frames.HEADER.size
@@ -348,7 +414,7 @@ def run(sock: Any, handler_name: str) -> int:
         except BaseException:
             # sys.exit, KeyboardInterrupt...: the runtime exits, as on Lambda,
             # after sending this invocation's output.
-            sock.sendall(frames.reply_frame(frames.LOG, _max_rss_kb(), capture.take(), b""))
+            outlet.reply(frames.LOG, b"")
             raise
         else:
             try:
@@ -363,4 +429,4 @@ def run(sock: Any, handler_name: str) -> int:
                         "stackTrace": [],
                     }
                 ).encode("utf-8")
-        sock.sendall(frames.reply_frame(kind, _max_rss_kb(), capture.take(), body))
+        outlet.reply(kind, body)

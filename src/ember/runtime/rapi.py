@@ -16,10 +16,12 @@ frames (``frames.py``) and the runtime's HTTP calls:
 - a bootstrap that exits becomes ``EXIT`` (its exit status) and the sandbox
   ends.
 
-The bootstrap's stdout and stderr are read by this process and sent with
-each reply frame, so they reach the invocation's log as a Python handler's
-output does. One thread, one ``selectors`` loop: the process is PID 1 of its
-namespace, forks the bootstrap, and reaps orphans.
+The bootstrap's stdout and stderr are read by this process and sent to the
+worker as they come, a LOG frame per batch of complete lines (an unfinished
+line rides with the next reply), so they reach the invocation's log as a
+Python handler's output does, and survive the runtime being killed. One
+thread, one ``selectors`` loop: the process is PID 1 of its namespace, forks
+the bootstrap, and reaps orphans.
 
 Imported by the zygote as ``_ember_rapi`` under any python3.9+ interpreter:
 standard library only, Python 3.9 syntax.
@@ -48,7 +50,11 @@ BOOTSTRAPS = ("/var/task/bootstrap", "/opt/bootstrap")
 # Lambda's limit on a response: 6 MB plus 100 bytes.
 MAX_RESPONSE = 6 * 1024 * 1024 + 100
 MAX_HEAD = 64 * 1024
-MAX_LOG = 4 * 1024 * 1024  # output kept for one reply, as pyloop.MAX_CAPTURED_LOG
+MAX_LOG = 4 * 1024 * 1024  # an unfinished line kept for one reply
+# Complete lines are sent at once; an unfinished one once this long. No LOG
+# frame is longer than MAX_LOG_FRAME (the worker bounds a frame's size).
+FLUSH_AT = 64 * 1024
+MAX_LOG_FRAME = 1024 * 1024
 _NOT_ALLOWED = (
     "State transition from {0} to {1} failed for runtime. Error: State transition is not allowed"
 )
@@ -521,8 +527,18 @@ class Supervisor:
                 self.log_fd = -1
                 return
             self.log += chunk
-            if len(self.log) > 2 * MAX_LOG:
-                del self.log[:-MAX_LOG]
+            self._send_lines(chunk)
+
+    def _send_lines(self, chunk: bytes) -> None:
+        """Send the complete lines read so far (or a long unfinished one) as LOG frames."""
+        log = self.log
+        end = log.rfind(b"\n") + 1 if b"\n" in chunk else 0
+        if len(log) >= FLUSH_AT and not end:
+            end = len(log)
+        for start in range(0, end, MAX_LOG_FRAME):
+            data = bytes(log[start : min(end, start + MAX_LOG_FRAME)])
+            write_all(self.write_fd, frames.reply_frame(frames.LOG, 0, data, b""))
+        del log[:end]
 
     def _take_log(self) -> bytes:
         self._drain_log()

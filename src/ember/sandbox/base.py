@@ -44,6 +44,9 @@ class SandboxRequest(NamedTuple):
     trace_id: str
     payload: bytes
     timeout_seconds: float
+    # Called with the function's output as it arrives (a line or more at a
+    # time), before the call ends; None: the output only comes in the result.
+    output: Callable[[bytes], None] | None = None
 
 
 class Outcome(enum.Enum):

@@ -26,6 +26,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -63,11 +64,21 @@ class _Exit:
 # captured log, with room for the headers. Anything larger (or a frame
 # nobody asked for) means the function wrote to the runtime's socket itself.
 MAX_FRAME = 6_291_556 + 4 * 1024 * 1024 + 64 * 1024
+# One invocation's output kept in memory for its Tail and its result: the
+# last this many bytes (what was printed is streamed to the log as it comes).
+MAX_OUTPUT = 4 * 1024 * 1024
+TRUNCATED = b"[ember: output truncated]\n"
 _VIOLATION = "Runtime broke the invocation protocol and was stopped"
 
 
 class _Channel(asyncio.Protocol):
-    """Frames from one sandbox; at most one reply is awaited at a time."""
+    """Frames from one sandbox; at most one reply is awaited at a time.
+
+    LOG frames carry output the sandbox sent as it was printed (a line at a
+    time): each goes to ``listener`` (the invocation's log stream) at once
+    and is kept in ``output`` until the invocation ends, so it survives the
+    sandbox being killed or crashing before its reply.
+    """
 
     def __init__(self) -> None:
         # Kept: asyncio.get_running_loop() costs a getpid() system call each time.
@@ -77,7 +88,9 @@ class _Channel(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.violated = False  # the sandbox sent something the protocol forbids
-        self.stray_log = bytearray()  # LOG frames (output flushed before exit)
+        self.output = bytearray()  # LOG frames since the last take_output
+        self.truncated = False  # output lost its beginning to MAX_OUTPUT
+        self.listener: Callable[[bytes], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -107,12 +120,12 @@ class _Channel(asyncio.Protocol):
             log_bytes = bytes(buffer[start : start + log_len])
             body = bytes(buffer[start + log_len : end])
             del buffer[:end]
-            if kind == frames.LOG and len(self.stray_log) + len(log_bytes) <= MAX_FRAME:
-                self.stray_log += log_bytes
+            if kind == frames.LOG:
+                self._on_output(log_bytes)
                 continue
             waiter = self.waiter
             self.waiter = None
-            if waiter is None or waiter.done() or kind == frames.LOG:
+            if waiter is None or waiter.done():
                 self._violate()
                 return
             waiter.set_result((kind, max_rss, log_bytes, body))
@@ -126,6 +139,29 @@ class _Channel(asyncio.Protocol):
         max_rss, log_len = frames.REPLY.unpack_from(data, frames.HEADER.size)
         start = frames.HEADER.size + frames.REPLY.size
         waiter.set_result((kind, max_rss, data[start : start + log_len], data[start + log_len :]))
+
+    def _on_output(self, data: bytes) -> None:
+        listener = self.listener
+        if listener is not None:
+            listener(data)
+        output = self.output
+        output += data
+        if len(output) > 2 * MAX_OUTPUT:
+            del output[:-MAX_OUTPUT]
+            self.truncated = True
+
+    def take_output(self, last: bytes = b"") -> bytes:
+        """The output received since the last call, then ``last`` (a reply's own)."""
+        if last and self.listener is not None:
+            self.listener(last)
+        if not self.output:
+            return last
+        data = bytes(self.output) + last
+        self.output.clear()
+        if self.truncated or len(data) > MAX_OUTPUT:
+            self.truncated = False
+            data = TRUNCATED + data[-MAX_OUTPUT:]
+        return data
 
     def _violate(self) -> None:
         """Stop listening to a sandbox that broke the protocol; its owner kills it."""
@@ -277,6 +313,7 @@ class ForkedSandbox:
         timer = asyncio.get_running_loop().call_later(timeout, _expire, waiter)
         try:
             kind, _rss, log_bytes, body = await waiter
+            log_bytes = self._channel.take_output(log_bytes)
         except EOFError:
             if self._channel.violated:
                 self.destroy()
@@ -287,7 +324,7 @@ class ForkedSandbox:
             payload["errorMessage"] = payload["errorMessage"].replace("RequestId:  Error: ", "")
             raise InitFailed(
                 json.dumps(payload).encode(),
-                bytes(self._channel.stray_log),
+                self._channel.take_output(),
                 (time.perf_counter() - started) * 1000,
             ) from None
         except TimeoutError:
@@ -295,7 +332,7 @@ class ForkedSandbox:
             message = f"Init timed out after {timeout:.2f} seconds"
             raise InitFailed(
                 json.dumps({"errorType": "Sandbox.Timedout", "errorMessage": message}).encode(),
-                b"",
+                self._channel.take_output(),
                 timeout * 1000,
             ) from None
         finally:
@@ -338,13 +375,17 @@ class ForkedSandbox:
             )
         )
         timer = channel.loop.call_later(request.timeout_seconds, self._time_out, waiter)
+        listener = channel.listener = request.output
+        if channel.output and listener is not None:
+            listener(bytes(channel.output))  # printed between invocations
         try:
             kind, max_rss, log_bytes, body = await waiter
+            log_bytes = channel.take_output(log_bytes)
         except TimeoutError:
             return SandboxResult(
                 Outcome.FUNCTION_ERROR,
                 _timeout_payload(request.request_id, request.timeout_seconds),
-                bytes(channel.stray_log),
+                channel.take_output(),
                 0,
                 reusable=False,
             )
@@ -357,12 +398,13 @@ class ForkedSandbox:
             return SandboxResult(
                 Outcome.FUNCTION_ERROR,
                 payload,
-                bytes(channel.stray_log),
+                channel.take_output(),
                 0,
                 reusable=False,
             )
         finally:
             timer.cancel()
+            channel.listener = None
         if kind == frames.EXIT:
             payload = await self._runtime_exited(request.request_id, body)
             return SandboxResult(

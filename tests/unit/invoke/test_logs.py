@@ -4,7 +4,7 @@ import asyncio
 import base64
 from pathlib import Path
 
-from ember.invoke.logs import InvocationLog, LogStore, error_line
+from ember.invoke.logs import MAX_STREAMED, InvocationLog, LogStore, error_line
 
 
 def _entry(output: bytes = b"hello\n", init_ms: float | None = 3.0) -> InvocationLog:
@@ -48,3 +48,43 @@ def test_error_lines() -> None:
         "r", "Sandbox.Timedout", "RequestId: r Error: Task timed out after 1.00 seconds"
     )
     assert line.endswith(b"r Task timed out after 1.00 seconds\n")
+
+
+def test_streamed_output_is_written_between_start_and_end(tmp_path: Path) -> None:
+    store = LogStore(tmp_path, max_bytes=1 << 20)
+    stream = store.stream("fn", "rid", "$LATEST", b"init line")
+    stream(b"first\n")
+    store.flush()  # a write while the call runs: the stream keeps appending after it
+    stream(b"second, unfinished")
+    store.record(_entry(b"init line\nfirst\nsecond, unfinished")._replace(streamed=stream.end()))
+    text, _ = store.read("fn", None)
+    assert text.splitlines()[:4] == [
+        "START RequestId: rid Version: $LATEST",
+        "init line",
+        "first",
+        "second, unfinished",
+    ]
+    assert text.splitlines()[4] == "END RequestId: rid"
+    assert text.count("START RequestId") == 1
+
+
+def test_a_call_that_printed_nothing_is_one_record(tmp_path: Path) -> None:
+    store = LogStore(tmp_path, max_bytes=1 << 20)
+    stream = store.stream("fn", "rid", "$LATEST", b"")
+    assert stream.end() is None
+    store.record(_entry(b"")._replace(streamed=stream.end()))
+    text, _ = store.read("fn", None)
+    assert text.startswith("START RequestId: rid") and "END RequestId: rid" in text
+
+
+def test_streamed_output_is_cut_at_its_limit(tmp_path: Path) -> None:
+    store = LogStore(tmp_path, max_bytes=64 << 20)
+    stream = store.stream("fn", "rid", "$LATEST", b"")
+    line = b"y" * 1023 + b"\n"
+    for _ in range(MAX_STREAMED // len(line) + 100):
+        stream(line)
+    store.record(_entry(b"")._replace(streamed=stream.end()))
+    text, _ = store.read("fn", 0)
+    assert text.count("[ember: output truncated]") == 1
+    assert len(text) < MAX_STREAMED + 4096
+    assert text.splitlines()[-2] == "END RequestId: rid"

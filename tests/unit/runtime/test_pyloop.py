@@ -68,3 +68,40 @@ def test_frames_roundtrip() -> None:
     rss, log_len = frames.REPLY.unpack_from(reply, frames.HEADER.size)
     assert (kind, rss, log_len) == (frames.RESULT, 7, 3)
     assert reply.endswith(b"logbody")
+
+
+class _Recorder:
+    """A socket stand-in: the frames sent, decoded as (kind, log, body)."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[int, bytes, bytes]] = []
+
+    def sendall(self, data: bytes) -> None:
+        length, kind = frames.HEADER.unpack_from(data)
+        assert len(data) == frames.HEADER.size + length
+        _rss, log_len = frames.REPLY.unpack_from(data, frames.HEADER.size)
+        start = frames.HEADER.size + frames.REPLY.size
+        self.frames.append((kind, data[start : start + log_len], data[start + log_len :]))
+
+
+def test_each_printed_line_leaves_at_once_and_silence_sends_nothing() -> None:
+    sock = _Recorder()
+    capture = pyloop._Capture(pyloop._Outlet(sock))
+    capture.outlet.reply(frames.RESULT, b"1")
+    assert sock.frames == [(frames.RESULT, b"", b"1")]  # one frame for a silent call
+    print("first", file=capture.stdout)
+    capture.stderr.write("second\nunfinished")
+    assert sock.frames[1:] == [
+        (frames.LOG, b"first\n", b""),
+        (frames.LOG, b"second\nunfinished", b""),
+    ]
+    capture.stdout.write("tail")
+    capture.outlet.reply(frames.RESULT, b"2")
+    assert sock.frames[-1] == (frames.RESULT, b"tail", b"2")
+
+
+def test_a_long_unfinished_line_is_sent_in_bounded_frames() -> None:
+    sock = _Recorder()
+    capture = pyloop._Capture(pyloop._Outlet(sock))
+    capture.stdout.write("z" * (3 * pyloop.MAX_LOG_FRAME))
+    assert [len(log) for _, log, _ in sock.frames] == [pyloop.MAX_LOG_FRAME] * 3

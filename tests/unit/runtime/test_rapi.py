@@ -209,12 +209,24 @@ class Worker:
         self.sock.settimeout(30)
 
     def read(self) -> tuple[int, bytes, bytes]:
-        header = self._exact(frames.HEADER.size)
-        length, kind = frames.HEADER.unpack(header)
+        """The next reply, with the output of the LOG frames sent before it (as the worker)."""
+        output = b""
+        while True:
+            header = self._exact(frames.HEADER.size)
+            length, kind = frames.HEADER.unpack(header)
+            data = self._exact(length)
+            _rss, log_len = frames.REPLY.unpack_from(data)
+            start = frames.REPLY.size
+            output += data[start : start + log_len]
+            if kind != frames.LOG:
+                return kind, output, data[start + log_len :]
+
+    def read_frame(self) -> tuple[int, bytes]:
+        """One frame as sent: its kind and its log bytes."""
+        length, kind = frames.HEADER.unpack(self._exact(frames.HEADER.size))
         data = self._exact(length)
         _rss, log_len = frames.REPLY.unpack_from(data)
-        start = frames.REPLY.size
-        return kind, data[start : start + log_len], data[start + log_len :]
+        return kind, data[frames.REPLY.size : frames.REPLY.size + log_len]
 
     def _exact(self, size: int) -> bytes:
         data = b""
@@ -327,3 +339,10 @@ def test_a_missing_bootstrap_is_an_invalid_entrypoint(tmp_path: Path) -> None:
     assert kind == frames.INIT_ERROR
     assert json.loads(body)["errorType"] == "Runtime.InvalidEntrypoint"
     assert "Couldn't find valid bootstrap(s)" in json.loads(body)["errorMessage"]
+
+
+def test_the_bootstraps_lines_are_sent_as_they_are_printed(supervised: Any) -> None:
+    # No reply is due (the bootstrap never asks for an event): the line comes on its own.
+    worker, _address, _supervisor, _result = supervised
+    kind, log = worker.read_frame()
+    assert (kind, log) == (frames.LOG, b"bootstrap says hello\n")
