@@ -228,9 +228,15 @@ def test_a_replace_with_a_stale_resource_version_is_a_conflict(
         404,
         405,
     )
-    latest = get_object(server, name)
-    latest["status"] = {"observedGeneration": 99, "conditions": []}
-    assert server.http.put(url, json=latest).json()["status"].get("observedGeneration") != 99
+
+    def put_with_status() -> dict[str, Any] | None:
+        latest = get_object(server, name)
+        latest["status"] = {"observedGeneration": 99, "conditions": []}
+        response = server.http.put(url, json=latest)
+        # The controller may write the status between the read and the write: read again.
+        return None if response.status_code == 409 else dict(response.json())
+
+    assert wait_until(put_with_status)["status"].get("observedGeneration") != 99
 
 
 def test_invalid_files_name_file_line_and_field_and_nothing_is_applied(
