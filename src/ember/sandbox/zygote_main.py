@@ -301,11 +301,12 @@ def _start_egress(pid: int) -> None:
 
 def _view(isolate: Any, path: str) -> int:
     """``path`` as a detached read-only mount that names no host path in the sandbox's
-    mountinfo (an overlay); a plain clone where the kernel has no overlayfs."""
+    mountinfo (an overlay); a plain clone where the kernel or the data dir's filesystem
+    cannot stack an overlay."""
     try:
         return int(isolate.view_readonly(path, _CONFIG["empty"]))
     except OSError as error:
-        if error.errno not in (errno.ENODEV, errno.ENOSYS):
+        if error.errno not in (errno.ENODEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
             raise
         return int(isolate.clone_readonly(path))
 
