@@ -1068,3 +1068,30 @@ def test_memory_and_cpu_share_follow_memory_size(
     assert read_text(f"{memory}/memory.limit_in_bytes") == f"{memory_mb * 1024 * 1024}\n"
     assert read_text(f"{cpu}/cpu.shares") == f"{shares}\n"
     assert (read_text(f"{pids}/pids.max") or "max").strip() != "max"
+
+
+# -- what a function can learn of the host's paths ------------------------------------------
+
+MOUNTS = """
+def handler(event, context):
+    return {path: open(path).read() for path in ("/proc/self/mountinfo", "/proc/self/mounts")}
+"""
+
+
+def test_mountinfo_names_no_path_of_the_data_dir(
+    server: Server, aws: Any, deploy: Deploy, unique_name: str
+) -> None:
+    layer = aws.publish_layer_version(
+        LayerName=f"{unique_name}-layer",
+        Content={"ZipFile": make_zip({"python/helper.py": "VALUE = 1\n"})},
+    )
+    try:
+        name = deploy(MOUNTS, Layers=[layer["LayerVersionArn"]])["FunctionName"]
+        seen = invoke_ok(aws, name, {})
+    finally:
+        aws.delete_layer_version(LayerName=f"{unique_name}-layer", VersionNumber=layer["Version"])
+    text = "\n".join(seen.values())
+    assert " /var/task " in seen["/proc/self/mountinfo"]  # the code is mounted ...
+    assert " /opt " in seen["/proc/self/mountinfo"]  # ... and so are the layers
+    for path in {str(server.data_dir), str(server.data_dir.resolve())}:
+        assert path not in text  # ... yet no line says where they live on the host

@@ -54,7 +54,9 @@ def routes(services: Services) -> list[Route]:
     @endpoint
     async def put_concurrency(request: Request, request_id: str) -> Response:
         name = function_name(request)
-        value = (await read_json(request)).get("ReservedConcurrentExecutions")
+        value = (await read_json(request, "PutFunctionConcurrency")).get(
+            "ReservedConcurrentExecutions"
+        )
         if not isinstance(value, int) or isinstance(value, bool):
             raise ValidationError.constraint(
                 value, "reservedConcurrentExecutions", "Member must not be null"

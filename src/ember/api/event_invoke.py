@@ -33,12 +33,16 @@ def routes(services: Services) -> list[Route]:
 
     @endpoint
     async def put(request: Request, request_id: str) -> Response:
-        config = await configs.put(*target(request), await read_json(request))
+        config = await configs.put(
+            *target(request), await read_json(request, "PutFunctionEventInvokeConfig")
+        )
         return json_response(config.describe(names), request_id)
 
     @endpoint
     async def update(request: Request, request_id: str) -> Response:
-        config = await configs.update(*target(request), await read_json(request))
+        config = await configs.update(
+            *target(request), await read_json(request, "UpdateFunctionEventInvokeConfig")
+        )
         return json_response(config.describe(names), request_id)
 
     @endpoint

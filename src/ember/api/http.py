@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ember.api import errors as http_errors
+from ember.api import shapes
 from ember.auth.base import PRINCIPAL_SCOPE_KEY
 from ember.auth.principals import Principal
 from ember.errors import EmberError, InvalidRequestContent, PlatformError
@@ -77,7 +78,9 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     return wrapper
 
 
-async def read_json(request: Request) -> dict[str, Any]:
+async def read_json(request: Request, operation: str | None = None) -> dict[str, Any]:
+    """The JSON object a request carries; type-checked against the model of the Lambda
+    ``operation`` when it names one (``shapes.check``)."""
     raw = await request.body()
     if not raw:
         return {}
@@ -87,4 +90,6 @@ async def read_json(request: Request) -> dict[str, Any]:
         raise InvalidRequestContent(f"Could not parse request body into json: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidRequestContent("The request body must be a JSON object.")
+    if operation is not None:
+        shapes.check(operation, body)
     return body

@@ -34,7 +34,7 @@ def routes(services: Services) -> list[Route]:
     @endpoint
     async def add(request: Request, request_id: str) -> Response:
         key, qualifier = target(request)
-        statement = await policies.add(key, await read_json(request), qualifier)
+        statement = await policies.add(key, await read_json(request, "AddPermission"), qualifier)
         return json_response({"Statement": orjson.dumps(statement).decode()}, request_id, 201)
 
     @endpoint

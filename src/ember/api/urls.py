@@ -50,7 +50,9 @@ def routes(services: Services) -> list[Route]:
     @endpoint
     async def create(request: Request, request_id: str) -> Response:
         name, qualifier = target(request)
-        config = await urls.create(name, await read_json(request), qualifier)
+        config = await urls.create(
+            name, await read_json(request, "CreateFunctionUrlConfig"), qualifier
+        )
         body = render(config)
         body.pop("LastModifiedTime")  # CreateFunctionUrlConfig's response has none
         return json_response(body, request_id, status=201)
@@ -62,7 +64,9 @@ def routes(services: Services) -> list[Route]:
     @endpoint
     async def update(request: Request, request_id: str) -> Response:
         name, qualifier = target(request)
-        config = await urls.update(name, await read_json(request), qualifier)
+        config = await urls.update(
+            name, await read_json(request, "UpdateFunctionUrlConfig"), qualifier
+        )
         return json_response(render(config), request_id)
 
     @endpoint

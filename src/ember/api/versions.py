@@ -40,7 +40,9 @@ def routes(services: Services) -> list[Route]:
 
     @endpoint
     async def publish(request: Request, request_id: str) -> Response:
-        record = await registry.publish(_function(request), await read_json(request))
+        record = await registry.publish(
+            _function(request), await read_json(request, "PublishVersion")
+        )
         return json_response(record.configuration(names, record.version), request_id, 201)
 
     @endpoint
@@ -55,7 +57,9 @@ def routes(services: Services) -> list[Route]:
 
     @endpoint
     async def create_alias(request: Request, request_id: str) -> Response:
-        alias = await registry.create_alias(_function(request), await read_json(request))
+        alias = await registry.create_alias(
+            _function(request), await read_json(request, "CreateAlias")
+        )
         return json_response(alias.configuration(names), request_id, 201)
 
     @endpoint
@@ -79,7 +83,9 @@ def routes(services: Services) -> list[Route]:
     @endpoint
     async def update_alias(request: Request, request_id: str) -> Response:
         alias = await registry.update_alias(
-            _function(request), request.path_params["alias"], await read_json(request)
+            _function(request),
+            request.path_params["alias"],
+            await read_json(request, "UpdateAlias"),
         )
         return json_response(alias.configuration(names), request_id)
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from ember.errors import InvalidParameterValue, ValidationError
+from ember.errors import InvalidParameterValue, ResourceNotFound, ValidationError
 
 # Lambda's own pattern for FunctionName (botocore service model).
 _PATTERN = (
@@ -18,6 +18,9 @@ _FUNCTION = re.compile(
     r"(?:(?P<account>\d{12}):)?(?:function:)?(?:(?P<owner>\d{12})\.)?(?P<name>[a-zA-Z0-9-_]+)"
     r"(?::(?P<qualifier>\$LATEST|[a-zA-Z0-9-_]+))?$"
 )
+# Lambda's pattern and limit for a Qualifier parameter (botocore service model).
+_QUALIFIER_PATTERN = "(|[a-zA-Z0-9$_-]+)"
+_QUALIFIER = re.compile(r"^[a-zA-Z0-9$_-]{1,128}$")
 LATEST = "$LATEST"
 KEY_SEPARATOR = "."
 
@@ -29,6 +32,8 @@ class FunctionRef:
     # The account an ARN (or a storage key, ``ACCOUNT.name``) names; None for a
     # bare or partial name, which belongs to whoever calls.
     account: str | None = None
+    # The region an ARN names; None when it names none.
+    region: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,8 +62,14 @@ class Arns:
         """The key ``ref`` names when ``account`` calls (default: the default account).
 
         An ARN's own account wins: whether the caller may reach it is the
-        authorizer's decision, not the resolver's.
+        authorizer's decision, not the resolver's. An ARN of another region
+        names nothing here (Lambda's 404, word for word), so no call acts on a
+        local function of the same name.
         """
+        if ref.region is not None and ref.region != self.region:
+            raise ResourceNotFound(
+                f"Functions from '{ref.region}' are not reachable in this region ('{self.region}')"
+            )
         return self.key(ref.account or account or self.account_id, ref.name)
 
     def owner(self, key: str) -> tuple[str, str]:
@@ -103,6 +114,8 @@ def _parse(identifier: str, qualifier: str | None) -> FunctionRef:
         raise ValidationError.constraint(
             raw, "functionName", f"Member must satisfy regular expression pattern: {_PATTERN}"
         )
+    if qualifier:
+        _check_qualifier(qualifier)
     derived = match.group("qualifier")
     if derived and qualifier and derived != qualifier:
         raise InvalidParameterValue(
@@ -116,7 +129,23 @@ def _parse(identifier: str, qualifier: str | None) -> FunctionRef:
     owner = match.group("owner")
     if owner is not None and account is not None and owner != account:
         raise InvalidParameterValue(f"The function {raw} names two accounts.")
-    return FunctionRef(match.group("name"), derived or qualifier or None, account or owner)
+    return FunctionRef(
+        match.group("name"), derived or qualifier or None, account or owner, match.group("region")
+    )
+
+
+def _check_qualifier(qualifier: str) -> None:
+    """A Qualifier parameter as Lambda judges it: a bad one is a 400, never "not found"."""
+    if len(qualifier) > 128:
+        raise ValidationError.constraint(
+            qualifier, "qualifier", "Member must have length less than or equal to 128"
+        )
+    if not _QUALIFIER.match(qualifier):
+        raise ValidationError.constraint(
+            qualifier,
+            "qualifier",
+            f"Member must satisfy regular expression pattern: {_QUALIFIER_PATTERN}",
+        )
 
 
 def parse_client(identifier: str, qualifier: str | None = None) -> FunctionRef:

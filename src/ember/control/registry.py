@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import random
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -46,6 +46,8 @@ Clock = Callable[[], datetime]
 # deleted function's URLs, tools, limits, configs) were that node's to write.
 Listener = Callable[[str, bool], None]
 Rename = Callable[[str, str], None]
+# hook(name): awaited when this node deletes a whole function (see ``on_delete``).
+DeleteHook = Callable[[str], Awaitable[None]]
 MAX_PAGE = 50
 
 
@@ -99,6 +101,7 @@ class FunctionRegistry(Publishing):
         self._lock = asyncio.Lock()
         self._listeners: list[Listener] = []
         self._renames: list[Rename] = []
+        self._delete_hooks: list[DeleteHook] = []
 
     async def load(self) -> None:
         qualified = []
@@ -119,6 +122,12 @@ class FunctionRegistry(Publishing):
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(name, local)`` after every change to a function (not on create)."""
         self._listeners.append(listener)
+
+    def on_delete(self, hook: DeleteHook) -> None:
+        """Await ``hook(name)`` after this node deletes the whole function ``name``,
+        before DeleteFunction answers: what the function leaves elsewhere (its dead
+        letters) is gone before a new function can take the name."""
+        self._delete_hooks.append(hook)
 
     def on_rename(self, listener: Rename) -> None:
         """Call ``listener(old, new)`` when a RevisionId changes with nothing else
@@ -429,11 +438,19 @@ class FunctionRegistry(Publishing):
             gone = await self._delete_lineage(name)
             del self._functions[name]
             self._changed(name)
+            await self._run_delete_hooks(name)
             digests = {record.code_digest, *record.layer_digests}
             for version in gone:
                 digests.update((version.code_digest, *version.layer_digests))
             for digest in digests:
                 await self._forget_package(digest)
+
+    async def _run_delete_hooks(self, name: str) -> None:
+        for hook in self._delete_hooks:
+            try:
+                await hook(name)
+            except Exception:  # the function is gone either way; its leftovers are logged
+                log.warning("cleaning up after deleted function %s failed", name, exc_info=True)
 
     def records(self) -> Iterator[FunctionRecord]:
         """Every stored record: each function's $LATEST and its published versions."""

@@ -13,9 +13,11 @@ import hashlib
 import io
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from ember.control import zips
 from ember.errors import InvalidParameterValue, RequestTooLarge, ValidationError
 from ember.sandbox.runtimes import PROVIDED_RUNTIMES, PYTHON_RUNTIMES
 
@@ -248,14 +250,16 @@ def code(raw: Any) -> Package:
 
 
 def check_zip(data: bytes) -> None:
-    """A readable zip whose unpacked size is within Lambda's limit."""
+    """A zip the worker can unpack safely (``zips.judge``), within Lambda's unpacked limit."""
     unzip_error = InvalidParameterValue(
         "Could not unzip uploaded file. Please check your file, then try to upload again."
     )
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError):
+            zips.judge(archive)
+    except (zipfile.BadZipFile, zips.UnsafeZip, OSError, ValueError, RuntimeError, zlib.error):
+        # Lambda's message names no member or reason; ember's is Lambda's, word for word.
         raise unzip_error from None
     if sum(member.file_size for member in members) > MAX_UNZIPPED:
         raise InvalidParameterValue(f"Unzipped size must be smaller than {MAX_UNZIPPED} bytes")

@@ -108,6 +108,15 @@ class AsyncInvocation:
         )
         configs.prune_orphans = config_store is None  # embedded: the only writer
         registry.subscribe(configs.forget)
+
+        async def drop_dead_letters(name: str) -> None:
+            """A deleted function's dead letters (its versions' and aliases' too) go
+            with it, so none reappears under a new function of the same name."""
+            targets = {s.function for s in await queue.statistics() if split(s.function)[0] == name}
+            for target in targets | {name}:
+                await queue.purge(target)
+
+        registry.on_delete(drop_dead_letters)
         supervisor = Supervisor(
             queue,
             EventDelivery(invoke),

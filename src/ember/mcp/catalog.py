@@ -20,6 +20,7 @@ import jsonschema
 import orjson
 
 from ember.errors import InvalidParameterValue, ResourceConflict
+from ember.mcp import refs
 from ember.storage.base import MetadataStore
 
 log = logging.getLogger("ember.mcp")
@@ -94,6 +95,12 @@ def _schema(value: object, key: str) -> dict[str, Any]:
         raise InvalidParameterValue(
             f"{key} is not a valid JSON Schema 2020-12 at {where}: {error.message}"
         ) from None
+    try:
+        refs.check(value)
+    except refs.SchemaRefError as error:
+        raise InvalidParameterValue(f"{key}: {error}") from None
+    except RecursionError:
+        raise InvalidParameterValue(f"{key} nests its subschemas too deeply.") from None
     return value
 
 

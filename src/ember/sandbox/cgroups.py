@@ -87,14 +87,26 @@ def create_parent(layout: CgroupLayout) -> CgroupLayout:
     return CgroupLayout(layout.version, dirs)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs. A zombie (exited, not yet reaped: a server
+    killed while its parent, say a shell or a supervisor, has not waited for it) is
+    dead: it holds no cgroup and will never clean up after itself."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass  # another user's process: alive, unless /proc says it is a zombie
+    return _state(pid) not in ("Z", "X")
+
+
+def _state(pid: int) -> str | None:
+    """The state letter of /proc/<pid>/stat (after the command, which may hold spaces)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2 :][:1] or None
 
 
 def _remove_tree(path: str) -> None:
@@ -142,7 +154,7 @@ def remove_stale(layout: CgroupLayout) -> list[str]:
                 if not entry.is_dir() or not entry.name.startswith(PREFIX):
                     continue
                 pid = entry.name[len(PREFIX) :]
-                if pid.isdigit() and not _pid_alive(int(pid)):
+                if pid.isdigit() and not pid_alive(int(pid)):
                     with contextlib.suppress(OSError):
                         _remove_tree(entry.path)
                         removed.append(entry.path)

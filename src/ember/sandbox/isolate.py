@@ -63,6 +63,9 @@ AT_FDCWD, AT_EMPTY_PATH, AT_RECURSIVE = -100, 0x1000, 0x8000
 OPEN_TREE_CLONE, OPEN_TREE_CLOEXEC = 1, os.O_CLOEXEC
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x1, 0x2, 0x4
+SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = 430, 431, 432
+FSOPEN_CLOEXEC, FSMOUNT_CLOEXEC = 1, 1
+FSCONFIG_SET_STRING, FSCONFIG_CMD_CREATE = 1, 6
 # A blank's /tmp until its function's EphemeralStorage is known (Lambda's default).
 BLANK_TMP_MB = 512
 SIOCSIFFLAGS = 0x8914
@@ -405,6 +408,69 @@ def clone_readonly(path: str) -> int:
         os.close(fd)
         raise OSError(err, "mount_setattr {0}: {1}".format(path, os.strerror(err)))
     return int(fd)
+
+
+def view_readonly(path: str, empty: str) -> int:
+    """A detached read-only (nosuid, nodev) view of the directory ``path``, as an fd.
+
+    Like ``clone_readonly``, but the view is an overlay whose layers are named
+    ``/proc/self/fd/N``: a bind's line in /proc/self/mountinfo carries its
+    source path within the host filesystem (the data dir's ``code/<digest>``),
+    an overlay's carries only ``/`` and the names it was given. Overlayfs
+    needs two lower layers without an upper one; ``empty`` (an empty
+    directory) is the second. Made by the zygote, attached by ``enter_task``.
+    """
+    flags = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+    layers = [os.open(path, flags), os.open(empty, flags)]
+    try:
+        lower = ":".join("/proc/self/fd/{0}".format(fd) for fd in layers)
+        return _fsmount_overlay(lower.encode())
+    finally:
+        for fd in layers:
+            os.close(fd)
+
+
+def _fsmount_overlay(lower: bytes) -> int:
+    context = _syscall_fd("fsopen overlay", SYS_FSOPEN, b"overlay", ctypes.c_uint(FSOPEN_CLOEXEC))
+    try:
+        for key, value in ((b"source", b"ember"), (b"lowerdir", lower)):
+            _syscall_fd(
+                "fsconfig " + key.decode(),
+                SYS_FSCONFIG,
+                ctypes.c_int(context),
+                ctypes.c_uint(FSCONFIG_SET_STRING),
+                key,
+                value,
+                ctypes.c_int(0),
+            )
+        _syscall_fd(
+            "fsconfig create",
+            SYS_FSCONFIG,
+            ctypes.c_int(context),
+            ctypes.c_uint(FSCONFIG_CMD_CREATE),
+            None,
+            None,
+            ctypes.c_int(0),
+        )
+        attributes = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
+        return _syscall_fd(
+            "fsmount overlay",
+            SYS_FSMOUNT,
+            ctypes.c_int(context),
+            ctypes.c_uint(FSMOUNT_CLOEXEC),
+            ctypes.c_uint(attributes),
+        )
+    finally:
+        os.close(context)
+
+
+def _syscall_fd(what: str, number: int, *args: object) -> int:
+    """A raw syscall's non-negative result, or OSError naming ``what``."""
+    result = _pylibc.syscall(ctypes.c_long(number), *args)
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "{0}: {1}".format(what, os.strerror(err)))
+    return int(result)
 
 
 def enter_task(code_tree: int, tmp_mb: int, egress: bool = False, opt_tree: int = -1) -> None:

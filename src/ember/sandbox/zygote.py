@@ -212,7 +212,7 @@ def _remove_stale_run_dirs() -> None:
     """/run/ember-<pid> directories of servers that no longer run."""
     for entry in Path("/run").glob("ember-*"):
         pid = entry.name.removeprefix("ember-")
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        if pid.isdigit() and not cgroups.pid_alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
 
 

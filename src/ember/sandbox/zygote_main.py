@@ -19,6 +19,7 @@ Standard library only, Python 3.9 syntax: it runs under python3.9 and up.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import importlib.util
 import json
@@ -298,6 +299,18 @@ def _start_egress(pid: int) -> None:
     _EGRESS[pid] = helper
 
 
+def _view(isolate: Any, path: str) -> int:
+    """``path`` as a detached read-only mount that names no host path in the sandbox's
+    mountinfo (an overlay); a plain clone where the kernel or the data dir's filesystem
+    cannot stack an overlay."""
+    try:
+        return int(isolate.view_readonly(path, _CONFIG["empty"]))
+    except OSError as error:
+        if error.errno not in (errno.ENODEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+        return int(isolate.clone_readonly(path))
+
+
 def _claim_blank(
     ctl: socket.socket, sandbox_id: str, spec: dict[str, Any], fds: list[int], confine: Any
 ) -> None:
@@ -317,9 +330,9 @@ def _claim_blank(
                 _start_egress(pid)
             if isolate is not None:
                 # The blank sees only its own root now: hand it the code as a mount.
-                trees.append(isolate.clone_readonly(spec["code_dir"]))
+                trees.append(_view(isolate, spec["code_dir"]))
                 if spec.get("opt_dir"):
-                    trees.append(isolate.clone_readonly(spec["opt_dir"]))
+                    trees.append(_view(isolate, spec["opt_dir"]))
             socket.send_fds(ours, [json.dumps(spec).encode("utf-8")], fds + trees)
         except OSError:
             _destroy(blank_id, confine)
@@ -407,6 +420,9 @@ def _setup_isolation() -> None:
             path == h or path.startswith(h + "/") or h.startswith(path + "/") for h in hidden
         )
     ]
+    # The second (empty) lower layer of every code and layer overlay (``_view``).
+    _CONFIG["empty"] = os.path.join(os.path.dirname(_CONFIG["etc"]), "empty")
+    os.makedirs(_CONFIG["empty"], mode=0o555, exist_ok=True)
     _ISOLATION.update(
         module=isolate,
         filter=isolate.build_filter(seccomp),

@@ -23,8 +23,6 @@ import zipfile
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from ember.worker.packages import cache_entries
-
 Fetch = Callable[[str], Awaitable[bytes]]
 _CHUNK = 1 << 20
 
@@ -74,7 +72,7 @@ def extract_into(data: bytes, root: Path) -> None:
         for member in archive.infolist():
             path = _target_of(base, member.filename)
             mode = member.external_attr >> 16
-            if member.is_dir():
+            if member.is_dir() or stat.S_ISDIR(mode):
                 if not os.path.isdir(path):
                     _clear(path)
                 os.makedirs(path, exist_ok=True)
@@ -89,7 +87,7 @@ def extract_into(data: bytes, root: Path) -> None:
             os.chmod(path, 0o555 if mode & stat.S_IXUSR else 0o444)
 
 
-def _read_only(root: Path) -> None:
+def read_only(root: Path) -> None:
     """Everything readable by any sandbox uid, writable by none."""
     for parent, dirs, _files in os.walk(root):
         for name in dirs:
@@ -121,7 +119,7 @@ def merge(layers: Sequence[bytes], target: Path) -> None:
     try:
         for data in layers:
             extract_into(data, staging)
-        _read_only(staging)
+        read_only(staging)
         os.rename(staging, target)
     except BaseException:
         remove(staging)
@@ -158,3 +156,10 @@ class LayerCache:
 
     def cached(self) -> set[str]:
         return cache_entries(self._root)
+
+
+def cache_entries(root: Path) -> set[str]:
+    """Names of the finished entries under a cache root (staging directories start with a dot)."""
+    if not root.is_dir():
+        return set()
+    return {entry.name for entry in root.iterdir() if not entry.name.startswith(".")}

@@ -1,60 +1,39 @@
-"""Unpacked code, cached on the worker by digest and shared by every sandbox."""
+"""Unpacked code, cached on the worker by digest and shared by every sandbox.
+
+A function's zip is unpacked as a layer's is (``layers.extract_into``): its
+symlinks are kept when they stay inside, and no member lands outside. The
+control plane judged the zip at upload (``control.zips``); these checks are
+the second line, for a package stored before that judgement existed.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import io
 import os
-import shutil
-import stat
 import tempfile
-import zipfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from ember.worker.layers import UnsafeLayer, cache_entries, extract_into, read_only, remove
+
 Fetch = Callable[[str], Awaitable[bytes]]
+# The package's own name for the refusal (one class: the same checks guard both).
+UnsafePackage = UnsafeLayer
 
-
-class UnsafePackage(Exception):
-    """The zip tries to write outside its own directory."""
+__all__ = ["CodeCache", "UnsafePackage", "cache_entries"]
 
 
 def _unpack(data: bytes, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".unpack-"))
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            for member in archive.infolist():
-                destination = (staging / member.filename).resolve()
-                if not destination.is_relative_to(staging.resolve()):
-                    raise UnsafePackage(f"zip member escapes the package: {member.filename}")
-                archive.extract(member, staging)
-                # Keep the executable bit (a custom runtime's bootstrap needs it).
-                mode = member.external_attr >> 16
-                if mode & stat.S_IXUSR and not member.is_dir():
-                    os.chmod(destination, 0o755)
+        extract_into(data, staging)
         # Read-only for everyone: the sandbox also mounts it read-only.
-        for root, dirs, files in os.walk(staging):
-            for name in files:
-                path = os.path.join(root, name)
-                os.chmod(path, 0o555 if os.stat(path).st_mode & stat.S_IXUSR else 0o444)
-            for name in dirs:
-                os.chmod(os.path.join(root, name), 0o555)
-        os.chmod(staging, 0o555)
+        read_only(staging)
         os.rename(staging, target)
     except BaseException:
-        _remove(staging)
+        remove(staging)
         raise
-
-
-def _remove(path: Path) -> None:
-    if not path.exists():
-        return
-    for root, dirs, _files in os.walk(path):
-        os.chmod(root, 0o755)
-        for name in dirs:
-            os.chmod(os.path.join(root, name), 0o755)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 class CodeCache:
@@ -79,14 +58,7 @@ class CodeCache:
         return target
 
     async def evict(self, digest: str) -> None:
-        await asyncio.to_thread(_remove, self._root / digest)
+        await asyncio.to_thread(remove, self._root / digest)
 
     def cached(self) -> set[str]:
         return cache_entries(self._root)
-
-
-def cache_entries(root: Path) -> set[str]:
-    """Names of the finished entries under a cache root (staging directories start with a dot)."""
-    if not root.is_dir():
-        return set()
-    return {entry.name for entry in root.iterdir() if not entry.name.startswith(".")}

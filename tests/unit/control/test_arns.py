@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from ember.control.arns import Arns, parse
-from ember.errors import InvalidParameterValue, ValidationError
+from ember.errors import InvalidParameterValue, ResourceNotFound, ValidationError
 
 
 @pytest.mark.parametrize(
@@ -39,3 +39,17 @@ def test_arns() -> None:
     arns = Arns("eu-west-1", "123456789012")
     assert arns.function("f") == "arn:aws:lambda:eu-west-1:123456789012:function:f"
     assert arns.function("f", "$LATEST").endswith(":function:f:$LATEST")
+
+
+def test_an_arn_of_another_region_resolves_to_nothing() -> None:
+    names = Arns("us-east-1", "000000000000")
+    ref = parse("arn:aws:lambda:eu-west-1:000000000000:function:f")
+    with pytest.raises(ResourceNotFound, match="Functions from 'eu-west-1' are not reachable"):
+        names.resolve(ref)
+    assert names.resolve(parse("arn:aws:lambda:us-east-1:000000000000:function:f")) == "f"
+
+
+@pytest.mark.parametrize("qualifier", ["bad!", "a/b", "x" * 129])
+def test_a_qualifier_parameter_is_checked_like_lambda(qualifier: str) -> None:
+    with pytest.raises(ValidationError, match="at 'qualifier'"):
+        parse("f", qualifier)

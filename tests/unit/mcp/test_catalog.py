@@ -158,3 +158,31 @@ def test_a_deleted_function_is_hidden_and_forgotten_durably() -> None:
         await runner
 
     asyncio.run(scenario())
+
+
+NODE = {"type": "object", "properties": {"children": {"type": "array", "items": {"$ref": "#"}}}}
+CYCLES = {
+    "self": {"type": "object", "$ref": "#"},
+    "two defs": {
+        "type": "object",
+        "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"allOf": [{"$ref": "#/$defs/a"}]}},
+        "properties": {"x": {"$ref": "#/$defs/a"}},
+    },
+    "through an anchor": {
+        "type": "object",
+        "$defs": {"a": {"$anchor": "loop", "anyOf": [{"$ref": "#loop"}]}},
+    },
+    "remote": {"type": "object", "properties": {"x": {"$ref": "https://example.com/s.json"}}},
+    "dangling": {"type": "object", "properties": {"x": {"$ref": "#/$defs/missing"}}},
+}
+
+
+@pytest.mark.parametrize("schema", CYCLES.values(), ids=CYCLES.keys())
+def test_a_ref_cycle_or_a_ref_outside_is_refused_at_expose(schema: dict[str, Any]) -> None:
+    with pytest.raises(InvalidParameterValue, match=r"^inputSchema: \$ref"):
+        parse_settings("adder", settings(inputSchema=schema))
+
+
+def test_a_recursive_schema_that_descends_into_the_input_is_accepted() -> None:
+    spec = parse_settings("adder", settings(inputSchema=NODE))
+    assert spec.input_schema == NODE

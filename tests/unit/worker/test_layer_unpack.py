@@ -98,3 +98,20 @@ def test_the_cache_unpacks_once_per_digest_list(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     assert len(fetched) == 4
+
+
+def test_a_function_package_keeps_its_inside_symlinks(tmp_path: Path) -> None:
+    from ember.worker.packages import _unpack
+
+    target = tmp_path / "code"
+    _unpack(zip_of({"lib/libx.so.1": "elf"}, {"lib/libx.so": "libx.so.1"}), target)
+    assert os.readlink(target / "lib/libx.so") == "libx.so.1"
+    assert (target / "lib/libx.so").read_text() == "elf"
+
+
+def test_a_function_package_that_escapes_is_not_unpacked(tmp_path: Path) -> None:
+    from ember.worker.packages import UnsafePackage, _unpack
+
+    with pytest.raises(UnsafePackage):
+        _unpack(zip_of({"ok.py": "x"}, {"out": "../../etc"}), tmp_path / "code")
+    assert not (tmp_path / "code").exists()
