@@ -7,6 +7,8 @@
     │   ├── InvalidParameterValue  InvalidParameterValueException
     │   ├── ValidationError        ValidationException
     │   ├── RequestTooLarge        RequestEntityTooLargeException
+    │   ├── HeadersTooLarge        RequestHeaderFieldsTooLargeException (request head)
+    │   ├── RequestTimeout         RequestTimeoutException (a request that stalled)
     │   ├── InvalidRequestContent  InvalidRequestContentException
     │   ├── PreconditionFailed     PreconditionFailedException
     │   ├── CodeStorageExceeded    CodeStorageExceededException (an account's code quota)
@@ -68,6 +70,14 @@ class ValidationError(ClientError):
 
 class RequestTooLarge(ClientError):
     code = "RequestEntityTooLargeException"
+
+
+class HeadersTooLarge(ClientError):
+    code = "RequestHeaderFieldsTooLargeException"
+
+
+class RequestTimeout(ClientError):
+    code = "RequestTimeoutException"
 
 
 class InvalidRequestContent(ClientError):

@@ -8,7 +8,8 @@ signature (``auth.sigv4.Verifier``), leaves the ``Principal`` at
 body replayed. Control-plane changes (``Access.change``), allowed or
 refused, become ``AuditEntry`` records with the status finally answered.
 With ``--auth none`` there is no verifier: the default account's root is
-the caller, unverified, and the body is not read ahead.
+the caller, unverified; the body is still read ahead through the same
+bounded reader, so no route behind the guard reads a body unbounded.
 
 Refusals answer in Lambda's shape (``api.errors.render``).
 """
@@ -20,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ember.api import errors as http_errors
-from ember.api.bodies import TooLarge, read_body
+from ember.api.bodies import TooLarge, read_body, replay
 from ember.auth.base import PRINCIPAL_SCOPE_KEY, Access, AuditEntry, AuditSink, Authorizer
 from ember.auth.principals import Principal
 from ember.auth.sigv4 import HttpRequest, Verifier
@@ -30,6 +31,7 @@ from ember.errors import (
     IncompleteSignature,
     InvalidSignature,
     MissingAuthenticationToken,
+    RequestTooLarge,
     UnrecognizedClient,
 )
 from ember.invoke.service import new_request_id
@@ -66,11 +68,11 @@ class Guard:
         access: Access | None = None
         body = b""
         try:
+            body = await read_body(scope, receive, limit, too_large)
+            receive = replay(body, receive)
             if self._verifier is None:
                 principal = self._default_root
             else:
-                body = await read_body(scope, receive, limit, too_large)
-                receive = _replay(body, receive)
                 principal = self._verifier.verify(_http_request(scope, body))
             scope[PRINCIPAL_SCOPE_KEY] = principal
             access = self._authorizer.access_of(
@@ -176,6 +178,10 @@ async def _refuse(send: Send, error: EmberError) -> tuple[int, str, str]:
     request_id = new_request_id()
     status, headers, body = http_errors.render(error, request_id)
     headers.append((b"content-length", b"%d" % len(body)))
+    if isinstance(error, RequestTooLarge):
+        # The rest of an oversized body is not worth reading: the server closes
+        # the connection after answering instead of draining it for keep-alive.
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
     return status, error.code, request_id
@@ -196,16 +202,3 @@ def _http_request(scope: Scope, body: bytes) -> HttpRequest:
         headers=scope["headers"],
         body=body,
     )
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that hands the app the body already read, then the client's own
-    messages (a disconnect)."""
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def replayed() -> dict[str, Any]:
-        if pending:
-            return pending.pop()
-        return await receive()
-
-    return replayed
