@@ -85,6 +85,9 @@ class Guard:
             if access.change:
                 self._record(principal, access, request_id, status, error_code, allowed=False)
             return
+        # The app reads the body from the replay: this frame must not keep a package
+        # alive beside the app's own copies.
+        del body
         if not access.change:
             await app(scope, receive, send)
             return
