@@ -5,8 +5,8 @@ Each attack is sent by hand over a raw socket, unauthenticated (what the server
 reads before it knows who calls is the point), to a real ``ember serve``, with
 authentication on and off (``--auth none`` once let Starlette read any body
 whole). The server's peak resident memory (``VmHWM`` of ``/proc/PID/status``,
-reset through ``clear_refs`` before the attacks) must stay within 64 MB of its
-idle ``VmRSS``; and it must still answer afterwards.
+reset through ``clear_refs`` before the attacks: those, and a 200 MB chunk trailer)
+must stay within 64 MB of its idle ``VmRSS``; and it must still answer afterwards.
 """
 
 from __future__ import annotations
@@ -103,6 +103,18 @@ def _huge_headers(server: Server, count: int, size: int) -> bytes:
         return _answer(conn)
 
 
+def _huge_trailer(server: Server, size: int) -> bytes:
+    """A chunked Invoke whose body ends at once and whose trailer never does."""
+    with _connect(server) as conn:
+        conn.sendall(
+            _head([f"POST {CREATE}/f/invocations HTTP/1.1", "Host: 127.0.0.1"])[:-2]
+            + b"Transfer-Encoding: chunked\r\n\r\n1\r\nX\r\n0\r\nX-Trailer: "
+        )
+        cut = _send_all(conn, (CHUNK for _ in range(size // MB)))
+        assert cut, "the server read a 200 MB trailer to its end"
+        return _answer(conn)
+
+
 def _refused_with(answer: bytes, status: int, code: bytes) -> None:
     """Lambda's error shape when the answer got through (a reset may swallow it)."""
     if not answer:
@@ -139,6 +151,7 @@ def test_oversized_requests_cost_no_memory(attacked: Server) -> None:
     _refused_with(_chunked_body(attacked, 200 * MB), 413, b"RequestEntityTooLargeException")
     _refused_with(_chunked_body(attacked, 1100 * MB), 413, b"RequestEntityTooLargeException")
     _refused_with(_huge_headers(attacked, 3, 40 * MB), 431, b"RequestHeaderFieldsTooLargeException")
+    _huge_trailer(attacked, 200 * MB)
 
     peak = _status_kb(pid, "VmHWM")
     assert peak - idle <= ALLOWED_GROWTH, f"peak RSS {peak / MB:.0f} MB, idle {idle / MB:.0f} MB"

@@ -10,7 +10,9 @@ protocol and adds, at the transport, what no ASGI app can (the app only runs
 once the head is whole):
 
 - a head (request line and headers) over ``head_bytes`` or with more than
-  ``max_headers`` headers is answered 431 and the connection closed;
+  ``max_headers`` headers is answered 431 and the connection closed; so are, by
+  closing, trailers or chunk extensions over ``head_bytes`` (httptools buffers a
+  trailer as it does a header);
 - a head not whole ``read_timeout`` seconds after its first byte (or after the
   connection opened) is answered 408 and closed: a slow-loris trickle of header
   bytes gains nothing by sending often;
@@ -66,6 +68,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._head_started = 0.0
         self._read_timer: asyncio.TimerHandle | None = None
         self._refused = False
+        self._body_events = 0  # on_body and on_message_complete calls, ever
+        self._quiet_bytes = 0  # bytes of the body phase read without a body event
 
     # The connection
 
@@ -87,14 +91,31 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self._head_started = self._last_read
         if self._phase is _Phase.HEAD:
             self._head_bytes += len(data)
+        events = self._body_events
         super().data_received(data)
         if self._refused:
             return
         if self._phase is _Phase.HEAD and self._head_bytes > self.limits.head_bytes:
             # Still no end of the head: what httptools holds is all head.
             self._refuse(HeadersTooLarge(self._too_large_message()))
-        elif self._phase is not _Phase.IDLE:
+        elif self._phase is _Phase.BODY:
+            self._count_quiet(len(data), events)
+        if self._phase is not _Phase.IDLE and not self._refused:
             self._arm()
+
+    def _count_quiet(self, size: int, events_before: int) -> None:
+        """Cut a body phase that reads on and on without body: trailers (httptools
+        buffers their values as it does headers') or chunk extensions. A chunked body
+        has framing every chunk; over a head's worth of bytes with none is no body."""
+        if self._body_events != events_before:
+            self._quiet_bytes = 0
+            return
+        self._quiet_bytes += size
+        if self._quiet_bytes > self.limits.head_bytes:
+            # The app may be answering already: only the transport is cut.
+            self._refused = True
+            self._disarm()
+            self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
         if not self._refused:  # a refusal of ours already answered
@@ -123,7 +144,13 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._phase = _Phase.BODY
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        self._body_events += 1
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
+        self._body_events += 1
+        self._quiet_bytes = 0
         self._phase = _Phase.IDLE
         self._head_bytes = 0
         self._header_count = 0
