@@ -70,20 +70,18 @@ def _answer(conn: socket.socket) -> bytes:
     return received
 
 
-def _declared_body(server: Server, size: int) -> bytes:
+def _declared_body(server: Server, size: int, path: str = CREATE) -> bytes:
     with _connect(server) as conn:
-        conn.sendall(
-            _head([f"POST {CREATE} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {size}"])
-        )
+        conn.sendall(_head([f"POST {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {size}"]))
         _send_all(conn, (CHUNK for _ in range(size // MB)))
         return _answer(conn)
 
 
-def _chunked_body(server: Server, size: int) -> bytes:
+def _chunked_body(server: Server, size: int, path: str = CREATE) -> bytes:
     framed = b"%x\r\n" % len(CHUNK) + CHUNK + b"\r\n"
     with _connect(server) as conn:
         conn.sendall(
-            _head([f"POST {CREATE} HTTP/1.1", "Host: 127.0.0.1", "Transfer-Encoding: chunked"])
+            _head([f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Transfer-Encoding: chunked"])
         )
         _send_all(conn, (framed for _ in range(size // MB)))
         return _answer(conn)
@@ -152,6 +150,9 @@ def test_oversized_requests_cost_no_memory(attacked: Server) -> None:
     _refused_with(_chunked_body(attacked, 1100 * MB), 413, b"RequestEntityTooLargeException")
     _refused_with(_huge_headers(attacked, 3, 40 * MB), 431, b"RequestHeaderFieldsTooLargeException")
     _huge_trailer(attacked, 200 * MB)
+    # MCP's SDK reads its body itself: it is handed one read and bounded already.
+    _refused_with(_declared_body(attacked, 200 * MB, "/mcp"), 413, b"RequestEntityTooLarge")
+    _refused_with(_chunked_body(attacked, 200 * MB, "/mcp"), 413, b"RequestEntityTooLarge")
 
     peak = _status_kb(pid, "VmHWM")
     assert peak - idle <= ALLOWED_GROWTH, f"peak RSS {peak / MB:.0f} MB, idle {idle / MB:.0f} MB"
