@@ -11,6 +11,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ember import packagejson
 from ember.api import errors as http_errors
 from ember.auth.base import PRINCIPAL_SCOPE_KEY
 from ember.auth.principals import Principal
@@ -77,12 +78,14 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     return wrapper
 
 
-async def read_json(request: Request) -> dict[str, Any]:
+async def read_json(request: Request, *, package: bool = False) -> dict[str, Any]:
+    """The JSON object of the body; with ``package``, a large ``ZipFile`` is left a
+    ``memoryview`` of the body's base64 (``ember.packagejson``), not made a ``str``."""
     raw = await _body_of(request)
     if not raw:
         return {}
     try:
-        body = orjson.loads(raw)
+        body = packagejson.loads(raw) if package else orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequestContent(f"Could not parse request body into json: {exc}") from None
     if not isinstance(body, dict):

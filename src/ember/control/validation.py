@@ -233,8 +233,9 @@ def code(raw: Any) -> Package:
             "ember takes code inline only: send the package as ZipFile "
             "(S3 and image code locations are not supported in this mode)."
         )
+    # A str, or the body's own bytes of base64 (a memoryview: api.http read_json).
     encoded = raw.get("ZipFile")
-    if not isinstance(encoded, str) or not encoded:
+    if not isinstance(encoded, (str, memoryview)) or not encoded:
         raise InvalidParameterValue("Please provide a source for function code (ZipFile).")
     if len(encoded) // 4 * 3 > MAX_ZIPPED + 2:  # refused before a byte is decoded
         raise RequestTooLarge(f"Zipped size must be smaller than {MAX_ZIPPED} bytes")
@@ -253,16 +254,18 @@ def code(raw: Any) -> Package:
 _DECODE_SLICE = 4 * 1024 * 1024
 
 
-def _unbase64(encoded: str) -> bytes:
+def _unbase64(encoded: str | memoryview) -> bytes:
     """``encoded`` (strict base64) decoded slice by slice: ``b64decode`` would first
     copy the whole text to ASCII bytes, a third copy of a package beside the text
     and the zip."""
-    if encoded.find("=", 0, max(0, len(encoded) - 2)) != -1:
-        raise binascii.Error("padding inside the data")  # a slice would accept it
     decoded = io.BytesIO()
-    for start in range(0, len(encoded), _DECODE_SLICE):
-        part = encoded[start : start + _DECODE_SLICE].encode("ascii")
-        decoded.write(binascii.a2b_base64(part, strict_mode=True))
+    size = len(encoded)
+    for start in range(0, size, _DECODE_SLICE):
+        part = encoded[start : start + _DECODE_SLICE]
+        text = part.encode("ascii") if isinstance(part, str) else bytes(part)
+        if start + _DECODE_SLICE < size and b"=" in text:
+            raise binascii.Error("padding inside the data")  # a slice would accept it
+        decoded.write(binascii.a2b_base64(text, strict_mode=True))
     return decoded.getvalue()
 
 

@@ -114,3 +114,13 @@ def test_zipfile_decoded_in_slices_is_the_package_byte_for_byte(
     data = _zip({"app.py": "x = 1\n" * 100})
     package = validation.code({"ZipFile": base64.b64encode(data).decode()})
     assert package.data == data
+
+
+def test_zipfile_as_the_body_bytes_is_decoded_alike() -> None:
+    data = _zip({"app.py": "x = 1\n"})
+    text = base64.b64encode(data)
+    assert validation.code({"ZipFile": memoryview(text)}) == validation.code(
+        {"ZipFile": text.decode()}
+    )
+    with pytest.raises(InvalidParameterValue, match="not valid base64"):
+        validation.code({"ZipFile": memoryview(b"QQ==QUJD")})
