@@ -49,6 +49,7 @@ bench: setup
 	@cd bench && ../$(BIN)/python bench_mcp.py
 	@cd bench && ../$(BIN)/python bench_cluster.py
 	@cd bench && ../$(BIN)/python bench_auth.py
+	@cd bench && ../$(BIN)/python bench_hardening.py
 
 clean:
 	rm -rf $(VENV) .ember-data .mypy_cache .ruff_cache .pytest_cache

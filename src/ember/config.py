@@ -26,6 +26,12 @@ class Settings:
     # The account and region every ARN names; any credentials are accepted.
     region: str = "us-east-1"
     account_id: str = "000000000000"
+    # A request whose head is not whole this many seconds after its first byte,
+    # or whose body sends nothing for as long, is closed (slow-loris; api/wire.py).
+    read_timeout_seconds: float = 30.0
+    # The largest request head (request line and headers) and most headers taken.
+    max_head_bytes: int = 64 * 1024
+    max_headers: int = 100
     # Idle warm sandboxes are destroyed after this many seconds (Lambda: ~10 min).
     keep_alive_seconds: float = 600.0
     # How often the evictor freezes idle sandboxes and reclaims expired ones.

@@ -7,6 +7,8 @@
     │   ├── InvalidParameterValue  InvalidParameterValueException
     │   ├── ValidationError        ValidationException
     │   ├── RequestTooLarge        RequestEntityTooLargeException
+    │   ├── HeadersTooLarge        RequestHeaderFieldsTooLargeException (request head)
+    │   ├── RequestTimeout         RequestTimeoutException (a request that stalled)
     │   ├── InvalidRequestContent  InvalidRequestContentException
     │   ├── PreconditionFailed     PreconditionFailedException
     │   ├── CodeStorageExceeded    CodeStorageExceededException (an account's code quota)
@@ -75,6 +77,14 @@ class MisdirectedRequest(ClientError):
     proxy): nothing was done. Not a Lambda error; HTTP's 421 says the same."""
 
     code = "MisdirectedRequestException"
+
+
+class HeadersTooLarge(ClientError):
+    code = "RequestHeaderFieldsTooLargeException"
+
+
+class RequestTimeout(ClientError):
+    code = "RequestTimeoutException"
 
 
 class InvalidRequestContent(ClientError):

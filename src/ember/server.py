@@ -179,6 +179,8 @@ def serve(settings: Settings, log_level: str = "info") -> None:
     """Run the whole platform in this process until SIGTERM or Ctrl-C."""
     import uvicorn
 
+    from ember.api.wire import WireLimits, bounded_protocol
+
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -188,7 +190,14 @@ def serve(settings: Settings, log_level: str = "info") -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        # httptools, with the head's size, header count and read time bounded.
+        http=bounded_protocol(
+            WireLimits(
+                head_bytes=settings.max_head_bytes,
+                max_headers=settings.max_headers,
+                read_timeout=settings.read_timeout_seconds,
+            )
+        ),
         lifespan="on",
         access_log=False,
         # X-Forwarded-For names the client only when sent by a proxy the operator

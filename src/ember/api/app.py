@@ -27,6 +27,7 @@ from ember.api import (
     versions,
 )
 from ember.api import errors as http_errors
+from ember.api.bodies import run_bounded
 from ember.api.errors import unknown_operation
 from ember.api.guard import Guard
 from ember.api.services import Services
@@ -48,10 +49,16 @@ WELL_KNOWN = "/.well-known/oauth-protected-resource"  # RFC 9728, served by MCP
 # The largest request of the other routes: a 50 MB zip, base64 in JSON (Lambda's
 # own figure for CreateFunction).
 MAX_API_REQUEST = -(-MAX_ZIPPED * 4 // 3)
+# An MCP call carries at most an Invoke payload, in JSON-RPC's envelope.
+MAX_MCP_REQUEST = MAX_REQUEST + (1 << 16)
 
 
 def _api_too_large() -> RequestTooLarge:
     return RequestTooLarge(f"Request must be smaller than {MAX_API_REQUEST} bytes")
+
+
+def _mcp_too_large() -> RequestTooLarge:
+    return RequestTooLarge(f"Request must be smaller than {MAX_MCP_REQUEST} bytes")
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -145,7 +152,10 @@ class Frontend:
                 )
             return
         if (path == MCP_PATH or path.startswith(WELL_KNOWN)) and self._mcp is not None:
-            await self._mcp(scope, receive, send)
+            if scope["type"] == "http":
+                await run_bounded(self._mcp, scope, receive, send, MAX_MCP_REQUEST, _mcp_too_large)
+            else:
+                await self._mcp(scope, receive, send)
             return
         if scope["type"] == "lifespan":
             await self._run_lifespan(receive, send)

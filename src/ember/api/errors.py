@@ -21,6 +21,8 @@ STATUS: dict[type[errors.EmberError], int] = {
     errors.ValidationError: 400,
     errors.RequestTooLarge: 413,
     errors.MisdirectedRequest: 421,
+    errors.HeadersTooLarge: 431,
+    errors.RequestTimeout: 408,
     errors.InvalidRequestContent: 400,
     errors.PreconditionFailed: 412,
     errors.CodeStorageExceeded: 400,

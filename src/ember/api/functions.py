@@ -37,7 +37,9 @@ def routes(services: Services) -> list[Route]:
     async def create(request: Request, request_id: str) -> Response:
         # With Publish, the new version (its ARN unqualified, as Lambda answers).
         account = names.account(request.scope, services.arns)
-        record = await registry.create(await read_json(request, "CreateFunction"), account)
+        record = await registry.create(
+            await read_json(request, "CreateFunction", package=True), account
+        )
         return json_response(configuration(record), request_id, status=201)
 
     @endpoint
@@ -109,7 +111,9 @@ def routes(services: Services) -> list[Route]:
     async def update_code(request: Request, request_id: str) -> Response:
         ref = _name(request)
         registry.version(ref.key, ref.qualifier)
-        record = await registry.update_code(ref.key, await read_json(request, "UpdateFunctionCode"))
+        record = await registry.update_code(
+            ref.key, await read_json(request, "UpdateFunctionCode", package=True)
+        )
         # With Publish, the new version, under its qualified ARN.
         published = record.version != arns.LATEST
         return json_response(

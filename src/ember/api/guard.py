@@ -8,7 +8,8 @@ signature (``auth.sigv4.Verifier``), leaves the ``Principal`` at
 body replayed. Control-plane changes (``Access.change``), allowed or
 refused, become ``AuditEntry`` records with the status finally answered.
 With ``--auth none`` there is no verifier: the default account's root is
-the caller, unverified, and the body is not read ahead.
+the caller, unverified; the body is still read ahead through the same
+bounded reader, so no route behind the guard reads a body unbounded.
 
 Refusals answer in Lambda's shape (``api.errors.render``).
 """
@@ -20,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ember.api import errors as http_errors
-from ember.api.bodies import TooLarge, read_body
+from ember.api.bodies import TooLarge, read_body, replay
 from ember.auth.base import (
     PRINCIPAL_SCOPE_KEY,
     VERIFIED_SCOPE_KEY,
@@ -37,6 +38,7 @@ from ember.errors import (
     IncompleteSignature,
     InvalidSignature,
     MissingAuthenticationToken,
+    RequestTooLarge,
     UnrecognizedClient,
 )
 from ember.invoke.service import new_request_id
@@ -73,11 +75,11 @@ class Guard:
         access: Access | None = None
         body = b""
         try:
+            body = await read_body(scope, receive, limit, too_large)
+            receive = replay(body, receive)
             if self._verifier is None:
                 principal = self._default_root
             else:
-                body = await read_body(scope, receive, limit, too_large)
-                receive = _replay(body, receive)
                 principal = self._verifier.verify(_http_request(scope, body))
                 scope[VERIFIED_SCOPE_KEY] = True
             scope[PRINCIPAL_SCOPE_KEY] = principal
@@ -91,6 +93,9 @@ class Guard:
             if access.change:
                 self._record(principal, access, request_id, status, error_code, allowed=False)
             return
+        # The app reads the body from the replay: this frame must not keep a package
+        # alive beside the app's own copies.
+        del body
         if not access.change:
             await app(scope, receive, send)
             return
@@ -184,6 +189,10 @@ async def _refuse(send: Send, error: EmberError) -> tuple[int, str, str]:
     request_id = new_request_id()
     status, headers, body = http_errors.render(error, request_id)
     headers.append((b"content-length", b"%d" % len(body)))
+    if isinstance(error, RequestTooLarge):
+        # The rest of an oversized body is not worth reading: the server closes
+        # the connection after answering instead of draining it for keep-alive.
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
     return status, error.code, request_id
@@ -204,16 +213,3 @@ def _http_request(scope: Scope, body: bytes) -> HttpRequest:
         headers=scope["headers"],
         body=body,
     )
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that hands the app the body already read, then the client's own
-    messages (a disconnect)."""
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def replayed() -> dict[str, Any]:
-        if pending:
-            return pending.pop()
-        return await receive()
-
-    return replayed

@@ -11,6 +11,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ember import packagejson
 from ember.api import errors as http_errors
 from ember.api import shapes
 from ember.auth.base import PRINCIPAL_SCOPE_KEY
@@ -78,14 +79,18 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     return wrapper
 
 
-async def read_json(request: Request, operation: str | None = None) -> dict[str, Any]:
+async def read_json(
+    request: Request, operation: str | None = None, *, package: bool = False
+) -> dict[str, Any]:
     """The JSON object a request carries; type-checked against the model of the Lambda
-    ``operation`` when it names one (``shapes.check``)."""
-    raw = await request.body()
+    ``operation`` when it names one (``shapes.check``); with ``package``, a large
+    ``ZipFile`` is left a ``memoryview`` of the body's base64 (``ember.packagejson``),
+    not made a ``str``."""
+    raw = await _body_of(request)
     if not raw:
         return {}
     try:
-        body = orjson.loads(raw)
+        body = packagejson.loads(raw) if package else orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequestContent(f"Could not parse request body into json: {exc}") from None
     if not isinstance(body, dict):
@@ -93,3 +98,11 @@ async def read_json(request: Request, operation: str | None = None) -> dict[str,
     if operation is not None:
         shapes.check(operation, body)
     return body
+
+
+async def _body_of(request: Request) -> bytes:
+    """The request body, as ``request.body()`` but without its copy: Starlette joins
+    the chunks even when there is only one (the guard replays the body whole), which
+    would hold a 67 MB package body twice."""
+    chunks = [chunk async for chunk in request.stream() if chunk]
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

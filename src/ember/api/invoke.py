@@ -146,6 +146,8 @@ def _rendered(exc: Exception, request_id: str) -> tuple[int, list[tuple[bytes, b
     error = exc if isinstance(exc, EmberError) else _internal(exc, request_id)
     status, headers, body = http_errors.render(error, request_id)
     headers.append(_content_length(body))
+    if isinstance(error, RequestTooLarge):
+        headers.append((b"connection", b"close"))  # not worth draining the rest
     return status, headers, body
 
 

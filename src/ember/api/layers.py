@@ -74,7 +74,7 @@ def routes(services: Services) -> list[Route]:
 
     @endpoint
     async def publish(request: Request, request_id: str) -> Response:
-        body = await read_json(request, "PublishLayerVersion")
+        body = await read_json(request, "PublishLayerVersion", package=True)
         version = await layers.publish(request.path_params["name"], body, account(request))
         return json_response(render(version), request_id, status=201)
 

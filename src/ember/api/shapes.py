@@ -32,7 +32,8 @@ from ember.errors import ValidationError
 # Python types a JSON value of each botocore type may arrive as.
 _SCALARS: dict[str, tuple[type, ...]] = {
     "string": (str,),
-    "blob": (str,),  # base64 in JSON
+    # base64 in JSON; a large package stays a view of the body (ember.packagejson)
+    "blob": (str, memoryview),
     "boolean": (bool,),
     "integer": (int,),
     "long": (int,),

@@ -15,14 +15,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ember.api import errors as http_errors
 from ember.api import names
-from ember.api.bodies import read_body
+from ember.api.bodies import read_body, refuse_too_large
 from ember.api.http import endpoint, json_response, read_json
 from ember.api.invoke import too_large
 from ember.api.services import Services
 from ember.control.urls import PREFIX, FunctionUrls, UrlConfig
-from ember.errors import EmberError, ValidationError
+from ember.errors import RequestTooLarge, ValidationError
 from ember.invoke.service import MAX_REQUEST
 from ember.invoke.urls import UrlInvoker, UrlRequest
 
@@ -131,10 +130,8 @@ async def handle(
     or ``key`` (NAME or NAME:ALIAS) for a host-style URL."""
     try:
         body = await read_body(scope, receive, MAX_REQUEST, too_large)
-    except EmberError as error:
-        status, headers, error_body = http_errors.render(error, "")
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": error_body})
+    except RequestTooLarge as error:
+        await refuse_too_large(send, error)
         return
     response = await invoker.handle(_request(scope, body, key))
     await send(

@@ -301,6 +301,15 @@ main.add_command(account_commands.keys)
 @click.option("--region", envvar="EMBER_REGION", default="us-east-1", show_default=True)
 @click.option("--account-id", envvar="EMBER_ACCOUNT_ID", default="000000000000", show_default=True)
 @click.option(
+    "--read-timeout",
+    envvar="EMBER_READ_TIMEOUT",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds a request head may take from its first byte, and a request body may "
+    "send nothing, before the connection is closed.",
+)
+@click.option(
     "--keep-alive",
     envvar="EMBER_KEEP_ALIVE",
     type=click.FloatRange(min=0),
@@ -464,6 +473,7 @@ def serve(
     data_dir: Path,
     region: str,
     account_id: str,
+    read_timeout: float,
     keep_alive: float,
     sandbox: str,
     log_level: str,
@@ -499,6 +509,7 @@ def serve(
         data_dir=data_dir,
         region=region,
         account_id=account_id,
+        read_timeout_seconds=read_timeout,
         keep_alive_seconds=keep_alive,
         sandbox=sandbox,
         account_concurrency=account_concurrency,

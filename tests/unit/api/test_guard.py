@@ -186,13 +186,29 @@ def test_an_application_refusal_is_audited_as_denied() -> None:
     asyncio.run(scenario())
 
 
-def test_without_a_verifier_the_default_root_calls_and_the_body_is_left_to_the_app() -> None:
+def test_without_a_verifier_the_default_root_calls_with_the_body_read_bounded() -> None:
     async def scenario() -> None:
         guard = Guard(None, ROOT, own_account(), Entries())
         app = Recorder()
         body = b'{"x": 1}'
         await _run(guard, _scope("POST", "/2015-03-31/functions", body, None), body, app)
         assert app.principal == ROOT
-        assert app.body == body[:3]  # the app reads the client's own messages
+        assert app.body == body  # read ahead through the bounded reader, replayed whole
+
+    asyncio.run(scenario())
+
+
+def test_without_a_verifier_a_body_over_the_limit_is_refused() -> None:
+    # --auth none once left the body to Starlette, which reads any size whole.
+    async def scenario() -> None:
+        guard = Guard(None, ROOT, own_account(), Entries())
+        app = Recorder()
+        big = b"x" * (LIMIT + 1)
+        scope = _scope("POST", "/2015-03-31/functions", big, None)
+        scope["headers"] = [h for h in scope["headers"] if h[0] != b"content-length"]
+        sent = await _run(guard, scope, big, app)
+        assert sent[0]["status"] == 413
+        assert (b"connection", b"close") in sent[0]["headers"]
+        assert app.body is None
 
     asyncio.run(scenario())

@@ -90,3 +90,37 @@ def test_role_pattern() -> None:
     assert validation.role({"Role": "arn:aws:iam::000000000000:role/r"}, required=True)
     with pytest.raises(ValidationError, match="role"):
         validation.role({"Role": "r1"}, required=True)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "QUJD\nREVG",  # a newline: b64decode(validate=True) refused it too
+        "QUJD*EVG",
+        "QQ==QUJD",  # padding inside the data (a slice boundary would hide it)
+        "QUJDR",  # not a whole number of quanta
+        "QUJDé",
+    ],
+)
+def test_zipfile_base64_is_decoded_strictly(bad: str) -> None:
+    with pytest.raises(InvalidParameterValue, match="not valid base64"):
+        validation.code({"ZipFile": bad})
+
+
+def test_zipfile_decoded_in_slices_is_the_package_byte_for_byte(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(validation, "_DECODE_SLICE", 8)  # many slices for a small zip
+    data = _zip({"app.py": "x = 1\n" * 100})
+    package = validation.code({"ZipFile": base64.b64encode(data).decode()})
+    assert package.data == data
+
+
+def test_zipfile_as_the_body_bytes_is_decoded_alike() -> None:
+    data = _zip({"app.py": "x = 1\n"})
+    text = base64.b64encode(data)
+    assert validation.code({"ZipFile": memoryview(text)}) == validation.code(
+        {"ZipFile": text.decode()}
+    )
+    with pytest.raises(InvalidParameterValue, match="not valid base64"):
+        validation.code({"ZipFile": memoryview(b"QQ==QUJD")})
