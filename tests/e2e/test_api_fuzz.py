@@ -1,0 +1,208 @@
+"""The API contract, fuzzed: schemathesis generates requests for every operation of the
+server's own ``/openapi.json`` (derived from botocore's Lambda model) and sends them,
+signed, to a real server.
+
+Every answer must be no 5xx, conform to the document (status, content type, body,
+headers), and every error must parse as Lambda's error in botocore (the code from
+``x-amzn-ErrorType``, a message). ``EMBER_FUZZ_EXAMPLES`` sets the cases per
+operation (``make fuzz`` raises it); the figures are printed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import httpx
+import pytest
+import requests
+import schemathesis
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials as BotoCredentials
+from botocore.loaders import create_loader
+from botocore.model import ServiceModel
+from botocore.parsers import RestJSONParser
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from tests.conftest import ROLE, Server, lambda_client, make_zip
+
+from ember.cli.credentials import Credentials
+
+EXAMPLES = int(os.environ.get("EMBER_FUZZ_EXAMPLES", "12"))
+MODEL = ServiceModel(create_loader().load_service_model("lambda", "service-2"))
+TARGET = "fuzz-target"
+HANDLER = "def handler(event, context):\n    return event\n"
+FIGURES: Counter[str] = Counter()
+ERRORS: Counter[str] = Counter()
+
+
+class SigV4Requests(requests.auth.AuthBase):
+    """Signs a ``requests`` request as boto3 would (botocore's signer), the query
+    re-encoded with %20 for spaces as AWS's SDKs send it."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        self._signer = SigV4Auth(
+            BotoCredentials(credentials.access_key, credentials.secret_key),
+            "lambda",
+            credentials.region,
+        )
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        url = urlsplit(request.url or "")
+        query = urlencode(
+            parse_qsl(url.query, keep_blank_values=True), quote_via=quote, safe="-_.~"
+        )
+        request.url = urlunsplit(url._replace(query=query))
+        body = request.body or b""
+        signed = AWSRequest(
+            method=request.method,
+            url=request.url,
+            data=body.encode() if isinstance(body, str) else body,
+            headers={"Content-Type": request.headers.get("Content-Type", "")}
+            if "Content-Type" in request.headers
+            else {},
+        )
+        self._signer.add_auth(signed)
+        for name in ("Authorization", "X-Amz-Date", "X-Amz-Content-SHA256"):
+            if name in signed.headers:
+                request.headers[name] = signed.headers[name]
+        return request
+
+
+@schemathesis.check
+def lambda_error_shape(ctx: Any, response: Any, case: Any) -> bool | None:
+    """An error answers as botocore reads Lambda's: code from x-amzn-ErrorType, a message."""
+    if response.status_code < 400:
+        return None
+    headers = {name: values[0] for name, values in response.headers.items()}
+    parsed = RestJSONParser().parse(
+        {"status_code": response.status_code, "headers": headers, "body": response.content},
+        None,
+    )
+    error = parsed.get("Error", {})
+    code = headers.get("x-amzn-errortype") or headers.get("X-Amzn-ErrorType")
+    assert code, f"{response.status_code} without x-amzn-ErrorType"
+    assert error.get("Code") == code.split(":")[0], (error, code)
+    assert error.get("Message"), f"{code} without a message: {response.content!r}"
+    return True
+
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+    lambda_error_shape,
+]
+
+
+@pytest.fixture(scope="module")
+def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of this module's own (the fuzzer deletes and creates at random)."""
+    instance = Server(tmp_path_factory.mktemp("fuzz") / "data").start()
+    lambda_client(instance).create_function(
+        FunctionName=TARGET,
+        Runtime="python3.11",
+        Handler="app.handler",
+        Role=ROLE,
+        Code={"ZipFile": make_zip({"app.py": HANDLER})},
+    )
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture(scope="module")
+def api_schema(fuzzed: Server) -> Any:
+    loaded = schemathesis.openapi.from_url(f"{fuzzed.url}/openapi.json", timeout=30)
+    loaded.config.base_url = fuzzed.url
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def session(fuzzed: Server) -> Iterator[requests.Session]:
+    with requests.Session() as opened:
+        opened.auth = SigV4Requests(fuzzed.credentials)
+        yield opened
+
+
+def test_every_operation_keeps_the_contract(api_schema: Any, session: requests.Session) -> None:
+    failures: list[str] = []
+    operations = [result.ok() for result in api_schema.get_all_operations()]
+    assert len(operations) > 70  # Lambda's and ember's own; all of them fuzzed
+    for operation in operations:
+        try:
+            _fuzz(operation, session)
+        except (
+            Exception,
+            BaseExceptionGroup,
+        ) as failure:  # every operation's first failure, not only the first one's
+            failures.append(f"{operation.label}: {_first_lines(failure)}")
+    print(f"\nfuzz figures: {dict(FIGURES)}\nanswers: {dict(ERRORS)}")
+    assert not failures, "\n\n".join(failures)
+    assert FIGURES["requests"] >= min(500, EXAMPLES * len(operations) // 2)
+    assert FIGURES["5xx"] == 0
+
+
+def _first_lines(failure: BaseException) -> str:
+    """What failed (the check and the value), without schemathesis' whole report."""
+    lines = str(failure).strip().splitlines()
+    exceptions = getattr(failure, "exceptions", [failure])
+    found = [" ".join(str(e).split())[:400] for e in exceptions] or lines[:3]
+    return " | ".join(found)
+
+
+def _strategy(operation: Any) -> Any:
+    """Valid and invalid requests at random names, and (but for deletions) valid ones
+    at the function that exists, so that handlers get past their 404."""
+    strategies = [
+        operation.as_strategy(GenerationMode.POSITIVE),
+        operation.as_strategy(GenerationMode.NEGATIVE),
+    ]
+    names = {parameter.name for parameter in operation.path_parameters}
+    if operation.method.upper() != "DELETE" and names & {"FunctionName", "name"}:
+        known = {name: TARGET for name in names & {"FunctionName", "name"}}
+        strategies.append(operation.as_strategy(path_parameters=known))
+    return st.one_of(strategies)
+
+
+def _fuzz(operation: Any, session: requests.Session) -> None:
+    @given(case=_strategy(operation))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+        phases=[Phase.explicit, Phase.generate],  # a failure is reported as found, unshrunk
+    )
+    def run(case: Any) -> None:
+        response = case.call(session=session, timeout=60)
+        FIGURES["requests"] += 1
+        FIGURES[f"{response.status_code // 100}xx"] += 1
+        ERRORS[f"{response.status_code} {response.headers.get('x-amzn-errortype', [''])[0]}"] += 1
+        case.validate_response(response, checks=CHECKS)
+
+    run()
+
+
+def test_the_document_is_open_and_derived_from_botocore(fuzzed: Server) -> None:
+    answer = httpx.get(f"{fuzzed.url}/openapi.json", timeout=30)
+    assert answer.status_code == 200
+    paths = answer.json()["paths"]
+    create = paths["/2015-03-31/functions"]["post"]
+    assert create["operationId"] == "CreateFunction"
+    assert "201" in create["responses"]
+    assert MODEL.operation_model("CreateFunction").http["requestUri"] in paths
+    assert "/_ember/keys/{id}" in paths
