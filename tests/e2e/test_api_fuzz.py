@@ -232,3 +232,71 @@ def test_list_functions_judges_master_region(fuzzed: Server) -> None:
     assert refused.headers["x-amzn-ErrorType"] == "ValidationException"
     assert "masterRegion" in refused.json()["message"]
     assert allowed.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/_ember/functions/fuzz-target/dead-letters/\u00b2",
+        "/_ember/layers/any/versions/\u00b2/content",
+        "/2018-10-31/layers/any/versions/\u00b2",
+        "/2015-03-31/functions?MaxItems=\u00b2",
+        "/2015-03-31/functions/fuzz-target/versions?MaxItems=\u00b2",
+        "/2019-09-25/functions/fuzz-target/event-invoke-config/list?MaxItems=\u00b2",
+        "/2018-10-31/layers?MaxItems=\u00b2",
+    ],
+)
+def test_a_number_in_other_digits_is_refused_not_a_500(fuzzed: Server, path: str) -> None:
+    """Found by the fuzzer: "²" passed str.isdigit() and then failed int() (a 500)."""
+    with signed_http(fuzzed.url, fuzzed.credentials) as http:
+        answer = http.get(path)
+    assert 400 <= answer.status_code < 500, answer.text
+    assert answer.headers["x-amzn-ErrorType"]
+
+
+def test_a_presigned_expiry_in_other_digits_is_refused_not_a_500(fuzzed: Server) -> None:
+    scope = "20260101/us-east-1/lambda/aws4_request"
+    query = {
+        "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+        "X-Amz-Credential": f"{fuzzed.credentials.access_key}/{scope}",
+        "X-Amz-Date": "20260101T000000Z",
+        "X-Amz-Expires": "\u00b2",
+        "X-Amz-SignedHeaders": "host",
+        "X-Amz-Signature": "0" * 64,
+    }
+    answer = httpx.get(f"{fuzzed.url}/2015-03-31/functions", params=query, timeout=30)
+    assert answer.status_code == 403, answer.text
+    assert answer.headers["x-amzn-ErrorType"]
+
+
+def test_layer_filters_are_judged_and_applied(fuzzed: Server) -> None:
+    """Found by the fuzzer: CompatibleRuntime and CompatibleArchitecture were taken
+    unjudged, and the architecture was not applied at all."""
+    aws = lambda_client(fuzzed)
+    aws.publish_layer_version(
+        LayerName="fuzz-x86",
+        Content={"ZipFile": make_zip({"python/x.py": "X = 1\n"})},
+        CompatibleRuntimes=["python3.11"],
+        CompatibleArchitectures=["x86_64"],
+    )
+    with signed_http(fuzzed.url, fuzzed.credentials) as http:
+        runtime = http.get("/2018-10-31/layers", params={"CompatibleRuntime": "cobol"})
+        machine = http.get("/2018-10-31/layers", params={"CompatibleArchitecture": "z80"})
+    for refused in (runtime, machine):
+        assert refused.status_code == 400
+        assert refused.headers["x-amzn-ErrorType"] == "ValidationException"
+
+    def names(**query: str) -> set[str]:
+        return {layer["LayerName"] for layer in aws.list_layers(**query)["Layers"]}
+
+    assert "fuzz-x86" in names(CompatibleArchitecture="x86_64")
+    assert "fuzz-x86" not in names(CompatibleArchitecture="arm64")
+    versions = aws.list_layer_versions(LayerName="fuzz-x86", CompatibleArchitecture="arm64")
+    assert versions["LayerVersions"] == []
+
+
+def test_an_event_invoke_is_a_documented_202(fuzzed: Server) -> None:
+    operation = httpx.get(f"{fuzzed.url}/openapi.json", timeout=30).json()["paths"][
+        "/2015-03-31/functions/{FunctionName}/invocations"
+    ]["post"]
+    assert {"200", "202", "204"} <= set(operation["responses"])

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ember.errors import RequestTooLarge
+from ember.text import is_decimal
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -17,7 +18,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int, too_large: TooLa
     """The whole request body; raises ``too_large()`` past ``limit`` bytes, declared or sent."""
     for name, value in scope["headers"]:
         if name == b"content-length":
-            if value.isdigit() and int(value) > limit:
+            if is_decimal(value) and int(value) > limit:
                 raise too_large()
             break
     message = await receive()

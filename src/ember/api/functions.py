@@ -20,6 +20,7 @@ from ember.api.services import Services
 from ember.control import arns
 from ember.control.models import FunctionRecord
 from ember.errors import ValidationError
+from ember.text import is_decimal
 
 API = "/2015-03-31/functions"
 
@@ -51,7 +52,7 @@ def routes(services: Services) -> list[Route]:
             )
         _check_master_region(params.get("MasterRegion"))
         max_items = params.get("MaxItems")
-        if max_items is not None and not max_items.isdigit():
+        if max_items is not None and not is_decimal(max_items):
             raise ValidationError.constraint(max_items, "maxItems", "Member must be an integer")
         every = version == "ALL"
         page = registry.page(

@@ -11,6 +11,7 @@ Lambda's error shape (``x-amzn-ErrorType`` names it, ``message``/``Message`` say
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -33,7 +34,7 @@ Served = Callable[[str, str], bool]
 def describe(served: Served, own_routes: Iterable[tuple[str, str]], version: str) -> dict[str, Any]:
     """The OpenAPI document: Lambda's operations that ``served(method, path)`` answers,
     then ember's ``own_routes`` ((method, Starlette path) pairs)."""
-    model = create_loader().load_service_model(SERVICE, "service-2")
+    model = service_model()
     converter = _Converter(_as_ember_serves(model["shapes"]))
     paths: dict[str, dict[str, Any]] = {}
     # Where two operations share a path (ListLayers, GetLayerVersionByArn's ?find=),
@@ -71,12 +72,30 @@ _EMBER_DIFFERS: dict[str, Shape] = {
 }
 
 
+# Success codes Lambda documents beyond the model's one responseCode.
+_ALSO_SUCCEEDS: dict[str, dict[str, str]] = {
+    "Invoke": {"202": "queued (InvocationType Event)", "204": "validated (InvocationType DryRun)"},
+}
+
+
 def _as_ember_serves(shapes: dict[str, Shape]) -> dict[str, Shape]:
     return {name: {**shape, **_EMBER_DIFFERS.get(name, {})} for name, shape in shapes.items()}
 
 
 def _fixed_query_last(item: tuple[str, Shape]) -> tuple[bool, str]:
     return "?" in item[1]["http"]["requestUri"], item[0]
+
+
+@functools.cache
+def service_model() -> dict[str, Any]:
+    """botocore's Lambda service model (loaded once)."""
+    model: dict[str, Any] = create_loader().load_service_model(SERVICE, "service-2")
+    return model
+
+
+def enum_of(shape: str) -> frozenset[str]:
+    """The values Lambda's model allows for the string ``shape`` (e.g. "Runtime")."""
+    return frozenset(service_model()["shapes"][shape]["enum"])
 
 
 def _sample(path: str) -> str:
@@ -138,6 +157,9 @@ class _Converter:
             "parameters": [*self._fixed(fixed_query)],
             "responses": {
                 str(http.get("responseCode", 200)): self._output(operation.get("output")),
+                **{
+                    code: {"description": why} for code, why in _ALSO_SUCCEEDS.get(name, {}).items()
+                },
                 **{str(status): _error_response() for status in self._error_statuses(operation)},
                 # Any refusal answers in Lambda's error shape (authentication, size, throttle).
                 "4XX": _error_response(),
@@ -291,4 +313,4 @@ def _python_regex(pattern: str) -> bool:
     return "\\p{" not in pattern
 
 
-__all__ = ["PATH", "describe"]
+__all__ = ["PATH", "describe", "enum_of", "service_model"]
