@@ -33,9 +33,9 @@ test: setup
 		--ignore tests/e2e/test_cluster.py --ignore tests/e2e/test_upgrade.py
 
 # The API contract fuzzed longer than make test does (tests/e2e/test_api_fuzz.py):
-# about 75 cases per operation, over 5,000 signed requests to a real server.
+# 90 cases per operation, over 5,000 signed requests to a real server.
 fuzz: setup
-	@EMBER_FUZZ_EXAMPLES=$${EMBER_FUZZ_EXAMPLES:-75} $(BIN)/python -m pytest -s -p no:cacheprovider \
+	@EMBER_FUZZ_EXAMPLES=$${EMBER_FUZZ_EXAMPLES:-90} $(BIN)/python -m pytest -s -p no:cacheprovider \
 		--timeout 1200 tests/e2e/test_api_fuzz.py
 
 check: setup
