@@ -28,6 +28,7 @@ from botocore.model import ServiceModel
 from botocore.parsers import RestJSONParser
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import run_state_machine_as_test
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -164,6 +165,37 @@ def test_every_operation_keeps_the_contract(api_schema: Any, session: requests.S
     assert not failures, "\n\n".join(failures)
     assert FIGURES["requests"] >= _floor()
     assert FIGURES["5xx"] == 0
+
+
+@pytest.mark.slow
+def test_linked_operations_keep_the_contract(api_schema: Any, session: requests.Session) -> None:
+    """Scenarios: schemathesis links an operation's answer to the next one's parameters
+    (a published layer version is read, then deleted; an alias made on a function...),
+    so that handlers are fuzzed on objects that exist."""
+    steps: Counter[str] = Counter()
+
+    class Signed(api_schema.as_state_machine()):
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"session": session, "timeout": 60}
+
+        def validate_response(self, response: Any, case: Any, *args: Any, **kwargs: Any) -> None:
+            steps[f"{response.status_code // 100}xx"] += 1
+            case.validate_response(response, checks=CHECKS)
+
+    run_state_machine_as_test(
+        Signed,
+        settings=settings(
+            max_examples=2 * EXAMPLES,
+            stateful_step_count=6,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+            phases=[Phase.generate],
+        ),
+    )
+    print(f"\nstateful figures: {dict(steps)}")
+    assert steps["5xx"] == 0
+    assert sum(steps.values()) >= 2 * EXAMPLES
 
 
 def _floor() -> int:
