@@ -1,12 +1,15 @@
 """The OpenAPI 3 description of the API ember serves (``GET /openapi.json``).
 
-Nothing here is written by hand: the Lambda operations come from botocore's service
+Nothing is described by hand: the Lambda operations come from botocore's service
 model (the same file boto3 speaks from), kept to those whose method and path one of
 ember's routes answers, with every shape's constraints (min/max, pattern, enum) and
 every member's location (uri, querystring, header, body, payload). ember's own routes
 (``/_ember/...``) are listed from the router with their path parameters and a JSON
 body; their bodies are not modelled beyond that. Errors of every operation share
 Lambda's error shape (``x-amzn-ErrorType`` names it, ``message``/``Message`` says it).
+Two small tables amend the model, each entry with its reason: where ember knowingly
+differs from Lambda (``_EMBER_DIFFERS``), and the success codes Lambda documents beyond
+the model's one (``_ALSO_SUCCEEDS``).
 """
 
 from __future__ import annotations
