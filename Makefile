@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test check bench clean
+.PHONY: setup run test check bench fuzz clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,12 @@ test: setup
 	@$(BIN)/python -m pytest
 	@$(BIN)/python -m pytest --backend postgresql tests/e2e tests/security \
 		--ignore tests/e2e/test_cluster.py --ignore tests/e2e/test_upgrade.py
+
+# The API contract fuzzed longer than make test does (tests/e2e/test_api_fuzz.py):
+# 90 cases per operation, over 5,000 signed requests to a real server.
+fuzz: setup
+	@EMBER_FUZZ_EXAMPLES=$${EMBER_FUZZ_EXAMPLES:-90} $(BIN)/python -m pytest -s -p no:cacheprovider \
+		--timeout 1200 tests/e2e/test_api_fuzz.py
 
 check: setup
 	$(BIN)/ruff format --check src tests bench

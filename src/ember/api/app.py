@@ -8,10 +8,13 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
 
+from ember import __version__
 from ember.api import (
     auth_routes,
     concurrency,
@@ -21,6 +24,7 @@ from ember.api import (
     invoke,
     layers,
     manifests,
+    openapi,
     queue,
     tools,
     urls,
@@ -40,11 +44,13 @@ from ember.invoke.urls import UrlInvoker
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 MCP_PATH = "/mcp"
-# What anyone may reach unauthenticated: liveness, and OAuth's discovery document
-# (MCP and function URLs authenticate in their own ways). Liveness is also the one
-# route of the API answered whatever the Host: probes name the node by any
-# address, and it says nothing but "ok".
-OPEN_PATHS = frozenset({"/health"})
+# What anyone may reach unauthenticated: liveness, the API's description (public
+# knowledge: botocore's model and ember's route list, nothing of any account), and
+# OAuth's discovery document (MCP and function URLs authenticate in their own ways).
+OPEN_PATHS = frozenset({"/health", openapi.PATH})
+# Liveness is the one route of the API answered whatever the Host: probes name the
+# node by any address, and it says nothing but "ok".
+ANY_HOST_PATHS = frozenset({"/health"})
 WELL_KNOWN = "/.well-known/oauth-protected-resource"  # RFC 9728, served by MCP
 # The largest request of the other routes: a 50 MB zip, base64 in JSON (Lambda's
 # own figure for CreateFunction).
@@ -120,6 +126,7 @@ class Frontend:
             ],
             exception_handlers={404: _not_found, 405: _not_found},
         )
+        self._add_openapi()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope.get("path", "")
@@ -133,7 +140,7 @@ class Frontend:
             if url is not None:
                 await urls.handle(self._urls, scope, receive, send, self._url_key(url) or "")
                 return
-            if path not in OPEN_PATHS:
+            if path not in ANY_HOST_PATHS:
                 try:
                     self._hosts.check(host, origin)
                 except EmberError as refused:
@@ -164,6 +171,31 @@ class Frontend:
             await self._app(scope, receive, send)
             return
         await self._guard(scope, receive, send, self._app, MAX_API_REQUEST, _api_too_large)
+
+    def _add_openapi(self) -> None:
+        """Serve ``/openapi.json``: described once, from the routes just built."""
+        document = openapi.describe(self._serves, self._own_routes(), __version__)
+        body = orjson.dumps(document)
+
+        async def serve(request: Request) -> Response:
+            return Response(body, media_type="application/json")
+
+        self._app.router.routes.append(Route(openapi.PATH, serve, methods=["GET"]))
+
+    def _serves(self, method: str, path: str) -> bool:
+        if method == "POST" and path.startswith(invoke.PREFIX) and path.endswith(invoke.SUFFIX):
+            return True
+        scope = {"type": "http", "method": method, "path": path, "root_path": ""}
+        return any(route.matches(scope)[0] is Match.FULL for route in self._app.router.routes)
+
+    def _own_routes(self) -> list[tuple[str, str]]:
+        return [
+            (method, route.path)
+            for route in self._app.router.routes
+            if isinstance(route, Route) and route.path.startswith("/_ember/")
+            for method in sorted(route.methods or ())
+            if method != "HEAD"
+        ]
 
     @staticmethod
     def _open(scope: dict[str, Any], path: str) -> bool:

@@ -23,6 +23,7 @@ from ember.audit.base import DEFAULT_LIMIT, MAX_LIMIT, AuditQuery, BadMarker, Po
 from ember.audit.log import AuditLog
 from ember.auth.base import AuditEntry
 from ember.errors import InvalidParameterValue
+from ember.text import is_decimal
 
 PATH = "/_ember/audit"
 _AGE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
@@ -51,7 +52,7 @@ def parse_instant(name: str, text: str, now: float) -> float:
 def parse_limit(text: str | None) -> int:
     if text is None:
         return DEFAULT_LIMIT
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    if not is_decimal(text) or not 1 <= int(text) <= MAX_LIMIT:
         raise InvalidParameterValue(f"Invalid limit {text!r}: an integer from 1 to {MAX_LIMIT}.")
     return int(text)
 

@@ -33,7 +33,7 @@ def declared_length(scope: Scope) -> int | None:
     """The body size the client declared (``Content-Length``), if it did."""
     for name, value in scope["headers"]:
         if name == b"content-length":
-            return int(value) if value.isdigit() else None
+            return int(value) if value.isdigit() else None  # bytes: ASCII digits only
     return None
 
 

@@ -13,6 +13,7 @@ from ember.api import names as resolve
 from ember.api.http import endpoint, json_response, read_json
 from ember.api.services import Services
 from ember.errors import ValidationError
+from ember.text import is_decimal
 
 PATH = "/2019-09-25/functions/{name}/event-invoke-config"
 
@@ -57,7 +58,7 @@ def routes(services: Services) -> list[Route]:
     @endpoint
     async def list_configs(request: Request, request_id: str) -> Response:
         raw = request.query_params.get("MaxItems")
-        if raw is not None and not raw.isdigit():
+        if raw is not None and not is_decimal(raw):
             raise ValidationError.constraint(raw, "maxItems", "Member must be an integer")
         found, marker = configs.list(
             function(request),

@@ -19,6 +19,7 @@ from ember.api.services import Services
 from ember.control import arns
 from ember.control.models import FunctionRecord
 from ember.errors import InvalidParameterValue, ResourceNotFound
+from ember.text import is_decimal
 
 
 def routes(services: Services) -> list[Route]:
@@ -45,7 +46,7 @@ def routes(services: Services) -> list[Route]:
     async def logs(request: Request, request_id: str) -> Response:
         name = key(request)
         since_raw = request.query_params.get("since")
-        if since_raw is not None and not since_raw.isdigit():
+        if since_raw is not None and not is_decimal(since_raw):
             raise InvalidParameterValue(f"since must be a byte offset (an integer): {since_raw}")
         if services.registry.lookup(name) is None and since_raw is None:
             text, _ = services.logs.read(name, None)

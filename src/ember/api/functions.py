@@ -6,6 +6,7 @@ Lambda's response shape; no validation or storage happens here.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -19,6 +20,7 @@ from ember.api.services import Services
 from ember.control import arns
 from ember.control.models import FunctionRecord
 from ember.errors import ValidationError
+from ember.text import is_decimal
 
 API = "/2015-03-31/functions"
 
@@ -50,8 +52,9 @@ def routes(services: Services) -> list[Route]:
             raise ValidationError.constraint(
                 version, "functionVersion", "Member must satisfy enum value set: [ALL]"
             )
+        _check_master_region(params.get("MasterRegion"))
         max_items = params.get("MaxItems")
-        if max_items is not None and not max_items.isdigit():
+        if max_items is not None and not is_decimal(max_items):
             raise ValidationError.constraint(max_items, "maxItems", "Member must be an integer")
         every = version == "ALL"
         page = registry.page(
@@ -137,6 +140,20 @@ def routes(services: Services) -> list[Route]:
         # The function's resource policy, a sub-resource of it.
         *policies.routes(services),
     ]
+
+
+# ListFunctions' MasterRegion (Lambda@Edge replicas, of which ember has none) is still
+# judged as Lambda judges it: a fuzzed value is refused, not silently ignored.
+_MASTER_REGION = re.compile(r"ALL|[a-z]{2}(-gov)?-[a-z]+-\d")
+
+
+def _check_master_region(region: str | None) -> None:
+    if region is not None and not _MASTER_REGION.fullmatch(region):
+        raise ValidationError.constraint(
+            region,
+            "masterRegion",
+            f"Member must satisfy regular expression pattern: {_MASTER_REGION.pattern}",
+        )
 
 
 __all__ = ["routes"]

@@ -9,12 +9,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ember.api import names
+from ember.api import names, openapi
 from ember.api.http import endpoint, json_response, read_json, zip_response
 from ember.api.services import Services
 from ember.control.arns import bare
 from ember.control.layers import LayerRegistry, LayerVersion
 from ember.errors import InvalidParameterValue, ValidationError
+from ember.text import is_decimal
 
 API = "/2018-10-31/layers"
 
@@ -22,7 +23,7 @@ API = "/2018-10-31/layers"
 def _int(raw: str | None, member: str) -> int | None:
     if raw is None:
         return None
-    if not raw.lstrip("-").isdigit():
+    if not is_decimal(raw.lstrip("-")):
         raise ValidationError.constraint(raw, member, "Member must be an integer")
     return int(raw)
 
@@ -31,6 +32,19 @@ def _version(request: Request) -> int:
     number = _int(request.path_params["version"], "versionNumber")
     assert number is not None
     return number
+
+
+def _one_of(raw: str | None, member: str, shape: str) -> str | None:
+    """``raw`` if Lambda's model allows it for ``shape`` (a filter Lambda would refuse is
+    refused, not silently matched against nothing)."""
+    if raw is None:
+        return None
+    allowed = openapi.enum_of(shape)
+    if raw not in allowed:
+        raise ValidationError.constraint(
+            raw, member, f"Member must satisfy enum value set: [{', '.join(sorted(allowed))}]"
+        )
+    return raw
 
 
 def routes(services: Services) -> list[Route]:
@@ -64,12 +78,13 @@ def routes(services: Services) -> list[Route]:
     def account(request: Request) -> str:
         return names.account(request.scope, services.arns)
 
-    def paging(request: Request) -> tuple[str | None, int | None, str | None]:
+    def paging(request: Request) -> tuple[str | None, int | None, str | None, str | None]:
         params = request.query_params
         return (
             params.get("Marker"),
             _int(params.get("MaxItems"), "maxItems"),
-            params.get("CompatibleRuntime"),
+            _one_of(params.get("CompatibleRuntime"), "compatibleRuntime", "Runtime"),
+            _one_of(params.get("CompatibleArchitecture"), "compatibleArchitecture", "Architecture"),
         )
 
     @endpoint

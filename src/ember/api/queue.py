@@ -16,6 +16,7 @@ from ember.api.services import Services
 from ember.control import arns
 from ember.errors import InvalidParameterValue, ResourceNotFound
 from ember.queue.base import DeadLetter
+from ember.text import is_decimal
 
 MAX_PAGE = 1000
 
@@ -78,7 +79,7 @@ def routes(services: Services) -> list[Route]:
     async def list_letters(request: Request, request_id: str) -> Response:
         params = request.query_params
         raw_limit = params.get("limit", "100")
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+        if not is_decimal(raw_limit) or not 1 <= int(raw_limit) <= MAX_PAGE:
             raise InvalidParameterValue(f"limit must be an integer from 1 to {MAX_PAGE}")
         limit = int(raw_limit)
         letters = await queue.dead_letters(function(request), params.get("after"), limit)

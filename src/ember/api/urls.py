@@ -24,6 +24,7 @@ from ember.control.urls import PREFIX, FunctionUrls, UrlConfig
 from ember.errors import RequestTooLarge, ValidationError
 from ember.invoke.service import MAX_REQUEST
 from ember.invoke.urls import UrlInvoker, UrlRequest
+from ember.text import is_decimal
 
 API = "/2021-10-31/functions/{name}"
 Scope = dict[str, Any]
@@ -77,7 +78,7 @@ def routes(services: Services) -> list[Route]:
     async def list_configs(request: Request, request_id: str) -> Response:
         name, _ = target(request)
         max_items = request.query_params.get("MaxItems")
-        if max_items is not None and not (max_items.isdigit() and 1 <= int(max_items) <= 50):
+        if max_items is not None and not (is_decimal(max_items) and 1 <= int(max_items) <= 50):
             raise ValidationError.constraint(
                 max_items, "maxItems", "Member must have value between 1 and 50"
             )

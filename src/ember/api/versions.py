@@ -16,13 +16,14 @@ from ember.api import names as resolve
 from ember.api.http import endpoint, json_response, read_json
 from ember.api.services import Services
 from ember.errors import InvalidParameterValue, ValidationError
+from ember.text import is_decimal
 
 API = "/2015-03-31/functions/{name}"
 
 
 def _max_items(request: Request) -> int | None:
     raw = request.query_params.get("MaxItems")
-    if raw is not None and not raw.isdigit():
+    if raw is not None and not is_decimal(raw):
         raise ValidationError.constraint(raw, "maxItems", "Member must be an integer")
     return int(raw) if raw else None
 

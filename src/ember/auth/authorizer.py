@@ -242,8 +242,9 @@ ROUTES: tuple[RouteAccess, ...] = (
         ("GET", "/status", "ember:GetManifestStatus"),
     ),
 )
-# Routes outside authorization: the guard lets them through unauthenticated.
-PUBLIC = frozenset({("GET", "/health")})
+# Routes outside authorization: the guard lets them through unauthenticated (liveness,
+# and the API's description: botocore's public model and ember's route list).
+PUBLIC = frozenset({("GET", "/health"), ("GET", "/openapi.json")})
 
 
 def _query(query: str, name: str) -> str | None:

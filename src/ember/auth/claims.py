@@ -18,6 +18,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import unquote
 
 from ember.errors import IncompleteSignature, InvalidSignature, MissingAuthenticationToken
+from ember.text import is_decimal
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 # SigV4 caps a presigned URL's life at seven days.
@@ -207,7 +208,7 @@ def _http_date(value: str) -> str:
 
 
 def _expires(value: str | None) -> int:
-    if value is None or not value.isdigit() or not 1 <= int(value) <= MAX_EXPIRES:
+    if value is None or not is_decimal(value) or not 1 <= int(value) <= MAX_EXPIRES:
         raise IncompleteSignature(
             f"X-Amz-Expires must be a number of seconds from 1 to {MAX_EXPIRES}, "
             f"got '{value}'. Re-examine the query-string parameters."

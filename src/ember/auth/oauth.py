@@ -24,6 +24,7 @@ import httpx
 import jwt
 
 from ember.errors import UnrecognizedClient
+from ember.text import is_decimal
 
 log = logging.getLogger("ember.auth")
 
@@ -71,7 +72,7 @@ class OAuthVerifier:
         # PyJWKClient fetches synchronously (on a cold cache or an unknown kid).
         claims = await asyncio.to_thread(self._decode, keys, token)
         account = claims.get(ACCOUNT_CLAIM, self._default_account)
-        if not isinstance(account, str) or not (len(account) == 12 and account.isdigit()):
+        if not isinstance(account, str) or not (len(account) == 12 and is_decimal(account)):
             raise UnrecognizedClient(f"The token's {ACCOUNT_CLAIM} claim is not an account id.")
         subject = claims.get("sub")
         return OAuthClaims(subject if isinstance(subject, str) else None, account)

@@ -24,6 +24,7 @@ import orjson
 from ember.auth.principals import Principal
 from ember.errors import AccessDenied, InvalidParameterValue, ResourceNotFound
 from ember.storage.base import MetadataStore
+from ember.text import is_decimal
 
 PREFIX = "ember_mcp_"
 TOKEN_BYTES = 32  # 43 url-safe characters
@@ -89,7 +90,7 @@ def managed_account(caller: Principal, requested: object, default_account: str) 
     """The account whose tokens ``caller`` manages when asking for ``requested`` (None:
     its own). An account's root manages its own; the default account's root, any."""
     account = caller.account_id if requested is None else requested
-    if not isinstance(account, str) or not (len(account) == 12 and account.isdigit()):
+    if not isinstance(account, str) or not (len(account) == 12 and is_decimal(account)):
         raise InvalidParameterValue("AccountId must be a 12-digit account id.")
     if not caller.is_root:
         raise AccessDenied(f"{caller.arn} is not authorized to manage MCP tokens: only roots are.")

@@ -218,17 +218,18 @@ class LayerRegistry:
         marker: str | None,
         max_items: int | None,
         runtime: str | None = None,
+        architecture: str | None = None,
         account: str | None = None,
     ) -> LayerPage:
         """``account``'s layers in name order (keys), each with its latest version
-        (matching ``runtime``)."""
+        (matching ``runtime`` and ``architecture``)."""
         items: list[tuple[str, LayerVersion]] = []
         owner = account or self._arns.account_id
         for name in sorted(k for k in self._layers if self._arns.owner(k)[0] == owner):
             matching = [
                 v
                 for v in self._layers[name].versions.values()
-                if runtime is None or runtime in v.compatible_runtimes
+                if _compatible(v, runtime, architecture)
             ]
             if matching:
                 items.append((name, max(matching, key=lambda v: v.version)))
@@ -240,6 +241,7 @@ class LayerRegistry:
         marker: str | None,
         max_items: int | None,
         runtime: str | None = None,
+        architecture: str | None = None,
         account: str | None = None,
     ) -> LayerPage:
         """A layer's versions, newest first (an unknown layer has none, as on Lambda)."""
@@ -248,7 +250,7 @@ class LayerRegistry:
             (
                 v
                 for v in (layer.versions.values() if layer else ())
-                if runtime is None or runtime in v.compatible_runtimes
+                if _compatible(v, runtime, architecture)
             ),
             key=lambda v: -v.version,
         )
@@ -346,6 +348,13 @@ class LayerRegistry:
             self._layers[name] = updated
             if not self.uses_package(gone.digest) and not self._functions_use(gone.digest):
                 await self._packages.delete(gone.digest)
+
+
+def _compatible(version: LayerVersion, runtime: str | None, architecture: str | None) -> bool:
+    """Whether ``version`` passes ListLayers' filters (an absent one passes all)."""
+    return (runtime is None or runtime in version.compatible_runtimes) and (
+        architecture is None or architecture in version.compatible_architectures
+    )
 
 
 def _layer_settings(body: dict[str, Any]) -> dict[str, Any]:

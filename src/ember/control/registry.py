@@ -37,6 +37,7 @@ from ember.errors import (
     ValidationError,
 )
 from ember.storage.base import MetadataStore, PackageStore
+from ember.text import is_decimal
 
 log = logging.getLogger("ember.control")
 
@@ -479,7 +480,7 @@ def _position(key: str) -> tuple[str, int]:
     name, _, version = key.partition(":")
     if not version:
         return name, 1 << 62
-    return name, -1 if version == LATEST else int(version) if version.isdigit() else 1 << 62
+    return name, -1 if version == LATEST else int(version) if is_decimal(version) else 1 << 62
 
 
 def _encode_marker(name: str) -> str:

@@ -23,6 +23,7 @@ import orjson
 from ember.control.arns import LATEST, Arns
 from ember.control.models import FunctionRecord
 from ember.errors import InvalidParameterValue, ValidationError
+from ember.text import is_decimal
 
 COUNTER = "$published"
 _ALIAS_PATTERN = "(?!^[0-9]+$)([a-zA-Z0-9-_]+)"
@@ -117,7 +118,7 @@ def key(name: str, qualifier: str) -> str:
 
 
 def is_version(qualifier: str) -> bool:
-    return qualifier.isdigit()
+    return is_decimal(qualifier)
 
 
 # -- validation -----------------------------------------------------------------------
@@ -132,7 +133,7 @@ def alias_name(value: Any) -> str:
 
 
 def function_version(value: Any) -> str:
-    if not isinstance(value, str) or not (value == LATEST or value.isdigit()):
+    if not isinstance(value, str) or not (value == LATEST or is_decimal(value)):
         raise ValidationError.constraint(
             value,
             "functionVersion",
@@ -186,7 +187,7 @@ def routing(
         raise InvalidParameterValue(
             "$LATEST is not supported for an alias pointing to more than 1 version"
         )
-    if not isinstance(version, str) or not version.isdigit():
+    if not isinstance(version, str) or not is_decimal(version):
         raise ValidationError.constraint(f"{{{version}={weight}}}", member, _WEIGHT_KEY)
     exists(version)
     return {version: float(weight)}

@@ -24,6 +24,7 @@ from ember.queue.base import (
     QueueClosed,
     Visibility,
 )
+from ember.text import is_decimal
 
 
 @dataclass(slots=True)
@@ -212,20 +213,20 @@ class MemoryEventQueue:
         self, function: str, after: str | None = None, limit: int = 100
     ) -> list[DeadLetter]:
         self._check()
-        floor = int(after) if after and after.isdigit() else 0
+        floor = int(after) if after and is_decimal(after) else 0
         letters = self._dead.get(function, {})
         return [letters[key] for key in sorted(letters) if key > floor][:limit]
 
     async def get_dead_letter(self, function: str, dead_letter_id: str) -> DeadLetter | None:
         self._check()
-        if not dead_letter_id.isdigit():
+        if not is_decimal(dead_letter_id):
             return None
         return self._dead.get(function, {}).get(int(dead_letter_id))
 
     async def redrive(self, function: str, ids: Sequence[str] | None = None) -> int:
         self._check()
         letters = self._dead.get(function, {})
-        chosen = sorted(letters) if ids is None else [int(i) for i in ids if i.isdigit()]
+        chosen = sorted(letters) if ids is None else [int(i) for i in ids if is_decimal(i)]
         now = self._clock()
         moved = 0
         for key in chosen:

@@ -52,6 +52,7 @@ from ember.queue.base import (
 )
 from ember.queue.batching import GroupCommit
 from ember.storage.postgres import Database, Migration, unavailable
+from ember.text import is_decimal
 
 log = logging.getLogger("ember.queue")
 
@@ -255,7 +256,7 @@ class _State(enum.Enum):
 
 def _as_id(text: str) -> int | None:
     """A row id from its string form; None when it cannot name a row."""
-    if not text.isdigit() or len(text) > 19 or int(text) > _MAX_ID:
+    if not is_decimal(text) or len(text) > 19 or int(text) > _MAX_ID:
         return None
     return int(text)
 

@@ -44,6 +44,7 @@ from ember.queue.base import (
     Visibility,
 )
 from ember.storage.sqlite import migrate
+from ember.text import is_decimal
 
 log = logging.getLogger("ember.queue")
 
@@ -421,7 +422,7 @@ class SqliteEventQueue:
     async def dead_letters(
         self, function: str, after: str | None = None, limit: int = 100
     ) -> list[DeadLetter]:
-        floor = int(after) if after and after.isdigit() else 0
+        floor = int(after) if after and is_decimal(after) else 0
         rows = await self._run(
             lambda db: db.execute(
                 f"SELECT {_LETTER_COLUMNS} FROM dead_letters WHERE function = ? AND id > ? "
@@ -432,7 +433,7 @@ class SqliteEventQueue:
         return [DeadLetter.from_row(row) for row in rows]
 
     async def get_dead_letter(self, function: str, dead_letter_id: str) -> DeadLetter | None:
-        if not dead_letter_id.isdigit():
+        if not is_decimal(dead_letter_id):
             return None
         row = await self._run(
             lambda db: db.execute(
@@ -446,7 +447,7 @@ class SqliteEventQueue:
         query = "SELECT id, request_id, payload FROM dead_letters WHERE function = ?"
         rows = db.execute(query + " ORDER BY id", (function,)).fetchall()
         if ids is not None:
-            wanted = {int(i) for i in ids if i.isdigit()}
+            wanted = {int(i) for i in ids if is_decimal(i)}
             rows = [row for row in rows if row[0] in wanted]
         self._insert(db, [NewEvent(function, row[1], bytes(row[2])) for row in rows], self._clock())
         db.executemany("DELETE FROM dead_letters WHERE id = ?", [(row[0],) for row in rows])

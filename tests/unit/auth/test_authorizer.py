@@ -453,7 +453,7 @@ def test_every_route_of_the_frontend_maps_to_its_row(frontend_routes: list[Route
     assert unmapped == []
 
 
-def test_public_routes_are_the_health_check_only() -> None:
-    assert {("GET", "/health")} == PUBLIC
+def test_public_routes_are_the_health_check_and_the_api_description_only() -> None:
+    assert {("GET", "/health"), ("GET", "/openapi.json")} == PUBLIC
     guard = authorizer(Row(ALICE, "GET", "/"))
     assert guard.access_of(ALICE, "GET", "/nowhere").action == UNKNOWN_ACTION
