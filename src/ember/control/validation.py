@@ -295,8 +295,9 @@ def _sha256(file: IO[bytes]) -> hashlib._Hash:
     return digest
 
 
-# Characters of base64 decoded at a time (a multiple of 4).
-_DECODE_SLICE = 4 * 1024 * 1024
+# Characters of base64 decoded at a time (a multiple of 4). Small: a slice is held
+# twice while decoded (its text as bytes, and the bytes it decodes to).
+_DECODE_SLICE = 1024 * 1024
 
 
 def _unbase64(encoded: str | memoryview, out: IO[bytes]) -> int:
