@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,6 +98,22 @@ def test_packages_empty_and_multi_chunk_blobs_are_byte_exact(
     async def scenario() -> list[bytes]:
         for data in blobs:
             await packages.put(hashlib.sha256(data).hexdigest(), data)
+        return [bytes(await packages.get(hashlib.sha256(data).hexdigest())) for data in blobs]
+
+    assert runner.run(scenario()) == blobs
+
+
+def test_packages_put_from_a_file_is_byte_exact(packages: Any, runner: asyncio.Runner) -> None:
+    """An upload spooled to disk is stored from its file, read from its start (the
+    file is left anywhere), whole: empty, one chunk, several and a partial last one."""
+    blobs = [b"", os.urandom(1000), os.urandom(7 * 512 * 1024)]
+
+    async def scenario() -> list[bytes]:
+        for data in blobs:
+            # As validation.code spools an upload: in memory below 2 KB, on disk above.
+            with tempfile.SpooledTemporaryFile(max_size=2048) as file:
+                file.write(data)  # left at its end: put must seek
+                await packages.put(hashlib.sha256(data).hexdigest(), file)
         return [bytes(await packages.get(hashlib.sha256(data).hexdigest())) for data in blobs]
 
     assert runner.run(scenario()) == blobs

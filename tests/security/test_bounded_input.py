@@ -11,16 +11,21 @@ must stay within 64 MB of its idle ``VmRSS``; and it must still answer afterward
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import io
 import json
+import os
 import socket
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import Server, lambda_client
+from conftest import ROLE, Server, lambda_client, make_zip
 
 MB = 1024 * 1024
 ALLOWED_GROWTH = 64 * MB
@@ -214,3 +219,52 @@ def test_a_half_sent_body_is_closed(impatient: Server) -> None:
         # Returns once the server closes (the socket would wait 60 s): the app had
         # the request and got a disconnect, so nothing is answered.
         assert _answer(conn) == b""
+
+
+def _large_package(size: int) -> bytes:
+    """A working function's zip of about ``size`` bytes: random (incompressible) ballast
+    stored beside the handler."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "def handler(event, context):\n    return {'ok': event}\n")
+        archive.writestr("ballast.bin", os.urandom(size))
+    return buffer.getvalue()
+
+
+def test_a_large_package_is_held_in_memory_once(attacked: Server) -> None:
+    """A 45 MB CreateFunction body carries a 34 MB zip: the server holds the body, and
+    decodes the zip to a temporary file, not beside it in memory (body + zip would be
+    1.75 x the body)."""
+    assert attacked.process is not None
+    pid = attacked.process.pid
+    aws = lambda_client(attacked, read_timeout=120)
+    small = make_zip({"app.py": "def handler(event, context):\n    return event\n"})
+    aws.create_function(  # warm: the first upload's lazy imports are idle cost
+        FunctionName="warm-upload",
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": small},
+    )
+    package = _large_package(45 * MB * 3 // 4 - 64 * 1024)
+    body = len(base64.b64encode(package))  # the JSON around it is a few hundred bytes
+    idle = _status_kb(pid, "VmRSS")
+    _reset_peak(pid)
+
+    aws.create_function(
+        FunctionName="large-upload",
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": package},
+    )
+
+    peak = _status_kb(pid, "VmHWM")
+    assert peak - idle < 1.3 * body, (
+        f"peak RSS +{(peak - idle) / MB:.0f} MB, body {body / MB:.0f} MB"
+    )
+    code = aws.get_function(FunctionName="large-upload")["Configuration"]
+    assert code["CodeSize"] == len(package)
+    assert code["CodeSha256"] == base64.b64encode(hashlib.sha256(package).digest()).decode()
+    answer = aws.invoke(FunctionName="large-upload", Payload=b'"hi"')
+    assert json.loads(answer["Payload"].read()) == {"ok": "hi"}

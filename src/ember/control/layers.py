@@ -309,27 +309,27 @@ class LayerRegistry:
         content = body.get("Content")
         if not isinstance(content, dict):
             raise ValidationError.constraint(content, "content", "Member must not be null")
-        package = validation.code(content)
-        settings = _layer_settings(body)
-        async with self._lock:
-            self._check_storage(name, len(package.data))
-            layer = self._layers.get(name) or Layer(name)
-            await self._packages.put(package.digest, package.data)
-            version = LayerVersion(
-                name=name,
-                version=layer.next_version,
-                created=created_date(self._clock()),
-                digest=package.digest,
-                code_sha256=package.sha256,
-                code_size=len(package.data),
-                **settings,
-            )
-            updated = Layer(
-                name, layer.next_version + 1, {**layer.versions, version.version: version}
-            )
-            await self._store.put(name, updated.to_json())
-            self._layers[name] = updated
-        return version
+        with validation.code(content) as package:  # its file closes however the upload ends
+            settings = _layer_settings(body)
+            async with self._lock:
+                self._check_storage(name, package.size)
+                layer = self._layers.get(name) or Layer(name)
+                await self._packages.put(package.digest, package.file)
+                version = LayerVersion(
+                    name=name,
+                    version=layer.next_version,
+                    created=created_date(self._clock()),
+                    digest=package.digest,
+                    code_sha256=package.sha256,
+                    code_size=package.size,
+                    **settings,
+                )
+                updated = Layer(
+                    name, layer.next_version + 1, {**layer.versions, version.version: version}
+                )
+                await self._store.put(name, updated.to_json())
+                self._layers[name] = updated
+            return version
 
     async def delete(self, raw_name: str, version: int, account: str | None = None) -> None:
         """Delete one version; deleting a missing one is not an error (as on Lambda)."""

@@ -310,27 +310,29 @@ class FunctionRegistry(Publishing):
             "architectures": validation.architectures(body) or ("x86_64",),
             **self._layer_settings(body, key),
         }
-        package = validation.code(body.get("Code"))
-        publish = body.get("Publish") is True
-        async with self._lock:
-            if key in self._functions:
-                raise ResourceConflict(f"Function already exist: {ref.name}")
-            self._check_quotas(key, len(package.data), new_function=True)
-            await self._packages.put(package.digest, package.data)
-            record = FunctionRecord(
-                name=key,
-                code_sha256=package.sha256,
-                code_digest=package.digest,
-                code_size=len(package.data),
-                last_modified=lambda_timestamp(self._clock()),
-                revision_id=str(uuid.uuid4()),
-                **settings,
-            )
-            await self._store.put(record.name, record.to_json())
-            self._functions[record.name] = record
-            if publish:
-                return await self._publish(record, {}, None)
-        return record
+        with validation.code(
+            body.get("Code")
+        ) as package:  # its file closes however the upload ends
+            publish = body.get("Publish") is True
+            async with self._lock:
+                if key in self._functions:
+                    raise ResourceConflict(f"Function already exist: {ref.name}")
+                self._check_quotas(key, package.size, new_function=True)
+                await self._packages.put(package.digest, package.file)
+                record = FunctionRecord(
+                    name=key,
+                    code_sha256=package.sha256,
+                    code_digest=package.digest,
+                    code_size=package.size,
+                    last_modified=lambda_timestamp(self._clock()),
+                    revision_id=str(uuid.uuid4()),
+                    **settings,
+                )
+                await self._store.put(record.name, record.to_json())
+                self._functions[record.name] = record
+                if publish:
+                    return await self._publish(record, {}, None)
+            return record
 
     def _check_revision(self, record: FunctionRecord, body: dict[str, Any]) -> None:
         expected = body.get("RevisionId")
@@ -353,25 +355,25 @@ class FunctionRegistry(Publishing):
         return record
 
     async def update_code(self, name: str, body: dict[str, Any]) -> FunctionRecord:
-        package = validation.code(body)
-        validation.architectures(body)
-        async with self._lock:
-            old = self.get(name)
-            self._check_revision(old, body)
-            if body.get("DryRun"):
-                return old
-            self._check_quotas(name, len(package.data) - old.code_size, new_function=False)
-            await self._packages.put(package.digest, package.data)
-            record = await self._replace(
-                old,
-                code_sha256=package.sha256,
-                code_digest=package.digest,
-                code_size=len(package.data),
-            )
-            await self._forget_package(old.code_digest)
-            if body.get("Publish") is True:
-                return await self._publish(record, {}, None)
-        return record
+        with validation.code(body) as package:  # its file closes however the upload ends
+            validation.architectures(body)
+            async with self._lock:
+                old = self.get(name)
+                self._check_revision(old, body)
+                if body.get("DryRun"):
+                    return old
+                self._check_quotas(name, package.size - old.code_size, new_function=False)
+                await self._packages.put(package.digest, package.file)
+                record = await self._replace(
+                    old,
+                    code_sha256=package.sha256,
+                    code_digest=package.digest,
+                    code_size=package.size,
+                )
+                await self._forget_package(old.code_digest)
+                if body.get("Publish") is True:
+                    return await self._publish(record, {}, None)
+            return record
 
     async def update_configuration(self, name: str, body: dict[str, Any]) -> FunctionRecord:
         changes = {

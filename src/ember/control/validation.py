@@ -12,10 +12,12 @@ import binascii
 import hashlib
 import io
 import re
+import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from types import TracebackType
+from typing import IO, Any
 
 from ember.control import zips
 from ember.errors import InvalidParameterValue, RequestTooLarge, ValidationError
@@ -57,11 +59,31 @@ RESERVED_ENV = frozenset(
 
 @dataclass(frozen=True)
 class Package:
-    """A validated deployment package."""
+    """A validated deployment package: the zip in ``file`` (at its start), spooled to
+    disk past ``SPOOL_IN_MEMORY`` bytes. A context manager: leaving it closes the file."""
 
-    data: bytes
+    file: IO[bytes]
+    size: int
     digest: str  # hex SHA-256
     sha256: str  # base64 SHA-256 (Lambda's CodeSha256)
+
+    def __enter__(self) -> Package:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.file.close()
+
+
+# Packages up to this size stay in memory; larger ones are decoded into a temporary
+# file, so that the zip never sits in memory beside the request body that carried it.
+SPOOL_IN_MEMORY = 1 << 20
+# Bytes hashed at a time.
+_HASH_CHUNK = 1 << 20
 
 
 def integer(body: dict[str, Any], key: str, member: str, low: int, high: int) -> int | None:
@@ -241,48 +263,75 @@ def code(raw: Any) -> Package:
         raise InvalidParameterValue("Please provide a source for function code (ZipFile).")
     if len(encoded) // 4 * 3 > MAX_ZIPPED + 2:  # refused before a byte is decoded
         raise RequestTooLarge(f"Zipped size must be smaller than {MAX_ZIPPED} bytes")
+    # Not a `with`: on success the file is handed on, open, inside the Package.
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
     try:
-        data = _unbase64(encoded)
+        return _checked_package(encoded, spool)
+    except BaseException:
+        spool.close()
+        raise
+
+
+def _checked_package(encoded: str | memoryview, spool: IO[bytes]) -> Package:
+    """``encoded`` decoded into ``spool`` and checked, as a Package holding ``spool``."""
+    try:
+        size = _unbase64(encoded, spool)
     except (binascii.Error, ValueError):
         raise InvalidParameterValue("ZipFile is not valid base64.") from None
-    if len(data) > MAX_ZIPPED:
+    if size > MAX_ZIPPED:
         raise RequestTooLarge(f"Zipped size must be smaller than {MAX_ZIPPED} bytes")
-    check_zip(data)
-    digest = hashlib.sha256(data)
-    return Package(data, digest.hexdigest(), base64.b64encode(digest.digest()).decode())
+    check_zip(spool)
+    digest = _sha256(spool)
+    return Package(spool, size, digest.hexdigest(), base64.b64encode(digest.digest()).decode())
 
 
-# Characters of base64 decoded at a time (a multiple of 4).
-_DECODE_SLICE = 4 * 1024 * 1024
+def _sha256(file: IO[bytes]) -> hashlib._Hash:
+    """The SHA-256 of ``file`` read in chunks from its start; leaves it at its start."""
+    file.seek(0)
+    digest = hashlib.sha256()
+    while chunk := file.read(_HASH_CHUNK):
+        digest.update(chunk)
+    file.seek(0)
+    return digest
 
 
-def _unbase64(encoded: str | memoryview) -> bytes:
-    """``encoded`` (strict base64) decoded slice by slice: ``b64decode`` would first
-    copy the whole text to ASCII bytes, a third copy of a package beside the text
-    and the zip."""
-    decoded = io.BytesIO()
+# Characters of base64 decoded at a time (a multiple of 4). Small: a slice is held
+# twice while decoded (its text as bytes, and the bytes it decodes to).
+_DECODE_SLICE = 1024 * 1024
+
+
+def _unbase64(encoded: str | memoryview, out: IO[bytes]) -> int:
+    """``encoded`` (strict base64) decoded slice by slice into ``out``; the bytes
+    written. ``b64decode`` would first copy the whole text to ASCII bytes, and
+    return the whole zip: copies of a package beside the text."""
+    written = 0
     size = len(encoded)
     for start in range(0, size, _DECODE_SLICE):
         part = encoded[start : start + _DECODE_SLICE]
         text = part.encode("ascii") if isinstance(part, str) else bytes(part)
         if start + _DECODE_SLICE < size and b"=" in text:
             raise binascii.Error("padding inside the data")  # a slice would accept it
-        decoded.write(binascii.a2b_base64(text, strict_mode=True))
-    return decoded.getvalue()
+        written += out.write(binascii.a2b_base64(text, strict_mode=True))
+    return written
 
 
-def check_zip(data: bytes) -> None:
-    """A zip the worker can unpack safely (``zips.judge``), within Lambda's unpacked limit."""
+def check_zip(package: bytes | IO[bytes]) -> None:
+    """A zip the worker can unpack safely (``zips.judge``), within Lambda's unpacked limit.
+    A file is read from its start (``zipfile`` seeks in it), and left there."""
     unzip_error = InvalidParameterValue(
         "Could not unzip uploaded file. Please check your file, then try to upload again."
     )
+    source = io.BytesIO(package) if isinstance(package, bytes) else package
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        source.seek(0)
+        with zipfile.ZipFile(source) as archive:
             members = archive.infolist()
             zips.judge(archive)
     except (zipfile.BadZipFile, zips.UnsafeZip, OSError, ValueError, RuntimeError, zlib.error):
         # Lambda's message names no member or reason; ember's is Lambda's, word for word.
         raise unzip_error from None
+    finally:
+        source.seek(0)
     if sum(member.file_size for member in members) > MAX_UNZIPPED:
         raise InvalidParameterValue(f"Unzipped size must be smaller than {MAX_UNZIPPED} bytes")
 

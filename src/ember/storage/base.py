@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import IO, Protocol
 
 # (key, document) of one change another node committed; document None: deleted.
 Apply = Callable[[str, "str | None"], Awaitable[None]]
@@ -34,11 +34,26 @@ class MetadataStore(Protocol):
         ...
 
 
+# A package to store: its bytes, or a binary file holding them (an upload spooled to
+# disk: a 50 MB zip need not be read into memory to be stored).
+PackageData = bytes | IO[bytes]
+
+
+def read_package(data: PackageData) -> bytes:
+    """The bytes of ``data``: a file is read whole from its start."""
+    if isinstance(data, bytes):
+        return data
+    data.seek(0)
+    return data.read()
+
+
 class PackageStore(Protocol):
     """Content-addressed code packages (zip files), keyed by hex SHA-256."""
 
-    async def put(self, digest: str, data: bytes) -> None:
-        """Store ``data`` under ``digest`` atomically; storing twice is harmless."""
+    async def put(self, digest: str, data: PackageData) -> None:
+        """Store ``data`` under ``digest`` atomically; storing twice is harmless. A file
+        is read from its start, in chunks where the backend can (never whole at once
+        by the local, PostgreSQL and S3 stores)."""
         ...
 
     async def get(self, digest: str) -> bytes:

@@ -5,10 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
+from typing import IO
 
+from ember.storage.base import PackageData
 from ember.storage.digests import checked
+
+# Bytes copied at a time from a package file.
+_COPY_CHUNK = 1 << 20
 
 
 class LocalPackageStore:
@@ -20,7 +26,7 @@ class LocalPackageStore:
     def _path(self, digest: str) -> Path:
         return self._root / f"{checked(digest)}.zip"
 
-    def _put(self, digest: str, data: bytes) -> None:
+    def _put(self, digest: str, data: PackageData) -> None:
         target = self._path(digest)
         if target.exists():
             return
@@ -29,7 +35,7 @@ class LocalPackageStore:
         fd, tmp = tempfile.mkstemp(dir=self._root, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                _write(handle, data)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, target)
@@ -38,7 +44,7 @@ class LocalPackageStore:
                 os.unlink(tmp)
             raise
 
-    async def put(self, digest: str, data: bytes) -> None:
+    async def put(self, digest: str, data: PackageData) -> None:
         await asyncio.to_thread(self._put, digest, data)
 
     async def get(self, digest: str) -> bytes:
@@ -56,3 +62,12 @@ class LocalPackageStore:
 
     async def close(self) -> None:
         return None
+
+
+def _write(handle: IO[bytes], data: PackageData) -> None:
+    """``data`` into ``handle``: a file is copied in chunks from its start."""
+    if isinstance(data, bytes):
+        handle.write(data)
+        return
+    data.seek(0)
+    shutil.copyfileobj(data, handle, _COPY_CHUNK)

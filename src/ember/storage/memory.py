@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ember.storage.base import PackageData, read_package
+
 
 class MemoryMetadataStore:
     """See ``ember.storage.base.MetadataStore``; forgets everything on exit."""
@@ -28,8 +30,8 @@ class MemoryPackageStore:
     def __init__(self) -> None:
         self._packages: dict[str, bytes] = {}
 
-    async def put(self, digest: str, data: bytes) -> None:
-        self._packages.setdefault(digest, data)
+    async def put(self, digest: str, data: PackageData) -> None:
+        self._packages.setdefault(digest, read_package(data))
 
     async def get(self, digest: str) -> bytes:
         return self._packages[digest]

@@ -8,11 +8,13 @@ are written in one transaction, so a reader sees a whole blob or none.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
 
+from ember.storage.base import PackageData
 from ember.storage.digests import checked
 from ember.storage.postgres import Database, Migration, unavailable
 
@@ -65,9 +67,10 @@ class PostgresPackageStore:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    async def put(self, digest: str, data: bytes) -> None:
+    async def put(self, digest: str, data: PackageData) -> None:
         key = checked(digest)
-        chunks = [data[at : at + CHUNK_BYTES] for at in range(0, len(data), CHUNK_BYTES)]
+        size = _size(data)
+        count = -(-size // CHUNK_BYTES)
         with _translated():
             async with self._database.pool.connection() as conn, conn.transaction():
                 cursor = conn.cursor()
@@ -79,12 +82,12 @@ class PostgresPackageStore:
                 await cursor.executemany(
                     "INSERT INTO ember_blob_chunks (digest, n, data) VALUES (%s, %s, %b) "
                     "ON CONFLICT DO NOTHING",
-                    [(key, n, chunk) for n, chunk in enumerate(chunks)],
+                    ((key, n, chunk) for n, chunk in enumerate(_chunks(data))),
                 )
                 await cursor.execute(
                     "INSERT INTO ember_blobs (digest, size, chunks) VALUES (%s, %s, %s) "
                     "ON CONFLICT DO NOTHING",
-                    (key, len(data), len(chunks)),
+                    (key, size, count),
                 )
 
     async def get(self, digest: str) -> bytes:
@@ -112,3 +115,22 @@ class PostgresPackageStore:
 
     async def close(self) -> None:
         return None
+
+
+def _size(data: PackageData) -> int:
+    if isinstance(data, bytes):
+        return len(data)
+    size = data.seek(0, io.SEEK_END)
+    data.seek(0)
+    return size
+
+
+def _chunks(data: PackageData) -> Iterator[bytes]:
+    """``data`` in rows of ``CHUNK_BYTES``; a file is read one row at a time, so that a
+    package never sits in memory whole beside its rows."""
+    if isinstance(data, bytes):
+        yield from (data[at : at + CHUNK_BYTES] for at in range(0, len(data), CHUNK_BYTES))
+        return
+    data.seek(0)
+    while chunk := data.read(CHUNK_BYTES):
+        yield chunk

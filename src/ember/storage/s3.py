@@ -22,6 +22,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from ember.errors import StartupRefused, StorageUnavailable
+from ember.storage.base import PackageData
 from ember.storage.digests import checked
 
 T = TypeVar("T")
@@ -157,11 +158,14 @@ class S3PackageStore:
         """Release the client's connections. Idempotent."""
         self._client.close()
 
-    async def put(self, digest: str, data: bytes) -> None:
+    async def put(self, digest: str, data: PackageData) -> None:
         key = self._key(digest)
         # One PUT is atomic: readers see the whole object or none. Skip the
-        # upload (up to 50 MB) when the package is stored already.
+        # upload (up to 50 MB) when the package is stored already. A file is
+        # given to botocore as it is: it reads (and hashes) it in chunks.
         if not await self._call(self._exists, key):
+            if not isinstance(data, bytes):
+                data.seek(0)
             await self._call(self._client.put_object, Bucket=self.spec.bucket, Key=key, Body=data)
 
     def _exists(self, key: str) -> bool:

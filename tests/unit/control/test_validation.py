@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
 import zipfile
 
 import pytest
@@ -21,9 +22,9 @@ def _zip(files: dict[str, str]) -> bytes:
 
 def test_code_digests_match_lambda() -> None:
     data = _zip({"app.py": "def handler(e, c): return e\n"})
-    package = validation.code({"ZipFile": base64.b64encode(data).decode()})
-    assert package.digest == hashlib.sha256(data).hexdigest()
-    assert package.sha256 == base64.b64encode(hashlib.sha256(data).digest()).decode()
+    with validation.code({"ZipFile": base64.b64encode(data).decode()}) as package:
+        assert package.digest == hashlib.sha256(data).hexdigest()
+        assert package.sha256 == base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 def test_not_a_zip() -> None:
@@ -112,15 +113,29 @@ def test_zipfile_decoded_in_slices_is_the_package_byte_for_byte(
 ) -> None:
     monkeypatch.setattr(validation, "_DECODE_SLICE", 8)  # many slices for a small zip
     data = _zip({"app.py": "x = 1\n" * 100})
-    package = validation.code({"ZipFile": base64.b64encode(data).decode()})
-    assert package.data == data
+    with validation.code({"ZipFile": base64.b64encode(data).decode()}) as package:
+        assert package.file.read() == data
+        assert package.size == len(data)
+
+
+def test_a_large_package_is_spooled_to_disk_and_read_back_whole() -> None:
+    # Random (incompressible) content: the zip is over SPOOL_IN_MEMORY bytes.
+    data = _zip({"blob.bin": base64.b64encode(os.urandom(validation.SPOOL_IN_MEMORY)).decode()})
+    assert len(data) > validation.SPOOL_IN_MEMORY
+    with validation.code({"ZipFile": base64.b64encode(data).decode()}) as package:
+        assert package.file._rolled  # type: ignore[attr-defined]  # on disk, not in memory
+        assert package.file.read() == data
+        assert package.digest == hashlib.sha256(data).hexdigest()
 
 
 def test_zipfile_as_the_body_bytes_is_decoded_alike() -> None:
     data = _zip({"app.py": "x = 1\n"})
     text = base64.b64encode(data)
-    assert validation.code({"ZipFile": memoryview(text)}) == validation.code(
-        {"ZipFile": text.decode()}
-    )
+    with (
+        validation.code({"ZipFile": memoryview(text)}) as from_body,
+        validation.code({"ZipFile": text.decode()}) as from_str,
+    ):
+        assert (from_body.digest, from_body.size) == (from_str.digest, from_str.size)
+        assert from_body.file.read() == from_str.file.read() == data
     with pytest.raises(InvalidParameterValue, match="not valid base64"):
         validation.code({"ZipFile": memoryview(b"QQ==QUJD")})
