@@ -165,6 +165,16 @@ class EventQueue(Protocol):
         """Delete the function's dead letters; returns how many."""
         ...
 
+    async def discard(self, function: str) -> int:
+        """Delete every event of ``function`` and of ``function:qualifier``; returns how many.
+
+        Deleting a function discards its pending events, as on Lambda. Leased
+        ones go too: their receipts turn stale, so the poller delivering one
+        can neither requeue nor dead-letter it (a dead letter would reappear
+        under a new function of the same name).
+        """
+        ...
+
     async def statistics(self) -> list[FunctionStats]:
         """One snapshot per function with queued events or dead letters."""
         ...
