@@ -57,6 +57,12 @@ def send(lam: Any, name: str, event: dict[str, Any]) -> str:
     return request_id_of(response)
 
 
+def busy(server: Server, name: str) -> bool:
+    """A sandbox of ``name`` is running an invocation (the held event: the others ended)."""
+    sandboxes = server.http.get("/_ember/sandboxes", timeout=10).json()["sandboxes"]
+    return any(s["function"] == name and s["state"] == "busy" for s in sandboxes)
+
+
 def in_flight(server: Server, name: str) -> bool:
     rows = server.http.get("/_ember/queue", timeout=10).json()["functions"]
     return any(row["function"] == name and row["inFlight"] for row in rows)
@@ -71,7 +77,7 @@ def test_a_deleted_functions_events_never_reach_a_new_one_of_the_same_name(
     retrying = [send(lam, name, {"n": n}) for n in range(3)]
     wait_until(lambda: all(starts(slow_retries, name, rid) for rid in retrying))
     held = send(lam, name, {"sleep": 20})
-    wait_until(lambda: starts(slow_retries, name, held) and in_flight(slow_retries, name))
+    wait_until(lambda: busy(slow_retries, name) and in_flight(slow_retries, name))
 
     lam.delete_function(FunctionName=name)
     create(lam, name, ECHO_ID)
