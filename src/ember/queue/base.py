@@ -74,7 +74,7 @@ class Message:
 class Failure:
     """Why a message is dead-lettered: Lambda's condition and the last error seen."""
 
-    condition: str  # RetriesExhausted | EventAgeExceeded | FunctionNotFound | DestinationNotFound
+    condition: str  # RetriesExhausted | EventAgeExceeded | DestinationNotFound
     error_type: str = ""
     error_message: str = ""
 

@@ -58,7 +58,7 @@ class Verdict:
     action: Action
     message: Message  # with updated counters
     delay: float = 0.0
-    condition: str = ""  # for FAIL: RetriesExhausted | EventAgeExceeded | FunctionNotFound
+    condition: str = ""  # FAIL: RetriesExhausted | EventAgeExceeded; DROP: FunctionNotFound
 
 
 @dataclass(frozen=True, slots=True)
