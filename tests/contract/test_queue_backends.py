@@ -161,6 +161,34 @@ def test_dead_letter_list_show_redrive_purge(make_queue: Any) -> None:
     assert run(make_queue, queue.dead_letters("f")) == []
 
 
+def test_discard_drops_a_functions_pending_and_leased_events_only(
+    make_queue: Any, clock: FakeClock
+) -> None:
+    """Deleting a function discards its events, its qualifiers' too, and no one else's:
+    ready, delayed for a retry, or leased (whose late settles then do nothing)."""
+    from dataclasses import replace
+
+    queue = make_queue()
+    run(make_queue, queue.enqueue(events("f", 1, "leased")))
+    (leased,) = run(make_queue, queue.receive(1, hidden(30)))
+    run(make_queue, queue.enqueue(events("f", 1, "retrying")))
+    (retrying,) = run(make_queue, queue.receive(1, hidden(30)))
+    assert run(make_queue, queue.nack(replace(retrying, invocations=1), 60))
+    run(make_queue, queue.enqueue(events("f", 2) + events("f:live", 1, "alias")))
+    others = events("f_1", 1, "like") + events("fx", 1, "x") + events("g:f", 1, "g")
+    run(make_queue, queue.enqueue(others))
+    assert run(make_queue, queue.discard("f")) == 5
+    assert run(make_queue, queue.discard("f")) == 0
+    failure = Failure("RetriesExhausted", "ValueError", "boom")
+    assert run(make_queue, queue.dead_letter(leased, failure)) is False
+    assert run(make_queue, queue.nack(leased, 0)) is False
+    clock.now += 61
+    left = run(make_queue, queue.receive(10, hidden(30)))
+    assert sorted(m.request_id for m in left) == ["g-0", "like-0", "x-0"]
+    assert run(make_queue, queue.dead_letters("f")) == []
+    assert sorted(s.function for s in run(make_queue, queue.statistics())) == ["f_1", "fx", "g:f"]
+
+
 def test_ack_with_follow_ups_enqueues_them(make_queue: Any) -> None:
     queue = make_queue()
     run(make_queue, queue.enqueue(events("f", 1)))

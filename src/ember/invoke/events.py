@@ -4,7 +4,7 @@
 with the event's own request id (the function sees the same
 ``context.aws_request_id`` on every attempt) and classifies what happened
 for ``ember.queue.retry``: a function error spends a retry, a throttle or a
-platform failure does not, a function that no longer exists cannot be retried.
+platform failure does not, a function that no longer exists drops the event.
 """
 
 from __future__ import annotations
@@ -109,14 +109,20 @@ class AsyncInvocation:
         configs.prune_orphans = config_store is None  # embedded: the only writer
         registry.subscribe(configs.forget)
 
-        async def drop_dead_letters(name: str) -> None:
-            """A deleted function's dead letters (its versions' and aliases' too) go
-            with it, so none reappears under a new function of the same name."""
+        async def drop_events(name: str) -> None:
+            """A deleted function's pending events and dead letters (its versions'
+            and aliases' too) go with it, so none reaches or reappears under a new
+            function of the same name. Events in flight go too (their pollers'
+            receipts turn stale); one accepted meanwhile is dropped at delivery
+            (``retry.Outcome.NOT_FOUND``)."""
+            discarded = await queue.discard(name)
+            if discarded:
+                log.info("discarded %d pending event(s) of deleted function %s", discarded, name)
             targets = {s.function for s in await queue.statistics() if split(s.function)[0] == name}
             for target in targets | {name}:
                 await queue.purge(target)
 
-        registry.on_delete(drop_dead_letters)
+        registry.on_delete(drop_events)
         supervisor = Supervisor(
             queue,
             EventDelivery(invoke),

@@ -74,7 +74,7 @@ class Message:
 class Failure:
     """Why a message is dead-lettered: Lambda's condition and the last error seen."""
 
-    condition: str  # RetriesExhausted | EventAgeExceeded | FunctionNotFound | DestinationNotFound
+    condition: str  # RetriesExhausted | EventAgeExceeded | DestinationNotFound
     error_type: str = ""
     error_message: str = ""
 
@@ -163,6 +163,16 @@ class EventQueue(Protocol):
 
     async def purge(self, function: str) -> int:
         """Delete the function's dead letters; returns how many."""
+        ...
+
+    async def discard(self, function: str) -> int:
+        """Delete every event of ``function`` and of ``function:qualifier``; returns how many.
+
+        Deleting a function discards its pending events, as on Lambda. Leased
+        ones go too: their receipts turn stale, so the poller delivering one
+        can neither requeue nor dead-letter it (a dead letter would reappear
+        under a new function of the same name).
+        """
         ...
 
     async def statistics(self) -> list[FunctionStats]:

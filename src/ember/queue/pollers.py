@@ -6,7 +6,8 @@ not starve another's) and starts one delivery task per message, all in the
 supervisor's own task group. A delivery calls ``deliver`` (the invocation
 service, injected so this package never imports it), asks ``retry.decide``
 what the outcome means, and settles the message: ack (with an OnSuccess
-record), nack with a delay, or fail (an OnFailure record, else a dead letter).
+record), nack with a delay, fail (an OnFailure record, else a dead letter),
+or drop (ack, nothing else) when the function was deleted meanwhile.
 
 A delivery that dies (cancelled at shutdown, a bug, a crashed process)
 settles nothing: the message is received again after its visibility timeout.
@@ -41,6 +42,7 @@ class PollerStats:
     succeeded: int
     retried: int  # nacked for a later attempt
     failed: int  # gave up: routed to OnFailure or dead-lettered
+    dropped: int  # discarded: the function was deleted while the event was in flight
 
 
 class Supervisor:
@@ -70,7 +72,7 @@ class Supervisor:
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._busy = 0
-        self._counts = {"delivered": 0, "succeeded": 0, "retried": 0, "failed": 0}
+        self._counts = {"delivered": 0, "succeeded": 0, "retried": 0, "failed": 0, "dropped": 0}
 
     def statistics(self) -> PollerStats:
         return PollerStats(self._pollers, self._busy, **self._counts)
@@ -144,8 +146,15 @@ class Supervisor:
         elif verdict.action is Action.ACK:
             self._counts["succeeded"] += 1
             await self._queue.ack(message, self._on_success(message, attempt))
+        elif verdict.action is Action.DROP:
+            await self._drop(message)
         else:
             await self._fail(verdict, attempt)
+
+    async def _drop(self, message: Message) -> None:
+        self._counts["dropped"] += 1
+        log.info("%s no longer exists; event %s dropped", message.function, message.request_id)
+        await self._queue.ack(message)
 
     def _record(
         self, target: str, message: Message, condition: str, count: int, attempt: Attempt | None

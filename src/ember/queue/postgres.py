@@ -571,6 +571,14 @@ class PostgresEventQueue:
         )
         return purged
 
+    async def discard(self, function: str) -> int:
+        await self._ready()
+        discarded, _ = await self._execute(
+            "DELETE FROM queue_events WHERE function = %s OR starts_with(function, %s)",
+            (function, function + ":"),
+        )
+        return discarded
+
     async def statistics(self) -> list[FunctionStats]:
         await self._ready()
         async with self._connection() as conn:

@@ -8,6 +8,8 @@
   one, i.e. 1 s doubling to 5 minutes at Lambda's base delay.
 - An event that would be older than ``max_event_age`` seconds when next tried
   fails with ``EventAgeExceeded`` (checked ahead of time, as LocalStack does).
+- An event whose function was deleted is dropped, as Lambda discards a
+  deleted function's pending events.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class Outcome(enum.Enum):
     FUNCTION_ERROR = "function_error"  # the function failed: spends a retry attempt
     THROTTLED = "throttled"  # no capacity now (429): requeued with backoff
     PLATFORM_ERROR = "platform_error"  # ember failed (5xx): requeued with backoff
-    NOT_FOUND = "not_found"  # the function no longer exists: dead-lettered at once
+    NOT_FOUND = "not_found"  # the function no longer exists: dropped at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,7 @@ class Action(enum.Enum):
     ACK = "ack"  # done: success
     RETRY = "retry"  # nack with ``delay``
     FAIL = "fail"  # done for good: OnFailure destination or dead letters
+    DROP = "drop"  # discarded: its function was deleted (Lambda discards its events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +58,7 @@ class Verdict:
     action: Action
     message: Message  # with updated counters
     delay: float = 0.0
-    condition: str = ""  # for FAIL: RetriesExhausted | EventAgeExceeded | FunctionNotFound
+    condition: str = ""  # FAIL: RetriesExhausted | EventAgeExceeded; DROP: FunctionNotFound
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +86,8 @@ def decide(policy: RetryPolicy, message: Message, attempt: Attempt, now: float) 
     if outcome is Outcome.SUCCESS:
         return Verdict(Action.ACK, message)
     if outcome is Outcome.NOT_FOUND:
-        return Verdict(Action.FAIL, message, condition="FunctionNotFound")
+        # Not a dead letter: it would reappear under a new function of the same name.
+        return Verdict(Action.DROP, message, condition="FunctionNotFound")
     if outcome is Outcome.FUNCTION_ERROR:
         invocations = message.invocations + 1
         updated = replace(message, invocations=invocations)

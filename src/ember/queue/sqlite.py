@@ -468,6 +468,16 @@ class SqliteEventQueue:
             )
         )
 
+    async def discard(self, function: str) -> int:
+        def delete(db: sqlite3.Connection) -> int:
+            prefix = function + ":"
+            return db.execute(
+                "DELETE FROM events WHERE function = ? OR substr(function, 1, ?) = ?",
+                (function, len(prefix), prefix),
+            ).rowcount
+
+        return int(await self._run(delete, durable=True))
+
     def _statistics(self, db: sqlite3.Connection) -> list[FunctionStats]:
         now = self._clock()
         queued = {

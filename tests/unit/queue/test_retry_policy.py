@@ -68,7 +68,7 @@ def test_an_event_that_would_outlive_its_maximum_age_fails_ahead_of_time() -> No
     assert not policy.expired(message(), T0 + 99)
 
 
-def test_success_acks_and_missing_function_fails_at_once() -> None:
+def test_success_acks_and_missing_function_drops_at_once() -> None:
     assert decide(RetryPolicy(), message(), Attempt(Outcome.SUCCESS), T0).action is Action.ACK
     gone = decide(RetryPolicy(), message(), Attempt(Outcome.NOT_FOUND, 404), T0)
-    assert (gone.action, gone.condition) == (Action.FAIL, "FunctionNotFound")
+    assert gone.action is Action.DROP
