@@ -634,7 +634,9 @@ def test_sandboxes_endpoint_lists_the_warm_sandbox(
 ) -> None:
     name = deploy(PUBLISHED)["FunctionName"]
     _, token = invoke(aws, name)
-    listed = sandboxes_of(server, name)
+    # The host pid comes on the zygote's channel, the reply on the sandbox's: it may be
+    # known a moment after the call returns (0 until then).
+    listed = wait_until(lambda: (rows := sandboxes_of(server, name)) and rows[0]["pid"] and rows)
     assert len(listed) == 1
     entry = listed[0]
     assert {"id", "function", "pid", "state"} <= set(entry)
