@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from ember.audit.base import COLUMNS, AuditPage, AuditQuery, as_row, from_row, page_of, select_sql
 from ember.auth.base import AuditEntry
-from ember.storage.sqlite import migrate
+from ember.storage.sqlite import open_wal
 
 T = TypeVar("T")
 
@@ -65,17 +65,8 @@ class SqliteAuditStore:
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
             # An audit batch may be lost with the machine, not with the process.
-            db.execute("PRAGMA synchronous=NORMAL")
-            try:
-                migrate(db, self._path, STEPS)
-            except BaseException:
-                db.close()
-                raise
-            self._db = db
+            self._db = open_wal(self._path, STEPS, synchronous="NORMAL")
         return self._db
 
     async def open(self) -> None:

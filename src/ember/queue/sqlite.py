@@ -43,7 +43,7 @@ from ember.queue.base import (
     QueueClosed,
     Visibility,
 )
-from ember.storage.sqlite import migrate
+from ember.storage.sqlite import open_wal
 from ember.text import is_decimal
 
 log = logging.getLogger("ember.queue")
@@ -139,16 +139,7 @@ class _Writer:
         self._thread.join()
 
     def _connect(self) -> sqlite3.Connection:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        try:
-            migrate(db, self._path, STEPS)
-        except BaseException:
-            db.close()
-            raise
-        return db
+        return open_wal(self._path, STEPS)
 
     def _run(self) -> None:
         try:

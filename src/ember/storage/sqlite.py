@@ -34,6 +34,25 @@ def stored_version(db: sqlite3.Connection) -> int:
     return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
+def open_wal(path: Path, steps: tuple[str, ...], synchronous: str = "FULL") -> sqlite3.Connection:
+    """A connection to ``path`` in WAL mode, migrated to ``steps`` (closed if that fails).
+
+    ``synchronous``: FULL where an acknowledged write must survive the machine
+    (metadata, the queue), NORMAL where losing the last commits to a power cut is
+    acceptable (the audit log: never to a crash of the process).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
+    try:
+        migrate(db, path, steps)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
 def migrate(db: sqlite3.Connection, path: Path, steps: tuple[str, ...]) -> tuple[int, int]:
     """Apply the steps this file has not had; returns (version before, version after).
 
@@ -84,16 +103,7 @@ class SqliteMetadataStore:
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            try:
-                migrate(db, self._path, METADATA_STEPS)
-            except BaseException:
-                db.close()
-                raise
-            self._db = db
+            self._db = open_wal(self._path, METADATA_STEPS)
         return self._db
 
     async def _run(self, function: Any, *args: Any) -> Any:
