@@ -39,7 +39,7 @@ def write_manifests(root: Path) -> None:
             "kind": "Function",
             "metadata": {"name": name, "labels": {"app": "bench"}},
             "spec": {
-                "runtime": "python3.12",
+                "runtime": "python3.11",
                 "handler": "app.handler",
                 "code": {"path": name},
                 "memoryMB": 128,

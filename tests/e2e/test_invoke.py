@@ -14,6 +14,7 @@ import glob
 import json
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -61,13 +62,24 @@ def log_tail(response: dict[str, Any]) -> str:
 
 
 def host_has_python(minor: int) -> bool:
+    """Whether an interpreter of 3.``minor`` runs here (a pyenv shim of a version
+    that is not installed exists, and fails)."""
     version = f"3.{minor}"
-    return bool(
-        shutil.which(f"python{version}")
-        or glob.glob(f"/root/.pyenv/versions/{version}*/bin/python{version}")
-        or os.path.exists(f"/usr/local/bin/python{version}")
-        or os.path.exists(f"/usr/bin/python{version}")
-    )
+    if sys.version_info[:2] == (3, minor):
+        return True
+    candidates = [shutil.which(f"python{version}") or ""]
+    candidates += glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}*/bin/python{version}"))
+    candidates += [f"/usr/local/bin/python{version}", f"/usr/bin/python{version}"]
+    for candidate in filter(os.path.exists, candidates):
+        ran = subprocess.run(
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if ran.returncode == 0 and ran.stdout.strip() == version:
+            return True
+    return False
 
 
 ECHO = """
@@ -709,14 +721,26 @@ def handler(event, context):
 
 
 @pytest.mark.parametrize("minor", range(9, 15))
-def test_every_python_runtime_runs(aws: Any, deploy: Deploy, minor: int) -> None:
+def test_every_python_runtime_runs_or_is_refused(aws: Any, deploy: Deploy, minor: int) -> None:
+    if not host_has_python(minor):  # never run on another interpreter
+        with pytest.raises(aws.exceptions.InvalidParameterValueException, match=f"python3.{minor}"):
+            deploy(VERSION, Runtime=f"python3.{minor}")
+        return
     name = deploy(VERSION, Runtime=f"python3.{minor}")["FunctionName"]
     response, version = invoke(aws, name)
     assert "FunctionError" not in response, version
-    if host_has_python(minor):
-        assert version == [3, minor]
-    else:  # the host lacks it: the server's own interpreter runs the function
-        assert version == list(sys.version_info[:2])
+    assert version == [3, minor]
+
+
+def test_a_runtime_the_host_lacks_is_refused_on_update_too(aws: Any, deploy: Deploy) -> None:
+    missing = next((m for m in range(9, 15) if not host_has_python(m)), None)
+    if missing is None:
+        pytest.skip("this host has every python3.x runtime")
+    name = deploy(VERSION)["FunctionName"]
+    with pytest.raises(aws.exceptions.InvalidParameterValueException) as refused:
+        aws.update_function_configuration(FunctionName=name, Runtime=f"python3.{missing}")
+    assert f"python3.{missing}" in str(refused.value)
+    assert aws.get_function_configuration(FunctionName=name)["Runtime"] == "python3.11"
 
 
 def test_matching_interpreters_on_this_host(aws: Any, deploy: Deploy) -> None:

@@ -48,6 +48,8 @@ def _command(
         values = parse_qs(scope["query_string"].decode()).get("Qualifier")
         qualifier = values[0] if values else None
     context = headers.get(b"x-amz-client-context")
+    amzn_trace = headers.get(b"x-amzn-trace-id")
+    traceparent = headers.get(b"traceparent")
     raw = path[len(PREFIX) : -len(SUFFIX)]
     name = unquote(raw) if "%" in raw else raw
     if KEY_SEPARATOR in name:
@@ -62,6 +64,8 @@ def _command(
         log_tail=headers.get(b"x-amz-log-type", b"None") == b"Tail",
         client_context=context.decode() if context else None,
         request_id=request_id,
+        amzn_trace_id=amzn_trace.decode("latin-1") if amzn_trace else None,
+        traceparent=traceparent.decode("latin-1") if traceparent else None,
     )
 
 

@@ -44,6 +44,13 @@ class FunctionRecord:
     layers: tuple[str, ...] = ()
     layer_digests: tuple[str, ...] = ()
     layer_sizes: tuple[int, ...] = ()
+    tracing_mode: str = "PassThrough"  # or "Active": fresh trace ids are sampled
+    # LoggingConfig. Invariant: both levels are None unless log_format is "JSON"
+    # (Lambda filters by level only in JSON), and then both are set.
+    log_format: str = "Text"
+    application_log_level: str | None = None
+    system_log_level: str | None = None
+    log_group: str | None = None  # None: Lambda's default, /aws/lambda/<name>
 
     def to_json(self) -> str:
         return orjson.dumps(dataclasses.asdict(self)).decode()
@@ -60,6 +67,19 @@ class FunctionRecord:
     def function_name(self) -> str:
         """The name clients see (``name`` is the storage key, see ``Arns.key``)."""
         return bare(self.name)
+
+    @property
+    def log_group_name(self) -> str:
+        return self.log_group or f"/aws/lambda/{bare(self.name)}"
+
+    def logging_config(self) -> dict[str, str]:
+        """LoggingConfig as Lambda answers it: the levels only in JSON format."""
+        config = {"LogFormat": self.log_format, "LogGroup": self.log_group_name}
+        if self.application_log_level is not None:
+            config["ApplicationLogLevel"] = self.application_log_level
+        if self.system_log_level is not None:
+            config["SystemLogLevel"] = self.system_log_level
+        return config
 
     def configuration(self, arns: Arns, qualifier: str | None = None) -> dict[str, Any]:
         """FunctionConfiguration as AWS returns it; ``qualifier`` ends the FunctionArn.
@@ -80,7 +100,7 @@ class FunctionRecord:
             "LastModified": self.last_modified,
             "CodeSha256": self.code_sha256,
             "Version": self.version,
-            "TracingConfig": {"Mode": "PassThrough"},
+            "TracingConfig": {"Mode": self.tracing_mode},
             "RevisionId": self.revision_id,
             "State": "Active",
             "LastUpdateStatus": "Successful",
@@ -88,7 +108,7 @@ class FunctionRecord:
             "Architectures": list(self.architectures),
             "EphemeralStorage": {"Size": self.ephemeral_storage},
             "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
-            "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{bare(self.name)}"},
+            "LoggingConfig": self.logging_config(),
         }
         if not self.handler:
             del config["Handler"]  # a custom runtime's is optional; Lambda then omits it

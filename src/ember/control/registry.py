@@ -36,6 +36,7 @@ from ember.errors import (
     ResourceNotFound,
     ValidationError,
 )
+from ember.sandbox import runtimes
 from ember.storage.base import MetadataStore, PackageStore
 from ember.text import is_decimal
 
@@ -46,6 +47,8 @@ Clock = Callable[[], datetime]
 # feed applied it here): memory follows, but its durable consequences (rows of a
 # deleted function's URLs, tools, limits, configs) were that node's to write.
 Listener = Callable[[str, bool], None]
+# runtime_installed(runtime): whether this host can run it (the sandbox layer's probe).
+RuntimeCheck = Callable[[str], bool]
 Rename = Callable[[str, str], None]
 # hook(name): awaited when this node deletes a whole function (see ``on_delete``).
 DeleteHook = Callable[[str], Awaitable[None]]
@@ -85,8 +88,10 @@ class FunctionRegistry(Publishing):
         random: Random = random.random,  # picks an alias's weighted version
         layers: LayerRegistry | None = None,
         quotas: Quotas | None = None,
+        runtime_installed: RuntimeCheck = lambda runtime: bool(runtimes.interpreter_for(runtime)),
     ) -> None:
         self._store = store
+        self._runtime_installed = runtime_installed
         self._quotas = quotas or Quotas()
         # Resolves a function's ``Layers``; packages are shared with it both ways.
         self._layers = layers
@@ -297,17 +302,20 @@ class FunctionRegistry(Publishing):
         if ref.qualifier is not None:
             raise InvalidParameterValue("Function name must not include a version or alias.")
         validation.package_type(body)
+        validation.refuse_unsupported(body)
         key = self._arns.resolve(ref, account)
         settings = {
             "role": validation.role(body, required=True),
-            "runtime": validation.runtime(body, required=True),
+            "runtime": await self._runtime(body, required=True),
             "handler": validation.handler(body, required=True, runtime=body.get("Runtime")) or "",
             "description": validation.description(body) or "",
             "timeout": validation.timeout(body) or 3,
             "memory_size": validation.memory_size(body) or 128,
             "environment": validation.environment(body),
             "ephemeral_storage": validation.ephemeral_storage(body) or 512,
-            "architectures": validation.architectures(body) or ("x86_64",),
+            "architectures": validation.architectures(body) or (runtimes.host_architecture(),),
+            "tracing_mode": validation.tracing_mode(body) or "PassThrough",
+            **validation.logging_config(body, _DEFAULT_LOGGING),
             **self._layer_settings(body, key),
         }
         with validation.code(
@@ -356,7 +364,7 @@ class FunctionRegistry(Publishing):
 
     async def update_code(self, name: str, body: dict[str, Any]) -> FunctionRecord:
         with validation.code(body) as package:  # its file closes however the upload ends
-            validation.architectures(body)
+            architectures = validation.architectures(body)
             async with self._lock:
                 old = self.get(name)
                 self._check_revision(old, body)
@@ -369,6 +377,7 @@ class FunctionRegistry(Publishing):
                     code_sha256=package.sha256,
                     code_digest=package.digest,
                     code_size=package.size,
+                    architectures=architectures or old.architectures,
                 )
                 await self._forget_package(old.code_digest)
                 if body.get("Publish") is True:
@@ -376,9 +385,10 @@ class FunctionRegistry(Publishing):
             return record
 
     async def update_configuration(self, name: str, body: dict[str, Any]) -> FunctionRecord:
+        validation.refuse_unsupported(body)
         changes = {
             "role": validation.role(body, required=False),
-            "runtime": validation.runtime(body, required=False),
+            "runtime": await self._runtime(body, required=False),
             "handler": validation.handler(
                 body,
                 required=False,
@@ -389,17 +399,31 @@ class FunctionRegistry(Publishing):
             "memory_size": validation.memory_size(body),
             "environment": validation.environment(body),
             "ephemeral_storage": validation.ephemeral_storage(body),
+            "tracing_mode": validation.tracing_mode(body),
             **self._layer_settings(body, name),
         }
         async with self._lock:
             old = self.get(name)
             self._check_revision(old, body)
-            record = await self._replace(
-                old, **{key: value for key, value in changes.items() if value is not None}
-            )
+            changed = {key: value for key, value in changes.items() if value is not None}
+            # Not filtered: turning LogFormat back to Text clears the levels (None).
+            changed.update(validation.logging_config(body, _logging_of(old)))
+            record = await self._replace(old, **changed)
             for digest in set(old.layer_digests) - set(record.layer_digests):
                 await self._forget_package(digest)
             return record
+
+    async def _runtime(self, body: dict[str, Any], required: bool) -> str | None:
+        """``Runtime``, refused when this host has no interpreter for it."""
+        runtime = validation.runtime(body, required)
+        if runtime is not None and not await asyncio.to_thread(self._runtime_installed, runtime):
+            raise InvalidParameterValue(
+                f"The runtime parameter of {runtime} is not available on this ember host: "
+                "it has no interpreter for it (ember never runs a function on another "
+                "Python). Install it, or choose one of: "
+                f"{', '.join(await asyncio.to_thread(runtimes.installed))}."
+            )
+        return runtime
 
     def _layer_settings(self, body: dict[str, Any], key: str) -> dict[str, Any]:
         """``Layers`` as the record's three parallel fields (nothing when absent); the
@@ -475,6 +499,18 @@ class FunctionRegistry(Publishing):
         if self._layers is not None and self._layers.uses_package(digest):
             return
         await self._packages.delete(digest)
+
+
+_DEFAULT_LOGGING: dict[str, Any] = {
+    "log_format": "Text",
+    "application_log_level": None,
+    "system_log_level": None,
+    "log_group": None,
+}
+
+
+def _logging_of(record: FunctionRecord) -> dict[str, Any]:
+    return {key: getattr(record, key) for key in _DEFAULT_LOGGING}
 
 
 def _position(key: str) -> tuple[str, int]:

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from ember.control import zips
 from ember.errors import InvalidParameterValue, RequestTooLarge, ValidationError
-from ember.sandbox.runtimes import PROVIDED_RUNTIMES, PYTHON_RUNTIMES
+from ember.sandbox.runtimes import PROVIDED_RUNTIMES, PYTHON_RUNTIMES, host_architecture
 
 RUNTIMES = PYTHON_RUNTIMES + PROVIDED_RUNTIMES
 MAX_ZIPPED = 52_428_800
@@ -226,6 +226,7 @@ def environment(body: dict[str, Any]) -> dict[str, str] | None:
 
 
 def architectures(body: dict[str, Any]) -> tuple[str, ...] | None:
+    """``Architectures``: only the host's own is accepted (its code runs natively)."""
     raw = body.get("Architectures")
     if raw is None:
         return None
@@ -237,7 +238,126 @@ def architectures(body: dict[str, Any]) -> tuple[str, ...] | None:
         raise ValidationError.constraint(
             raw, "architectures", "Member must satisfy enum value set: [x86_64, arm64]"
         )
+    host = host_architecture()
+    if raw[0] != host:
+        raise InvalidParameterValue(
+            f"Architectures {raw[0]} cannot run on this ember host: it runs functions on its "
+            f"own architecture, {host}."
+        )
     return (str(raw[0]),)
+
+
+TRACING_MODES = ("Active", "PassThrough")
+
+
+def tracing_mode(body: dict[str, Any]) -> str | None:
+    """``TracingConfig.Mode``; None when absent."""
+    raw = body.get("TracingConfig")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ValidationError.constraint(raw, "tracingConfig", "Member must be an object")
+    mode = raw.get("Mode")
+    if mode is None:
+        return None
+    if mode not in TRACING_MODES:
+        raise ValidationError.constraint(
+            mode, "tracingConfig.mode", "Member must satisfy enum value set: [Active, PassThrough]"
+        )
+    return str(mode)
+
+
+LOG_FORMATS = ("JSON", "Text")
+APPLICATION_LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+SYSTEM_LOG_LEVELS = ("DEBUG", "INFO", "WARN")
+_LOG_GROUP = re.compile(r"[\.\-_/#A-Za-z0-9]+")
+
+
+def _enum(raw: dict[str, Any], key: str, member: str, allowed: tuple[str, ...]) -> str | None:
+    value = raw.get(key)
+    if value is not None and value not in allowed:
+        raise ValidationError.constraint(
+            value, member, f"Member must satisfy enum value set: [{', '.join(allowed)}]"
+        )
+    return value
+
+
+def logging_config(body: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """``LoggingConfig`` merged over ``current`` (the record's log_format,
+    application_log_level, system_log_level, log_group): the four fields as
+    they become. JSON without levels gets Lambda's INFO; Text clears them."""
+    raw = body.get("LoggingConfig")
+    if raw is None:
+        return dict(current)
+    if not isinstance(raw, dict):
+        raise ValidationError.constraint(raw, "loggingConfig", "Member must be an object")
+    log_format = _enum(raw, "LogFormat", "loggingConfig.logFormat", LOG_FORMATS)
+    log_format = log_format or current["log_format"]
+    application = _enum(
+        raw, "ApplicationLogLevel", "loggingConfig.applicationLogLevel", APPLICATION_LOG_LEVELS
+    )
+    system = _enum(raw, "SystemLogLevel", "loggingConfig.systemLogLevel", SYSTEM_LOG_LEVELS)
+    group = _str(raw, "LogGroup", "loggingConfig.logGroup", 512)
+    if group is not None and not _LOG_GROUP.fullmatch(group):
+        raise ValidationError.constraint(
+            group,
+            "loggingConfig.logGroup",
+            f"Member must satisfy regular expression pattern: {_LOG_GROUP.pattern}",
+        )
+    if log_format == "Text":
+        if application is not None or system is not None:
+            raise InvalidParameterValue(
+                "LoggingConfig: ApplicationLogLevel and SystemLogLevel can be set only when "
+                "LogFormat is JSON."
+            )
+        levels: tuple[str | None, str | None] = (None, None)
+    else:
+        levels = (
+            application or current["application_log_level"] or "INFO",
+            system or current["system_log_level"] or "INFO",
+        )
+    return {
+        "log_format": log_format,
+        "application_log_level": levels[0],
+        "system_log_level": levels[1],
+        "log_group": group if group is not None else current["log_group"],
+    }
+
+
+# Fields of CreateFunction and UpdateFunctionConfiguration that ember cannot honour,
+# and why. Each is refused when it asks for something; its empty value (what means
+# "none" on Lambda: null, "", [], {} or an object of those) is accepted. Tags belong
+# to the tagging API; SnapStart is judged where snapshots are made.
+UNSUPPORTED = {
+    "VpcConfig": "ember functions run in no VPC; network access is the sandbox's Egress setting",
+    "FileSystemConfigs": "ember mounts no file systems into sandboxes",
+    "ImageConfig": "ember runs Zip packages only",
+    "KMSKeyArn": "ember has no KMS to encrypt environment variables with",
+    "CodeSigningConfigArn": "ember verifies no code signatures",
+    "DeadLetterConfig": (
+        "ember keeps failed asynchronous events in its own dead letters (ember dead-letters) "
+        "and in OnFailure destinations; it has no SQS or SNS target"
+    ),
+    "TenancyConfig": "ember has no per-tenant execution environments",
+    "CapacityProviderConfig": "ember runs functions on its own workers only",
+    "DurableConfig": "ember has no durable executions",
+    "RuntimeConfig": "ember has no customer-managed runtimes; use a provided runtime",
+    "AcceleratorConfig": "ember sandboxes have no accelerators",
+    "PublishTo": "ember publishes versions with Publish only",
+}
+
+
+def _empty(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(_empty(item) for item in value.values())
+    return value in (None, "", False) or value == []
+
+
+def refuse_unsupported(body: dict[str, Any]) -> None:
+    """Refuse, naming it, the first field ember would otherwise accept and ignore."""
+    for field, reason in UNSUPPORTED.items():
+        if field in body and not _empty(body[field]):
+            raise InvalidParameterValue(f"{field} is not supported by ember: {reason}.")
 
 
 def package_type(body: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from ember.control.models import FunctionRecord
 from ember.control.registry import FunctionRegistry
 from ember.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
 from ember.errors import ValidationError as LambdaValidationError
+from ember.invoke import tracing
 from ember.invoke.logs import InvocationLog, LogStore, error_line
 from ember.queue.base import EventQueue, NewEvent
 from ember.sandbox.base import InitFailed, Outcome, SandboxRequest
@@ -50,6 +51,9 @@ class InvokeCommand(NamedTuple):
     caller: str = ""  # the principal's ARN, else the source address (rate limits)
     # The caller's account: a bare or partial name is its function (None: the default's).
     account: str | None = None
+    # The caller's trace headers, as sent (kept when well formed: ``tracing``).
+    amzn_trace_id: str | None = None
+    traceparent: str | None = None
 
 
 class InvokeResult(NamedTuple):
@@ -197,7 +201,9 @@ class InvocationService:
             invoked_arn=invoked_arn,
             client_context=client_context,
             identity="",
-            trace_id="",  # the runtime derives one from the request id
+            trace_id=tracing.trace_id(
+                command.amzn_trace_id, command.traceparent, record.tracing_mode == "Active"
+            ),
             payload=payload,
             timeout_seconds=float(record.timeout),
             output=stream,

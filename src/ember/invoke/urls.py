@@ -41,6 +41,7 @@ from ember.errors import (
     ResourceNotFound,
     TooManyRequests,
 )
+from ember.invoke import tracing
 from ember.invoke.service import InvokeCommand, InvokeResult, new_request_id
 
 log = logging.getLogger("ember.invoke")
@@ -317,7 +318,10 @@ class UrlInvoker:
                 return _message(403, "Forbidden")
         owner = self._urls.arns.owner(config.function)[0]
         event = build_event(request, owner, request_id, self._clock(), caller)
+        amzn_trace, traceparent = tracing.headers_of(request.headers)
         command = InvokeCommand(
+            amzn_trace_id=amzn_trace,
+            traceparent=traceparent,
             function=config.function,
             payload=orjson.dumps(event),
             qualifier=config.qualifier,

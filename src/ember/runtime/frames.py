@@ -23,7 +23,9 @@ This module is imported both by the platform and, as ``_ember_frames``, by
 the zygote under any python3.9+ interpreter: standard library only.
 """
 
+import os
 import struct
+import time
 
 HEADER = struct.Struct("!IB")
 META_LEN = struct.Struct("!I")
@@ -60,3 +62,24 @@ def reply_frame(kind: int, max_rss_kb: int, log: bytes, body: bytes) -> bytes:
     """Encode one sandbox -> worker frame."""
     length = REPLY.size + len(log) + len(body)
     return b"".join((HEADER.pack(length, kind), REPLY.pack(max_rss_kb, len(log)), log, body))
+
+
+def trace_headers(trace_id: str) -> "tuple[str, str]":
+    """(X-Ray trace id, W3C ``traceparent``) for an INVOKE frame's trace id field.
+
+    The platform always sends one (``ember.invoke.tracing``); an empty field (a
+    sandbox's self-check) gets a fresh random one, never one derived from the
+    request id. The traceparent carries the same trace: the Root's two parts
+    as its trace id, Parent as its parent id, Sampled as its flags.
+    """
+    if not trace_id:
+        trace_id = "Root=1-{0:08x}-{1};Parent={2};Sampled=0".format(
+            int(time.time()), os.urandom(12).hex(), os.urandom(8).hex()
+        )
+    fields = dict(part.strip().partition("=")[::2] for part in trace_id.split(";"))
+    root = fields.get("Root", "").split("-")
+    parent = fields.get("Parent", "")
+    if len(root) != 3 or len(root[1] + root[2]) != 32 or len(parent) != 16:
+        return trace_id, ""
+    flags = "01" if fields.get("Sampled") == "1" else "00"
+    return trace_id, "00-{0}{1}-{2}-{3}".format(root[1], root[2], parent.lower(), flags).lower()

@@ -304,14 +304,6 @@ def _error_payload(exc: BaseException, request_id: str) -> bytes:
     ).encode("utf-8")
 
 
-def _trace_id(request_id: str) -> str:
-    """An X-Ray style trace header for a call that arrived without one."""
-    digits = request_id.replace("-", "")
-    return "Root=1-{0:08x}-{1};Parent={2};Sampled=0".format(
-        int(time.time()), digits[:24], digits[16:32]
-    )
-
-
 def _max_rss_kb() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
@@ -392,6 +384,7 @@ def run(sock: Any, handler_name: str) -> int:
     outlet.reply(frames.READY, info)
 
     rfile = sock.makefile("rb")
+    environ = os.environ
     header_size = frames.HEADER.size
     meta_len_size = frames.META_LEN.size
     while True:
@@ -405,7 +398,9 @@ def run(sock: Any, handler_name: str) -> int:
         event_bytes = data[meta_len_size + meta_len :]
         request_id = meta[0]
         request_filter.request_id = request_id
-        os.environ["_X_AMZN_TRACE_ID"] = meta[5] or _trace_id(request_id)
+        trace_id, traceparent = frames.trace_headers(meta[5])
+        environ["_X_AMZN_TRACE_ID"] = trace_id
+        environ["TRACEPARENT"] = traceparent
         try:
             context = LambdaContext(request_id, int(meta[1]), meta[2], meta[3], meta[4])
             result = handler(json.loads(event_bytes), context)

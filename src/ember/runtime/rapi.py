@@ -253,14 +253,6 @@ def error_body(error_type: str, message: str) -> bytes:
     return json.dumps({"errorMessage": message, "errorType": error_type}).encode()
 
 
-def trace_id(request_id: str) -> str:
-    """An X-Ray style trace header for a call that arrived without one."""
-    digits = request_id.replace("-", "")
-    return "Root=1-{0:08x}-{1};Parent={2};Sampled=0".format(
-        int(time.time()), digits[:24], digits[16:32]
-    )
-
-
 class Invocation:
     """One event from the worker, as the runtime will see it."""
 
@@ -272,12 +264,15 @@ class Invocation:
         meta = frame[start : start + meta_len].decode("utf-8").split(frames.META_SEPARATOR)
         self.request_id = meta[0]
         self.payload = frame[start + meta_len :]
+        trace_id, traceparent = frames.trace_headers(meta[5])
         headers = [
             ("Lambda-Runtime-Aws-Request-Id", meta[0]),
             ("Lambda-Runtime-Deadline-Ms", meta[1]),
             ("Lambda-Runtime-Invoked-Function-Arn", meta[2]),
-            ("Lambda-Runtime-Trace-Id", meta[5] or trace_id(meta[0])),
+            ("Lambda-Runtime-Trace-Id", trace_id),
         ]
+        if traceparent:  # the same trace in W3C's form, for OpenTelemetry runtimes
+            headers.append(("traceparent", traceparent))
         # Lambda sends these two only when they have a value.
         if meta[3]:
             headers.append(("Lambda-Runtime-Client-Context", meta[3]))

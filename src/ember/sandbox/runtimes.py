@@ -1,10 +1,17 @@
-"""Which interpreter runs each python3.x runtime on this host."""
+"""Which interpreter runs each python3.x runtime on this host, and the host's architecture.
+
+A runtime the host lacks is missing, never substituted: a function built for
+Python 3.14 does not run on another interpreter with wheels made for 3.14.
+A candidate interpreter is run once and must report its own version before it
+is trusted (a pyenv shim for a version that is not installed fails and is skipped).
+"""
 
 from __future__ import annotations
 
 import functools
 import glob
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -42,28 +49,44 @@ def _probe(candidate: str, version: str) -> str | None:
 
 
 @functools.cache
-def interpreter_for(runtime: str) -> tuple[str, bool]:
-    """(path to the interpreter, whether it matches ``runtime``).
+def interpreter_for(runtime: str) -> str | None:
+    """The interpreter that runs ``runtime`` here, or None when the host has none.
 
-    Falls back to the server's own interpreter when the host lacks a match.
     A custom runtime's sandbox is served by the server's own interpreter
     (only the Runtime API runs in it; the bootstrap is the function's).
+    Probed once per process: an interpreter installed later needs a restart.
     """
     if runtime in PROVIDED_RUNTIMES:
-        return sys.executable, True
+        return sys.executable
     version = runtime.removeprefix("python")
     own = f"{sys.version_info.major}.{sys.version_info.minor}"
     if version == own:
-        return sys.executable, True
-    candidates = []
-    found = shutil.which(f"python{version}")
-    if found:
-        candidates.append(found)
-    candidates += sorted(glob.glob(f"/root/.pyenv/versions/{version}*/bin/python{version}"))
-    candidates += sorted(glob.glob(f"/usr/local/bin/python{version}"))
-    candidates += sorted(glob.glob(f"/usr/bin/python{version}"))
-    for candidate in candidates:
+        return sys.executable
+    for candidate in candidates(version):
         resolved = _probe(candidate, version)
         if resolved:
-            return resolved, True
-    return sys.executable, False
+            return resolved
+    return None
+
+
+def candidates(version: str) -> list[str]:
+    """Where a ``python{version}`` may be, in order: PATH, pyenv, /usr/local, /usr."""
+    found = shutil.which(f"python{version}")
+    paths = [found] if found else []
+    paths += sorted(
+        glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}*/bin/python{version}"))
+    )
+    paths += sorted(glob.glob(f"/usr/local/bin/python{version}"))
+    paths += sorted(glob.glob(f"/usr/bin/python{version}"))
+    return paths
+
+
+def installed() -> tuple[str, ...]:
+    """The runtimes this host can run (a probe per missing interpreter, once)."""
+    return tuple(r for r in PYTHON_RUNTIMES + PROVIDED_RUNTIMES if interpreter_for(r))
+
+
+def host_architecture() -> str:
+    """Lambda's name for this machine's architecture: ``x86_64`` or ``arm64``."""
+    machine = platform.machine().lower()
+    return "arm64" if machine in ("aarch64", "arm64") else "x86_64"

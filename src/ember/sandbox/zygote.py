@@ -779,7 +779,9 @@ class ZygoteBackend:
 
     async def _zygote_for(self, runtime: str) -> _Zygote:
         if runtime not in self._interpreters:
-            path, _exact = await asyncio.to_thread(runtimes.interpreter_for, runtime)
+            path = await asyncio.to_thread(runtimes.interpreter_for, runtime)
+            if path is None:  # created before the interpreter was removed: never substituted
+                raise SandboxUnavailable(f"this host has no interpreter for {runtime}")
             self._interpreters[runtime] = path
         interpreter = self._interpreters[runtime]
         zygote = self._zygotes.get(interpreter)

@@ -41,7 +41,7 @@ def lambda_environment(
         "AWS_LAMBDA_FUNCTION_NAME": record.function_name,
         "AWS_LAMBDA_FUNCTION_VERSION": record.version,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(record.memory_size),
-        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{record.function_name}",
+        "AWS_LAMBDA_LOG_GROUP_NAME": record.log_group_name,
         "AWS_LAMBDA_LOG_STREAM_NAME": stream,
         "AWS_LAMBDA_INITIALIZATION_TYPE": initialization_type,
         "AWS_EXECUTION_ENV": f"AWS_Lambda_{record.runtime}",
@@ -56,6 +56,10 @@ def lambda_environment(
         "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
+    if record.log_format == "JSON":
+        # What Lambda's runtimes read to log JSON records at the configured level.
+        env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
+        env["AWS_LAMBDA_LOG_LEVEL"] = record.application_log_level or "INFO"
     if not record.handler:
         del env["_HANDLER"]  # optional for custom runtimes
     if record.runtime.startswith("provided"):

@@ -79,7 +79,7 @@ def zipped(text: str) -> str:
 def body(name: str, **extra: Any) -> dict[str, Any]:
     return {
         "FunctionName": name,
-        "Runtime": "python3.12",
+        "Runtime": "python3.11",
         "Handler": "app.handler",
         "Role": "arn:aws:iam::000000000000:role/r",
         "Code": {"ZipFile": zipped("x = 1\n")},
@@ -380,7 +380,7 @@ MANIFEST: dict[str, Any] = {
     "apiVersion": "ember.dev/v1",
     "kind": "Function",
     "metadata": {"name": "fn"},
-    "spec": {"runtime": "python3.12", "handler": "app.handler", "code": {"inline": "x = 1\n"}},
+    "spec": {"runtime": "python3.11", "handler": "app.handler", "code": {"inline": "x = 1\n"}},
 }
 
 

@@ -33,7 +33,7 @@ BODY: dict[str, Any] = {
     "kind": "Function",
     "metadata": {"name": "fn"},
     "spec": {
-        "runtime": "python3.12",
+        "runtime": "python3.11",
         "handler": "app.handler",
         "code": {"inline": "def handler(e, c):\n    return 1\n"},
         "memoryMB": 256,
@@ -291,7 +291,7 @@ def test_the_controller_and_the_scheduler_run_only_under_their_duties(held: str)
         await w.registry.create(
             {
                 "FunctionName": "fn",
-                "Runtime": "python3.12",
+                "Runtime": "python3.11",
                 "Handler": "app.handler",
                 "Role": "arn:aws:iam::000000000000:role/r",
                 "Code": {"ZipFile": base64.b64encode(inline_package("app.handler", "")).decode()},
