@@ -7,6 +7,8 @@ caller's or fresh per invocation.
 
 from __future__ import annotations
 
+import base64
+import json
 import platform
 import re
 from collections.abc import Callable
@@ -21,6 +23,7 @@ Deploy = Callable[..., dict[str, Any]]
 
 HOST_ARCH = "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
 OTHER_ARCH = "x86_64" if HOST_ARCH == "arm64" else "arm64"
+TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 TRACE = re.compile(r"^Root=1-[0-9a-f]{8}-[0-9a-f]{24};Parent=[0-9a-f]{16};Sampled=[01]$")
 
 TRACE_ENV = """
@@ -190,3 +193,102 @@ def test_a_function_url_keeps_the_callers_trace(server: Server, aws: Any, deploy
     response = httpx.get(url, headers={"X-Amzn-Trace-Id": header}, timeout=30)
     assert response.status_code == 200, response.text
     assert response.text == header
+
+
+# -- JSON logs ---------------------------------------------------------------------------------
+
+LOGS = """
+import logging
+
+log = logging.getLogger("orders")
+
+def handler(event, context):
+    print("plain text")
+    log.debug("hidden at INFO")
+    log.info("order placed", extra={"orderId": 42})
+    try:
+        raise ValueError("bad order")
+    except ValueError:
+        log.exception("failed")
+    if event.get("fail"):
+        raise RuntimeError("boom")
+    return 1
+"""
+
+
+def _tail_lines(aws: Any, name: str, event: dict[str, Any] | None = None) -> list[str]:
+    response = aws.invoke(
+        FunctionName=name, Payload=json.dumps(event or {}).encode(), LogType="Tail"
+    )
+    return base64.b64decode(response["LogResult"]).decode().splitlines()
+
+
+def _records(lines: list[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def test_json_logs_have_lambdas_platform_and_application_records(aws: Any, deploy: Deploy) -> None:
+    name = deploy(LOGS, LoggingConfig={"LogFormat": "JSON"})["FunctionName"]
+    lines = _tail_lines(aws, name)
+    records = _records(lines)
+
+    assert "plain text" in lines  # print output stays as written
+    assert [r["type"] for r in records if "type" in r] == ["platform.start", "platform.report"]
+    start, report = (r for r in records if "type" in r)
+    request_id = start["record"]["requestId"]
+    assert start["record"] == {"requestId": request_id, "version": "$LATEST"}
+    assert TIME.match(start["time"]) and TIME.match(report["time"])
+    assert report["record"]["status"] == "success"
+    metrics = report["record"]["metrics"]
+    assert {"durationMs", "billedDurationMs", "memorySizeMB", "maxMemoryUsedMB"} <= set(metrics)
+    assert metrics["memorySizeMB"] == 128
+
+    application = [r for r in records if "level" in r]
+    assert [(r["level"], r["message"], r["logger"]) for r in application] == [
+        ("INFO", "order placed", "orders"),
+        ("ERROR", "failed", "orders"),
+    ]
+    assert all(r["requestId"] == request_id and TIME.match(r["timestamp"]) for r in application)
+    assert application[0]["orderId"] == 42
+    assert application[1]["errorType"] == "ValueError"
+    assert application[1]["errorMessage"] == "bad order"
+    assert not any(line.startswith(("START", "END", "REPORT")) for line in lines)
+
+
+def test_json_log_levels_filter_application_and_platform_records(aws: Any, deploy: Deploy) -> None:
+    config = {"LogFormat": "JSON", "ApplicationLogLevel": "DEBUG", "SystemLogLevel": "DEBUG"}
+    name = deploy(LOGS, LoggingConfig=config)["FunctionName"]
+    records = _records(_tail_lines(aws, name))
+    assert [r["message"] for r in records if "level" in r] == [
+        "hidden at INFO",
+        "order placed",
+        "failed",
+    ]
+    assert [r["type"] for r in records if "type" in r] == [
+        "platform.start",
+        "platform.runtimeDone",
+        "platform.report",
+    ]
+
+    quiet = {"ApplicationLogLevel": "ERROR", "SystemLogLevel": "WARN"}
+    aws.update_function_configuration(FunctionName=name, LoggingConfig=quiet)
+    aws.get_waiter("function_updated_v2").wait(FunctionName=name)
+    records = _records(_tail_lines(aws, name))
+    assert [(r.get("level"), r.get("message")) for r in records] == [("ERROR", "failed")]
+
+
+def test_a_failure_is_logged_as_a_json_error_record(aws: Any, deploy: Deploy) -> None:
+    name = deploy(LOGS, LoggingConfig={"LogFormat": "JSON"})["FunctionName"]
+    records = _records(_tail_lines(aws, name, {"fail": True}))
+    error = next(r for r in records if r.get("log_level") == "ERROR")
+    assert (error["errorType"], error["errorMessage"]) == ("RuntimeError", "boom")
+    report = next(r for r in records if r.get("type") == "platform.report")
+    assert report["record"]["status"] == "error"
+
+
+def test_text_logs_are_unchanged(aws: Any, deploy: Deploy) -> None:
+    name = deploy(LOGS)["FunctionName"]
+    lines = _tail_lines(aws, name)
+    assert lines[0].startswith("START RequestId: ")
+    assert any(line.startswith("[ERROR]\t") and line.endswith("\tfailed") for line in lines)
+    assert not any("order placed" in line for line in lines)  # WARNING by default

@@ -10,6 +10,11 @@ START, then the lines as the sandbox sends them, then END and REPORT), so
 neither the function's death nor a ``kill -9`` of the server takes more
 than the last fraction of a second of it. A call that printed nothing is
 written as one record at its end, as before.
+
+A function whose LoggingConfig is JSON gets Lambda's JSON platform records
+instead (``{"time", "type": "platform.start" | "platform.runtimeDone" |
+"platform.report", "record"}``), filtered by its SystemLogLevel; what the
+function printed is left as it was written (its runtime formats its own).
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+import orjson
 
 TAIL_BYTES = 4096
 DEFAULT_READ = 64 * 1024
@@ -30,6 +37,37 @@ DEFAULT_READ = 64 * 1024
 # fill the server's memory between two writes. Tail still shows the last lines.
 MAX_STREAMED = 4 * 1024 * 1024
 TRUNCATED = b"[ember: output truncated]\n"
+# SystemLogLevel -> the platform records shown at it (Lambda's: start and report
+# are INFO, runtimeDone is DEBUG).
+_SYSTEM_RECORDS = {
+    "DEBUG": frozenset({"platform.start", "platform.runtimeDone", "platform.report"}),
+    "INFO": frozenset({"platform.start", "platform.report"}),
+    "WARN": frozenset(),
+}
+
+
+class LogFormat(NamedTuple):
+    """How one function's platform records are written: Lambda's text, or JSON."""
+
+    json: bool = False
+    system_level: str = "INFO"  # JSON only: DEBUG, INFO or WARN
+
+    def shows(self, record_type: str) -> bool:
+        return record_type in _SYSTEM_RECORDS.get(self.system_level, _SYSTEM_RECORDS["INFO"])
+
+
+TEXT = LogFormat()
+
+
+def _now() -> str:
+    """Lambda's JSON ``time``: ``2026-12-06T06:20:00.123Z``."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+
+
+def platform_record(kind: str, record: dict[str, Any]) -> bytes:
+    """One JSON platform record, as Lambda writes it to the log group."""
+    return orjson.dumps({"time": _now(), "type": kind, "record": record}) + b"\n"
 
 
 class InvocationLog(NamedTuple):
@@ -45,9 +83,13 @@ class InvocationLog(NamedTuple):
     # None: the output is written with this record. Otherwise START and the
     # output were streamed already and this is what ends it (b"" or b"\n").
     streamed: bytes | None = None
+    log_format: LogFormat = TEXT
+    status: str = "success"  # JSON's platform.report: success, error or timeout
 
     def render(self, whole: bool = True) -> bytes:
         """The record; only what follows the streamed output unless ``whole``."""
+        if self.log_format.json:
+            return self._render_json(whole)
         report = (
             f"REPORT RequestId: {self.request_id}\tDuration: {self.duration_ms:.2f} ms\t"
             f"Billed Duration: {max(1, math.ceil(self.duration_ms))} ms\t"
@@ -72,6 +114,37 @@ class InvocationLog(NamedTuple):
             )
         )
 
+    def _render_json(self, whole: bool) -> bytes:
+        shows = self.log_format.shows
+        if not whole and self.streamed is not None:
+            head, output = b"", self.streamed
+        else:
+            head = _start_record(self.request_id, self.version, self.log_format)
+            output = self.output
+            if output and not output.endswith(b"\n"):
+                output += b"\n"
+        metrics: dict[str, Any] = {
+            "durationMs": round(self.duration_ms, 2),
+            "billedDurationMs": max(1, math.ceil(self.duration_ms)),
+            "memorySizeMB": self.memory_mb,
+            "maxMemoryUsedMB": self.max_memory_mb,
+        }
+        if self.init_ms is not None:
+            metrics["initDurationMs"] = round(self.init_ms, 2)
+        done = {"requestId": self.request_id, "status": self.status}
+        report = {**done, "metrics": metrics}
+        return b"".join(
+            (
+                head,
+                output,
+                self.error_line,
+                platform_record("platform.runtimeDone", done)
+                if shows("platform.runtimeDone")
+                else b"",
+                platform_record("platform.report", report) if shows("platform.report") else b"",
+            )
+        )
+
     def tail(self) -> str:
         """``X-Amz-Log-Result``: base64 of the last 4 KB of this invocation's log."""
         return base64.b64encode(self.render()[-TAIL_BYTES:]).decode()
@@ -79,6 +152,14 @@ class InvocationLog(NamedTuple):
 
 def _start_line(request_id: str, version: str) -> bytes:
     return f"START RequestId: {request_id} Version: {version}\n".encode()
+
+
+def _start_record(request_id: str, version: str, log_format: LogFormat) -> bytes:
+    if not log_format.json:
+        return _start_line(request_id, version)
+    if not log_format.shows("platform.start"):
+        return b""
+    return platform_record("platform.start", {"requestId": request_id, "version": version})
 
 
 class OutputStream:
@@ -91,6 +172,7 @@ class OutputStream:
 
     __slots__ = (
         "_init_log",
+        "_log_format",
         "_pending",
         "_written",
         "ends_line",
@@ -106,8 +188,10 @@ class OutputStream:
         request_id: str,
         version: str,
         init_log: bytes,
+        log_format: LogFormat = TEXT,
     ) -> None:
         self._pending = pending
+        self._log_format = log_format
         self.function = function
         self.request_id = request_id
         self.version = version
@@ -119,7 +203,7 @@ class OutputStream:
         init_log = self._init_log
         if init_log and not init_log.endswith(b"\n"):
             init_log += b"\n"
-        return _start_line(self.request_id, self.version) + init_log
+        return _start_record(self.request_id, self.version, self._log_format) + init_log
 
     def __call__(self, data: bytes) -> None:
         if not data:
@@ -161,9 +245,16 @@ class LogStore:
         # No wake-up per record: the writer polls (see ``run``), readers flush.
         self._pending.append((entry.function, entry))
 
-    def stream(self, function: str, request_id: str, version: str, init_log: bytes) -> OutputStream:
+    def stream(
+        self,
+        function: str,
+        request_id: str,
+        version: str,
+        init_log: bytes,
+        log_format: LogFormat = TEXT,
+    ) -> OutputStream:
         """A stream for one invocation's output; ``record`` its end with ``streamed``."""
-        return OutputStream(self._pending, function, request_id, version, init_log)
+        return OutputStream(self._pending, function, request_id, version, init_log, log_format)
 
     def raw(self, function: str, data: bytes) -> None:
         """Output a sandbox wrote straight to its fd 1 or 2, outside any record."""
@@ -231,3 +322,9 @@ def error_line(request_id: str, error_type: str, message: str) -> bytes:
     if error_type == "Sandbox.Timedout":
         return f"{stamp}Z {request_id} {message.split('Error: ', 1)[-1]}\n".encode()
     return f"[ERROR] {error_type}: {message}\n".encode()
+
+
+def json_error_line(error: dict[str, Any]) -> bytes:
+    """The same in the JSON log format: the error payload, stamped, at level ERROR."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    return orjson.dumps({"timestamp": stamp, "log_level": "ERROR", **error}) + b"\n"

@@ -22,7 +22,7 @@ from ember.control.registry import FunctionRegistry
 from ember.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
 from ember.errors import ValidationError as LambdaValidationError
 from ember.invoke import tracing
-from ember.invoke.logs import InvocationLog, LogStore, error_line
+from ember.invoke.logs import TEXT, InvocationLog, LogFormat, LogStore, error_line, json_error_line
 from ember.queue.base import EventQueue, NewEvent
 from ember.sandbox.base import InitFailed, Outcome, SandboxRequest
 from ember.scheduling.manager import WorkerManager
@@ -194,7 +194,8 @@ class InvocationService:
             return self._init_failed(command, record, request_id, failure, started)
         init_ms = slot.sandbox.init_ms if slot.fresh else None
         init_log = slot.sandbox.init_log if slot.fresh else b""
-        stream = self._logs.stream(record.name, request_id, record.version, init_log)
+        log_format = _log_format(record)
+        stream = self._logs.stream(record.name, request_id, record.version, init_log, log_format)
         request = SandboxRequest(
             request_id=request_id,
             deadline_ms=int(time.time() * 1000) + record.timeout * 1000,
@@ -226,12 +227,14 @@ class InvocationService:
             request_id=request_id,
             version=record.version,
             output=init_log + result.log,
-            error_line=_error_line(request_id, body) if failed else b"",
+            error_line=_error_line(request_id, body, log_format) if failed else b"",
             duration_ms=(time.perf_counter() - invoke_started) * 1000,
             memory_mb=record.memory_size,
             max_memory_mb=result.max_rss_kb // 1024,
             init_ms=init_ms,
             streamed=stream.end(),
+            log_format=log_format,
+            status=_status(body) if failed else "success",
         )
         self._logs.record(entry)
         return InvokeResult(
@@ -256,11 +259,13 @@ class InvocationService:
             request_id=request_id,
             version=record.version,
             output=failure.log,
-            error_line=_error_line(request_id, failure.payload),
+            error_line=_error_line(request_id, failure.payload, _log_format(record)),
             duration_ms=(time.perf_counter() - started) * 1000,
             memory_mb=record.memory_size,
             max_memory_mb=0,
             init_ms=failure.init_ms,
+            log_format=_log_format(record),
+            status=_status(failure.payload),
         )
         self._logs.record(entry)
         return InvokeResult(
@@ -288,9 +293,22 @@ def _other_invocation_type(invocation_type: str, request_id: str) -> InvokeResul
     )
 
 
-def _error_line(request_id: str, body: bytes) -> bytes:
+def _log_format(record: FunctionRecord) -> LogFormat:
+    if record.log_format != "JSON":
+        return TEXT
+    return LogFormat(json=True, system_level=record.system_log_level or "INFO")
+
+
+def _status(body: bytes) -> str:
+    """JSON platform.report's status of a failed call: timeout or error."""
+    return "timeout" if b'"Sandbox.Timedout"' in body else "error"
+
+
+def _error_line(request_id: str, body: bytes, log_format: LogFormat = TEXT) -> bytes:
     try:
         error = orjson.loads(body)
+        if log_format.json:
+            return json_error_line({**error, "requestId": error.get("requestId") or request_id})
         return error_line(request_id, str(error["errorType"]), str(error["errorMessage"]))
-    except (orjson.JSONDecodeError, KeyError, TypeError):
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         return b""

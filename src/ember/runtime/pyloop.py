@@ -226,22 +226,79 @@ class _RequestIdFilter(logging.Filter):
 
 
 def _install_logging(stream: io.TextIOWrapper) -> _RequestIdFilter:
-    """Give the root logger Lambda's handler: tab-separated, WARNING by default."""
+    """Give the root logger Lambda's handler: tab-separated text at WARNING by default,
+    or JSON records at AWS_LAMBDA_LOG_LEVEL when AWS_LAMBDA_LOG_FORMAT is JSON."""
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(
-        logging.Formatter(
-            "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n",
-            "%Y-%m-%dT%H:%M:%S",
+    json_format = os.environ.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON"
+    if json_format:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter(
+                "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n",
+                "%Y-%m-%dT%H:%M:%S",
+            )
         )
-    )
-    handler.formatter.converter = time.gmtime  # type: ignore[union-attr]
+        handler.formatter.converter = time.gmtime  # type: ignore[union-attr]
     handler.terminator = ""
     request_filter = _RequestIdFilter()
     handler.addFilter(request_filter)
     root = logging.getLogger()
     root.handlers = [handler]
-    root.setLevel(logging.WARNING)
+    root.setLevel(_json_level() if json_format else logging.WARNING)
     return request_filter
+
+
+# ApplicationLogLevel -> Python's level (Lambda maps TRACE to DEBUG).
+_LEVELS = {
+    "TRACE": logging.DEBUG,
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "WARN": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "FATAL": logging.CRITICAL,
+}
+# LogRecord attributes that are not a caller's ``extra`` fields.
+_RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "aws_request_id",
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+def _json_level() -> int:
+    return _LEVELS.get(os.environ.get("AWS_LAMBDA_LOG_LEVEL", "INFO").upper(), logging.INFO)
+
+
+class _JsonFormatter(logging.Formatter):
+    """Lambda's JSON application log record: timestamp, level, message, logger,
+    requestId, a caller's ``extra`` fields, and the error of ``logger.exception``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = min(50, max(0, record.levelno)) // 10 * 10
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        result: dict[str, Any] = {
+            "timestamp": "{0}.{1:03d}Z".format(stamp, int(record.msecs)),
+            "level": logging.getLevelName(level),
+            "message": record.getMessage(),
+            "logger": record.name,
+        }
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            result["errorType"] = type(error).__name__
+            result["errorMessage"] = _message(error)
+            result["stackTrace"] = traceback.format_tb(record.exc_info[2])
+            result["location"] = "{0}:{1}:{2}".format(
+                record.pathname, record.funcName, record.lineno
+            )
+        request_id = getattr(record, "aws_request_id", "")
+        if request_id:
+            result["requestId"] = request_id
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_FIELDS and key not in result:
+                result[key] = value
+        return json.dumps(result, default=str, ensure_ascii=False) + "\n"
 
 
 def _stack(tb: Any) -> list[str]:
