@@ -468,3 +468,45 @@ def test_a_slow_tool_does_not_hold_up_other_clients(server: Server, deploy: Depl
             tasks.cancel_scope.cancel()
 
     run(body)
+
+
+def test_stdio_answers_a_request_sent_just_before_stdin_closes(
+    server: Server, deploy: Deploy
+) -> None:
+    """A host that writes its requests and closes stdin at once still gets every answer
+    (with a slow tool call among them) before `ember mcp` exits."""
+    name = deploy(source())["FunctionName"]
+    tool = expose(server, name)["toolName"]
+    messages = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "closer", "version": "1"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": tool, "arguments": {"a": 2, "b": 3, "sleep": 0.5}},
+        },
+    ]
+    params = stdio(server.url)
+    done = subprocess.run(
+        [params.command, *params.args],
+        input="".join(json.dumps(m) + "\n" for m in messages),
+        capture_output=True,
+        text=True,
+        env=params.env,
+        timeout=60,
+    )
+    answers = {m["id"]: m for m in map(json.loads, done.stdout.splitlines()) if "id" in m}
+    assert set(answers) == {1, 2}, (done.stdout, done.stderr)
+    assert "result" in answers[2], answers[2]
+    assert json.loads(answers[2]["result"]["content"][0]["text"])["sum"] == 5
+    assert done.returncode == 0, done.stderr

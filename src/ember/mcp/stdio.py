@@ -22,6 +22,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server.context import ServerRequestContext
 from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
+from mcp.shared.message import SessionMessage
 
 from ember import __version__
 from ember.mcp.protocol import ChangeFeed, ToolServer
@@ -75,10 +76,69 @@ class Bridge:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self.follow_changes)
             tasks.start_soon(self.feed.run)
-            async with stdio_server() as (read, write):
+            async with stdio_server() as (stdin, stdout), anyio.create_task_group() as relays:
+                drain = Drain()
+                inbound, read = anyio.create_memory_object_stream[SessionMessage | Exception]()
+                write, outbound = anyio.create_memory_object_stream[SessionMessage]()
+                relays.start_soon(drain.inbound, stdin, inbound)
+                relays.start_soon(drain.outbound, outbound, stdout)
                 await self.server.run(read, write, self.server.create_initialization_options())
             self.feed.stop()
             tasks.cancel_scope.cancel()
+
+
+class Drain:
+    """Stdin's end held back from the server until every request read is answered.
+
+    The SDK's server ends the session when its read stream ends and answers the
+    requests still running with "Connection closed"; a host that writes a request
+    and closes stdin at once (a pipe, a one-shot script) must get its answer first.
+    """
+
+    def __init__(self) -> None:
+        self.pending: set[types.RequestId] = set()  # requests read, not yet answered
+        self.answered = anyio.Event()  # set when ``pending`` empties
+
+    async def inbound(
+        self,
+        stdin: anyio.abc.ObjectReceiveStream[SessionMessage | Exception],
+        server: anyio.abc.ObjectSendStream[SessionMessage | Exception],
+    ) -> None:
+        async with server:
+            async for item in stdin:
+                if isinstance(item, SessionMessage):
+                    self._read(item.message)
+                await server.send(item)
+            self.answered = anyio.Event()
+            if self.pending:
+                await self.answered.wait()
+
+    def _read(self, message: types.JSONRPCMessage) -> None:
+        if isinstance(message, types.JSONRPCRequest):
+            self.pending.add(message.id)
+        elif (
+            isinstance(message, types.JSONRPCNotification)
+            and message.method == "notifications/cancelled"
+            and isinstance(message.params, dict)
+        ):
+            # A cancelled request may go unanswered: nothing is owed for it.
+            self.pending.discard(message.params.get("requestId"))
+            if not self.pending:
+                self.answered.set()
+
+    async def outbound(
+        self,
+        server: anyio.abc.ObjectReceiveStream[SessionMessage],
+        stdout: anyio.abc.ObjectSendStream[SessionMessage],
+    ) -> None:
+        async with stdout:
+            async for item in server:
+                await stdout.send(item)
+                message = item.message
+                if isinstance(message, types.JSONRPCResponse | types.JSONRPCError):
+                    self.pending.discard(message.id)
+                    if not self.pending:
+                        self.answered.set()
 
 
 async def bridge(url: str, token: str | None) -> None:
