@@ -527,3 +527,33 @@ def test_awslambdaric_runs_unmodified(aws: Any, unique_name: str, ric_package: b
         assert any("/var/task/app.py" in frame for frame in payload["stackTrace"])
     finally:
         aws.delete_function(FunctionName=name)
+
+
+# Holds the memory an event asks for, then answers: the running bootstrap's own use.
+HOLDING_BOOTSTRAP = """#!/usr/bin/env python3
+import json
+import os
+import urllib.request
+
+API = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime"
+held = []
+while True:
+    with urllib.request.urlopen(API + "/invocation/next") as answer:
+        request_id = answer.headers["Lambda-Runtime-Aws-Request-Id"]
+        event = json.loads(answer.read())
+    held.append(bytearray(event["mb"] << 20))  # zero-filled: every page touched
+    url = API + "/invocation/" + request_id + "/response"
+    urllib.request.urlopen(urllib.request.Request(url, data=b'"held"', method="POST")).read()
+"""
+
+
+def test_max_memory_used_is_the_running_bootstraps(aws: Any, deploy_custom: Deploy) -> None:
+    name = deploy_custom({"bootstrap": HOLDING_BOOTSTRAP}, MemorySize=512)
+    response, payload = invoke(aws, name, {"mb": 200}, LogType="Tail")
+    assert payload == "held"
+    used = int(re.search(r"Max Memory Used: (\d+) MB", log_of(response))[1])  # type: ignore[index]
+    assert 200 <= used < 512
+    # The peak stays: a small call after a large one reports at least as much.
+    response, _ = invoke(aws, name, {"mb": 1}, LogType="Tail")
+    later = int(re.search(r"Max Memory Used: (\d+) MB", log_of(response))[1])  # type: ignore[index]
+    assert later >= used

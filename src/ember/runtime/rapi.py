@@ -281,6 +281,18 @@ class Invocation:
         self.headers = headers
 
 
+def _peak_rss_kb(pid: int) -> int:
+    """``VmHWM`` of process ``pid`` in KiB; 0 when it cannot be read."""
+    try:
+        with open("/proc/{0}/status".format(pid), "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def function_error(body: bytes, error_type: str) -> bytes:
     """The error payload the invoker gets for a runtime's ``/error`` post.
 
@@ -544,8 +556,14 @@ class Supervisor:
         return data
 
     def _rss_kb(self) -> int:
+        """The running bootstrap's peak RSS (VmHWM), or this process's if larger.
+
+        Not RUSAGE_CHILDREN: it counts only children already reaped, never the
+        running bootstrap. The worker takes the sandbox cgroup's peak over this
+        where it has one (the bootstrap's own children included).
+        """
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return int(max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+        return max(own, _peak_rss_kb(self.pid) if self.pid and self.status is None else 0)
 
     # --- frames ---------------------------------------------------------------
 

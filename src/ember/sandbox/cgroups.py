@@ -170,3 +170,25 @@ def freezer_file(layout: CgroupLayout, paths: list[str]) -> tuple[str, str, str]
         if parent is not None and os.path.dirname(path) == parent:
             return os.path.join(path, "freezer.state"), "FROZEN", "THAWED"
     return None
+
+
+def memory_peak_file(layout: CgroupLayout, paths: list[str]) -> str | None:
+    """The file holding the most memory a sandbox's cgroup has used, if it has one:
+    ``memory.max_usage_in_bytes`` (v1) or ``memory.peak`` (v2, Linux 5.19+)."""
+    if layout.version == 2:
+        peak = os.path.join(paths[0], "memory.peak") if paths else None
+        return peak if peak and os.path.exists(peak) else None
+    parent = layout.dirs.get("memory")
+    for path in paths:
+        if parent is not None and os.path.dirname(path) == parent:
+            return os.path.join(path, "memory.max_usage_in_bytes")
+    return None
+
+
+def read_peak_kb(path: str) -> int:
+    """KiB in a peak-memory file; 0 when it cannot be read (the sandbox is gone)."""
+    try:
+        with open(path, "rb") as handle:
+            return int(handle.read()) // 1024
+    except (OSError, ValueError):
+        return 0

@@ -273,6 +273,10 @@ class ForkedSandbox:
         self._destroyed = False
         # (freezer file, frozen value, thawed value) once the zygote reported it.
         self.freezer: tuple[str, str, str] | None = None
+        # A custom runtime's cgroup peak-memory file: its bootstrap is a child the
+        # runtime API process cannot measure while it runs (RUSAGE_CHILDREN counts
+        # only children reaped), so Max Memory Used is the whole sandbox's peak.
+        self.memory_peak: str | None = None
         self.frozen = False
         self.pid = 0
         self.init_ms = 0.0
@@ -411,6 +415,8 @@ class ForkedSandbox:
                 Outcome.FUNCTION_ERROR, payload, log_bytes, max_rss, reusable=False
             )
         outcome = Outcome.OK if kind == frames.RESULT else Outcome.FUNCTION_ERROR
+        if self.memory_peak is not None:
+            max_rss = max(max_rss, cgroups.read_peak_kb(self.memory_peak))
         return SandboxResult(outcome, body, log_bytes, max_rss, reusable=True)
 
     async def _runtime_exited(self, request_id: str, body: bytes) -> bytes:
@@ -535,6 +541,8 @@ class _Zygote:
             if sandbox is not None:
                 sandbox.pid = int(message["pid"])
                 sandbox.freezer = self._freezer(message.get("cgroups") or [])
+                if sandbox.spec.runtime in runtimes.PROVIDED_RUNTIMES:
+                    sandbox.memory_peak = self._memory_peak(message.get("cgroups") or [])
         elif kind == frames.SPAWN_FAILED:
             sandbox = self._spawning.pop(message["id"], None)
             if sandbox is not None:
@@ -545,6 +553,14 @@ class _Zygote:
         if not layout:
             return None
         return cgroups.freezer_file(cgroups.CgroupLayout(layout["version"], layout["dirs"]), paths)
+
+    def _memory_peak(self, paths: list[str]) -> str | None:
+        layout = self._config.get("cgroups")
+        if not layout:
+            return None
+        return cgroups.memory_peak_file(
+            cgroups.CgroupLayout(layout["version"], layout["dirs"]), paths
+        )
 
     def _on_exited(self, sandbox_id: str, info: _Exit) -> None:
         sandbox = self._sandboxes.pop(sandbox_id, None)
