@@ -340,3 +340,23 @@ def test_manifests_and_destinations_stay_in_their_account(
         FunctionName="source", MaximumRetryAttempts=0
     )
     assert config["FunctionArn"] == second.function_arn("source:$LATEST")
+
+
+def test_account_usage_counts_code_versions_and_layers_of_that_account(
+    accounts: tuple[Account, Account],
+) -> None:
+    first, second = accounts
+    function = create(first, "counted", Publish=True)  # $LATEST and version 1
+    layer = first.client().publish_layer_version(
+        LayerName="lib", Content={"ZipFile": make_zip({"python/lib.py": "X = 1\n" * 500})}
+    )
+    usage = first.client().get_account_settings()["AccountUsage"]
+    assert usage == {
+        "TotalCodeSize": 2 * function["CodeSize"] + layer["Content"]["CodeSize"],
+        "FunctionCount": 1,
+    }
+    # Another account's code and layers are its own: none of them counts here.
+    assert second.client().get_account_settings()["AccountUsage"] == {
+        "TotalCodeSize": 0,
+        "FunctionCount": 0,
+    }
