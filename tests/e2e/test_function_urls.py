@@ -6,6 +6,7 @@ Every URL here has AuthType NONE, so its requests go unsigned, as a browser's wo
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ def handler(event, context):
 # Sends the request body back reversed, as binary.
 REVERSE = """
 import base64
+import re
 
 def handler(event, context):
     raw = base64.b64decode(event["body"]) if event["isBase64Encoded"] else event["body"].encode()
@@ -208,3 +210,69 @@ def test_a_recreated_function_does_not_inherit_the_old_url_after_a_restart(
     again = lambda_client(spawn_server(tmp_path / "data", "--sandbox", "process"))
     with pytest.raises(again.exceptions.ResourceNotFoundException):
         again.get_function_url_config(FunctionName="reborn")
+
+
+# A web app as a framework would serve it at "/": root-relative links, a redirect,
+# and an OpenAPI page that loads its schema from "/openapi.json" (as FastAPI's /docs).
+WEB_APP = """
+import json
+
+PAGES = {
+    "/": ("text/html", '<a href="/docs">docs</a> <a href="/items/1">item</a>'),
+    "/docs": ("text/html", '<script>SwaggerUIBundle({url: "/openapi.json"})</script>'),
+    "/openapi.json": ("application/json", json.dumps({"openapi": "3.1.0", "paths": {}})),
+    "/items/1": ("application/json", json.dumps({"id": 1})),
+}
+
+def handler(event, context):
+    path = event["rawPath"]
+    if path == "/old":
+        return {"statusCode": 307, "headers": {"location": "/items/1"}, "body": ""}
+    if path not in PAGES:
+        return {"statusCode": 404, "body": "not found"}
+    kind, body = PAGES[path]
+    return {"statusCode": 200, "headers": {"content-type": kind}, "body": body}
+"""
+HOST_URL = r"^http://([a-z2-7]{32})\.lambda-url\.us-east-1\.localhost:(\d+)/$"
+
+
+def _browse(url: str) -> httpx.Response:
+    """GET ``url`` as a browser does for ``*.localhost``: to loopback, with its Host."""
+    target = httpx.URL(url)
+    return httpx.get(
+        target.copy_with(host="127.0.0.1"),
+        headers={"host": f"{target.host}:{target.port}"},
+        timeout=30,
+    )
+
+
+def test_a_web_app_runs_at_the_root_of_its_host_style_url(
+    spawn_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    server = spawn_server(tmp_path / "data", "--url-domain", "localhost")
+    aws = lambda_client(server)
+    aws.create_function(
+        FunctionName="web",
+        Runtime="python3.11",
+        Handler="app.handler",
+        Role=ROLE,
+        Code={"ZipFile": make_zip({"app.py": WEB_APP})},
+    )
+    created = aws.create_function_url_config(FunctionName="web", AuthType="NONE")
+    url = created["FunctionUrl"]
+    assert re.match(HOST_URL, url), url
+    assert aws.get_function_url_config(FunctionName="web")["FunctionUrl"] == url
+
+    home = _browse(url)
+    assert home.status_code == 200, home.text
+    for link in re.findall(r'href="([^"]+)"', home.text):  # root-relative links resolve
+        assert _browse(str(httpx.URL(url).join(link))).status_code == 200, link
+    docs = _browse(str(httpx.URL(url).join("/docs")))
+    schema_path = re.search(r'url: "([^"]+)"', docs.text)[1]  # type: ignore[index]
+    assert _browse(str(httpx.URL(url).join(schema_path))).json()["openapi"] == "3.1.0"
+
+    moved = _browse(str(httpx.URL(url).join("/old")))
+    assert moved.status_code == 307
+    assert _browse(str(httpx.URL(url).join(moved.headers["location"]))).json() == {"id": 1}
+    # The path form still answers, for resolvers that do not map *.localhost to loopback.
+    assert httpx.get(f"{server.url}/url/web/items/1", timeout=30).json() == {"id": 1}
