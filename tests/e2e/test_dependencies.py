@@ -85,3 +85,5 @@ def test_a_failing_requirement_is_named_and_exits_1(
     last = failed.stderr.strip().splitlines()[-1]
     assert last.startswith("error: DependencyInstallFailed: pip could not install")
     assert bad in last
+    # pip's own lines come first, as pip wrote them.
+    assert f"ERROR: No matching distribution found for {bad}==1.0" in failed.stderr

@@ -7,7 +7,9 @@ layer is named ``ember-deps-<16 hex>`` after the normalized requirements and
 the runtime, so the next deploy with the same requirements finds it and runs
 no pip at all.
 
-Which pip: when this machine has the runtime's Python (``python3.X``), that
+Which pip: when this machine has the runtime's Python (``python3.X``, found as
+the server finds it: ``ember.interpreters``, each candidate run before it is
+trusted, so a pyenv shim of a missing version is skipped), that
 interpreter's pip installs as for a local virtualenv, building sdists if it
 must; wheels then match the sandboxes, which run on the same kind of host.
 Otherwise pip is asked for binary wheels of the runtime's version and the
@@ -21,7 +23,6 @@ import hashlib
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ember import interpreters
 from ember.cli.client import EmberClient
 from ember.cli.zips import deterministic_zip
 
@@ -47,15 +49,21 @@ _FAILURES = (
     re.compile(r"Cannot install (.+?) because"),
 )
 _COLLECTING = re.compile(r"^\s*Collecting ([^\s;]+)")
+# Where pip's own account of a failure starts ("ERROR: ...", or a build's "error: ...").
+_ERROR_START = re.compile(r"^\s*(ERROR:|error:|\u00d7)")  # \u00d7: a build failure's mark
+MAX_PIP_LINES = 40
 
 
 class DependencyError(Exception):
     """pip could not install the requirements; ``package`` names the culprit if pip did."""
 
-    def __init__(self, package: str | None, detail: str) -> None:
+    def __init__(
+        self, package: str | None, detail: str, pip_lines: list[str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.package = package
         self.detail = detail
+        self.pip_lines = pip_lines or []  # pip's own lines about the failure, as it wrote them
 
     def __str__(self) -> str:
         if self.package:
@@ -101,10 +109,7 @@ def layer_name(requirements: list[str], runtime: str) -> str:
 
 def _local_interpreter(runtime: str) -> str | None:
     """This machine's interpreter for ``runtime`` (python3.X), if there is one."""
-    version = runtime.removeprefix("python")
-    if version == f"{sys.version_info.major}.{sys.version_info.minor}":
-        return sys.executable
-    return shutil.which(f"python{version}")
+    return interpreters.find(runtime.removeprefix("python"))
 
 
 def pip_command(runtime: str, target: Path, requirements_file: Path) -> list[str]:
@@ -138,13 +143,22 @@ def failed_package(output: str) -> DependencyError:
     lines = output.splitlines()
     errors = [line.strip() for line in lines if line.strip().startswith("ERROR:")]
     detail = errors[-1].removeprefix("ERROR:").strip() if errors else "pip failed"
+    said = _pip_lines(lines)
     for pattern in _FAILURES:
         for line in reversed(lines):
             match = pattern.search(line)
             if match:
-                return DependencyError(match.group(1).strip().rstrip(","), detail)
+                return DependencyError(match.group(1).strip().rstrip(","), detail, said)
     collecting = [m.group(1) for line in lines if (m := _COLLECTING.match(line))]
-    return DependencyError(collecting[-1] if collecting else None, detail)
+    return DependencyError(collecting[-1] if collecting else None, detail, said)
+
+
+def _pip_lines(lines: list[str]) -> list[str]:
+    """pip's account of the failure: from its first error line on (else its last
+    lines), at most MAX_PIP_LINES of them, the last ones kept."""
+    start = next((i for i, line in enumerate(lines) if _ERROR_START.match(line)), None)
+    chosen = lines[start:] if start is not None else lines[-5:]
+    return [line.rstrip() for line in chosen if line.strip()][-MAX_PIP_LINES:]
 
 
 def install(
@@ -217,7 +231,13 @@ def dependency_layer(
         def progress(line: str) -> None:
             status.update(f"pip: {line}")
 
-        install(requirements, runtime, workdir or Path.cwd(), site, progress)
+        try:
+            install(requirements, runtime, workdir or Path.cwd(), site, progress)
+        except DependencyError as failure:
+            status.stop()
+            for line in failure.pip_lines:  # pip's own words, before ember's summary
+                console.print(line, markup=False, highlight=False, style="dim")
+            raise
         status.update("zipping the dependency layer")
         package = zip_layer(site)
         status.update(f"publishing layer {name} ({len(package) // 1024} KB)")

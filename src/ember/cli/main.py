@@ -38,7 +38,7 @@ from ember.cli.client import ApiError, EmberClient, SigV4
 from ember.cli.zips import deterministic_zip
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:9900"
-DEFAULT_RUNTIME = "python3.12"
+DEFAULT_RUNTIME = "python3.11"
 DEFAULT_ROLE = "arn:aws:iam::000000000000:role/ember"
 FOLLOW_INTERVAL_SECONDS = 0.5
 SKIPPED_DIRS = frozenset({"__pycache__", ".git"})

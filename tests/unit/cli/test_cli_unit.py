@@ -107,7 +107,7 @@ def test_deploy_sends_a_zip_file_as_is(tmp_path: Path) -> None:
 
     assert result.exit_code == 0, result.output
     assert base64.b64decode(sent[0]["Code"]["ZipFile"]) == archive.read_bytes()
-    assert sent[0]["Runtime"] == "python3.12"
+    assert sent[0]["Runtime"] == "python3.11"  # the default
     assert "Environment" not in sent[0]
     assert result.stdout == "deployed hello (python3.12, 128 MB, 3 s) sha256=abc= (created)\n"
 

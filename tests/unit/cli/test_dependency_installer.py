@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 from click.testing import CliRunner
 
+from ember import interpreters
 from ember.cli.client import EmberClient
 from ember.cli.dependencies import (
     failed_package,
@@ -103,3 +104,34 @@ def test_deploy_takes_the_dependency_layer_off_when_requirements_go(tmp_path: Pa
     )
     assert result.exit_code == 0, result.output
     assert sent[0]["Layers"] == [own]
+
+
+def test_pips_own_error_lines_are_kept() -> None:
+    output = (
+        "Collecting broken\n"
+        "  Downloading broken-1.0.tar.gz (1 kB)\n"
+        "  error: subprocess-exited-with-error\n"
+        "  \n"
+        "  \u00d7 python setup.py egg_info did not run successfully.\n"
+        "  │ exit code: 1\n"
+        "  ╰─> ModuleNotFoundError: No module named 'numpy'\n"
+        "ERROR: Failed building wheel for broken\n"
+    )
+    lines = failed_package(output).pip_lines
+    assert lines[0] == "  error: subprocess-exited-with-error"
+    assert "  ╰─> ModuleNotFoundError: No module named 'numpy'" in lines
+    assert lines[-1] == "ERROR: Failed building wheel for broken"
+
+
+def test_a_shim_that_fails_is_not_an_interpreter(tmp_path: Path) -> None:
+    """A pyenv shim of a version that is not installed exists and exits 127: skipped."""
+    shim = tmp_path / "python3.99"
+    shim.write_text("#!/bin/sh\necho 'pyenv: python3.99: command not found' >&2\nexit 127\n")
+    shim.chmod(0o755)
+    assert interpreters.probe(str(shim), "3.99") is None
+    liar = tmp_path / "python3.98"  # a wrapper starting another Python than its name says
+    liar.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    liar.chmod(0o755)
+    assert interpreters.probe(str(liar), "3.98") is None
+    own = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert interpreters.probe(str(liar), own) == sys.executable
