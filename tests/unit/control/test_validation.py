@@ -139,3 +139,40 @@ def test_zipfile_as_the_body_bytes_is_decoded_alike() -> None:
         assert from_body.file.read() == from_str.file.read() == data
     with pytest.raises(InvalidParameterValue, match="not valid base64"):
         validation.code({"ZipFile": memoryview(b"QQ==QUJD")})
+
+
+def test_a_field_that_asks_for_nothing_is_accepted_one_that_asks_is_refused() -> None:
+    for empty in (
+        {"VpcConfig": {"SubnetIds": [], "SecurityGroupIds": []}},
+        {"KMSKeyArn": ""},
+        {"DeadLetterConfig": {}},
+        {"FileSystemConfigs": []},
+        {"VpcConfig": None},
+    ):
+        validation.refuse_unsupported(empty)
+    with pytest.raises(InvalidParameterValue, match=r"^VpcConfig is not supported"):
+        validation.refuse_unsupported({"VpcConfig": {"SubnetIds": ["subnet-1"]}})
+    with pytest.raises(InvalidParameterValue, match=r"^PublishTo"):
+        validation.refuse_unsupported({"PublishTo": "LATEST_PUBLISHED"})
+
+
+def test_logging_config_merges_over_the_current_one() -> None:
+    text = {
+        "log_format": "Text",
+        "application_log_level": None,
+        "system_log_level": None,
+        "log_group": None,
+    }
+    json_config = validation.logging_config({"LoggingConfig": {"LogFormat": "JSON"}}, text)
+    assert json_config == {
+        "log_format": "JSON",
+        "application_log_level": "INFO",
+        "system_log_level": "INFO",
+        "log_group": None,
+    }
+    warn = validation.logging_config({"LoggingConfig": {"SystemLogLevel": "WARN"}}, json_config)
+    assert (warn["application_log_level"], warn["system_log_level"]) == ("INFO", "WARN")
+    back = validation.logging_config({"LoggingConfig": {"LogFormat": "Text"}}, warn)
+    assert back == text
+    with pytest.raises(ValidationError):
+        validation.logging_config({"LoggingConfig": {"SystemLogLevel": "ERROR"}}, json_config)
