@@ -72,7 +72,9 @@ def build(settings: Settings) -> Platform:
     workers = Workers.build(settings, storage.packages, control.registry, logs.raw)
     throttle = throttle_wiring.build(settings, storage, control.account_of)
     control.registry.subscribe(throttle.function_changed)
-    invocation = Invocation.build(settings, storage, control, workers.manager, throttle, logs, node)
+    invocation = Invocation.build(
+        settings, storage, control, workers.executor, throttle, logs, node
+    )
     asynchronous = invocation.asynchronous
     mcp = Mcp.build(
         settings, storage, control.registry.get, control.exists, invocation.service.invoke
@@ -84,7 +86,7 @@ def build(settings: Settings) -> Platform:
         control,
         throttle,
         asynchronous,
-        workers.manager,
+        workers.executor,
         invocation.service,
         tools=mcp.tools,
         urls=control.urls,
@@ -94,7 +96,7 @@ def build(settings: Settings) -> Platform:
         control.names,
         control.registry,
         invocation.service,
-        workers.manager,
+        workers.executor,
         logs,
         workers.describe,
         throttle=throttle,

@@ -19,7 +19,7 @@ from ember.invoke.events import AsyncInvocation
 from ember.invoke.logs import LogStore
 from ember.invoke.service import InvocationService
 from ember.mcp.catalog import ToolCatalog
-from ember.scheduling.manager import WorkerManager
+from ember.scheduling.executor import Executor
 from ember.throttle import Throttle
 
 
@@ -48,7 +48,7 @@ class Services:
     arns: Arns
     registry: FunctionRegistry
     invocations: InvocationService
-    manager: WorkerManager
+    executor: Executor
     logs: LogStore
     describe_sandboxes: Callable[[], dict[str, object]]
     throttle: Throttle

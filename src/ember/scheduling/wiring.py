@@ -23,6 +23,7 @@ from ember.errors import SandboxUnavailable, StartupRefused
 from ember.lifecycle import Loop
 from ember.sandbox.gvisor import GVisorBackend
 from ember.sandbox.zygote import ZygoteBackend
+from ember.scheduling.executor import LocalExecutor
 from ember.scheduling.manager import WorkerManager
 from ember.scheduling.placement import Placement
 from ember.storage.base import PackageStore
@@ -59,6 +60,7 @@ class Workers:
     strong: GVisorBackend
     worker: LocalWorker
     manager: WorkerManager
+    executor: LocalExecutor
     # Set when a function changes: its old code may be swept from the worker's cache.
     sweep_wanted: asyncio.Event = field(default_factory=asyncio.Event)
     stopped: bool = False
@@ -98,7 +100,7 @@ class Workers:
             layers=LayerCache(data / "layers", packages.get),
         )
         placement.add(worker)
-        workers = cls(settings, registry, backend, strong, worker, manager)
+        workers = cls(settings, registry, backend, strong, worker, manager, LocalExecutor(manager))
         registry.subscribe(workers.function_changed)
         registry.on_rename(manager.rename)
         return workers
