@@ -121,7 +121,7 @@ class OutputStream:
             init_log += b"\n"
         return _start_line(self.request_id, self.version) + init_log
 
-    def begin(self, init_log: bytes) -> None:
+    def begin(self, init_ms: float | None, init_log: bytes) -> None:
         """The call starts in its sandbox: a cold start's Init output goes after START."""
         self._init_log = init_log
 

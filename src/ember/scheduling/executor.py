@@ -18,8 +18,8 @@ from ember.sandbox.base import SandboxRequest, SandboxResult
 from ember.scheduling.manager import SlotState, WorkerManager
 
 # Called once when the call starts in its sandbox, before any of its output:
-# with Init's output when this call paid Init (a cold start), else b"".
-Begin = Callable[[bytes], None]
+# with Init's duration (ms) and output when this call paid Init, else (None, b"").
+Begin = Callable[[float | None, bytes], None]
 
 _IDLE = SlotState.IDLE
 
@@ -81,7 +81,7 @@ class LocalExecutor:
             init_ms, init_log = sandbox.init_ms, sandbox.init_log
             # Lambda's deadline counts from the Invoke, not from the start of Init.
             request = request._replace(deadline_ms=int(time.time() * 1000) + record.timeout * 1000)
-        begin(init_log)
+        begin(init_ms, init_log)
         started = time.perf_counter()
         reusable = False
         try:
