@@ -37,6 +37,7 @@ from ember.lifecycle import Part
 from ember.mcp.wiring import Mcp
 from ember.queue import postgres as queue_postgres
 from ember.reconcile.wiring import DUTIES, Manifests
+from ember.scheduling import membership_postgres
 from ember.scheduling.wiring import Workers
 from ember.storage import wiring as storage_wiring
 from ember.storage.node import node_id
@@ -136,7 +137,9 @@ def application(platform: Platform) -> Frontend:
         storage = platform.storage
         started: list[Part] = []
         try:
-            await storage.open((queue_postgres.MIGRATION, audit_postgres.MIGRATION))
+            await storage.open(
+                (queue_postgres.MIGRATION, audit_postgres.MIGRATION, membership_postgres.MIGRATION)
+            )
             for part in platform.parts:
                 await part.start()
                 started.append(part)
