@@ -38,7 +38,7 @@ from ember.mcp.wiring import Mcp
 from ember.queue import postgres as queue_postgres
 from ember.reconcile.wiring import DUTIES, Manifests
 from ember.scheduling import membership_postgres
-from ember.scheduling.wiring import Workers
+from ember.scheduling.wiring import RemoteWorkers, Workers
 from ember.storage import wiring as storage_wiring
 from ember.storage.node import node_id
 from ember.storage.wiring import Storage
@@ -70,7 +70,11 @@ def build(settings: Settings) -> Platform:
         settings, storage, resource_policy_of=control.policies.policy_of, audit=audit.log
     )
     logs = Invocation.logs_of(settings)
-    workers = Workers.build(settings, storage.packages, control.registry, logs.raw)
+    workers: Workers | RemoteWorkers
+    if settings.role == "frontend":  # no sandboxes here: calls go to worker hosts
+        workers = RemoteWorkers.build(settings, storage.database, node)
+    else:
+        workers = Workers.build(settings, storage.packages, control.registry, logs.raw)
     throttle = throttle_wiring.build(settings, storage, control.account_of)
     control.registry.subscribe(throttle.function_changed)
     invocation = Invocation.build(

@@ -287,6 +287,10 @@ class WorkerManager:
         """The MemorySize of every live sandbox, idle or busy."""
         return sum(slot.memory_mb for slot in self._slots.values())
 
+    def busy_memory_mb(self) -> int:
+        """The MemorySize of the busy sandboxes (idle ones give way to a new one)."""
+        return sum(slot.memory_mb for slot in self._slots.values() if slot.state is _BUSY)
+
     def statistics(self) -> dict[str, int]:
         idle = sum(1 for slot in self._slots.values() if slot.state is SlotState.IDLE)
         return {
