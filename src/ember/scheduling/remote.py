@@ -26,6 +26,7 @@ from ember.scheduling import channel
 from ember.scheduling.base import SILENCE_SECONDS, Placement, WorkerInfo
 from ember.scheduling.channel import ChannelError, Frame, FrontendOpener, Sealer
 from ember.scheduling.executor import Begin, Execution
+from ember.scheduling.rendezvous import ranking
 
 log = logging.getLogger("ember.scheduling")
 
@@ -220,6 +221,12 @@ class WorkerLink(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
+        if self.calls:
+            log.warning(
+                "lost worker %s (connection closed) with %d call(s) in flight",
+                self.worker_id,
+                len(self.calls),
+            )
         if not self.ready.done():
             self.ready.set_exception(NotStarted(f"worker {self.worker_id} closed the connection"))
             self.ready.exception()  # retrieved: nobody may be waiting for it
@@ -257,12 +264,14 @@ class Links:
         self._stopping = asyncio.Event()
 
     def members(self, workers: Sequence[WorkerInfo]) -> None:
-        """The membership table as last read: links to workers gone or moved close."""
+        """The membership table as last read: links to workers gone or moved close once
+        no call is in flight on them (a worker leaving finishes its calls first)."""
         self.workers = {info.worker_id: info for info in workers}
         for worker_id, link in list(self.links.items()):
             info = self.workers.get(worker_id)
-            if info is None or info.address != link.address:
-                link.abort("it left the cluster")
+            if (info is None or info.address != link.address) and not link.calls:
+                link.close()
+                self.lost(link)
         self.placement.members(workers)
 
     def live(self) -> list[str]:
@@ -410,20 +419,19 @@ class RemoteExecutor:
         raise SandboxUnavailable(f"{_INTERNAL}: no worker host is available")
 
     async def provision(self, record: FunctionRecord, count: int) -> int:
-        """Spread ``count`` provisioned sandboxes over the live workers, in the revision's
-        placement order; every other live worker is told to keep none (a dead worker's
-        share is recreated elsewhere on the controller's next pass)."""
-        order = self.placement.candidates(record.revision_id, record.memory_size)
-        rest = [w for w in self.links.live() if w not in order]
-        workers = order + rest
-        shares = (
-            [count // len(order) + (i < count % len(order)) for i in range(len(order))]
-            if order
-            else []
-        )
-        shares += [0] * len(rest)
+        """Spread ``count`` provisioned sandboxes evenly over the live workers, the
+        remainder to the first in the revision's rendezvous order (stable: warm state
+        must not move them about). A dead worker's share goes to the others on the
+        controller's next pass, once membership no longer lists it."""
+        workers = ranking(sorted(self.links.live()), record.revision_id)
+        if not workers:
+            return 0
+        each, extra = divmod(count, len(workers))
         answers = await asyncio.gather(
-            *(self._provision_on(w, record, n) for w, n in zip(workers, shares, strict=True))
+            *(
+                self._provision_on(worker_id, record, each + (n < extra))
+                for n, worker_id in enumerate(workers)
+            )
         )
         return sum(answers)
 
