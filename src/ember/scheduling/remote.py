@@ -53,7 +53,7 @@ class NotStarted(Exception):
 class _Pending:
     """One call in flight on a link."""
 
-    __slots__ = ("begin", "future", "output", "size", "started", "timer")
+    __slots__ = ("begin", "future", "output", "started", "timer")
 
     def __init__(
         self,
@@ -65,7 +65,6 @@ class _Pending:
         self.output = output
         self.begin = begin
         self.started = False
-        self.size = 0
         self.timer: asyncio.TimerHandle | None = None
 
     def fail(self, error: Exception) -> None:
