@@ -107,27 +107,38 @@ class WorkerNode:
                 loops.create_task(loop)
             loops.create_task(self.logs.run())
             beats = loops.create_task(self._heartbeats())
+            frames = loops.create_task(self._heartbeat_frames())
             await self.stopping.wait()
-            await self._leave()
             beats.cancel()
+            await self._leave()
+            frames.cancel()
             self.logs.stop()
             self.workers.stop()
 
-    async def _heartbeats(self) -> None:
+    async def _heartbeat_frames(self) -> None:
+        """To every frontend, every second: a loop of its own, so that a slow database
+        never makes the frontends think this worker is gone."""
         while True:
             self.endpoint.heartbeat()
-            try:
-                draining = await self.membership.heartbeat(self.worker_id, self.load())
-            except StorageUnavailable as exc:
-                log.warning("could not heartbeat to the membership table: %s", exc.message)
-            else:
-                if draining is None and not self.stopping.is_set():
-                    log.warning("this worker's row was removed: registering again")
-                    await self.membership.register(self.info())
-                elif draining is not None and draining != self.draining:
-                    log.info("draining" if draining else "no longer draining")
-                    self.draining = draining
             await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    async def _heartbeats(self) -> None:
+        """To the membership table, every second; learns from it whether to drain."""
+        while True:
+            try:
+                await self._heartbeat()
+            except StorageUnavailable as exc:  # frontends keep the last table they read
+                log.warning("could not heartbeat to the membership table: %s", exc.message)
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    async def _heartbeat(self) -> None:
+        draining = await self.membership.heartbeat(self.worker_id, self.load())
+        if draining is None:
+            log.warning("this worker's row was removed: registering again")
+            await self.membership.register(self.info())
+        elif draining != self.draining:
+            log.info("draining" if draining else "no longer draining")
+            self.draining = draining
 
     async def _leave(self) -> None:
         """Take no new sandbox, leave the table, let the calls in flight end."""
@@ -137,7 +148,6 @@ class WorkerNode:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STOP_GRACE_SECONDS
         while self.workers.manager.statistics()["busy"] and loop.time() < deadline:
-            self.endpoint.heartbeat()
             await asyncio.sleep(0.1)
         await self.endpoint.close()
         log.info("worker %s left the cluster", self.worker_id)

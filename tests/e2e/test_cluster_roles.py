@@ -348,3 +348,27 @@ def test_provisioned_sandboxes_are_spread_and_recreated_elsewhere(
     wait_until(lambda: provisioned_on(cluster, "kept") == {survivor.worker_id: 2}, timeout=60)
     answer = aws.invoke(FunctionName="kept", Payload=b"{}")["Payload"].read()
     assert json.loads(answer) == "provisioned-concurrency"
+
+
+def test_a_worker_stopped_with_sigterm_finishes_its_calls_and_leaves(cluster: Cluster) -> None:
+    aws = lambda_client(cluster.frontend)
+    create(aws, "finish", SLOW, Timeout=60)
+    outcome: dict[str, Any] = {}
+
+    def call() -> None:
+        response = aws.invoke(FunctionName="finish", Payload=json.dumps({"sleep": 4}).encode())
+        outcome["body"] = json.loads(response["Payload"].read())
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    leaving = wait_until(lambda: _busy_worker(cluster, "finish"), timeout=30)
+    assert leaving.process is not None
+    leaving.process.send_signal(signal.SIGTERM)
+    wait_until(lambda: cluster.usable() == 1, timeout=10)
+    # While it finishes, new calls go to the other worker.
+    response = aws.invoke(FunctionName="finish", Payload=b'{"sleep": 0}')
+    assert "FunctionError" not in response
+    caller.join(60)
+    assert outcome["body"] == {"slept": 4}
+    assert leaving.process.wait(30) == 0
+    assert "left the cluster" in leaving.output()
