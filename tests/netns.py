@@ -4,7 +4,7 @@
 free on this machine, chosen under a lock, so parallel runs never share a
 subnet) and ``n`` hosts, each a network namespace with its own address
 (``10.77.N.2``, ``.3``, ...) on a veth pair whose host side is plugged into
-the bridge. ``host.popen([...])`` runs a command inside (``ip netns exec``);
+the bridge. ``host.popen([...])`` runs a command inside (``nsenter --net``);
 ``host.link_down()`` sets the host side of its veth down, which cuts the host
 off as a pulled cable would (its processes live on, their connections hang),
 and ``link_up()`` plugs it back in.
@@ -21,8 +21,9 @@ namespaces, deletes the namespaces, veths and bridge and stops the relay.
 What a killed run left behind is swept by the next one: each live network
 records its owner's pid and what it made under ``STATE_DIR``.
 
-Needs root and ``ip`` (Debian's iproute2; ``scripts/host-deps.sh`` installs
-it); ``unavailable()`` says why not, for a skip.
+Needs root, ``ip`` (Debian's iproute2; ``scripts/host-deps.sh`` installs it)
+and ``nsenter`` (util-linux, essential on Debian); ``unavailable()`` says why
+not, for a skip.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def unavailable() -> str | None:
         return "simulated hosts need root (network namespaces, veth pairs, a bridge)"
     if shutil.which("ip") is None:
         return "simulated hosts need `ip` (Debian iproute2: scripts/host-deps.sh installs it)"
+    if shutil.which("nsenter") is None:
+        return "simulated hosts need `nsenter` (Debian util-linux)"
     probe = f"ember-probe-{uuid.uuid4().hex[:6]}"
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
     if made.returncode != 0:
@@ -89,8 +92,10 @@ class Host:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def command(self, argv: Sequence[str]) -> list[str]:
-        """``argv`` as run inside this host."""
-        return ["ip", "netns", "exec", self.namespace, *argv]
+        """``argv`` as run inside this host: in its network namespace only. Not ``ip
+        netns exec``, which also remounts /sys in a mount namespace of its own, and so
+        hides the cgroup hierarchy a worker's sandboxes need."""
+        return ["nsenter", f"--net=/run/netns/{self.namespace}", "--", *argv]
 
     def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         """Start ``argv`` inside this host in a session of its own; killed at teardown."""

@@ -95,12 +95,20 @@ class Cluster:
             return all(states.get(self.address(n)) == "live" for n in ns)
 
         wait_until(live, timeout=timeout, interval=0.1)
+        # Each frontend reads the table on its own and links to the workers it lists.
+        for node in self.frontends:
+            wait_until(lambda n=node: linked(n) >= len(ns), timeout)  # type: ignore[misc]
 
     def close(self) -> None:
         for node in self.frontends:
             node.close_clients()
             if node.process is not None and node.process.poll() is None:
                 node.stop()
+
+
+def linked(node: Server) -> int:
+    """How many worker hosts a frontend holds a live channel to (its /health)."""
+    return int(node.health()["sandboxes"].get("workers", 0))
 
 
 @pytest.fixture
@@ -153,7 +161,12 @@ def test_calls_through_every_frontend_run_on_the_worker_hosts(cluster: Cluster) 
         assert invoke(second, "echo", {"n": -n}) == {"echo": {"n": -n}}
     listed = cluster.frontends[1].http.get("/_ember/workers").json()["workers"]
     assert {w["address"] for w in listed} == {cluster.address(0), cluster.address(1)}
-    assert sum(w["sandboxes"] for w in listed) >= 1
+
+    def sandboxes() -> int:  # as the workers' next heartbeat reports them
+        listed = cluster.frontends[1].http.get("/_ember/workers").json()["workers"]
+        return sum(w["sandboxes"] for w in listed)
+
+    wait_until(lambda: sandboxes() >= 1, timeout=10)
 
 
 def calls_after(

@@ -134,3 +134,11 @@ def test_what_a_killed_run_left_is_swept_by_the_next_one() -> None:
     assert f"emb-{tag}" not in links()
     assert not state.exists()
     wait_until(lambda: not Path(f"/proc/{relay}").exists(), timeout=10)
+
+
+def test_a_host_shares_the_machines_mounts_so_its_sandboxes_find_their_cgroups(
+    network: netns.Network,
+) -> None:
+    inside = network.hosts[0].run(["ls", "/sys/fs/cgroup"], capture_output=True, text=True)
+    assert inside.stdout.split() == sorted(p.name for p in Path("/sys/fs/cgroup").iterdir())
+    assert inside.stdout.split()
