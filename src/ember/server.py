@@ -38,6 +38,8 @@ from ember.mcp.wiring import Mcp
 from ember.queue import postgres as queue_postgres
 from ember.reconcile.wiring import DUTIES, Manifests
 from ember.scheduling import membership_postgres
+from ember.scheduling.membership_postgres import PostgresMembership
+from ember.scheduling.roster import Roster
 from ember.scheduling.wiring import RemoteWorkers, Workers
 from ember.storage import wiring as storage_wiring
 from ember.storage.node import node_id
@@ -121,6 +123,7 @@ def build(settings: Settings) -> Platform:
             held=getattr(storage.leadership, "held", None),
         ),
         admin=auth.admin,
+        roster=Roster(None if storage.database is None else PostgresMembership(storage.database)),
     )
     parts: list[Part] = [
         workers,

@@ -34,6 +34,7 @@ from ember.cli import (
     roles,
     token_commands,
     tool_commands,
+    worker_commands,
 )
 from ember.cli.client import ApiError, EmberClient, SigV4
 from ember.cli.zips import deterministic_zip
@@ -287,6 +288,7 @@ main.add_command(audit_commands.audit)
 main.add_command(account_commands.accounts)
 main.add_command(account_commands.keys)
 main.add_command(roles.worker)
+main.add_command(worker_commands.workers)
 
 
 @main.command()
