@@ -37,6 +37,7 @@ SEQ = struct.Struct("!Q")
 TAG_SIZE = 32
 NONCE_SIZE = 16
 MAX_META = 4 * 1024 * 1024
+MAX_HELLO_META = 1024
 # A 6 MB event or result plus a call's captured log (at most 4 MB) and room.
 MAX_PAYLOAD = 6_291_556 + 4 * 1024 * 1024 + 64 * 1024
 # Frames at least this large are authenticated piecewise rather than copied once more.
@@ -143,6 +144,9 @@ class Opener:
             kind, call, meta_len, payload_len = HEAD.unpack_from(buffer)
             if meta_len > MAX_META or payload_len > MAX_PAYLOAD:
                 raise ChannelError(f"frame too large ({meta_len} + {payload_len} bytes)")
+            if self.key is None and (meta_len > MAX_HELLO_META or payload_len != NONCE_SIZE):
+                # Nothing larger is buffered before the peer has proved it has the token.
+                raise ChannelError("the first frame is not a HELLO")
             end = HEAD.size + meta_len + payload_len
             if len(buffer) < end + TAG_SIZE:
                 break

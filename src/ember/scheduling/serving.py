@@ -27,6 +27,9 @@ from ember.scheduling.executor import LocalExecutor
 
 log = logging.getLogger("ember.worker")
 
+# A connection that has not proved it holds the token by then is closed.
+HANDSHAKE_SECONDS = 5.0
+
 
 @dataclass(frozen=True)
 class HostState:
@@ -95,6 +98,7 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        asyncio.get_running_loop().call_later(HANDSHAKE_SECONDS, self._handshake_over)
         hello = {"worker": self.endpoint.host.worker_id}
         transport.write(  # type: ignore[attr-defined]
             self.sealer.seal(channel.HELLO, 0, hello, self.nonce)
@@ -108,6 +112,14 @@ class _Connection(asyncio.Protocol):
             return
         for frame in frames:
             self._dispatch(frame)
+
+    def _handshake_over(self) -> None:
+        if (
+            not self.authenticated
+            and self.transport is not None
+            and not self.transport.is_closing()
+        ):
+            self._refuse(f"no HELLO within {HANDSHAKE_SECONDS:g} s")
 
     def _refuse(self, reason: str) -> None:
         if self.authenticated:

@@ -120,3 +120,10 @@ def test_an_oversized_frame_is_refused_from_its_head() -> None:
     head = channel.HEAD.pack(channel.CALL, 1, 0, channel.MAX_PAYLOAD + 1)
     with pytest.raises(ChannelError, match="too large"):
         pair.worker_in.feed(head)
+
+
+def test_nothing_large_is_buffered_before_the_handshake() -> None:
+    opener = WorkerOpener(TOKEN, channel.new_nonce())
+    head = channel.HEAD.pack(channel.HELLO, 0, 0, 1024 * 1024)
+    with pytest.raises(ChannelError, match="not a HELLO"):
+        opener.feed(head)
