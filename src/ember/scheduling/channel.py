@@ -28,9 +28,11 @@ import hashlib
 import hmac
 import secrets
 import struct
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
+
+T = TypeVar("T")
 
 HEAD = struct.Struct("!BQII")  # kind, call id, meta length, payload length
 SEQ = struct.Struct("!Q")
@@ -58,6 +60,20 @@ REFUSED = 14  # not started: meta reason "full" (no room), "draining", "unknown"
 FAILED = 15  # not run: meta code (an ember error code), message, reason/retryAfter
 DONE = 16  # the answer to PROVISION or LIST; meta: the answer
 HEARTBEAT = 17  # every second, call id 0; meta: load and idle warm sandboxes by revision
+
+
+# Function records each end keeps per connection. The frontend sends a revision's
+# record only when it is not among them; both ends forget the one sent longest
+# ago past this many, in the same order (one ordered stream), so they always agree.
+MAX_RECORDS = 4096
+
+
+def remember(records: dict[str, T], revision_id: str, record: T) -> None:
+    """Keep ``record`` as the newest sent on this connection (``MAX_RECORDS`` at most)."""
+    records.pop(revision_id, None)
+    records[revision_id] = record
+    if len(records) > MAX_RECORDS:
+        del records[next(iter(records))]
 
 
 class ChannelError(Exception):

@@ -120,7 +120,8 @@ class WorkerLink(asyncio.Protocol):
         self.closed = False
         self.calls: dict[int, _Pending] = {}
         self.ids = itertools.count(1)
-        self.sent: set[str] = set()  # revisions whose record went over this connection
+        # Revisions whose record the worker holds for this connection (channel.remember).
+        self.sent: dict[str, None] = {}
         self.last_heard = links.clock()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -191,7 +192,7 @@ class WorkerLink(asyncio.Protocol):
         call = next(self.ids)
         if record is not None and record.revision_id not in self.sent:
             meta["record"] = record.to_json()
-            self.sent.add(record.revision_id)
+            channel.remember(self.sent, record.revision_id, None)
         pending = _Pending(self.loop.create_future(), output, begin)
         pending.timer = self.loop.call_later(bound, self._late, call)
         self.calls[call] = pending

@@ -141,7 +141,7 @@ class _Connection(asyncio.Protocol):
         record = frame.meta.get("record")
         if isinstance(record, str):
             parsed = FunctionRecord.from_json(record)
-            self.records[parsed.revision_id] = parsed
+            channel.remember(self.records, parsed.revision_id, parsed)
         if frame.kind == channel.CALL:
             self._spawn(self._call(frame))
         elif frame.kind == channel.PROVISION:

@@ -127,3 +127,15 @@ def test_nothing_large_is_buffered_before_the_handshake() -> None:
     head = channel.HEAD.pack(channel.HELLO, 0, 0, 1024 * 1024)
     with pytest.raises(ChannelError, match="not a HELLO"):
         opener.feed(head)
+
+
+def test_both_ends_forget_the_same_records() -> None:
+    sent: dict[str, None] = {}
+    held: dict[str, int] = {}
+    for n in range(channel.MAX_RECORDS + 10):
+        revision = f"r{n % (channel.MAX_RECORDS + 5)}"
+        if revision not in sent:  # the frontend sends the record only then
+            channel.remember(sent, revision, None)
+            channel.remember(held, revision, n)
+        assert revision in held
+    assert list(sent) == list(held) and len(held) == channel.MAX_RECORDS
