@@ -372,3 +372,17 @@ def test_a_worker_stopped_with_sigterm_finishes_its_calls_and_leaves(cluster: Cl
     assert outcome["body"] == {"slept": 4}
     assert leaving.process.wait(30) == 0
     assert "left the cluster" in leaving.output()
+
+
+def test_neither_role_starts_without_the_token(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "EMBER_CLUSTER_TOKEN"}
+    database = "postgresql://postgres@127.0.0.1:5432/postgres"
+    for argv in (
+        [EMBER, "worker", "--listen", "127.0.0.1:1", "--database", database],
+        [EMBER, "serve", "--role", "frontend", "--database", database],
+    ):
+        done = subprocess.run(
+            [*argv, "--data-dir", str(tmp_path)], env=env, capture_output=True, text=True
+        )
+        assert done.returncode != 0
+        assert "cluster token" in done.stderr
