@@ -141,6 +141,11 @@ def worker(
         raise click.UsageError(
             f"a worker needs the cluster token (--cluster-token-file or {TOKEN_ENV})"
         )
+    if blobs == "local":
+        raise click.BadParameter(
+            "a worker reads the code the frontends stored: postgresql or s3://...",
+            param_hint="--blobs",
+        )
     for option, value in (("--listen", listen), ("--advertise", advertise)):
         try:
             if value:
