@@ -43,8 +43,8 @@ from typing import Any
 import httpx
 
 import servers
-from bench_async import FAILS, NOOP, create, delivered_ids, stats
-from bench_cluster import PrivatePostgres
+from bench_async import FAILS, NOOP, create
+from bench_cluster import PrivatePostgres, drain_and_count
 from loadgen import run_wrk, wrk_path
 from report import cpu_busy, machine, percentile
 
@@ -391,7 +391,7 @@ def measure_failures(work: Path, postgres: PrivatePostgres, cut: bool) -> dict[s
             else:
                 made.worker(victim)
             made.wait_live(victim, timeout=120)
-        counted = _drain_and_count(urls[0], accepted)
+        counted = drain_and_count(urls[0], accepted)
     return {
         **counted,
         "late_bad": late_bad,
@@ -409,19 +409,6 @@ def _until_silent(made: Cluster, address: str, since: float) -> float:
             return time.monotonic() - since
         time.sleep(0.05)
     return float("inf")
-
-
-def _drain_and_count(url: str, accepted: list[str]) -> dict[str, int]:
-    with httpx.Client(base_url=url, timeout=30) as client:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            src, sink = stats(client, "source"), stats(client, "sink")
-            if not (src["depth"] or src["inFlight"] or sink["depth"] or sink["inFlight"]):
-                break
-            time.sleep(0.2)
-        delivered = delivered_ids(client)
-    expected = set(accepted)
-    return {"accepted": len(expected), "lost": len(expected - delivered)}
 
 
 # --- the report ----------------------------------------------------------------------
