@@ -16,7 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import EMBER, Server
+from conftest import EMBER, Server, signed_http
+from ember.cli.credentials import Credentials
 from ember.scheduling.base import WorkerInfo, WorkerLoad
 from ember.scheduling.membership_postgres import PostgresMembership
 from ember.storage.postgres import Database
@@ -171,3 +172,20 @@ def test_an_embedded_node_lists_no_workers_and_says_why(
     shown = cli(node, "workers", "ls")
     assert shown.returncode == 0
     assert "runs embedded" in shown.stdout
+
+
+def test_another_accounts_root_may_not_see_or_drain_the_hosts(cluster_node: Server) -> None:
+    made = cluster_node.http.post("/_ember/accounts", json={"Name": "tenant"})
+    assert made.status_code == 201
+    keys = made.json()
+    tenant = Credentials(keys["AccessKeyId"], keys["SecretAccessKey"], None, "us-east-1", "test")
+    with signed_http(cluster_node.url, tenant) as http:
+        for method, path in (("GET", "/_ember/workers"), ("POST", "/_ember/workers/w-idle/drain")):
+            refused = http.request(method, path)
+            assert refused.status_code == 403
+            assert refused.headers["x-amzn-ErrorType"] == "AccessDeniedException"
+            assert "worker hosts belong to account 000000000000" in refused.text
+    assert {w["state"] for w in cluster_node.http.get("/_ember/workers").json()["workers"]} == {
+        "live",
+        "silent",
+    }
