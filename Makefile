@@ -30,7 +30,8 @@ test: setup
 	@bash scripts/mcp-tools.sh || echo "MCP conformance suite not installed: its tests will say why"
 	@$(BIN)/python -m pytest
 	@$(BIN)/python -m pytest --backend postgresql tests/e2e tests/security \
-		--ignore tests/e2e/test_cluster.py --ignore tests/e2e/test_upgrade.py
+		--ignore tests/e2e/test_cluster.py --ignore tests/e2e/test_upgrade.py \
+		--ignore tests/e2e/test_cluster_hosts.py
 
 # The API contract fuzzed longer than make test does (tests/e2e/test_api_fuzz.py):
 # 90 cases per operation, over 5,000 signed requests to a real server.
@@ -54,6 +55,7 @@ bench: setup
 	@cd bench && ../$(BIN)/python bench_manifests.py
 	@cd bench && ../$(BIN)/python bench_mcp.py
 	@cd bench && ../$(BIN)/python bench_cluster.py
+	@cd bench && ../$(BIN)/python bench_cluster_roles.py
 	@cd bench && ../$(BIN)/python bench_auth.py
 	@cd bench && ../$(BIN)/python bench_hardening.py
 

@@ -3,6 +3,7 @@
 #   libseccomp2  the seccomp filter (pyseccomp loads it)
 #   slirp4netns  network egress for functions that opt in
 #   runsc        gVisor, for functions that ask for strong isolation
+#   iproute2     `ip`: the simulated hosts (network namespaces) of the cluster tests and bench
 # Without root nothing is installed: ember then refuses full isolation at start
 # unless run with --sandbox process, and says why.
 set -euo pipefail
@@ -10,6 +11,7 @@ missing=()
 ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || missing+=(libseccomp2)
 command -v slirp4netns >/dev/null || missing+=(slirp4netns)
 command -v runsc >/dev/null || missing+=(runsc)
+command -v ip >/dev/null || missing+=(iproute2)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "note: not root, so not installing ${missing[*]} (needed for full isolation)" >&2

@@ -134,6 +134,18 @@ class Settings:
     # wins over it); None: <data_dir>/master.key, created on first start.
     master_key_file: Path | None = None
 
+    # Cluster roles (issue 14): "all" runs every component in this process;
+    # "frontend" runs the API, routing, pollers and singleton duties and sends
+    # every call to a worker host (`ember worker`) over the channel: no sandboxes.
+    role: str = "all"
+    # The shared secret of the frontend-to-worker channel (every frontend and
+    # worker of a cluster has the same one); None outside the two roles.
+    cluster_token: bytes | None = field(default=None, repr=False)
+    # A worker host's channel: the address it listens on, and the one it
+    # registers for frontends to reach it at ("" : the listen address).
+    listen: str = ""
+    advertise: str = ""
+
     @property
     def queue(self) -> str:
         """The queue backend in force: the one named, else the default of the mode."""

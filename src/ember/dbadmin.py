@@ -29,6 +29,7 @@ PG_MODULES = (
     "ember.storage.pg_blobs",
     "ember.queue.postgres",
     "ember.audit.postgres",
+    "ember.scheduling.membership_postgres",
 )
 
 

@@ -21,6 +21,7 @@
     │       └── AccessDenied         AccessDeniedException (a policy refuses the action)
     └── PlatformError              ember is at fault (5xx): ServiceException
         ├── SandboxUnavailable     no sandbox could be started
+        ├── WorkerLost             the worker host running a call died or was cut off
         ├── StorageUnavailable     the metadata database or blob store cannot be reached
         ├── ThrottleUnavailable    the shared throttle store (Redis) cannot be reached
         └── StartupRefused         the host cannot give what the settings ask for
@@ -156,6 +157,13 @@ class PlatformError(EmberError):
 
 
 class SandboxUnavailable(PlatformError):
+    code = "ServiceException"
+
+
+class WorkerLost(PlatformError):
+    """The worker host running a call died, was cut off or never answered, after the
+    call had started there: whether it ran is unknown, so it is not retried."""
+
     code = "ServiceException"
 
 

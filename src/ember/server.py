@@ -37,7 +37,10 @@ from ember.lifecycle import Part
 from ember.mcp.wiring import Mcp
 from ember.queue import postgres as queue_postgres
 from ember.reconcile.wiring import DUTIES, Manifests
-from ember.scheduling.wiring import Workers
+from ember.scheduling import membership_postgres
+from ember.scheduling.membership_postgres import PostgresMembership
+from ember.scheduling.roster import Roster
+from ember.scheduling.wiring import RemoteWorkers, Workers
 from ember.storage import wiring as storage_wiring
 from ember.storage.node import node_id
 from ember.storage.wiring import Storage
@@ -69,10 +72,16 @@ def build(settings: Settings) -> Platform:
         settings, storage, resource_policy_of=control.policies.policy_of, audit=audit.log
     )
     logs = Invocation.logs_of(settings)
-    workers = Workers.build(settings, storage.packages, control.registry, logs.raw)
+    workers: Workers | RemoteWorkers
+    if settings.role == "frontend":  # no sandboxes here: calls go to worker hosts
+        workers = RemoteWorkers.build(settings, storage.database, node)
+    else:
+        workers = Workers.build(settings, storage.packages, control.registry, logs.raw)
     throttle = throttle_wiring.build(settings, storage, control.account_of)
     control.registry.subscribe(throttle.function_changed)
-    invocation = Invocation.build(settings, storage, control, workers.manager, throttle, logs, node)
+    invocation = Invocation.build(
+        settings, storage, control, workers.executor, throttle, logs, node
+    )
     asynchronous = invocation.asynchronous
     mcp = Mcp.build(
         settings, storage, control.registry.get, control.exists, invocation.service.invoke
@@ -84,7 +93,7 @@ def build(settings: Settings) -> Platform:
         control,
         throttle,
         asynchronous,
-        workers.manager,
+        workers.executor,
         invocation.service,
         tools=mcp.tools,
         urls=control.urls,
@@ -94,7 +103,7 @@ def build(settings: Settings) -> Platform:
         control.names,
         control.registry,
         invocation.service,
-        workers.manager,
+        workers.executor,
         logs,
         workers.describe,
         throttle=throttle,
@@ -114,6 +123,7 @@ def build(settings: Settings) -> Platform:
             held=getattr(storage.leadership, "held", None),
         ),
         admin=auth.admin,
+        roster=Roster(None if storage.database is None else PostgresMembership(storage.database)),
     )
     parts: list[Part] = [
         workers,
@@ -134,7 +144,9 @@ def application(platform: Platform) -> Frontend:
         storage = platform.storage
         started: list[Part] = []
         try:
-            await storage.open((queue_postgres.MIGRATION, audit_postgres.MIGRATION))
+            await storage.open(
+                (queue_postgres.MIGRATION, audit_postgres.MIGRATION, membership_postgres.MIGRATION)
+            )
             for part in platform.parts:
                 await part.start()
                 started.append(part)

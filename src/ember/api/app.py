@@ -29,6 +29,7 @@ from ember.api import (
     tools,
     urls,
     versions,
+    workers,
 )
 from ember.api import errors as http_errors
 from ember.api.bodies import run_bounded
@@ -123,6 +124,7 @@ class Frontend:
                 *urls.routes(services),
                 *tools.routes(services),
                 *auth_routes.routes(services),
+                *workers.routes(services),
             ],
             exception_handlers={404: _not_found, 405: _not_found},
         )

@@ -32,7 +32,7 @@ def routes(services: Services) -> list[Route]:
             "status": "ok",
             "version": __version__,
             "functions": len(services.registry),
-            "sandboxes": services.manager.statistics(),
+            "sandboxes": services.executor.statistics(),
             "isolation": services.describe_sandboxes(),
             "endpoint": services.settings.endpoint_url,
             "throttle": await services.throttle.health(),
@@ -59,7 +59,7 @@ def routes(services: Services) -> list[Route]:
     async def sandboxes(request: Request, request_id: str) -> Response:
         mine = [
             {**sandbox, "function": arns.bare(str(sandbox["function"]))}
-            for sandbox in services.manager.sandboxes()
+            for sandbox in await services.executor.sandboxes()
             if names.owned(request.scope, services.arns, str(sandbox["function"]))
         ]
         return json_response({"sandboxes": mine}, request_id)

@@ -19,7 +19,8 @@ from ember.invoke.events import AsyncInvocation
 from ember.invoke.logs import LogStore
 from ember.invoke.service import InvocationService
 from ember.mcp.catalog import ToolCatalog
-from ember.scheduling.manager import WorkerManager
+from ember.scheduling.executor import Executor
+from ember.scheduling.roster import Roster
 from ember.throttle import Throttle
 
 
@@ -48,7 +49,7 @@ class Services:
     arns: Arns
     registry: FunctionRegistry
     invocations: InvocationService
-    manager: WorkerManager
+    executor: Executor
     logs: LogStore
     describe_sandboxes: Callable[[], dict[str, object]]
     throttle: Throttle
@@ -71,3 +72,5 @@ class Services:
     node: NodeInfo = field(kw_only=True, default=NodeInfo("local", "embedded", ()))
     # Accounts and access keys (/_ember/accounts, /_ember/keys); None when not wired.
     admin: Admin | None = field(kw_only=True, default=None)
+    # The cluster's worker hosts (/_ember/workers); an embedded node's lists none.
+    roster: Roster = field(kw_only=True, default=Roster(None))

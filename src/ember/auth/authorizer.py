@@ -11,7 +11,8 @@ root may do anything to its own account's resources; a user needs an Allow
 in its identity policies; an explicit Deny wins; a resource of another
 account also needs the resource policy's Allow. Creating accounts is the
 default account's root's alone, and that root administers every account's
-keys, tokens and audit log (it is the operator's).
+keys, tokens and audit log (it is the operator's). The worker hosts are the
+operator's too: no other account may list or drain them.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ ResourcePolicyOf = Callable[[str], "Policy | None"]
 UNKNOWN_ACTION = "ember:UnknownOperation"
 INVOKE_ACTION = "lambda:InvokeFunction"
 _CREATE_ACCOUNT = "ember:CreateAccount"
+# The worker hosts are the operator's, not any tenant's: the default account's
+# root, and its users as their policies allow; no other account sees them.
+_HOST_ACTIONS = frozenset({"ember:ListWorkers", "ember:DrainWorker"})
 # Account administration the default account's root may do for any account.
 _OPERATOR_ACTIONS = frozenset(
     {
@@ -63,6 +67,7 @@ _OPERATOR_ACTIONS = frozenset(
         "ember:ListTokens",
         "ember:DeleteToken",
         "ember:ListAuditEvents",
+        *_HOST_ACTIONS,
     }
 )
 
@@ -225,6 +230,8 @@ ROUTES: tuple[RouteAccess, ...] = (
         ("GET", "/tokens", "ember:ListTokens"),
         ("DELETE", "/tokens/{id}", "ember:DeleteToken"),
         ("GET", "/audit", "ember:ListAuditEvents"),
+        ("GET", "/workers", "ember:ListWorkers"),
+        ("POST", "/workers/{id}/drain", "ember:DrainWorker"),
     ),
     *_rows(
         Kind.ACCOUNT,
@@ -374,6 +381,11 @@ class Authorizer:
                 f"resource: {access.resource}: only the root of account {self._default} "
                 "creates accounts"
             )
+        if access.action in _HOST_ACTIONS and not _in_account(caller, self._default):
+            raise AccessDenied(
+                f"User: {caller.arn} is not authorized to perform: {access.action} on "
+                f"resource: {access.resource}: worker hosts belong to account {self._default}"
+            )
         # A root's identity is implicit (policy.evaluate); a service has none.
         identity: Sequence[Policy] = ()
         if isinstance(caller, Principal) and not caller.is_root:
@@ -392,3 +404,7 @@ class Authorizer:
         if ":function:" not in access.resource:
             return None
         return self._resource_policy_of(access.resource)
+
+
+def _in_account(caller: Caller, account: str) -> bool:
+    return isinstance(caller, Principal) and caller.account_id == account

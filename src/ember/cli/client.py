@@ -361,6 +361,19 @@ class EmberClient:
             raise ApiError(200, "InvalidResponse", "malformed audit response")
         return body
 
+    def workers(self) -> dict[str, Any]:
+        """The cluster's worker hosts: ``{"workers": [...], "note"}`` (a note on an
+        embedded node, which has none)."""
+        body = _json_object(self._request("GET", "/_ember/workers"))
+        if not isinstance(body.get("workers"), list):
+            raise ApiError(200, "InvalidResponse", "malformed workers response")
+        return body
+
+    def drain_worker(self, worker_id: str) -> dict[str, Any]:
+        """Mark a worker draining; returns its entry as it is now."""
+        path = f"/_ember/workers/{quote(worker_id, safe='')}/drain"
+        return _json_object(self._request("POST", path))
+
     def health(self) -> dict[str, Any]:
         """The server's health document."""
         return _json_object(self._request("GET", "/health"))

@@ -31,8 +31,10 @@ from ember.cli import (
     dependencies,
     manifest_commands,
     queue_commands,
+    roles,
     token_commands,
     tool_commands,
+    worker_commands,
 )
 from ember.cli.client import ApiError, EmberClient, SigV4
 from ember.cli.zips import deterministic_zip
@@ -285,6 +287,8 @@ main.add_command(db_commands.db)
 main.add_command(audit_commands.audit)
 main.add_command(account_commands.accounts)
 main.add_command(account_commands.keys)
+main.add_command(roles.worker)
+main.add_command(worker_commands.workers)
 
 
 @main.command()
@@ -466,6 +470,7 @@ main.add_command(account_commands.keys)
     help="Base64 key sealing the access keys at rest (EMBER_MASTER_KEY wins). "
     "[default: DATA_DIR/master.key, made on first start]",
 )
+@roles.role_options
 @queue_commands.async_serve_options
 def serve(
     host: str,
@@ -496,6 +501,7 @@ def serve(
     auth: str,
     master_key_file: Path | None,
     async_settings: dict[str, Any],
+    role_settings: dict[str, Any],
 ) -> None:
     """Run the ember server in the foreground."""
     # Imported here so that client commands never load the server.
@@ -531,6 +537,7 @@ def serve(
         auth=auth,
         master_key_file=master_key_file,
         **async_settings,
+        **role_settings,
     )
     try:
         run_server(settings, log_level=log_level)

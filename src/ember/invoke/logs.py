@@ -205,6 +205,10 @@ class OutputStream:
             init_log += b"\n"
         return _start_record(self.request_id, self.version, self._log_format) + init_log
 
+    def begin(self, init_ms: float | None, init_log: bytes) -> None:
+        """The call starts in its sandbox: a cold start's Init output goes after START."""
+        self._init_log = init_log
+
     def __call__(self, data: bytes) -> None:
         if not data:
             return

@@ -25,7 +25,7 @@ from ember.invoke import tracing
 from ember.invoke.logs import TEXT, InvocationLog, LogFormat, LogStore, error_line, json_error_line
 from ember.queue.base import EventQueue, NewEvent
 from ember.sandbox.base import InitFailed, Outcome, SandboxRequest
-from ember.scheduling.manager import WorkerManager
+from ember.scheduling.executor import Executor
 from ember.throttle.base import Decision
 from ember.throttle.gate import Throttle
 
@@ -117,7 +117,7 @@ class InvocationService:
     def __init__(
         self,
         registry: FunctionRegistry,
-        manager: WorkerManager,
+        executor: Executor,
         logs: LogStore,
         names: arns.Arns,
         throttle: Throttle,
@@ -125,7 +125,7 @@ class InvocationService:
         max_async_payload: int = MAX_ASYNC_REQUEST,
     ) -> None:
         self._registry = registry
-        self._manager = manager
+        self._executor = executor
         self._logs = logs
         self._arns = names
         self._throttle = throttle
@@ -185,17 +185,11 @@ class InvocationService:
         client_context: str,
         qualifier: str | None,
     ) -> InvokeResult:
-        """Lease a sandbox, invoke, log: the part that runs under a throttle lease."""
+        """Run it in a sandbox, log: the part that runs under a throttle lease."""
         invoked_arn = self._arns.function(record.name, qualifier)
         started = time.perf_counter()
-        try:
-            slot = await self._manager.acquire(record)
-        except InitFailed as failure:
-            return self._init_failed(command, record, request_id, failure, started)
-        init_ms = slot.sandbox.init_ms if slot.fresh else None
-        init_log = slot.sandbox.init_log if slot.fresh else b""
         log_format = _log_format(record)
-        stream = self._logs.stream(record.name, request_id, record.version, init_log, log_format)
+        stream = self._logs.stream(record.name, request_id, record.version, b"", log_format)
         request = SandboxRequest(
             request_id=request_id,
             deadline_ms=int(time.time() * 1000) + record.timeout * 1000,
@@ -209,15 +203,11 @@ class InvocationService:
             timeout_seconds=float(record.timeout),
             output=stream,
         )
-        invoke_started = time.perf_counter()
-        reusable = False
         try:
-            result = await slot.sandbox.invoke(request)
-            reusable = result.reusable
-        finally:
-            # A call that raised or was cancelled may still be running in the
-            # sandbox, and its late reply would answer the next call: never reuse it.
-            self._manager.release(slot, reusable=reusable and slot.sandbox.alive)
+            execution = await self._executor.execute(record, request, stream.begin)
+        except InitFailed as failure:
+            return self._init_failed(command, record, request_id, failure, started)
+        result = execution.result
         body = result.body
         failed = result.outcome is Outcome.FUNCTION_ERROR
         if len(body) > MAX_RESPONSE:
@@ -226,12 +216,12 @@ class InvocationService:
             function=record.name,
             request_id=request_id,
             version=record.version,
-            output=init_log + result.log,
+            output=execution.init_log + result.log,
             error_line=_error_line(request_id, body, log_format) if failed else b"",
-            duration_ms=(time.perf_counter() - invoke_started) * 1000,
+            duration_ms=execution.duration_ms,
             memory_mb=record.memory_size,
             max_memory_mb=result.max_rss_kb // 1024,
-            init_ms=init_ms,
+            init_ms=execution.init_ms,
             streamed=stream.end(),
             log_format=log_format,
             status=_status(body) if failed else "success",

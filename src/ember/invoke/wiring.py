@@ -20,7 +20,7 @@ from ember.invoke.service import InvocationService
 from ember.lifecycle import Loop
 from ember.queue import wiring as queue_wiring
 from ember.queue.shared_configs import MetadataConfigStore
-from ember.scheduling.manager import WorkerManager
+from ember.scheduling.executor import Executor
 from ember.storage.wiring import Storage
 from ember.throttle import Throttle
 
@@ -42,7 +42,7 @@ class Invocation:
         settings: Settings,
         storage: Storage,
         control: ControlPlane,
-        manager: WorkerManager,
+        executor: Executor,
         throttle: Throttle,
         logs: LogStore,
         node: str,
@@ -53,7 +53,7 @@ class Invocation:
         )
         service = InvocationService(
             control.registry,
-            manager,
+            executor,
             logs,
             control.names,
             throttle,

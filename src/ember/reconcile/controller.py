@@ -37,7 +37,7 @@ from ember.errors import EmberError
 from ember.manifests import schedule as expressions
 from ember.queue.configs import EventInvokeConfigs
 from ember.reconcile.ports import FunctionUrlsPort, ToolCatalogPort
-from ember.scheduling.manager import WorkerManager
+from ember.scheduling.executor import Executor
 from ember.throttle.limits import SCOPES, ThrottleLimits, parse_policy
 
 log = logging.getLogger("ember.control")
@@ -81,7 +81,7 @@ class Controller:
         registry: FunctionRegistry,
         limits: ThrottleLimits,
         configs: EventInvokeConfigs | None,
-        manager: WorkerManager,
+        executor: Executor,
         arns: Arns,
         tools: ToolCatalogPort | None = None,
         urls: FunctionUrlsPort | None = None,
@@ -94,7 +94,7 @@ class Controller:
         self._registry = registry
         self._limits = limits
         self._configs = configs
-        self._manager = manager
+        self._executor = executor
         self._arns = arns
         self._tools = tools
         self._urls = urls
@@ -387,7 +387,7 @@ class Controller:
 
     async def _provisioned_step(self, record: FunctionRecord, spec: dict[str, Any]) -> Condition:
         wanted = (spec.get("concurrency") or {}).get("provisioned", 0)
-        live = await self._manager.provision(record, wanted)
+        live = await self._executor.provision(record, wanted)
         if not wanted:
             return Condition("ProvisionedReady", True, "NotRequested")
         message = f"{live}/{wanted} sandboxes initialized"

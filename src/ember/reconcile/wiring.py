@@ -30,7 +30,7 @@ from ember.lifecycle import Loop
 from ember.reconcile.controller import Controller
 from ember.reconcile.ports import FunctionUrlsPort, ToolCatalogPort
 from ember.reconcile.schedules import Scheduler, manifest_triggers
-from ember.scheduling.manager import WorkerManager
+from ember.scheduling.executor import Executor
 from ember.storage.base import Leadership
 from ember.storage.wiring import Storage
 from ember.throttle import Throttle
@@ -79,7 +79,7 @@ class Manifests:
         control: ControlPlane,
         throttle: Throttle,
         asynchronous: AsyncInvocation | None,
-        manager: WorkerManager,
+        executor: Executor,
         invocations: InvocationService,
         tools: ToolCatalogPort | None = None,
         urls: FunctionUrlsPort | None = None,
@@ -103,7 +103,7 @@ class Manifests:
             control.registry,
             throttle.limits,
             asynchronous.configs if asynchronous is not None else None,
-            manager,
+            executor,
             control.names,
             tools=tools,
             urls=urls,

@@ -27,7 +27,10 @@ class WorkerLoad:
 
     sandboxes: int = 0  # live sandboxes, idle or busy
     busy: int = 0
-    memory_reserved_mb: int = 0
+    memory_reserved_mb: int = 0  # of every live sandbox, idle or busy
+    # Of the busy ones only: placement's measure of room, since a worker evicts idle
+    # sandboxes of other revisions to make room for a new one.
+    busy_memory_mb: int = 0
 
 
 @dataclass(frozen=True)

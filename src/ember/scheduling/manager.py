@@ -279,6 +279,18 @@ class WorkerManager:
             for slot in self._slots.values()
         ]
 
+    def idle_by_revision(self) -> dict[str, int]:
+        """Idle warm sandboxes per revision id: what a worker host tells frontends."""
+        return {revision: len(pool.idle) for revision, pool in self._pools.items() if pool.idle}
+
+    def memory_reserved_mb(self) -> int:
+        """The MemorySize of every live sandbox, idle or busy."""
+        return sum(slot.memory_mb for slot in self._slots.values())
+
+    def busy_memory_mb(self) -> int:
+        """The MemorySize of the busy sandboxes (idle ones give way to a new one)."""
+        return sum(slot.memory_mb for slot in self._slots.values() if slot.state is _BUSY)
+
     def statistics(self) -> dict[str, int]:
         idle = sum(1 for slot in self._slots.values() if slot.state is SlotState.IDLE)
         return {

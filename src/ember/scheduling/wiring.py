@@ -4,7 +4,9 @@ Starts the default sandbox backend (refusing to serve when its isolation is
 impossible) and the strong one; runs the evictor and the code-cache sweeper;
 stops by destroying every sandbox; closes the backends. The registry's
 listeners (``function_changed``, ``manager.rename``) fire for changes made on
-any node, so stale sandboxes are retired wherever they run.
+any node, so stale sandboxes are retired wherever they run. A worker host
+(``ember worker``) has no registry: a changed function's calls name a new
+revision, so its old sandboxes get no more calls and the keep-alive reclaims them.
 """
 
 from __future__ import annotations
@@ -19,13 +21,18 @@ from dataclasses import dataclass, field
 from ember.config import Settings
 from ember.control.models import FunctionRecord
 from ember.control.registry import FunctionRegistry
-from ember.errors import SandboxUnavailable, StartupRefused
+from ember.errors import SandboxUnavailable, StartupRefused, StorageUnavailable
 from ember.lifecycle import Loop
 from ember.sandbox.gvisor import GVisorBackend
 from ember.sandbox.zygote import ZygoteBackend
+from ember.scheduling.executor import LocalExecutor
 from ember.scheduling.manager import WorkerManager
+from ember.scheduling.membership_postgres import PostgresMembership
 from ember.scheduling.placement import Placement
+from ember.scheduling.remote import Links, RemoteExecutor
+from ember.scheduling.rendezvous import RendezvousPlacement
 from ember.storage.base import PackageStore
+from ember.storage.postgres import Database
 from ember.worker.layers import LayerCache
 from ember.worker.packages import CodeCache
 from ember.worker.worker import LocalWorker, package_keys
@@ -54,11 +61,12 @@ class SandboxOutput:
 @dataclass
 class Workers:
     settings: Settings
-    registry: FunctionRegistry
+    registry: FunctionRegistry | None  # None on a worker host
     backend: ZygoteBackend
     strong: GVisorBackend
     worker: LocalWorker
     manager: WorkerManager
+    executor: LocalExecutor
     # Set when a function changes: its old code may be swept from the worker's cache.
     sweep_wanted: asyncio.Event = field(default_factory=asyncio.Event)
     stopped: bool = False
@@ -68,7 +76,7 @@ class Workers:
         cls,
         settings: Settings,
         packages: PackageStore,
-        registry: FunctionRegistry,
+        registry: FunctionRegistry | None,
         write_log: WriteLog,
     ) -> Workers:
         if settings.sandbox not in SANDBOX_BACKENDS:
@@ -98,15 +106,17 @@ class Workers:
             layers=LayerCache(data / "layers", packages.get),
         )
         placement.add(worker)
-        workers = cls(settings, registry, backend, strong, worker, manager)
-        registry.subscribe(workers.function_changed)
-        registry.on_rename(manager.rename)
+        workers = cls(settings, registry, backend, strong, worker, manager, LocalExecutor(manager))
+        if registry is not None:
+            registry.subscribe(workers.function_changed)
+            registry.on_rename(manager.rename)
         return workers
 
     def function_changed(self, name: str, local: bool) -> None:
         """The registry's listener: sandboxes of revisions no longer current retire,
         and the code they ran may be swept."""
-        self.manager.retire(name, keep=self.registry.revisions(name))
+        if self.registry is not None:
+            self.manager.retire(name, keep=self.registry.revisions(name))
         self.sweep_wanted.set()
 
     def describe(self) -> dict[str, object]:
@@ -140,7 +150,7 @@ class Workers:
             self.sweep_wanted.clear()
             if self.stopped:
                 return
-            await self._sweep_once(self.registry.records())
+            await self._sweep_once(self.registry.records() if self.registry else ())
 
     async def _sweep_once(self, records: Iterable[FunctionRecord]) -> None:
         needed = self.manager.packages_in_use()
@@ -180,3 +190,62 @@ async def _start_sandboxes(backend: ZygoteBackend) -> None:
         log.info("isolation: %s", isolation)
     else:
         log.warning("isolation: NONE: %s", isolation["warning"])
+
+
+POLL_SECONDS = 0.5  # how often a frontend reads the membership table
+
+
+@dataclass
+class RemoteWorkers:
+    """A frontend's part (``ember serve --role frontend``): no sandboxes here; calls go
+    to worker hosts. Polls the membership table into Placement every POLL_SECONDS,
+    watches the links' heartbeats, and closes the links at the end."""
+
+    membership: PostgresMembership
+    placement: RendezvousPlacement
+    links: Links
+    executor: RemoteExecutor
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    def build(
+        cls, settings: Settings, database: Database | None, frontend_id: str
+    ) -> RemoteWorkers:
+        if database is None or settings.cluster_token is None:
+            raise StartupRefused("--role frontend needs --database and a cluster token")
+        placement = RendezvousPlacement()
+        links = Links(settings.cluster_token, frontend_id, placement)
+        executor = RemoteExecutor(links, placement, settings.init_timeout_seconds)
+        return cls(PostgresMembership(database), placement, links, executor)
+
+    def describe(self) -> dict[str, object]:
+        """For /health: this node runs no sandboxes; how many workers it can use."""
+        stats = self.placement.statistics()
+        return {"role": "frontend", "workers": stats.members, "usable": stats.usable}
+
+    async def start(self) -> None:
+        await self._poll_once()
+
+    def loops(self) -> list[Loop]:
+        return [self._poll(), self.links.watch()]
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.links.stop()
+
+    async def close(self) -> None:
+        self.links.close()
+
+    async def _poll(self) -> None:
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), POLL_SECONDS)
+            await self._poll_once()
+
+    async def _poll_once(self) -> None:
+        try:
+            workers = await self.membership.workers()
+        except StorageUnavailable as exc:  # placement keeps the last table it read
+            log.warning("could not read the membership table: %s", exc.message)
+            return
+        self.links.members(workers)

@@ -31,6 +31,7 @@ BOB = Principal(OWNER, "bob")
 OTHER_ROOT = Principal(OTHER)
 MALLORY = Principal(OTHER, "mallory")
 OPERATOR = Principal(DEFAULT)
+OPERATOR_USER = Principal(DEFAULT, "ops")
 S3 = ServicePrincipal("s3.amazonaws.com")
 F = f"arn:aws:lambda:{REGION}:{OWNER}:function:f"
 G = f"arn:aws:lambda:{REGION}:{OWNER}:function:g"
@@ -305,6 +306,32 @@ TABLE: dict[str, Row] = {
         OTHER_ROOT, "GET", "/_ember/keys", query=f"AccountId={OWNER}", denied=NO_RESOURCE
     ),
     "a user needs a policy to manage keys": Row(ALICE, "POST", "/_ember/keys", denied=NO_IDENTITY),
+    "the default root lists and drains worker hosts": Row(
+        OPERATOR, "POST", "/_ember/workers/w-1/drain"
+    ),
+    "another root does not list them": Row(
+        ROOT, "GET", "/_ember/workers", denied="worker hosts belong to account"
+    ),
+    "nor does another account's user allowed everything": Row(
+        ALICE,
+        "POST",
+        "/_ember/workers/w-1/drain",
+        users={ALICE: identity(allow("*"))},
+        denied="worker hosts belong to account",
+    ),
+    "a user of the default account lists them as its policy allows": Row(
+        OPERATOR_USER,
+        "GET",
+        "/_ember/workers",
+        users={OPERATOR_USER: identity(allow("ember:ListWorkers"))},
+    ),
+    "and drains them only if it allows that too": Row(
+        OPERATOR_USER,
+        "POST",
+        "/_ember/workers/w-1/drain",
+        users={OPERATOR_USER: identity(allow("ember:ListWorkers"))},
+        denied=NO_IDENTITY,
+    ),
     "an unknown route is a root's 404": Row(ROOT, "GET", "/no/such/route"),
     "an unknown route is refused to users": Row(ALICE, "GET", "/no/such/route", denied=NO_IDENTITY),
 }
@@ -398,6 +425,8 @@ ACCESS: dict[tuple[str, str, str], tuple[str, str, bool]] = {
     ("POST", "/_ember/accounts", ""): ("ember:CreateAccount", "*", True),
     ("GET", "/_ember/audit", "since=0"): ("ember:ListAuditEvents", "*", False),
     ("DELETE", "/_ember/tokens/t-1", ""): ("ember:DeleteToken", "*", True),
+    ("GET", "/_ember/workers", ""): ("ember:ListWorkers", "*", False),
+    ("POST", "/_ember/workers/w-1/drain", ""): ("ember:DrainWorker", "*", True),
 }
 
 

@@ -21,6 +21,7 @@ from ember.queue.memory import MemoryEventQueue
 from ember.reconcile.controller import Controller, inline_package
 from ember.reconcile.schedules import Scheduler, manifest_triggers
 from ember.reconcile.wiring import Manifests
+from ember.scheduling.executor import LocalExecutor
 from ember.scheduling.manager import WorkerManager
 from ember.scheduling.placement import Placement
 from ember.storage.memory import MemoryMetadataStore, MemoryPackageStore
@@ -132,7 +133,14 @@ def world(tools: Tools | None) -> World:
         MemoryEventQueue(), lambda name: registry.lookup(name) is not None, names, 60.0
     )
     controller = Controller(
-        objects, registry, limits, configs, manager, names, tools=tools, clock=clock
+        objects,
+        registry,
+        limits,
+        configs,
+        LocalExecutor(manager),
+        names,
+        tools=tools,
+        clock=clock,
     )
     return World(objects, registry, limits, scheduler, manager, controller, clock, configs)
 
