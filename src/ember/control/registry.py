@@ -36,7 +36,7 @@ from ember.errors import (
     ResourceNotFound,
     ValidationError,
 )
-from ember.storage.base import MetadataStore, PackageStore
+from ember.storage.base import CodeSource, MetadataStore, PackageStore
 from ember.text import is_decimal
 
 log = logging.getLogger("ember.control")
@@ -85,8 +85,11 @@ class FunctionRegistry(Publishing):
         random: Random = random.random,  # picks an alias's weighted version
         layers: LayerRegistry | None = None,
         quotas: Quotas | None = None,
+        code_source: CodeSource | None = None,
     ) -> None:
         self._store = store
+        # The users' bucket that ``S3Bucket``/``S3Key`` name (None: code inline only).
+        self._code_source = code_source
         self._quotas = quotas or Quotas()
         # Resolves a function's ``Layers``; packages are shared with it both ways.
         self._layers = layers
@@ -310,9 +313,8 @@ class FunctionRegistry(Publishing):
             "architectures": validation.architectures(body) or ("x86_64",),
             **self._layer_settings(body, key),
         }
-        with validation.code(
-            body.get("Code")
-        ) as package:  # its file closes however the upload ends
+        # Its file closes however the upload (or the fetch from S3) ends.
+        with await validation.package(body.get("Code"), self._code_source) as package:
             publish = body.get("Publish") is True
             async with self._lock:
                 if key in self._functions:
@@ -355,8 +357,9 @@ class FunctionRegistry(Publishing):
         return record
 
     async def update_code(self, name: str, body: dict[str, Any]) -> FunctionRecord:
-        with validation.code(body) as package:  # its file closes however the upload ends
-            validation.architectures(body)
+        validation.architectures(body)
+        # Its file closes however the upload (or the fetch from S3) ends.
+        with await validation.package(body, self._code_source) as package:
             async with self._lock:
                 old = self.get(name)
                 self._check_revision(old, body)

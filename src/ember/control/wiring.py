@@ -33,10 +33,18 @@ class ControlPlane:
     @classmethod
     def build(cls, settings: Settings, storage: Storage) -> ControlPlane:
         names = Arns(settings.region, settings.account_id)
-        layers = LayerRegistry(storage.metadata("layers"), storage.packages, names)
+        code = storage.code_source
+        layers = LayerRegistry(
+            storage.metadata("layers"), storage.packages, names, code_source=code
+        )
         quotas = Quotas(settings.account_max_functions, settings.account_code_storage_bytes)
         registry = FunctionRegistry(
-            storage.metadata("metadata"), storage.packages, names, layers=layers, quotas=quotas
+            storage.metadata("metadata"),
+            storage.packages,
+            names,
+            layers=layers,
+            quotas=quotas,
+            code_source=code,
         )
         urls = FunctionUrls(storage.metadata("urls"), registry, names, settings.endpoint_url)
         policies = ResourcePolicies(storage.metadata("policies"), registry, names)
