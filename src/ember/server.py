@@ -103,6 +103,7 @@ def build(settings: Settings) -> Platform:
         layers=control.layers,
         urls=control.urls,
         policies=control.policies,
+        tags=control.tags,
         tools=mcp.tools,
         audit=audit.log,
         mcp_tokens=mcp.tokens,

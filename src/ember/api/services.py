@@ -14,6 +14,7 @@ from ember.control.layers import LayerRegistry
 from ember.control.objects import FunctionObjects
 from ember.control.policies import ResourcePolicies
 from ember.control.registry import FunctionRegistry
+from ember.control.tags import FunctionTags
 from ember.control.urls import FunctionUrls
 from ember.invoke.events import AsyncInvocation
 from ember.invoke.logs import LogStore
@@ -68,6 +69,8 @@ class Services:
     urls: FunctionUrls = field(kw_only=True)
     # Functions' resource policies (AddPermission, GetPolicy, RemovePermission).
     policies: ResourcePolicies = field(kw_only=True)
+    # Functions' tags (TagResource, UntagResource, ListTags; GetFunction's Tags).
+    tags: FunctionTags = field(kw_only=True)
     node: NodeInfo = field(kw_only=True, default=NodeInfo("local", "embedded", ()))
     # Accounts and access keys (/_ember/accounts, /_ember/keys); None when not wired.
     admin: Admin | None = field(kw_only=True, default=None)

@@ -70,6 +70,7 @@ _FUNCTION = re.compile(
     r"^(?:arn:[^:]*:lambda:[^:]*:)?(?:(?P<account>\d{12}):)?(?:function:)?(?P<name>[^:]+)"
     r"(?::(?P<qualifier>[^:]+))?$"
 )
+_TAGGABLE = re.compile(r"^arn:[^:]*:lambda:[^:]*:(?P<account>\d{12}):")
 _LAYER = re.compile(r"^arn:[^:]*:lambda:[^:]*:(?P<account>\d{12}):layer:(?P<name>[^:]+)$")
 
 
@@ -84,6 +85,7 @@ class Kind(Enum):
     ACCOUNT = "account"  # "*", in the account of ?AccountId= (else the caller's)
     LAYERS = "layers"  # ListLayers ("*"), or GetLayerVersionByArn (?find=LayerVersion&Arn=)
     CREATED = "created"  # the function the body's FunctionName names (CreateFunction)
+    TAGGED = "tagged"  # the resource ARN {arn} of the path, in the account it names
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +178,38 @@ ROUTES: tuple[RouteAccess, ...] = (
         ("PUT", "/url", "lambda:UpdateFunctionUrlConfig"),
         ("DELETE", "/url", "lambda:DeleteFunctionUrlConfig"),
         ("GET", "/urls", "lambda:ListFunctionUrlConfigs"),
+    ),
+    *_rows(
+        Kind.FUNCTION,
+        "",
+        (
+            "GET",
+            "/2021-07-20/functions/{name}/runtime-management-config",
+            "lambda:GetRuntimeManagementConfig",
+        ),
+        (
+            "PUT",
+            "/2021-07-20/functions/{name}/runtime-management-config",
+            "lambda:PutRuntimeManagementConfig",
+        ),
+        (
+            "GET",
+            "/2020-06-30/functions/{name}/code-signing-config",
+            "lambda:GetFunctionCodeSigningConfig",
+        ),
+    ),
+    *_rows(
+        Kind.TAGGED,
+        "/2017-03-31/tags/{arn}",
+        ("POST", "", "lambda:TagResource"),
+        ("DELETE", "", "lambda:UntagResource"),
+        ("GET", "", "lambda:ListTags"),
+    ),
+    *_rows(
+        _N,
+        "/2020-04-22/code-signing-configs",
+        ("GET", "", "lambda:ListCodeSigningConfigs"),
+        ("GET", "/{arn}", "lambda:GetCodeSigningConfig"),
     ),
     *_rows(
         Kind.LAYER,
@@ -331,10 +365,18 @@ class Authorizer:
             return "*", caller
         if kind is Kind.ACCOUNT:
             return "*", _query(query, "AccountId") or caller
+        if kind is Kind.TAGGED:
+            return self._tagged(params["arn"], caller)
         if kind in (Kind.LAYER, Kind.LAYER_VERSION):
             return self._layer(params["name"], params.get("version"), caller)
         qualifier = params["alias"] if kind is Kind.ALIAS else _query(query, "Qualifier")
         return self._function(params["name"], qualifier, caller)
+
+    def _tagged(self, arn: str, caller: str) -> tuple[str, str]:
+        """A tagged resource acts on itself, in the account its ARN names (a malformed
+        ARN is refused by the handler; the caller's account decides meanwhile)."""
+        match = _TAGGABLE.match(arn)
+        return (arn, match["account"]) if match else (arn or "*", caller)
 
     def _function(self, identifier: str, qualifier: str | None, caller: str) -> tuple[str, str]:
         match = _FUNCTION.match(identifier)

@@ -44,6 +44,10 @@ class FunctionRecord:
     layers: tuple[str, ...] = ()
     layer_digests: tuple[str, ...] = ()
     layer_sizes: tuple[int, ...] = ()
+    # PutRuntimeManagementConfig: "Auto" (Lambda's default), "FunctionUpdate" or
+    # "Manual". Invariant: runtime_version_arn is set exactly when it is "Manual".
+    update_runtime_on: str = "Auto"
+    runtime_version_arn: str | None = None
 
     def to_json(self) -> str:
         return orjson.dumps(dataclasses.asdict(self)).decode()

@@ -241,6 +241,40 @@ def architectures(body: dict[str, Any]) -> tuple[str, ...] | None:
     return (str(raw[0]),)
 
 
+UPDATE_RUNTIME_ON = ("Auto", "Manual", "FunctionUpdate")
+_RUNTIME_VERSION_ARN = re.compile(
+    r"^arn:(aws[a-zA-Z-]*):lambda:[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}::"
+    r"runtime:.+$"
+)
+
+
+def runtime_management(body: dict[str, Any]) -> tuple[str, str | None]:
+    """PutRuntimeManagementConfig's (UpdateRuntimeOn, RuntimeVersionArn or None)."""
+    mode = body.get("UpdateRuntimeOn")
+    if mode not in UPDATE_RUNTIME_ON:
+        raise ValidationError.constraint(
+            mode,
+            "updateRuntimeOn",
+            f"Member must satisfy enum value set: [{', '.join(UPDATE_RUNTIME_ON)}]",
+        )
+    arn = body.get("RuntimeVersionArn")
+    if arn is not None and not (isinstance(arn, str) and _RUNTIME_VERSION_ARN.match(arn)):
+        raise ValidationError.constraint(
+            arn,
+            "runtimeVersionArn",
+            "Member must satisfy regular expression pattern: "
+            "^arn:(aws[a-zA-Z-]*):lambda:[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\\d{1}::"
+            "runtime:.+$",
+        )
+    if mode == "Manual" and arn is None:
+        raise InvalidParameterValue("RuntimeVersionArn is required when UpdateRuntimeOn is Manual.")
+    if mode != "Manual" and arn is not None:
+        raise InvalidParameterValue(
+            f"RuntimeVersionArn can only be set when UpdateRuntimeOn is Manual, not {mode}."
+        )
+    return str(mode), arn
+
+
 def package_type(body: dict[str, Any]) -> None:
     kind = body.get("PackageType", "Zip")
     if kind != "Zip":

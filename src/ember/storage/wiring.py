@@ -39,6 +39,7 @@ NAMESPACES = (
     "schedules",
     "configs",  # event-invoke-configs in cluster mode (embedded: queue.sqlite3)
     "policies",  # functions' resource policies (AddPermission)
+    "tags",  # functions' tags (TagResource)
     "accounts",
     "users",  # identity policies per (account, user)
     "keys",  # access keys, secrets sealed under the master key
