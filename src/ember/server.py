@@ -100,6 +100,7 @@ def build(settings: Settings) -> Platform:
         throttle=throttle,
         asynchronous=asynchronous,
         manifests=manifests.objects,
+        provisioned=manifests.provisioned,
         layers=control.layers,
         urls=control.urls,
         policies=control.policies,

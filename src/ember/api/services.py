@@ -20,6 +20,7 @@ from ember.invoke.events import AsyncInvocation
 from ember.invoke.logs import LogStore
 from ember.invoke.service import InvocationService
 from ember.mcp.catalog import ToolCatalog
+from ember.reconcile.provisioned import ProvisionedConcurrency
 from ember.scheduling.manager import WorkerManager
 from ember.throttle import Throttle
 
@@ -57,6 +58,8 @@ class Services:
     asynchronous: AsyncInvocation | None = None
     # Function manifests (/_ember/apis/ember.dev/v1); None when not wired.
     manifests: FunctionObjects | None = None
+    # Provisioned concurrency configs (Lambda's API); None when not wired.
+    provisioned: ProvisionedConcurrency | None = None
     # Functions exposed as MCP tools; None when MCP is not wired.
     tools: ToolCatalog | None = None
     # The audit log of control-plane changes (the guard records, GET /_ember/audit

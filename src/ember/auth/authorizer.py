@@ -70,6 +70,10 @@ _FUNCTION = re.compile(
     r"^(?:arn:[^:]*:lambda:[^:]*:)?(?:(?P<account>\d{12}):)?(?:function:)?(?P<name>[^:]+)"
     r"(?::(?P<qualifier>[^:]+))?$"
 )
+# Routes whose ``?List=ALL`` makes them another operation on the same path.
+_LISTED_BY_QUERY = {
+    "lambda:GetProvisionedConcurrencyConfig": "lambda:ListProvisionedConcurrencyConfigs"
+}
 _TAGGABLE = re.compile(r"^arn:[^:]*:lambda:[^:]*:(?P<account>\d{12}):")
 _LAYER = re.compile(r"^arn:[^:]*:lambda:[^:]*:(?P<account>\d{12}):layer:(?P<name>[^:]+)$")
 
@@ -160,6 +164,13 @@ ROUTES: tuple[RouteAccess, ...] = (
         ("PUT", "/2017-10-31/functions/{name}/concurrency", "lambda:PutFunctionConcurrency"),
         ("GET", "/2019-09-30/functions/{name}/concurrency", "lambda:GetFunctionConcurrency"),
         ("DELETE", "/2017-10-31/functions/{name}/concurrency", "lambda:DeleteFunctionConcurrency"),
+    ),
+    *_rows(
+        Kind.FUNCTION,
+        "/2019-09-30/functions/{name}/provisioned-concurrency",
+        ("PUT", "", "lambda:PutProvisionedConcurrencyConfig"),
+        ("GET", "", "lambda:GetProvisionedConcurrencyConfig"),
+        ("DELETE", "", "lambda:DeleteProvisionedConcurrencyConfig"),
     ),
     *_rows(
         Kind.FUNCTION,
@@ -333,11 +344,14 @@ class Authorizer:
         route, params = found
         if route.kind is Kind.LAYERS and _query(query, "find") == "LayerVersion":
             return self._layer_by_arn(_query(query, "Arn") or "", caller)
+        action = route.action
+        if action in _LISTED_BY_QUERY and _query(query, "List") == "ALL":
+            action = _LISTED_BY_QUERY[action]
         if route.kind is Kind.CREATED:
             resource, account = self._created(body, caller)
         else:
             resource, account = self._resource(route.kind, params, query, caller)
-        return Access(route.action, resource, account, route.change)
+        return Access(action, resource, account, route.change)
 
     def _created(self, body: bytes, caller: str) -> tuple[str, str]:
         """CreateFunction acts on the function it creates, as in IAM (policies such as

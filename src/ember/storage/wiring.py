@@ -40,6 +40,7 @@ NAMESPACES = (
     "configs",  # event-invoke-configs in cluster mode (embedded: queue.sqlite3)
     "policies",  # functions' resource policies (AddPermission)
     "tags",  # functions' tags (TagResource)
+    "provisioned",  # provisioned concurrency configs (PutProvisionedConcurrencyConfig)
     "accounts",
     "users",  # identity policies per (account, user)
     "keys",  # access keys, secrets sealed under the master key
