@@ -3,7 +3,7 @@
 PutRuntimeManagementConfig is kept on the function (ember runs each runtime
 identifier on the one interpreter the host has, so every mode behaves as
 "Auto" would with no update pending); GetRuntimeManagementConfig reads it.
-ember signs nothing: GetFunctionCodeSigningConfig names no config,
+ember signs nothing: GetFunctionCodeSigningConfig answers ``{}`` (no config),
 ListCodeSigningConfigs is empty, and GetCodeSigningConfig finds none. Parse
 only; the rules live in ``ember.control``.
 """
@@ -64,9 +64,9 @@ def routes(services: Services) -> list[Route]:
     @endpoint
     async def get_function_csc(request: Request, request_id: str) -> Response:
         ref = named(request)
-        record = registry.version(ref.key, ref.qualifier)
-        body = {"CodeSigningConfigArn": "", "FunctionName": record.function_name}
-        return json_response(body, request_id)
+        registry.version(ref.key, ref.qualifier)
+        # Lambda's answer for a function without a config: an empty object.
+        return json_response({}, request_id)
 
     @endpoint
     async def list_csc(request: Request, request_id: str) -> Response:

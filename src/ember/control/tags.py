@@ -30,20 +30,18 @@ MAX_KEY = 128
 MAX_VALUE = 256
 _TAG_TEXT = re.compile(r"[\w\s.:/=+\-@]*")
 _TAG_PATTERN = "([\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*)"
-# A function's tags are named by its unqualified ARN (botocore's TaggableResource).
-_FUNCTION_ARN = re.compile(
-    r"^arn:(aws[a-zA-Z-]*):lambda:[a-z]{2}((-gov)|(-iso[a-z]?))?-[a-z]+-\d:(?P<account>\d{12}):"
-    r"function:(?P<name>[a-zA-Z0-9-_]+)(:(?P<qualifier>\$LATEST|[a-zA-Z0-9-_]+))?$"
-)
-_OTHER_ARN = re.compile(
-    r"^arn:(aws[a-zA-Z-]*):lambda:[a-z]{2}((-gov)|(-iso[a-z]?))?-[a-z]+-\d:\d{12}:"
-    r"(code-signing-config:csc-[a-z0-9]{17}|event-source-mapping:[0-9a-fA-F-]{36})$"
-)
+# botocore's TaggableResource, whole (ASCII: ``\d`` is 0-9 only, as in Java's regex).
 _RESOURCE_PATTERN = (
-    "arn:(aws[a-zA-Z-]*):lambda:[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\\d{1}:\\d{12}:"
+    "arn:(aws[a-zA-Z-]*):lambda:(eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\\d{1}:\\d{12}:"
     "(function:[a-zA-Z0-9-_]+(:(\\$LATEST|[a-zA-Z0-9-_]+))?|code-signing-config:csc-[a-z0-9]{17}"
     "|event-source-mapping:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}"
-    "-[0-9a-fA-F]{12})"
+    "-[0-9a-fA-F]{12}|(capacity-provider|network-connector):[a-zA-Z0-9-_]{1,64})"
+)
+_RESOURCE = re.compile(_RESOURCE_PATTERN, re.ASCII)
+MAX_RESOURCE = 10000
+# The parts of a function's ARN that matched it (tags are the unqualified function's).
+_FUNCTION_ARN = re.compile(
+    r"arn:[^:]+:lambda:[^:]+:(?P<account>\d{12}):function:(?P<name>[^:]+)(:(?P<qualifier>.+))?"
 )
 Exists = Callable[[str], bool]
 
@@ -122,21 +120,21 @@ class FunctionTags:
         """The tags of the function ``key`` (a copy; empty when it has none). No I/O."""
         return dict(self._tags.get(key, {}))
 
-    def resource(self, arn: str, account: str | None = None) -> str:
+    def resource(self, arn: str) -> str:
         """The function key a TaggableResource ARN names, judged as Lambda does: a
         malformed ARN (ValidationException), a qualified one (InvalidParameterValue),
-        an unknown resource (ResourceNotFoundException). ``account``: the caller's,
-        used only to refuse what the ARN cannot own (the authorizer decided access)."""
-        match = _FUNCTION_ARN.match(arn)
-        if match is None:
-            if _OTHER_ARN.match(arn):
-                # ember has no code signing configs, and no event source mappings here.
-                raise ResourceNotFound(f"The resource you requested does not exist. ({arn})")
+        an unknown resource (ResourceNotFoundException). The ARN's account owns it
+        (the authorizer already decided the caller may act there)."""
+        if len(arn) > MAX_RESOURCE or not _RESOURCE.fullmatch(arn):
             raise ValidationError.constraint(
                 arn,
                 "resource",
                 f"Member must satisfy regular expression pattern: {_RESOURCE_PATTERN}",
             )
+        match = _FUNCTION_ARN.fullmatch(arn)
+        if match is None:
+            # ember has no code signing configs, event source mappings or the rest here.
+            raise ResourceNotFound(f"The resource you requested does not exist. ({arn})")
         if match["qualifier"] is not None:
             raise InvalidParameterValue(
                 "Tags on function aliases and versions are not supported. "
