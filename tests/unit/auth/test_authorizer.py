@@ -429,6 +429,18 @@ def test_a_tagged_resource_is_its_arn_in_the_account_it_names() -> None:
     assert access.change
 
 
+def test_list_all_of_the_provisioned_concurrency_path_is_its_list_operation() -> None:
+    guard = authorizer(Row(ALICE, "GET", "/"))
+    path = "/2019-09-30/functions/f/provisioned-concurrency"
+    listed = guard.access_of(ALICE, "GET", path, "List=ALL")
+    one = guard.access_of(ALICE, "GET", path, "Qualifier=live")
+    assert listed.action == "lambda:ListProvisionedConcurrencyConfigs"
+    assert (one.action, one.resource) == (
+        "lambda:GetProvisionedConcurrencyConfig",
+        f"arn:aws:lambda:{REGION}:{OWNER}:function:f:live",
+    )
+
+
 def test_every_row_is_read_or_change_by_its_method() -> None:
     for route in ROUTES:
         assert route.change == (route.method != "GET" and route.action != INVOKE_ACTION), route
