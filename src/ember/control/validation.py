@@ -7,6 +7,7 @@ are InvalidParameterValueException, as on AWS.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -348,7 +349,8 @@ async def package(raw: Any, source: CodeSource | None) -> Package:
         raise InvalidParameterValue(NO_CODE_SOURCE)
     file = await source.fetch(location.bucket, location.key, location.version, MAX_S3_ZIPPED)
     try:
-        return _checked_file(file)
+        # Up to 250 MB to hash and judge: off the event loop, as the fetch was.
+        return await asyncio.to_thread(_checked_file, file)
     except BaseException:
         file.close()
         raise
