@@ -54,6 +54,18 @@ def test_a_version_gets_ready_sandboxes_that_serve_its_calls(
     # $LATEST has none: its call starts on demand.
     latest = aws.invoke(FunctionName=name, Payload=b"{}")
     assert json.loads(latest["Payload"].read()) == "on-demand"
+    latest_revision = aws.get_function(FunctionName=name)["Configuration"]["RevisionId"]
+
+    # An Event invoke of the version is served by them too: no sandbox starts on demand.
+    def served() -> int:
+        rows = [s for s in sandboxes_of(server, name) if s["provisioned"]]
+        return sum(int(row["invocations"]) for row in rows)
+
+    before = served()
+    assert aws.invoke(FunctionName=name, Qualifier="1", InvocationType="Event")["StatusCode"] == 202
+    wait_until(lambda: served() > before)
+    version_sandboxes = [s for s in sandboxes_of(server, name) if s["revision"] != latest_revision]
+    assert all(s["provisioned"] for s in version_sandboxes)
 
     listed = aws.list_provisioned_concurrency_configs(FunctionName=name)
     items = listed["ProvisionedConcurrencyConfigs"]
