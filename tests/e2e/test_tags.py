@@ -181,3 +181,53 @@ def test_the_aws_cli_tags_a_function(
     assert untagged.returncode == 0, untagged.stderr
     assert json.loads(cli("list-tags", "--resource", arn).stdout)["Tags"] == {"team": "shop"}
     aws.delete_function(FunctionName=unique_name)
+
+
+def test_a_manifests_spec_tags_are_the_functions_tags(server: Server, tmp_path: Path) -> None:
+    """``spec.tags`` is the whole set (API tags outside it go); labels are not tags."""
+    name = f"manifest-tags-{uuid.uuid4().hex[:6]}"
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "app.py").write_text(SOURCE)
+
+    def apply(tags: dict[str, str]) -> None:
+        body = {
+            "apiVersion": "ember.dev/v1",
+            "kind": "Function",
+            "metadata": {"name": name, "labels": {"app": "shop"}},
+            "spec": {
+                "runtime": "python3.11",
+                "handler": "app.handler",
+                "code": {"path": "src"},
+                "tags": tags,
+            },
+        }
+        (tmp_path / "fn.yaml").write_text(json.dumps(body))
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "ember"), "apply", "-f", str(tmp_path)],
+            env=server.cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+
+    aws = lambda_client(server)
+    arn = function_arn(name)
+
+    def tags_now() -> dict[str, str] | None:
+        try:
+            return dict(aws.list_tags(Resource=arn)["Tags"])
+        except aws.exceptions.ResourceNotFoundException:
+            return None
+
+    apply({"team": "shop"})
+    wait_until(lambda: tags_now() == {"team": "shop"})
+    aws.tag_resource(Resource=arn, Tags={"by-hand": "x"})
+    apply({"team": "shop", "env": "prod"})
+    wait_until(lambda: tags_now() == {"team": "shop", "env": "prod"})
+    subprocess.run(
+        [str(Path(sys.executable).parent / "ember"), "delete", "-f", str(tmp_path)],
+        env=server.cli_env(),
+        capture_output=True,
+        timeout=120,
+    )

@@ -111,6 +111,7 @@ class Manifests:
             control.names,
             tools=tools,
             urls=urls,
+            tags=control.tags,
             resync_seconds=settings.reconcile_resync_seconds,
         )
         objects.subscribe(controller.enqueue)
