@@ -22,14 +22,6 @@ API = "/2019-09-30/functions/{name}/provisioned-concurrency"
 
 
 def routes(services: Services) -> list[Route]:
-    def target(request: Request) -> names.Named:
-        return names.function(
-            request.scope,
-            services.arns,
-            request.path_params["name"],
-            request.query_params.get("Qualifier"),
-        )
-
     def configs() -> ProvisionedConcurrency:
         if services.provisioned is None:
             raise InvalidParameterValue("Provisioned concurrency is not available on this server.")
@@ -37,14 +29,14 @@ def routes(services: Services) -> list[Route]:
 
     @endpoint
     async def put(request: Request, request_id: str) -> Response:
-        ref = target(request)
+        ref = names.of_route(request, services.arns)
         body = await read_json(request, "PutProvisionedConcurrencyConfig")
         config = await configs().put(ref.key, ref.qualifier, body)
         return json_response(config.document(services.arns), request_id, status=202)
 
     @endpoint
     async def get_or_list(request: Request, request_id: str) -> Response:
-        ref = target(request)
+        ref = names.of_route(request, services.arns)
         if request.query_params.get("List") == "ALL":
             params = request.query_params
             page, marker = configs().list(ref.key, params.get("Marker"), params.get("MaxItems"))
@@ -61,7 +53,7 @@ def routes(services: Services) -> list[Route]:
 
     @endpoint
     async def delete(request: Request, request_id: str) -> Response:
-        ref = target(request)
+        ref = names.of_route(request, services.arns)
         await configs().delete(ref.key, ref.qualifier)
         return Response(status_code=204, headers={"x-amzn-RequestId": request_id})
 

@@ -30,14 +30,6 @@ CSC = "/2020-04-22/code-signing-configs"
 def routes(services: Services) -> list[Route]:
     registry = services.registry
 
-    def named(request: Request) -> names.Named:
-        return names.function(
-            request.scope,
-            services.arns,
-            request.path_params["name"],
-            request.query_params.get("Qualifier"),
-        )
-
     def runtime_document(record: FunctionRecord, qualifier: str | None) -> dict[str, Any]:
         body: dict[str, Any] = {
             "UpdateRuntimeOn": record.update_runtime_on,
@@ -49,13 +41,13 @@ def routes(services: Services) -> list[Route]:
 
     @endpoint
     async def get_runtime(request: Request, request_id: str) -> Response:
-        ref = named(request)
+        ref = names.of_route(request, services.arns)
         record = registry.version(ref.key, ref.qualifier)
         return json_response(runtime_document(record, ref.qualifier), request_id)
 
     @endpoint
     async def put_runtime(request: Request, request_id: str) -> Response:
-        ref = named(request)
+        ref = names.of_route(request, services.arns)
         registry.version(ref.key, ref.qualifier)
         body = await read_json(request, "PutRuntimeManagementConfig")
         record = await registry.put_runtime_management(ref.key, ref.qualifier, body)
@@ -63,7 +55,7 @@ def routes(services: Services) -> list[Route]:
 
     @endpoint
     async def get_function_csc(request: Request, request_id: str) -> Response:
-        ref = named(request)
+        ref = names.of_route(request, services.arns)
         registry.version(ref.key, ref.qualifier)
         # Lambda's answer for a function without a config: an empty object.
         return json_response({}, request_id)

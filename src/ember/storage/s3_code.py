@@ -15,11 +15,10 @@ import asyncio
 import tempfile
 from typing import IO, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from ember.errors import InvalidParameterValue, StorageUnavailable
+from ember.storage.s3 import client
 
 # Packages up to this size stay in memory; larger ones go to a temporary file.
 SPOOL_IN_MEMORY = 1 << 20
@@ -49,20 +48,7 @@ class S3CodeSource:
 
     def __init__(self, endpoint: str, region: str) -> None:
         self.endpoint = endpoint.rstrip("/")
-        # Path-style: compatible stores on an IP or plain host have no per-bucket DNS
-        # names. Checksums only where S3 requires them (not every store sends them).
-        config = Config(
-            s3={"addressing_style": "path"},
-            retries={"mode": "standard", "max_attempts": 3},
-            connect_timeout=5,
-            read_timeout=60,
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        )
-        # A session of its own: boto3's default session is not safe across threads.
-        self._client: Any = boto3.session.Session().client(
-            "s3", endpoint_url=self.endpoint, region_name=region, config=config
-        )
+        self._client: Any = client(self.endpoint, region)
 
     async def fetch(self, bucket: str, key: str, version: str | None, limit: int) -> IO[bytes]:
         try:
