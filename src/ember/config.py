@@ -75,6 +75,11 @@ class Settings:
     # bytea in database_url) or "s3://BUCKET?endpoint=URL". "" picks the default:
     # local without a database, postgresql with one.
     blobs: str = ""
+    # The S3-compatible endpoint (http(s)://HOST:PORT) of the users' own buckets, where
+    # CreateFunction's Code.S3Bucket/S3Key (and UpdateFunctionCode's, PublishLayerVersion's)
+    # are read with boto3's credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE, ...); unrelated
+    # to blobs. None: code is taken inline (ZipFile) only.
+    code_s3_endpoint: str | None = None
     # What throttling does while its Redis cannot be reached: "deny" every call
     # (503 ServiceException, fail closed) or "allow" them without rate limits,
     # concurrency counted on this node only (fail open).

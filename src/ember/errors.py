@@ -3,6 +3,7 @@
     EmberError                     every error a service raises on purpose
     ├── ClientError                the request is at fault (4xx)
     │   ├── ResourceNotFound       ResourceNotFoundException
+    │   │   └── ProvisionedConcurrencyConfigNotFound  (a function without that config)
     │   ├── ResourceConflict       ResourceConflictException
     │   ├── InvalidParameterValue  InvalidParameterValueException
     │   ├── ValidationError        ValidationException
@@ -47,6 +48,10 @@ class ClientError(EmberError):
 
 class ResourceNotFound(ClientError):
     code = "ResourceNotFoundException"
+
+
+class ProvisionedConcurrencyConfigNotFound(ResourceNotFound):
+    code = "ProvisionedConcurrencyConfigNotFoundException"
 
 
 class ResourceConflict(ClientError):

@@ -180,7 +180,7 @@ def test_linked_operations_keep_the_contract(api_schema: Any, session: requests.
 
         def validate_response(self, response: Any, case: Any, *args: Any, **kwargs: Any) -> None:
             steps[f"{response.status_code // 100}xx"] += 1
-            case.validate_response(response, checks=CHECKS)
+            case.validate_response(response, checks=_checks(response))
 
     run_state_machine_as_test(
         Signed,
@@ -196,6 +196,15 @@ def test_linked_operations_keep_the_contract(api_schema: Any, session: requests.
     print(f"\nstateful figures: {dict(steps)}")
     assert steps["5xx"] == 0
     assert sum(steps.values()) >= 2 * EXAMPLES
+
+
+def _checks(response: Any) -> list[Any]:
+    """CHECKS, but a request whose head is past the server's limit (64 KB) is refused
+    with 431 before any route reads it, which schemathesis does not count as a
+    rejection: a TaggableResource may be 10,000 characters, percent-encoded 120 KB."""
+    if response.status_code == 431:
+        return [check for check in CHECKS if check is not negative_data_rejection]
+    return CHECKS
 
 
 def _floor() -> int:
@@ -239,7 +248,7 @@ def _fuzz(operation: Any, session: requests.Session) -> None:
         FIGURES["requests"] += 1
         FIGURES[f"{response.status_code // 100}xx"] += 1
         ERRORS[f"{response.status_code} {response.headers.get('x-amzn-errortype', [''])[0]}"] += 1
-        case.validate_response(response, checks=CHECKS)
+        case.validate_response(response, checks=_checks(response))
 
     run()
 

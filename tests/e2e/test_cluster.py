@@ -112,6 +112,40 @@ def test_a_change_through_one_node_is_seen_by_the_other(nodes: Any) -> None:
     wait_until(gone, timeout=10)
 
 
+def test_tags_and_provisioned_configs_reach_every_node(nodes: Any) -> None:
+    a, b = nodes()
+    aws_a, aws_b = lambda_client(a), lambda_client(b)
+    name = f"tagged-{uuid.uuid4().hex[:6]}"
+    create(aws_a, name, versioned(1), Tags={"team": "shop"}, Publish=True)
+    arn = aws_a.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+    aws_a.tag_resource(Resource=arn, Tags={"env": "prod"})
+    wait_until(lambda: len(answers_tags(aws_b, arn) or {}) == 2, timeout=10)
+    assert aws_b.get_function(FunctionName=name)["Tags"] == {"team": "shop", "env": "prod"}
+
+    # Put through B; the controller duty (whichever node holds it) makes it READY for both.
+    aws_b.put_provisioned_concurrency_config(
+        FunctionName=name, Qualifier="1", ProvisionedConcurrentExecutions=1
+    )
+    for aws in (aws_a, aws_b):
+        wait_until(
+            lambda aws=aws: (
+                aws.get_provisioned_concurrency_config(FunctionName=name, Qualifier="1")["Status"]
+                == "READY"
+            ),
+            timeout=20,
+        )
+    aws_a.delete_function(FunctionName=name)
+    wait_until(lambda: answers_tags(aws_b, arn) is None, timeout=10)
+
+
+def answers_tags(aws: Any, arn: str) -> dict[str, str] | None:
+    """The function's tags as this node lists them, or None once it is gone."""
+    try:
+        return dict(aws.list_tags(Resource=arn)["Tags"])
+    except aws.exceptions.ResourceNotFoundException:
+        return None
+
+
 def test_mcp_clients_of_every_node_hear_list_changed(nodes: Any) -> None:
     a, b = nodes()
     aws_a = lambda_client(a)

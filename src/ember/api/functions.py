@@ -88,7 +88,7 @@ def routes(services: Services) -> list[Route]:
         body = {
             "Configuration": configuration(record, ref.qualifier),
             "Code": {"RepositoryType": "S3", "Location": location},
-            "Tags": {},
+            "Tags": services.tags.of(record.name),
         }
         reserved = services.throttle.limits.get(record.name).reserved
         if reserved is not None:

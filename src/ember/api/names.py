@@ -47,9 +47,19 @@ def function(scope: Any, names: Arns, identifier: str, qualifier: str | None = N
     return Named(names.resolve(ref, account(scope, names)), ref.qualifier)
 
 
+def of_route(request: Any, names: Arns) -> Named:
+    """The function a ``/functions/{name}`` route names, with its ``Qualifier`` query."""
+    return function(
+        request.scope,
+        names,
+        request.path_params["name"],
+        request.query_params.get("Qualifier"),
+    )
+
+
 def owned(scope: Any, names: Arns, key: str) -> bool:
     """Whether ``key`` belongs to the caller's account (listings show only those)."""
     return names.owner(key)[0] == account(scope, names)
 
 
-__all__ = ["Named", "account", "caller_account", "function", "owned"]
+__all__ = ["Named", "account", "caller_account", "function", "of_route", "owned"]

@@ -14,11 +14,13 @@ from ember.control.layers import LayerRegistry
 from ember.control.objects import FunctionObjects
 from ember.control.policies import ResourcePolicies
 from ember.control.registry import FunctionRegistry
+from ember.control.tags import FunctionTags
 from ember.control.urls import FunctionUrls
 from ember.invoke.events import AsyncInvocation
 from ember.invoke.logs import LogStore
 from ember.invoke.service import InvocationService
 from ember.mcp.catalog import ToolCatalog
+from ember.reconcile.provisioned import ProvisionedConcurrency
 from ember.scheduling.executor import Executor
 from ember.scheduling.roster import Roster
 from ember.throttle import Throttle
@@ -57,6 +59,8 @@ class Services:
     asynchronous: AsyncInvocation | None = None
     # Function manifests (/_ember/apis/ember.dev/v1); None when not wired.
     manifests: FunctionObjects | None = None
+    # Provisioned concurrency configs (Lambda's API); None when not wired.
+    provisioned: ProvisionedConcurrency | None = None
     # Functions exposed as MCP tools; None when MCP is not wired.
     tools: ToolCatalog | None = None
     # The audit log of control-plane changes (the guard records, GET /_ember/audit
@@ -69,6 +73,8 @@ class Services:
     urls: FunctionUrls = field(kw_only=True)
     # Functions' resource policies (AddPermission, GetPolicy, RemovePermission).
     policies: ResourcePolicies = field(kw_only=True)
+    # Functions' tags (TagResource, UntagResource, ListTags; GetFunction's Tags).
+    tags: FunctionTags = field(kw_only=True)
     node: NodeInfo = field(kw_only=True, default=NodeInfo("local", "embedded", ()))
     # Accounts and access keys (/_ember/accounts, /_ember/keys); None when not wired.
     admin: Admin | None = field(kw_only=True, default=None)

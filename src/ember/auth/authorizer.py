@@ -75,6 +75,11 @@ _FUNCTION = re.compile(
     r"^(?:arn:[^:]*:lambda:[^:]*:)?(?:(?P<account>\d{12}):)?(?:function:)?(?P<name>[^:]+)"
     r"(?::(?P<qualifier>[^:]+))?$"
 )
+# Routes whose ``?List=ALL`` makes them another operation on the same path.
+_LISTED_BY_QUERY = {
+    "lambda:GetProvisionedConcurrencyConfig": "lambda:ListProvisionedConcurrencyConfigs"
+}
+_TAGGABLE = re.compile(r"^arn:[^:]*:lambda:[^:]*:(?P<account>\d{12}):")
 _LAYER = re.compile(r"^arn:[^:]*:lambda:[^:]*:(?P<account>\d{12}):layer:(?P<name>[^:]+)$")
 
 
@@ -89,6 +94,7 @@ class Kind(Enum):
     ACCOUNT = "account"  # "*", in the account of ?AccountId= (else the caller's)
     LAYERS = "layers"  # ListLayers ("*"), or GetLayerVersionByArn (?find=LayerVersion&Arn=)
     CREATED = "created"  # the function the body's FunctionName names (CreateFunction)
+    TAGGED = "tagged"  # the resource ARN {arn} of the path, in the account it names
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +172,13 @@ ROUTES: tuple[RouteAccess, ...] = (
     ),
     *_rows(
         Kind.FUNCTION,
+        "/2019-09-30/functions/{name}/provisioned-concurrency",
+        ("PUT", "", "lambda:PutProvisionedConcurrencyConfig"),
+        ("GET", "", "lambda:GetProvisionedConcurrencyConfig"),
+        ("DELETE", "", "lambda:DeleteProvisionedConcurrencyConfig"),
+    ),
+    *_rows(
+        Kind.FUNCTION,
         "/2019-09-25/functions/{name}/event-invoke-config",
         ("PUT", "", "lambda:PutFunctionEventInvokeConfig"),
         ("POST", "", "lambda:UpdateFunctionEventInvokeConfig"),
@@ -181,6 +194,38 @@ ROUTES: tuple[RouteAccess, ...] = (
         ("PUT", "/url", "lambda:UpdateFunctionUrlConfig"),
         ("DELETE", "/url", "lambda:DeleteFunctionUrlConfig"),
         ("GET", "/urls", "lambda:ListFunctionUrlConfigs"),
+    ),
+    *_rows(
+        Kind.FUNCTION,
+        "",
+        (
+            "GET",
+            "/2021-07-20/functions/{name}/runtime-management-config",
+            "lambda:GetRuntimeManagementConfig",
+        ),
+        (
+            "PUT",
+            "/2021-07-20/functions/{name}/runtime-management-config",
+            "lambda:PutRuntimeManagementConfig",
+        ),
+        (
+            "GET",
+            "/2020-06-30/functions/{name}/code-signing-config",
+            "lambda:GetFunctionCodeSigningConfig",
+        ),
+    ),
+    *_rows(
+        Kind.TAGGED,
+        "/2017-03-31/tags/{arn}",
+        ("POST", "", "lambda:TagResource"),
+        ("DELETE", "", "lambda:UntagResource"),
+        ("GET", "", "lambda:ListTags"),
+    ),
+    *_rows(
+        _N,
+        "/2020-04-22/code-signing-configs",
+        ("GET", "", "lambda:ListCodeSigningConfigs"),
+        ("GET", "/{arn}", "lambda:GetCodeSigningConfig"),
     ),
     *_rows(
         Kind.LAYER,
@@ -306,11 +351,14 @@ class Authorizer:
         route, params = found
         if route.kind is Kind.LAYERS and _query(query, "find") == "LayerVersion":
             return self._layer_by_arn(_query(query, "Arn") or "", caller)
+        action = route.action
+        if action in _LISTED_BY_QUERY and _query(query, "List") == "ALL":
+            action = _LISTED_BY_QUERY[action]
         if route.kind is Kind.CREATED:
             resource, account = self._created(body, caller)
         else:
             resource, account = self._resource(route.kind, params, query, caller)
-        return Access(route.action, resource, account, route.change)
+        return Access(action, resource, account, route.change)
 
     def _created(self, body: bytes, caller: str) -> tuple[str, str]:
         """CreateFunction acts on the function it creates, as in IAM (policies such as
@@ -338,10 +386,18 @@ class Authorizer:
             return "*", caller
         if kind is Kind.ACCOUNT:
             return "*", _query(query, "AccountId") or caller
+        if kind is Kind.TAGGED:
+            return self._tagged(params["arn"], caller)
         if kind in (Kind.LAYER, Kind.LAYER_VERSION):
             return self._layer(params["name"], params.get("version"), caller)
         qualifier = params["alias"] if kind is Kind.ALIAS else _query(query, "Qualifier")
         return self._function(params["name"], qualifier, caller)
+
+    def _tagged(self, arn: str, caller: str) -> tuple[str, str]:
+        """A tagged resource acts on itself, in the account its ARN names (a malformed
+        ARN is refused by the handler; the caller's account decides meanwhile)."""
+        match = _TAGGABLE.match(arn)
+        return (arn, match["account"]) if match else (arn or "*", caller)
 
     def _function(self, identifier: str, qualifier: str | None, caller: str) -> tuple[str, str]:
         match = _FUNCTION.match(identifier)

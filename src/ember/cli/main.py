@@ -390,6 +390,14 @@ main.add_command(worker_commands.workers)
     "[default: postgresql with --database, else local]",
 )
 @click.option(
+    "--code-s3-endpoint",
+    envvar="EMBER_CODE_S3_ENDPOINT",
+    default="",
+    help="S3-compatible endpoint (http(s)://HOST:PORT) of your buckets: CreateFunction "
+    "and UpdateFunctionCode take S3Bucket/S3Key there, read with the AWS_* credentials "
+    "of this process. [default: code inline (ZipFile) only]",
+)
+@click.option(
     "--throttle-unavailable",
     envvar="EMBER_THROTTLE_UNAVAILABLE",
     type=click.Choice(["deny", "allow"]),
@@ -489,6 +497,7 @@ def serve(
     redis_url: str,
     database_url: str | None,
     blobs: str,
+    code_s3_endpoint: str,
     throttle_unavailable: str,
     schedule_minute_seconds: float,
     mcp_token: str | None,
@@ -525,6 +534,7 @@ def serve(
         redis_url=redis_url,
         database_url=database_url or None,
         blobs=blobs,
+        code_s3_endpoint=code_s3_endpoint or None,
         throttle_unavailable=throttle_unavailable,
         schedule_minute_seconds=schedule_minute_seconds,
         mcp_token=mcp_token or None,

@@ -28,7 +28,7 @@ import orjson
 from ember.control import validation
 from ember.control.arns import Arns
 from ember.errors import AccessDenied, InvalidParameterValue, ResourceNotFound, ValidationError
-from ember.storage.base import MetadataStore, PackageStore
+from ember.storage.base import CodeSource, MetadataStore, PackageStore
 
 log = logging.getLogger("ember.control")
 
@@ -107,9 +107,16 @@ class LayerRegistry:
     """Publish, read, list and delete layer versions; resolve a function's ``Layers``."""
 
     def __init__(
-        self, store: MetadataStore, packages: PackageStore, arns: Arns, clock: Clock = _utcnow
+        self,
+        store: MetadataStore,
+        packages: PackageStore,
+        arns: Arns,
+        clock: Clock = _utcnow,
+        code_source: CodeSource | None = None,
     ) -> None:
         self._store = store
+        # The users' bucket ``Content.S3Bucket`` names (None: content inline only).
+        self._code_source = code_source
         self._packages = packages
         self._arns = arns
         self._clock = clock
@@ -309,7 +316,8 @@ class LayerRegistry:
         content = body.get("Content")
         if not isinstance(content, dict):
             raise ValidationError.constraint(content, "content", "Member must not be null")
-        with validation.code(content) as package:  # its file closes however the upload ends
+        # Its file closes however the upload (or the fetch from S3) ends.
+        with await validation.package(content, self._code_source) as package:
             settings = _layer_settings(body)
             async with self._lock:
                 self._check_storage(name, package.size)

@@ -51,6 +51,10 @@ class FunctionRecord:
     application_log_level: str | None = None
     system_log_level: str | None = None
     log_group: str | None = None  # None: Lambda's default, /aws/lambda/<name>
+    # PutRuntimeManagementConfig: "Auto" (Lambda's default), "FunctionUpdate" or
+    # "Manual". Invariant: runtime_version_arn is set exactly when it is "Manual".
+    update_runtime_on: str = "Auto"
+    runtime_version_arn: str | None = None
 
     def to_json(self) -> str:
         return orjson.dumps(dataclasses.asdict(self)).decode()

@@ -22,11 +22,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ember.control import tags as tag_rules
 from ember.control import validation
 from ember.control.arns import LATEST, Arns, parse
 from ember.control.layers import LayerRegistry, LayerVersion
 from ember.control.models import FunctionRecord
 from ember.control.publishing import Publishing
+from ember.control.tags import FunctionTags
 from ember.control.versions import Published, Random
 from ember.errors import (
     CodeStorageExceeded,
@@ -37,7 +39,7 @@ from ember.errors import (
     ValidationError,
 )
 from ember.sandbox import runtimes
-from ember.storage.base import MetadataStore, PackageStore
+from ember.storage.base import CodeSource, MetadataStore, PackageStore
 from ember.text import is_decimal
 
 log = logging.getLogger("ember.control")
@@ -89,9 +91,15 @@ class FunctionRegistry(Publishing):
         layers: LayerRegistry | None = None,
         quotas: Quotas | None = None,
         runtime_installed: RuntimeCheck = lambda runtime: bool(runtimes.interpreter_for(runtime)),
+        code_source: CodeSource | None = None,
+        tags: FunctionTags | None = None,
     ) -> None:
         self._store = store
         self._runtime_installed = runtime_installed
+        # CreateFunction's ``Tags`` land there (it drops a deleted function's: on_delete).
+        self._tags = tags
+        # The users' bucket that ``S3Bucket``/``S3Key`` name (None: code inline only).
+        self._code_source = code_source
         self._quotas = quotas or Quotas()
         # Resolves a function's ``Layers``; packages are shared with it both ways.
         self._layers = layers
@@ -108,6 +116,9 @@ class FunctionRegistry(Publishing):
         self._listeners: list[Listener] = []
         self._renames: list[Rename] = []
         self._delete_hooks: list[DeleteHook] = []
+        if tags is not None:
+            tags.bind(lambda key: key in self._functions)
+            self.on_delete(tags.forget)
 
     async def load(self) -> None:
         qualified = []
@@ -318,9 +329,11 @@ class FunctionRegistry(Publishing):
             **validation.logging_config(body, _DEFAULT_LOGGING),
             **self._layer_settings(body, key),
         }
-        with validation.code(
-            body.get("Code")
-        ) as package:  # its file closes however the upload ends
+        tags = tag_rules.check(body.get("Tags"))
+        if tags and self._tags is None:
+            raise InvalidParameterValue("Tags are not available on this server.")
+        # Its file closes however the upload (or the fetch from S3) ends.
+        with await validation.package(body.get("Code"), self._code_source) as package:
             publish = body.get("Publish") is True
             async with self._lock:
                 if key in self._functions:
@@ -338,6 +351,8 @@ class FunctionRegistry(Publishing):
                 )
                 await self._store.put(record.name, record.to_json())
                 self._functions[record.name] = record
+                if tags and self._tags is not None:
+                    await self._tags.tag(record.name, tags)
                 if publish:
                     return await self._publish(record, {}, None)
             return record
@@ -363,8 +378,9 @@ class FunctionRegistry(Publishing):
         return record
 
     async def update_code(self, name: str, body: dict[str, Any]) -> FunctionRecord:
-        with validation.code(body) as package:  # its file closes however the upload ends
-            architectures = validation.architectures(body)
+        architectures = validation.architectures(body)
+        # Its file closes however the upload (or the fetch from S3) ends.
+        with await validation.package(body, self._code_source) as package:
             async with self._lock:
                 old = self.get(name)
                 self._check_revision(old, body)
@@ -441,6 +457,22 @@ class FunctionRegistry(Publishing):
             "layer_digests": tuple(v.digest for v in versions),
             "layer_sizes": tuple(v.code_size for v in versions),
         }
+
+    async def put_runtime_management(
+        self, name: str, qualifier: str | None, body: dict[str, Any]
+    ) -> FunctionRecord:
+        """PutRuntimeManagementConfig of ``$LATEST`` (published versions are immutable
+        here: they keep the setting they were published with)."""
+        if qualifier not in (None, LATEST):
+            raise InvalidParameterValue(
+                "ember keeps the runtime management configuration of $LATEST only: "
+                "a published version keeps the one it was published with."
+            )
+        mode, arn = validation.runtime_management(body)
+        async with self._lock:
+            return await self._replace(
+                self.get(name), update_runtime_on=mode, runtime_version_arn=arn
+            )
 
     async def update_sandbox(self, name: str, body: dict[str, Any]) -> FunctionRecord:
         """ember's sandbox settings (egress, isolation level); sandboxes are rebuilt."""

@@ -7,6 +7,7 @@ are InvalidParameterValueException, as on AWS.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -22,6 +23,7 @@ from typing import IO, Any
 from ember.control import zips
 from ember.errors import InvalidParameterValue, RequestTooLarge, ValidationError
 from ember.sandbox.runtimes import PROVIDED_RUNTIMES, PYTHON_RUNTIMES, host_architecture
+from ember.storage.base import CodeSource
 
 RUNTIMES = PYTHON_RUNTIMES + PROVIDED_RUNTIMES
 MAX_ZIPPED = 52_428_800
@@ -360,6 +362,40 @@ def refuse_unsupported(body: dict[str, Any]) -> None:
             raise InvalidParameterValue(f"{field} is not supported by ember: {reason}.")
 
 
+UPDATE_RUNTIME_ON = ("Auto", "Manual", "FunctionUpdate")
+_RUNTIME_VERSION_ARN = re.compile(
+    r"^arn:(aws[a-zA-Z-]*):lambda:[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}::"
+    r"runtime:.+$"
+)
+
+
+def runtime_management(body: dict[str, Any]) -> tuple[str, str | None]:
+    """PutRuntimeManagementConfig's (UpdateRuntimeOn, RuntimeVersionArn or None)."""
+    mode = body.get("UpdateRuntimeOn")
+    if mode not in UPDATE_RUNTIME_ON:
+        raise ValidationError.constraint(
+            mode,
+            "updateRuntimeOn",
+            f"Member must satisfy enum value set: [{', '.join(UPDATE_RUNTIME_ON)}]",
+        )
+    arn = body.get("RuntimeVersionArn")
+    if arn is not None and not (isinstance(arn, str) and _RUNTIME_VERSION_ARN.match(arn)):
+        raise ValidationError.constraint(
+            arn,
+            "runtimeVersionArn",
+            "Member must satisfy regular expression pattern: "
+            "^arn:(aws[a-zA-Z-]*):lambda:[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\\d{1}::"
+            "runtime:.+$",
+        )
+    if mode == "Manual" and arn is None:
+        raise InvalidParameterValue("RuntimeVersionArn is required when UpdateRuntimeOn is Manual.")
+    if mode != "Manual" and arn is not None:
+        raise InvalidParameterValue(
+            f"RuntimeVersionArn can only be set when UpdateRuntimeOn is Manual, not {mode}."
+        )
+    return str(mode), arn
+
+
 def package_type(body: dict[str, Any]) -> None:
     kind = body.get("PackageType", "Zip")
     if kind != "Zip":
@@ -368,14 +404,95 @@ def package_type(body: dict[str, Any]) -> None:
         )
 
 
+@dataclass(frozen=True)
+class S3Location:
+    """Where a package waits in the users' bucket (``Code.S3Bucket`` and its kin)."""
+
+    bucket: str
+    key: str
+    version: str | None
+
+
+_S3_FIELDS = ("S3Bucket", "S3Key", "S3ObjectVersion")
+# Lambda's S3Bucket pattern (botocore's model): 3-63 characters, no trailing dot.
+_S3_BUCKET = re.compile(r"[0-9A-Za-z.\-_]{3,63}(?<!\.)")
+# A package read from S3 may be as large as Lambda's unzipped limit (the 50 MB
+# figure bounds only uploads in the request body).
+MAX_S3_ZIPPED = MAX_UNZIPPED
+NO_CODE_SOURCE = (
+    "This server takes code from S3 only when started with --code-s3-endpoint URL "
+    "(the S3-compatible store holding your packages); send the package as ZipFile, "
+    "or ask the operator to enable it."
+)
+
+
+def s3_location(raw: dict[str, Any]) -> S3Location | None:
+    """The S3 location ``raw`` (Code, or UpdateFunctionCode's body) names, or None."""
+    if not any(raw.get(field) is not None for field in _S3_FIELDS):
+        return None
+    if raw.get("ZipFile"):
+        raise InvalidParameterValue(
+            "Please provide only one source for function code: ZipFile, or S3Bucket and S3Key."
+        )
+    bucket, key, version = (raw.get(field) for field in _S3_FIELDS)
+    if not isinstance(bucket, str) or not isinstance(key, str) or not bucket or not key:
+        raise InvalidParameterValue(
+            "Please provide a source for function code: S3Bucket and S3Key."
+        )
+    if not _S3_BUCKET.fullmatch(bucket):
+        raise ValidationError.constraint(
+            bucket,
+            "s3Bucket",
+            "Member must satisfy regular expression pattern: [0-9A-Za-z\\.\\-_]*(?<!\\.)",
+        )
+    for member, value in (("s3Key", key), ("s3ObjectVersion", version)):
+        if value is not None and not (isinstance(value, str) and 1 <= len(value) <= 1024):
+            raise ValidationError.constraint(
+                value, member, "Member must have length between 1 and 1024"
+            )
+    return S3Location(bucket, key, version)
+
+
+async def package(raw: Any, source: CodeSource | None) -> Package:
+    """``code(raw)``, or the package ``raw``'s S3 location names, fetched from ``source``
+    (None: this server takes no code from S3) and judged as an upload is."""
+    if not isinstance(raw, dict):
+        raise ValidationError.constraint(raw, "code", "Member must not be null")
+    location = s3_location(raw)
+    if location is None:
+        return code(raw)
+    if raw.get("ImageUri"):
+        raise InvalidParameterValue(
+            "PackageType Image is not supported by ember: deploy a Zip package."
+        )
+    if source is None:
+        raise InvalidParameterValue(NO_CODE_SOURCE)
+    file = await source.fetch(location.bucket, location.key, location.version, MAX_S3_ZIPPED)
+    try:
+        # Up to 250 MB to hash and judge: off the event loop, as the fetch was.
+        return await asyncio.to_thread(_checked_file, file)
+    except BaseException:
+        file.close()
+        raise
+
+
+def _checked_file(file: IO[bytes]) -> Package:
+    """A package already in ``file`` (at its start), checked as an upload is."""
+    size = file.seek(0, io.SEEK_END)
+    file.seek(0)
+    check_zip(file)
+    digest = _sha256(file)
+    return Package(file, size, digest.hexdigest(), base64.b64encode(digest.digest()).decode())
+
+
 def code(raw: Any) -> Package:
-    """Decode and check ``Code`` (create) or the body of UpdateFunctionCode."""
+    """Decode and check ``Code`` (create) or the body of UpdateFunctionCode (inline)."""
     if not isinstance(raw, dict):
         raise ValidationError.constraint(raw, "code", "Member must not be null")
     if raw.get("S3Bucket") or raw.get("S3Key") or raw.get("ImageUri"):
         raise InvalidParameterValue(
-            "ember takes code inline only: send the package as ZipFile "
-            "(S3 and image code locations are not supported in this mode)."
+            "ember takes code inline only here: send the package as ZipFile "
+            "(image code locations are not supported)."
         )
     # A str, or the body's own bytes of base64 (a memoryview: api.http read_json).
     encoded = raw.get("ZipFile")
@@ -400,9 +517,7 @@ def _checked_package(encoded: str | memoryview, spool: IO[bytes]) -> Package:
         raise InvalidParameterValue("ZipFile is not valid base64.") from None
     if size > MAX_ZIPPED:
         raise RequestTooLarge(f"Zipped size must be smaller than {MAX_ZIPPED} bytes")
-    check_zip(spool)
-    digest = _sha256(spool)
-    return Package(spool, size, digest.hexdigest(), base64.b64encode(digest.digest()).decode())
+    return _checked_file(spool)
 
 
 def _sha256(file: IO[bytes]) -> hashlib._Hash:

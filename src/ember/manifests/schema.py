@@ -166,6 +166,13 @@ SPEC = _object(
         "mcp": MCP,
         "network": _object({"egress": {"type": "boolean"}}),
         "isolation": {"enum": ["standard", "strong"]},
+        # Lambda's tags (TagResource), not labels: 50 at most, keys 1-128 characters.
+        "tags": {
+            "type": "object",
+            "maxProperties": 50,
+            "propertyNames": {"minLength": 1, "maxLength": 128, "pattern": "^(?![aA][wW][sS]:)"},
+            "additionalProperties": {"type": "string", "maxLength": 256},
+        },
     },
     required=("runtime", "handler", "code"),
 )

@@ -9,7 +9,7 @@ exponential backoff. Keys are handled one at a time by one loop.
 
 Steps and their conditions: CodeReady (registry: code, configuration,
 layers, egress), ConfigReady (throttle: reserved concurrency and rate
-limit; event-invoke-config), ProvisionedReady (Worker Manager),
+limit; event-invoke-config; tags), ProvisionedReady (Worker Manager),
 TriggersReady (scheduler, function URLs), ToolPublished (MCP catalog);
 Ready when all are True for the current generation.
 """
@@ -29,10 +29,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ember.control import tags as tag_rules
 from ember.control.arns import Arns
 from ember.control.models import FunctionRecord
 from ember.control.objects import FunctionObjects, Key, timestamp
 from ember.control.registry import FunctionRegistry
+from ember.control.tags import FunctionTags
 from ember.errors import EmberError
 from ember.manifests import schedule as expressions
 from ember.queue.configs import EventInvokeConfigs
@@ -85,6 +87,7 @@ class Controller:
         arns: Arns,
         tools: ToolCatalogPort | None = None,
         urls: FunctionUrlsPort | None = None,
+        tags: FunctionTags | None = None,
         resync_seconds: float = 30.0,
         provision_check_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -98,6 +101,7 @@ class Controller:
         self._arns = arns
         self._tools = tools
         self._urls = urls
+        self._tags = tags
         self._resync = resync_seconds
         self._provision_check = provision_check_seconds
         self._clock = clock
@@ -324,7 +328,21 @@ class Controller:
                 await self._limits.put_reserved(name, reserved)
         await self._rate_limit(name, spec.get("rateLimit"))
         await self._async_config(name, spec.get("async"))
+        await self._converge_tags(name, spec.get("tags"))
         return Condition("ConfigReady", True, "Applied")
+
+    async def _converge_tags(self, name: str, wanted: dict[str, str] | None) -> None:
+        """``spec.tags``, when given, is the function's whole set of tags; without it,
+        tags set through the API are left alone (they are not the manifest's)."""
+        if wanted is None or self._tags is None:
+            return
+        desired = tag_rules.check(wanted)
+        current = self._tags.of(name)
+        stale = [key for key in current if key not in desired]
+        if stale:
+            await self._tags.untag(name, stale)
+        if any(current.get(key) != value for key, value in desired.items()):
+            await self._tags.tag(name, desired)
 
     async def _rate_limit(self, name: str, wanted: dict[str, Any] | None) -> None:
         desired: dict[str, Any] = {}

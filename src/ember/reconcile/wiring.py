@@ -1,7 +1,8 @@
 """Wiring of the manifest side: the object store, the controller, the scheduler.
 
 ``build`` makes the pieces (nothing starts). ``start`` loads the objects; the
-one loop holds the two singleton duties: the controller runs while this node
+one loop holds the two singleton duties: the controller (and the loop keeping
+the API's provisioned concurrency, ``ember.reconcile.provisioned``) runs while this node
 holds ``controller``, the scheduler while it holds ``schedules`` (embedded
 mode holds both). Every node keeps the objects current (namespace
 ``manifests``, through the feed), and an object written anywhere wakes the
@@ -29,6 +30,7 @@ from ember.invoke.service import InvocationService, InvokeCommand
 from ember.lifecycle import Loop
 from ember.reconcile.controller import Controller
 from ember.reconcile.ports import FunctionUrlsPort, ToolCatalogPort
+from ember.reconcile.provisioned import ProvisionedConcurrency
 from ember.reconcile.schedules import Scheduler, manifest_triggers
 from ember.scheduling.executor import Executor
 from ember.storage.base import Leadership
@@ -69,6 +71,8 @@ class Manifests:
     scheduler: Scheduler
     controller: Controller
     leadership: Leadership
+    # Provisioned concurrency configs of Lambda's API, converged beside the controller.
+    provisioned: ProvisionedConcurrency
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
@@ -107,14 +111,27 @@ class Manifests:
             control.names,
             tools=tools,
             urls=urls,
+            tags=control.tags,
             resync_seconds=settings.reconcile_resync_seconds,
         )
         objects.subscribe(controller.enqueue)
         control.registry.subscribe(controller.function_changed)
-        return cls(objects, scheduler, controller, storage.leadership)
+        provisioned = ProvisionedConcurrency(
+            storage.metadata("provisioned"),
+            control.registry,
+            executor,
+            control.names,
+            reserved=lambda key: throttle.limits.get(key).reserved,
+            unreserved=lambda account: throttle.limits.unreserved_of(
+                None if account == control.names.account_id else account
+            ),
+        )
+        storage.feed.watch("provisioned", provisioned.apply_remote)
+        return cls(objects, scheduler, controller, storage.leadership, provisioned)
 
     async def start(self) -> None:
         await self.objects.load()
+        await self.provisioned.load()
 
     def loops(self) -> list[Loop]:
         return [self._duties()]
@@ -123,15 +140,22 @@ class Manifests:
         """Hold both duties until ``stop``; a lost duty's work is cancelled by ``hold``."""
         async with asyncio.TaskGroup() as duties:
             held = [
-                duties.create_task(self.leadership.hold("controller", self.controller.run)),
+                duties.create_task(self.leadership.hold("controller", self._converge)),
                 duties.create_task(self.leadership.hold("schedules", self.scheduler.run)),
             ]
             await self._stopped.wait()
             for task in held:
                 task.cancel()
 
+    async def _converge(self) -> None:
+        """The controller duty: manifests and the API's provisioned concurrency."""
+        async with asyncio.TaskGroup() as loops:
+            loops.create_task(self.controller.run())
+            loops.create_task(self.provisioned.run())
+
     def stop(self) -> None:
         self.controller.stop()
+        self.provisioned.stop()
         self.scheduler.stop()
         self._stopped.set()
 

@@ -124,13 +124,15 @@ class WorkerManager:
         are dropped and replaced, surplus idle ones destroyed, new ones Init
         with ``AWS_LAMBDA_INITIALIZATION_TYPE=provisioned-concurrency`` and
         pooled idle. Busy ones count: they return to the pool when released.
+        Each revision is counted apart: a manifest's ``$LATEST`` and the API's
+        published versions of one function keep their own sandboxes; those of a
+        revision no longer current are retired with it (``retire``).
         """
         live: list[Slot] = []
         for slot in list(self._slots.values()):
-            if slot.function != record.name or not slot.provisioned:
+            if slot.revision != record.revision_id or not slot.provisioned:
                 continue
-            current = slot.revision == record.revision_id and slot.sandbox.alive
-            if current and not slot.retired:
+            if slot.sandbox.alive and not slot.retired:
                 live.append(slot)
             elif slot.state is SlotState.IDLE:
                 self._destroy(slot)

@@ -73,6 +73,24 @@ class PackageStore(Protocol):
         ...
 
 
+class CodeSource(Protocol):
+    """The users' own S3-compatible store, where CreateFunction's ``Code.S3Bucket`` (and
+    UpdateFunctionCode's, PublishLayerVersion's ``Content``) point: read-only to ember,
+    unrelated to where ember keeps its copies (``PackageStore``)."""
+
+    async def fetch(self, bucket: str, key: str, version: str | None, limit: int) -> IO[bytes]:
+        """The object (of ``version`` when given) in a file positioned at its start; the
+        caller closes it. An object larger than ``limit`` bytes is refused before its
+        body is read (InvalidParameterValue); one S3 will not give is refused with
+        InvalidParameterValue naming S3's error code, in Lambda's words; a store that
+        does not answer is StorageUnavailable. Never blocks the event loop."""
+        ...
+
+    async def close(self) -> None:
+        """Release the client's connections. Idempotent."""
+        ...
+
+
 class ChangeFeed(Protocol):
     """Changes that *other* nodes commit to shared metadata, delivered to this node.
 

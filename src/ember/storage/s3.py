@@ -109,26 +109,31 @@ def _describe(exc: ClientError | BotoCoreError) -> str:
     return str(exc)
 
 
+def client(endpoint: str, region: str | None) -> Any:
+    """A boto3 S3 client of ``endpoint`` as every compatible store needs it. Path-style
+    addressing: stores on an IP or a plain host name have no per-bucket DNS names.
+    Checksums only where S3 requires them: not every compatible store understands
+    botocore's default CRC32 headers. A session of its own: boto3's default session
+    is not safe across threads."""
+    config = Config(
+        s3={"addressing_style": "path"},
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=5,
+        read_timeout=60,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    return boto3.session.Session().client(
+        "s3", endpoint_url=endpoint, region_name=region, config=config
+    )
+
+
 class S3PackageStore:
     """See ``ember.storage.base.PackageStore``. ``open`` before use, ``close`` after."""
 
     def __init__(self, spec: S3Spec) -> None:
         self.spec = spec
-        # Path-style addressing: compatible stores on an IP or a plain host name
-        # have no per-bucket DNS names. Checksums only where S3 requires them:
-        # not every compatible store understands botocore's default CRC32 headers.
-        config = Config(
-            s3={"addressing_style": "path"},
-            retries={"mode": "standard", "max_attempts": 3},
-            connect_timeout=5,
-            read_timeout=60,
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        )
-        # A session of its own: boto3's default session is not safe across threads.
-        self._client: Any = boto3.session.Session().client(
-            "s3", endpoint_url=spec.endpoint, region_name=spec.region, config=config
-        )
+        self._client = client(spec.endpoint, spec.region)
 
     def _key(self, digest: str) -> str:
         return f"{self.spec.prefix}packages/{checked(digest)}.zip"

@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ember.config import Settings
+from ember.errors import StartupRefused
 from ember.storage import pg_blobs, pg_metadata
-from ember.storage.base import ChangeFeed, Leadership, MetadataStore, PackageStore
+from ember.storage.base import ChangeFeed, CodeSource, Leadership, MetadataStore, PackageStore
 from ember.storage.blobs import blob_store
 from ember.storage.embedded import LocalLeadership, NullChangeFeed
 from ember.storage.node import node_id
@@ -22,6 +24,7 @@ from ember.storage.pg_feed import PostgresChangeFeed
 from ember.storage.pg_leadership import PostgresLeadership
 from ember.storage.pg_metadata import PostgresMetadataStore
 from ember.storage.postgres import Database, Migration
+from ember.storage.s3_code import S3CodeSource
 from ember.storage.sqlite import SqliteMetadataStore
 
 # The metadata namespaces: one SQLite file each in embedded mode (their names
@@ -36,6 +39,8 @@ NAMESPACES = (
     "schedules",
     "configs",  # event-invoke-configs in cluster mode (embedded: queue.sqlite3)
     "policies",  # functions' resource policies (AddPermission)
+    "tags",  # functions' tags (TagResource)
+    "provisioned",  # provisioned concurrency configs (PutProvisionedConcurrencyConfig)
     "accounts",
     "users",  # identity policies per (account, user)
     "keys",  # access keys, secrets sealed under the master key
@@ -52,6 +57,8 @@ class Storage:
     leadership: Leadership
     data_dir: Path
     database: Database | None = None
+    # The users' bucket for code given as S3Bucket/S3Key (--code-s3-endpoint); None: none.
+    code_source: CodeSource | None = None
     _stores: dict[str, MetadataStore] = field(default_factory=dict)
 
     def metadata(self, namespace: str) -> MetadataStore:
@@ -88,15 +95,18 @@ class Storage:
             await store.close()
         self._stores.clear()
         await self.packages.close()
+        if self.code_source is not None:
+            await self.code_source.close()
         if self.database is not None:
             await self.database.close()
 
 
 def build(settings: Settings) -> Storage:
     data = settings.data_dir.resolve()
+    code = _code_source(settings)
     if settings.database_url is None:
         packages = blob_store(settings, None, data)
-        return Storage(packages, NullChangeFeed(), LocalLeadership(), data)
+        return Storage(packages, NullChangeFeed(), LocalLeadership(), data, code_source=code)
     database = Database(settings.database_url, min_size=1, max_size=10, node_id=node_id(data))
     return Storage(
         blob_store(settings, database, data),
@@ -104,4 +114,15 @@ def build(settings: Settings) -> Storage:
         PostgresLeadership(database),
         data,
         database,
+        code_source=code,
     )
+
+
+def _code_source(settings: Settings) -> CodeSource | None:
+    endpoint = settings.code_s3_endpoint
+    if not endpoint:
+        return None
+    target = urlsplit(endpoint)
+    if target.scheme not in ("http", "https") or not target.hostname:
+        raise StartupRefused(f"--code-s3-endpoint {endpoint!r} is not an http(s)://HOST[:PORT] URL")
+    return S3CodeSource(endpoint, settings.region)

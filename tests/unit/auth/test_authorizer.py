@@ -449,6 +449,27 @@ def test_an_arn_in_the_path_names_the_owning_account() -> None:
     assert (access.resource, access.account) == (other, OTHER)
 
 
+def test_a_tagged_resource_is_its_arn_in_the_account_it_names() -> None:
+    other = f"arn:aws:lambda:{REGION}:{OTHER}:function:f"
+    access = authorizer(Row(ALICE, "GET", "/")).access_of(
+        ALICE, "POST", f"/2017-03-31/tags/{other}"
+    )
+    assert (access.action, access.resource, access.account) == ("lambda:TagResource", other, OTHER)
+    assert access.change
+
+
+def test_list_all_of_the_provisioned_concurrency_path_is_its_list_operation() -> None:
+    guard = authorizer(Row(ALICE, "GET", "/"))
+    path = "/2019-09-30/functions/f/provisioned-concurrency"
+    listed = guard.access_of(ALICE, "GET", path, "List=ALL")
+    one = guard.access_of(ALICE, "GET", path, "Qualifier=live")
+    assert listed.action == "lambda:ListProvisionedConcurrencyConfigs"
+    assert (one.action, one.resource) == (
+        "lambda:GetProvisionedConcurrencyConfig",
+        f"arn:aws:lambda:{REGION}:{OWNER}:function:f:live",
+    )
+
+
 def test_every_row_is_read_or_change_by_its_method() -> None:
     for route in ROUTES:
         assert route.change == (route.method != "GET" and route.action != INVOKE_ACTION), route

@@ -19,6 +19,7 @@ from ember.control.registry import FunctionRegistry
 from ember.queue.configs import EventInvokeConfigs
 from ember.queue.memory import MemoryEventQueue
 from ember.reconcile.controller import Controller, inline_package
+from ember.reconcile.provisioned import ProvisionedConcurrency
 from ember.reconcile.schedules import Scheduler, manifest_triggers
 from ember.reconcile.wiring import Manifests
 from ember.scheduling.executor import LocalExecutor
@@ -305,7 +306,15 @@ def test_the_controller_and_the_scheduler_run_only_under_their_duties(held: str)
                 "Code": {"ZipFile": base64.b64encode(inline_package("app.handler", "")).decode()},
             }
         )
-        manifests = Manifests(w.objects, scheduler, w.controller, OnlyThese(held))
+        provisioned = ProvisionedConcurrency(
+            MemoryMetadataStore(),
+            w.registry,
+            w.manager,
+            Arns("us-east-1", "0" * 12),
+            reserved=lambda key: None,
+            unreserved=lambda account: 1000,
+        )
+        manifests = Manifests(w.objects, scheduler, w.controller, OnlyThese(held), provisioned)
         duties = asyncio.create_task(manifests.loops()[0])
         if held == "controller":
             await _until(lambda: w.controller.reconciles > 0)

@@ -216,3 +216,20 @@ def test_provisioned_sandboxes_are_kept_replaced_and_never_evicted() -> None:
         assert manager.statistics()["sandboxes"] == 0
 
     asyncio.run(scenario())
+
+
+def test_each_revision_of_a_function_keeps_its_own_provisioned_sandboxes() -> None:
+    """A manifest's $LATEST and the API's published version of one function."""
+
+    async def scenario() -> None:
+        worker = StubWorker()
+        manager, _ = _manager(worker)
+        latest, version = _record(revision="latest"), _record(revision="v1")
+        assert await manager.provision(latest, 1) == 1
+        assert await manager.provision(version, 2) == 2
+        assert await manager.provision(latest, 1) == 1  # the version's are not its surplus
+        assert manager.statistics()["sandboxes"] == 3
+        assert await manager.provision(version, 0) == 0
+        assert manager.statistics()["sandboxes"] == 1
+
+    asyncio.run(scenario())
