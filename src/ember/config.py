@@ -134,6 +134,11 @@ class Settings:
     # wins over it); None: <data_dir>/master.key, created on first start.
     master_key_file: Path | None = None
 
+    # Event source mappings: the RabbitMQ brokers an EventSourceArn
+    # arn:aws:mq:REGION:ACCOUNT:broker:NAME:ID may name, NAME -> amqp:// URL (with
+    # its credentials: never logged nor answered). None declared: no MQ mapping.
+    brokers: tuple[tuple[str, str], ...] = ()
+
     @property
     def queue(self) -> str:
         """The queue backend in force: the one named, else the default of the mode."""

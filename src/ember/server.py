@@ -38,6 +38,7 @@ from ember.mcp.wiring import Mcp
 from ember.queue import postgres as queue_postgres
 from ember.reconcile.wiring import DUTIES, Manifests
 from ember.scheduling.wiring import Workers
+from ember.sources.wiring import EventSources
 from ember.storage import wiring as storage_wiring
 from ember.storage.node import node_id
 from ember.storage.wiring import Storage
@@ -78,6 +79,7 @@ def build(settings: Settings) -> Platform:
         settings, storage, control.registry.get, control.exists, invocation.service.invoke
     )
     control.registry.subscribe(mcp.function_changed)
+    sources = EventSources.build(settings, storage, control, throttle, invocation.service.invoke)
     manifests = Manifests.build(
         settings,
         storage,
@@ -114,6 +116,7 @@ def build(settings: Settings) -> Platform:
             held=getattr(storage.leadership, "held", None),
         ),
         admin=auth.admin,
+        mappings=sources.mappings,
     )
     parts: list[Part] = [
         workers,
@@ -124,6 +127,7 @@ def build(settings: Settings) -> Platform:
         invocation,
         mcp,
         manifests,
+        sources,
     ]
     return Platform(settings, storage, services, mcp, auth, parts)
 

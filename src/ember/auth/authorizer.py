@@ -84,6 +84,7 @@ class Kind(Enum):
     ACCOUNT = "account"  # "*", in the account of ?AccountId= (else the caller's)
     LAYERS = "layers"  # ListLayers ("*"), or GetLayerVersionByArn (?find=LayerVersion&Arn=)
     CREATED = "created"  # the function the body's FunctionName names (CreateFunction)
+    MAPPING = "mapping"  # {uuid} of an event source mapping, in the caller's account
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +177,21 @@ ROUTES: tuple[RouteAccess, ...] = (
         ("PUT", "/url", "lambda:UpdateFunctionUrlConfig"),
         ("DELETE", "/url", "lambda:DeleteFunctionUrlConfig"),
         ("GET", "/urls", "lambda:ListFunctionUrlConfigs"),
+    ),
+    *_rows(
+        _N,
+        "/2015-03-31/event-source-mappings",
+        ("POST", "", "lambda:CreateEventSourceMapping"),
+        ("POST", "/", "lambda:CreateEventSourceMapping"),
+        ("GET", "", "lambda:ListEventSourceMappings"),
+        ("GET", "/", "lambda:ListEventSourceMappings"),
+    ),
+    *_rows(
+        Kind.MAPPING,
+        "/2015-03-31/event-source-mappings/{uuid}",
+        ("GET", "", "lambda:GetEventSourceMapping"),
+        ("PUT", "", "lambda:UpdateEventSourceMapping"),
+        ("DELETE", "", "lambda:DeleteEventSourceMapping"),
     ),
     *_rows(
         Kind.LAYER,
@@ -333,6 +349,9 @@ class Authorizer:
             return "*", _query(query, "AccountId") or caller
         if kind in (Kind.LAYER, Kind.LAYER_VERSION):
             return self._layer(params["name"], params.get("version"), caller)
+        if kind is Kind.MAPPING:
+            arn = f"arn:aws:lambda:{self._region}:{caller}:event-source-mapping:{params['uuid']}"
+            return arn, caller
         qualifier = params["alias"] if kind is Kind.ALIAS else _query(query, "Qualifier")
         return self._function(params["name"], qualifier, caller)
 

@@ -1,0 +1,71 @@
+"""Event source mappings, wired: the service, its store and feed, the pollers.
+
+Starts by loading the mappings (after the registry); runs the pollers'
+supervisor; stops it (unacknowledged messages return to their broker, to be
+redelivered); closes nothing (the store is the Storage's). In a cluster other
+nodes' changes reach the service through the feed (namespace ``mappings``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ember.config import Settings
+from ember.control.wiring import ControlPlane
+from ember.errors import ResourceNotFound
+from ember.lifecycle import Loop
+from ember.sources.brokers import Brokers
+from ember.sources.mappings import EventSourceMappings, Mapping
+from ember.sources.pollers import EventSourcePollers, Invoke
+from ember.sources.rabbitmq import RabbitSource
+from ember.storage.wiring import Storage
+from ember.throttle import Throttle
+
+
+@dataclass(frozen=True)
+class EventSources:
+    mappings: EventSourceMappings
+    pollers: EventSourcePollers
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        storage: Storage,
+        control: ControlPlane,
+        throttle: Throttle,
+        invoke: Invoke,
+    ) -> EventSources:
+        brokers = Brokers(settings.brokers)
+        registry = control.registry
+
+        def exists(key: str, qualifier: str | None) -> bool:
+            try:
+                registry.version(key, qualifier)
+            except ResourceNotFound:
+                return False
+            return True
+
+        def source_of(mapping: Mapping) -> RabbitSource:
+            broker = brokers.resolve(mapping.event_source_arn)
+            return RabbitSource(broker, mapping.queue, mapping.vhost, mapping.event_source_arn)
+
+        def concurrency_of(key: str) -> int | None:
+            return throttle.limits.get(key).reserved
+
+        mappings = EventSourceMappings(storage.metadata("mappings"), exists, control.names, brokers)
+        storage.feed.watch("mappings", mappings.apply_remote)
+        pollers = EventSourcePollers(mappings, source_of, invoke, concurrency_of)
+        return cls(mappings, pollers)
+
+    async def start(self) -> None:
+        await self.mappings.load()
+
+    def loops(self) -> list[Loop]:
+        return [self.pollers.run()]
+
+    def stop(self) -> None:
+        self.pollers.stop()
+
+    async def close(self) -> None:
+        return None
