@@ -466,7 +466,7 @@ def test_kill_9_mid_stream_loses_no_message(
     rng = random.Random(19)
     for _ in range(3):
         before = len(seen_ids(record))
-        wait_until(lambda: len(seen_ids(record)) > before, timeout=60)
+        wait_until(lambda before=before: len(seen_ids(record)) > before, timeout=60)
         threading.Event().wait(rng.uniform(0.05, 0.3))
         server.stop(signal.SIGKILL)
         server = spawn_server(tmp_path / "data", *BROKER_ARGS)
