@@ -25,6 +25,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from conftest import ROLE, Server, lambda_client, make_zip, wait_until
+from ember.cli.credentials import Credentials
 
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 BROKER = "arn:aws:mq:us-east-1:000000000000:broker:mq:b-0123"
@@ -473,3 +474,85 @@ def test_kill_9_mid_stream_loses_no_message(
     publisher.join()
     wait_until(lambda: seen_ids(record) == set(ids), timeout=120)
     wait_until(lambda: ready(queue) == 0, timeout=30)
+
+
+# -- accounts and audit ---------------------------------------------------------------
+
+
+def test_mappings_stay_in_their_account_and_are_audited(
+    mq_server: Server, aws: Any, tmp_path: Path
+) -> None:
+    deploy(aws, "esm-mine", tmp_path / "seen")
+    mapping = aws.create_event_source_mapping(
+        FunctionName="esm-mine", EventSourceArn=BROKER, Queues=[fresh_queue()]
+    )
+    created = mq_server.http.post("/_ember/accounts", json={"Name": f"esm-{uuid.uuid4().hex[:6]}"})
+    assert created.status_code == 201, created.text
+    keys = created.json()
+    other = lambda_client(
+        mq_server,
+        Credentials(keys["AccessKeyId"], keys["SecretAccessKey"], None, "us-east-1", "other"),
+    )
+    try:
+        with pytest.raises(ClientError) as hidden:
+            other.get_event_source_mapping(UUID=mapping["UUID"])
+        assert code_of(hidden) == "ResourceNotFoundException"
+        with pytest.raises(ClientError) as not_theirs:
+            other.delete_event_source_mapping(UUID=mapping["UUID"])
+        assert code_of(not_theirs) == "ResourceNotFoundException"
+        listed = other.list_event_source_mappings()["EventSourceMappings"]
+        assert mapping["UUID"] not in {m["UUID"] for m in listed}
+        with pytest.raises(ClientError) as no_function:  # a bare name is the caller's own
+            other.create_event_source_mapping(
+                FunctionName="esm-mine", EventSourceArn=BROKER, Queues=["q"]
+            )
+        assert code_of(no_function) == "ResourceNotFoundException"
+    finally:
+        other.close()
+
+    def audited() -> bool:  # the audit log is written in batches, off the request
+        page = mq_server.http.get("/_ember/audit", params={"limit": "1000"}).json()
+        return "lambda:CreateEventSourceMapping" in {e.get("Action") for e in page["Events"]}
+
+    wait_until(audited, timeout=20)
+    settled(aws, mapping["UUID"], "Enabled")
+    aws.delete_event_source_mapping(UUID=mapping["UUID"])
+
+
+# -- a cluster ------------------------------------------------------------------------
+
+
+def test_two_nodes_share_a_mapping_and_its_queue(
+    spawn_server: Callable[..., Server], postgres_url: str, tmp_path: Path
+) -> None:
+    first, second = (
+        spawn_server(tmp_path / f"node-{n}", "--database", postgres_url, *BROKER_ARGS)
+        for n in range(2)
+    )
+    one, two = lambda_client(first), lambda_client(second)
+    record = tmp_path / "seen"
+    queue = fresh_queue()
+    try:
+        deploy(one, "esm-shared", record)
+        mapping_id = one.create_event_source_mapping(
+            FunctionName="esm-shared", EventSourceArn=BROKER, Queues=[queue], BatchSize=5
+        )["UUID"]
+        settled(two, mapping_id, "Enabled")  # through the other node: the change feed
+        ids = [f"s{i}" for i in range(200)]
+        publish(queue, ids)
+        wait_until(lambda: seen_ids(record) == set(ids), timeout=60)
+        two.delete_event_source_mapping(UUID=mapping_id)
+
+        def gone_everywhere() -> bool:
+            return all(
+                mapping_id
+                not in {m["UUID"] for m in aws.list_event_source_mappings()["EventSourceMappings"]}
+                for aws in (one, two)
+            )
+
+        wait_until(gone_everywhere, timeout=20)
+        publish(queue, ["after"])
+        wait_until(lambda: ready(queue) == 1)  # neither node consumes any more
+    finally:
+        one.close()
+        two.close()
