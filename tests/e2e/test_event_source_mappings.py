@@ -556,3 +556,52 @@ def test_two_nodes_share_a_mapping_and_its_queue(
     finally:
         one.close()
         two.close()
+
+
+SLOW = """
+import json, os, time
+
+def handler(event, context):
+    started = time.time()
+    time.sleep(0.4)
+    with open(os.environ["RECORD"], "a") as out:
+        out.write(json.dumps([started, time.time()]) + "\\n")
+"""
+
+
+def most_at_once(intervals: list[tuple[float, float]]) -> int:
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def test_consumers_scale_with_the_backlog_up_to_reserved_concurrency(
+    aws: Any, tmp_path: Path
+) -> None:
+    record = tmp_path / "spans"
+    aws.create_function(
+        FunctionName="esm-scale",
+        Runtime="python3.11",
+        Handler="app.handler",
+        Role=ROLE,
+        Code={"ZipFile": make_zip({"app.py": SLOW})},
+        Environment={"Variables": {"RECORD": str(record)}},
+    )
+    aws.put_function_concurrency(FunctionName="esm-scale", ReservedConcurrentExecutions=3)
+    queue = fresh_queue()
+    publish(queue, [f"b{i}" for i in range(40)])
+    mapping = aws.create_event_source_mapping(
+        FunctionName="esm-scale", EventSourceArn=BROKER, Queues=[queue], BatchSize=1
+    )
+
+    def spans() -> list[tuple[float, float]]:
+        if not record.exists():
+            return []
+        return [tuple(json.loads(line)) for line in record.read_text().splitlines()]
+
+    wait_until(lambda: len(spans()) == 40, timeout=60)
+    assert 2 <= most_at_once(spans()) <= 3  # more than one consumer, never above 3
+    aws.delete_event_source_mapping(UUID=mapping["UUID"])
