@@ -25,7 +25,13 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from ember.errors import BrokerUnavailable, EmberError, ResourceNotFound, TooManyRequests
+from ember.errors import (
+    BrokerUnavailable,
+    EmberError,
+    InvalidParameterValue,
+    ResourceNotFound,
+    TooManyRequests,
+)
 from ember.invoke.service import MAX_REQUEST, InvokeCommand, InvokeResult
 from ember.sources.base import Consumer, Source
 from ember.sources.mappings import EventSourceMappings, Mapping, State
@@ -107,10 +113,12 @@ class MappingPoller:
         """Consume until cancelled, reconnecting with backoff."""
         backoff = Backoff(0.5, 30.0)
         while True:
-            source = self._source_of(self._mapping)
             try:
+                # A broker no longer declared (restarted without its --broker) is
+                # refused here: reported and retried, never fatal to the supervisor.
+                source = self._source_of(self._mapping)
                 await source.open()
-            except BrokerUnavailable as error:
+            except (BrokerUnavailable, InvalidParameterValue) as error:
                 log.warning("event source mapping %s: %s", self._mapping.uuid, error.message)
                 await self._report(f"PROBLEM: {error.message}")
                 await self._sleep(backoff.next())

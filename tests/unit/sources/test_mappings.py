@@ -16,6 +16,7 @@ from ember.errors import (
 )
 from ember.sources.brokers import Brokers
 from ember.sources.mappings import EventSourceMappings, State
+from ember.sources.pollers import EventSourcePollers
 from ember.storage.memory import MemoryMetadataStore
 
 DEFAULT = "000000000000"
@@ -126,5 +127,34 @@ def test_an_undeclared_broker_and_foreign_members_are_refused_by_name() -> None:
             await mappings.create(body(EventSourceArn=BROKER.replace(":mq:b", ":nope:b")), DEFAULT)
         with pytest.raises(InvalidParameterValue, match="Topics"):
             await mappings.create(body(Topics=["t"]), DEFAULT)
+
+    asyncio.run(scenario())
+
+
+def test_a_broker_no_longer_declared_is_reported_and_the_supervisor_lives_on() -> None:
+    async def scenario() -> None:
+        mappings = service()
+        created = await mappings.create(body(), DEFAULT)
+
+        def source_of(mapping: Any) -> Any:
+            raise InvalidParameterValue("The broker mq is not declared on this ember")
+
+        async def invoke(command: Any) -> Any:
+            raise AssertionError("nothing to deliver")
+
+        async def instant(seconds: float) -> None:
+            await asyncio.sleep(0)
+
+        pollers = EventSourcePollers(mappings, source_of, invoke, lambda key: None, instant)
+        running = asyncio.create_task(pollers.run())
+        for _ in range(200):
+            await asyncio.sleep(0)
+            found = mappings.get(created.uuid, DEFAULT)
+            if found.state is State.ENABLED and found.last_result.startswith("PROBLEM"):
+                break
+        assert "not declared" in mappings.get(created.uuid, DEFAULT).last_result
+        assert not running.done()
+        pollers.stop()
+        await running
 
     asyncio.run(scenario())
