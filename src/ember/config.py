@@ -134,9 +134,10 @@ class Settings:
     # wins over it); None: <data_dir>/master.key, created on first start.
     master_key_file: Path | None = None
 
-    # Event source mappings: the RabbitMQ brokers an EventSourceArn
-    # arn:aws:mq:REGION:ACCOUNT:broker:NAME:ID may name, NAME -> amqp:// URL (with
-    # its credentials: never logged nor answered). None declared: no MQ mapping.
+    # Event source mappings: the brokers an EventSourceArn may name, NAME -> URL
+    # (with its credentials: never logged nor answered): amqp:// for RabbitMQ
+    # (arn:aws:mq:REGION:ACCOUNT:broker:NAME:ID), nats:// for NATS JetStream
+    # (arn:ember:nats:REGION:ACCOUNT:stream:NAME:STREAM). None declared: no mapping.
     brokers: tuple[tuple[str, str], ...] = ()
 
     @property

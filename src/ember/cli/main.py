@@ -167,8 +167,11 @@ def parse_brokers(
         name, url = name.strip(), url.strip()
         if not sep or not name or ":" in name:
             raise click.BadParameter("expected NAME=amqp://USER:PASSWORD@HOST:PORT")
-        if not url.startswith(("amqp://", "amqps://")):
-            raise click.BadParameter(f"broker {name}: the URL must start with amqp:// or amqps://")
+        if not url.startswith(("amqp://", "amqps://", "nats://", "tls://")):
+            raise click.BadParameter(
+                f"broker {name}: the URL must start with amqp://, amqps:// (RabbitMQ) "
+                "or nats://, tls:// (NATS JetStream)"
+            )
         brokers[name] = url
     return tuple(brokers.items())
 
@@ -483,9 +486,10 @@ main.add_command(account_commands.keys)
     envvar="EMBER_BROKERS",
     multiple=True,
     callback=parse_brokers,
-    help="A RabbitMQ broker event source mappings may name, NAME=amqp://USER:PASS@HOST:PORT "
-    "(repeatable); a mapping's EventSourceArn arn:aws:mq:REGION:ACCOUNT:broker:NAME:ID "
-    "picks it. Credentials stay in the server: never logged nor answered.",
+    help="A broker event source mappings may name (repeatable): NAME=amqp://USER:PASS@HOST:PORT "
+    "(RabbitMQ; EventSourceArn arn:aws:mq:REGION:ACCOUNT:broker:NAME:ID) or "
+    "NAME=nats://HOST:4222 (NATS JetStream; arn:ember:nats:REGION:ACCOUNT:stream:NAME:STREAM). "
+    "Credentials stay in the server: never logged nor answered.",
 )
 @click.option(
     "--master-key-file",

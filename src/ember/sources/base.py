@@ -1,4 +1,4 @@
-"""The contract of an event source's client (RabbitMQ now; NATS JetStream later).
+"""The contract of an event source's client (RabbitMQ; NATS JetStream, ember's extension).
 
 A ``Source`` is one connection to one broker for one mapping; it hands out
 ``Consumer``s, each with its own prefetch window. A consumer gives out
@@ -51,6 +51,12 @@ class Source(Protocol):
 
     async def backlog(self) -> int:
         """Messages ready in the queue (none taken by any consumer yet)."""
+        ...
+
+    async def retire(self) -> None:
+        """The mapping was deleted: remove what the broker keeps for it (a JetStream
+        durable consumer; nothing for RabbitMQ), connecting if need be. Removing
+        what is already gone is not an error; raises ``BrokerUnavailable``."""
         ...
 
     @property

@@ -36,7 +36,7 @@ from ember.errors import (
     ResourceNotFound,
     ValidationError,
 )
-from ember.sources.brokers import ARN, ARN_PATTERN, Brokers
+from ember.sources.brokers import ARN, ARN_PATTERN, NATS, NATS_ARN, Brokers
 from ember.storage.base import MetadataStore
 
 Clock = Callable[[], float]
@@ -102,7 +102,7 @@ class Mapping:
     function: str  # the function's storage key (its account is the mapping's)
     qualifier: str | None  # a version or alias, or None for the unqualified function
     event_source_arn: str
-    queue: str
+    queue: str  # RabbitMQ: the queue; NATS JetStream: the subject filter
     access: tuple[tuple[str, str], ...]  # SourceAccessConfigurations (Type, URI), as given
     batch_size: int
     window: int | None  # MaximumBatchingWindowInSeconds; None: not given (0.5 s, as Lambda)
@@ -284,9 +284,11 @@ class EventSourceMappings:
         if not self._exists(key, qualifier):
             raise ResourceNotFound("Function does not exist")
         arn = _event_source_arn(body.get("EventSourceArn"))
-        self.brokers.resolve(arn)
+        broker = self.brokers.resolve(arn)
         queue = _queue(body.get("Queues"))
         access = _access(body.get("SourceAccessConfigurations"))
+        if broker.kind == NATS and any(kind == "VIRTUAL_HOST" for kind, _ in access):
+            raise InvalidParameterValue("VIRTUAL_HOST applies to RabbitMQ brokers only.")
         batch = integer(body, "BatchSize", "batchSize", 1, MAX_BATCH)
         window = integer(
             body, "MaximumBatchingWindowInSeconds", "maximumBatchingWindowInSeconds", 0, MAX_WINDOW
@@ -418,7 +420,7 @@ def _refuse_foreign(body: dict[str, Any]) -> None:
     for member in _NOT_FOR_MQ:
         if body.get(member) is not None:
             raise InvalidParameterValue(
-                f"Unsupported parameter for an Amazon MQ for RabbitMQ event source: {member}."
+                f"Unsupported parameter for an Amazon MQ (or NATS) event source: {member}."
             )
 
 
@@ -435,6 +437,8 @@ def _event_source_arn(value: Any) -> str:
             "Unrecognized event source: EventSourceArn must name an Amazon MQ for RabbitMQ "
             "broker, arn:aws:mq:REGION:ACCOUNT:broker:NAME:ID."
         )
+    if isinstance(value, str) and NATS_ARN.match(value):
+        return value  # ember's extension: not an AWS ARN, so not of Lambda's pattern
     if not isinstance(value, str) or not ARN.fullmatch(value):
         raise ValidationError.constraint(
             value,
@@ -447,7 +451,8 @@ def _event_source_arn(value: Any) -> str:
 def _queue(value: Any) -> str:
     if value is None:
         raise InvalidParameterValue(
-            "Queues is required for an Amazon MQ event source: name the one queue to consume."
+            "Queues is required for an Amazon MQ event source: name the one queue to consume "
+            "(for a NATS JetStream stream, the subject to consume, e.g. orders.>)."
         )
     if not isinstance(value, list) or len(value) != 1:
         size = len(value) if isinstance(value, list) else value

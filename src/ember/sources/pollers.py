@@ -47,6 +47,7 @@ Sleep = Callable[[float], Awaitable[None]]
 # reserved concurrency to bound them, this many per mapping and node.
 DEFAULT_MAX_CONSUMERS = 5
 SCALE_INTERVAL = 1.0
+RETIRE_TIMEOUT = 10.0
 OK = "OK"
 _FUNCTION_MISSING = "PROBLEM: Function not found."
 _FUNCTION_FAILED = "PROBLEM: Function call failed."
@@ -316,6 +317,8 @@ class EventSourcePollers:
             if _consumed(mapping) and mapping.uuid not in self._running:
                 self._start(group, mapping)
         for mapping in mappings.values():
+            if mapping.state is State.DELETING:
+                await self._retire(mapping)
             if mapping.state.transient:
                 await self._settle(mapping)
 
@@ -330,6 +333,20 @@ class EventSourcePollers:
             self._sleep,
         )
         self._running[mapping.uuid] = (_spec(mapping), group.create_task(poller.run()))
+
+    async def _retire(self, mapping: Mapping) -> None:
+        """Remove what the broker keeps for a deleted mapping; best effort (a broker out
+        of reach keeps an idle durable consumer, which its operator may delete)."""
+        try:
+            source = self._source_of(mapping)
+        except EmberError:
+            return
+        try:
+            await asyncio.wait_for(source.retire(), RETIRE_TIMEOUT)
+        except Exception:
+            log.warning("could not remove the broker's state of mapping %s", mapping.uuid)
+        finally:
+            await source.close()
 
     async def _settle(self, mapping: Mapping) -> None:
         try:

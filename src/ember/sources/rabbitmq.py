@@ -222,6 +222,9 @@ class RabbitSource:
         result = queue.declaration_result
         return int(result.message_count or 0)
 
+    async def retire(self) -> None:
+        return None  # the queue is the user's; a consumer leaves nothing behind
+
     @property
     def closed(self) -> bool:
         return self._connection is None or self._connection.is_closed

@@ -14,7 +14,9 @@ from ember.config import Settings
 from ember.control.wiring import ControlPlane
 from ember.errors import ResourceNotFound
 from ember.lifecycle import Loop
-from ember.sources.brokers import Brokers
+from ember.sources.base import Source
+from ember.sources.brokers import NATS, Brokers, stream_of
+from ember.sources.jetstream import ACK_MARGIN, JetStreamSource
 from ember.sources.mappings import EventSourceMappings, Mapping
 from ember.sources.pollers import EventSourcePollers, Invoke
 from ember.sources.rabbitmq import RabbitSource
@@ -46,9 +48,21 @@ class EventSources:
                 return False
             return True
 
-        def source_of(mapping: Mapping) -> RabbitSource:
+        def timeout_of(mapping: Mapping) -> float:
+            try:
+                return float(registry.version(mapping.function, mapping.qualifier).timeout)
+            except ResourceNotFound:
+                return 3.0
+
+        def source_of(mapping: Mapping) -> Source:
             broker = brokers.resolve(mapping.event_source_arn)
-            return RabbitSource(broker, mapping.queue, mapping.vhost, mapping.event_source_arn)
+            arn = mapping.event_source_arn
+            if broker.kind == NATS:
+                stream = stream_of(arn) or ""
+                durable = f"ember-{mapping.uuid}"
+                ack_wait = timeout_of(mapping) + ACK_MARGIN
+                return JetStreamSource(broker, stream, mapping.queue, durable, arn, ack_wait)
+            return RabbitSource(broker, mapping.queue, mapping.vhost, arn)
 
         def concurrency_of(key: str) -> int | None:
             return throttle.limits.get(key).reserved
