@@ -5,6 +5,7 @@
 #   Redis at 127.0.0.1:6379        the throttle's Redis backend
 #   PostgreSQL at 127.0.0.1:5432   cluster mode's metadata, queue and blobs
 #   RabbitMQ at 127.0.0.1:5672     event source mappings (guest/guest, vhost /)
+#   NATS at 127.0.0.1:4222         JetStream event source mappings (ember's extension)
 set -uo pipefail
 
 start_redis() {
@@ -88,7 +89,34 @@ start_rabbitmq() {
     echo "RabbitMQ did not answer on 127.0.0.1:5672: the event source tests will be skipped"
 }
 
+NATS_DIR=${EMBER_NATS_DIR:-/tmp/ember-test-nats}
+
+nats_answers() {
+    # The server greets every client with INFO; JetStream must be on (-js) as well.
+    timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/4222 && head -n 1 <&3' 2>/dev/null \
+        | grep -q '"jetstream":true'
+}
+
+start_nats() {
+    if nats_answers; then
+        return 0
+    fi
+    if ! command -v nats-server >/dev/null 2>&1; then
+        echo "installing nats-server (Debian)"
+        { apt-get update -qq && apt-get install -y -qq nats-server >/dev/null; } \
+            || { echo "could not install nats-server: the NATS event source tests will be skipped"; return 0; }
+    fi
+    mkdir -p "$NATS_DIR"
+    nohup nats-server -a 127.0.0.1 -p 4222 -js -sd "$NATS_DIR" >"$NATS_DIR/log" 2>&1 &
+    for _ in $(seq 50); do
+        nats_answers && return 0
+        sleep 0.1
+    done
+    echo "NATS did not answer on 127.0.0.1:4222 with JetStream: its tests will be skipped"
+}
+
 start_redis
 start_postgres
 start_rabbitmq
+start_nats
 exit 0
