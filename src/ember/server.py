@@ -116,7 +116,7 @@ def build(settings: Settings) -> Platform:
             held=getattr(storage.leadership, "held", None),
         ),
         admin=auth.admin,
-        mappings=sources.mappings,
+        sources=sources,
     )
     parts: list[Part] = [
         workers,

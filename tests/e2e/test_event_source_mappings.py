@@ -393,7 +393,9 @@ def test_deleting_the_function_keeps_the_mapping(aws: Any, tmp_path: Path) -> No
 # -- delivery -------------------------------------------------------------------------
 
 
-def test_messages_arrive_in_batches_in_lambdas_shape(aws: Any, tmp_path: Path) -> None:
+def test_messages_arrive_in_batches_in_lambdas_shape(
+    mq_server: Server, aws: Any, tmp_path: Path
+) -> None:
     record = tmp_path / "seen"
     deploy(aws, "esm-shape", record)
     queue = fresh_queue()
@@ -425,6 +427,7 @@ def test_messages_arrive_in_batches_in_lambdas_shape(aws: Any, tmp_path: Path) -
     assert properties["bodySize"] == len(base64.b64decode(first["data"]))
     wait_until(lambda: ready(queue) == 0)
     assert aws.get_event_source_mapping(UUID=mapping["UUID"])["LastProcessingResult"] == "OK"
+    assert mq_server.health()["eventSources"]["succeeded"] >= 3
     aws.delete_event_source_mapping(UUID=mapping["UUID"])
 
 
@@ -604,4 +607,40 @@ def test_consumers_scale_with_the_backlog_up_to_reserved_concurrency(
 
     wait_until(lambda: len(spans()) == 40, timeout=60)
     assert 2 <= most_at_once(spans()) <= 3  # more than one consumer, never above 3
+    aws.delete_event_source_mapping(UUID=mapping["UUID"])
+
+
+def ctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_a_connection_the_broker_drops_is_made_again(aws: Any, tmp_path: Path) -> None:
+    try:
+        listed = ctl("list_connections", "name", "--formatter", "json")
+    except (OSError, subprocess.TimeoutExpired):
+        pytest.skip("rabbitmqctl cannot be run here")
+    if listed.returncode != 0:
+        pytest.skip(f"rabbitmqctl cannot reach the broker: {listed.stderr.strip()}")
+    record = tmp_path / "seen"
+    deploy(aws, "esm-reconnect", record)
+    queue = fresh_queue()
+    mapping = aws.create_event_source_mapping(
+        FunctionName="esm-reconnect", EventSourceArn=BROKER, Queues=[queue], BatchSize=1
+    )
+    publish(queue, ["before"])
+    wait_until(lambda: seen_ids(record) == {"before"}, timeout=30)
+
+    def connections() -> list[str]:
+        listed = ctl("-s", "list_connections", "pid", "client_properties")
+        label = f"ember: {queue}::/"  # the connection_name ember gives the broker
+        return [row.split("\t", 1)[0] for row in listed.stdout.splitlines() if label in row]
+
+    dropped = connections()
+    assert dropped, "the mapping's connection is named after its queue"
+    for pid in dropped:
+        closed = ctl("close_connection", pid, "test: the broker drops it")
+        assert closed.returncode == 0, closed.stderr
+    publish(queue, ["after"])
+    wait_until(lambda: seen_ids(record) == {"before", "after"}, timeout=60)
+    assert set(connections()).isdisjoint(dropped)  # a new connection did it
     aws.delete_event_source_mapping(UUID=mapping["UUID"])

@@ -21,9 +21,9 @@ PATH = "/2015-03-31/event-source-mappings"
 
 
 def routes(services: Services) -> list[Route]:
-    if services.mappings is None:
+    if services.sources is None:
         return []
-    mappings = services.mappings
+    mappings = services.sources.mappings
     names = services.arns
 
     def account(request: Request) -> str:

@@ -20,7 +20,7 @@ from ember.invoke.logs import LogStore
 from ember.invoke.service import InvocationService
 from ember.mcp.catalog import ToolCatalog
 from ember.scheduling.manager import WorkerManager
-from ember.sources.mappings import EventSourceMappings
+from ember.sources.wiring import EventSources
 from ember.throttle import Throttle
 
 
@@ -72,5 +72,6 @@ class Services:
     node: NodeInfo = field(kw_only=True, default=NodeInfo("local", "embedded", ()))
     # Accounts and access keys (/_ember/accounts, /_ember/keys); None when not wired.
     admin: Admin | None = field(kw_only=True, default=None)
-    # Event source mappings (CreateEventSourceMapping, ...); None when not wired.
-    mappings: EventSourceMappings | None = field(kw_only=True, default=None)
+    # Event source mappings (CreateEventSourceMapping, ...) and their pollers; None
+    # when not wired.
+    sources: EventSources | None = field(kw_only=True, default=None)

@@ -192,7 +192,12 @@ class RabbitSource:
     async def open(self) -> None:
         url = self._broker.with_vhost(self._vhost)
         try:
-            self._connection = await aio_pika.connect(url, timeout=CONNECT_TIMEOUT)
+            self._connection = await aio_pika.connect(
+                url,
+                timeout=CONNECT_TIMEOUT,
+                # How the broker's operator tells this mapping's connection apart.
+                client_properties={"connection_name": f"ember: {self.key}"},
+            )
             self._admin = await self._connection.channel()
             await self._admin.declare_queue(self._queue, passive=True)
         except Exception as error:
