@@ -16,6 +16,7 @@ import asyncio
 import base64
 import io
 import json
+import os
 import random
 import signal
 import subprocess
@@ -43,9 +44,10 @@ PER_CYCLE = 300
 TARGET_RPS = 2000.0
 NOOP = "def handler(event, context):\n    return None\n"
 RECORDER = """
-import os
+import os, time
 
 def handler(event, context):
+    time.sleep(0.05)  # a window for kill -9 to land in while a batch is handled
     ids = [m["basicProperties"]["messageId"] for ms in event["rmqMessagesByQueue"].values()
            for m in ms]
     with open(os.environ["RECORD"], "a") as out:
@@ -165,7 +167,7 @@ def measure_durability(work: Path) -> tuple[int, int]:
         publisher = threading.Thread(target=asyncio.run, args=(_publish(queue, ids, True),))
         publisher.start()
         time.sleep(rng.uniform(0.3, 1.0))
-        proc.send_signal(signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)  # ember and its sandboxes, as a host that dies
         proc.wait()
         servers.stop(proc)  # reaps the sandboxes it left
         log.close()
@@ -208,9 +210,10 @@ measuring: CPUs {info["busy"]} busy over 1 s, load average {info["load"]} (1/5/1
   no message ready (polled every 0.1 s). At that point up to BatchSize x consumers messages
   may still be in flight, so the figure is high by at most a few percent.
 - **kill -9**: `ember serve --sandbox process` with a function that appends the message ids
-  of each batch to a file (fsynced) before returning. Each cycle publishes {PER_CYCLE} persistent
-  messages with publisher confirms while ember consumes, kills ember with SIGKILL 0.3 to 1 s
-  into the cycle and restarts it on the same data dir; after the last cycle ember runs until
+  of each batch to a file (fsynced) 50 ms into each call. Each cycle publishes {PER_CYCLE}
+  persistent messages with publisher confirms while ember consumes, kills ember and its
+  sandboxes (the process group) with SIGKILL 0.3 to 1 s into the cycle and restarts it on
+  the same data dir; after the last cycle ember runs until
   every published id is in the file (120 s at most). Lost = published ids never seen.
 """,
     )
