@@ -326,6 +326,10 @@ class EventSourceMappings:
                 )
             changes = self._changes(old, body, account)
             mapping = dataclasses.replace(old, **changes, reason=USER, last_modified=self._clock())
+            if (mapping.function, mapping.qualifier) != (old.function, old.qualifier):
+                self._conflict(
+                    mapping.event_source_arn, mapping.function, mapping.qualifier, mapping.queue
+                )
             await self._save(dataclasses.replace(mapping, state=_updating(old, mapping)))
         self._changed()
         return self._mappings[mapping_id]

@@ -148,7 +148,9 @@ class MappingPoller:
             backlog = await source.backlog()
         except BrokerUnavailable:
             return  # the consumers see the connection go and end the session
-        limit = self._concurrency_of(self._mapping.function) or DEFAULT_MAX_CONSUMERS
+        reserved = self._concurrency_of(self._mapping.function)
+        # Reserved 0 stops the function (every call throttled): one consumer waits.
+        limit = DEFAULT_MAX_CONSUMERS if reserved is None else max(reserved, 1)
         running = len(self._consumers) - self._retire
         if backlog > 0 and running < limit:
             await self._add(group, source)
