@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
-import os
 import random
-import signal
 import socket
 import subprocess
 import threading
@@ -25,6 +22,7 @@ from typing import Any
 import aio_pika
 import pytest
 from botocore.exceptions import ClientError
+from esm_helpers import crash, deploy_recorder
 
 from conftest import ROLE, Server, lambda_client, make_zip, wait_until
 from ember.cli.credentials import Credentials
@@ -156,26 +154,8 @@ def seen_ids(record: Path) -> set[str]:
     return {m["basicProperties"]["messageId"] for m in messages(record)}
 
 
-def crash(server: Server) -> None:
-    """kill -9 of ember and of its sandboxes with it, as a host that dies: a batch being
-    handled when it happens is lost with them unless it was left unacknowledged."""
-    assert server.process is not None
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.process.pid, signal.SIGKILL)
-    server.stop(signal.SIGKILL)
-
-
 def deploy(aws: Any, name: str, record: Path, fail_first: str = "", slow: float = 0) -> None:
-    aws.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Handler="app.handler",
-        Role=ROLE,
-        Code={"ZipFile": make_zip({"app.py": RECORDER})},
-        Environment={
-            "Variables": {"RECORD": str(record), "FAIL_FIRST": fail_first, "SLOW": str(slow)}
-        },
-    )
+    deploy_recorder(aws, name, RECORDER, record, fail_first, slow)
 
 
 def state_of(aws: Any, mapping_id: str) -> str:

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
-import os
 import random
-import signal
 import socket
 import threading
 import uuid
@@ -23,9 +20,10 @@ from typing import Any
 
 import nats
 import pytest
+from esm_helpers import crash, deploy_recorder
 from nats.js.errors import NotFoundError
 
-from conftest import ROLE, Server, lambda_client, make_zip, wait_until
+from conftest import Server, lambda_client, wait_until
 
 NATS_URL = "nats://127.0.0.1:4222"
 ARGS = ("--broker", f"events={NATS_URL}", "--sandbox", "process")
@@ -139,27 +137,8 @@ def seen_ids(path: Path) -> set[str]:
     return {json.loads(base64.b64decode(r["data"]))["id"] for r in records(path)}
 
 
-def crash(server: Server) -> None:
-    """kill -9 of ember and of its sandboxes with it, as a host that dies: a batch being
-    handled when it happens is lost with them unless it was left unacknowledged."""
-    assert server.process is not None
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.process.pid, signal.SIGKILL)
-    server.stop(signal.SIGKILL)
-
-
 def deploy(aws: Any, name: str, record: Path, fail_first: str = "", slow: float = 0) -> None:
-    aws.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Handler="app.handler",
-        Role=ROLE,
-        Timeout=3,
-        Code={"ZipFile": make_zip({"app.py": RECORDER})},
-        Environment={
-            "Variables": {"RECORD": str(record), "FAIL_FIRST": fail_first, "SLOW": str(slow)}
-        },
-    )
+    deploy_recorder(aws, name, RECORDER, record, fail_first, slow)
 
 
 @pytest.fixture(scope="module")
