@@ -664,3 +664,22 @@ def test_a_connection_the_broker_drops_is_made_again(aws: Any, tmp_path: Path) -
     wait_until(lambda: seen_ids(record) == {"before", "after"}, timeout=60)
     assert set(connections()).isdisjoint(dropped)  # a new connection did it
     aws.delete_event_source_mapping(UUID=mapping["UUID"])
+
+
+def test_a_throttled_batch_waits_and_is_delivered_once_admitted(aws: Any, tmp_path: Path) -> None:
+    record = tmp_path / "seen"
+    deploy(aws, "esm-throttled", record)
+    aws.put_function_concurrency(FunctionName="esm-throttled", ReservedConcurrentExecutions=0)
+    queue = fresh_queue()
+    mapping = aws.create_event_source_mapping(
+        FunctionName="esm-throttled", EventSourceArn=BROKER, Queues=[queue], BatchSize=5
+    )
+    settled(aws, mapping["UUID"], "Enabled")
+    publish(queue, ["t1", "t2"])
+    wait_until(lambda: ready(queue) == 0)  # taken by the poller, which waits on the throttle
+    assert seen_ids(record) == set()
+    aws.delete_function_concurrency(FunctionName="esm-throttled")
+    wait_until(lambda: seen_ids(record) == {"t1", "t2"}, timeout=30)
+    # The same batch, tried again: never handed back to the broker meanwhile.
+    assert [m["redelivered"] for m in messages(record)] == [False, False]
+    aws.delete_event_source_mapping(UUID=mapping["UUID"])
