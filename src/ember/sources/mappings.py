@@ -36,7 +36,8 @@ from ember.errors import (
     ResourceNotFound,
     ValidationError,
 )
-from ember.sources.brokers import ARN, ARN_PATTERN, NATS, NATS_ARN, Brokers
+from ember.sources import fields
+from ember.sources.brokers import NATS, Brokers
 from ember.storage.base import MetadataStore
 
 Clock = Callable[[], float]
@@ -50,33 +51,6 @@ MAX_PAGE = 10_000
 DEFAULT_PAGE = 100
 NO_RECORDS = "No records processed"
 USER = "USER_INITIATED"
-# The SourceAccessConfigurations types an Amazon MQ for RabbitMQ mapping takes.
-ACCESS_TYPES = ("BASIC_AUTH", "VIRTUAL_HOST")
-# CreateEventSourceMapping members that belong to other kinds of source (streams, SQS,
-# Kafka, DocumentDB) or that ember does not honour: refused by name, never ignored.
-_NOT_FOR_MQ = (
-    "StartingPosition",
-    "StartingPositionTimestamp",
-    "ParallelizationFactor",
-    "DestinationConfig",
-    "MaximumRecordAgeInSeconds",
-    "BisectBatchOnFunctionError",
-    "MaximumRetryAttempts",
-    "TumblingWindowInSeconds",
-    "Topics",
-    "SelfManagedEventSource",
-    "FunctionResponseTypes",
-    "AmazonManagedKafkaEventSourceConfig",
-    "SelfManagedKafkaEventSourceConfig",
-    "DocumentDBEventSourceConfig",
-    "ScalingConfig",
-    "ProvisionedPollerConfig",
-    "FilterCriteria",
-    "KMSKeyArn",
-    "MetricsConfig",
-    "LoggingConfig",
-    "Tags",
-)
 _NOT_FOUND = "The resource you requested does not exist."
 
 
@@ -276,24 +250,24 @@ class EventSourceMappings:
 
     async def create(self, body: dict[str, Any], account: str) -> Mapping:
         """CreateEventSourceMapping: stored as ``Creating``; the pollers take it on."""
-        _refuse_foreign(body)
+        fields.refuse_foreign(body)
         name = body.get("FunctionName")
         if not isinstance(name, str):
             raise ValidationError.constraint(None, "functionName", "Member must not be null")
         key, qualifier = self._function(name, account)
         if not self._exists(key, qualifier):
             raise ResourceNotFound("Function does not exist")
-        arn = _event_source_arn(body.get("EventSourceArn"))
+        arn = fields.event_source_arn(body.get("EventSourceArn"))
         broker = self.brokers.resolve(arn)
-        queue = _queue(body.get("Queues"))
-        access = _access(body.get("SourceAccessConfigurations"))
+        queue = fields.queue(body.get("Queues"))
+        access = fields.access(body.get("SourceAccessConfigurations"))
         if broker.kind == NATS and any(kind == "VIRTUAL_HOST" for kind, _ in access):
             raise InvalidParameterValue("VIRTUAL_HOST applies to RabbitMQ brokers only.")
         batch = integer(body, "BatchSize", "batchSize", 1, MAX_BATCH)
         window = integer(
             body, "MaximumBatchingWindowInSeconds", "maximumBatchingWindowInSeconds", 0, MAX_WINDOW
         )
-        enabled = _enabled(body)
+        enabled = fields.enabled(body)
         async with self._lock:
             self._conflict(arn, key, qualifier, queue)
             mapping = Mapping(
@@ -316,7 +290,7 @@ class EventSourceMappings:
 
     async def update(self, mapping_id: str, body: dict[str, Any], account: str) -> Mapping:
         """UpdateEventSourceMapping: only the members given change."""
-        _refuse_foreign(body)
+        fields.refuse_foreign(body)
         async with self._lock:
             old = self.get(mapping_id, account)
             if old.state.transient:
@@ -394,11 +368,11 @@ class EventSourceMappings:
         )
         if window is not None:
             changes["window"] = window
-        enabled = _enabled(body)
+        enabled = fields.enabled(body)
         if enabled is not None:
             changes["enabled"] = enabled
         if body.get("SourceAccessConfigurations") is not None:
-            access = _access(body["SourceAccessConfigurations"])
+            access = fields.access(body["SourceAccessConfigurations"])
             vhost = next((uri for kind, uri in access if kind == "VIRTUAL_HOST"), None)
             if vhost is not None and vhost != old.vhost:
                 raise InvalidParameterValue(
@@ -418,88 +392,6 @@ def _updating(old: Mapping, new: Mapping) -> State:
     if old.enabled and not new.enabled:
         return State.DISABLING
     return State.UPDATING
-
-
-def _refuse_foreign(body: dict[str, Any]) -> None:
-    for member in _NOT_FOR_MQ:
-        if body.get(member) is not None:
-            raise InvalidParameterValue(
-                f"Unsupported parameter for an Amazon MQ (or NATS) event source: {member}."
-            )
-
-
-def _enabled(body: dict[str, Any]) -> bool | None:
-    value = body.get("Enabled")
-    if value is not None and not isinstance(value, bool):
-        raise ValidationError.constraint(value, "enabled", "Member must be a boolean")
-    return value
-
-
-def _event_source_arn(value: Any) -> str:
-    if value is None:
-        raise InvalidParameterValue(
-            "Unrecognized event source: EventSourceArn must name an Amazon MQ for RabbitMQ "
-            "broker, arn:aws:mq:REGION:ACCOUNT:broker:NAME:ID."
-        )
-    if isinstance(value, str) and NATS_ARN.match(value):
-        return value  # ember's extension: not an AWS ARN, so not of Lambda's pattern
-    if not isinstance(value, str) or not ARN.fullmatch(value):
-        raise ValidationError.constraint(
-            value,
-            "eventSourceArn",
-            f"Member must satisfy regular expression pattern: {ARN_PATTERN}",
-        )
-    return value
-
-
-def _queue(value: Any) -> str:
-    if value is None:
-        raise InvalidParameterValue(
-            "Queues is required for an Amazon MQ event source: name the one queue to consume "
-            "(for a NATS JetStream stream, the subject to consume, e.g. orders.>)."
-        )
-    if not isinstance(value, list) or len(value) != 1:
-        size = len(value) if isinstance(value, list) else value
-        raise ValidationError.constraint(
-            size,
-            "queues",
-            "Member must have length less than or equal to 1"
-            if isinstance(value, list) and value
-            else "Member must have length greater than or equal to 1",
-        )
-    queue = value[0]
-    if not isinstance(queue, str) or not 1 <= len(queue) <= 1000:
-        raise ValidationError.constraint(
-            queue, "queues.member", "Member must have length between 1 and 1000"
-        )
-    return queue
-
-
-def _access(value: Any) -> tuple[tuple[str, str], ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or len(value) > 23:
-        raise ValidationError.constraint(
-            value, "sourceAccessConfigurations", "Member must have length less than or equal to 23"
-        )
-    found: list[tuple[str, str]] = []
-    for entry in value:
-        kind, uri = (entry.get("Type"), entry.get("URI")) if isinstance(entry, dict) else (0, 0)
-        if kind not in ACCESS_TYPES:
-            raise InvalidParameterValue(
-                f"Unsupported SourceAccessConfiguration type {kind} for an Amazon MQ for "
-                "RabbitMQ event source: use BASIC_AUTH and VIRTUAL_HOST."
-            )
-        if not isinstance(uri, str) or not 1 <= len(uri) <= 200:
-            raise ValidationError.constraint(
-                uri,
-                "sourceAccessConfigurations.member.uRI",
-                "Member must have length between 1 and 200",
-            )
-        if any(kind == seen for seen, _ in found):
-            raise InvalidParameterValue(f"Only one {kind} SourceAccessConfiguration is allowed.")
-        found.append((kind, uri))
-    return tuple(found)
 
 
 __all__ = ["EventSourceMappings", "Mapping", "State"]

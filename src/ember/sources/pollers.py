@@ -20,7 +20,6 @@ again; a missing function holds it until the function exists again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -312,8 +311,9 @@ class EventSourcePollers:
             mapping = mappings.get(mapping_id)
             if mapping is None or not _consumed(mapping) or _spec(mapping) != spec:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                # Waited for, not awaited: a CancelledError here must stay the
+                # supervisor's own (its shutdown), never be mistaken for the poller's.
+                await asyncio.wait([task])
                 del self._running[mapping_id]
         for mapping in mappings.values():
             if _consumed(mapping) and mapping.uuid not in self._running:
