@@ -150,6 +150,11 @@ class Settings:
     # registers for frontends to reach it at ("" : the listen address).
     listen: str = ""
     advertise: str = ""
+    # Event source mappings: the brokers an EventSourceArn may name, NAME -> URL
+    # (with its credentials: never logged nor answered): amqp:// for RabbitMQ
+    # (arn:aws:mq:REGION:ACCOUNT:broker:NAME:ID), nats:// for NATS JetStream
+    # (arn:ember:nats:REGION:ACCOUNT:stream:NAME:STREAM). None declared: no mapping.
+    brokers: tuple[tuple[str, str], ...] = ()
 
     @property
     def queue(self) -> str:

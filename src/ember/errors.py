@@ -5,6 +5,7 @@
     │   ├── ResourceNotFound       ResourceNotFoundException
     │   │   └── ProvisionedConcurrencyConfigNotFound  (a function without that config)
     │   ├── ResourceConflict       ResourceConflictException
+    │   ├── ResourceInUse          ResourceInUseException (a mapping mid-transition)
     │   ├── InvalidParameterValue  InvalidParameterValueException
     │   ├── ValidationError        ValidationException
     │   ├── RequestTooLarge        RequestEntityTooLargeException
@@ -25,6 +26,7 @@
         ├── WorkerLost             the worker host running a call died or was cut off
         ├── StorageUnavailable     the metadata database or blob store cannot be reached
         ├── ThrottleUnavailable    the shared throttle store (Redis) cannot be reached
+        ├── BrokerUnavailable      an event source's broker (RabbitMQ) cannot be reached
         └── StartupRefused         the host cannot give what the settings ask for
 
 Each class names the Lambda error code it becomes (``code``); the HTTP status
@@ -56,6 +58,10 @@ class ProvisionedConcurrencyConfigNotFound(ResourceNotFound):
 
 class ResourceConflict(ClientError):
     code = "ResourceConflictException"
+
+
+class ResourceInUse(ClientError):
+    code = "ResourceInUseException"
 
 
 class InvalidParameterValue(ClientError):
@@ -188,6 +194,18 @@ class ThrottleUnavailable(PlatformError):
     def __init__(self, message: str, store: str) -> None:
         super().__init__(message)
         self.store = store
+
+
+class BrokerUnavailable(PlatformError):
+    """An event source mapping's broker did not answer or refused the consumer;
+    ``broker`` names it (``NAME at HOST:PORT``), never with credentials. The
+    mapping's poller retries with backoff; no message was acknowledged."""
+
+    code = "ServiceException"
+
+    def __init__(self, message: str, broker: str) -> None:
+        super().__init__(message)
+        self.broker = broker
 
 
 class StartupRefused(PlatformError):

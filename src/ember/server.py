@@ -41,6 +41,7 @@ from ember.scheduling import membership_postgres
 from ember.scheduling.membership_postgres import PostgresMembership
 from ember.scheduling.roster import Roster
 from ember.scheduling.wiring import RemoteWorkers, Workers
+from ember.sources.wiring import EventSources
 from ember.storage import wiring as storage_wiring
 from ember.storage.node import node_id
 from ember.storage.wiring import Storage
@@ -87,6 +88,7 @@ def build(settings: Settings) -> Platform:
         settings, storage, control.registry.get, control.exists, invocation.service.invoke
     )
     control.registry.subscribe(mcp.function_changed)
+    sources = EventSources.build(settings, storage, control, throttle, invocation.service.invoke)
     manifests = Manifests.build(
         settings,
         storage,
@@ -126,6 +128,7 @@ def build(settings: Settings) -> Platform:
         ),
         admin=auth.admin,
         roster=Roster(None if storage.database is None else PostgresMembership(storage.database)),
+        sources=sources,
     )
     parts: list[Part] = [
         workers,
@@ -136,6 +139,7 @@ def build(settings: Settings) -> Platform:
         invocation,
         mcp,
         manifests,
+        sources,
     ]
     return Platform(settings, storage, services, mcp, auth, parts)
 

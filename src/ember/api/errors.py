@@ -17,6 +17,7 @@ from ember import errors
 STATUS: dict[type[errors.EmberError], int] = {
     errors.ResourceNotFound: 404,
     errors.ResourceConflict: 409,
+    errors.ResourceInUse: 400,
     errors.InvalidParameterValue: 400,
     errors.ValidationError: 400,
     errors.RequestTooLarge: 413,
@@ -31,6 +32,7 @@ STATUS: dict[type[errors.EmberError], int] = {
     errors.SandboxUnavailable: 503,
     errors.StorageUnavailable: 503,
     errors.ThrottleUnavailable: 503,
+    errors.BrokerUnavailable: 503,
     errors.PlatformError: 500,
 }
 _CAPITAL_MESSAGE = ("ResourceNotFoundException", "ServiceException")

@@ -40,6 +40,8 @@ def routes(services: Services) -> list[Route]:
         }
         if services.audit is not None:
             body["audit"] = asdict(services.audit.statistics())
+        if services.sources is not None:
+            body["eventSources"] = asdict(services.sources.pollers.statistics())
         return json_response(body, request_id)
 
     @endpoint

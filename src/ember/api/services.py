@@ -23,6 +23,7 @@ from ember.mcp.catalog import ToolCatalog
 from ember.reconcile.provisioned import ProvisionedConcurrency
 from ember.scheduling.executor import Executor
 from ember.scheduling.roster import Roster
+from ember.sources.wiring import EventSources
 from ember.throttle import Throttle
 
 
@@ -80,3 +81,6 @@ class Services:
     admin: Admin | None = field(kw_only=True, default=None)
     # The cluster's worker hosts (/_ember/workers); an embedded node's lists none.
     roster: Roster = field(kw_only=True, default=Roster(None))
+    # Event source mappings (CreateEventSourceMapping, ...) and their pollers; None
+    # when not wired.
+    sources: EventSources | None = field(kw_only=True, default=None)

@@ -95,6 +95,7 @@ class Kind(Enum):
     LAYERS = "layers"  # ListLayers ("*"), or GetLayerVersionByArn (?find=LayerVersion&Arn=)
     CREATED = "created"  # the function the body's FunctionName names (CreateFunction)
     TAGGED = "tagged"  # the resource ARN {arn} of the path, in the account it names
+    MAPPING = "mapping"  # {uuid} of an event source mapping, in the caller's account
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +227,21 @@ ROUTES: tuple[RouteAccess, ...] = (
         "/2020-04-22/code-signing-configs",
         ("GET", "", "lambda:ListCodeSigningConfigs"),
         ("GET", "/{arn}", "lambda:GetCodeSigningConfig"),
+    ),
+    *_rows(
+        _N,
+        "/2015-03-31/event-source-mappings",
+        ("POST", "", "lambda:CreateEventSourceMapping"),
+        ("POST", "/", "lambda:CreateEventSourceMapping"),
+        ("GET", "", "lambda:ListEventSourceMappings"),
+        ("GET", "/", "lambda:ListEventSourceMappings"),
+    ),
+    *_rows(
+        Kind.MAPPING,
+        "/2015-03-31/event-source-mappings/{uuid}",
+        ("GET", "", "lambda:GetEventSourceMapping"),
+        ("PUT", "", "lambda:UpdateEventSourceMapping"),
+        ("DELETE", "", "lambda:DeleteEventSourceMapping"),
     ),
     *_rows(
         Kind.LAYER,
@@ -390,6 +406,9 @@ class Authorizer:
             return self._tagged(params["arn"], caller)
         if kind in (Kind.LAYER, Kind.LAYER_VERSION):
             return self._layer(params["name"], params.get("version"), caller)
+        if kind is Kind.MAPPING:
+            arn = f"arn:aws:lambda:{self._region}:{caller}:event-source-mapping:{params['uuid']}"
+            return arn, caller
         qualifier = params["alias"] if kind is Kind.ALIAS else _query(query, "Qualifier")
         return self._function(params["name"], qualifier, caller)
 

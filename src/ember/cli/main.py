@@ -158,6 +158,26 @@ def parse_networks(
     return tuple(networks)
 
 
+def parse_brokers(
+    _ctx: click.Context | None, _param: click.Parameter | None, values: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    """Repeated ``--broker NAME=amqp://...``; the URL is never echoed (it may hold a
+    password). A later NAME wins."""
+    brokers: dict[str, str] = {}
+    for value in values:
+        name, sep, url = value.partition("=")
+        name, url = name.strip(), url.strip()
+        if not sep or not name or ":" in name:
+            raise click.BadParameter("expected NAME=amqp://USER:PASSWORD@HOST:PORT")
+        if not url.startswith(("amqp://", "amqps://", "nats://", "tls://")):
+            raise click.BadParameter(
+                f"broker {name}: the URL must start with amqp://, amqps:// (RabbitMQ) "
+                "or nats://, tls:// (NATS JetStream)"
+            )
+        brokers[name] = url
+    return tuple(brokers.items())
+
+
 def parse_env(
     _ctx: click.Context | None, _param: click.Parameter | None, values: tuple[str, ...]
 ) -> dict[str, str] | None:
@@ -473,6 +493,17 @@ main.add_command(worker_commands.workers)
     "anyone is the root (loopback only, for development).",
 )
 @click.option(
+    "--broker",
+    "brokers",
+    envvar="EMBER_BROKERS",
+    multiple=True,
+    callback=parse_brokers,
+    help="A broker event source mappings may name (repeatable): NAME=amqp://USER:PASS@HOST:PORT "
+    "(RabbitMQ; EventSourceArn arn:aws:mq:REGION:ACCOUNT:broker:NAME:ID) or "
+    "NAME=nats://HOST:4222 (NATS JetStream; arn:ember:nats:REGION:ACCOUNT:stream:NAME:STREAM). "
+    "Credentials stay in the server: never logged nor answered.",
+)
+@click.option(
     "--master-key-file",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Base64 key sealing the access keys at rest (EMBER_MASTER_KEY wins). "
@@ -509,6 +540,7 @@ def serve(
     audit_retention: int,
     auth: str,
     master_key_file: Path | None,
+    brokers: tuple[tuple[str, str], ...],
     async_settings: dict[str, Any],
     role_settings: dict[str, Any],
 ) -> None:
@@ -546,6 +578,7 @@ def serve(
         audit_retention=audit_retention,
         auth=auth,
         master_key_file=master_key_file,
+        brokers=brokers,
         **async_settings,
         **role_settings,
     )

@@ -45,6 +45,7 @@ NAMESPACES = (
     "users",  # identity policies per (account, user)
     "keys",  # access keys, secrets sealed under the master key
     "tokens",  # MCP tokens (their SHA-256 only)
+    "mappings",  # event source mappings, by UUID
 )
 
 

@@ -422,6 +422,26 @@ ACCESS: dict[tuple[str, str, str], tuple[str, str, bool]] = {
         False,
     ),
     ("PUT", "/_ember/functions/f/tool", ""): ("ember:PutTool", F, True),
+    ("POST", "/2015-03-31/event-source-mappings", ""): (
+        "lambda:CreateEventSourceMapping",
+        "*",
+        True,
+    ),
+    ("GET", "/2015-03-31/event-source-mappings/", "FunctionName=f"): (
+        "lambda:ListEventSourceMappings",
+        "*",
+        False,
+    ),
+    ("PUT", "/2015-03-31/event-source-mappings/u-1", ""): (
+        "lambda:UpdateEventSourceMapping",
+        f"arn:aws:lambda:{REGION}:{OWNER}:event-source-mapping:u-1",
+        True,
+    ),
+    ("DELETE", "/2015-03-31/event-source-mappings/u-1", ""): (
+        "lambda:DeleteEventSourceMapping",
+        f"arn:aws:lambda:{REGION}:{OWNER}:event-source-mapping:u-1",
+        True,
+    ),
     ("POST", "/_ember/accounts", ""): ("ember:CreateAccount", "*", True),
     ("GET", "/_ember/audit", "since=0"): ("ember:ListAuditEvents", "*", False),
     ("DELETE", "/_ember/tokens/t-1", ""): ("ember:DeleteToken", "*", True),

@@ -360,3 +360,23 @@ def test_client_raises_api_error_with_status() -> None:
         client.get_function("x")
     assert (caught.value.status, caught.value.code) == (404, "ResourceNotFoundException")
     assert client.endpoint == "http://127.0.0.1:9900"
+
+
+def test_serve_takes_brokers_from_the_environment_and_never_echoes_a_bad_one(
+    tmp_path: Path, served: list[tuple[Any, str]]
+) -> None:
+    environment = {
+        "EMBER_DATA_DIR": str(tmp_path),
+        "EMBER_BROKERS": "orders=amqp://app:pw@rabbit:5672 events=nats://127.0.0.1:4222",
+    }
+    result = CliRunner().invoke(main, ["serve"], env=environment)
+    assert result.exit_code == 0, result.output
+    assert served[0][0].brokers == (
+        ("orders", "amqp://app:pw@rabbit:5672"),
+        ("events", "nats://127.0.0.1:4222"),
+    )
+    refused = CliRunner().invoke(
+        main, ["serve", "--broker", "orders=http://app:s3cr3t@rabbit"], env=environment
+    )
+    assert refused.exit_code != 0 and "orders" in refused.output
+    assert "s3cr3t" not in refused.output

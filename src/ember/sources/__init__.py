@@ -1,0 +1,1 @@
+"""Event source mappings: Lambda's third way to invoke (CreateEventSourceMapping, ...)."""
