@@ -35,6 +35,8 @@ from ember.invoke.urls import UrlInvoker
 from ember.invoke.wiring import Invocation
 from ember.lifecycle import Part
 from ember.mcp.wiring import Mcp
+from ember.observe import postgres as observe_postgres
+from ember.observe.wiring import Observability
 from ember.queue import postgres as queue_postgres
 from ember.reconcile.wiring import DUTIES, Manifests
 from ember.scheduling.wiring import Workers
@@ -55,6 +57,7 @@ class Platform:
     auth: Auth
     # In start order: sandboxes first (a host that cannot isolate refuses at once),
     # then the audit log (open before any request, closed after every other part),
+    # then the invocation history (closed after the calls that write it),
     # then the registries, then what drops orphans against them.
     parts: list[Part]
 
@@ -72,7 +75,10 @@ def build(settings: Settings) -> Platform:
     workers = Workers.build(settings, storage.packages, control.registry, logs.raw)
     throttle = throttle_wiring.build(settings, storage, control.account_of)
     control.registry.subscribe(throttle.function_changed)
-    invocation = Invocation.build(settings, storage, control, workers.manager, throttle, logs, node)
+    observability = Observability.build(settings, storage, node)
+    invocation = Invocation.build(
+        settings, storage, control, workers.manager, throttle, logs, node, observability.recorder
+    )
     asynchronous = invocation.asynchronous
     mcp = Mcp.build(
         settings, storage, control.registry.get, control.exists, invocation.service.invoke
@@ -114,10 +120,13 @@ def build(settings: Settings) -> Platform:
             held=getattr(storage.leadership, "held", None),
         ),
         admin=auth.admin,
+        recorder=observability.recorder,
+        metrics=observability.exposition(workers.manager.sandbox_states),
     )
     parts: list[Part] = [
         workers,
         audit,
+        observability,
         auth,
         control,
         throttle_wiring.ThrottlePart(throttle, control.exists),
@@ -134,7 +143,9 @@ def application(platform: Platform) -> Frontend:
         storage = platform.storage
         started: list[Part] = []
         try:
-            await storage.open((queue_postgres.MIGRATION, audit_postgres.MIGRATION))
+            await storage.open(
+                (queue_postgres.MIGRATION, audit_postgres.MIGRATION, observe_postgres.MIGRATION)
+            )
             for part in platform.parts:
                 await part.start()
                 started.append(part)

@@ -19,6 +19,8 @@ from ember.invoke.events import AsyncInvocation
 from ember.invoke.logs import LogStore
 from ember.invoke.service import InvocationService
 from ember.mcp.catalog import ToolCatalog
+from ember.observe.metrics import Exposition
+from ember.observe.recorder import Recorder
 from ember.scheduling.manager import WorkerManager
 from ember.throttle import Throttle
 
@@ -71,3 +73,7 @@ class Services:
     node: NodeInfo = field(kw_only=True, default=NodeInfo("local", "embedded", ()))
     # Accounts and access keys (/_ember/accounts, /_ember/keys); None when not wired.
     admin: Admin | None = field(kw_only=True, default=None)
+    # Invocation history, per-minute series and the counters behind them; None when
+    # not wired. ``metrics`` renders GET /metrics.
+    recorder: Recorder | None = field(kw_only=True, default=None)
+    metrics: Exposition | None = field(kw_only=True, default=None)

@@ -207,6 +207,8 @@ ROUTES: tuple[RouteAccess, ...] = (
         ("PUT", "/tool", "ember:PutTool"),
         ("GET", "/tool", "ember:GetTool"),
         ("DELETE", "/tool", "ember:DeleteTool"),
+        ("GET", "/invocations", "ember:ListInvocations"),
+        ("GET", "/series", "ember:GetInvocationSeries"),
     ),
     *_rows(
         _N,
@@ -225,7 +227,12 @@ ROUTES: tuple[RouteAccess, ...] = (
         ("GET", "/tokens", "ember:ListTokens"),
         ("DELETE", "/tokens/{id}", "ember:DeleteToken"),
         ("GET", "/audit", "ember:ListAuditEvents"),
+        # Read by request id: only records of the caller's account's functions answer.
+        ("GET", "/invocations/{id}", "ember:GetInvocation"),
+        ("GET", "/top", "ember:GetInvocationStatistics"),
     ),
+    # A scraper that is neither on loopback nor holds the metrics token signs.
+    RouteAccess("GET", "/metrics", "ember:GetMetrics", _N),
     *_rows(
         Kind.ACCOUNT,
         "/_ember/keys",

@@ -30,6 +30,7 @@ from ember.cli import (
     db_commands,
     dependencies,
     manifest_commands,
+    observe_commands,
     queue_commands,
     token_commands,
     tool_commands,
@@ -285,6 +286,8 @@ main.add_command(db_commands.db)
 main.add_command(audit_commands.audit)
 main.add_command(account_commands.accounts)
 main.add_command(account_commands.keys)
+main.add_command(observe_commands.invocations)
+main.add_command(observe_commands.top)
 
 
 @main.command()
@@ -467,6 +470,7 @@ main.add_command(account_commands.keys)
     "[default: DATA_DIR/master.key, made on first start]",
 )
 @queue_commands.async_serve_options
+@observe_commands.serve_options
 def serve(
     host: str,
     port: int,
@@ -496,6 +500,7 @@ def serve(
     auth: str,
     master_key_file: Path | None,
     async_settings: dict[str, Any],
+    observe_settings: dict[str, Any],
 ) -> None:
     """Run the ember server in the foreground."""
     # Imported here so that client commands never load the server.
@@ -531,6 +536,7 @@ def serve(
         auth=auth,
         master_key_file=master_key_file,
         **async_settings,
+        **observe_settings,
     )
     try:
         run_server(settings, log_level=log_level)

@@ -19,9 +19,16 @@ import orjson
 from ember.control import arns
 from ember.control.models import FunctionRecord
 from ember.control.registry import FunctionRegistry
-from ember.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
+from ember.errors import (
+    InvalidParameterValue,
+    InvalidRequestContent,
+    RequestTooLarge,
+    TooManyRequests,
+)
 from ember.errors import ValidationError as LambdaValidationError
 from ember.invoke.logs import InvocationLog, LogStore, error_line
+from ember.observe.recorder import Recorder
+from ember.observe.records import Call
 from ember.queue.base import EventQueue, NewEvent
 from ember.sandbox.base import InitFailed, Outcome, SandboxRequest
 from ember.scheduling.manager import WorkerManager
@@ -50,6 +57,8 @@ class InvokeCommand(NamedTuple):
     caller: str = ""  # the principal's ARN, else the source address (rate limits)
     # The caller's account: a bare or partial name is its function (None: the default's).
     account: str | None = None
+    # Where the call came from, for the invocation history (observe.records.ORIGINS).
+    origin: str = "sync"
 
 
 class InvokeResult(NamedTuple):
@@ -119,6 +128,7 @@ class InvocationService:
         throttle: Throttle,
         events: EventQueue | None = None,
         max_async_payload: int = MAX_ASYNC_REQUEST,
+        recorder: Recorder | None = None,
     ) -> None:
         self._registry = registry
         self._manager = manager
@@ -127,6 +137,7 @@ class InvocationService:
         self._throttle = throttle
         self._events = events  # None: Event invokes are refused
         self._max_async_payload = max_async_payload
+        self._recorder = recorder  # None: nothing is observed
 
     async def invoke(self, command: InvokeCommand) -> InvokeResult:
         request_id = command.request_id or new_request_id()
@@ -142,13 +153,30 @@ class InvocationService:
             return _other_invocation_type(command.invocation_type, request_id)
         # Rate limits, then a concurrency lease (raises TooManyRequests, which the
         # async pollers treat as a throttle); the lease is given back whatever happens.
-        throttle = self._throttle
-        admission = await throttle.admit(record.name, command.caller, request_id, record.timeout)
+        throttle, recorder = self._throttle, self._recorder
+        started = time.perf_counter()
+        try:
+            admission = await throttle.admit(
+                record.name, command.caller, request_id, record.timeout
+            )
+        except TooManyRequests as refused:
+            if recorder is not None:
+                recorder.throttled(record.name, refused.reason)
+            raise
+        concurrent = recorder.enter(record.name) if recorder is not None else 0
         try:
             result = await self._run(
-                command, record, request_id, payload, client_context, ref.qualifier
+                command,
+                record,
+                request_id,
+                payload,
+                client_context,
+                ref.qualifier,
+                (started, concurrent),
             )
         finally:
+            if recorder is not None:
+                recorder.leave(record.name)
             await throttle.release(admission)
         if admission.decision is not None:
             return result._replace(rate_limit=admission.decision)
@@ -170,6 +198,8 @@ class InvocationService:
         qualifier = ref.qualifier
         target = key if qualifier is None or qualifier == arns.LATEST else f"{key}:{qualifier}"
         await events.enqueue((NewEvent(target, request_id, payload),))
+        if self._recorder is not None:
+            self._recorder.received(key)
         return InvokeResult(202, b"", request_id, arns.LATEST)
 
     async def _run(
@@ -180,14 +210,22 @@ class InvocationService:
         payload: bytes,
         client_context: str,
         qualifier: str | None,
+        observed: tuple[float, int] = (0.0, 0),
     ) -> InvokeResult:
-        """Lease a sandbox, invoke, log: the part that runs under a throttle lease."""
+        """Lease a sandbox, invoke, log: the part that runs under a throttle lease.
+
+        ``observed``: when the service took the call, and how many of the function's
+        calls run with it (for the recorder)."""
         invoked_arn = self._arns.function(record.name, qualifier)
         started = time.perf_counter()
         try:
             slot = await self._manager.acquire(record)
         except InitFailed as failure:
-            return self._init_failed(command, record, request_id, failure, started)
+            return self._init_failed(command, record, request_id, failure, started, qualifier)
+        except TooManyRequests as refused:  # no worker has room
+            if self._recorder is not None:
+                self._recorder.throttled(record.name, refused.reason)
+            raise
         init_ms = slot.sandbox.init_ms if slot.fresh else None
         init_log = slot.sandbox.init_log if slot.fresh else b""
         stream = self._logs.stream(record.name, request_id, record.version, init_log)
@@ -211,17 +249,39 @@ class InvocationService:
             # A call that raised or was cancelled may still be running in the
             # sandbox, and its late reply would answer the next call: never reuse it.
             self._manager.release(slot, reusable=reusable and slot.sandbox.alive)
+        finished = time.perf_counter()
         body = result.body
         failed = result.outcome is Outcome.FUNCTION_ERROR
         if len(body) > MAX_RESPONSE:
             body, failed = _TOO_LARGE, True
+        if self._recorder is not None:
+            self._recorder.call(
+                Call(
+                    record.name,
+                    qualifier or arns.LATEST,
+                    record.version,
+                    request_id,
+                    command.origin,
+                    request.trace_id,
+                    observed[0] or started,
+                    started,
+                    invoke_started,
+                    finished,
+                    init_ms,
+                    body if failed else None,
+                    record.memory_size,
+                    result.max_rss_kb // 1024,
+                    slot.sandbox.sandbox_id,
+                    observed[1],
+                )
+            )
         entry = InvocationLog(
             function=record.name,
             request_id=request_id,
             version=record.version,
             output=init_log + result.log,
             error_line=_error_line(request_id, body) if failed else b"",
-            duration_ms=(time.perf_counter() - invoke_started) * 1000,
+            duration_ms=(finished - invoke_started) * 1000,
             memory_mb=record.memory_size,
             max_memory_mb=result.max_rss_kb // 1024,
             init_ms=init_ms,
@@ -244,6 +304,7 @@ class InvocationService:
         request_id: str,
         failure: InitFailed,
         started: float,
+        qualifier: str | None = None,
     ) -> InvokeResult:
         entry = InvocationLog(
             function=record.name,
@@ -257,6 +318,28 @@ class InvocationService:
             init_ms=failure.init_ms,
         )
         self._logs.record(entry)
+        if self._recorder is not None:
+            ended = time.perf_counter()
+            self._recorder.call(
+                Call(
+                    record.name,
+                    qualifier or arns.LATEST,
+                    record.version,
+                    request_id,
+                    command.origin,
+                    "",
+                    started,
+                    started,
+                    ended,
+                    ended,
+                    failure.init_ms,
+                    failure.payload,
+                    record.memory_size,
+                    0,
+                    "",
+                    0,
+                )
+            )
         return InvokeResult(
             200,
             failure.payload,

@@ -279,6 +279,11 @@ class WorkerManager:
             for slot in self._slots.values()
         ]
 
+    def sandbox_states(self) -> dict[str, int]:
+        """Sandboxes by state (``/metrics``): idle (frozen or not) and busy."""
+        idle = sum(1 for slot in self._slots.values() if slot.state is SlotState.IDLE)
+        return {"idle": idle, "busy": len(self._slots) - idle}
+
     def statistics(self) -> dict[str, int]:
         idle = sum(1 for slot in self._slots.values() if slot.state is SlotState.IDLE)
         return {
