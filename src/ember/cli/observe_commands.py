@@ -92,10 +92,11 @@ def _outcome(record: dict[str, Any]) -> Text:
 def invocations_table(records: list[dict[str, Any]]) -> Table:
     """One row per invocation, newest first; ``--json`` has every field."""
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("START", "REQUEST ID", "VERSION", "ORIGIN", "DURATION MS", "INIT MS"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("MEMORY", no_wrap=True)
-    table.add_column("OUTCOME", overflow="fold")
+    # The request id is what a user copies into `show`: never cut; the rest folds.
+    table.add_column("START", overflow="fold", min_width=10)
+    table.add_column("REQUEST ID", no_wrap=True, min_width=36)
+    for column in ("VERSION", "ORIGIN", "DURATION MS", "INIT MS", "MEMORY", "OUTCOME"):
+        table.add_column(column, overflow="fold")
     for record in records:
         table.add_row(
             str(record.get("Start", "")).replace("T", " ")[:23],
