@@ -7,11 +7,13 @@ calls on the shared server never matter.
 
 from __future__ import annotations
 
+import http.server
 import json
 import subprocess
+import threading
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -296,3 +298,62 @@ def test_history_survives_a_restart(spawn_server: Spawn, tmp_path: Any) -> None:
     again = spawn_server(tmp_path / "data")
     (record,) = history(again, name)["Invocations"]
     assert record["RequestId"] == request_id
+
+
+class _Collector(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP receiver: keeps the protobuf bodies POSTed to /v1/traces."""
+
+    received: ClassVar[list[bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        if self.path == "/v1/traces":
+            self.received.append(body)
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_spans_reach_an_otlp_receiver(spawn_server: Spawn) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    collector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    try:
+        node = spawn_server(
+            None, "--otlp-endpoint", f"http://127.0.0.1:{collector.server_address[1]}"
+        )
+        name = f"obs-otlp-{uuid.uuid4().hex[:8]}"
+        create(node, name)
+        request_id = invoke(node, name)
+
+        def spans() -> dict[str, Any] | None:
+            found: dict[str, Any] = {}
+            for body in _Collector.received:
+                export = ExportTraceServiceRequest.FromString(body)
+                for resource in export.resource_spans:
+                    for scope in resource.scope_spans:
+                        for span in scope.spans:
+                            attributes = {a.key: a.value for a in span.attributes}
+                            if "faas.invocation_id" in attributes:
+                                ours = attributes["faas.invocation_id"].string_value
+                                if ours != request_id:
+                                    continue
+                            found[span.name] = span
+            return found if len(found) == 5 else None
+
+        found = wait_until(spans, timeout=30)
+    finally:
+        collector.shutdown()
+        collector.server_close()
+    root = found["ember.invoke"]
+    assert {span.trace_id for span in found.values()} == {root.trace_id}
+    assert root.trace_id.hex().endswith(request_id.replace("-", "")[:24])
+    assert found["ember.init"].parent_span_id == found["ember.acquire"].span_id
+    assert found["ember.sandbox.invoke"].parent_span_id == root.span_id
