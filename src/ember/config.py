@@ -133,6 +133,9 @@ class Settings:
     # Invocation history (GET /_ember/functions/NAME/invocations): the newest records
     # kept per function; older ones are trimmed as new ones are written.
     history_size: int = 10_000
+    # False: calls are not recorded at all (no call metrics, history or series);
+    # what the benchmark compares the warm path against.
+    observe: bool = True
     # OTLP/HTTP collector (e.g. http://127.0.0.1:4318) that receives a span tree per
     # call; None: no tracing, and OpenTelemetry is never imported (pip install ember[otel]).
     otlp_endpoint: str | None = None

@@ -77,7 +77,14 @@ def build(settings: Settings) -> Platform:
     control.registry.subscribe(throttle.function_changed)
     observability = Observability.build(settings, storage, node)
     invocation = Invocation.build(
-        settings, storage, control, workers.manager, throttle, logs, node, observability.recorder
+        settings,
+        storage,
+        control,
+        workers.manager,
+        throttle,
+        logs,
+        node,
+        observability.recorder if settings.observe else None,
     )
     asynchronous = invocation.asynchronous
     mcp = Mcp.build(

@@ -33,6 +33,13 @@ def serve_options(command: Callable[..., Any]) -> Callable[..., Any]:
         help="Invocation records kept per function (the newest).",
     )
     @click.option(
+        "--observe/--no-observe",
+        envvar="EMBER_OBSERVE",
+        default=True,
+        show_default=True,
+        help="Record every call (metrics, history, series); --no-observe records none.",
+    )
+    @click.option(
         "--otlp-endpoint",
         envvar="EMBER_OTLP_ENDPOINT",
         help="OTLP/HTTP collector (e.g. http://127.0.0.1:4318) to send a span tree per "
@@ -54,6 +61,7 @@ def serve_options(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(
         *args: Any,
         history_size: int,
+        observe: bool,
         otlp_endpoint: str | None,
         metrics_public: bool,
         metrics_token: str | None,
@@ -61,6 +69,7 @@ def serve_options(command: Callable[..., Any]) -> Callable[..., Any]:
     ) -> Any:
         kwargs["observe_settings"] = {
             "history_size": history_size,
+            "observe": observe,
             "otlp_endpoint": otlp_endpoint or None,
             "metrics_public": metrics_public,
             "metrics_token": metrics_token or None,

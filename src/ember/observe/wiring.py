@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ember.config import Settings
 from ember.lifecycle import Loop
 from ember.observe.base import HistoryStore
-from ember.observe.metrics import EmberCollector, Exposition
+from ember.observe.metrics import Exposition
 from ember.observe.postgres import PostgresHistoryStore
 from ember.observe.recorder import Recorder
 from ember.observe.sqlite import FILE_NAME, SqliteHistoryStore
@@ -57,7 +57,7 @@ class Observability:
 
     def exposition(self, sandboxes: Callable[[], Mapping[str, int]]) -> Exposition:
         """``GET /metrics``'s renderer; ``sandboxes``: this node's sandboxes by state."""
-        return Exposition(EmberCollector(self.recorder, sandboxes))
+        return Exposition(self.recorder, sandboxes)
 
     async def start(self) -> None:
         await self.recorder.open()
