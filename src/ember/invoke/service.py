@@ -140,6 +140,7 @@ class InvocationService:
         self._recorder = recorder  # None: nothing is observed
 
     async def invoke(self, command: InvokeCommand) -> InvokeResult:
+        started = time.perf_counter()  # the frontend's part of the call begins (tracing)
         request_id = command.request_id or new_request_id()
         ref = arns.parse(command.function, command.qualifier)
         record = self._registry.get(self._arns.resolve(ref, command.account), ref.qualifier)
@@ -154,7 +155,6 @@ class InvocationService:
         # Rate limits, then a concurrency lease (raises TooManyRequests, which the
         # async pollers treat as a throttle); the lease is given back whatever happens.
         throttle, recorder = self._throttle, self._recorder
-        started = time.perf_counter()
         try:
             admission = await throttle.admit(
                 record.name, command.caller, request_id, record.timeout
