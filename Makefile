@@ -56,6 +56,7 @@ bench: setup
 	@cd bench && ../$(BIN)/python bench_cluster.py
 	@cd bench && ../$(BIN)/python bench_auth.py
 	@cd bench && ../$(BIN)/python bench_hardening.py
+	@cd bench && ../$(BIN)/python bench_observability.py
 
 clean:
 	rm -rf $(VENV) .ember-data .mypy_cache .ruff_cache .pytest_cache
