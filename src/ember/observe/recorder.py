@@ -18,15 +18,15 @@ retries it; minute rows are kept until written.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
 
+from ember.lifecycle import Batched, BatchState, Tick
 from ember.observe.base import HistoryPage, HistoryQuery, HistoryStore
 from ember.observe.records import (
     BUCKETS,
@@ -45,8 +45,6 @@ from ember.observe.records import (
 log = logging.getLogger("ember.observe")
 
 Clock = Callable[[], float]
-# Waits one flush interval; tests inject one they release by hand.
-Tick = Callable[[], Awaitable[None]]
 # Spans of drained calls (``tracing.Tracer.export``), given the wall-clock offset.
 Export = Callable[[list[Call], float], None]
 
@@ -106,13 +104,6 @@ class FunctionTotals:
     durations: list[int] = field(default_factory=list)  # per DURATION_BOUNDS_MS bucket
 
 
-class _State(enum.Enum):
-    NEW = "new"  # recording; nothing written until open
-    OPEN = "open"  # the store is open, the loop may flush
-    STOPPING = "stopping"  # the loop returns after its current flush; recording still works
-    CLOSED = "closed"  # flushed and closed: records are no longer written
-
-
 @dataclass(frozen=True, slots=True)
 class RecorderStatistics:
     pending: int  # records drained, not yet written
@@ -121,8 +112,9 @@ class RecorderStatistics:
     failed_flushes: int  # flushes the store refused (retried on the next tick)
 
 
-class Recorder:
-    """See the module docstring. ``node`` names this node in its records."""
+class Recorder(Batched):
+    """See the module docstring. ``node`` names this node in its records. Its life
+    (open, run, stop, close) is ``ember.lifecycle.Batched``'s."""
 
     def __init__(
         self,
@@ -137,15 +129,14 @@ class Recorder:
     ) -> None:
         if history_size < 1:
             raise ValueError(f"history size {history_size} must keep at least one record")
+        super().__init__(tick or (lambda: asyncio.sleep(FLUSH_INTERVAL_SECONDS)), log, "history")
         self._store = store
         self._node = node
         self._history_size = history_size
         self._trim_every = max(1, history_size // 100)
         self._clock = clock
-        self._tick = tick or (lambda: asyncio.sleep(FLUSH_INTERVAL_SECONDS))
         self._max_pending = max_pending
         self._export = export
-        self._state = _State.NEW
         # The hot path's only structures: appended to and counted into, nothing more.
         self._calls: list[Call] = []
         self.inflight: dict[str, int] = {}
@@ -158,8 +149,7 @@ class Recorder:
         self._untrimmed: defaultdict[str, int] = defaultdict(int)
         self._series_trimmed = 0
         self._flushing = asyncio.Lock()
-        self._stopped = asyncio.Event()
-        self._written = self._dropped = self._failed = 0
+        self._written = self._dropped = 0
 
     # -- the hot path ---------------------------------------------------------
 
@@ -271,7 +261,7 @@ class Recorder:
         return minute
 
     def _keep(self, record: InvocationRecord) -> None:
-        if self._state is _State.CLOSED:
+        if self._state is BatchState.CLOSED:
             self._dropped += 1
             return
         if len(self._records) >= self._max_pending:
@@ -360,53 +350,14 @@ class Recorder:
 
     # -- the part's life ----------------------------------------------------------
 
-    async def open(self) -> None:
+    async def _open_store(self) -> None:
         await self._store.open()
-        if self._state is _State.NEW:
-            self._state = _State.OPEN
 
-    async def run(self) -> None:
-        """Flush on every tick until ``stop``."""
-        while self._state is _State.OPEN:
-            await self._next_tick()
-            await self._flush_logged()
+    async def _close_store(self) -> None:
+        await self._store.close()
 
-    def stop(self) -> None:
-        """Make ``run`` return after its current flush. Idempotent."""
-        if self._state in (_State.NEW, _State.OPEN):
-            self._state = _State.STOPPING
-        self._stopped.set()
-
-    async def close(self) -> None:
-        """Write what is pending, then close the store. Idempotent."""
-        if self._state is _State.CLOSED:
-            return
-        self._state = _State.STOPPING
-        try:
-            await self.flush()
-        except Exception:
-            log.exception("history: %d records could not be written at close", len(self._records))
-        finally:
-            self._state = _State.CLOSED
-            await self._store.close()
-
-    async def _next_tick(self) -> None:
-        tick = asyncio.ensure_future(self._tick())
-        stopped = asyncio.ensure_future(self._stopped.wait())
-        try:
-            await asyncio.wait((tick, stopped), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiting in (tick, stopped):
-                waiting.cancel()
-            await asyncio.gather(tick, stopped, return_exceptions=True)
-
-    async def _flush_logged(self) -> None:
-        # An unreachable store must not take the server down with this loop.
-        try:
-            await self.flush()
-        except Exception as exc:
-            self._failed += 1
-            log.warning("history: cannot write %d records yet: %s", len(self._records), exc)
+    def _pending(self) -> int:
+        return len(self._records)
 
 
 def _error_type(body: bytes) -> str:
