@@ -468,3 +468,20 @@ def test_a_slow_tool_does_not_hold_up_other_clients(server: Server, deploy: Depl
             tasks.cancel_scope.cancel()
 
     run(body)
+
+
+def test_a_tool_call_is_recorded_with_its_origin(server: Server, deploy: Deploy) -> None:
+    name = deploy(source())["FunctionName"]
+    expose(server, name, toolName=f"h.{name}")
+
+    async def body() -> None:
+        async with client(server.url + "/mcp", ERAS[0]) as session:
+            assert not (await session.call_tool(f"h.{name}", {"a": 2, "b": 40})).is_error
+
+    run(body)
+
+    def origins() -> list[str]:
+        page = server.http.get(f"/_ember/functions/{name}/invocations", timeout=10).json()
+        return [record["Origin"] for record in page["Invocations"]]
+
+    assert wait_until(origins, timeout=30) == ["mcp"]
