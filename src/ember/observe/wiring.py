@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ember.config import Settings
+from ember.errors import StartupRefused
 from ember.lifecycle import Loop
 from ember.observe.base import HistoryStore
 from ember.observe.metrics import Exposition
@@ -32,6 +33,17 @@ def store(storage: Storage, node: str) -> HistoryStore:
     return PostgresHistoryStore(storage.database, node)
 
 
+def _tracer(endpoint: str, node: str) -> Tracer:
+    try:
+        from ember.observe.tracing import Tracer
+    except ImportError as missing:
+        raise StartupRefused(
+            f"--otlp-endpoint needs the OpenTelemetry SDK ({missing.name} is not installed): "
+            "pip install 'ember[otel]'"
+        ) from None
+    return Tracer.otlp(endpoint, node)
+
+
 @dataclass(frozen=True)
 class Observability:
     """The part (see ``ember.lifecycle.Part``): opens the store, runs the flush loop,
@@ -44,9 +56,7 @@ class Observability:
     def build(cls, settings: Settings, storage: Storage, node: str) -> Observability:
         tracer = None
         if settings.otlp_endpoint:
-            from ember.observe.tracing import Tracer
-
-            tracer = Tracer.otlp(settings.otlp_endpoint, node)
+            tracer = _tracer(settings.otlp_endpoint, node)
         recorder = Recorder(
             store(storage, node),
             node=node,

@@ -125,3 +125,25 @@ def test_without_an_endpoint_neither_the_sdk_nor_the_exporter_is_loaded(tmp_path
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_an_endpoint_without_the_sdk_installed_is_refused_by_name(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "sys.modules['opentelemetry.sdk'] = None  # as if ember[otel] were not installed\n"
+        "from pathlib import Path\n"
+        "from ember.config import Settings\n"
+        "from ember.errors import StartupRefused\n"
+        "from ember.server import build\n"
+        f"settings = Settings(data_dir=Path({str(tmp_path)!r}), sandbox='process',\n"
+        "                    otlp_endpoint='http://127.0.0.1:4318')\n"
+        "try:\n"
+        "    build(settings)\n"
+        "except StartupRefused as refused:\n"
+        "    print(refused.message)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'ember[otel]'" in done.stdout
