@@ -158,6 +158,7 @@ def test_history_of_sync_async_and_url_calls_with_filters_and_paging(server: Ser
     first = records[-1]
     assert first["InitDurationMs"] is not None  # the cold start
     assert first["Version"] == "$LATEST" and first["SandboxId"]
+    assert first["TraceId"].startswith("Root=1-")
     assert first["BilledDurationMs"] >= 1 and first["MemorySizeMB"] == 128
     (failed,) = history(server, name, outcome="error,timeout")["Invocations"]
     assert failed["RequestId"] == failed_id

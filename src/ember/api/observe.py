@@ -49,10 +49,9 @@ def document(record: InvocationRecord) -> dict[str, object]:
 
 
 def routes(services: Services) -> list[Route]:
-    recorder_or_none = services.recorder
-    if recorder_or_none is None:
+    if services.recorder is None:
         return []
-    recorder: Recorder = recorder_or_none
+    recorder: Recorder = services.recorder
 
     def function_key(request: Request) -> str:
         ref = names.function(request.scope, services.arns, request.path_params["name"])

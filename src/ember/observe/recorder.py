@@ -40,6 +40,7 @@ from ember.observe.records import (
     SeriesPoint,
     billed,
     bucket_of,
+    derived_trace_header,
 )
 
 log = logging.getLogger("ember.observe")
@@ -247,7 +248,7 @@ class Recorder(Batched):
                 call.memory_size_mb,
                 call.memory_used_mb,
                 call.sandbox_id,
-                call.trace_id,
+                call.trace_id or derived_trace_header(call.request_id, start),
                 self._node,
             )
         )

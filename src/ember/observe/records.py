@@ -103,6 +103,13 @@ class InvocationRecord:
         }
 
 
+def derived_trace_header(request_id: str, wall_start: float) -> str:
+    """The X-Ray header the runtime makes for a call that came without one
+    (``runtime/pyloop.py``): the trace id is the start's second and the request id."""
+    digits = request_id.replace("-", "")[:24].ljust(24, "0")
+    return f"Root=1-{int(wall_start):08x}-{digits}"
+
+
 def billed(duration_ms: float) -> int:
     return max(1, math.ceil(duration_ms))
 

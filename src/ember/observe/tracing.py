@@ -32,10 +32,10 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
 
 from ember import __version__
-from ember.observe.records import Call
+from ember.observe.records import Call, derived_trace_header
 
 _XRAY = re.compile(
-    r"Root=1-(?P<time>[0-9a-f]{8})-(?P<id>[0-9a-f]{24})(?:;Parent=(?P<parent>[0-9a-f]{16}))?"
+    r"(?:Root=)?1-(?P<time>[0-9a-f]{8})-(?P<id>[0-9a-f]{24})(?:;Parent=(?P<parent>[0-9a-f]{16}))?"
     r"(?:;Sampled=(?P<sampled>[01]))?"
 )
 _TRACEPARENT = re.compile(
@@ -60,15 +60,15 @@ class _GivenTraceIds(IdGenerator):
 
 def trace_of(call: Call, wall_start: float) -> tuple[int, int | None, bool]:
     """(trace id, the caller's parent span id or None, sampled) of ``call``."""
-    header = call.trace_id
-    if match := _XRAY.search(header):
-        parent = int(match["parent"], 16) if match["parent"] else None
-        return int(match["time"] + match["id"], 16), parent, match["sampled"] != "0"
-    if match := _TRACEPARENT.search(header):
+    if match := _TRACEPARENT.search(call.trace_id):
         sampled = int(match["flags"], 16) & 1 == 1
         return int(match["id"], 16), int(match["parent"], 16), sampled
-    digits = call.request_id.replace("-", "")[:24].ljust(24, "0")
-    return int(f"{int(wall_start):08x}{digits}", 16), None, True
+    # A header that is neither (or none at all): the id the runtime derives.
+    for header in (call.trace_id, derived_trace_header(call.request_id, wall_start)):
+        if match := _XRAY.search(header):
+            parent = int(match["parent"], 16) if match["parent"] else None
+            return int(match["time"] + match["id"], 16), parent, match["sampled"] != "0"
+    raise AssertionError("a derived X-Ray header always parses")
 
 
 def _ns(perf: float, offset: float) -> int:
