@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ember.observe import sql
 from ember.observe.base import HistoryQuery, HistoryStore
 from ember.observe.postgres import PostgresHistoryStore
 from ember.observe.records import BUCKETS, InvocationRecord, Minute
@@ -80,6 +81,10 @@ def record(
         "Root=1-00000000-000000000000000000000000",
         "n1",
     )
+
+
+def test_a_record_is_written_as_its_columns() -> None:
+    assert InvocationRecord._fields == sql.COLUMNS
 
 
 def durations(**at: int) -> list[int]:

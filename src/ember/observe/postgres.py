@@ -1,8 +1,9 @@
 """The history in the cluster's PostgreSQL: tables every node appends to and reads.
 
-Ids come from an identity column, so "the newest N of a function" (trimming)
-is its N highest ids across the cluster; a minute row is keyed by its node,
-and reads merge the nodes' rows (``records.merge``).
+Ids come from an identity column; "the newest N of a function" (trimming) is
+its N last by start, then id, across the cluster, on the index pages read. A
+minute row is keyed by its node, and reads merge the nodes' rows
+(``records.merge``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ MIGRATION = Migration(
             node TEXT NOT NULL
         );
         CREATE INDEX invocations_function ON invocations (function, start, id);
-        CREATE INDEX invocations_function_id ON invocations (function, id);
         CREATE INDEX invocations_request ON invocations (request_id);
         CREATE TABLE invocation_minutes (
             function TEXT NOT NULL,
@@ -85,7 +85,7 @@ class PostgresHistoryStore:
                 conn.cursor() as cursor,
             ):
                 if records:
-                    await cursor.executemany(sql.insert_sql("%s"), [sql.as_row(r) for r in records])
+                    await cursor.executemany(sql.insert_sql("%s"), records)
                 if minutes:
                     rows = [sql.minute_row(m, self._node) for m in minutes]
                     await cursor.executemany(sql.upsert_minute_sql("%s"), rows)

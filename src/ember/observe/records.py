@@ -62,9 +62,11 @@ class Call(NamedTuple):
     concurrent: int  # calls of this function in flight on this node, this one included
 
 
-@dataclass(frozen=True, slots=True)
-class InvocationRecord:
-    """One stored entry of the invocation history (``GET .../invocations``)."""
+class InvocationRecord(NamedTuple):
+    """One stored entry of the invocation history (``GET .../invocations``).
+
+    A tuple, made once per call off the hot path; its fields are the stored columns
+    in order (``sql.COLUMNS``), so the stores write it as it is."""
 
     function: str
     request_id: str
@@ -79,7 +81,7 @@ class InvocationRecord:
     memory_size_mb: int
     memory_used_mb: int
     sandbox_id: str
-    trace_id: str
+    trace_id: str  # "": the call came without one (``document`` derives the runtime's)
     node: str
 
     def document(self, iso: str) -> dict[str, object]:
@@ -98,7 +100,7 @@ class InvocationRecord:
             "MemorySizeMB": self.memory_size_mb,
             "MaxMemoryUsedMB": self.memory_used_mb,
             "SandboxId": self.sandbox_id,
-            "TraceId": self.trace_id,
+            "TraceId": self.trace_id or derived_trace_header(self.request_id, self.start),
             "Node": self.node,
         }
 

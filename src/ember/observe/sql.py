@@ -13,7 +13,7 @@ from ember.audit.base import Position
 from ember.observe.base import HistoryQuery
 from ember.observe.records import InvocationRecord, Minute
 
-# The stored columns of a record, in the order ``as_row`` gives (after the id).
+# The stored columns of a record: ``InvocationRecord``'s fields, in order (after the id).
 COLUMNS: tuple[str, ...] = (
     "function",
     "request_id",
@@ -60,10 +60,12 @@ def upsert_minute_sql(m: str) -> str:
 
 
 def trim_sql(m: str) -> str:
-    """The id of the oldest record of the function to keep; everything below it goes."""
+    """The position of the oldest record of the function to keep (in the order pages
+    read, on the same index); everything before it goes."""
     return (
-        f"DELETE FROM invocations WHERE function = {m} AND id < "
-        f"(SELECT id FROM invocations WHERE function = {m} ORDER BY id DESC LIMIT 1 OFFSET {m})"
+        f"DELETE FROM invocations WHERE function = {m} AND (start, id) < "
+        f"(SELECT start, id FROM invocations WHERE function = {m} "
+        f"ORDER BY start DESC, id DESC LIMIT 1 OFFSET {m})"
     )
 
 
@@ -71,26 +73,6 @@ def series_sql(m: str) -> str:
     return (
         f"SELECT {', '.join(MINUTE_COLUMNS)} FROM invocation_minutes "
         f"WHERE function = {m} AND minute >= {m} AND minute < {m} ORDER BY minute"
-    )
-
-
-def as_row(record: InvocationRecord) -> tuple[object, ...]:
-    return (
-        record.function,
-        record.request_id,
-        record.version,
-        record.origin,
-        record.start,
-        record.duration_ms,
-        record.billed_ms,
-        record.init_ms,
-        record.outcome,
-        record.error_type,
-        record.memory_size_mb,
-        record.memory_used_mb,
-        record.sandbox_id,
-        record.trace_id,
-        record.node,
     )
 
 

@@ -44,7 +44,6 @@ CREATE TABLE invocations (
     node TEXT NOT NULL
 );
 CREATE INDEX invocations_function ON invocations (function, start, id);
-CREATE INDEX invocations_function_id ON invocations (function, id);
 CREATE INDEX invocations_request ON invocations (request_id);
 CREATE TABLE invocation_minutes (
     function TEXT NOT NULL,
@@ -88,7 +87,7 @@ class SqliteHistoryStore:
         db = self._connect()
         with db:  # one transaction for the batch
             db.execute("BEGIN")
-            db.executemany(sql.insert_sql("?"), [sql.as_row(r) for r in records])
+            db.executemany(sql.insert_sql("?"), records)
             db.executemany(
                 sql.upsert_minute_sql("?"), [sql.minute_row(m, self._node) for m in minutes]
             )
