@@ -295,6 +295,8 @@ def test_history_survives_a_restart(spawn_server: Spawn, tmp_path: Any) -> None:
     name = f"obs-restart-{uuid.uuid4().hex[:8]}"
     create(node, name)
     request_id = invoke(node, name)
+    written = node.health()["history"]
+    assert set(written) == {"pending", "written", "dropped", "failed_flushes"}
     node.stop()  # SIGTERM: what is pending is written at close
     again = spawn_server(tmp_path / "data")
     (record,) = history(again, name)["Invocations"]

@@ -40,6 +40,8 @@ def routes(services: Services) -> list[Route]:
         }
         if services.audit is not None:
             body["audit"] = asdict(services.audit.statistics())
+        if services.recorder is not None:
+            body["history"] = asdict(services.recorder.statistics())
         return json_response(body, request_id)
 
     @endpoint
