@@ -59,6 +59,7 @@ bench: setup
 	@cd bench && ../$(BIN)/python bench_auth.py
 	@cd bench && ../$(BIN)/python bench_hardening.py
 	@cd bench && ../$(BIN)/python bench_esm.py
+	@cd bench && ../$(BIN)/python bench_observability.py
 
 clean:
 	rm -rf $(VENV) .ember-data .mypy_cache .ruff_cache .pytest_cache

@@ -135,6 +135,20 @@ class Settings:
     # "none" acts as the default account's root unverified (loopback hosts only,
     # for development).
     auth: str = "sigv4"
+    # Invocation history (GET /_ember/functions/NAME/invocations): the newest records
+    # kept per function; older ones are trimmed as new ones are written.
+    history_size: int = 10_000
+    # False: calls are not recorded at all (no call metrics, history or series);
+    # what the benchmark compares the warm path against.
+    observe: bool = True
+    # OTLP/HTTP collector (e.g. http://127.0.0.1:4318) that receives a span tree per
+    # call; None: no tracing, and OpenTelemetry is never imported (pip install ember[otel]).
+    otlp_endpoint: str | None = None
+    # GET /metrics without authentication from anywhere; otherwise loopback clients
+    # and holders of metrics_token scrape unsigned, anyone else signs (ember:GetMetrics).
+    metrics_public: bool = False
+    # A bearer token Prometheus may send (authorization: credentials) for /metrics.
+    metrics_token: str | None = None
     # The base64 master key that seals access-key secrets at rest (EMBER_MASTER_KEY
     # wins over it); None: <data_dir>/master.key, created on first start.
     master_key_file: Path | None = None

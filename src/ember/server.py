@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import signal
@@ -35,9 +36,12 @@ from ember.invoke.urls import UrlInvoker
 from ember.invoke.wiring import Invocation
 from ember.lifecycle import Part
 from ember.mcp.wiring import Mcp
+from ember.observe import postgres as observe_postgres
+from ember.observe.wiring import Observability
 from ember.queue import postgres as queue_postgres
 from ember.reconcile.wiring import DUTIES, Manifests
 from ember.scheduling import membership_postgres
+from ember.scheduling.executor import Executor
 from ember.scheduling.membership_postgres import PostgresMembership
 from ember.scheduling.roster import Roster
 from ember.scheduling.wiring import RemoteWorkers, Workers
@@ -59,6 +63,7 @@ class Platform:
     auth: Auth
     # In start order: sandboxes first (a host that cannot isolate refuses at once),
     # then the audit log (open before any request, closed after every other part),
+    # then the invocation history (closed after the calls that write it),
     # then the registries, then what drops orphans against them.
     parts: list[Part]
 
@@ -80,8 +85,16 @@ def build(settings: Settings) -> Platform:
         workers = Workers.build(settings, storage.packages, control.registry, logs.raw)
     throttle = throttle_wiring.build(settings, storage, control.account_of)
     control.registry.subscribe(throttle.function_changed)
+    observability = Observability.build(settings, storage, node)
     invocation = Invocation.build(
-        settings, storage, control, workers.executor, throttle, logs, node
+        settings,
+        storage,
+        control,
+        workers.executor,
+        throttle,
+        logs,
+        node,
+        observability.recorder if settings.observe else None,
     )
     asynchronous = invocation.asynchronous
     mcp = Mcp.build(
@@ -129,10 +142,13 @@ def build(settings: Settings) -> Platform:
         admin=auth.admin,
         roster=Roster(None if storage.database is None else PostgresMembership(storage.database)),
         sources=sources,
+        recorder=observability.recorder,
+        metrics=observability.exposition(functools.partial(_sandbox_states, workers.executor)),
     )
     parts: list[Part] = [
         workers,
         audit,
+        observability,
         auth,
         control,
         throttle_wiring.ThrottlePart(throttle, control.exists),
@@ -144,6 +160,12 @@ def build(settings: Settings) -> Platform:
     return Platform(settings, storage, services, mcp, auth, parts)
 
 
+def _sandbox_states(executor: Executor) -> dict[str, int]:
+    """Sandboxes by state for ``/metrics``: this node's, or its worker hosts' (a frontend)."""
+    statistics = executor.statistics()
+    return {"idle": statistics.get("idle", 0), "busy": statistics.get("busy", 0)}
+
+
 def application(platform: Platform) -> Frontend:
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
@@ -151,7 +173,12 @@ def application(platform: Platform) -> Frontend:
         started: list[Part] = []
         try:
             await storage.open(
-                (queue_postgres.MIGRATION, audit_postgres.MIGRATION, membership_postgres.MIGRATION)
+                (
+                    queue_postgres.MIGRATION,
+                    audit_postgres.MIGRATION,
+                    membership_postgres.MIGRATION,
+                    observe_postgres.MIGRATION,
+                )
             )
             for part in platform.parts:
                 await part.start()

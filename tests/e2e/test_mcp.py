@@ -510,3 +510,20 @@ def test_stdio_answers_a_request_sent_just_before_stdin_closes(
     assert "result" in answers[2], answers[2]
     assert json.loads(answers[2]["result"]["content"][0]["text"])["sum"] == 5
     assert done.returncode == 0, done.stderr
+
+
+def test_a_tool_call_is_recorded_with_its_origin(server: Server, deploy: Deploy) -> None:
+    name = deploy(source())["FunctionName"]
+    expose(server, name, toolName=f"h.{name}")
+
+    async def body() -> None:
+        async with client(server.url + "/mcp", ERAS[0]) as session:
+            assert not (await session.call_tool(f"h.{name}", {"a": 2, "b": 40})).is_error
+
+    run(body)
+
+    def origins() -> list[str]:
+        page = server.http.get(f"/_ember/functions/{name}/invocations", timeout=10).json()
+        return [record["Origin"] for record in page["Invocations"]]
+
+    assert wait_until(origins, timeout=30) == ["mcp"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import hmac
+import ipaddress
 import traceback
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -25,6 +27,7 @@ from ember.api import (
     invoke,
     layers,
     manifests,
+    observe,
     openapi,
     provisioned,
     queue,
@@ -115,6 +118,10 @@ class Frontend:
             url_suffix=settings.url_host_suffix,
         )
         self._url_key = services.urls.key_of_id
+        self._metrics_public = settings.metrics_public
+        self._metrics_token = (
+            f"Bearer {settings.metrics_token}".encode() if settings.metrics_token else None
+        )
         self._app = Starlette(
             routes=[
                 *functions.routes(services),
@@ -133,6 +140,7 @@ class Frontend:
                 *tools.routes(services),
                 *auth_routes.routes(services),
                 *workers.routes(services),
+                *observe.routes(services),
             ],
             exception_handlers={404: _not_found, 405: _not_found},
         )
@@ -177,7 +185,7 @@ class Frontend:
         if scope["type"] == "lifespan":
             await self._run_lifespan(receive, send)
             return
-        if self._guard is None or self._open(scope, path):
+        if self._guard is None or self._open(scope, path) or self._scraper(scope, path):
             await self._app(scope, receive, send)
             return
         await self._guard(scope, receive, send, self._app, MAX_API_REQUEST, _api_too_large)
@@ -211,6 +219,19 @@ class Frontend:
     def _open(scope: dict[str, Any], path: str) -> bool:
         return scope["type"] != "http" or path in OPEN_PATHS or path.startswith(WELL_KNOWN)
 
+    def _scraper(self, scope: dict[str, Any], path: str) -> bool:
+        """Whether ``/metrics`` is answered unsigned: Prometheus does not sign. Open with
+        --metrics-public, to loopback clients (a scraper beside the node), and to the
+        holder of --metrics-token; anyone else goes through the guard (SigV4)."""
+        if path != observe.METRICS_PATH:
+            return False
+        if self._metrics_public or _loopback(scope.get("client")):
+            return True
+        if self._metrics_token is None:
+            return False
+        sent = dict(scope["headers"]).get(b"authorization", b"")
+        return hmac.compare_digest(sent, self._metrics_token)
+
     async def _run_lifespan(self, receive: Any, send: Any) -> None:
         # Starlette would do this too, but it reports every start-up failure as a
         # traceback; a refusal (no isolation on this host) is one line for the operator.
@@ -229,6 +250,15 @@ class Frontend:
             await send({"type": f"lifespan.{phase}.failed", "message": traceback.format_exc()})
             raise
         await send({"type": "lifespan.shutdown.complete"})
+
+
+def _loopback(client: tuple[str, int] | None) -> bool:
+    if not client:
+        return False
+    try:
+        return ipaddress.ip_address(client[0]).is_loopback
+    except ValueError:  # a Unix socket's path, or no address at all
+        return False
 
 
 __all__ = ["Frontend"]

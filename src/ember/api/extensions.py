@@ -42,6 +42,8 @@ def routes(services: Services) -> list[Route]:
             body["audit"] = asdict(services.audit.statistics())
         if services.sources is not None:
             body["eventSources"] = asdict(services.sources.pollers.statistics())
+        if services.recorder is not None:
+            body["history"] = asdict(services.recorder.statistics())
         return json_response(body, request_id)
 
     @endpoint

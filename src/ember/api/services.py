@@ -20,6 +20,8 @@ from ember.invoke.events import AsyncInvocation
 from ember.invoke.logs import LogStore
 from ember.invoke.service import InvocationService
 from ember.mcp.catalog import ToolCatalog
+from ember.observe.metrics import Exposition
+from ember.observe.recorder import Recorder
 from ember.reconcile.provisioned import ProvisionedConcurrency
 from ember.scheduling.executor import Executor
 from ember.scheduling.roster import Roster
@@ -84,3 +86,7 @@ class Services:
     # Event source mappings (CreateEventSourceMapping, ...) and their pollers; None
     # when not wired.
     sources: EventSources | None = field(kw_only=True, default=None)
+    # Invocation history, per-minute series and the counters behind them; None when
+    # not wired. ``metrics`` renders GET /metrics.
+    recorder: Recorder | None = field(kw_only=True, default=None)
+    metrics: Exposition | None = field(kw_only=True, default=None)

@@ -15,29 +15,18 @@ are dropped (counted in ``statistics()``), so memory stays bounded.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ember.audit.base import AuditPage, AuditQuery, AuditStore
 from ember.auth.base import AuditEntry
+from ember.lifecycle import Batched, BatchState, Tick
 
 log = logging.getLogger("ember.audit")
-
-# Waits one flush interval; tests inject one they release by hand.
-Tick = Callable[[], Awaitable[None]]
 
 FLUSH_INTERVAL_SECONDS = 0.5
 BATCH_SIZE = 500
 MAX_PENDING = 100_000
-
-
-class _State(enum.Enum):
-    NEW = "new"  # recording; nothing written until open
-    OPEN = "open"  # the store is open, the loop may flush
-    STOPPING = "stopping"  # the loop returns after its current flush; record still works
-    CLOSED = "closed"  # flushed and closed: record drops (and counts) entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +37,9 @@ class AuditStatistics:
     failed_flushes: int  # flushes the store refused (retried on the next tick)
 
 
-class AuditLog:
-    """See the module docstring; implements ``ember.auth.base.AuditSink``."""
+class AuditLog(Batched):
+    """See the module docstring; implements ``ember.auth.base.AuditSink``. Its life
+    (open, run, stop, close) is ``ember.lifecycle.Batched``'s."""
 
     def __init__(
         self,
@@ -62,68 +52,45 @@ class AuditLog:
     ) -> None:
         if retention < 1:
             raise ValueError(f"audit retention {retention} must keep at least one entry")
+        super().__init__(tick or (lambda: asyncio.sleep(FLUSH_INTERVAL_SECONDS)), log, "audit")
         self._store = store
         self._retention = retention
         self._prune_every = max(1, retention // 100)
         self._batch_size = batch_size
         self._max_pending = max_pending
-        self._tick = tick or (lambda: asyncio.sleep(FLUSH_INTERVAL_SECONDS))
-        self._state = _State.NEW
         # Invariant: in record order; never longer than max_pending.
-        self._pending: list[AuditEntry] = []
-        self._wake = asyncio.Event()
+        self._entries: list[AuditEntry] = []
         self._flushing = asyncio.Lock()
         self._unpruned = 0
-        self._written = self._dropped = self._failed = 0
+        self._written = self._dropped = 0
 
     def record(self, entry: AuditEntry) -> None:
         """Enqueue ``entry``; never blocks and never raises."""
-        if self._state is _State.CLOSED:
+        if self._state is BatchState.CLOSED:
             self._dropped += 1
             log.warning("audit entry of %s recorded after close: dropped", entry.request_id)
             return
-        if len(self._pending) >= self._max_pending:
-            del self._pending[0]
+        if len(self._entries) >= self._max_pending:
+            del self._entries[0]
             self._dropped += 1
-        self._pending.append(entry)
-        if len(self._pending) >= self._batch_size:
+        self._entries.append(entry)
+        if len(self._entries) >= self._batch_size:
             self._wake.set()
 
     async def query(self, query: AuditQuery) -> AuditPage:
         """Entries already written (pending ones are not yet visible), newest first."""
         return await self._store.query(query)
 
-    async def open(self) -> None:
+    async def _open_store(self) -> None:
         """Open the store and prune it (the retention may have shrunk since the last run)."""
         await self._store.open()
         await self._store.prune(self._retention)
-        if self._state is _State.NEW:
-            self._state = _State.OPEN
 
-    async def run(self) -> None:
-        """Flush on every tick or full batch until ``stop``."""
-        while self._state is _State.OPEN:
-            await self._next_tick()
-            await self._flush_logged()
+    async def _close_store(self) -> None:
+        await self._store.close()
 
-    def stop(self) -> None:
-        """Make ``run`` return after its current flush. Idempotent."""
-        if self._state in (_State.NEW, _State.OPEN):
-            self._state = _State.STOPPING
-        self._wake.set()
-
-    async def close(self) -> None:
-        """Write what is pending, then close the store. Idempotent."""
-        if self._state is _State.CLOSED:
-            return
-        self._state = _State.STOPPING
-        try:
-            await self.flush()
-        except Exception:
-            log.exception("audit: %d entries could not be written at close", len(self._pending))
-        finally:
-            self._state = _State.CLOSED
-            await self._store.close()
+    def _pending(self) -> int:
+        return len(self._entries)
 
     async def flush(self) -> int:
         """Write the pending batch now; returns how many entries were written.
@@ -132,7 +99,7 @@ class AuditLog:
         store's error propagates.
         """
         async with self._flushing:
-            batch, self._pending = self._pending, []
+            batch, self._entries = self._entries, []
             if not batch:
                 return 0
             try:
@@ -148,30 +115,10 @@ class AuditLog:
             return len(batch)
 
     def statistics(self) -> AuditStatistics:
-        return AuditStatistics(len(self._pending), self._written, self._dropped, self._failed)
+        return AuditStatistics(len(self._entries), self._written, self._dropped, self._failed)
 
     def _requeue(self, batch: list[AuditEntry]) -> None:
-        merged = batch + self._pending
+        merged = batch + self._entries
         overflow = max(0, len(merged) - self._max_pending)
         self._dropped += overflow
-        self._pending = merged[overflow:]
-
-    async def _next_tick(self) -> None:
-        """Wait for the interval, a full batch or ``stop``, whichever comes first."""
-        waits = [asyncio.ensure_future(self._tick()), asyncio.ensure_future(self._wake.wait())]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiting in waits:
-                waiting.cancel()
-            await asyncio.gather(*waits, return_exceptions=True)
-        self._wake.clear()
-
-    async def _flush_logged(self) -> None:
-        # An unreachable store must not take the server down with this loop:
-        # the batch stays pending and the next tick tries again.
-        try:
-            await self.flush()
-        except Exception as exc:
-            self._failed += 1
-            log.warning("audit: cannot write %d entries yet: %s", len(self._pending), exc)
+        self._entries = merged[overflow:]

@@ -273,6 +273,8 @@ ROUTES: tuple[RouteAccess, ...] = (
         ("PUT", "/tool", "ember:PutTool"),
         ("GET", "/tool", "ember:GetTool"),
         ("DELETE", "/tool", "ember:DeleteTool"),
+        ("GET", "/invocations", "ember:ListInvocations"),
+        ("GET", "/series", "ember:GetInvocationSeries"),
     ),
     *_rows(
         _N,
@@ -293,7 +295,12 @@ ROUTES: tuple[RouteAccess, ...] = (
         ("GET", "/audit", "ember:ListAuditEvents"),
         ("GET", "/workers", "ember:ListWorkers"),
         ("POST", "/workers/{id}/drain", "ember:DrainWorker"),
+        # Read by request id: only records of the caller's account's functions answer.
+        ("GET", "/invocations/{id}", "ember:GetInvocation"),
+        ("GET", "/top", "ember:GetInvocationStatistics"),
     ),
+    # A scraper that is neither on loopback nor holds the metrics token signs.
+    RouteAccess("GET", "/metrics", "ember:GetMetrics", _N),
     *_rows(
         Kind.ACCOUNT,
         "/_ember/keys",

@@ -374,6 +374,39 @@ class EmberClient:
         path = f"/_ember/workers/{quote(worker_id, safe='')}/drain"
         return _json_object(self._request("POST", path))
 
+    # -- observability -----------------------------------------------------
+
+    def invocations(
+        self,
+        name: str,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        outcomes: list[str] | None = None,
+        limit: int | None = None,
+        marker: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of a function's invocation history, newest first:
+        ``{"Invocations": [...], "NextMarker"}``; times go as given (server's clock)."""
+        given = {"since": since, "until": until, "limit": limit, "next": marker}
+        params = {key: str(value) for key, value in given.items() if value is not None}
+        if outcomes:
+            params["outcome"] = ",".join(outcomes)
+        path = f"/_ember/functions/{quote(name, safe='')}/invocations"
+        body = _json_object(self._request("GET", path, params=params))
+        if not isinstance(body.get("Invocations"), list):
+            raise ApiError(200, "InvalidResponse", "malformed invocations response")
+        return body
+
+    def invocation(self, request_id: str) -> dict[str, Any]:
+        """One invocation's record, its attempts and its log lines."""
+        path = f"/_ember/invocations/{quote(request_id, safe='')}"
+        return _json_object(self._request("GET", path))
+
+    def top(self) -> dict[str, Any]:
+        """Every function's counters since the node started (``ember top`` diffs two)."""
+        return _json_object(self._request("GET", "/_ember/top"))
+
     def health(self) -> dict[str, Any]:
         """The server's health document."""
         return _json_object(self._request("GET", "/health"))

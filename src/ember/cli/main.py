@@ -30,6 +30,7 @@ from ember.cli import (
     db_commands,
     dependencies,
     manifest_commands,
+    observe_commands,
     queue_commands,
     roles,
     token_commands,
@@ -309,6 +310,8 @@ main.add_command(account_commands.accounts)
 main.add_command(account_commands.keys)
 main.add_command(roles.worker)
 main.add_command(worker_commands.workers)
+main.add_command(observe_commands.invocations)
+main.add_command(observe_commands.top)
 
 
 @main.command()
@@ -511,6 +514,7 @@ main.add_command(worker_commands.workers)
 )
 @roles.role_options
 @queue_commands.async_serve_options
+@observe_commands.serve_options
 def serve(
     host: str,
     port: int,
@@ -543,6 +547,7 @@ def serve(
     brokers: tuple[tuple[str, str], ...],
     async_settings: dict[str, Any],
     role_settings: dict[str, Any],
+    observe_settings: dict[str, Any],
 ) -> None:
     """Run the ember server in the foreground."""
     # Imported here so that client commands never load the server.
@@ -581,6 +586,7 @@ def serve(
         brokers=brokers,
         **async_settings,
         **role_settings,
+        **observe_settings,
     )
     try:
         run_server(settings, log_level=log_level)

@@ -20,7 +20,7 @@ from ember.errors import EmberError, PlatformError, ResourceNotFound, TooManyReq
 from ember.invoke.service import InvokeCommand, InvokeResult, new_request_id
 from ember.queue.base import ConfigStore, Message, QueueBackend
 from ember.queue.configs import EventInvokeConfigs
-from ember.queue.pollers import Supervisor
+from ember.queue.pollers import Observer, Supervisor
 from ember.queue.retry import Attempt, Outcome
 
 log = logging.getLogger("ember.invoke")
@@ -34,7 +34,10 @@ class EventDelivery:
 
     async def __call__(self, message: Message) -> Attempt:
         command = InvokeCommand(
-            function=message.function, payload=message.payload, request_id=message.request_id
+            function=message.function,
+            payload=message.payload,
+            request_id=message.request_id,
+            origin="async",
         )
         try:
             result = await self._invoke(command)
@@ -83,8 +86,10 @@ class AsyncInvocation:
         invoke: Invoke,
         names: Arns,
         config_store: ConfigStore | None = None,
+        observer: Observer | None = None,
     ) -> AsyncInvocation:
-        """``config_store``: where event-invoke-configs live (default: the queue's own)."""
+        """``config_store``: where event-invoke-configs live (default: the queue's own);
+        ``observer``: told of each event's age and fate (metrics)."""
 
         def exists(target: str) -> bool:
             """Whether ``name`` or ``name:qualifier`` (a version or alias) exists."""
@@ -132,6 +137,7 @@ class AsyncInvocation:
             new_request_id,
             names,
             settings.pollers,
+            observer=observer,
         )
         return cls(queue, configs, supervisor)
 

@@ -301,6 +301,19 @@ class LogStore:
         self._stopping = True
         self._wake.set()
 
+    def lines(self, function: str, request_id: str) -> str:
+        """The log lines of one invocation of ``function``, from the file or the one
+        rotated before it; "" when neither has them."""
+        self.flush()
+        for path in (self._path(function), self._path(function).with_suffix(".log.1")):
+            try:
+                found = lines_of(path.read_bytes(), request_id)
+            except FileNotFoundError:
+                continue
+            if found:
+                return found
+        return ""
+
     def read(self, function: str, since: int | None) -> tuple[str, int]:
         """Log text from byte offset ``since`` (or the recent tail) and the next offset."""
         self.flush()
@@ -318,6 +331,17 @@ class LogStore:
         if since is None and start > 0:
             data = data[data.find(b"\n") + 1 :]
         return data.decode("utf-8", "replace"), start + len(data) if since is not None else size
+
+
+def lines_of(data: bytes, request_id: str) -> str:
+    """The lines of ``request_id`` in log text ``data``: from its START to the end of its
+    REPORT line (the output of calls running beside it may be interleaved); "" if absent."""
+    start = data.rfind(b"START RequestId: " + request_id.encode())
+    if start < 0:
+        return ""
+    report = data.find(b"REPORT RequestId: " + request_id.encode(), start)
+    end = len(data) if report < 0 else data.find(b"\n", report)
+    return data[start : len(data) if end < 0 else end + 1].decode("utf-8", "replace")
 
 
 def error_line(request_id: str, error_type: str, message: str) -> bytes:

@@ -19,10 +19,17 @@ import orjson
 from ember.control import arns
 from ember.control.models import FunctionRecord
 from ember.control.registry import FunctionRegistry
-from ember.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
+from ember.errors import (
+    InvalidParameterValue,
+    InvalidRequestContent,
+    RequestTooLarge,
+    TooManyRequests,
+)
 from ember.errors import ValidationError as LambdaValidationError
 from ember.invoke import tracing
 from ember.invoke.logs import TEXT, InvocationLog, LogFormat, LogStore, error_line, json_error_line
+from ember.observe.recorder import Recorder
+from ember.observe.records import Call
 from ember.queue.base import EventQueue, NewEvent
 from ember.sandbox.base import InitFailed, Outcome, SandboxRequest
 from ember.scheduling.executor import Executor
@@ -54,6 +61,8 @@ class InvokeCommand(NamedTuple):
     # The caller's trace headers, as sent (kept when well formed: ``tracing``).
     amzn_trace_id: str | None = None
     traceparent: str | None = None
+    # Where the call came from, for the invocation history (observe.records.ORIGINS).
+    origin: str = "sync"
 
 
 class InvokeResult(NamedTuple):
@@ -123,6 +132,7 @@ class InvocationService:
         throttle: Throttle,
         events: EventQueue | None = None,
         max_async_payload: int = MAX_ASYNC_REQUEST,
+        recorder: Recorder | None = None,
     ) -> None:
         self._registry = registry
         self._executor = executor
@@ -131,8 +141,10 @@ class InvocationService:
         self._throttle = throttle
         self._events = events  # None: Event invokes are refused
         self._max_async_payload = max_async_payload
+        self._recorder = recorder  # None: nothing is observed
 
     async def invoke(self, command: InvokeCommand) -> InvokeResult:
+        started = time.perf_counter()  # the frontend's part of the call begins (tracing)
         request_id = command.request_id or new_request_id()
         ref = arns.parse(command.function, command.qualifier)
         record = self._registry.get(self._arns.resolve(ref, command.account), ref.qualifier)
@@ -146,13 +158,29 @@ class InvocationService:
             return _other_invocation_type(command.invocation_type, request_id)
         # Rate limits, then a concurrency lease (raises TooManyRequests, which the
         # async pollers treat as a throttle); the lease is given back whatever happens.
-        throttle = self._throttle
-        admission = await throttle.admit(record.name, command.caller, request_id, record.timeout)
+        throttle, recorder = self._throttle, self._recorder
+        try:
+            admission = await throttle.admit(
+                record.name, command.caller, request_id, record.timeout
+            )
+        except TooManyRequests as refused:
+            if recorder is not None:
+                recorder.throttled(record.name, refused.reason)
+            raise
+        concurrent = recorder.enter(record.name) if recorder is not None else 0
         try:
             result = await self._run(
-                command, record, request_id, payload, client_context, ref.qualifier
+                command,
+                record,
+                request_id,
+                payload,
+                client_context,
+                ref.qualifier,
+                (started, concurrent),
             )
         finally:
+            if recorder is not None:
+                recorder.leave(record.name)
             await throttle.release(admission)
         if admission.decision is not None:
             return result._replace(rate_limit=admission.decision)
@@ -174,6 +202,8 @@ class InvocationService:
         qualifier = ref.qualifier
         target = key if qualifier is None or qualifier == arns.LATEST else f"{key}:{qualifier}"
         await events.enqueue((NewEvent(target, request_id, payload),))
+        if self._recorder is not None:
+            self._recorder.received(key)
         return InvokeResult(202, b"", request_id, arns.LATEST)
 
     async def _run(
@@ -184,8 +214,12 @@ class InvocationService:
         payload: bytes,
         client_context: str,
         qualifier: str | None,
+        observed: tuple[float, int] = (0.0, 0),
     ) -> InvokeResult:
-        """Run it in a sandbox, log: the part that runs under a throttle lease."""
+        """Run it in a sandbox, log: the part that runs under a throttle lease.
+
+        ``observed``: when the service took the call, and how many of the function's
+        calls run with it (for the recorder)."""
         invoked_arn = self._arns.function(record.name, qualifier)
         started = time.perf_counter()
         log_format = _log_format(record)
@@ -206,12 +240,38 @@ class InvocationService:
         try:
             execution = await self._executor.execute(record, request, stream.begin)
         except InitFailed as failure:
-            return self._init_failed(command, record, request_id, failure, started)
+            return self._init_failed(command, record, request_id, failure, started, qualifier)
+        except TooManyRequests as refused:  # no worker has room
+            if self._recorder is not None:
+                self._recorder.throttled(record.name, refused.reason)
+            raise
+        finished = time.perf_counter()
         result = execution.result
         body = result.body
         failed = result.outcome is Outcome.FUNCTION_ERROR
         if len(body) > MAX_RESPONSE:
             body, failed = _TOO_LARGE, True
+        if self._recorder is not None:
+            self._recorder.call(
+                Call(
+                    record.name,
+                    qualifier or arns.LATEST,
+                    record.version,
+                    request_id,
+                    command.origin,
+                    request.trace_id,
+                    observed[0] or started,
+                    started,
+                    finished - execution.duration_ms / 1000,
+                    finished,
+                    execution.init_ms,
+                    body if failed else None,
+                    record.memory_size,
+                    result.max_rss_kb // 1024,
+                    execution.sandbox_id,
+                    observed[1],
+                )
+            )
         entry = InvocationLog(
             function=record.name,
             request_id=request_id,
@@ -243,6 +303,7 @@ class InvocationService:
         request_id: str,
         failure: InitFailed,
         started: float,
+        qualifier: str | None = None,
     ) -> InvokeResult:
         entry = InvocationLog(
             function=record.name,
@@ -258,6 +319,28 @@ class InvocationService:
             status=_status(failure.payload),
         )
         self._logs.record(entry)
+        if self._recorder is not None:
+            ended = time.perf_counter()
+            self._recorder.call(
+                Call(
+                    record.name,
+                    qualifier or arns.LATEST,
+                    record.version,
+                    request_id,
+                    command.origin,
+                    "",
+                    started,
+                    started,
+                    ended,
+                    ended,
+                    failure.init_ms,
+                    failure.payload,
+                    record.memory_size,
+                    0,
+                    "",
+                    0,
+                )
+            )
         return InvokeResult(
             200,
             failure.payload,

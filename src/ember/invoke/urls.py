@@ -327,6 +327,7 @@ class UrlInvoker:
             qualifier=config.qualifier,
             request_id=request_id,
             caller=request.source_ip,
+            origin="url",
         )
         try:
             result = await self._invoke(command)

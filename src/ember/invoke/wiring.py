@@ -18,6 +18,7 @@ from ember.invoke.events import AsyncInvocation
 from ember.invoke.logs import LogStore
 from ember.invoke.service import InvocationService
 from ember.lifecycle import Loop
+from ember.observe.recorder import Recorder
 from ember.queue import wiring as queue_wiring
 from ember.queue.shared_configs import MetadataConfigStore
 from ember.scheduling.executor import Executor
@@ -46,8 +47,10 @@ class Invocation:
         throttle: Throttle,
         logs: LogStore,
         node: str,
+        recorder: Recorder | None = None,
     ) -> Invocation:
-        """``node``: this node's id, the owner of the queue leases it takes."""
+        """``node``: this node's id, the owner of the queue leases it takes;
+        ``recorder``: where calls and events are observed (None: nowhere)."""
         events = queue_wiring.build(
             settings.queue, storage.data_dir, database=storage.database, owner=node
         )
@@ -59,12 +62,13 @@ class Invocation:
             throttle,
             events=events,
             max_async_payload=settings.async_max_payload_bytes,
+            recorder=recorder,
         )
         shared = None
         if storage.database is not None:
             shared = MetadataConfigStore(storage.metadata("configs"))
         asynchronous = AsyncInvocation.build(
-            settings, events, control.registry, service.invoke, control.names, shared
+            settings, events, control.registry, service.invoke, control.names, shared, recorder
         )
         storage.feed.watch("configs", asynchronous.configs.apply_remote)
         return cls(logs, service, asynchronous)

@@ -223,6 +223,7 @@ class McpEndpoint:
             payload=orjson.dumps(arguments),
             qualifier=spec.qualifier,
             caller=_caller(ctx),
+            origin="mcp",
         )
         try:
             outcome = await self._invoke(command)

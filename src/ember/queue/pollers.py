@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ember.control.arns import LATEST, Arns, split
 from ember.queue.base import Clock, EventQueue, Failure, Message, NewEvent, Visibility
@@ -32,6 +33,37 @@ log = logging.getLogger("ember.queue")
 Deliver = Callable[[Message], Awaitable[Attempt]]
 IdFactory = Callable[[], str]
 MAX_BATCH = 64
+
+
+class Observer(Protocol):
+    """What the supervisor reports per event (``ember.observe.recorder.Recorder``);
+    ``function`` is the function's name, without the event's qualifier. Never raises."""
+
+    def event_age(self, function: str, seconds: float) -> None:
+        """An attempt to deliver an event starts ``seconds`` after it was accepted."""
+
+    def event_dropped(self, function: str) -> None:
+        """An event is given up (retries or age exhausted, or its function deleted)."""
+
+    def dead_lettered(self, function: str) -> None:
+        """An event given up went to the dead letters."""
+
+    def destination_failed(self, function: str) -> None:
+        """A destination record could not be sent (the destination does not exist)."""
+
+
+class _Unobserved:
+    def event_age(self, function: str, seconds: float) -> None:
+        pass
+
+    def event_dropped(self, function: str) -> None:
+        pass
+
+    def dead_lettered(self, function: str) -> None:
+        pass
+
+    def destination_failed(self, function: str) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -58,8 +90,10 @@ class Supervisor:
         pollers: int,
         clock: Clock = time.time,
         idle_wait: float = 1.0,
+        observer: Observer | None = None,
     ) -> None:
         self._queue = queue
+        self._observer: Observer = observer or _Unobserved()
         self._deliver = deliver
         self._configs = configs
         self._visibility = visibility
@@ -137,6 +171,7 @@ class Supervisor:
         if policy.expired(message, self._clock()):
             await self._fail(Verdict(Action.FAIL, message, condition="EventAgeExceeded"), None)
             return
+        self._observer.event_age(split(message.function)[0], self._clock() - message.enqueued_at)
         attempt = await self._deliver(message)
         self._counts["delivered"] += 1
         verdict = decide(policy, message, attempt, self._clock())
@@ -153,6 +188,7 @@ class Supervisor:
 
     async def _drop(self, message: Message) -> None:
         self._counts["dropped"] += 1
+        self._observer.event_dropped(split(message.function)[0])
         log.info("%s no longer exists; event %s dropped", message.function, message.request_id)
         await self._queue.ack(message)
 
@@ -169,6 +205,7 @@ class Supervisor:
             return None
         target = self._configs.destination_function(destination)
         if target is None or not self._exists(target):
+            self._observer.destination_failed(split(message.function)[0])
             log.warning(
                 "destination %s of %s does not exist; event %s not routed",
                 destination,
@@ -188,6 +225,7 @@ class Supervisor:
     async def _fail(self, verdict: Verdict, attempt: Attempt | None) -> None:
         self._counts["failed"] += 1
         message = verdict.message
+        self._observer.event_dropped(split(message.function)[0])
         config = self._configs.lookup(message.function)
         destination = config.on_failure if config else None
         target = self._target(destination, message)
@@ -202,3 +240,4 @@ class Supervisor:
         await self._queue.dead_letter(
             message, Failure(verdict.condition, error_type, error_message.strip())
         )
+        self._observer.dead_lettered(split(message.function)[0])

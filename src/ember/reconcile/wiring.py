@@ -178,5 +178,6 @@ async def _fire(
         payload=orjson.dumps(event),
         invocation_type="Event",
         request_id=request_id,
+        origin="schedule",
     )
     await invocations.invoke(command)

@@ -33,6 +33,7 @@ class Execution(NamedTuple):
     init_log: bytes  # Init's output when this call paid it, else b""
     # Whether the sandbox went back to its idle pool (placement's warm affinity).
     warm: bool
+    sandbox_id: str = ""  # which sandbox ran it (the invocation history)
 
 
 class Executor(Protocol):
@@ -92,7 +93,9 @@ class LocalExecutor:
             # sandbox, and its late reply would answer the next call: never reuse it.
             manager.release(slot, reusable=reusable and sandbox.alive)
         duration_ms = (time.perf_counter() - started) * 1000
-        return Execution(result, duration_ms, init_ms, init_log, slot.state is _IDLE)
+        return Execution(
+            result, duration_ms, init_ms, init_log, slot.state is _IDLE, sandbox.sandbox_id
+        )
 
     async def provision(self, record: FunctionRecord, count: int) -> int:
         return await self.manager.provision(record, count)

@@ -376,6 +376,7 @@ class RemoteExecutor:
             "rev": revision,
             "rid": request.request_id,
             "arn": request.invoked_arn,
+            "tid": request.trace_id,
         }
         if request.client_context:
             meta_base["cc"] = request.client_context
@@ -491,6 +492,7 @@ def _execution(frame: Frame, output: _Output) -> Execution:
             float(init_ms) if init_ms is not None else None,
             output.init_log,
             bool(meta.get("warm")),
+            str(meta.get("sid", "")),
         )
     if frame.kind == channel.INIT_FAILED:
         size = int(meta.get("log", 0))

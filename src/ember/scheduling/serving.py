@@ -188,7 +188,7 @@ class _Connection(asyncio.Protocol):
             invoked_arn=str(meta["arn"]),
             client_context=str(meta.get("cc", "")),
             identity="",
-            trace_id="",
+            trace_id=str(meta.get("tid", "")),
             payload=frame.payload,
             timeout_seconds=float(record.timeout),
             output=output,
@@ -216,6 +216,7 @@ class _Connection(asyncio.Protocol):
             "ms": execution.duration_ms,
             "initMs": execution.init_ms,
             "warm": execution.warm,
+            "sid": execution.sandbox_id,
             "log": len(unsent),
         }
         self.send(channel.RESULT, call, reply, unsent + result.body)
