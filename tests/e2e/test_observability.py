@@ -357,6 +357,11 @@ def test_spans_reach_an_otlp_receiver(spawn_server: Spawn) -> None:
         collector.server_close()
     root = found["ember.invoke"]
     assert {span.trace_id for span in found.values()} == {root.trace_id}
-    assert root.trace_id.hex().endswith(request_id.replace("-", "")[:24])
+    # ember made the trace id: the function's _X_AMZN_TRACE_ID names the root span as Parent.
+    (record,) = history(node, name)["Invocations"]
+    header = dict(part.split("=", 1) for part in record["TraceId"].split(";"))
+    assert root.trace_id.hex() == header["Root"][2:].replace("-", "")
+    assert root.span_id.hex() == header["Parent"]
+    assert not root.parent_span_id
     assert found["ember.init"].parent_span_id == found["ember.acquire"].span_id
     assert found["ember.sandbox.invoke"].parent_span_id == root.span_id

@@ -270,6 +270,7 @@ class InvocationService:
                     result.max_rss_kb // 1024,
                     execution.sandbox_id,
                     observed[1],
+                    bool(command.amzn_trace_id or command.traceparent),
                 )
             )
         entry = InvocationLog(

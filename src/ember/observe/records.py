@@ -60,6 +60,8 @@ class Call(NamedTuple):
     memory_used_mb: int
     sandbox_id: str
     concurrent: int  # calls of this function in flight on this node, this one included
+    # The trace id came from the caller's headers (else ember made it: tracing.fresh).
+    trace_given: bool = False
 
 
 class InvocationRecord(NamedTuple):

@@ -45,14 +45,17 @@ _SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
 
 
 class _GivenTraceIds(IdGenerator):
-    """Root spans get the trace id set just before they start (the call's own)."""
+    """Root spans get the trace id (and, for ember's own trace ids, the span id) set
+    just before they start: the call's own."""
 
     def __init__(self) -> None:
         self.next_trace_id = 0
+        self.next_span_id = 0
         self._random = random.Random()
 
     def generate_span_id(self) -> int:
-        return self._random.getrandbits(64)
+        given, self.next_span_id = self.next_span_id, 0
+        return given or self._random.getrandbits(64)
 
     def generate_trace_id(self) -> int:
         return self.next_trace_id or self._random.getrandbits(128)
@@ -103,11 +106,16 @@ class Tracer:
         """The span tree of each call (``offset``: wall clock minus perf_counter)."""
         for call in calls:
             trace_id, parent, sampled = trace_of(call, call.started + offset)
-            if sampled:
+            # The operator asked for spans: ember's own trace ids are all exported (sample
+            # in the collector); a caller's decision not to sample is kept.
+            if sampled or not call.trace_given:
                 self._spans(call, offset, trace_id, parent)
 
     def _spans(self, call: Call, offset: float, trace_id: int, parent: int | None) -> None:
         context = None
+        if parent is not None and not call.trace_given:
+            # ember made this trace id: its Parent, which the function sees, is the root span.
+            self._ids.next_span_id, parent = parent, None
         if parent is not None:
             remote = SpanContext(trace_id, parent, is_remote=True, trace_flags=_SAMPLED)
             context = trace.set_span_in_context(NonRecordingSpan(remote))

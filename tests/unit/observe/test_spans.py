@@ -18,7 +18,12 @@ from ember.observe.tracing import Tracer
 REQUEST_ID = "3f1c2a9e-5b7d-4c1e-9a2b-0000000000a1"
 
 
-def call(trace_id: str = "", init_ms: float | None = None, failure: bytes | None = None) -> Call:
+def call(
+    trace_id: str = "",
+    init_ms: float | None = None,
+    failure: bytes | None = None,
+    given: bool = True,
+) -> Call:
     return Call(
         "greet",
         "live",
@@ -36,6 +41,7 @@ def call(trace_id: str = "", init_ms: float | None = None, failure: bytes | None
         20,
         "sb-7",
         1,
+        given and bool(trace_id),
     )
 
 
@@ -93,6 +99,20 @@ def test_a_call_without_a_header_gets_the_runtimes_trace_id(tmp_path: Path) -> N
     assert root.parent is None
     digits = REQUEST_ID.replace("-", "")[:24]
     assert f"{root.context.trace_id:032x}".endswith(digits)
+
+
+def test_embers_own_trace_id_is_exported_with_its_parent_as_the_root_span(
+    tmp_path: Path,
+) -> None:
+    """A fresh id (the caller sent none) is exported even unsampled, and the Parent the
+    function saw in _X_AMZN_TRACE_ID is ember's root span, not a dangling one."""
+    header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0"
+    spans = by_name(spans_of(call(header, given=False), tmp_path=tmp_path))
+    root = spans["ember.invoke"]
+    assert root.parent is None
+    assert root.context.span_id == 0x53995C3F42CD8AD8
+    assert root.context.trace_id == 0x5759E988BD862E3FE1BE46A994272793
+    assert spans["ember.throttle"].parent.span_id == root.context.span_id  # type: ignore[union-attr]
 
 
 def test_traceparent_ids_are_kept_and_failures_marked(tmp_path: Path) -> None:
