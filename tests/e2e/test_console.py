@@ -257,3 +257,30 @@ def test_signing_out_ends_the_session(browser: Any, server: Server) -> None:
     assert "/console/signin" in page.url
     assert "/console/signin" in page.goto(server.url + "/console/").url
     page.close()
+
+
+def test_a_reader_sees_only_what_its_policy_allows(
+    browser: Any, server: Server, function: str
+) -> None:
+    key_id, secret = new_key(
+        server,
+        "console-reader",
+        [{"Effect": "Allow", "Action": "lambda:GetFunction", "Resource": "*"}],
+    )
+    page = sign_in(browser, server, key_id, secret)
+    assert page.inner_text("h1") == "AccessDeniedException"
+    page.goto(f"{server.url}/console/functions/{function}")
+    assert page.inner_text("h1") == function
+    assert "does not allow reading the invocation history" in page.inner_text("#history")
+    assert "does not allow reading the logs" in page.inner_text("#logs")
+    assert page.locator("#history table").count() == 0
+    page.close()
+
+
+def test_with_auth_none_there_is_no_sign_in(browser: Any, spawn_server: Any) -> None:
+    open_server = spawn_server(None, "--auth", "none")
+    page = browser.new_page()
+    response = page.goto(open_server.url + "/console/")
+    assert response.status == 200 and page.inner_text("h1") == "Functions"
+    assert page.goto(open_server.url + "/console/signin").url.endswith("/console/")
+    page.close()

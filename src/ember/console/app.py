@@ -17,7 +17,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import jinja2
@@ -35,7 +35,13 @@ from ember.auth.principals import Principal
 from ember.console import sparkline
 from ember.console.session import COOKIE, Sessions
 from ember.console.views import RANGES, Console
-from ember.errors import EmberError, InvalidParameterValue, PlatformError, UnrecognizedClient
+from ember.errors import (
+    AccessDenied,
+    EmberError,
+    InvalidParameterValue,
+    PlatformError,
+    UnrecognizedClient,
+)
 from ember.observe.base import HistoryQuery
 from ember.observe.records import OUTCOMES
 
@@ -44,6 +50,7 @@ log = logging.getLogger("ember.console")
 PREFIX = "/console"
 HERE = Path(__file__).parent
 HISTORY_PAGE = 25
+T = TypeVar("T")
 Page = Callable[[Request, Principal], Awaitable[Response]]
 
 
@@ -201,8 +208,10 @@ class ConsoleApp:
         about = await self._console.function(principal, name)
         filters = _history_filters(request)
         query = HistoryQuery(function=about["record"].name, limit=HISTORY_PAGE, **filters.query)
-        history = await self._console.history(principal, name, query)
-        logs, offset = await self._console.logs(principal, name, None)
+        # What the policy denies of the rest shows as denied; the page still renders.
+        history = await _unless_denied(self._console.history(principal, name, query))
+        logs = await _unless_denied(self._console.logs(principal, name, None))
+        queue = await _unless_denied(self._console.queue(principal))
         return self._render(
             request,
             "function.html",
@@ -212,10 +221,10 @@ class ConsoleApp:
             filters=filters.shown,
             outcomes=OUTCOMES,
             iso=iso,
-            logs=logs,
-            offset=offset,
-            queue=[q for q in await self._console.queue(principal) if q["function"] == name],
-            letters=await self._console.dead_letters(principal, name),
+            logs=logs[0] if logs else None,
+            offset=logs[1] if logs else 0,
+            queue=None if queue is None else [q for q in queue if q["function"] == name],
+            letters=await _unless_denied(self._console.dead_letters(principal, name)),
             test=test,
             payload=test["payload"] if test else "{}",
         )
@@ -298,6 +307,14 @@ def _history_filters(request: Request) -> _Filters:
     if after:
         query["after"] = parse_marker(after)
     return _Filters(query, {"outcome": outcome, "since": since, "until": until})
+
+
+async def _unless_denied(read: Awaitable[T]) -> T | None:
+    """``read``'s result, or None where the caller's policy denies it."""
+    try:
+        return await read
+    except AccessDenied:
+        return None
 
 
 def _field(form: Any, name: str) -> str | None:
