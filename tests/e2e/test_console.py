@@ -64,6 +64,8 @@ def function(server: Server) -> Iterator[str]:
         Environment={"Variables": {"GREETING": "hello"}},
     )
     lam.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=0)
+    lam.publish_version(FunctionName=name)
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
     lam.invoke(FunctionName=name, Payload=json.dumps({"mark": "first"}))
     yield name
     lam.delete_function(FunctionName=name)
@@ -129,6 +131,7 @@ def test_the_function_page_plots_and_invokes_from_the_test_form(
     page = root_page(browser, server)
     page.goto(f"{server.url}/console/functions/{function}")
     assert "GREETING" in page.inner_text("table.env")
+    assert "live" in page.inner_text("#versions")  # the alias
     for plot in ("plot-calls", "plot-duration", "plot-concurrency"):
         page.wait_for_function(f"window.emberPlots && window.emberPlots['{plot}']")
     before = plotted(page, "plot-calls")

@@ -70,6 +70,7 @@
     }
   });
 
+  if (lines) lines.scrollTop = lines.scrollHeight;
   load();
   setInterval(load, 15000);
 })();
