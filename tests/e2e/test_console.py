@@ -207,7 +207,23 @@ def test_the_platform_pages_load(browser: Any, server: Server, function: str) ->
         assert response.status == 200
         assert page.inner_text("h1") == heading
     assert function in page.goto(f"{server.url}/console/sandboxes").text()
+    for path in ("", "queue", "sandboxes", "limits", f"functions/{function}"):
+        page.goto(f"{server.url}/console/{path}")
+        assert server.credentials.secret_key not in page.content()
     page.close()
+
+
+def test_pages_read_without_javascript(browser: Any, server: Server, function: str) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(server.url + "/console/")
+    page.fill("input[name=access_key_id]", server.credentials.access_key)
+    page.fill("input[name=secret]", server.credentials.secret_key)
+    page.click("button[type=submit]")
+    page.click(f"text={function}")
+    assert page.locator("#history tbody tr").count() >= 1
+    assert "console-log" in page.inner_text("#log-lines")
+    context.close()
 
 
 def test_a_wrong_secret_is_refused(browser: Any, server: Server) -> None:
