@@ -128,6 +128,8 @@ def main() -> int:
                 "/console/sandboxes",
                 "/console/limits",
             ]
+            # The page shows the function's records (the store answered, not an empty page).
+            assert "req-" in client.get(f"/console/functions/{middle}").text
             worst_page = 0.0
             for path in pages:
                 median, worst = timed(client, path, args.rounds)

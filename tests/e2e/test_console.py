@@ -197,6 +197,8 @@ def test_a_dead_letter_is_redriven(browser: Any, server: Server, function: str) 
 
 
 def test_the_platform_pages_load(browser: Any, server: Server, function: str) -> None:
+    limit = server.http.put(f"/_ember/functions/{function}/limits", json={"rate": "500/s"})
+    assert limit.status_code == 200, limit.text
     page = root_page(browser, server)
     for path, heading in (
         ("queue", "Async queue"),
@@ -207,6 +209,7 @@ def test_the_platform_pages_load(browser: Any, server: Server, function: str) ->
         assert response.status == 200
         assert page.inner_text("h1") == heading
     assert function in page.goto(f"{server.url}/console/sandboxes").text()
+    assert "500/s token-bucket (per function)" in page.goto(f"{server.url}/console/limits").text()
     for path in ("", "queue", "sandboxes", "limits", f"functions/{function}"):
         page.goto(f"{server.url}/console/{path}")
         assert server.credentials.secret_key not in page.content()
