@@ -132,7 +132,7 @@ class Console:
         recorder = self.services.recorder
         if recorder is None:
             return HistoryPage([], None)
-        return await recorder.query(query)
+        return await recorder.query(query, fresh=True)
 
     async def logs(self, principal: Principal, name: str, since: int | None) -> tuple[str, int]:
         await self.allow(principal, "GET", f"/_ember/functions/{quote(name)}/logs")
