@@ -306,3 +306,18 @@ def test_with_auth_none_there_is_no_sign_in(browser: Any, spawn_server: Any) -> 
     assert response.status == 200 and page.inner_text("h1") == "Functions"
     assert page.goto(open_server.url + "/console/signin").url.endswith("/console/")
     page.close()
+
+
+def test_history_pages_to_older_invocations(browser: Any, server: Server, function: str) -> None:
+    lam = lambda_client(server)
+    for n in range(26):  # more than one page of 25
+        lam.invoke(FunctionName=function, Payload=json.dumps({"mark": f"page-{n}"}))
+    lam.close()
+    page = root_page(browser, server)
+    page.goto(f"{server.url}/console/functions/{function}")
+    first = page.locator("#history tbody tr td:nth-child(2)").all_inner_texts()
+    assert len(first) == 25
+    page.click("a[rel=next]")
+    older = page.locator("#history tbody tr td:nth-child(2)").all_inner_texts()
+    assert older and not set(older) & set(first)
+    page.close()
