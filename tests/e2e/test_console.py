@@ -270,6 +270,8 @@ def test_the_session_cookie_is_http_only_strict_and_forms_need_the_csrf_token(
         cookies=jar,
     )
     assert forged.status_code == 403 and "CSRF" in forged.text
+    kept = httpx.post(f"{server.url}/console/signout", data={}, cookies=jar)
+    assert kept.status_code == 403 and "CSRF" in kept.text  # another site cannot sign you out
     page.close()
 
 

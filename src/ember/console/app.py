@@ -132,7 +132,11 @@ class ConsoleApp:
     async def sign_out(self, request: Request) -> Response:
         cookie = request.cookies.get(COOKIE, "")
         form = await request.form()
-        self._csrf.check_csrf(cookie, _field(form, "csrf"))
+        try:
+            self._csrf.check_csrf(cookie, _field(form, "csrf"))
+        except AccessDenied as refused:
+            return self._render(request, "error.html", None, error=refused, code=refused.code,
+                                status=403)  # fmt: skip
         response = RedirectResponse(PREFIX + "/signin", status_code=303)
         response.delete_cookie(COOKIE, path=PREFIX)
         return response
