@@ -323,3 +323,12 @@ def test_history_pages_to_older_invocations(browser: Any, server: Server, functi
     older = page.locator("#history tbody tr td:nth-child(2)").all_inner_texts()
     assert older and not set(older) & set(first)
     page.close()
+
+
+def test_another_sites_form_cannot_sign_in(server: Server) -> None:
+    keys = server.credentials
+    form = {"access_key_id": keys.access_key, "secret": keys.secret_key}
+    response = httpx.post(
+        f"{server.url}/console/signin", data=form, headers={"Origin": "https://evil.example"}
+    )
+    assert response.status_code == 403 and "set-cookie" not in response.headers
