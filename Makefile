@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test check bench fuzz clean
+.PHONY: setup run test check bench fuzz screenshots clean
 
 setup: $(STAMP)
 
@@ -60,6 +60,11 @@ bench: setup
 	@cd bench && ../$(BIN)/python bench_hardening.py
 	@cd bench && ../$(BIN)/python bench_esm.py
 	@cd bench && ../$(BIN)/python bench_observability.py
+	@cd bench && ../$(BIN)/python bench_console.py
+
+# PNGs of every console page (docs/console/), from a server with the examples deployed.
+screenshots: setup
+	@$(BIN)/python scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) .ember-data .mypy_cache .ruff_cache .pytest_cache

@@ -31,6 +31,9 @@ from ember.audit import postgres as audit_postgres
 from ember.audit.wiring import Audit
 from ember.auth.wiring import Auth
 from ember.config import Settings
+from ember.console.app import ConsoleApp
+from ember.console.session import Sessions
+from ember.console.views import Console
 from ember.control.wiring import ControlPlane
 from ember.invoke.urls import UrlInvoker
 from ember.invoke.wiring import Invocation
@@ -217,7 +220,24 @@ def application(platform: Platform) -> Frontend:
         verify=auth.verify_url,
         authorizer=auth.authorizer,
     )
-    return Frontend(services, lifespan, mcp=platform.mcp.endpoint, guard=guard, url_invoker=urls)
+    return Frontend(
+        services,
+        lifespan,
+        mcp=platform.mcp.endpoint,
+        guard=guard,
+        url_invoker=urls,
+        console=_console(platform),
+    )
+
+
+def _console(platform: Platform) -> ConsoleApp:
+    """The web console: signs in with the access keys (none with --auth none, where
+    everyone is the default root, as on the API) and authorizes as the API does."""
+    auth = platform.auth
+    sessions = None
+    if auth.keys is not None:
+        sessions = Sessions(auth.keys.derive("ember console sessions"), auth.keys.lookup)
+    return ConsoleApp(Console(platform.services, auth.authorizer), sessions, auth.default_root)
 
 
 def serve(settings: Settings, log_level: str = "info") -> None:

@@ -52,6 +52,9 @@ from ember.invoke.urls import UrlInvoker
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 MCP_PATH = "/mcp"
+# The web console: it signs in with an access key of its own (a session cookie), so
+# the Frontend sends it past the SigV4 guard; it is never unauthenticated.
+CONSOLE_PATH = "/console"
 # What anyone may reach unauthenticated: liveness, the API's description (public
 # knowledge: botocore's model and ember's route list, nothing of any account), and
 # OAuth's discovery document (MCP and function URLs authenticate in their own ways).
@@ -65,6 +68,8 @@ WELL_KNOWN = "/.well-known/oauth-protected-resource"  # RFC 9728, served by MCP
 MAX_API_REQUEST = -(-MAX_ZIPPED * 4 // 3)
 # An MCP call carries at most an Invoke payload, in JSON-RPC's envelope.
 MAX_MCP_REQUEST = MAX_REQUEST + (1 << 16)
+# A console form carries at most an Invoke payload, URL-encoded (up to three bytes each).
+MAX_CONSOLE_REQUEST = 3 * MAX_REQUEST + (1 << 16)
 
 
 def _api_too_large() -> RequestTooLarge:
@@ -73,6 +78,10 @@ def _api_too_large() -> RequestTooLarge:
 
 def _mcp_too_large() -> RequestTooLarge:
     return RequestTooLarge(f"Request must be smaller than {MAX_MCP_REQUEST} bytes")
+
+
+def _console_too_large() -> RequestTooLarge:
+    return RequestTooLarge(f"Request must be smaller than {MAX_CONSOLE_REQUEST} bytes")
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -89,10 +98,11 @@ async def _refuse(send: Any, error: EmberError) -> None:
 
 class Frontend:
     """Routes function URLs (``/url/...`` and host-style) to their functions, Invoke to
-    ``ember.api.invoke``, ``/mcp`` to MCP, the rest to Starlette; Invoke and the rest
-    through the ``guard`` (none: every caller is the default root). Every request but a
-    function URL's and ``/health`` must name this server in ``Host`` (and, from a
-    browser, come from an allowed ``Origin``): ``ember.auth.hosts``."""
+    ``ember.api.invoke``, ``/mcp`` to MCP, ``/console`` to the console (which signs
+    its users in itself), the rest to Starlette; Invoke and the rest through the
+    ``guard`` (none: every caller is the default root). Every request but a function
+    URL's and ``/health`` must name this server in ``Host`` (and, from a browser, come
+    from an allowed ``Origin``): ``ember.auth.hosts``."""
 
     def __init__(
         self,
@@ -101,6 +111,7 @@ class Frontend:
         mcp: ASGIApp | None = None,
         guard: Guard | None = None,
         url_invoker: UrlInvoker | None = None,
+        console: ASGIApp | None = None,
     ) -> None:
         self._invoke = services.invocations.invoke
         self._guard = guard
@@ -109,6 +120,7 @@ class Frontend:
         # Without one given, AWS_IAM URLs refuse everyone (never open by omission).
         self._urls = url_invoker or UrlInvoker(services.urls, services.invocations.invoke)
         self._mcp = mcp
+        self._console = console
         self._lifespan = lifespan
         settings = services.settings
         self._hosts = HostPolicy(
@@ -185,6 +197,10 @@ class Frontend:
         if scope["type"] == "lifespan":
             await self._run_lifespan(receive, send)
             return
+        if self._console is not None and _is_console(path):
+            limit = MAX_CONSOLE_REQUEST
+            await run_bounded(self._console, scope, receive, send, limit, _console_too_large)
+            return
         if self._guard is None or self._open(scope, path) or self._scraper(scope, path):
             await self._app(scope, receive, send)
             return
@@ -250,6 +266,10 @@ class Frontend:
             await send({"type": f"lifespan.{phase}.failed", "message": traceback.format_exc()})
             raise
         await send({"type": "lifespan.shutdown.complete"})
+
+
+def _is_console(path: str) -> bool:
+    return path == CONSOLE_PATH or path.startswith(CONSOLE_PATH + "/")
 
 
 def _loopback(client: tuple[str, int] | None) -> bool:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -150,6 +152,8 @@ class KeyStore:
             raise ValueError("the master key must be 32 bytes")
         self._store = store
         self._aead = AESGCM(master_key)
+        # Only ever an HMAC key (``derive``): the master key itself is not kept here.
+        self._derivation = hmac.new(master_key, b"ember derived keys", hashlib.sha256).digest()
         self._keys: dict[str, AccessKey] = {}
         # Invariant: the same key ids as _keys; the plaintext secrets, never written anywhere.
         self._secrets: dict[str, str] = {}
@@ -208,6 +212,11 @@ class KeyStore:
             log.error("access key %s was written under another master key; ignored", key_id)
             return
         self._remember(_access_key(record), secret)
+
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte key for ``purpose`` (e.g. the console's session cookies): every node
+        holding this master key derives the same one, and it reveals nothing of it."""
+        return hmac.new(self._derivation, purpose.encode(), hashlib.sha256).digest()
 
     def get(self, access_key_id: str) -> AccessKey | None:
         """The public half of a key, or None."""

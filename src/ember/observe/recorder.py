@@ -312,8 +312,12 @@ class Recorder(Batched):
 
     # -- reads (for the API and the console) ------------------------------------
 
-    async def query(self, query: HistoryQuery) -> HistoryPage:
-        """Records already written (the last second's may not be yet), newest first."""
+    async def query(self, query: HistoryQuery, fresh: bool = False) -> HistoryPage:
+        """Records already written (the last second's may not be yet), newest first; with
+        ``fresh``, what is pending is written first, so a call the caller just made is
+        listed (the console's history, refreshed after its Test invoke)."""
+        if fresh:
+            await self._flush_logged()
         return await self._store.query(query)
 
     async def find(self, request_id: str) -> list[InvocationRecord]:

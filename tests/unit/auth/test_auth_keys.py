@@ -258,3 +258,13 @@ def test_the_process_environment_is_read_by_default(
 ) -> None:
     monkeypatch.setenv(MASTER_KEY_ENV, _b64(OTHER_MASTER))
     assert load_master_key(tmp_path) == OTHER_MASTER
+
+
+def test_derived_keys_are_per_master_key_and_purpose() -> None:
+    one = KeyStore(MemoryMetadataStore(), MASTER)
+    same = KeyStore(MemoryMetadataStore(), MASTER)
+    other = KeyStore(MemoryMetadataStore(), bytes(32))
+    assert one.derive("console") == same.derive("console")  # every node agrees
+    assert one.derive("console") != one.derive("other purpose")
+    assert one.derive("console") != other.derive("console")
+    assert MASTER not in one.derive("console") and len(one.derive("console")) == 32

@@ -1,0 +1,1 @@
+"""The web console (``/console``): pages over the services the API uses."""
