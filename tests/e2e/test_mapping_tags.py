@@ -158,6 +158,31 @@ def test_another_accounts_mapping_is_not_found(mq_server: Server, aws: Any) -> N
     assert aws.list_tags(Resource=created["EventSourceMappingArn"])["Tags"] == {"team": "shop"}
 
 
+def test_a_user_needs_lambda_tag_resource_on_the_mappings_arn(mq_server: Server, aws: Any) -> None:
+    arn = mapping(aws, Tags={"team": "shop"})["EventSourceMappingArn"]
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "lambda:ListTags", "Resource": arn}],
+    }
+    made = mq_server.http.post(
+        "/_ember/keys",
+        json={"UserName": f"esm-tagger-{uuid.uuid4().hex[:6]}", "Policy": json.dumps(policy)},
+    )
+    assert made.status_code == 201, made.text
+    key, keys = made.json(), mq_server.credentials
+    reader = lambda_client(
+        mq_server,
+        Credentials(key["AccessKeyId"], key["SecretAccessKey"], None, keys.region, "a user"),
+    )
+    try:
+        assert reader.list_tags(Resource=arn)["Tags"] == {"team": "shop"}
+        assert error_of(lambda: reader.tag_resource(Resource=arn, Tags={"a": "b"}))[0] == (
+            "AccessDeniedException"
+        )
+    finally:
+        reader.close()
+
+
 def test_the_aws_cli_tags_a_mapping(mq_server: Server, aws: Any, tmp_path: Path) -> None:
     arn = mapping(aws)["EventSourceMappingArn"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
