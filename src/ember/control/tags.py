@@ -97,13 +97,13 @@ class FunctionTags:
     """Every function's and mapping's tags; ``bind`` the registry's lookup before use
     (and ``bind_mappings`` the mappings', where event sources run)."""
 
-    # As ResourcePolicies: rows of vanished functions are dropped at load, embedded only.
+    # As ResourcePolicies: rows of vanished resources are dropped at load, embedded only.
     prune_orphans = True
 
     def __init__(self, store: MetadataStore, arns: Arns) -> None:
         self._store = store
         self._arns = arns
-        self._tags: dict[str, dict[str, str]] = {}  # function key -> its tags
+        self._tags: dict[str, dict[str, str]] = {}  # resource key -> its tags
         self._lock = asyncio.Lock()
         self._exists: Exists = lambda key: False
         self._mapping_exists: MappingExists = lambda mapping_id, account: False
