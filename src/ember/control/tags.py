@@ -1,11 +1,14 @@
-"""Tags of functions: CreateFunction's ``Tags``, TagResource, UntagResource, ListTags.
+"""Tags of functions and event source mappings: the ``Tags`` of CreateFunction and
+CreateEventSourceMapping, TagResource, UntagResource, ListTags.
 
 A function's tags belong to the function, not to a version or alias (Lambda
-refuses a qualified ARN), and go when it does. They are kept in memory
-(GetFunction renders them) and written through to the ``tags`` MetadataStore,
-one document per function keyed by its storage key (``Arns.key``); other
-nodes follow through the feed. Tags never change the function's RevisionId
-or its sandboxes: they are metadata about the function, not its configuration.
+refuses a qualified ARN), and go when it does; a mapping's go when it does.
+They are kept in memory (GetFunction renders a function's) and written
+through to the ``tags`` MetadataStore, one document per resource: a function's
+keyed by its storage key (``Arns.key``), a mapping's by ``mapping_key(uuid)``
+(a colon is never part of a function's key); other nodes follow through the
+feed. Tags never change the function's RevisionId or its sandboxes: they are
+metadata about the resource, not its configuration.
 """
 
 from __future__ import annotations
@@ -43,7 +46,17 @@ MAX_RESOURCE = 10000
 _FUNCTION_ARN = re.compile(
     r"arn:[^:]+:lambda:[^:]+:(?P<account>\d{12}):function:(?P<name>[^:]+)(:(?P<qualifier>.+))?"
 )
+_MAPPING_ARN = re.compile(
+    r"arn:[^:]+:lambda:[^:]+:(?P<account>\d{12}):event-source-mapping:(?P<uuid>[0-9a-fA-F-]+)"
+)
+_MAPPING = "event-source-mapping:"
 Exists = Callable[[str], bool]
+MappingExists = Callable[[str, str], bool]  # (uuid, account): the account's mapping exists
+
+
+def mapping_key(mapping_id: str) -> str:
+    """The key the tags of the event source mapping ``mapping_id`` are stored under."""
+    return _MAPPING + mapping_id
 
 
 def check(raw: Any) -> dict[str, str]:
@@ -81,30 +94,49 @@ def check(raw: Any) -> dict[str, str]:
 
 
 class FunctionTags:
-    """Every function's tags; ``bind`` the registry's lookup before use."""
+    """Every function's and mapping's tags; ``bind`` the registry's lookup before use
+    (and ``bind_mappings`` the mappings', where event sources run)."""
 
-    # As ResourcePolicies: rows of vanished functions are dropped at load, embedded only.
+    # As ResourcePolicies: rows of vanished resources are dropped at load, embedded only.
     prune_orphans = True
 
     def __init__(self, store: MetadataStore, arns: Arns) -> None:
         self._store = store
         self._arns = arns
-        self._tags: dict[str, dict[str, str]] = {}  # function key -> its tags
+        self._tags: dict[str, dict[str, str]] = {}  # resource key -> its tags
         self._lock = asyncio.Lock()
         self._exists: Exists = lambda key: False
+        self._mapping_exists: MappingExists = lambda mapping_id, account: False
 
     def bind(self, exists: Exists) -> None:
         """``exists(key)``: whether the function stored under ``key`` exists."""
         self._exists = exists
 
+    def bind_mappings(self, exists: MappingExists) -> None:
+        """``exists(uuid, account)``: whether ``account`` has the mapping ``uuid``."""
+        self._mapping_exists = exists
+
     async def load(self) -> None:
+        """Load every resource's tags; mappings' are judged later (``prune_mappings``):
+        mappings load after the registry layer."""
         for key, document in (await self._store.load_all()).items():
-            if not self._exists(key):
+            if not key.startswith(_MAPPING) and not self._exists(key):
                 if self.prune_orphans:
                     await self._store.delete(key)
                 continue
             self._tags[key] = orjson.loads(document)
-        log.info("tagged functions loaded: %d", len(self._tags))
+        log.info("tagged resources loaded: %d", len(self._tags))
+
+    async def prune_mappings(self, exists: Exists) -> None:
+        """Once the mappings are loaded: drop the tags of those ``exists(uuid)`` denies
+        (a delete interrupted by a crash), embedded only as ``load``'s orphans."""
+        if not self.prune_orphans:
+            return
+        async with self._lock:
+            for key in [key for key in self._tags if key.startswith(_MAPPING)]:
+                if not exists(key.removeprefix(_MAPPING)):
+                    del self._tags[key]
+                    await self._store.delete(key)
 
     async def apply_remote(self, key: str, document: str | None) -> None:
         """The feed's callback (namespace ``tags``): memory follows another node's write."""
@@ -117,11 +149,11 @@ class FunctionTags:
     # --- reads ---------------------------------------------------------------
 
     def of(self, key: str) -> dict[str, str]:
-        """The tags of the function ``key`` (a copy; empty when it has none). No I/O."""
+        """The tags of the resource ``key`` (a copy; empty when it has none). No I/O."""
         return dict(self._tags.get(key, {}))
 
     def resource(self, arn: str) -> str:
-        """The function key a TaggableResource ARN names, judged as Lambda does: a
+        """The key of what a TaggableResource ARN names, judged as Lambda does: a
         malformed ARN (ValidationException), a qualified one (InvalidParameterValue),
         an unknown resource (ResourceNotFoundException). The ARN's account owns it
         (the authorizer already decided the caller may act there)."""
@@ -131,9 +163,15 @@ class FunctionTags:
                 "resource",
                 f"Member must satisfy regular expression pattern: {_RESOURCE_PATTERN}",
             )
+        mapping = _MAPPING_ARN.fullmatch(arn)
+        if mapping is not None:
+            if not self._mapping_exists(mapping["uuid"], mapping["account"]):
+                # GetEventSourceMapping's words for an unknown UUID.
+                raise ResourceNotFound("The resource you requested does not exist.")
+            return mapping_key(mapping["uuid"])
         match = _FUNCTION_ARN.fullmatch(arn)
         if match is None:
-            # ember has no code signing configs, event source mappings or the rest here.
+            # ember has no code signing configs, capacity providers or the rest here.
             raise ResourceNotFound(f"The resource you requested does not exist. ({arn})")
         if match["qualifier"] is not None:
             raise InvalidParameterValue(
@@ -148,7 +186,7 @@ class FunctionTags:
     # --- writes --------------------------------------------------------------
 
     async def tag(self, key: str, tags: dict[str, str]) -> None:
-        """Add or overwrite ``tags`` (already ``check``ed) on the function ``key``."""
+        """Add or overwrite ``tags`` (already ``check``ed) on the resource ``key``."""
         async with self._lock:
             merged = {**self._tags.get(key, {}), **tags}
             if len(merged) > MAX_TAGS:
@@ -156,7 +194,7 @@ class FunctionTags:
             await self._save(key, merged)
 
     async def untag(self, key: str, keys: list[str]) -> None:
-        """Remove ``keys`` from the function's tags; missing keys are not an error."""
+        """Remove ``keys`` from the resource's tags; missing keys are not an error."""
         for name in keys:
             if not 1 <= len(name) <= MAX_KEY:
                 raise ValidationError.constraint(
@@ -167,7 +205,7 @@ class FunctionTags:
             await self._save(key, kept)
 
     async def forget(self, key: str) -> None:
-        """The function ``key`` was deleted by this node: its tags go too."""
+        """The resource ``key`` was deleted by this node: its tags go too."""
         async with self._lock:
             if self._tags.pop(key, None) is not None:
                 await self._store.delete(key)
@@ -180,4 +218,4 @@ class FunctionTags:
             await self._store.delete(key)
 
 
-__all__ = ["MAX_TAGS", "FunctionTags", "check"]
+__all__ = ["MAX_TAGS", "FunctionTags", "check", "mapping_key"]

@@ -38,7 +38,6 @@ _NOT_FOR_MQ = (
     "KMSKeyArn",
     "MetricsConfig",
     "LoggingConfig",
-    "Tags",
 )
 
 

@@ -10,7 +10,9 @@ pollers read them) and written through to the ``mappings`` metadata
 namespace, keyed by UUID; in a cluster other nodes' writes arrive through the
 change feed (``apply_remote``). As on Lambda, deleting a function leaves its
 mappings: they stop delivering (``LastProcessingResult`` says why) until the
-function exists again or the mapping is deleted.
+function exists again or the mapping is deleted. A mapping's tags (Create's
+``Tags``, TagResource on its ARN) live with the functions' in
+``ember.control.tags`` and go with the mapping.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from typing import Any
 import orjson
 
 from ember.control import arns
+from ember.control import tags as tag_rules
 from ember.control.arns import Arns
+from ember.control.tags import FunctionTags
 from ember.control.validation import integer
 from ember.errors import (
     InvalidParameterValue,
@@ -147,6 +151,7 @@ class EventSourceMappings:
         names: Arns,
         brokers: Brokers,
         clock: Clock = time.time,
+        tags: FunctionTags | None = None,
     ) -> None:
         self._store = store
         self._exists = exists
@@ -156,6 +161,17 @@ class EventSourceMappings:
         self._mappings: dict[str, Mapping] = {}
         self._lock = asyncio.Lock()
         self._listeners: list[Listener] = []
+        # Create's ``Tags`` land there; TagResource finds the mapping through ``get``.
+        self._tags = tags
+        if tags is not None:
+            tags.bind_mappings(self._owns)
+
+    def _owns(self, mapping_id: str, account: str) -> bool:
+        try:
+            self.get(mapping_id, account)
+        except ResourceNotFound:
+            return False
+        return True
 
     # -- state shared with the pollers ------------------------------------------------
 
@@ -180,6 +196,8 @@ class EventSourceMappings:
         for document in (await self._store.load_all()).values():
             mapping = Mapping.from_json(document)
             self._mappings[mapping.uuid] = mapping
+        if self._tags is not None:
+            await self._tags.prune_mappings(lambda mapping_id: mapping_id in self._mappings)
         self._changed()
 
     async def apply_remote(self, key: str, document: str | None) -> None:
@@ -201,6 +219,8 @@ class EventSourceMappings:
             if expected is State.DELETING:
                 await self._store.delete(mapping_id)
                 del self._mappings[mapping_id]
+                if self._tags is not None:
+                    await self._tags.forget(tag_rules.mapping_key(mapping_id))
             else:
                 rest = State.ENABLED if mapping.enabled else State.DISABLED
                 await self._save(dataclasses.replace(mapping, state=rest))
@@ -268,6 +288,9 @@ class EventSourceMappings:
             body, "MaximumBatchingWindowInSeconds", "maximumBatchingWindowInSeconds", 0, MAX_WINDOW
         )
         enabled = fields.enabled(body)
+        tags = tag_rules.check(body.get("Tags"))
+        if tags and self._tags is None:
+            raise InvalidParameterValue("Tags are not available on this server.")
         async with self._lock:
             self._conflict(arn, key, qualifier, queue)
             mapping = Mapping(
@@ -285,6 +308,8 @@ class EventSourceMappings:
                 last_modified=self._clock(),
             )
             await self._save(mapping)
+            if tags and self._tags is not None:
+                await self._tags.tag(tag_rules.mapping_key(mapping.uuid), tags)
         self._changed()
         return mapping
 

@@ -67,7 +67,9 @@ class EventSources:
         def concurrency_of(key: str) -> int | None:
             return throttle.limits.get(key).reserved
 
-        mappings = EventSourceMappings(storage.metadata("mappings"), exists, control.names, brokers)
+        mappings = EventSourceMappings(
+            storage.metadata("mappings"), exists, control.names, brokers, tags=control.tags
+        )
         storage.feed.watch("mappings", mappings.apply_remote)
         pollers = EventSourcePollers(mappings, source_of, invoke, concurrency_of)
         return cls(mappings, pollers)

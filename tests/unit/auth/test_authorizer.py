@@ -527,3 +527,16 @@ def test_public_routes_are_the_health_check_and_the_api_description_only() -> No
     assert {("GET", "/health"), ("GET", "/openapi.json")} == PUBLIC
     guard = authorizer(Row(ALICE, "GET", "/"))
     assert guard.access_of(ALICE, "GET", "/nowhere").action == UNKNOWN_ACTION
+
+
+def test_a_mappings_tags_are_authorized_on_the_mappings_own_arn() -> None:
+    mapping_id = "6d0c2e6a-1b2c-4d5e-8f90-0123456789ab"
+    auth = authorizer(Row(ALICE, "GET", "/"))
+    own = auth.access_of(ALICE, "GET", f"/2015-03-31/event-source-mappings/{mapping_id}")
+    tagged = auth.access_of(ALICE, "GET", f"/2017-03-31/tags/{own.resource}")
+    assert own.resource.endswith(f":event-source-mapping:{mapping_id}")
+    assert (tagged.action, tagged.resource, tagged.account) == (
+        "lambda:ListTags",
+        own.resource,
+        own.account,
+    )

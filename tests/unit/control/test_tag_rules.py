@@ -72,3 +72,31 @@ def test_tags_merge_within_the_limit_and_go_with_the_function() -> None:
         assert store.of("f") == {} and await backing.load_all() == {}
 
     asyncio.run(scenario())
+
+
+MAPPING_ID = "6d0c2e6a-1b2c-4d5e-8f90-0123456789ab"
+MAPPING_ARN = f"arn:aws:lambda:us-east-1:000000000000:event-source-mapping:{MAPPING_ID}"
+
+
+def test_resource_names_a_mapping_of_the_arns_account() -> None:
+    store = tags.FunctionTags(MemoryMetadataStore(), ARNS)
+    store.bind_mappings(lambda mapping_id, account: (mapping_id, account) == (MAPPING_ID, "0" * 12))
+    assert store.resource(MAPPING_ARN) == tags.mapping_key(MAPPING_ID)
+    elsewhere = MAPPING_ARN.replace(":000000000000:", ":111111111111:")
+    with pytest.raises(ResourceNotFound, match="The resource you requested does not exist"):
+        store.resource(elsewhere)
+
+
+def test_a_gone_mappings_tags_are_pruned_once_mappings_are_loaded() -> None:
+    async def scenario() -> None:
+        backing = MemoryMetadataStore()
+        await backing.put(tags.mapping_key(MAPPING_ID), '{"team":"shop"}')
+        await backing.put(tags.mapping_key("gone"), '{"team":"ops"}')
+        store = tags.FunctionTags(backing, ARNS)
+        await store.load()  # mappings are not loaded yet: nothing of theirs is judged
+        assert store.of(tags.mapping_key("gone")) == {"team": "ops"}
+        await store.prune_mappings(lambda mapping_id: mapping_id == MAPPING_ID)
+        assert store.of(tags.mapping_key(MAPPING_ID)) == {"team": "shop"}
+        assert list(await backing.load_all()) == [tags.mapping_key(MAPPING_ID)]
+
+    asyncio.run(scenario())

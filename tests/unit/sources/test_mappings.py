@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from ember.control import tags as tag_rules
 from ember.control.arns import Arns
+from ember.control.tags import FunctionTags
 from ember.errors import (
     InvalidParameterValue,
     ResourceConflict,
@@ -25,13 +27,16 @@ BROKER = "arn:aws:mq:us-east-1:000000000000:broker:mq:b-1"
 FUNCTIONS = {"f", f"{OTHER}.g"}
 
 
-def service(store: MemoryMetadataStore | None = None) -> EventSourceMappings:
+def service(
+    store: MemoryMetadataStore | None = None, tags: FunctionTags | None = None
+) -> EventSourceMappings:
     return EventSourceMappings(
         store or MemoryMetadataStore(),
         lambda key, qualifier: key in FUNCTIONS,
         Arns("us-east-1", DEFAULT),
         Brokers((("mq", "amqp://u:p@127.0.0.1:5672"),)),
         clock=lambda: 1000.0,
+        tags=tags,
     )
 
 
@@ -56,6 +61,27 @@ def test_create_settle_update_disable_delete() -> None:
         await mappings.settle(created.uuid, State.DELETING)
         with pytest.raises(ResourceNotFound):
             mappings.get(created.uuid, DEFAULT)
+
+    asyncio.run(scenario())
+
+
+def test_tags_are_stored_at_create_and_go_when_the_mapping_does() -> None:
+    async def scenario() -> None:
+        stored = MemoryMetadataStore()
+        tags = FunctionTags(stored, Arns("us-east-1", DEFAULT))
+        mappings = service(tags=tags)
+        created = await mappings.create(body(Tags={"team": "shop"}), DEFAULT)
+        arn = created.describe(Arns("us-east-1", DEFAULT))["EventSourceMappingArn"]
+        key = tags.resource(arn)
+        assert tags.of(key) == {"team": "shop"}
+        await mappings.settle(created.uuid, State.CREATING)
+        await mappings.delete(created.uuid, DEFAULT)
+        assert tags.of(key) == {"team": "shop"}  # Deleting: still the mapping's
+        await mappings.settle(created.uuid, State.DELETING)
+        assert tags.of(key) == {} and await stored.load_all() == {}
+        with pytest.raises(ResourceNotFound):
+            tags.resource(arn)
+        assert tag_rules.mapping_key(created.uuid) == key
 
     asyncio.run(scenario())
 
