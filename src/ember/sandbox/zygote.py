@@ -541,7 +541,7 @@ class _Zygote:
             if sandbox is not None:
                 sandbox.pid = int(message["pid"])
                 sandbox.freezer = self._freezer(message.get("cgroups") or [])
-                if sandbox.spec.runtime in runtimes.PROVIDED_RUNTIMES:
+                if runtimes.serves_runtime_api(sandbox.spec.runtime):
                     sandbox.memory_peak = self._memory_peak(message.get("cgroups") or [])
         elif kind == frames.SPAWN_FAILED:
             sandbox = self._spawning.pop(message["id"], None)
@@ -791,6 +791,9 @@ class ZygoteBackend:
             "uid_base": 100000,
             "etc": self.etc_dir,
             "pool": self._pool,
+            "runtime_dirs": _node_dirs(),
+            # Installed runtimes, read-only at isolate.RUNTIMES_MOUNT in every sandbox.
+            "runtimes_dir": str(runtimes.runtimes_dir()),
         }
 
     async def _zygote_for(self, runtime: str) -> _Zygote:
@@ -832,9 +835,14 @@ class ZygoteBackend:
             },
             "rlimits": {"nofile": spec.files_max, "fsize": spec.tmp_mb * 1024 * 1024},
             "egress": spec.egress,
-            # provided*: the sandbox serves the Runtime API to the package's bootstrap.
-            "custom": spec.runtime in runtimes.PROVIDED_RUNTIMES,
+            # provided*: the sandbox serves the Runtime API to the package's bootstrap;
+            # nodejs*: to ember's Node runtime.
+            "custom": runtimes.serves_runtime_api(spec.runtime),
         }
+        if spec.runtime in runtimes.NODE_RUNTIMES:
+            sandbox_spec["command"] = await asyncio.to_thread(
+                _node_command, spec.runtime, self.isolated
+            )
         if spec.opt_dir is not None:
             sandbox_spec.update(layer_settings(spec, self.isolated))
         return await zygote.spawn(spec, sandbox_spec, self._init_timeout)
@@ -873,6 +881,43 @@ class ZygoteBackend:
             },
             "zygotes": zygotes,
         }
+
+
+def _node_dirs() -> list[str]:
+    """The host's own node's prefix, when a sandbox needs it bound (outside /usr)."""
+    host = shutil.which("node")
+    if host is None:
+        return []
+    prefix = os.path.dirname(os.path.dirname(os.path.realpath(host)))
+    return [] if prefix == "/usr" else [prefix]
+
+
+def _node_command(runtime: str, isolated: bool) -> list[str]:
+    """The node binary and ember's runtime script, as the sandbox sees them.
+
+    The script is copied into the runtimes directory (ember's own tree is never
+    mounted into a sandbox), which an isolated sandbox sees at /var/runtime.
+    """
+    binary = runtimes.node_binary(runtime)
+    if binary is None:  # removed since the function was created: never substituted
+        raise SandboxUnavailable(f"this host has no node for {runtime}")
+    root = runtimes.runtimes_dir()
+    script = root / "_ember" / "index.mjs"
+    source = runtimes.NODE_RUNTIME_JS.read_bytes()
+    if not script.exists() or script.read_bytes() != source:
+        script.parent.mkdir(parents=True, exist_ok=True)
+        partial = script.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(source)
+        partial.chmod(0o644)
+        os.replace(partial, script)
+    command = [os.path.realpath(binary), str(script)]
+    if isolated:
+        inside = isolate.RUNTIMES_MOUNT
+        command = [
+            inside + path[len(str(root)) :] if path.startswith(str(root) + "/") else path
+            for path in command
+        ]
+    return command
 
 
 def layer_settings(spec: SandboxSpec, isolated: bool) -> dict[str, object]:
