@@ -26,6 +26,7 @@ from ember.api import (
     manifests,
     openapi,
     queue,
+    runtimes,
     tools,
     urls,
     versions,
@@ -125,6 +126,7 @@ class Frontend:
                 *tools.routes(services),
                 *auth_routes.routes(services),
                 *workers.routes(services),
+                *runtimes.routes(services),
             ],
             exception_handlers={404: _not_found, 405: _not_found},
         )

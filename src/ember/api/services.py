@@ -22,6 +22,7 @@ from ember.mcp.catalog import ToolCatalog
 from ember.scheduling.executor import Executor
 from ember.scheduling.roster import Roster
 from ember.throttle import Throttle
+from ember.worker.runtime_installs import RuntimeInstaller
 
 
 @dataclass(frozen=True)
@@ -74,3 +75,5 @@ class Services:
     admin: Admin | None = field(kw_only=True, default=None)
     # The cluster's worker hosts (/_ember/workers); an embedded node's lists none.
     roster: Roster = field(kw_only=True, default=Roster(None))
+    # Installs Node majors on this host (/_ember/runtimes).
+    runtime_installer: RuntimeInstaller = field(kw_only=True, default_factory=RuntimeInstaller)

@@ -54,7 +54,15 @@ INVOKE_ACTION = "lambda:InvokeFunction"
 _CREATE_ACCOUNT = "ember:CreateAccount"
 # The worker hosts are the operator's, not any tenant's: the default account's
 # root, and its users as their policies allow; no other account sees them.
-_HOST_ACTIONS = frozenset({"ember:ListWorkers", "ember:DrainWorker"})
+_HOST_ACTIONS = frozenset(
+    {
+        "ember:ListWorkers",
+        "ember:DrainWorker",
+        "ember:ListRuntimes",
+        "ember:InstallRuntime",
+        "ember:RemoveRuntime",
+    }
+)
 # Account administration the default account's root may do for any account.
 _OPERATOR_ACTIONS = frozenset(
     {
@@ -232,6 +240,9 @@ ROUTES: tuple[RouteAccess, ...] = (
         ("GET", "/audit", "ember:ListAuditEvents"),
         ("GET", "/workers", "ember:ListWorkers"),
         ("POST", "/workers/{id}/drain", "ember:DrainWorker"),
+        ("GET", "/runtimes", "ember:ListRuntimes"),
+        ("PUT", "/runtimes/{runtime}", "ember:InstallRuntime"),
+        ("DELETE", "/runtimes/{runtime}", "ember:RemoveRuntime"),
     ),
     *_rows(
         Kind.ACCOUNT,

@@ -32,6 +32,7 @@ from ember.cli import (
     manifest_commands,
     queue_commands,
     roles,
+    runtime_commands,
     token_commands,
     tool_commands,
     worker_commands,
@@ -289,6 +290,7 @@ main.add_command(account_commands.accounts)
 main.add_command(account_commands.keys)
 main.add_command(roles.worker)
 main.add_command(worker_commands.workers)
+main.add_command(runtime_commands.runtimes)
 
 
 @main.command()
