@@ -68,6 +68,7 @@ MAX_FRAME = 6_291_556 + 4 * 1024 * 1024 + 64 * 1024
 # last this many bytes (what was printed is streamed to the log as it comes).
 MAX_OUTPUT = 4 * 1024 * 1024
 TRUNCATED = b"[ember: output truncated]\n"
+_EXITING_ERROR = b'"errorType":"Runtime.UnhandledPromiseRejection"'
 _VIOLATION = "Runtime broke the invocation protocol and was stopped"
 
 
@@ -417,7 +418,10 @@ class ForkedSandbox:
         outcome = Outcome.OK if kind == frames.RESULT else Outcome.FUNCTION_ERROR
         if self.memory_peak is not None:
             max_rss = max(max_rss, cgroups.read_peak_kb(self.memory_peak))
-        return SandboxResult(outcome, body, log_bytes, max_rss, reusable=True)
+        # Lambda's Node runtime exits right after reporting an unhandled rejection:
+        # the next call must not race that exit on this sandbox.
+        reusable = kind == frames.RESULT or _EXITING_ERROR not in body
+        return SandboxResult(outcome, body, log_bytes, max_rss, reusable=reusable)
 
     async def _runtime_exited(self, request_id: str, body: bytes) -> bytes:
         """Lambda's payload for a custom runtime whose process exited (an EXIT frame).

@@ -27,6 +27,7 @@ const CALLBACK_REFUSED =
   "with Node.js 24. You need to modify this function to use a supported handler signature " +
   "to use Node.js 24 or later. For more information see " +
   "https://docs.aws.amazon.com/lambda/latest/dg/nodejs-handler.html.";
+const RUNTIME_FILE = process.argv[1] || "/var/runtime/index.mjs";
 const STREAMING = Symbol.for("aws.lambda.runtime.handler.streaming");
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
@@ -137,15 +138,21 @@ async function loadModule(root, dir, name) {
     if (esm) return await import(pathToFileURL(file).href);
     return createRequire(file)(file);
   }
-  // No file of that name: a package in node_modules or a directory, as Node resolves it.
-  const require = createRequire(path.join(root, dir, "noop.js"));
-  const resolved = require.resolve(name.startsWith(".") ? name : "./" + name, {
-    paths: [path.join(root, dir)],
-  });
-  return require(resolved);
+  // No file of that name: a directory or a package, as Node resolves them.
+  let resolved;
+  try {
+    resolved = createRequire(path.join(root, dir, "index.js")).resolve("./" + name);
+  } catch {
+    throw new RuntimeError(
+      "Runtime.ImportModuleError",
+      `Error: Cannot find module '${name}'\nRequire stack:\n- ${RUNTIME_FILE}`,
+    );
+  }
+  return createRequire(resolved)(resolved);
 }
 
-function importError(error, name) {
+function importError(error) {
+  if (error instanceof RuntimeError) return error;
   if (error instanceof SyntaxError) {
     return new RuntimeError(
       "Runtime.UserCodeSyntaxError",
@@ -154,6 +161,7 @@ function importError(error, name) {
     );
   }
   if (error && (error.code === "MODULE_NOT_FOUND" || error.code === "ERR_MODULE_NOT_FOUND")) {
+    // The module itself loads something missing: Lambda names that.
     return new RuntimeError("Runtime.ImportModuleError", `Error: ${error.message}`, error.stack);
   }
   return error; // thrown by the module's own top-level code: reported as it is
@@ -165,16 +173,7 @@ async function loadHandler(handlerString) {
   try {
     loaded = await loadModule(TASK_ROOT, dir, module);
   } catch (error) {
-    if (error && error.code === "MODULE_NOT_FOUND" && !String(error.message).includes(module)) {
-      throw importError(error, module);
-    }
-    if (error && (error.code === "MODULE_NOT_FOUND" || error.code === "ERR_MODULE_NOT_FOUND")) {
-      throw new RuntimeError(
-        "Runtime.ImportModuleError",
-        `Error: Cannot find module '${module}'\nRequire stack:\n- ${import.meta.filename || "/var/runtime/index.mjs"}`,
-      );
-    }
-    throw importError(error, module);
+    throw importError(error);
   }
   let handler = loaded;
   for (const part of exportPath.split(".")) {
