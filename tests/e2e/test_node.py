@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -442,3 +443,75 @@ def test_install_list_and_remove_a_node_major(aws: Any, server: Server, unique_n
     assert removed.returncode == 0, removed.stderr
     listing = json.loads(runtimes_cli(server, "ls", "--json").stdout)
     assert "nodejs24.x" not in listing["available"]
+
+
+def npm_pack(directory: Path, name: str, source: str) -> Path:
+    """A local npm package tarball (npm ci installs it without the registry)."""
+    directory.mkdir(parents=True)
+    (directory / "package.json").write_text(json.dumps({"name": name, "version": "1.0.0"}))
+    (directory / "index.js").write_text(source)
+    packed = subprocess.run(
+        ["npm", "pack", "--silent", "--pack-destination", str(directory.parent)],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return directory.parent / packed.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed")
+def test_ember_deploy_runs_npm_ci_omitting_dev_dependencies(
+    aws: Any, server: Server, tmp_path: Path, unique_name: str, node20: str
+) -> None:
+    vendor = tmp_path / "vendor"
+    pad = npm_pack(vendor / "pad-src", "pad-local", "module.exports = (s) => `[${s}]`;")
+    dev = npm_pack(vendor / "dev-src", "dev-only", "module.exports = 1;")
+    project = tmp_path / "fn"
+    project.mkdir()
+    (project / "package.json").write_text(
+        json.dumps(
+            {
+                "name": "fn",
+                "version": "1.0.0",
+                "dependencies": {"pad-local": f"file:{pad}"},
+                "devDependencies": {"dev-only": f"file:{dev}"},
+            }
+        )
+    )
+    (project / "index.js").write_text(
+        "const pad = require('pad-local');\n"
+        "let dev = true; try { require('dev-only'); } catch { dev = false; }\n"
+        "exports.handler = async (e) => ({pad: pad(e.s), dev});\n"
+    )
+    locked = subprocess.run(
+        ["npm", "install", "--package-lock-only", "--offline", "--no-audit", "--no-fund"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert locked.returncode == 0, locked.stderr
+    deployed = subprocess.run(
+        [
+            EMBER,
+            "deploy",
+            unique_name,
+            str(project),
+            "--handler",
+            "index.handler",
+            "--runtime",
+            node20,
+        ],
+        env=server.cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert deployed.returncode == 0, deployed.stderr
+    assert "npm ci installed 1 package(s)" in deployed.stderr
+    assert not (project / "node_modules").exists()  # the user's directory is left alone
+    try:
+        seen, _ = invoke(aws, unique_name, {"s": "x"})
+        assert seen == {"pad": "[x]", "dev": False}
+    finally:
+        aws.delete_function(FunctionName=unique_name)
