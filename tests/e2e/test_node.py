@@ -515,3 +515,32 @@ def test_ember_deploy_runs_npm_ci_omitting_dev_dependencies(
         assert seen == {"pad": "[x]", "dev": False}
     finally:
         aws.delete_function(FunctionName=unique_name)
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed")
+def test_the_node_hello_example_deploys_and_answers(
+    aws: Any, server: Server, unique_name: str, node20: str
+) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "node-hello"
+    deployed = subprocess.run(
+        [
+            EMBER,
+            "deploy",
+            unique_name,
+            str(example),
+            "--handler",
+            "index.handler",
+            "--runtime",
+            node20,
+        ],
+        env=server.cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert deployed.returncode == 0, deployed.stderr
+    try:
+        seen, _ = invoke(aws, unique_name, {"name": "ember"})
+        assert seen["message"] == "Hello, ember, from Node.js on ember!"
+    finally:
+        aws.delete_function(FunctionName=unique_name)
