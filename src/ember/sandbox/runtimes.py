@@ -8,6 +8,7 @@ is trusted (a pyenv shim for a version that is not installed fails and is skippe
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import shutil
@@ -55,7 +56,10 @@ def node_binary(runtime: str) -> str | None:
     return _host_node(node_major(runtime))
 
 
+@functools.cache
 def _host_node(major: str) -> str | None:
+    """The host's ``node`` if it is Node ``major``: probed once per process (a
+    subprocess costs tens of milliseconds, and this runs at each sandbox start)."""
     found = shutil.which("node")
     if found is None:
         return None
