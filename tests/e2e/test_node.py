@@ -114,7 +114,6 @@ exports.handler = async (event, context) => {
       AWS_EXECUTION_ENV: process.env.AWS_EXECUTION_ENV,
       LAMBDA_TASK_ROOT: process.env.LAMBDA_TASK_ROOT,
       _HANDLER: process.env._HANDLER,
-      AWS_LAMBDA_RUNTIME_API: Boolean(process.env.AWS_LAMBDA_RUNTIME_API),
     },
   };
 };
@@ -146,7 +145,6 @@ def test_an_async_handler_gets_lambdas_context_environment_and_log_lines(
         "AWS_EXECUTION_ENV": "AWS_Lambda_nodejs20.x",
         "LAMBDA_TASK_ROOT": "/var/task",
         "_HANDLER": "index.handler",
-        "AWS_LAMBDA_RUNTIME_API": True,
     }
     lines = log_of(response).split("\n")  # not splitlines: a record keeps its \r
     logged = [line.split("\t") for line in lines if f"\t{request_id}\t" in line]

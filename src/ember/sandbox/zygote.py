@@ -839,14 +839,13 @@ class ZygoteBackend:
             },
             "rlimits": {"nofile": spec.files_max, "fsize": spec.tmp_mb * 1024 * 1024},
             "egress": spec.egress,
-            # provided*: the sandbox serves the Runtime API to the package's bootstrap;
-            # nodejs*: to ember's Node runtime.
-            "custom": runtimes.serves_runtime_api(spec.runtime),
+            # provided*: the sandbox serves the Runtime API to the package's bootstrap.
+            "custom": spec.runtime in runtimes.PROVIDED_RUNTIMES,
         }
         if spec.runtime in runtimes.NODE_RUNTIMES:
-            sandbox_spec["command"] = await asyncio.to_thread(
-                _node_command, spec.runtime, self.isolated
-            )
+            # nodejs*: the sandbox execs node, which speaks the frames on the socket.
+            command = await asyncio.to_thread(_node_command, spec.runtime, self.isolated)
+            sandbox_spec["exec"] = [*command, "--frames"]
         if spec.opt_dir is not None:
             sandbox_spec.update(layer_settings(spec, self.isolated))
         return await zygote.spawn(spec, sandbox_spec, self._init_timeout)

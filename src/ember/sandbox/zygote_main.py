@@ -160,6 +160,10 @@ def _run(spec: dict[str, Any], fds: list[int], confine: Any, pyloop: Any) -> int
     if isolate is not None:
         isolate.drop_privileges(int(spec["uid"]), int(spec["uid"]), _ISOLATION["userns"])
         _ISOLATION["filter"].load()  # last: from here on only what a function may do
+    if spec.get("exec"):
+        # A runtime speaking the frames on fd 3 itself (Node): it becomes the sandbox.
+        os.chdir(task_root)
+        os.execve(spec["exec"][0], spec["exec"], dict(os.environ))
     if spec.get("custom"):
         # A custom runtime: this process serves the Runtime API to its
         # bootstrap, on Lambda's port inside its own network namespace.

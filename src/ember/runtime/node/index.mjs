@@ -1,17 +1,21 @@
 // ember's Node.js runtime: Lambda's handler semantics over the Lambda Runtime API.
 //
-// Started by the sandbox's Runtime API server (rapi.py) as its bootstrap, with
-// AWS_LAMBDA_RUNTIME_API and _HANDLER set. Init loads the handler (CommonJS or
-// ES module, Lambda's resolution rules) and reports an Init error the way
-// Lambda's Node runtime does; then each /invocation/next is answered through
-// /response or /error. Because it speaks the Runtime API, a streamed response
-// can later be posted with `Lambda-Runtime-Function-Response-Mode: streaming`;
-// until then `awslambda.streamifyResponse` buffers the stream into one response.
+// Init loads the handler named by _HANDLER (CommonJS or ES module, Lambda's
+// resolution rules) and reports an Init error the way Lambda's Node runtime does;
+// then it answers invocations, over one of two transports:
+// - `--frames`: ember's native protocol (runtime/frames.py) on fd 3, the socket
+//   the worker holds; the sandbox process exec'd node, so no hop sits between
+//   (the fast path, as the Python runtime's pyloop.py);
+// - otherwise the Lambda Runtime API at AWS_LAMBDA_RUNTIME_API (rapi.py), where a
+//   streamed response can be posted with `Lambda-Runtime-Function-Response-Mode:
+//   streaming` once the platform streams.
+// Until then `awslambda.streamifyResponse` buffers the stream into one response.
 // Node's standard library only.
 import http from "node:http";
 import fs from "node:fs";
 import path from "node:path";
 import util from "node:util";
+import net from "node:net";
 import { Writable } from "node:stream";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
@@ -33,7 +37,7 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
 let currentRequestId = "";
 
-// --- the Runtime API -------------------------------------------------------
+// --- transport 1: the Lambda Runtime API ------------------------------------
 
 function call(method, target, body, headers) {
   return new Promise((resolve, reject) => {
@@ -60,6 +64,148 @@ function postError(target, error) {
     "Lambda-Runtime-Function-Error-Type": payload.errorType,
   });
 }
+
+const runtimeApi = {
+  ready() {}, // the first /next ends Init
+  async initError(error) {
+    await postError("/init/error", error);
+  },
+  async next() {
+    const { headers, body } = await call("GET", "/invocation/next");
+    return {
+      id: headers["lambda-runtime-aws-request-id"],
+      deadline: Number(headers["lambda-runtime-deadline-ms"] || 0),
+      arn: headers["lambda-runtime-invoked-function-arn"],
+      clientContext: headers["lambda-runtime-client-context"],
+      identity: headers["lambda-runtime-cognito-identity"],
+      traceId: headers["lambda-runtime-trace-id"] || "",
+      event: body,
+    };
+  },
+  async respond(id, body) {
+    await call("POST", `/invocation/${id}/response`, body);
+  },
+  async fail(id, error) {
+    await postError(`/invocation/${id}/error`, error);
+  },
+  log(text) {
+    process.stdout.write(text);
+  },
+};
+
+// --- transport 2: ember's frames on fd 3 ---------------------------------------
+// HEADER (u32 length, u8 kind) + payload; replies carry REPLY (u32 max RSS KiB,
+// u32 log length) + log + body; INVOKE carries u32 meta length + NUL-separated
+// meta (request id, deadline ms, ARN, client context, identity, trace id) + event.
+
+const FRAMES_FD = 3;
+const [INVOKE, READY, INIT_ERROR, RESULT, ERROR, LOG] = [1, 2, 3, 4, 5, 6];
+
+function writeAll(buffer) {
+  // Synchronous, so a frame is whole and ordered even when the process exits next.
+  for (let offset = 0; offset < buffer.length; ) {
+    try {
+      offset += fs.writeSync(FRAMES_FD, buffer, offset);
+    } catch (error) {
+      if (error.code !== "EAGAIN") throw error;
+    }
+  }
+}
+
+function sendFrame(kind, body, log = EMPTY) {
+  const head = Buffer.allocUnsafe(13);
+  head.writeUInt32BE(8 + log.length + body.length, 0);
+  head.writeUInt8(kind, 4);
+  head.writeUInt32BE(kind === LOG ? 0 : process.resourceUsage().maxRSS, 5);
+  head.writeUInt32BE(log.length, 9);
+  writeAll(Buffer.concat([head, log, body]));
+}
+
+const EMPTY = Buffer.alloc(0);
+
+class FrameReader {
+  constructor() {
+    this.socket = null;
+    this.pending = [];
+    this.size = 0;
+    this.waiter = null;
+  }
+  start() {
+    this.socket = new net.Socket({ fd: FRAMES_FD, readable: true, writable: false });
+    this.socket.on("data", (chunk) => {
+      this.pending.push(chunk);
+      this.size += chunk.length;
+      this.deliver();
+    });
+    // The worker closed the socket: the sandbox is finished.
+    this.socket.on("end", () => process.exit(0));
+    this.socket.on("error", () => process.exit(0));
+    // Held only while waiting for a frame: a handler's empty event loop must show.
+    this.socket.unref();
+  }
+  deliver() {
+    if (this.waiter === null || this.size < 5) return;
+    const data = Buffer.concat(this.pending);
+    const length = data.readUInt32BE(0);
+    if (data.length < 5 + length) {
+      this.pending = [data];
+      return;
+    }
+    const frame = data.subarray(5, 5 + length);
+    const rest = data.subarray(5 + length);
+    this.pending = rest.length ? [rest] : [];
+    this.size = rest.length;
+    const resolve = this.waiter;
+    this.waiter = null;
+    this.socket.unref();
+    resolve(frame);
+  }
+  next() {
+    if (this.socket === null) this.start();
+    return new Promise((resolve) => {
+      this.waiter = resolve;
+      this.socket.ref();
+      this.deliver();
+    });
+  }
+}
+
+const reader = new FrameReader();
+const jsonBody = (value) => Buffer.from(JSON.stringify(value));
+
+const frameTransport = {
+  ready(initMs) {
+    sendFrame(READY, jsonBody({ pid: process.pid, initMs }));
+  },
+  async initError(error) {
+    sendFrame(INIT_ERROR, jsonBody(errorPayload(error)));
+  },
+  async next() {
+    const frame = await reader.next();
+    const metaLength = frame.readUInt32BE(0);
+    const meta = frame.subarray(4, 4 + metaLength).toString("utf8").split("\0");
+    return {
+      id: meta[0],
+      deadline: Number(meta[1]),
+      arn: meta[2],
+      clientContext: meta[3],
+      identity: meta[4],
+      traceId: meta[5] || "",
+      event: frame.subarray(4 + metaLength),
+    };
+  },
+  async respond(id, body) {
+    sendFrame(RESULT, body);
+  },
+  async fail(id, error) {
+    sendFrame(ERROR, jsonBody(errorPayload(error)));
+  },
+  log(text) {
+    sendFrame(LOG, EMPTY, Buffer.from(text));
+  },
+};
+
+const transport = process.argv.includes("--frames") ? frameTransport : runtimeApi;
 
 // --- errors ----------------------------------------------------------------
 
@@ -88,7 +234,7 @@ function patchConsole() {
   const write = (level) =>
     (...args) => {
       const message = util.format(...args).replace(/\n/g, "\r");
-      process.stdout.write(
+      transport.log(
         `${new Date().toISOString()}\t${currentRequestId || "undefined"}\t${level}\t${message}\n`,
       );
     };
@@ -204,20 +350,20 @@ function parseJson(text) {
   return text ? JSON.parse(text) : undefined;
 }
 
-function makeContext(headers, settle) {
-  const deadline = Number(headers["lambda-runtime-deadline-ms"] || 0);
+function makeContext(invocation, settle) {
+  const deadline = invocation.deadline;
   const env = process.env;
   const context = {
     callbackWaitsForEmptyEventLoop: true,
     functionName: env.AWS_LAMBDA_FUNCTION_NAME,
     functionVersion: env.AWS_LAMBDA_FUNCTION_VERSION,
-    invokedFunctionArn: headers["lambda-runtime-invoked-function-arn"],
+    invokedFunctionArn: invocation.arn,
     memoryLimitInMB: env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
-    awsRequestId: headers["lambda-runtime-aws-request-id"],
+    awsRequestId: invocation.id,
     logGroupName: env.AWS_LAMBDA_LOG_GROUP_NAME,
     logStreamName: env.AWS_LAMBDA_LOG_STREAM_NAME,
-    clientContext: parseJson(headers["lambda-runtime-client-context"]),
-    identity: parseJson(headers["lambda-runtime-cognito-identity"]),
+    clientContext: parseJson(invocation.clientContext),
+    identity: parseJson(invocation.identity),
     getRemainingTimeInMillis: () => Math.max(deadline - Date.now(), 0),
     // The legacy methods Lambda's runtime still offers.
     succeed: (result) => settle(null, result),
@@ -282,7 +428,7 @@ async function runStreaming(handler, event, context) {
 
 // --- one invocation --------------------------------------------------------
 
-function invokeHandler(handler, event, headers) {
+function invokeHandler(handler, event, invocation) {
   // Resolves with { value } or { raw } (the result) or rejects with the error.
   return new Promise((resolve, reject) => {
     let settled = false;
@@ -297,7 +443,7 @@ function invokeHandler(handler, event, headers) {
         answer();
       }
     };
-    const context = makeContext(headers, settle);
+    const context = makeContext(invocation, settle);
     try {
       if (handler[STREAMING]) {
         runStreaming(handler, event, context).then(resolve, reject);
@@ -331,19 +477,18 @@ function encodeResult(answer) {
 
 async function serve(handler) {
   for (;;) {
-    const next = await call("GET", "/invocation/next");
-    const id = next.headers["lambda-runtime-aws-request-id"];
-    currentRequestId = id;
-    process.env._X_AMZN_TRACE_ID = next.headers["lambda-runtime-trace-id"] || "";
+    const invocation = await transport.next();
+    currentRequestId = invocation.id;
+    process.env._X_AMZN_TRACE_ID = invocation.traceId;
     let answer;
     try {
-      const event = JSON.parse(next.body.toString("utf8") || "null");
-      answer = await invokeHandler(handler, event, next.headers);
+      const event = JSON.parse(invocation.event.toString("utf8") || "null");
+      answer = await invokeHandler(handler, event, invocation);
     } catch (error) {
-      await postError(`/invocation/${id}/error`, error);
+      await transport.fail(invocation.id, error);
       continue;
     }
-    await call("POST", `/invocation/${id}/response`, encodeResult(answer));
+    await transport.respond(invocation.id, encodeResult(answer));
   }
 }
 
@@ -357,9 +502,9 @@ function fatal(errorType) {
       errorType === "Runtime.UnhandledPromiseRejection"
         ? new RuntimeError(errorType, String(reason), reason && reason.stack)
         : reason;
-    const target = currentRequestId ? `/invocation/${currentRequestId}/error` : "/init/error";
     try {
-      await postError(target, error);
+      if (currentRequestId) await transport.fail(currentRequestId, error);
+      else await transport.initError(error);
     } finally {
       process.exit(errorType === "Runtime.UnhandledPromiseRejection" ? 128 : 129);
     }
@@ -370,13 +515,15 @@ async function main() {
   patchConsole();
   process.on("unhandledRejection", fatal("Runtime.UnhandledPromiseRejection"));
   process.on("uncaughtException", fatal("uncaughtException"));
+  const started = performance.now();
   let handler;
   try {
     handler = await loadHandler(process.env._HANDLER || "");
   } catch (error) {
-    await postError("/init/error", error);
+    await transport.initError(error);
     process.exit(1);
   }
+  transport.ready(performance.now() - started);
   await serve(handler);
 }
 
