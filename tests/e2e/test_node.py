@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import EMBER, ROLE, Server, make_zip
+from conftest import EMBER, ROLE, Server, make_zip, wait_until
 
 AWS = str(Path(sys.executable).parent / "aws")
 # Downloaded Node tarballs, kept across runs (ignored by git, like .tools/ itself).
@@ -542,3 +543,59 @@ def test_the_node_hello_example_deploys_and_answers(
         assert seen["message"] == "Hello, ember, from Node.js on ember!"
     finally:
         aws.delete_function(FunctionName=unique_name)
+
+
+def test_a_manifest_deploys_a_node_function_that_runs_sync_and_async(
+    aws: Any, server: Server, tmp_path: Path, node20: str
+) -> None:
+    label = f"n{uuid.uuid4().hex[:8]}"
+    name = f"node-{label}"
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "index.mjs").write_text(
+        "export const handler = async (event, context) => {\n"
+        "  console.log(`EVENT ${JSON.stringify(event)}`);\n"
+        "  return {runtime: process.env.AWS_EXECUTION_ENV, event};\n"
+        "};\n"
+    )
+    document = {
+        "apiVersion": "ember.dev/v1",
+        "kind": "Function",
+        "metadata": {"name": name, "labels": {"app": label}},
+        "spec": {
+            "runtime": node20,
+            "handler": "index.handler",
+            "code": {"path": "src"},
+            "rateLimit": {"rate": 50, "period": "1s"},
+        },
+    }
+    (tmp_path / "fn.yaml").write_text(json.dumps(document))
+    applied = subprocess.run(
+        [EMBER, "apply", "-f", str(tmp_path)],
+        env=server.cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert applied.returncode == 0, applied.stderr
+    try:
+        wait_until(lambda: function_exists(aws, name))
+        seen, _ = invoke(aws, name, {"sync": 1})
+        assert seen == {"runtime": f"AWS_Lambda_{node20}", "event": {"sync": 1}}
+        accepted = aws.invoke(FunctionName=name, InvocationType="Event", Payload=b'{"later": 2}')
+        assert accepted["StatusCode"] == 202
+        wait_until(lambda: 'EVENT {"later":2}' in function_logs(server, name))
+    finally:
+        server.http.delete(f"/_ember/apis/ember.dev/v1/namespaces/default/functions/{name}")
+
+
+def function_exists(aws: Any, name: str) -> bool:
+    try:
+        aws.get_function(FunctionName=name)
+    except aws.exceptions.ResourceNotFoundException:
+        return False
+    return True
+
+
+def function_logs(server: Server, name: str) -> str:
+    response = server.http.get(f"/_ember/functions/{name}/logs", params={"since": 0}, timeout=10)
+    return str(response.json().get("logs", "")) if response.status_code == 200 else ""
