@@ -444,6 +444,19 @@ def test_install_list_and_remove_a_node_major(aws: Any, server: Server, unique_n
     assert "nodejs24.x" not in listing["available"]
 
 
+def ember_deploy(
+    server: Server, name: str, path: Path, runtime: str
+) -> subprocess.CompletedProcess[str]:
+    command = [EMBER, "deploy", name, str(path), "--handler", "index.handler"]
+    return subprocess.run(
+        [*command, "--runtime", runtime],
+        env=server.cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def npm_pack(directory: Path, name: str, source: str) -> Path:
     """A local npm package tarball (npm ci installs it without the registry)."""
     directory.mkdir(parents=True)
@@ -490,22 +503,7 @@ def test_ember_deploy_runs_npm_ci_omitting_dev_dependencies(
         text=True,
     )
     assert locked.returncode == 0, locked.stderr
-    deployed = subprocess.run(
-        [
-            EMBER,
-            "deploy",
-            unique_name,
-            str(project),
-            "--handler",
-            "index.handler",
-            "--runtime",
-            node20,
-        ],
-        env=server.cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    deployed = ember_deploy(server, unique_name, project, node20)
     assert deployed.returncode == 0, deployed.stderr
     assert "npm ci installed 1 package(s)" in deployed.stderr
     assert not (project / "node_modules").exists()  # the user's directory is left alone
@@ -521,22 +519,7 @@ def test_the_node_hello_example_deploys_and_answers(
     aws: Any, server: Server, unique_name: str, node20: str
 ) -> None:
     example = Path(__file__).resolve().parents[2] / "examples" / "node-hello"
-    deployed = subprocess.run(
-        [
-            EMBER,
-            "deploy",
-            unique_name,
-            str(example),
-            "--handler",
-            "index.handler",
-            "--runtime",
-            node20,
-        ],
-        env=server.cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    deployed = ember_deploy(server, unique_name, example, node20)
     assert deployed.returncode == 0, deployed.stderr
     try:
         seen, _ = invoke(aws, unique_name, {"name": "ember"})
