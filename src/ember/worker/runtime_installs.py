@@ -90,8 +90,13 @@ def unpack(data: bytes, root: Path, runtime: str) -> None:
     staging = root / f".{runtime}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
-        archive.extractall(staging, filter="data")
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+            # "data": no member may leave the directory, link outside or be a device.
+            archive.extractall(staging, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise RuntimeInstallFailed(f"the Node package cannot be unpacked: {exc}") from exc
     package = staging / "package"
     node = package / "bin" / "node"
     if not node.is_file():
