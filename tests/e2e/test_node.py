@@ -582,3 +582,15 @@ def function_exists(aws: Any, name: str) -> bool:
 def function_logs(server: Server, name: str) -> str:
     response = server.http.get(f"/_ember/functions/{name}/logs", params={"since": 0}, timeout=10)
     return str(response.json().get("logs", "")) if response.status_code == 200 else ""
+
+
+def test_a_handler_without_an_export_is_refused_at_create(aws: Any, unique_name: str) -> None:
+    with pytest.raises(aws.exceptions.InvalidParameterValueException) as refused:
+        aws.create_function(
+            FunctionName=unique_name,
+            Runtime="nodejs20.x",
+            Role=ROLE,
+            Handler="index",
+            Code={"ZipFile": make_zip({"index.js": "exports.handler = async () => 1;"})},
+        )
+    assert "a Node.js handler is 'file.export'" in str(refused.value)
