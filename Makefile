@@ -52,6 +52,7 @@ bench: setup
 	@bash scripts/services.sh
 	@$(BIN)/python bench/bench_throttle.py
 	@cd bench && ../$(BIN)/python bench_isolation.py
+	@cd bench && ../$(BIN)/python bench_node.py
 	@cd bench && ../$(BIN)/python bench_manifests.py
 	@cd bench && ../$(BIN)/python bench_mcp.py
 	@cd bench && ../$(BIN)/python bench_cluster.py

@@ -27,7 +27,8 @@
         ├── StorageUnavailable     the metadata database or blob store cannot be reached
         ├── ThrottleUnavailable    the shared throttle store (Redis) cannot be reached
         ├── BrokerUnavailable      an event source's broker (RabbitMQ) cannot be reached
-        └── StartupRefused         the host cannot give what the settings ask for
+        ├── StartupRefused         the host cannot give what the settings ask for
+        └── RuntimeInstallFailed   a runtime could not be downloaded, or failed its check
 
 Each class names the Lambda error code it becomes (``code``); the HTTP status
 lives only in ``ember.api.errors``.
@@ -210,3 +211,7 @@ class BrokerUnavailable(PlatformError):
 
 class StartupRefused(PlatformError):
     """The server will not serve: said in one line to the operator, no traceback."""
+
+
+class RuntimeInstallFailed(PlatformError):
+    """The npm registry could not be reached, or sent a package that failed its check."""

@@ -43,6 +43,7 @@ from ember.observe import postgres as observe_postgres
 from ember.observe.wiring import Observability
 from ember.queue import postgres as queue_postgres
 from ember.reconcile.wiring import DUTIES, Manifests
+from ember.sandbox import runtimes
 from ember.scheduling import membership_postgres
 from ember.scheduling.executor import Executor
 from ember.scheduling.membership_postgres import PostgresMembership
@@ -75,6 +76,8 @@ def build(settings: Settings) -> Platform:
     """Construct every component for ``settings``; nothing starts yet."""
     storage = storage_wiring.build(settings)
     node = node_id(storage.data_dir)
+    # Installed Node majors (``ember runtimes install``) live in the data dir.
+    runtimes.use_runtimes_dir(storage.data_dir / "runtimes")
     control = ControlPlane.build(settings, storage)
     audit = Audit.build(settings, storage)
     auth = Auth.build(

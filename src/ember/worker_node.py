@@ -20,7 +20,7 @@ import signal
 from ember.config import Settings
 from ember.errors import StartupRefused, StorageUnavailable
 from ember.invoke.logs import LogStore
-from ember.sandbox.runtimes import PROVIDED_RUNTIMES, PYTHON_RUNTIMES
+from ember.sandbox import runtimes
 from ember.scheduling import membership_postgres
 from ember.scheduling.base import HEARTBEAT_SECONDS, WorkerInfo, WorkerLoad
 from ember.scheduling.membership_postgres import PostgresMembership
@@ -53,6 +53,9 @@ class WorkerNode:
         self.storage = storage_wiring.build(settings)
         assert self.storage.database is not None
         self.worker_id = node_id(self.storage.data_dir)
+        # Seam for the cluster: `ember runtimes install` reaches the frontend's host;
+        # each worker reads its own <data_dir>/runtimes (install there the same way).
+        runtimes.use_runtimes_dir(self.storage.data_dir / "runtimes")
         self.membership = PostgresMembership(self.storage.database)
         self.logs = LogStore(self.storage.data_dir / "logs", settings.log_file_max_bytes)
         self.workers = Workers.build(settings, self.storage.packages, None, self.logs.raw)
@@ -71,7 +74,7 @@ class WorkerNode:
             address=self.settings.advertise or self.settings.listen,
             memory_mb=self.settings.worker_memory_mb,
             max_sandboxes=self.settings.max_sandboxes,
-            runtimes=PYTHON_RUNTIMES + PROVIDED_RUNTIMES,
+            runtimes=runtimes.ALL_RUNTIMES,
             isolation="full" if isolation.get("isolated") else "process",
         )
 

@@ -185,6 +185,52 @@ def test_a_node_runtime_runs_under_the_filter(aws: Any, deploy_custom: Deploy) -
         }
 
 
+# ember's own Node runtime (nodejs20.x on the host's node): the same work as a handler.
+MANAGED_NODE = (
+    NODE_RUNTIME.split("(async () => {")[0]
+    + """
+const { execFileSync } = childProcess;
+exports.handler = async (event) => ({
+  ...(await handle(event)),
+  status: fs.readFileSync("/proc/self/status", "utf8").match(/^Seccomp:\\s+(\\d)/m)[1],
+  ioUring: execFileSync(process.execPath, ["-e", IO_URING_PROBE]).toString().trim(),
+});
+"""
+)
+# libuv's io_uring probe, repeated by hand: the call must fail with ENOSYS (fs still works).
+IO_URING_PROBE = (
+    "require('fs').writeFileSync('/tmp/p', 'x');"
+    "process.stdout.write(require('fs').readFileSync('/tmp/p', 'utf8'))"
+)
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+def test_the_managed_node_runtime_runs_under_the_filter(
+    aws: Any, server: Server, unique_name: str
+) -> None:
+    listing = server.http.get("/_ember/runtimes").json()
+    if "nodejs20.x" not in listing["available"]:
+        pytest.skip("the host's node is not Node 20 and nodejs20.x is not installed")
+    source = MANAGED_NODE.replace("IO_URING_PROBE", json.dumps(IO_URING_PROBE))
+    aws.create_function(
+        FunctionName=unique_name,
+        Runtime="nodejs20.x",
+        Role=ROLE,
+        Handler="index.handler",
+        Timeout=20,
+        Code={"ZipFile": package({"index.js": source})},
+    )
+    try:
+        for attempt in range(2):
+            seen = invoke_json(aws, unique_name, {"attempt": attempt})
+            assert seen["read"] == {"attempt": attempt}
+            assert (seen["worker"], seen["child"], seen["digest"]) == (42, "child", 64)
+            assert seen["status"] == "2"  # a seccomp filter is loaded
+            assert seen["ioUring"] == "x"  # libuv fell back: io_uring answered ENOSYS
+    finally:
+        aws.delete_function(FunctionName=unique_name)
+
+
 @pytest.fixture(scope="module")
 def static_probe(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     if shutil.which("gcc") is None:

@@ -32,6 +32,7 @@ from ember.api import (
     provisioned,
     queue,
     runtime_settings,
+    runtimes,
     tags,
     tools,
     urls,
@@ -153,6 +154,7 @@ class Frontend:
                 *auth_routes.routes(services),
                 *workers.routes(services),
                 *observe.routes(services),
+                *runtimes.routes(services),
             ],
             exception_handlers={404: _not_found, 405: _not_found},
         )

@@ -27,6 +27,7 @@ from ember.scheduling.executor import Executor
 from ember.scheduling.roster import Roster
 from ember.sources.wiring import EventSources
 from ember.throttle import Throttle
+from ember.worker.runtime_installs import RuntimeInstaller
 
 
 @dataclass(frozen=True)
@@ -90,3 +91,5 @@ class Services:
     # not wired. ``metrics`` renders GET /metrics.
     recorder: Recorder | None = field(kw_only=True, default=None)
     metrics: Exposition | None = field(kw_only=True, default=None)
+    # Installs Node majors on this host (/_ember/runtimes).
+    runtime_installer: RuntimeInstaller = field(kw_only=True, default_factory=RuntimeInstaller)

@@ -54,7 +54,15 @@ INVOKE_ACTION = "lambda:InvokeFunction"
 _CREATE_ACCOUNT = "ember:CreateAccount"
 # The worker hosts are the operator's, not any tenant's: the default account's
 # root, and its users as their policies allow; no other account sees them.
-_HOST_ACTIONS = frozenset({"ember:ListWorkers", "ember:DrainWorker"})
+_HOST_ACTIONS = frozenset(
+    {
+        "ember:ListWorkers",
+        "ember:DrainWorker",
+        "ember:ListRuntimes",
+        "ember:InstallRuntime",
+        "ember:RemoveRuntime",
+    }
+)
 # Account administration the default account's root may do for any account.
 _OPERATOR_ACTIONS = frozenset(
     {
@@ -298,6 +306,9 @@ ROUTES: tuple[RouteAccess, ...] = (
         # Read by request id: only records of the caller's account's functions answer.
         ("GET", "/invocations/{id}", "ember:GetInvocation"),
         ("GET", "/top", "ember:GetInvocationStatistics"),
+        ("GET", "/runtimes", "ember:ListRuntimes"),
+        ("PUT", "/runtimes/{runtime}", "ember:InstallRuntime"),
+        ("DELETE", "/runtimes/{runtime}", "ember:RemoveRuntime"),
     ),
     # A scraper that is neither on loopback nor holds the metrics token signs.
     RouteAccess("GET", "/metrics", "ember:GetMetrics", _N),

@@ -26,6 +26,8 @@ FUNCTIONS_PATH = "/2015-03-31/functions"
 LAYERS_PATH = "/2018-10-31/layers"
 # Lambda's longest timeout is 900 s; the margin covers init and queueing.
 INVOKE_TIMEOUT_SECONDS = 930.0
+# Installing a runtime downloads it on the server first.
+INSTALL_TIMEOUT_SECONDS = 600.0
 DEFAULT_TIMEOUT_SECONDS = 60.0
 LIST_PAGE_SIZE = 50
 ACCOUNTS_PATH = "/_ember/accounts"
@@ -406,6 +408,19 @@ class EmberClient:
     def top(self) -> dict[str, Any]:
         """Every function's counters since the node started (``ember top`` diffs two)."""
         return _json_object(self._request("GET", "/_ember/top"))
+
+    def runtimes(self) -> dict[str, Any]:
+        """The server's Node majors and every runtime it can run:
+        ``{"runtimes": [{"runtime", "version", "path"}], "available": [...]}``."""
+        return _json_object(self._request("GET", "/_ember/runtimes"))
+
+    def install_runtime(self, runtime: str) -> dict[str, Any]:
+        """Install ``runtime`` on the server (a download of tens of MB: a long timeout)."""
+        path = f"/_ember/runtimes/{quote(runtime, safe='')}"
+        return _json_object(self._request("PUT", path, timeout=INSTALL_TIMEOUT_SECONDS))
+
+    def remove_runtime(self, runtime: str) -> None:
+        self._request("DELETE", f"/_ember/runtimes/{quote(runtime, safe='')}")
 
     def health(self) -> dict[str, Any]:
         """The server's health document."""

@@ -30,9 +30,11 @@ from ember.cli import (
     db_commands,
     dependencies,
     manifest_commands,
+    node_dependencies,
     observe_commands,
     queue_commands,
     roles,
+    runtime_commands,
     token_commands,
     tool_commands,
     worker_commands,
@@ -312,6 +314,7 @@ main.add_command(roles.worker)
 main.add_command(worker_commands.workers)
 main.add_command(observe_commands.invocations)
 main.add_command(observe_commands.top)
+main.add_command(runtime_commands.runtimes)
 
 
 @main.command()
@@ -630,8 +633,11 @@ def deploy(
     On update, only the options given (and --handler) change. A directory with a
     requirements.txt (or pyproject.toml dependencies) gets them installed by pip
     into a layer (reused while they do not change), attached ahead of its layers.
+    A directory with a package.json gets `npm ci --omit=dev` run on a copy, and its
+    node_modules zipped with the code (runtime nodejs22.x unless --runtime).
     """
-    package = read_package(path)
+    node_project = node_dependencies.is_node_project(path)
+    package = read_node_package(path) if node_project else read_package(path)
     options: dict[str, Any] = {}
     for key, value in (
         ("Handler", handler),
@@ -647,6 +653,8 @@ def deploy(
         options["Environment"] = {"Variables": env}
     with _state(ctx).client() as client:
         existing = function_configuration(client, name)
+        if node_project and runtime is None and existing is None:
+            options["Runtime"] = node_dependencies.DEFAULT_NODE_RUNTIME
         attached = deploy_layers(client, path, options, existing, list(layers))
         if attached is not None:
             options["Layers"] = attached
@@ -658,6 +666,15 @@ def deploy(
             config = client.create_function(create_body(name, package, options))
             action = "created"
     click.echo(f"deployed {name} ({describe(config)}) sha256={config.get('CodeSha256')} ({action})")
+
+
+def read_node_package(path: Path) -> bytes:
+    """A Node project's zip: its files and the production node_modules npm installed."""
+    try:
+        with node_dependencies.installed_copy(path) as built:
+            return zip_directory(built)
+    except node_dependencies.NpmError as exc:
+        raise Failure("DependencyInstallFailed", str(exc)) from exc
 
 
 def function_configuration(client: EmberClient, name: str) -> dict[str, Any] | None:

@@ -433,6 +433,12 @@ class FunctionRegistry(Publishing):
         """``Runtime``, refused when this host has no interpreter for it."""
         runtime = validation.runtime(body, required)
         if runtime is not None and not await asyncio.to_thread(self._runtime_installed, runtime):
+            if runtime in runtimes.NODE_RUNTIMES:
+                raise InvalidParameterValue(
+                    f"The runtime parameter of {runtime} is not available on this ember host: "
+                    f"Node.js {runtimes.node_major(runtime)} is not installed. Install it with "
+                    f"`ember runtimes install {runtime}`."
+                )
             raise InvalidParameterValue(
                 f"The runtime parameter of {runtime} is not available on this ember host: "
                 "it has no interpreter for it (ember never runs a function on another "

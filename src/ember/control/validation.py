@@ -22,10 +22,15 @@ from typing import IO, Any
 
 from ember.control import zips
 from ember.errors import InvalidParameterValue, RequestTooLarge, ValidationError
-from ember.sandbox.runtimes import PROVIDED_RUNTIMES, PYTHON_RUNTIMES, host_architecture
+from ember.sandbox.runtimes import (
+    NODE_RUNTIMES,
+    PROVIDED_RUNTIMES,
+    PYTHON_RUNTIMES,
+    host_architecture,
+)
 from ember.storage.base import CodeSource
 
-RUNTIMES = PYTHON_RUNTIMES + PROVIDED_RUNTIMES
+RUNTIMES = PYTHON_RUNTIMES + NODE_RUNTIMES + PROVIDED_RUNTIMES
 MAX_ZIPPED = 52_428_800
 MAX_UNZIPPED = 262_144_000
 MAX_ENVIRONMENT = 4096
@@ -33,6 +38,8 @@ _ROLE = re.compile(r"^arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_
 _ROLE_PATTERN = r"arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+"
 _HANDLER = re.compile(r"^[^\s.][^\s]*\.[A-Za-z_][A-Za-z0-9_]*$")
 _CUSTOM_HANDLER = re.compile(r"^[^\s]+$")
+# Node: a file (a path without its extension) and an export path after the first dot.
+_NODE_HANDLER = re.compile(r"^[^\s.][^\s]*\.[A-Za-z_$][A-Za-z0-9_$.]*$")
 _ENV_KEY = re.compile(r"^[a-zA-Z]([a-zA-Z0-9_])+$")
 # Keys the platform sets for every sandbox; Lambda refuses them too.
 RESERVED_ENV = frozenset(
@@ -184,6 +191,13 @@ def handler(body: dict[str, Any], required: bool, runtime: str | None = None) ->
         if not _CUSTOM_HANDLER.match(value):
             raise ValidationError.constraint(
                 value, "handler", "Member must satisfy regular expression pattern: [^\\s]+"
+            )
+        return value
+    if runtime in NODE_RUNTIMES:
+        if not _NODE_HANDLER.match(value):
+            raise InvalidParameterValue(
+                f"Handler '{value}' is not valid: a Node.js handler is 'file.export' "
+                "(for example 'index.handler' or 'src/app.handler'), with no spaces."
             )
         return value
     if not _HANDLER.match(value):

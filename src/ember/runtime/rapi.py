@@ -415,7 +415,7 @@ class _Connection:
 PR_SET_PDEATHSIG = 1
 
 
-def _exec_runtime(bootstrap: str, env: Dict[str, str], output_fd: int, task_root: str) -> None:
+def _exec_runtime(argv: List[str], env: Dict[str, str], output_fd: int, task_root: str) -> None:
     """In the forked child: become the runtime, or exit as a shell would (126, 127)."""
     try:
         with contextlib.suppress(Exception):
@@ -429,9 +429,9 @@ def _exec_runtime(bootstrap: str, env: Dict[str, str], output_fd: int, task_root
         for signum in (signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
         os.chdir(task_root)
-        os.execve(bootstrap, [bootstrap], env)
+        os.execve(argv[0], argv, env)
     except OSError as exc:
-        message = "fork/exec {0}: {1}\n".format(bootstrap, os.strerror(exc.errno or 0))
+        message = "fork/exec {0}: {1}\n".format(argv[0], os.strerror(exc.errno or 0))
         with contextlib.suppress(OSError):
             os.write(2, message.encode())
         os._exit(127 if exc.errno == errno.ENOENT else 126)
@@ -488,14 +488,15 @@ class Supervisor:
 
     # --- the bootstrap --------------------------------------------------------
 
-    def start(self, bootstrap: str, env: Dict[str, str]) -> None:
-        """Fork and exec ``bootstrap`` with the Runtime API's address in its environment."""
+    def start(self, argv: List[str], env: Dict[str, str]) -> None:
+        """Fork and exec ``argv`` (the bootstrap, or a runtime's command line) with
+        the Runtime API's address in its environment."""
         env = dict(env)
         env["AWS_LAMBDA_RUNTIME_API"] = "127.0.0.1:{0}".format(self.port)
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:
-            _exec_runtime(bootstrap, env, write_fd, self.task_root)  # never returns
+            _exec_runtime(argv, env, write_fd, self.task_root)  # never returns
         os.close(write_fd)
         os.set_blocking(read_fd, False)
         self.pid = pid
@@ -754,7 +755,9 @@ class Supervisor:
         return code
 
 
-def run(read_fd: int, write_fd: int, task_root: str, port: int) -> int:
+def run(
+    read_fd: int, write_fd: int, task_root: str, port: int, command: Optional[List[str]] = None
+) -> int:
     """Serve one custom-runtime sandbox; return the exit status.
 
     Frames from the worker are read from ``read_fd`` and replies written to
@@ -763,7 +766,13 @@ def run(read_fd: int, write_fd: int, task_root: str, port: int) -> int:
 
     Init ends with READY (the runtime's first ``/next``) or INIT_ERROR; a
     missing or unusable bootstrap is Lambda's ``Runtime.InvalidEntrypoint``.
+    ``command``: a managed runtime's own (Node: its binary and ember's runtime
+    script) instead of the package's bootstrap.
     """
+    if command:
+        supervisor = Supervisor(read_fd, write_fd, task_root, port)
+        supervisor.start(list(command), dict(os.environ))
+        return supervisor.serve()
     bootstrap = find_bootstrap(task_root)
     if bootstrap is None:
         message = "Couldn't find valid bootstrap(s): [{0} /opt/bootstrap]".format(
@@ -778,5 +787,5 @@ def run(read_fd: int, write_fd: int, task_root: str, port: int) -> int:
         write_all(write_fd, frames.reply_frame(frames.INIT_ERROR, 0, b"", body))
         return 1
     supervisor = Supervisor(read_fd, write_fd, task_root, port)
-    supervisor.start(bootstrap, dict(os.environ))
+    supervisor.start([bootstrap], dict(os.environ))
     return supervisor.serve()

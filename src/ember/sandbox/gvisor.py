@@ -89,6 +89,12 @@ class GVisorBackend:
                 "Isolation 'strong' needs gVisor's runsc (Debian package 'runsc') and the "
                 "isolated backend; neither the function nor ember can run it here."
             )
+        if spec.runtime in runtimes.NODE_RUNTIMES:
+            # The Node runtime execs node from the runtimes directory, which the gVisor
+            # launcher does not bind yet: refused by name rather than run wrongly.
+            raise SandboxUnavailable(
+                f"Isolation 'strong' does not run {spec.runtime} yet; use the default isolation."
+            )
         interpreter, runtime_paths = await self._standard.runtime_of(spec.runtime)
         cgroups = confine.create_cgroup(
             self._standard.cgroup_config(),

@@ -74,6 +74,9 @@ IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x1, 0x8, 0x40
 # Where a sandbox's root is assembled (inside its own mount namespace only).
 STAGING = "/run/ember-sandbox"
 TASK_ROOT = "/var/task"
+# Where managed runtimes beyond the interpreter (installed Node majors and ember's
+# Node runtime script) appear, read-only: Lambda keeps its runtime in /var/runtime.
+RUNTIMES_MOUNT = "/var/runtime"
 ETC_FILES = (
     "ld.so.cache",
     "ld.so.conf",
@@ -277,7 +280,7 @@ def snapshot_etc(target: str) -> None:
             shutil.copy2(source, os.path.join(target, name))
 
 
-def stage_root(staging: str, runtime: list[str], etc: str) -> None:
+def stage_root(staging: str, runtime: list[str], etc: str, runtimes_dir: str = "") -> None:
     """A tmpfs at ``staging`` with read-only binds of what a runtime needs.
 
     Also the root of the gVisor backend's sandboxes (``gvisor_launch.py``).
@@ -296,6 +299,9 @@ def stage_root(staging: str, runtime: list[str], etc: str) -> None:
     for path in runtime:
         if not path.startswith("/usr/"):
             _bind_readonly(path, staging + path)
+    if runtimes_dir:
+        os.makedirs(staging + RUNTIMES_MOUNT, exist_ok=True)
+        _bind_readonly(runtimes_dir, staging + RUNTIMES_MOUNT)
     for name in ("proc", "tmp", "var/task", "dev", "opt", ".old"):
         os.makedirs(staging + "/" + name, exist_ok=True)
 
@@ -311,12 +317,13 @@ def private_mount_namespace() -> None:
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
 
 
-def prepare_root(runtime: list[str], etc: str) -> None:
-    """Assemble the sandbox's root under ``STAGING`` (no function code yet)."""
+def prepare_root(runtime: list[str], etc: str, runtimes_dir: str = "") -> None:
+    """Assemble the sandbox's root under ``STAGING`` (no function code yet);
+    ``runtimes_dir``, when given, appears read-only at ``RUNTIMES_MOUNT``."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     loopback_up()
     socket.sethostname("sandbox")
-    stage_root(STAGING, runtime, etc)
+    stage_root(STAGING, runtime, etc, runtimes_dir)
     _mount("proc", STAGING + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _mount("tmpfs", STAGING + "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
     for device in DEVICES:

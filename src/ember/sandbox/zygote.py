@@ -68,6 +68,7 @@ MAX_FRAME = 6_291_556 + 4 * 1024 * 1024 + 64 * 1024
 # last this many bytes (what was printed is streamed to the log as it comes).
 MAX_OUTPUT = 4 * 1024 * 1024
 TRUNCATED = b"[ember: output truncated]\n"
+_EXITING_ERROR = b'"errorType":"Runtime.UnhandledPromiseRejection"'
 _VIOLATION = "Runtime broke the invocation protocol and was stopped"
 
 
@@ -417,7 +418,10 @@ class ForkedSandbox:
         outcome = Outcome.OK if kind == frames.RESULT else Outcome.FUNCTION_ERROR
         if self.memory_peak is not None:
             max_rss = max(max_rss, cgroups.read_peak_kb(self.memory_peak))
-        return SandboxResult(outcome, body, log_bytes, max_rss, reusable=True)
+        # Lambda's Node runtime exits right after reporting an unhandled rejection:
+        # the next call must not race that exit on this sandbox.
+        reusable = kind == frames.RESULT or _EXITING_ERROR not in body
+        return SandboxResult(outcome, body, log_bytes, max_rss, reusable=reusable)
 
     async def _runtime_exited(self, request_id: str, body: bytes) -> bytes:
         """Lambda's payload for a custom runtime whose process exited (an EXIT frame).
@@ -541,7 +545,7 @@ class _Zygote:
             if sandbox is not None:
                 sandbox.pid = int(message["pid"])
                 sandbox.freezer = self._freezer(message.get("cgroups") or [])
-                if sandbox.spec.runtime in runtimes.PROVIDED_RUNTIMES:
+                if runtimes.serves_runtime_api(sandbox.spec.runtime):
                     sandbox.memory_peak = self._memory_peak(message.get("cgroups") or [])
         elif kind == frames.SPAWN_FAILED:
             sandbox = self._spawning.pop(message["id"], None)
@@ -791,6 +795,9 @@ class ZygoteBackend:
             "uid_base": 100000,
             "etc": self.etc_dir,
             "pool": self._pool,
+            "runtime_dirs": _node_dirs(),
+            # Installed runtimes, read-only at isolate.RUNTIMES_MOUNT in every sandbox.
+            "runtimes_dir": str(runtimes.runtimes_dir()),
         }
 
     async def _zygote_for(self, runtime: str) -> _Zygote:
@@ -835,6 +842,10 @@ class ZygoteBackend:
             # provided*: the sandbox serves the Runtime API to the package's bootstrap.
             "custom": spec.runtime in runtimes.PROVIDED_RUNTIMES,
         }
+        if spec.runtime in runtimes.NODE_RUNTIMES:
+            # nodejs*: the sandbox execs node, which speaks the frames on the socket.
+            command = await asyncio.to_thread(_node_command, spec.runtime, self.isolated)
+            sandbox_spec["exec"] = [*command, "--frames"]
         if spec.opt_dir is not None:
             sandbox_spec.update(layer_settings(spec, self.isolated))
         return await zygote.spawn(spec, sandbox_spec, self._init_timeout)
@@ -873,6 +884,43 @@ class ZygoteBackend:
             },
             "zygotes": zygotes,
         }
+
+
+def _node_dirs() -> list[str]:
+    """The host's own node's prefix, when a sandbox needs it bound (outside /usr)."""
+    host = shutil.which("node")
+    if host is None:
+        return []
+    prefix = os.path.dirname(os.path.dirname(os.path.realpath(host)))
+    return [] if prefix == "/usr" else [prefix]
+
+
+def _node_command(runtime: str, isolated: bool) -> list[str]:
+    """The node binary and ember's runtime script, as the sandbox sees them.
+
+    The script is copied into the runtimes directory (ember's own tree is never
+    mounted into a sandbox), which an isolated sandbox sees at /var/runtime.
+    """
+    binary = runtimes.node_binary(runtime)
+    if binary is None:  # removed since the function was created: never substituted
+        raise SandboxUnavailable(f"this host has no node for {runtime}")
+    root = runtimes.runtimes_dir()
+    script = root / "_ember" / "index.mjs"
+    source = runtimes.NODE_RUNTIME_JS.read_bytes()
+    if not script.exists() or script.read_bytes() != source:
+        script.parent.mkdir(parents=True, exist_ok=True)
+        partial = script.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(source)
+        partial.chmod(0o644)
+        os.replace(partial, script)
+    command = [os.path.realpath(binary), str(script)]
+    if isolated:
+        inside = isolate.RUNTIMES_MOUNT
+        command = [
+            inside + path[len(str(root)) :] if path.startswith(str(root) + "/") else path
+            for path in command
+        ]
+    return command
 
 
 def layer_settings(spec: SandboxSpec, isolated: bool) -> dict[str, object]:

@@ -160,11 +160,15 @@ def _run(spec: dict[str, Any], fds: list[int], confine: Any, pyloop: Any) -> int
     if isolate is not None:
         isolate.drop_privileges(int(spec["uid"]), int(spec["uid"]), _ISOLATION["userns"])
         _ISOLATION["filter"].load()  # last: from here on only what a function may do
+    if spec.get("exec"):
+        # A runtime speaking the frames on fd 3 itself (Node): it becomes the sandbox.
+        os.chdir(task_root)
+        os.execve(spec["exec"][0], spec["exec"], dict(os.environ))
     if spec.get("custom"):
         # A custom runtime: this process serves the Runtime API to its
         # bootstrap, on Lambda's port inside its own network namespace.
         port = _RAPI_PORT if isolate is not None else 0
-        return int(_RAPI[0].run(3, 3, task_root, port))
+        return int(_RAPI[0].run(3, 3, task_root, port, spec.get("command")))
     sys.path[:] = [task_root, *spec.get("extra_path", []), *_CONFIG["base_path"]]
     sock = socket.socket(fileno=3)
     return int(pyloop.run(sock, spec["handler"]))
@@ -198,7 +202,9 @@ def _child(
         _reset_process(ctl, selector)
         confine.prepare(paths, _cgroup_version(), _ISOLATION.get("module") is not None)
         if _ISOLATION.get("module") is not None:
-            _ISOLATION["module"].prepare_root(_ISOLATION["runtime"], _CONFIG["etc"])
+            _ISOLATION["module"].prepare_root(
+                _ISOLATION["runtime"], _CONFIG["etc"], _CONFIG.get("runtimes_dir", "")
+            )
         if blank is not None:
             # Hold nothing of the zygote's while waiting (other blanks' sockets).
             keep = blank.fileno()
@@ -413,9 +419,11 @@ def _setup_isolation() -> None:
         os.path.dirname(os.path.realpath(sys.executable)),
     ]
     hidden = [os.path.realpath(p) for p in _CONFIG.get("hidden", [])]
+    # The host's own node, where it is outside /usr.
+    extra = list(_CONFIG.get("runtime_dirs", []))
     runtime = [
         path
-        for path in isolate.runtime_paths(prefixes + _CONFIG["base_path"])
+        for path in isolate.runtime_paths(prefixes + _CONFIG["base_path"] + extra)
         if not any(
             path == h or path.startswith(h + "/") or h.startswith(path + "/") for h in hidden
         )

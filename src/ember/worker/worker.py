@@ -62,11 +62,26 @@ def lambda_environment(
         env["AWS_LAMBDA_LOG_LEVEL"] = record.application_log_level or "INFO"
     if not record.handler:
         del env["_HANDLER"]  # optional for custom runtimes
+    if record.runtime.startswith("nodejs"):
+        env.update(node_env(record.runtime, task_root))
     if record.runtime.startswith("provided"):
         # Where a custom runtime's shared libraries live, as on Lambda.
         env["LD_LIBRARY_PATH"] = f"/lib64:/usr/lib64:{task_root}:{task_root}/lib:/opt/lib"
     env.update(record.environment or {})
     return env
+
+
+def node_env(runtime: str, task_root: str) -> dict[str, str]:
+    """What Lambda's Node runtimes set: module paths (layers' first), the runtime's
+    library path, and the major-specific layer directory."""
+    major = runtime.removeprefix("nodejs").removesuffix(".x")
+    return {
+        "NODE_PATH": f"/opt/nodejs/node{major}/node_modules:/opt/nodejs/node_modules:"
+        f"/var/runtime/node_modules:/var/runtime:{task_root}",
+        "LD_LIBRARY_PATH": f"/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:{task_root}:"
+        f"{task_root}/lib:/opt/lib",
+        "AWS_LAMBDA_RUNTIME_NAME": runtime,
+    }
 
 
 def with_layer_paths(env: dict[str, str], opt: str) -> dict[str, str]:

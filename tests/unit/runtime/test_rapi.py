@@ -266,7 +266,7 @@ def supervised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]
     monkeypatch.setenv("ADDRESS_FILE", str(address_file))
     ours, theirs = socket.socketpair()
     supervisor = rapi.Supervisor(theirs.fileno(), theirs.fileno(), str(tmp_path), 0)
-    supervisor.start(str(tmp_path / "bootstrap"), dict(os.environ))
+    supervisor.start([str(tmp_path / "bootstrap")], dict(os.environ))
     result: list[int] = []
     thread = threading.Thread(target=lambda: result.append(supervisor.serve()))
     thread.start()

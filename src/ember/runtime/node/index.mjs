@@ -1,0 +1,530 @@
+// ember's Node.js runtime: Lambda's handler semantics over the Lambda Runtime API.
+//
+// Init loads the handler named by _HANDLER (CommonJS or ES module, Lambda's
+// resolution rules) and reports an Init error the way Lambda's Node runtime does;
+// then it answers invocations, over one of two transports:
+// - `--frames`: ember's native protocol (runtime/frames.py) on fd 3, the socket
+//   the worker holds; the sandbox process exec'd node, so no hop sits between
+//   (the fast path, as the Python runtime's pyloop.py);
+// - otherwise the Lambda Runtime API at AWS_LAMBDA_RUNTIME_API (rapi.py), where a
+//   streamed response can be posted with `Lambda-Runtime-Function-Response-Mode:
+//   streaming` once the platform streams.
+// Until then `awslambda.streamifyResponse` buffers the stream into one response.
+// Node's standard library only.
+import http from "node:http";
+import fs from "node:fs";
+import path from "node:path";
+import util from "node:util";
+import net from "node:net";
+import { Writable } from "node:stream";
+import { createRequire } from "node:module";
+import { pathToFileURL } from "node:url";
+
+const API = process.env.AWS_LAMBDA_RUNTIME_API || "127.0.0.1:9001";
+const [HOST, PORT] = API.split(":");
+const PREFIX = "/2018-06-01/runtime";
+const TASK_ROOT = process.env.LAMBDA_TASK_ROOT || "/var/task";
+const MAJOR = Number(process.versions.node.split(".")[0]);
+// Lambda's own words (aws-lambda-nodejs-runtime-interface-client).
+const CALLBACK_REFUSED =
+  "ERROR: AWS Lambda has removed support for callback-based function handlers starting " +
+  "with Node.js 24. You need to modify this function to use a supported handler signature " +
+  "to use Node.js 24 or later. For more information see " +
+  "https://docs.aws.amazon.com/lambda/latest/dg/nodejs-handler.html.";
+const RUNTIME_FILE = process.argv[1] || "/var/runtime/index.mjs";
+const STREAMING = Symbol.for("aws.lambda.runtime.handler.streaming");
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+
+let currentRequestId = "";
+
+// --- transport 1: the Lambda Runtime API ------------------------------------
+
+function call(method, target, body, headers) {
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      { host: HOST, port: PORT, method, path: PREFIX + target, agent, headers },
+      (response) => {
+        const chunks = [];
+        response.on("data", (chunk) => chunks.push(chunk));
+        response.on("end", () =>
+          resolve({ headers: response.headers, body: Buffer.concat(chunks) }),
+        );
+      },
+    );
+    request.on("error", reject);
+    request.end(body);
+  });
+}
+
+function postError(target, error) {
+  const payload = errorPayload(error);
+  const body = Buffer.from(JSON.stringify(payload));
+  return call("POST", target, body, {
+    "Content-Type": "application/json",
+    "Lambda-Runtime-Function-Error-Type": payload.errorType,
+  });
+}
+
+const runtimeApi = {
+  ready() {}, // the first /next ends Init
+  async initError(error) {
+    await postError("/init/error", error);
+  },
+  async next() {
+    const { headers, body } = await call("GET", "/invocation/next");
+    return {
+      id: headers["lambda-runtime-aws-request-id"],
+      deadline: Number(headers["lambda-runtime-deadline-ms"] || 0),
+      arn: headers["lambda-runtime-invoked-function-arn"],
+      clientContext: headers["lambda-runtime-client-context"],
+      identity: headers["lambda-runtime-cognito-identity"],
+      traceId: headers["lambda-runtime-trace-id"] || "",
+      event: body,
+    };
+  },
+  async respond(id, body) {
+    await call("POST", `/invocation/${id}/response`, body);
+  },
+  async fail(id, error) {
+    await postError(`/invocation/${id}/error`, error);
+  },
+  log(text) {
+    process.stdout.write(text);
+  },
+};
+
+// --- transport 2: ember's frames on fd 3 ---------------------------------------
+// HEADER (u32 length, u8 kind) + payload; replies carry REPLY (u32 max RSS KiB,
+// u32 log length) + log + body; INVOKE carries u32 meta length + NUL-separated
+// meta (request id, deadline ms, ARN, client context, identity, trace id) + event.
+
+const FRAMES_FD = 3;
+const [INVOKE, READY, INIT_ERROR, RESULT, ERROR, LOG] = [1, 2, 3, 4, 5, 6];
+
+function writeAll(buffer) {
+  // Synchronous, so a frame is whole and ordered even when the process exits next.
+  for (let offset = 0; offset < buffer.length; ) {
+    try {
+      offset += fs.writeSync(FRAMES_FD, buffer, offset);
+    } catch (error) {
+      if (error.code !== "EAGAIN") throw error;
+    }
+  }
+}
+
+function sendFrame(kind, body, log = EMPTY) {
+  const head = Buffer.allocUnsafe(13);
+  head.writeUInt32BE(8 + log.length + body.length, 0);
+  head.writeUInt8(kind, 4);
+  head.writeUInt32BE(kind === LOG ? 0 : process.resourceUsage().maxRSS, 5);
+  head.writeUInt32BE(log.length, 9);
+  writeAll(Buffer.concat([head, log, body]));
+}
+
+const EMPTY = Buffer.alloc(0);
+
+class FrameReader {
+  constructor() {
+    this.socket = null;
+    this.pending = [];
+    this.size = 0;
+    this.waiter = null;
+  }
+  start() {
+    this.socket = new net.Socket({ fd: FRAMES_FD, readable: true, writable: false });
+    this.socket.on("data", (chunk) => {
+      this.pending.push(chunk);
+      this.size += chunk.length;
+      this.deliver();
+    });
+    // The worker closed the socket: the sandbox is finished.
+    this.socket.on("end", () => process.exit(0));
+    this.socket.on("error", () => process.exit(0));
+    // Held only while waiting for a frame: a handler's empty event loop must show.
+    this.socket.unref();
+  }
+  deliver() {
+    if (this.waiter === null || this.size < 5) return;
+    const data = Buffer.concat(this.pending);
+    const length = data.readUInt32BE(0);
+    if (data.length < 5 + length) {
+      this.pending = [data];
+      return;
+    }
+    const frame = data.subarray(5, 5 + length);
+    const rest = data.subarray(5 + length);
+    this.pending = rest.length ? [rest] : [];
+    this.size = rest.length;
+    const resolve = this.waiter;
+    this.waiter = null;
+    this.socket.unref();
+    resolve(frame);
+  }
+  next() {
+    if (this.socket === null) this.start();
+    return new Promise((resolve) => {
+      this.waiter = resolve;
+      this.socket.ref();
+      this.deliver();
+    });
+  }
+}
+
+const reader = new FrameReader();
+const jsonBody = (value) => Buffer.from(JSON.stringify(value));
+
+const frameTransport = {
+  ready(initMs) {
+    sendFrame(READY, jsonBody({ pid: process.pid, initMs }));
+  },
+  async initError(error) {
+    sendFrame(INIT_ERROR, jsonBody(errorPayload(error)));
+  },
+  async next() {
+    const frame = await reader.next();
+    const metaLength = frame.readUInt32BE(0);
+    const meta = frame.subarray(4, 4 + metaLength).toString("utf8").split("\0");
+    return {
+      id: meta[0],
+      deadline: Number(meta[1]),
+      arn: meta[2],
+      clientContext: meta[3],
+      identity: meta[4],
+      traceId: meta[5] || "",
+      event: frame.subarray(4 + metaLength),
+    };
+  },
+  async respond(id, body) {
+    sendFrame(RESULT, body);
+  },
+  async fail(id, error) {
+    sendFrame(ERROR, jsonBody(errorPayload(error)));
+  },
+  log(text) {
+    sendFrame(LOG, EMPTY, Buffer.from(text));
+  },
+};
+
+const transport = process.argv.includes("--frames") ? frameTransport : runtimeApi;
+
+// --- errors ----------------------------------------------------------------
+
+class RuntimeError extends Error {
+  constructor(name, message, stack) {
+    super(message);
+    this.name = name;
+    if (stack !== undefined) this.stack = stack;
+  }
+}
+
+function errorPayload(error) {
+  if (error instanceof Error) {
+    const trace = typeof error.stack === "string" ? error.stack.split("\n") : [];
+    return { errorType: error.name || "Error", errorMessage: error.message, trace };
+  }
+  // A thrown string, number, object...: Lambda reports its type and text.
+  return { errorType: typeof error, errorMessage: String(error), trace: [] };
+}
+
+// --- logging ---------------------------------------------------------------
+
+function patchConsole() {
+  // Lambda's text format: timestamp, request id, level, message; a message's own
+  // newlines become \r so that one call stays one log record.
+  const write = (level) =>
+    (...args) => {
+      const message = util.format(...args).replace(/\n/g, "\r");
+      transport.log(
+        `${new Date().toISOString()}\t${currentRequestId || "undefined"}\t${level}\t${message}\n`,
+      );
+    };
+  console.log = write("INFO");
+  console.info = write("INFO");
+  console.warn = write("WARN");
+  console.error = write("ERROR");
+  console.debug = write("DEBUG");
+  console.trace = write("TRACE");
+  console.fatal = write("FATAL");
+}
+
+// --- Init: finding and loading the handler ----------------------------------
+
+function splitHandler(handler) {
+  // "src/app.handler" -> directory "src", module "app", export path "handler".
+  const base = path.basename(handler);
+  const dir = handler.slice(0, handler.length - base.length);
+  const dot = base.indexOf(".");
+  if (dot <= 0 || dot === base.length - 1) {
+    throw new RuntimeError("Runtime.MalformedHandlerName", `Bad handler ${handler}`);
+  }
+  return { dir, module: base.slice(0, dot), exportPath: base.slice(dot + 1) };
+}
+
+function isModuleType(file) {
+  // The nearest package.json decides a .js file's kind, as in Node itself.
+  for (let dir = path.dirname(file); ; dir = path.dirname(dir)) {
+    const manifest = path.join(dir, "package.json");
+    if (fs.existsSync(manifest)) {
+      try {
+        return JSON.parse(fs.readFileSync(manifest, "utf8")).type === "module";
+      } catch {
+        return false;
+      }
+    }
+    if (dir === path.dirname(dir)) return false;
+  }
+}
+
+async function loadModule(root, dir, name) {
+  const base = path.resolve(root, dir, name);
+  for (const extension of [".js", ".mjs", ".cjs"]) {
+    const file = base + extension;
+    if (!fs.existsSync(file)) continue;
+    const esm = extension === ".mjs" || (extension === ".js" && isModuleType(file));
+    if (esm) return await import(pathToFileURL(file).href);
+    return createRequire(file)(file);
+  }
+  // No file of that name: a directory or a package, as Node resolves them.
+  let resolved;
+  try {
+    resolved = createRequire(path.join(root, dir, "index.js")).resolve("./" + name);
+  } catch {
+    throw new RuntimeError(
+      "Runtime.ImportModuleError",
+      `Error: Cannot find module '${name}'\nRequire stack:\n- ${RUNTIME_FILE}`,
+    );
+  }
+  return createRequire(resolved)(resolved);
+}
+
+function importError(error) {
+  if (error instanceof RuntimeError) return error;
+  if (error instanceof SyntaxError) {
+    return new RuntimeError(
+      "Runtime.UserCodeSyntaxError",
+      `${error.name}: ${error.message}`,
+      error.stack,
+    );
+  }
+  if (error && (error.code === "MODULE_NOT_FOUND" || error.code === "ERR_MODULE_NOT_FOUND")) {
+    // The module itself loads something missing: Lambda names that.
+    return new RuntimeError("Runtime.ImportModuleError", `Error: ${error.message}`, error.stack);
+  }
+  return error; // thrown by the module's own top-level code: reported as it is
+}
+
+async function loadHandler(handlerString) {
+  const { dir, module, exportPath } = splitHandler(handlerString);
+  let loaded;
+  try {
+    loaded = await loadModule(TASK_ROOT, dir, module);
+  } catch (error) {
+    throw importError(error);
+  }
+  let handler = loaded;
+  for (const part of exportPath.split(".")) {
+    handler = handler == null ? undefined : handler[part];
+  }
+  if (handler === undefined && loaded && loaded.default) {
+    // A CommonJS module imported as ESM keeps its exports under default.
+    handler = exportPath.split(".").reduce((value, part) => value && value[part], loaded.default);
+  }
+  if (handler === undefined) {
+    throw new RuntimeError(
+      "Runtime.HandlerNotFound",
+      `${module}.${exportPath} is undefined or not exported`,
+    );
+  }
+  if (typeof handler !== "function") {
+    throw new RuntimeError("Runtime.HandlerNotFound", `${module}.${exportPath} is not a function`);
+  }
+  if (MAJOR >= 24 && handler.length >= 3 && !handler[STREAMING]) {
+    throw new RuntimeError("Runtime.CallbackHandlerDeprecated", CALLBACK_REFUSED);
+  }
+  return handler;
+}
+
+// --- the context object ----------------------------------------------------
+
+function parseJson(text) {
+  return text ? JSON.parse(text) : undefined;
+}
+
+function makeContext(invocation, settle) {
+  const deadline = invocation.deadline;
+  const env = process.env;
+  const context = {
+    callbackWaitsForEmptyEventLoop: true,
+    functionName: env.AWS_LAMBDA_FUNCTION_NAME,
+    functionVersion: env.AWS_LAMBDA_FUNCTION_VERSION,
+    invokedFunctionArn: invocation.arn,
+    memoryLimitInMB: env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
+    awsRequestId: invocation.id,
+    logGroupName: env.AWS_LAMBDA_LOG_GROUP_NAME,
+    logStreamName: env.AWS_LAMBDA_LOG_STREAM_NAME,
+    clientContext: parseJson(invocation.clientContext),
+    identity: parseJson(invocation.identity),
+    getRemainingTimeInMillis: () => Math.max(deadline - Date.now(), 0),
+    // The legacy methods Lambda's runtime still offers.
+    succeed: (result) => settle(null, result),
+    fail: (error) => settle(error || "handled"),
+    done: (error, result) => settle(error, result),
+  };
+  return context;
+}
+
+// --- awslambda globals -----------------------------------------------------
+
+class ResponseStream extends Writable {
+  constructor() {
+    super();
+    this.chunks = [];
+    this.contentType = undefined;
+  }
+  _write(chunk, encoding, done) {
+    this.chunks.push(Buffer.from(chunk, encoding));
+    done();
+  }
+  setContentType(type) {
+    this.contentType = type;
+  }
+}
+
+const HTTP_PRELUDE = Symbol("ember.httpPrelude");
+
+globalThis.awslambda = {
+  // Until the platform streams, the stream is buffered into one response
+  // (the handler's code is the same as for a streamed one).
+  streamifyResponse(handler) {
+    const wrapped = async (event, responseStream, context) => handler(event, responseStream, context);
+    wrapped[STREAMING] = true;
+    return wrapped;
+  },
+  HttpResponseStream: {
+    from(stream, prelude) {
+      stream[HTTP_PRELUDE] = prelude || {};
+      return stream;
+    },
+  },
+};
+
+async function runStreaming(handler, event, context) {
+  const stream = new ResponseStream();
+  const finished = new Promise((resolve, reject) => {
+    stream.on("finish", resolve);
+    stream.on("error", reject);
+  });
+  await handler(event, stream, context);
+  if (!stream.writableEnded) stream.end();
+  await finished;
+  const body = Buffer.concat(stream.chunks);
+  const prelude = stream[HTTP_PRELUDE];
+  if (prelude === undefined) return { raw: body };
+  // A function URL's response: the prelude's fields and the body.
+  return {
+    value: { ...prelude, body: body.toString("base64"), isBase64Encoded: true },
+  };
+}
+
+// --- one invocation --------------------------------------------------------
+
+function invokeHandler(handler, event, invocation) {
+  // Resolves with { value } or { raw } (the result) or rejects with the error.
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const settle = (error, result) => {
+      if (settled) return;
+      settled = true;
+      const answer = () => (error != null ? reject(error) : resolve({ value: result }));
+      if (context.callbackWaitsForEmptyEventLoop) {
+        // As on Lambda: the answer leaves once the work the handler started is done.
+        process.once("beforeExit", answer);
+      } else {
+        answer();
+      }
+    };
+    const context = makeContext(invocation, settle);
+    try {
+      if (handler[STREAMING]) {
+        runStreaming(handler, event, context).then(resolve, reject);
+        return;
+      }
+      const returned = handler(event, context, settle);
+      if (returned && typeof returned.then === "function") {
+        returned.then(
+          (value) => {
+            settled = true;
+            resolve({ value });
+          },
+          (error) => {
+            settled = true;
+            reject(error);
+          },
+        );
+      }
+    } catch (error) {
+      settled = true;
+      reject(error);
+    }
+  });
+}
+
+function encodeResult(answer) {
+  if (answer.raw !== undefined) return answer.raw;
+  const text = JSON.stringify(answer.value);
+  return Buffer.from(text === undefined ? "null" : text);
+}
+
+async function serve(handler) {
+  for (;;) {
+    const invocation = await transport.next();
+    currentRequestId = invocation.id;
+    process.env._X_AMZN_TRACE_ID = invocation.traceId;
+    let answer;
+    try {
+      const event = JSON.parse(invocation.event.toString("utf8") || "null");
+      answer = await invokeHandler(handler, event, invocation);
+    } catch (error) {
+      await transport.fail(invocation.id, error);
+      continue;
+    }
+    await transport.respond(invocation.id, encodeResult(answer));
+  }
+}
+
+// --- the process -----------------------------------------------------------
+
+function fatal(errorType) {
+  // An error no handler caught: reported for the current invocation (or Init),
+  // then the runtime exits, as Lambda's does.
+  return async (reason) => {
+    const error =
+      errorType === "Runtime.UnhandledPromiseRejection"
+        ? new RuntimeError(errorType, String(reason), reason && reason.stack)
+        : reason;
+    try {
+      if (currentRequestId) await transport.fail(currentRequestId, error);
+      else await transport.initError(error);
+    } finally {
+      process.exit(errorType === "Runtime.UnhandledPromiseRejection" ? 128 : 129);
+    }
+  };
+}
+
+async function main() {
+  patchConsole();
+  process.on("unhandledRejection", fatal("Runtime.UnhandledPromiseRejection"));
+  process.on("uncaughtException", fatal("uncaughtException"));
+  const started = performance.now();
+  let handler;
+  try {
+    handler = await loadHandler(process.env._HANDLER || "");
+  } catch (error) {
+    await transport.initError(error);
+    process.exit(1);
+  }
+  transport.ready(performance.now() - started);
+  await serve(handler);
+}
+
+main();
