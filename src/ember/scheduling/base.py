@@ -119,3 +119,9 @@ class Placement(Protocol):
     def lost(self, worker_id: str) -> None:
         """The channel to the worker broke: no call goes there until it is heard again."""
         ...
+
+    def any_live(self) -> bool:
+        """Whether some worker is live: heard within SILENCE_SECONDS, not draining, its
+        channel not broken since. Asked when no candidate took a call: with a live
+        worker the call is throttled (every one is full), without one it fails."""
+        ...
