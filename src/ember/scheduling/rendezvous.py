@@ -24,7 +24,7 @@ The load a worker reports includes the calls this frontend has in flight there
 at that moment; the rest of its load is other frontends'. Room is that rest
 plus this frontend's own calls in flight now, which it counts as it
 dispatches; the worker itself is the authority, and a refusal (``full``) takes
-it out until it is heard again.
+it out until it is heard again or one of this frontend's calls there ends.
 
 Cost: ``candidates`` runs on every call. The ranking of a revision is computed
 once per membership change (one hash per member) and cached; a call then walks
@@ -177,6 +177,10 @@ class RendezvousPlacement:
             return
         member.busy = max(0, member.busy - 1)
         member.memory = max(0, member.memory - memory_mb)
+        # A call ending there gave a sandbox back: the refusal was a moment's state
+        # (a wave of cold starts fills a worker for a fraction of a second), so it
+        # must not keep the worker out until its next heartbeat.
+        member.refused_at = None
         if warm:
             known = self._idle_of.get(worker_id, {}).get(revision_id, 0)
             self._set_idle(worker_id, revision_id, known + 1)

@@ -152,6 +152,20 @@ def test_a_full_worker_is_skipped_until_it_is_heard_again() -> None:
     assert chosen.candidates(REVISION, 128) == [home, *rest]
 
 
+def test_a_full_worker_comes_back_when_a_call_there_ends() -> None:
+    """A refusal is a moment's state (a wave of cold starts): when every worker has
+    refused, the next call must not wait up to a heartbeat for one to come back."""
+    clock = Clock()
+    chosen = placement("w1", "w2", clock=clock)
+    chosen.dispatched("w1", REVISION, 128)
+    chosen.full("w1")
+    chosen.full("w2")
+    assert chosen.candidates(REVISION, 128) == []
+    clock.now += 0.01  # no heartbeat since
+    chosen.finished("w1", REVISION, 128, warm=True)
+    assert chosen.candidates(REVISION, 128) == ["w1"]
+
+
 def test_a_lost_worker_comes_back_with_its_next_heartbeat_frame() -> None:
     clock = Clock()
     chosen = placement("w1", "w2", clock=clock)
