@@ -42,6 +42,7 @@ class Worker:
     database: str
     token_file: Path
     port: int = field(default_factory=free_port)
+    extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -70,6 +71,7 @@ class Worker:
                     str(self.token_file),
                     "--endpoint",
                     endpoint,
+                    *self.extra_args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -100,6 +102,20 @@ class Cluster:
 
 @pytest.fixture
 def cluster(postgres_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    yield from running_cluster(postgres_url, tmp_path, workers=2)
+
+
+@pytest.fixture
+def one_sandbox_cluster(postgres_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    """One frontend and one worker that holds at most one sandbox."""
+    yield from running_cluster(
+        postgres_url, tmp_path, workers=1, worker_args=["--max-sandboxes", "1"]
+    )
+
+
+def running_cluster(
+    postgres_url: str, tmp_path: Path, workers: int, worker_args: list[str] | None = None
+) -> Iterator[Cluster]:
     token_file = tmp_path / "cluster.token"
     token_file.write_bytes(TOKEN)
     frontend = Server(
@@ -119,19 +135,21 @@ def cluster(postgres_url: str, tmp_path: Path) -> Iterator[Cluster]:
             "5",
         ],
     )
-    workers = [
-        Worker(tmp_path / f"worker-{n}", postgres_url, token_file).start(frontend.url)
-        for n in range(2)
+    hosts = [
+        Worker(tmp_path / f"worker-{n}", postgres_url, token_file, extra_args=worker_args or [])
+        for n in range(workers)
     ]
+    for host in hosts:
+        host.start(frontend.url)
     try:
         frontend.start()
-        found = Cluster(frontend, workers)
-        wait_until(lambda: found.usable() == 2, timeout=60)
+        found = Cluster(frontend, hosts)
+        wait_until(lambda: found.usable() == workers, timeout=60)
         yield found
     finally:
         if frontend.process is not None:
             frontend.stop(signal.SIGKILL)
-        for worker in workers:
+        for worker in hosts:
             if worker.process is not None and worker.process.poll() is None:
                 worker.process.send_signal(signal.SIGTERM)
                 try:
@@ -292,6 +310,32 @@ def test_a_worker_killed_mid_call(cluster: Cluster) -> None:
 
     wait_until(delivered, timeout=90, interval=0.5)
     assert dead_letters(cluster.frontend, "slow") == []
+
+
+def test_a_call_no_worker_has_room_for_is_throttled(one_sandbox_cluster: Cluster) -> None:
+    """Every live worker full: Lambda's 429, as the all-in-one node answers, not a 503."""
+    aws = lambda_client(one_sandbox_cluster.frontend)
+    create(aws, "sleepy", SLOW, Timeout=30)
+    outcomes: list[Any] = []
+
+    def call() -> None:
+        try:
+            outcomes.append(aws.invoke(FunctionName="sleepy", Payload=b'{"sleep": 3}'))
+        except ClientError as exc:
+            outcomes.append(exc.response)
+
+    callers = [threading.Thread(target=call) for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(60)
+    refused = [o for o in outcomes if "Error" in o]
+    assert len(refused) == 1, outcomes
+    assert refused[0]["Error"]["Code"] == "TooManyRequestsException"
+    assert refused[0]["Reason"] == "SandboxCapacityExceeded"
+    assert refused[0]["ResponseMetadata"]["HTTPStatusCode"] == 429
+    assert refused[0]["ResponseMetadata"]["HTTPHeaders"]["retry-after"] == "1"
+    assert [o["StatusCode"] for o in outcomes if "Error" not in o] == [200]
 
 
 def test_a_worker_that_falls_silent_is_lost(cluster: Cluster) -> None:

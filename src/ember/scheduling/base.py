@@ -108,14 +108,21 @@ class Placement(Protocol):
         ...
 
     def finished(self, worker_id: str, revision_id: str, memory_mb: int, warm: bool) -> None:
-        """The worker answered: the room is given back; ``warm`` says the sandbox
-        went back to its idle pool there."""
+        """The worker answered: the room is given back (a refusal no longer
+        holds); ``warm`` says the sandbox went back to its idle pool there."""
         ...
 
     def full(self, worker_id: str) -> None:
-        """The worker refused a call for want of room: skip it until its next heartbeat."""
+        """The worker refused a call for want of room: skip it until its next heartbeat
+        or until a call there is ``finished`` (room came back)."""
         ...
 
     def lost(self, worker_id: str) -> None:
         """The channel to the worker broke: no call goes there until it is heard again."""
+        ...
+
+    def any_live(self) -> bool:
+        """Whether some worker is live: heard within SILENCE_SECONDS, not draining, its
+        channel not broken since. Asked when no candidate took a call: with a live
+        worker the call is throttled (every one is full), without one it fails."""
         ...

@@ -413,7 +413,9 @@ class RemoteExecutor:
                 refused = True
                 continue
             return _execution(frame, output)
-        if refused:
+        # Live workers that refused or had no room: a throttle, as the all-in-one
+        # node's answer when its worker is full (async pollers retry it later).
+        if refused or (not retried and self.placement.any_live()):
             raise TooManyRequests(
                 "Rate Exceeded.", "SandboxCapacityExceeded", retry_after_seconds=1.0
             )

@@ -1,9 +1,12 @@
 """A frontend's Placement: warm affinity first, then rendezvous hashing over workers with room.
 
-Terminology: a *member* is a worker in the last membership read; it is *usable*
-while heard within SILENCE_SECONDS, not draining, and not blocked (refused a call
-for want of room, or its channel broke) since it was last heard; it has *room*
-when its busy sandboxes and their memory, plus this call, fit its capacity.
+Terminology: a *member* is a worker in the last membership read; it is *live*
+while heard within SILENCE_SECONDS, not draining, and its channel has not broken
+since it was last heard; it is *usable* while live and it has not refused a call
+for want of room since it was last heard; it has *room* when its busy sandboxes
+and their memory, plus this call, fit its capacity. A live worker that is not
+usable or has no room is *full*: a call no worker takes is throttled (429) when
+some worker is live, and fails (503) only when none is.
 
 Mental model: every frontend ranks the members for a revision the same way,
 by a stable hash of (worker id, revision id), highest first (rendezvous or
@@ -21,7 +24,7 @@ The load a worker reports includes the calls this frontend has in flight there
 at that moment; the rest of its load is other frontends'. Room is that rest
 plus this frontend's own calls in flight now, which it counts as it
 dispatches; the worker itself is the authority, and a refusal (``full``) takes
-it out until it is heard again.
+it out until it is heard again or one of this frontend's calls there ends.
 
 Cost: ``candidates`` runs on every call. The ranking of a revision is computed
 once per membership change (one hash per member) and cached; a call then walks
@@ -66,14 +69,18 @@ class _Member:
     # Invariant: never negative; each ``dispatched`` is paired with one ``finished``.
     busy: int = 0
     memory: int = 0
-    # When it refused a call (full) or its channel broke (lost); None: not blocked.
-    # Invariant: cleared as soon as it is heard after that time.
-    blocked: float | None = None
+    # When its channel broke (lost), when it refused a call (full); None: it did not.
+    # Invariant: each is cleared as soon as it is heard after that time.
+    lost_at: float | None = None
+    refused_at: float | None = None
+
+    def live(self, now: float) -> bool:
+        return (
+            self.lost_at is None and not self.info.draining and now - self.heard < SILENCE_SECONDS
+        )
 
     def usable(self, now: float) -> bool:
-        return (
-            self.blocked is None and not self.info.draining and now - self.heard < SILENCE_SECONDS
-        )
+        return self.refused_at is None and self.live(now)
 
     def has_room(self, memory_mb: int) -> bool:
         info = self.info
@@ -84,8 +91,10 @@ class _Member:
 
     def heard_at(self, when: float) -> None:
         self.heard = max(self.heard, when)
-        if self.blocked is not None and when > self.blocked:
-            self.blocked = None
+        if self.lost_at is not None and when > self.lost_at:
+            self.lost_at = None
+        if self.refused_at is not None and when > self.refused_at:
+            self.refused_at = None
 
 
 @dataclass(frozen=True)
@@ -168,16 +177,28 @@ class RendezvousPlacement:
             return
         member.busy = max(0, member.busy - 1)
         member.memory = max(0, member.memory - memory_mb)
+        # A call ending there gave a sandbox back: the refusal was a moment's state
+        # (a wave of cold starts fills a worker for a fraction of a second), so it
+        # must not keep the worker out until its next heartbeat.
+        member.refused_at = None
         if warm:
             known = self._idle_of.get(worker_id, {}).get(revision_id, 0)
             self._set_idle(worker_id, revision_id, known + 1)
 
     def full(self, worker_id: str) -> None:
-        self._block(worker_id)
+        member = self._members.get(worker_id)
+        if member is not None:
+            member.refused_at = self._clock()
 
     def lost(self, worker_id: str) -> None:
-        self._block(worker_id)
+        member = self._members.get(worker_id)
+        if member is not None:
+            member.lost_at = self._clock()
         self._forget_idle(worker_id)
+
+    def any_live(self) -> bool:
+        now = self._clock()
+        return any(member.live(now) for member in self._members.values())
 
     def statistics(self) -> PlacementStatistics:
         now = self._clock()
@@ -195,11 +216,6 @@ class RendezvousPlacement:
                 self._rankings.clear()
             found = self._rankings[revision_id] = ranking(self._ids, revision_id)
         return found
-
-    def _block(self, worker_id: str) -> None:
-        member = self._members.get(worker_id)
-        if member is not None:
-            member.blocked = self._clock()
 
     def _set_idle(self, worker_id: str, revision_id: str, count: int) -> None:
         mine = self._idle_of.setdefault(worker_id, {})

@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
 from ember.control.models import FunctionRecord
-from ember.errors import TooManyRequests, WorkerLost
+from ember.errors import SandboxUnavailable, TooManyRequests, WorkerLost
 from ember.sandbox.base import Outcome, SandboxRequest
 from ember.scheduling import channel
-from ember.scheduling.base import WorkerInfo
+from ember.scheduling.base import WorkerInfo, WorkerLoad
 from ember.scheduling.channel import Frame, Sealer, WorkerOpener
 from ember.scheduling.executor import Execution
 from ember.scheduling.remote import Links, RemoteExecutor
@@ -215,5 +216,23 @@ def test_every_worker_full_is_a_throttle() -> None:
             with pytest.raises(TooManyRequests) as refused:
                 await cluster.execute()
         assert refused.value.reason == "SandboxCapacityExceeded"
+
+    asyncio.run(scenario())
+
+
+def test_every_worker_without_room_is_a_throttle_and_none_live_an_outage() -> None:
+    async def scenario() -> None:
+        async with Cluster([ok]) as cluster:
+            assert cluster.executor is not None
+            links, (peer,) = cluster.executor.links, cluster.peers
+            busy = WorkerLoad(sandboxes=8, busy=8)  # its max_sandboxes, by its heartbeat
+            links.members([replace(peer.info(), load=busy)])
+            with pytest.raises(TooManyRequests) as refused:
+                await cluster.execute()
+            assert refused.value.reason == "SandboxCapacityExceeded"
+            links.members([replace(peer.info(), draining=True)])
+            with pytest.raises(SandboxUnavailable, match="no worker host is available"):
+                await cluster.execute()
+        assert cluster.calls == [0]
 
     asyncio.run(scenario())

@@ -152,6 +152,20 @@ def test_a_full_worker_is_skipped_until_it_is_heard_again() -> None:
     assert chosen.candidates(REVISION, 128) == [home, *rest]
 
 
+def test_a_full_worker_comes_back_when_a_call_there_ends() -> None:
+    """A refusal is a moment's state (a wave of cold starts): when every worker has
+    refused, the next call must not wait up to a heartbeat for one to come back."""
+    clock = Clock()
+    chosen = placement("w1", "w2", clock=clock)
+    chosen.dispatched("w1", REVISION, 128)
+    chosen.full("w1")
+    chosen.full("w2")
+    assert chosen.candidates(REVISION, 128) == []
+    clock.now += 0.01  # no heartbeat since
+    chosen.finished("w1", REVISION, 128, warm=True)
+    assert chosen.candidates(REVISION, 128) == ["w1"]
+
+
 def test_a_lost_worker_comes_back_with_its_next_heartbeat_frame() -> None:
     clock = Clock()
     chosen = placement("w1", "w2", clock=clock)
@@ -210,6 +224,25 @@ def test_a_warm_sandbox_is_used_on_a_worker_with_no_room_for_a_new_one() -> None
     for _ in range(3):
         chosen.dispatched(rest[0], "another", 256)
     assert chosen.candidates(REVISION, 256) == [rest[0], home, *rest[1:]]
+
+
+def test_full_workers_are_live_lost_silent_or_draining_ones_are_not() -> None:
+    clock = Clock()
+    chosen = placement("w1", "w2", clock=clock)
+    chosen.full("w1")
+    for _ in range(4):  # max_sandboxes: no room
+        chosen.dispatched("w2", "another", 128)
+    assert chosen.candidates(REVISION, 128) == []
+    assert chosen.any_live()  # a throttle, not an outage
+    chosen.lost("w2")
+    assert chosen.any_live()
+    chosen.lost("w1")
+    assert not chosen.any_live()
+    clock.now += 0.1
+    chosen.members([worker("w1", silence=0.05), worker("w2", draining=True)])
+    assert chosen.any_live()  # w1 heard since it broke; w2 draining
+    clock.now += SILENCE_SECONDS
+    assert not chosen.any_live()  # silent since
 
 
 def test_no_candidate_when_no_worker_can_take_the_call() -> None:
