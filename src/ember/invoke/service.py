@@ -12,7 +12,7 @@ import itertools
 import random
 import time
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import orjson
 
@@ -40,6 +40,19 @@ _TOO_LARGE = (
 )
 
 
+class ResponseStream(Protocol):
+    """Where a streamed response goes as the function writes it (InvokeWithResponseStream,
+    RESPONSE_STREAM URLs). Called on the event loop; must not block."""
+
+    def begin(self, executed_version: str) -> None:
+        """The function was resolved and admitted; nothing was written yet."""
+        ...
+
+    def write(self, chunk: bytes) -> None:
+        """One piece of the response, in order."""
+        ...
+
+
 class InvokeCommand(NamedTuple):
     function: str  # name, ARN, partial ARN or name:qualifier
     payload: bytes
@@ -54,6 +67,9 @@ class InvokeCommand(NamedTuple):
     # The caller's trace headers, as sent (kept when well formed: ``tracing``).
     amzn_trace_id: str | None = None
     traceparent: str | None = None
+    # Set: the response streams there as written (the result's body is then
+    # empty); a function that does not stream answers in the body as usual.
+    stream: ResponseStream | None = None
 
 
 class InvokeResult(NamedTuple):
@@ -141,6 +157,12 @@ class InvocationService:
             _decode_client_context(command.client_context) if command.client_context else ""
         )
         if command.invocation_type != "RequestResponse":
+            if command.stream is not None and command.invocation_type == "Event":
+                raise LambdaValidationError.constraint(
+                    command.invocation_type,
+                    "invocationType",
+                    "Member must satisfy enum value set: [RequestResponse, DryRun]",
+                )
             if command.invocation_type == "Event" and self._events is not None:
                 return await self._enqueue(self._events, record.name, ref, payload, request_id)
             return _other_invocation_type(command.invocation_type, request_id)
@@ -202,7 +224,10 @@ class InvocationService:
             payload=payload,
             timeout_seconds=float(record.timeout),
             output=stream,
+            chunk=command.stream.write if command.stream is not None else None,
         )
+        if command.stream is not None:
+            command.stream.begin(record.version)
         try:
             execution = await self._executor.execute(record, request, stream.begin)
         except InitFailed as failure:

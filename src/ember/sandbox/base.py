@@ -47,10 +47,20 @@ class SandboxRequest(NamedTuple):
     # Called with the function's output as it arrives (a line or more at a
     # time), before the call ends; None: the output only comes in the result.
     output: Callable[[bytes], None] | None = None
+    # Called with each piece of a streamed response as the function writes it
+    # (the result's body is then empty); None: a streamed response is gathered
+    # into the result's body (up to just over the buffered limit).
+    chunk: Callable[[bytes], None] | None = None
+
+
+# Lambda's limit on one streamed response; past it the sandbox is stopped and
+# the stream ends with Function.ResponseSizeTooLarge.
+MAX_STREAMED_RESPONSE = 200 * 1024 * 1024
 
 
 class Outcome(enum.Enum):
-    # The handler returned; body is its JSON result.
+    # The handler returned; body is its JSON result, or (streamed through
+    # ``SandboxRequest.chunk``) empty.
     OK = "ok"
     # The function failed (exception, timeout, crash, OOM); body is Lambda's
     # error JSON and the invoke answers 200 with X-Amz-Function-Error.
