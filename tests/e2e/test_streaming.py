@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from conftest import Server, host_pid_of
@@ -182,3 +183,85 @@ def test_the_aws_cli_reads_the_stream(
     assert done.returncode == 0, done.stderr
     assert out.read_bytes() == b"0,1,"
     assert json.loads(done.stdout)["StatusCode"] == 200
+
+
+# A function URL's stream: the prelude (a dict yielded first) sets status and headers.
+PAGE = """
+import time
+
+def handler(event, context):
+    yield {"statusCode": 201, "headers": {"Content-Type": "text/plain", "X-Stream": "yes"},
+           "cookies": ["a=1"]}
+    yield "hello "
+    time.sleep(1)
+    open("/tmp/after-sleep", "w").close()
+    yield "world"
+"""
+
+
+@pytest.fixture
+def stream_url(aws: Any, deploy: Callable[..., Any]) -> Callable[..., tuple[str, str]]:
+    """Deploy ``source`` with a RESPONSE_STREAM URL; returns (function name, URL)."""
+
+    def make(source: str, mode: str = "RESPONSE_STREAM") -> tuple[str, str]:
+        name = deploy(source)["FunctionName"]
+        config = aws.create_function_url_config(FunctionName=name, AuthType="NONE", InvokeMode=mode)
+        return name, str(config["FunctionUrl"])
+
+    return make
+
+
+def test_a_url_streams_with_the_preludes_status_and_headers(
+    server: Server, stream_url: Callable[..., tuple[str, str]]
+) -> None:
+    name, url = stream_url(PAGE)
+    with httpx.stream("GET", url, timeout=30) as response:
+        assert response.status_code == 201
+        assert response.headers["content-type"] == "text/plain"
+        assert response.headers["x-stream"] == "yes"
+        assert response.headers["set-cookie"] == "a=1"
+        assert response.headers["transfer-encoding"] == "chunked"
+        assert response.headers["x-amzn-requestid"]
+        pieces = response.iter_raw()
+        assert next(pieces) == b"hello "
+        marker = Path(f"/proc/{host_pid_of(server, name)}/root/tmp/after-sleep")
+        assert not marker.exists()  # the handler has not finished
+        assert b"".join(pieces) == b"world"
+        assert marker.exists()
+
+
+def test_curl_reads_a_streaming_url(stream_url: Callable[..., tuple[str, str]]) -> None:
+    _, url = stream_url(CHUNKS)
+    done = subprocess.run(
+        ["curl", "-sS", "-N", "-i", url], capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    head, _, body = done.stdout.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"content-type: application/octet-stream" in head.lower()
+    assert b"transfer-encoding: chunked" in head.lower()
+    assert body == b"0,1,2,"
+
+
+def test_a_url_that_does_not_stream_and_buffered_urls_answer_as_before(
+    stream_url: Callable[..., tuple[str, str]],
+) -> None:
+    _, streaming = stream_url(PLAIN)
+    answer = httpx.get(streaming, timeout=30)
+    assert answer.status_code == 200 and answer.json() == {"plain": True}
+    _, buffered = stream_url(PAGE, mode="BUFFERED")
+    whole = httpx.get(buffered, timeout=30)  # the gathered stream is no JSON answer
+    assert whole.status_code == 502 and whole.content == b"Internal Server Error"
+    _, failing = stream_url(BREAKS)
+    broken = httpx.get(failing, timeout=30)
+    assert broken.status_code == 200 and broken.content == b"partial"  # cut where it failed
+
+
+def test_a_client_gone_mid_stream_leaves_the_sandbox_working(
+    stream_url: Callable[..., tuple[str, str]],
+) -> None:
+    _, url = stream_url(PAGE)
+    with httpx.stream("GET", url, timeout=30) as response:
+        assert next(response.iter_raw()) == b"hello "
+    # Closed after the first chunk; the next request is served in full.
+    assert httpx.get(url, timeout=30).content == b"hello world"

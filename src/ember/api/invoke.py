@@ -182,8 +182,12 @@ class _EventStream:
     def begin(self, executed_version: str) -> None:
         self.version = executed_version
 
-    def write(self, chunk: bytes) -> None:
-        self.queue.put_nowait(chunk)
+    def prelude(self, data: bytes) -> None:
+        # Passed on as Lambda's bytes: the prelude, then its 8 NUL delimiter.
+        self.queue.put_nowait(data + b"\0" * 8)
+
+    def chunk(self, data: bytes) -> None:
+        self.queue.put_nowait(data)
 
 
 async def handle_stream(invoke: Any, scope: Scope, receive: Any, send: Any) -> None:

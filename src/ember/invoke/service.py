@@ -24,7 +24,7 @@ from ember.errors import ValidationError as LambdaValidationError
 from ember.invoke import tracing
 from ember.invoke.logs import TEXT, InvocationLog, LogFormat, LogStore, error_line, json_error_line
 from ember.queue.base import EventQueue, NewEvent
-from ember.sandbox.base import InitFailed, Outcome, SandboxRequest
+from ember.sandbox.base import InitFailed, Outcome, ResponseSink, SandboxRequest
 from ember.scheduling.executor import Executor
 from ember.throttle.base import Decision
 from ember.throttle.gate import Throttle
@@ -40,16 +40,12 @@ _TOO_LARGE = (
 )
 
 
-class ResponseStream(Protocol):
+class ResponseStream(ResponseSink, Protocol):
     """Where a streamed response goes as the function writes it (InvokeWithResponseStream,
     RESPONSE_STREAM URLs). Called on the event loop; must not block."""
 
     def begin(self, executed_version: str) -> None:
         """The function was resolved and admitted; nothing was written yet."""
-        ...
-
-    def write(self, chunk: bytes) -> None:
-        """One piece of the response, in order."""
         ...
 
 
@@ -224,7 +220,7 @@ class InvocationService:
             payload=payload,
             timeout_seconds=float(record.timeout),
             output=stream,
-            chunk=command.stream.write if command.stream is not None else None,
+            stream=command.stream,
         )
         if command.stream is not None:
             command.stream.begin(record.version)

@@ -20,6 +20,9 @@ length) + captured log bytes + body):
   ``{"exitCode": n}`` (negative: killed by that signal); the sandbox ends.
 - ``CHUNK``: a piece of a streamed response body, as the function wrote it
   (log empty). Any number of them, then the reply that ends the invocation:
+- ``PRELUDE``: before the first CHUNK, an HTTP integration prelude (JSON
+  ``{"statusCode", "headers", "cookies"}``) for a function URL's status and
+  headers (Node's ``HttpResponseStream.from``); optional.
 - ``STREAM_END``: the streamed response ended (body empty); or ``ERROR``:
   the stream ended with the function's error (Lambda's error JSON). A
   runtime streams only when the function asks (a Python handler returning
@@ -47,6 +50,7 @@ LOG = 6
 EXIT = 7
 CHUNK = 8
 STREAM_END = 9
+PRELUDE = 10
 
 # Control messages between the platform and a zygote (SOCK_SEQPACKET, one
 # JSON object per message, file descriptors passed with SCM_RIGHTS).

@@ -187,14 +187,14 @@ class _Outlet(io.RawIOBase):
             self.sock.sendall(frames.reply_frame(frames.LOG, 0, chunk, b""))
         pending.clear()
 
-    def chunk(self, data: bytes) -> None:
+    def chunk(self, data: bytes, kind: int = frames.CHUNK) -> None:
         """Send a piece of a streamed response at once, after the output printed before it."""
         with self.lock:
             if self.pending:
                 self._send_pending()
             for start in range(0, len(data), MAX_LOG_FRAME):
                 piece = data[start : start + MAX_LOG_FRAME]
-                self.sock.sendall(frames.reply_frame(frames.CHUNK, 0, b"", piece))
+                self.sock.sendall(frames.reply_frame(kind, 0, b"", piece))
 
     def reply(self, kind: int, body: bytes) -> None:
         """Send one reply frame, with the unfinished line written so far."""
@@ -373,16 +373,24 @@ def _error_payload(exc: BaseException, request_id: str) -> bytes:
 
 def _stream(outlet: _Outlet, chunks: Any) -> None:
     """Send what an iterator handler yields as it yields it (an ember extension:
-    Lambda's Python runtime cannot stream). ``str`` is sent as UTF-8; an item of
-    another type ends the stream with a TypeError, as the handler's own error would.
+    Lambda's Python runtime cannot stream). ``str`` is sent as UTF-8; a dict
+    yielded first is the HTTP prelude of a function URL (``statusCode``,
+    ``headers``, ``cookies``); any other item ends the stream with a TypeError,
+    as the handler's own error would.
     """
+    first = True
     for item in chunks:
         if isinstance(item, str):
             item = item.encode("utf-8")
+        elif isinstance(item, dict) and first:
+            outlet.chunk(json.dumps(item).encode("utf-8"), frames.PRELUDE)
+            first = False
+            continue
         elif not isinstance(item, (bytes, bytearray, memoryview)):
             raise TypeError(
                 "a streamed response yields bytes or str, not {0}".format(type(item).__name__)
             )
+        first = False
         if item:
             outlet.chunk(bytes(item))
 

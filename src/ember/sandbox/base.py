@@ -33,6 +33,20 @@ class SandboxSpec:
     opt_dir: str | None = None
 
 
+class ResponseSink(Protocol):
+    """Receives a streamed response as the function writes it, on the event loop."""
+
+    def prelude(self, data: bytes) -> None:
+        """An HTTP integration prelude (JSON: statusCode, headers, cookies), before
+        any chunk: Node's ``HttpResponseStream.from``, a custom runtime's
+        ``application/vnd.awslambda.http-integration-response``."""
+        ...
+
+    def chunk(self, data: bytes) -> None:
+        """One piece of the response body, in order; never empty."""
+        ...
+
+
 class SandboxRequest(NamedTuple):
     """One invocation as the sandbox sees it (a tuple: built on every call)."""
 
@@ -47,10 +61,10 @@ class SandboxRequest(NamedTuple):
     # Called with the function's output as it arrives (a line or more at a
     # time), before the call ends; None: the output only comes in the result.
     output: Callable[[bytes], None] | None = None
-    # Called with each piece of a streamed response as the function writes it
-    # (the result's body is then empty); None: a streamed response is gathered
-    # into the result's body (up to just over the buffered limit).
-    chunk: Callable[[bytes], None] | None = None
+    # Where a streamed response goes as the function writes it (the result's
+    # body is then empty); None: a streamed response is gathered into the
+    # result's body (the prelude as Lambda's bytes: JSON, then 8 NULs).
+    stream: ResponseSink | None = None
 
 
 # Lambda's limit on one streamed response; past it the sandbox is stopped and

@@ -38,6 +38,7 @@ from ember.sandbox.base import (
     InitFailed,
     Outcome,
     OutputSink,
+    ResponseSink,
     SandboxRequest,
     SandboxResult,
     SandboxSpec,
@@ -102,9 +103,9 @@ class _Channel(asyncio.Protocol):
         self.output = bytearray()  # LOG frames since the last take_output
         self.truncated = False  # output lost its beginning to MAX_OUTPUT
         self.listener: Callable[[bytes], None] | None = None
-        # CHUNK frames of the invocation: to ``chunks`` as they come, else
-        # gathered in ``gathered``; ``streamed`` counts them against the limit.
-        self.chunks: Callable[[bytes], None] | None = None
+        # CHUNK and PRELUDE frames of the invocation: to ``sink`` as they come,
+        # else gathered in ``gathered``; ``streamed`` counts them against the limit.
+        self.sink: ResponseSink | None = None
         self.gathered = bytearray()
         self.streamed = 0
         self.overflowed = False  # the function streamed past MAX_STREAMED_RESPONSE
@@ -140,8 +141,8 @@ class _Channel(asyncio.Protocol):
             if kind == frames.LOG:
                 self._on_output(log_bytes)
                 continue
-            if kind == frames.CHUNK:
-                if not self._on_chunk(body):
+            if kind == frames.CHUNK or kind == frames.PRELUDE:
+                if not self._on_stream(kind, body):
                     return
                 continue
             waiter = self.waiter
@@ -171,7 +172,7 @@ class _Channel(asyncio.Protocol):
             del output[:-MAX_OUTPUT]
             self.truncated = True
 
-    def _on_chunk(self, data: bytes) -> bool:
+    def _on_stream(self, kind: int, data: bytes) -> bool:
         """Forward or gather one piece of a streamed response; False: over the limit
         (the sandbox is cut off and its owner answers Function.ResponseSizeTooLarge)."""
         self.streamed += len(data)
@@ -179,10 +180,16 @@ class _Channel(asyncio.Protocol):
             self.overflowed = True
             self._violate()
             return False
-        chunks = self.chunks
-        if chunks is not None:
-            chunks(data)
-        elif len(self.gathered) <= MAX_GATHERED:
+        sink = self.sink
+        if sink is not None:
+            if kind == frames.CHUNK:
+                sink.chunk(data)
+            else:
+                sink.prelude(data)
+            return True
+        if kind == frames.PRELUDE:
+            data += b"\0" * 8  # Lambda's delimiter between the prelude and the body
+        if len(self.gathered) <= MAX_GATHERED:
             self.gathered += data[: MAX_GATHERED + 1 - len(self.gathered)]
         return True
 
@@ -423,7 +430,7 @@ class ForkedSandbox:
         )
         timer = channel.loop.call_later(request.timeout_seconds, self._time_out, waiter)
         listener = channel.listener = request.output
-        channel.chunks = request.chunk
+        channel.sink = request.stream
         if channel.output and listener is not None:
             listener(bytes(channel.output))  # printed between invocations
         try:
@@ -455,7 +462,7 @@ class ForkedSandbox:
         finally:
             timer.cancel()
             channel.listener = None
-            channel.chunks = None
+            channel.sink = None
         if kind == frames.EXIT:
             payload = await self._runtime_exited(request.request_id, body)
             return SandboxResult(
