@@ -7,18 +7,20 @@ posting a chunked ``streaming`` response to the Runtime API.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from conftest import Server, host_pid_of
+from conftest import ROLE, Server, host_pid_of
 
 # Writes, sleeps, leaves a marker in its /tmp, writes again.
 SLOW = """
@@ -200,11 +202,42 @@ def handler(event, context):
 
 
 @pytest.fixture
-def stream_url(aws: Any, deploy: Callable[..., Any]) -> Callable[..., tuple[str, str]]:
-    """Deploy ``source`` with a RESPONSE_STREAM URL; returns (function name, URL)."""
+def deploy_bootstrap(aws: Any, unique_name: str) -> Iterator[Callable[[str], str]]:
+    """Create a ``provided.al2023`` function from a bootstrap's source; deleted after."""
+    created: list[str] = []
+
+    def create(bootstrap: str) -> str:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            info = zipfile.ZipInfo("bootstrap")
+            info.external_attr = 0o755 << 16
+            archive.writestr(info, bootstrap)
+        name = f"{unique_name}-rt{len(created)}"
+        aws.create_function(
+            FunctionName=name,
+            Runtime="provided.al2023",
+            Role=ROLE,
+            Handler="none",
+            Code={"ZipFile": buffer.getvalue()},
+        )
+        created.append(name)
+        return name
+
+    yield create
+    for name in created:
+        aws.delete_function(FunctionName=name)
+
+
+@pytest.fixture
+def stream_url(
+    aws: Any, deploy: Callable[..., Any], deploy_bootstrap: Callable[[str], str]
+) -> Callable[..., tuple[str, str]]:
+    """Deploy ``source`` (a Python handler, or a custom runtime's bootstrap) with a
+    function URL, RESPONSE_STREAM unless told; returns (function name, URL)."""
 
     def make(source: str, mode: str = "RESPONSE_STREAM") -> tuple[str, str]:
-        name = deploy(source)["FunctionName"]
+        custom = source.startswith("#!")
+        name = deploy_bootstrap(source) if custom else deploy(source)["FunctionName"]
         config = aws.create_function_url_config(FunctionName=name, AuthType="NONE", InvokeMode=mode)
         return name, str(config["FunctionUrl"])
 
@@ -265,3 +298,97 @@ def test_a_client_gone_mid_stream_leaves_the_sandbox_working(
         assert next(response.iter_raw()) == b"hello "
     # Closed after the first chunk; the next request is served in full.
     assert httpx.get(url, timeout=30).content == b"hello world"
+
+
+# A custom runtime streaming through the Runtime API: chunked, with error trailers.
+STREAMING_BOOTSTRAP = """#!/usr/bin/env python3
+import base64
+import io
+import json
+import os
+import socket
+import time
+import urllib.request
+
+ADDRESS = os.environ["AWS_LAMBDA_RUNTIME_API"]
+API = "http://" + ADDRESS + "/2018-06-01/runtime"
+HOST, PORT = ADDRESS.split(":")
+
+
+def chunk(sock, data):
+    sock.sendall(b"%x\\r\\n%s\\r\\n" % (len(data), data))
+
+
+while True:
+    with urllib.request.urlopen(API + "/invocation/next") as answer:
+        request_id = answer.headers["Lambda-Runtime-Aws-Request-Id"]
+        event = json.loads(answer.read())
+    http = event.get("rawPath") is not None  # a function URL's request
+    content_type = (
+        "application/vnd.awslambda.http-integration-response" if http else "text/plain"
+    )
+    sock = socket.create_connection((HOST, int(PORT)))
+    sock.sendall(
+        (
+            "POST /2018-06-01/runtime/invocation/" + request_id + "/response HTTP/1.1\\r\\n"
+            "Host: " + ADDRESS + "\\r\\n"
+            "Lambda-Runtime-Function-Response-Mode: streaming\\r\\n"
+            "Transfer-Encoding: chunked\\r\\n"
+            "Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\\r\\n"
+            "Content-Type: " + content_type + "\\r\\n\\r\\n"
+        ).encode()
+    )
+    if http:
+        prelude = {"statusCode": 202, "headers": {"content-type": "text/csv"}}
+        chunk(sock, json.dumps(prelude).encode() + b"\\0" * 8)
+    chunk(sock, b"one ")
+    if event.get("slow"):
+        time.sleep(1)
+        open("/tmp/after-sleep", "w").close()
+    chunk(sock, b"two")
+    if event.get("fail"):
+        error = json.dumps({"errorType": "Custom.Failed", "errorMessage": "gave up"})
+        sock.sendall(
+            b"0\\r\\nLambda-Runtime-Function-Error-Type: Custom.Failed\\r\\n"
+            b"Lambda-Runtime-Function-Error-Body: "
+            + base64.b64encode(error.encode())
+            + b"\\r\\n\\r\\n"
+        )
+    else:
+        sock.sendall(b"0\\r\\n\\r\\n")
+    sock.recv(65536)
+    sock.close()
+"""
+
+
+def test_a_custom_runtime_streams_through_the_runtime_api(
+    server: Server, aws: Any, deploy_bootstrap: Callable[[str], str]
+) -> None:
+    name = deploy_bootstrap(STREAMING_BOOTSTRAP)
+    response = aws.invoke_with_response_stream(FunctionName=name, Payload=b'{"slow": true}')
+    stream = iter(response["EventStream"])
+    assert next(stream)["PayloadChunk"]["Payload"] == b"one "
+    marker = Path(f"/proc/{host_pid_of(server, name)}/root/tmp/after-sleep")
+    assert not marker.exists()
+    rest = list(stream)
+    assert payload_of(rest) == b"two" and "ErrorCode" not in complete_of(rest)
+    assert marker.exists()
+
+    failed = events(aws.invoke_with_response_stream(FunctionName=name, Payload=b'{"fail": 1}'))
+    assert payload_of(failed) == b"one two"
+    assert complete_of(failed)["ErrorCode"] == "Custom.Failed"
+    assert complete_of(failed)["ErrorDetails"] == "gave up"
+
+
+def test_a_custom_runtimes_http_prelude_sets_a_urls_status(
+    stream_url: Callable[..., tuple[str, str]],
+) -> None:
+    _, url = stream_url(STREAMING_BOOTSTRAP)
+    done = subprocess.run(
+        ["curl", "-sS", "-N", "-i", url], capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    head, _, body = done.stdout.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 202")
+    assert b"content-type: text/csv" in head.lower()
+    assert body == b"one two"
