@@ -58,6 +58,7 @@ bench: setup
 	@cd bench && ../$(BIN)/python bench_cluster_roles.py
 	@cd bench && ../$(BIN)/python bench_auth.py
 	@cd bench && ../$(BIN)/python bench_hardening.py
+	@cd bench && ../$(BIN)/python bench_streaming.py
 
 clean:
 	rm -rf $(VENV) .ember-data .mypy_cache .ruff_cache .pytest_cache
