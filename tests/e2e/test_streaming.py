@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import ROLE, Server, host_pid_of
+from conftest import ROLE, Server, host_pid_of, sandboxes_of, wait_until
 
 # Writes, sleeps, leaves a marker in its /tmp, writes again.
 SLOW = """
@@ -392,3 +392,20 @@ def test_a_custom_runtimes_http_prelude_sets_a_urls_status(
     assert head.startswith(b"HTTP/1.1 202")
     assert b"content-type: text/csv" in head.lower()
     assert body == b"one two"
+
+
+def test_a_reader_gone_mid_stream_leaves_the_function_working(
+    server: Server, aws: Any, deploy: Callable[..., Any]
+) -> None:
+    name = deploy(SLOW)["FunctionName"]
+    response = aws.invoke_with_response_stream(FunctionName=name)
+    assert next(iter(response["EventStream"]))["PayloadChunk"]["Payload"] == b"first "
+    response["EventStream"].close()  # the connection goes; the handler is still asleep
+    # The invocation runs to its end and its sandbox goes back to the pool, whole.
+    (sandbox,) = wait_until(
+        lambda: [s for s in sandboxes_of(server, name) if s["state"] == "idle"] or None
+    )
+    assert sandbox["invocations"] == 1
+    again = events(aws.invoke_with_response_stream(FunctionName=name))
+    assert payload_of(again) == b"first second"
+    assert [s["id"] for s in sandboxes_of(server, name)] == [sandbox["id"]]
