@@ -4,7 +4,9 @@
 that runs per invocation; Starlette's request objects and routing cost more
 than the whole platform's own work here (DESIGN.md §6), so this module
 parses the request by hand: a dictionary lookup of four headers, one
-bounded body read, one response.
+bounded body read, one response. InvokeWithResponseStream
+(``handle_stream``) parses the same way; its answer is an event stream
+written as the function writes.
 """
 
 from __future__ import annotations
@@ -208,41 +210,41 @@ async def handle_stream(invoke: Any, scope: Scope, receive: Any, send: Any) -> N
         return
     task = asyncio.ensure_future(invoke(command._replace(stream=stream)))
     task.add_done_callback(lambda _: stream.queue.put_nowait(None))
-    started = False
-    while (chunk := await stream.queue.get()) is not None:
-        if not started:
-            await _start_stream(send, request_id, stream.version)
-            started = True
-        await send(
-            {
-                "type": "http.response.body",
-                "body": eventstream.payload_chunk(chunk),
-                "more_body": True,
-            }
-        )
+    started = await _pump(stream, send, request_id)
     try:
         result: InvokeResult = task.result()
     except Exception as exc:
-        if not started:
+        if started:
+            await send({"type": "http.response.body", "body": _failed(exc, request_id)})
+        else:
             await _send_error(send, exc, request_id)
-            return
-        error = _internal(exc, request_id) if not isinstance(exc, EmberError) else exc
-        complete = {"ErrorCode": type(error).__name__, "ErrorDetails": str(error)}
-        await send({"type": "http.response.body", "body": eventstream.invoke_complete(complete)})
         return
-    if result.status != 200:  # DryRun
-        await send(
-            {
-                "type": "http.response.start",
-                "status": result.status,
-                "headers": [(b"x-amzn-requestid", request_id.encode()), _content_length(b"")],
-            }
-        )
+    if result.status != 200:  # DryRun: 204, no stream
+        empty = [(b"x-amzn-requestid", request_id.encode()), _content_length(b"")]
+        await send({"type": "http.response.start", "status": result.status, "headers": empty})
         await send({"type": "http.response.body", "body": b""})
         return
     if not started:
         await _start_stream(send, request_id, result.executed_version)
     await send({"type": "http.response.body", "body": _ending(result)})
+
+
+async def _pump(stream: _EventStream, send: Any, request_id: str) -> bool:
+    """Send each chunk as a PayloadChunk until the call ends; whether the response started."""
+    started = False
+    while (chunk := await stream.queue.get()) is not None:
+        if not started:
+            await _start_stream(send, request_id, stream.version)
+            started = True
+        message = eventstream.payload_chunk(chunk)
+        await send({"type": "http.response.body", "body": message, "more_body": True})
+    return started
+
+
+def _failed(exc: Exception, request_id: str) -> bytes:
+    """InvokeComplete for a platform failure after the stream started (too late for a status)."""
+    error = exc if isinstance(exc, EmberError) else _internal(exc, request_id)
+    return eventstream.invoke_complete({"ErrorCode": error.code, "ErrorDetails": error.message})
 
 
 def _ending(result: InvokeResult) -> bytes:
