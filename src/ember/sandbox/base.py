@@ -138,7 +138,10 @@ class Sandbox(Protocol):
     async def invoke(self, request: SandboxRequest) -> SandboxResult:
         """Run one invocation. Never raises for a function's failure: a timeout,
         crash or OOM kill becomes a FUNCTION_ERROR result with ``reusable`` False
-        (the sandbox is destroyed). Must not be called concurrently."""
+        (the sandbox is destroyed). A streamed response goes to ``request.stream``
+        as it is written (else it is the body), its error or end being the result;
+        past MAX_STREAMED_RESPONSE the sandbox is destroyed. Must not be called
+        concurrently."""
         ...
 
     def destroy(self) -> None:
