@@ -20,7 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import ROLE, Server, host_pid_of, sandboxes_of, wait_until
+from conftest import REGION, ROLE, Server, host_pid_of, lambda_client, sandboxes_of, wait_until
+from ember.cli.credentials import Credentials
 
 # Writes, sleeps, leaves a marker in its /tmp, writes again.
 SLOW = """
@@ -145,6 +146,7 @@ def test_errors_before_the_stream_are_json_errors(aws: Any, deploy: Callable[...
         aws.invoke_with_response_stream(FunctionName=name, Payload=b"{not json")
     dry = aws.invoke_with_response_stream(FunctionName=name, InvocationType="DryRun")
     assert dry["StatusCode"] == 204
+    assert list(dry["EventStream"]) == []  # nothing streams (and the connection is released)
 
 
 def test_the_aws_cli_reads_the_stream(
@@ -411,3 +413,29 @@ def test_a_reader_gone_mid_stream_leaves_the_function_working(
     again = events(aws.invoke_with_response_stream(FunctionName=name))
     assert payload_of(again) == b"first second"
     assert [s["id"] for s in sandboxes_of(server, name)] == [sandbox["id"]]
+
+
+def test_streaming_needs_lambda_invoke_function(
+    server: Server, deploy: Callable[..., Any], unique_name: str
+) -> None:
+    name = deploy(PLAIN)["FunctionName"]
+    clients = {}
+    for user, action in (("reader", "lambda:GetFunction"), ("invoker", "lambda:InvokeFunction")):
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": action,
+                                                          "Resource": "*"}]}  # fmt: skip
+        created = server.http.post(
+            "/_ember/keys", json={"UserName": f"{unique_name}-{user}", "Policy": json.dumps(policy)}
+        )
+        assert created.status_code == 201, created.text
+        keys = created.json()
+        clients[user] = lambda_client(
+            server,
+            Credentials(keys["AccessKeyId"], keys["SecretAccessKey"], None, REGION, "test"),
+        )
+    refused = clients["reader"]
+    with pytest.raises(refused.exceptions.ClientError) as caught:
+        refused.invoke_with_response_stream(FunctionName=name)
+    assert caught.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert "lambda:InvokeFunction" in caught.value.response["Error"]["Message"]
+    allowed = clients["invoker"].invoke_with_response_stream(FunctionName=name)
+    assert json.loads(payload_of(events(allowed))) == {"plain": True}
