@@ -62,6 +62,7 @@ bench: setup
 	@cd bench && ../$(BIN)/python bench_esm.py
 	@cd bench && ../$(BIN)/python bench_observability.py
 	@cd bench && ../$(BIN)/python bench_console.py
+	@cd bench && ../$(BIN)/python bench_streaming.py
 
 # PNGs of every console page (docs/console/), from a server with the examples deployed.
 screenshots: setup

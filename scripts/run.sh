@@ -45,6 +45,23 @@ for dir in examples/*/; do
   "$BIN/ember" deploy "$name" "$dir" --handler app.handler --runtime python3.11
 done
 "$BIN/ember" apply -f examples/manifests/
+# examples/stream answers on a RESPONSE_STREAM function URL (kept from an earlier run).
+(
+  [ -f "$CREDENTIALS" ] && export AWS_SHARED_CREDENTIALS_FILE="$CREDENTIALS" AWS_PROFILE=ember
+  "$BIN/python" - "$EMBER_ENDPOINT" "$REGION" <<'PY'
+import sys
+
+import boto3
+
+aws = boto3.client("lambda", endpoint_url=sys.argv[1], region_name=sys.argv[2])
+try:
+    aws.create_function_url_config(
+        FunctionName="stream", AuthType="NONE", InvokeMode="RESPONSE_STREAM"
+    )
+except aws.exceptions.ResourceConflictException:
+    pass
+PY
+)
 
 cat <<TXT
 
@@ -63,6 +80,7 @@ Try:
   MCP:    ${EMBER_ENDPOINT}/mcp (Streamable HTTP; tool "greet"), with a bearer token made by
           .venv/bin/ember tokens create      (or over stdio: .venv/bin/ember mcp --token TOKEN)
   URL:    curl -s ${EMBER_ENDPOINT}/url/greet/    (a function URL of AuthType NONE: unsigned)
+  stream: curl -N ${EMBER_ENDPOINT}/url/stream/?from=5   (RESPONSE_STREAM: lines as written)
   boto3:  import boto3  # after the export above
           aws = boto3.client("lambda", endpoint_url="${EMBER_ENDPOINT}")
           print(aws.invoke(FunctionName="context", Payload=b"{}")["Payload"].read())

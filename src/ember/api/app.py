@@ -118,6 +118,7 @@ class Frontend:
         self._guard = guard
         # Bound once: the guard runs it per Invoke.
         self._invoke_app = functools.partial(invoke.handle, self._invoke)
+        self._stream_app = functools.partial(invoke.handle_stream, self._invoke)
         # Without one given, AWS_IAM URLs refuse everyone (never open by omission).
         self._urls = url_invoker or UrlInvoker(services.urls, services.invocations.invoke)
         self._mcp = mcp
@@ -190,6 +191,18 @@ class Frontend:
                     scope, receive, send, self._invoke_app, MAX_REQUEST, invoke.too_large
                 )
             return
+        if (
+            path.endswith(invoke.STREAM_SUFFIX)
+            and path.startswith(invoke.STREAM_PREFIX)
+            and scope["method"] == "POST"
+        ):
+            if self._guard is None:
+                await invoke.handle_stream(self._invoke, scope, receive, send)
+            else:
+                await self._guard(
+                    scope, receive, send, self._stream_app, MAX_REQUEST, invoke.too_large
+                )
+            return
         if (path == MCP_PATH or path.startswith(WELL_KNOWN)) and self._mcp is not None:
             if scope["type"] == "http":
                 await run_bounded(self._mcp, scope, receive, send, MAX_MCP_REQUEST, _mcp_too_large)
@@ -220,6 +233,12 @@ class Frontend:
 
     def _serves(self, method: str, path: str) -> bool:
         if method == "POST" and path.startswith(invoke.PREFIX) and path.endswith(invoke.SUFFIX):
+            return True
+        if (
+            method == "POST"
+            and path.startswith(invoke.STREAM_PREFIX)
+            and path.endswith(invoke.STREAM_SUFFIX)
+        ):
             return True
         scope = {"type": "http", "method": method, "path": path, "root_path": ""}
         return any(route.matches(scope)[0] is Match.FULL for route in self._app.router.routes)

@@ -23,7 +23,7 @@ from ember.api.services import Services
 from ember.control.urls import PREFIX, FunctionUrls, UrlConfig
 from ember.errors import RequestTooLarge, ValidationError
 from ember.invoke.service import MAX_REQUEST
-from ember.invoke.urls import UrlInvoker, UrlRequest
+from ember.invoke.urls import Headers, UrlInvoker, UrlRequest
 from ember.text import is_decimal
 
 API = "/2021-10-31/functions/{name}"
@@ -124,6 +124,22 @@ def _request(scope: Scope, body: bytes, key: str | None) -> UrlRequest:
     )
 
 
+class _Out:
+    """A RESPONSE_STREAM answer onto the ASGI connection: chunked, as written."""
+
+    def __init__(self, send: Any) -> None:
+        self._send = send
+
+    async def start(self, status: int, headers: Headers) -> None:
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def write(self, chunk: bytes) -> None:
+        await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+    async def end(self) -> None:
+        await self._send({"type": "http.response.body", "body": b""})
+
+
 async def handle(
     invoker: UrlInvoker, scope: Scope, receive: Any, send: Any, key: str | None = None
 ) -> None:
@@ -134,7 +150,9 @@ async def handle(
     except RequestTooLarge as error:
         await refuse_too_large(send, error)
         return
-    response = await invoker.handle(_request(scope, body, key))
+    response = await invoker.handle(_request(scope, body, key), _Out(send))
+    if response is None:
+        return
     await send(
         {"type": "http.response.start", "status": response.status, "headers": response.headers}
     )

@@ -140,6 +140,13 @@ _N = Kind.NONE
 ROUTES: tuple[RouteAccess, ...] = (
     # Invoke first: it is the hot path.
     RouteAccess("POST", _F + "/invocations", INVOKE_ACTION, Kind.FUNCTION),
+    # InvokeWithResponseStream: the same permission as Invoke, as on Lambda.
+    RouteAccess(
+        "POST",
+        "/2021-11-15/functions/{name}/response-streaming-invocations",
+        INVOKE_ACTION,
+        Kind.FUNCTION,
+    ),
     *_rows(
         Kind.FUNCTION,
         _F,

@@ -74,7 +74,7 @@ class UrlConfig:
     qualifier: str | None  # an alias, or None for the unqualified function
     auth_type: str  # "NONE" (public) or "AWS_IAM" (signed and authorized callers only)
     cors: dict[str, Any] | None  # Lambda's Cors structure, as given
-    invoke_mode: str  # "BUFFERED" ("RESPONSE_STREAM" is answered buffered too)
+    invoke_mode: str  # "BUFFERED" or "RESPONSE_STREAM" (streamed as the function writes)
     creation_time: str
     last_modified_time: str
 

@@ -12,7 +12,7 @@ import itertools
 import random
 import time
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import orjson
 
@@ -31,7 +31,7 @@ from ember.invoke.logs import TEXT, InvocationLog, LogFormat, LogStore, error_li
 from ember.observe.recorder import Recorder
 from ember.observe.records import Call
 from ember.queue.base import EventQueue, NewEvent
-from ember.sandbox.base import InitFailed, Outcome, SandboxRequest
+from ember.sandbox.base import InitFailed, Outcome, ResponseSink, SandboxRequest
 from ember.scheduling.executor import Executor
 from ember.throttle.base import Decision
 from ember.throttle.gate import Throttle
@@ -45,6 +45,15 @@ _TOO_LARGE = (
     b'{"errorMessage":"Response payload size exceeded maximum allowed payload size '
     b'(6291556 bytes).","errorType":"Function.ResponseSizeTooLarge"}'
 )
+
+
+class ResponseStream(ResponseSink, Protocol):
+    """Where a streamed response goes as the function writes it (InvokeWithResponseStream,
+    RESPONSE_STREAM URLs). Called on the event loop; must not block."""
+
+    def begin(self, executed_version: str) -> None:
+        """The function was resolved and admitted; nothing was written yet."""
+        ...
 
 
 class InvokeCommand(NamedTuple):
@@ -63,6 +72,9 @@ class InvokeCommand(NamedTuple):
     traceparent: str | None = None
     # Where the call came from, for the invocation history (observe.records.ORIGINS).
     origin: str = "sync"
+    # Set: the response streams there as written (the result's body is then
+    # empty); a function that does not stream answers in the body as usual.
+    stream: ResponseStream | None = None
 
 
 class InvokeResult(NamedTuple):
@@ -153,6 +165,12 @@ class InvocationService:
             _decode_client_context(command.client_context) if command.client_context else ""
         )
         if command.invocation_type != "RequestResponse":
+            if command.stream is not None and command.invocation_type == "Event":
+                raise LambdaValidationError.constraint(
+                    command.invocation_type,
+                    "invocationType",
+                    "Member must satisfy enum value set: [RequestResponse, DryRun]",
+                )
             if command.invocation_type == "Event" and self._events is not None:
                 return await self._enqueue(self._events, record.name, ref, payload, request_id)
             return _other_invocation_type(command.invocation_type, request_id)
@@ -236,7 +254,10 @@ class InvocationService:
             payload=payload,
             timeout_seconds=float(record.timeout),
             output=stream,
+            stream=command.stream,
         )
+        if command.stream is not None:
+            command.stream.begin(record.version)
         try:
             execution = await self._executor.execute(record, request, stream.begin)
         except InitFailed as failure:

@@ -19,13 +19,15 @@ other gets Lambda's 403 ``{"Message":"Forbidden"}``. ``NONE`` is public.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qsl
 
 import orjson
@@ -211,7 +213,9 @@ def map_result(result: InvokeResult) -> UrlResponse:
         return _BAD_GATEWAY  # a malformed statusCode, headers or base64 body
 
 
-def _structured(value: dict[str, Any]) -> UrlResponse:
+def _head(value: dict[str, Any], content_type: bytes) -> tuple[int, Headers]:
+    """Status and headers of a structured answer or a stream's prelude; ``content_type``
+    unless the function set one."""
     status = int(value["statusCode"])
     if not 100 <= status <= 599:
         raise ValueError(status)
@@ -219,9 +223,14 @@ def _structured(value: dict[str, Any]) -> UrlResponse:
     for name, raw in (value.get("headers") or {}).items():
         headers.append((str(name).lower().encode("latin-1"), _text(raw).encode("latin-1")))
     if not any(name == b"content-type" for name, _ in headers):
-        headers.append((b"content-type", b"application/json"))
+        headers.append((b"content-type", content_type))
     for cookie in value.get("cookies") or []:
         headers.append((b"set-cookie", str(cookie).encode("latin-1")))
+    return status, headers
+
+
+def _structured(value: dict[str, Any]) -> UrlResponse:
+    status, headers = _head(value, b"application/json")
     raw_body = value.get("body")
     body = b"" if raw_body is None else _text(raw_body).encode("utf-8")
     if value.get("isBase64Encoded") and body:
@@ -269,6 +278,89 @@ def _with_cors(response: UrlResponse, extra: Headers) -> UrlResponse:
     return response._replace(headers=response.headers + added)
 
 
+# --- RESPONSE_STREAM ----------------------------------------------------------------
+
+
+class StreamOut(Protocol):
+    """Where a RESPONSE_STREAM URL's answer goes as the function writes it (the HTTP layer)."""
+
+    async def start(self, status: int, headers: Headers) -> None: ...
+
+    async def write(self, chunk: bytes) -> None: ...
+
+    async def end(self) -> None:
+        """The response is complete (a function failing mid-stream ends it where it
+        failed; its error is in the function's log)."""
+        ...
+
+
+class _UrlStream:
+    """A ``ResponseStream`` queueing the function's prelude and chunks for the pump."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[bool, bytes] | None] = asyncio.Queue()
+
+    def begin(self, executed_version: str) -> None:
+        pass
+
+    def prelude(self, data: bytes) -> None:
+        self.queue.put_nowait((True, data))
+
+    def chunk(self, data: bytes) -> None:
+        self.queue.put_nowait((False, data))
+
+
+_STREAM_TYPE = b"application/octet-stream"
+
+
+def stream_head(prelude: bytes | None) -> tuple[int, Headers]:
+    """Status and headers of a streamed URL response from the function's prelude
+    (``HttpResponseStream.from``): 200, ``application/octet-stream`` without one.
+    Raises ValueError for a malformed prelude."""
+    if prelude is None:
+        return 200, [(b"content-type", _STREAM_TYPE)]
+    try:
+        value = orjson.loads(prelude)
+        if not isinstance(value, dict):
+            raise TypeError(value)
+        return _head({"statusCode": 200, **value}, _STREAM_TYPE)
+    except (orjson.JSONDecodeError, TypeError, AttributeError):
+        raise ValueError("malformed prelude") from None
+
+
+async def _start(out: StreamOut, prelude: bytes | None, extra: Headers) -> bool:
+    """Start the streamed response; False (after a 502) when the prelude is malformed."""
+    try:
+        status, headers = stream_head(prelude)
+    except ValueError:
+        await out.start(_BAD_GATEWAY.status, [*_BAD_GATEWAY.headers, *extra])
+        await out.write(_BAD_GATEWAY.body)
+        await out.end()
+        return False
+    await out.start(status, _with_cors(UrlResponse(status, headers, b""), extra).headers)
+    return True
+
+
+async def _drain(stream: _UrlStream, task: asyncio.Future[InvokeResult]) -> None:
+    """Let the invocation finish, dropping what it writes (nobody reads it)."""
+    while await stream.queue.get() is not None:
+        pass
+    with contextlib.suppress(EmberError):
+        task.result()
+
+
+def _refusal(exc: EmberError, key: str) -> UrlResponse:
+    """Lambda's answer to a URL request refused before the function ran."""
+    if isinstance(exc, TooManyRequests):
+        retry = str(max(1, math.ceil(exc.retry_after_seconds))).encode()
+        return _message(429, "Rate Exceeded.", [(b"retry-after", retry)])
+    if isinstance(exc, RequestTooLarge):
+        return _message(413, "Request Entity Too Large")
+    if isinstance(exc, ResourceNotFound):
+        return _message(404, f"No function URL is configured at /url/{key}/")
+    return _message(500, "Internal Server Error")
+
+
 # --- the service ------------------------------------------------------------------
 
 
@@ -296,15 +388,24 @@ class UrlInvoker:
         name, _, qualifier = key.partition(":")
         return self._urls.get(name, qualifier or None)
 
-    async def handle(self, request: UrlRequest) -> UrlResponse:
-        """Answer one request; never raises for the caller's or the function's faults."""
+    async def handle(self, request: UrlRequest, out: StreamOut | None = None) -> UrlResponse | None:
+        """Answer one request; never raises for the caller's or the function's faults.
+
+        With ``out``, a RESPONSE_STREAM URL's answer goes there as the function
+        writes it, and None is returned; anything answered whole (a refusal, a
+        function that did not stream) is returned as usual.
+        """
         request_id = new_request_id()
-        response = await self._answer(request, request_id)
+        response = await self._answer(request, request_id, out)
+        if response is None:
+            return None
         return response._replace(
             headers=[*response.headers, (b"x-amzn-requestid", request_id.encode())]
         )
 
-    async def _answer(self, request: UrlRequest, request_id: str) -> UrlResponse:
+    async def _answer(
+        self, request: UrlRequest, request_id: str, out: StreamOut | None
+    ) -> UrlResponse | None:
         config = self.config_of(request.key)
         if config is None:
             return _message(404, f"No function URL is configured at /url/{request.key}/")
@@ -329,18 +430,53 @@ class UrlInvoker:
             caller=request.source_ip,
             origin="url",
         )
+        cors = cors_headers(config, request, preflight=False)
+        if out is not None and config.invoke_mode == "RESPONSE_STREAM":
+            return await self._stream(command, request, out, cors, request_id)
         try:
             result = await self._invoke(command)
-        except TooManyRequests as exc:
-            retry = str(max(1, math.ceil(exc.retry_after_seconds))).encode()
-            return _message(429, "Rate Exceeded.", [(b"retry-after", retry)])
-        except RequestTooLarge:
-            return _message(413, "Request Entity Too Large")
-        except ResourceNotFound:
-            return _message(404, f"No function URL is configured at /url/{request.key}/")
-        except EmberError:
-            return _message(500, "Internal Server Error")
-        return _with_cors(map_result(result), cors_headers(config, request, preflight=False))
+        except EmberError as exc:
+            return _refusal(exc, request.key)
+        return _with_cors(map_result(result), cors)
+
+    async def _stream(
+        self,
+        command: InvokeCommand,
+        request: UrlRequest,
+        out: StreamOut,
+        cors: Headers,
+        request_id: str,
+    ) -> UrlResponse | None:
+        """Pump a RESPONSE_STREAM answer to ``out`` as it comes; the response starts at
+        the function's first write (its prelude, if any, gives status and headers)."""
+        extra = [*cors, (b"x-amzn-requestid", request_id.encode())]
+        stream = _UrlStream()
+        task = asyncio.ensure_future(self._invoke(command._replace(stream=stream)))
+        task.add_done_callback(lambda _: stream.queue.put_nowait(None))
+        prelude: bytes | None = None
+        started = False
+        while (item := await stream.queue.get()) is not None:
+            is_prelude, data = item
+            if is_prelude:
+                prelude = data
+                continue
+            if not started:
+                if not await _start(out, prelude, extra):
+                    await _drain(stream, task)
+                    return None
+                started = True
+            await out.write(data)
+        try:
+            result = task.result()
+        except EmberError as exc:
+            return _refusal(exc, request.key) if not started else None
+        if not started:
+            if result.function_error or result.body:  # failed, or did not stream
+                return _with_cors(map_result(result), cors)
+            if not await _start(out, prelude, extra):
+                return None
+        await out.end()
+        return None
 
     async def _admitted(self, config: UrlConfig, request: UrlRequest) -> Principal | None:
         """The signer of ``request`` if it may invoke ``config``'s function by URL."""

@@ -18,6 +18,16 @@ length) + captured log bytes + body):
   reply it belongs to, or just before the runtime exits (``sys.exit``).
 - ``EXIT``: a custom runtime's process exited (``rapi.py``); body is JSON
   ``{"exitCode": n}`` (negative: killed by that signal); the sandbox ends.
+- ``CHUNK``: a piece of a streamed response body, as the function wrote it
+  (log empty). Any number of them, then the reply that ends the invocation:
+- ``PRELUDE``: before the first CHUNK, an HTTP integration prelude (JSON
+  ``{"statusCode", "headers", "cookies"}``) for a function URL's status and
+  headers (Node's ``HttpResponseStream.from``); optional.
+- ``STREAM_END``: the streamed response ended (body empty); or ``ERROR``:
+  the stream ended with the function's error (Lambda's error JSON). A
+  runtime streams only when the function asks (a Python handler returning
+  an iterator; Node's ``awslambda.streamifyResponse``; a custom runtime's
+  streaming response); the worker forwards the chunks as they come.
 
 This module is imported both by the platform and, as ``_ember_frames``, by
 the zygote under any python3.9+ interpreter: standard library only.
@@ -38,6 +48,9 @@ RESULT = 4
 ERROR = 5
 LOG = 6
 EXIT = 7
+CHUNK = 8
+STREAM_END = 9
+PRELUDE = 10
 
 # Control messages between the platform and a zygote (SOCK_SEQPACKET, one
 # JSON object per message, file descriptors passed with SCM_RIGHTS).

@@ -2,7 +2,8 @@
 
 Runs inside a freshly forked sandbox. ``run`` imports the handler (Init),
 reports READY or INIT_ERROR, then loops: read one INVOKE frame, call
-``handler(event, context)``, answer with RESULT or ERROR. Output written to
+``handler(event, context)``, answer with RESULT or ERROR; a handler that
+returns an iterator streams: a CHUNK frame per item, then STREAM_END. Output written to
 ``sys.stdout`` / ``sys.stderr`` / ``logging`` leaves as it is written, a LOG
 frame per line on the same socket (``_Outlet``), so it is ordered with the
 result and survives the process being killed; an unfinished last line rides
@@ -186,6 +187,15 @@ class _Outlet(io.RawIOBase):
             self.sock.sendall(frames.reply_frame(frames.LOG, 0, chunk, b""))
         pending.clear()
 
+    def chunk(self, data: bytes, kind: int = frames.CHUNK) -> None:
+        """Send a piece of a streamed response at once, after the output printed before it."""
+        with self.lock:
+            if self.pending:
+                self._send_pending()
+            for start in range(0, len(data), MAX_LOG_FRAME):
+                piece = data[start : start + MAX_LOG_FRAME]
+                self.sock.sendall(frames.reply_frame(kind, 0, b"", piece))
+
     def reply(self, kind: int, body: bytes) -> None:
         """Send one reply frame, with the unfinished line written so far."""
         with self.lock:
@@ -361,6 +371,30 @@ def _error_payload(exc: BaseException, request_id: str) -> bytes:
     ).encode("utf-8")
 
 
+def _stream(outlet: _Outlet, chunks: Any) -> None:
+    """Send what an iterator handler yields as it yields it (an ember extension:
+    Lambda's Python runtime cannot stream). ``str`` is sent as UTF-8; a dict
+    yielded first is the HTTP prelude of a function URL (``statusCode``,
+    ``headers``, ``cookies``); any other item ends the stream with a TypeError,
+    as the handler's own error would.
+    """
+    first = True
+    for item in chunks:
+        if isinstance(item, str):
+            item = item.encode("utf-8")
+        elif isinstance(item, dict) and first:
+            outlet.chunk(json.dumps(item).encode("utf-8"), frames.PRELUDE)
+            first = False
+            continue
+        elif not isinstance(item, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                "a streamed response yields bytes or str, not {0}".format(type(item).__name__)
+            )
+        first = False
+        if item:
+            outlet.chunk(bytes(item))
+
+
 def _max_rss_kb() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
@@ -461,6 +495,10 @@ def run(sock: Any, handler_name: str) -> int:
         try:
             context = LambdaContext(request_id, int(meta[1]), meta[2], meta[3], meta[4])
             result = handler(json.loads(event_bytes), context)
+            if hasattr(result, "__next__"):
+                _stream(outlet, result)
+                outlet.reply(frames.STREAM_END, b"")
+                continue
         except Exception as exc:
             kind, body = frames.ERROR, _error_payload(exc, request_id)
         except BaseException:

@@ -12,7 +12,10 @@ frames (``frames.py``) and the runtime's HTTP calls:
   ``POST /init/error`` ends it with the runtime's payload: ``INIT_ERROR``;
 - an ``INVOKE`` frame answers the pending ``/next`` long poll;
 - ``POST /invocation/{id}/response`` or ``/error`` becomes ``RESULT`` or
-  ``ERROR``;
+  ``ERROR``; a response posted with ``Lambda-Runtime-Function-Response-Mode:
+  streaming`` goes out as it arrives, a ``CHUNK`` per read (its HTTP prelude,
+  if any, a ``PRELUDE``), then ``STREAM_END``, or ``ERROR`` from its error
+  trailers;
 - a bootstrap that exits becomes ``EXIT`` (its exit status) and the sandbox
   ends.
 
@@ -29,6 +32,8 @@ standard library only, Python 3.9 syntax.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import ctypes
 import errno
@@ -40,7 +45,7 @@ import selectors
 import signal
 import socket
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import _ember_frames as frames  # type: ignore[import-not-found]
 
@@ -50,6 +55,10 @@ BOOTSTRAPS = ("/var/task/bootstrap", "/opt/bootstrap")
 # Lambda's limit on a response: 6 MB plus 100 bytes.
 MAX_RESPONSE = 6 * 1024 * 1024 + 100
 MAX_HEAD = 64 * 1024
+# A streaming response of this content type starts with an HTTP prelude (JSON)
+# ended by 8 NUL bytes (Node's HttpResponseStream.from writes the same).
+HTTP_INTEGRATION = "application/vnd.awslambda.http-integration-response"
+PRELUDE_END = b"\0" * 8
 MAX_LOG = 4 * 1024 * 1024  # an unfinished line kept for one reply
 # Complete lines are sent at once; an unfinished one once this long. No LOG
 # frame is longer than MAX_LOG_FRAME (the worker bounds a frame's size).
@@ -77,15 +86,16 @@ INIT_FAILED = "InitError"  # /init/error was posted: the sandbox is finished
 class Request:
     """One parsed HTTP request. ``too_large``: the body was over the limit (and dropped)."""
 
-    __slots__ = ("body", "headers", "method", "path", "too_large", "version")
+    __slots__ = ("body", "headers", "method", "path", "streamed", "too_large", "version")
 
     def __init__(self, method: str, path: str, version: str, headers: Dict[str, str]) -> None:
         self.method = method
         self.path = path
         self.version = version
-        self.headers = headers
+        self.headers = headers  # with the trailers of a chunked body, once read
         self.body = b""
         self.too_large = False
+        self.streamed = False  # the body went to a ``Parser.on_head`` sink as it came
 
     @property
     def keep_alive(self) -> bool:
@@ -103,11 +113,18 @@ class Parser:
     """Incremental HTTP/1.x request parser (Content-Length and chunked bodies).
 
     Bodies over ``limit`` bytes are counted and dropped, not kept, so that an
-    oversized response can be answered with 413 once it has been read.
+    oversized response can be answered with 413 once it has been read. A body
+    for which ``on_head`` returns a sink goes there as it arrives instead.
     """
 
-    def __init__(self, limit: int = MAX_RESPONSE) -> None:
+    def __init__(
+        self,
+        limit: int = MAX_RESPONSE,
+        on_head: Optional[Callable[[Request], Optional[Callable[[bytes], None]]]] = None,
+    ) -> None:
         self.limit = limit
+        self.on_head = on_head
+        self._sink: Optional[Callable[[bytes], None]] = None
         self.buffer = bytearray()
         self._request: Optional[Request] = None
         self._body: List[bytes] = []
@@ -172,12 +189,15 @@ class Parser:
                 raise BadRequest("bad Content-Length")
         if headers.get("expect", "").lower() == "100-continue":
             self.wants_continue = True
+        if self.on_head is not None:
+            self._sink = self.on_head(request)
+            request.streamed = self._sink is not None
         return request
 
     def _read_chunks(self) -> bool:
         """Consume chunks from the buffer; True once the last one (and trailers) arrived."""
         while True:
-            if self._chunk_left < 0:
+            if self._chunk_left == -1:
                 end = self.buffer.find(b"\r\n")
                 if end < 0:
                     return False
@@ -192,11 +212,15 @@ class Parser:
                 end = self.buffer.find(b"\r\n")
                 if end < 0:
                     return False
+                line = bytes(self.buffer[:end]).decode("latin-1")
                 del self.buffer[: end + 2]
                 if end == 0:  # the blank line after the (optional) trailers
                     self._chunk_left = -1
                     self._chunked = False
                     return True
+                name, sep, value = line.partition(":")
+                if sep and self._request is not None:  # a trailer: kept with the headers
+                    self._request.headers[name.strip().lower()] = value.strip()
                 continue
             if len(self.buffer) < self._chunk_left + 2:
                 take = min(len(self.buffer), self._chunk_left)
@@ -209,6 +233,10 @@ class Parser:
             self._chunk_left = -1
 
     def _keep(self, data: bytes) -> None:
+        if self._sink is not None:
+            if data:
+                self._sink(data)
+            return
         self._size += len(data)
         if self._size <= self.limit:
             self._body.append(data)
@@ -221,6 +249,7 @@ class Parser:
         request.too_large = self._size > self.limit
         request.body = b"" if request.too_large else b"".join(self._body)
         self._request = None
+        self._sink = None
         self._body = []
         self._size = 0
         return request
@@ -306,6 +335,46 @@ def function_error(body: bytes, error_type: str) -> bytes:
     return error_body(error_type or "Runtime.Unknown", message)
 
 
+class _StreamIn:
+    """A streaming response's body into CHUNK frames; an HTTP integration response's
+    prelude (its JSON up to 8 NUL bytes) into one PRELUDE frame first."""
+
+    def __init__(self, outbox: List[Tuple[int, bytes]], http: bool) -> None:
+        self.outbox = outbox
+        self.head: Optional[bytearray] = bytearray() if http else None
+
+    def feed(self, data: bytes) -> None:
+        head = self.head
+        if head is not None:
+            head += data
+            end = head.find(PRELUDE_END)
+            if end < 0:
+                if len(head) > MAX_HEAD:  # no prelude after all: all of it is body
+                    self.head = None
+                    self.outbox.append((frames.CHUNK, bytes(head)))
+                return
+            self.head = None
+            self.outbox.append((frames.PRELUDE, bytes(head[:end])))
+            data = bytes(head[end + len(PRELUDE_END) :])
+            if not data:
+                return
+        self.outbox.append((frames.CHUNK, data))
+
+
+def _stream_end(trailers: Dict[str, str]) -> Tuple[int, bytes]:
+    """How a streamed response ended: STREAM_END, or ERROR from the error trailers
+    (``Lambda-Runtime-Function-Error-Type``, ``-Error-Body`` in base64)."""
+    error_type = trailers.get("lambda-runtime-function-error-type", "")
+    encoded = trailers.get("lambda-runtime-function-error-body", "")
+    if not error_type and not encoded:
+        return frames.STREAM_END, b""
+    try:
+        body = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        body = encoded.encode("utf-8", "replace")
+    return frames.ERROR, function_error(body, error_type)
+
+
 class RuntimeApi:
     """The Runtime API's state machine for one sandbox, without any I/O.
 
@@ -382,6 +451,9 @@ class RuntimeApi:
         if request_id != self.current.request_id:
             return 400, [], error_body("InvalidRequestID", "Invalid request ID")
         self.state = ANSWERED
+        if request.streamed:
+            self.outbox.append(_stream_end(request.headers))
+            return 202, [], b'{"status":"OK"}'
         if request.too_large:
             self.outbox.append((frames.ERROR, _TOO_LARGE_FOR_INVOKER))
             message = "Exceeded maximum allowed payload size ({0} bytes).".format(MAX_RESPONSE)
@@ -392,6 +464,25 @@ class RuntimeApi:
             error_type = request.headers.get("lambda-runtime-function-error-type", "")
             self.outbox.append((frames.ERROR, function_error(request.body, error_type)))
         return 202, [], b'{"status":"OK"}'
+
+    def stream_to(self, request: Request) -> Optional[Callable[[bytes], None]]:
+        """For the head of the running invocation's streaming response (header
+        ``Lambda-Runtime-Function-Response-Mode: streaming``): where its body goes,
+        a CHUNK frame per piece as it arrives. Anything else is read whole."""
+        headers = request.headers
+        if headers.get("lambda-runtime-function-response-mode", "").lower() != "streaming":
+            return None
+        route = request.path.split("?", 1)[0][len(PREFIX) :].split("/")
+        current = self.current
+        if (
+            request.method != "POST"
+            or self.state != RUNNING
+            or current is None
+            or route != ["invocation", current.request_id, "response"]
+        ):
+            return None
+        http = headers.get("content-type", "").lower().startswith(HTTP_INTEGRATION)
+        return _StreamIn(self.outbox, http).feed
 
     def exited(self, exit_code: int) -> bool:
         """The bootstrap exited; queue EXIT unless no one waits for an answer."""
@@ -404,9 +495,13 @@ class RuntimeApi:
 class _Connection:
     """One HTTP connection from the runtime."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        on_head: Optional[Callable[[Request], Optional[Callable[[bytes], None]]]] = None,
+    ) -> None:
         self.sock = sock
-        self.parser = Parser()
+        self.parser = Parser(on_head=on_head)
         self.out = bytearray()
         self.waiting: Optional[Request] = None  # a /next held open for an event
         self.close_after = False
@@ -571,7 +666,11 @@ class Supervisor:
     def _flush_outbox(self) -> None:
         while self.api.outbox:
             kind, body = self.api.outbox.pop(0)
-            frame = frames.reply_frame(kind, self._rss_kb(), self._take_log(), body)
+            if kind == frames.CHUNK or kind == frames.PRELUDE:
+                # Output goes in the reply that ends the invocation, not in a chunk.
+                frame = frames.reply_frame(kind, 0, b"", body)
+            else:
+                frame = frames.reply_frame(kind, self._rss_kb(), self._take_log(), body)
             write_all(self.write_fd, frame)
 
     def _on_channel(self) -> bool:
@@ -615,7 +714,7 @@ class Supervisor:
             return
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.connections[sock.fileno()] = _Connection(sock)
+        self.connections[sock.fileno()] = _Connection(sock, self.api.stream_to)
         self.selector.register(sock, selectors.EVENT_READ, "http")
 
     def _close(self, connection: _Connection) -> None:

@@ -33,6 +33,20 @@ class SandboxSpec:
     opt_dir: str | None = None
 
 
+class ResponseSink(Protocol):
+    """Receives a streamed response as the function writes it, on the event loop."""
+
+    def prelude(self, data: bytes) -> None:
+        """An HTTP integration prelude (JSON: statusCode, headers, cookies), before
+        any chunk: Node's ``HttpResponseStream.from``, a custom runtime's
+        ``application/vnd.awslambda.http-integration-response``."""
+        ...
+
+    def chunk(self, data: bytes) -> None:
+        """One piece of the response body, in order; never empty."""
+        ...
+
+
 class SandboxRequest(NamedTuple):
     """One invocation as the sandbox sees it (a tuple: built on every call)."""
 
@@ -47,10 +61,20 @@ class SandboxRequest(NamedTuple):
     # Called with the function's output as it arrives (a line or more at a
     # time), before the call ends; None: the output only comes in the result.
     output: Callable[[bytes], None] | None = None
+    # Where a streamed response goes as the function writes it (the result's
+    # body is then empty); None: a streamed response is gathered into the
+    # result's body (the prelude as Lambda's bytes: JSON, then 8 NULs).
+    stream: ResponseSink | None = None
+
+
+# Lambda's limit on one streamed response; past it the sandbox is stopped and
+# the stream ends with Function.ResponseSizeTooLarge.
+MAX_STREAMED_RESPONSE = 200 * 1024 * 1024
 
 
 class Outcome(enum.Enum):
-    # The handler returned; body is its JSON result.
+    # The handler returned; body is its JSON result, or (streamed through
+    # ``SandboxRequest.chunk``) empty.
     OK = "ok"
     # The function failed (exception, timeout, crash, OOM); body is Lambda's
     # error JSON and the invoke answers 200 with X-Amz-Function-Error.
@@ -114,7 +138,10 @@ class Sandbox(Protocol):
     async def invoke(self, request: SandboxRequest) -> SandboxResult:
         """Run one invocation. Never raises for a function's failure: a timeout,
         crash or OOM kill becomes a FUNCTION_ERROR result with ``reusable`` False
-        (the sandbox is destroyed). Must not be called concurrently."""
+        (the sandbox is destroyed). A streamed response goes to ``request.stream``
+        as it is written (else it is the body), its error or end being the result;
+        past MAX_STREAMED_RESPONSE the sandbox is destroyed. Must not be called
+        concurrently."""
         ...
 
     def destroy(self) -> None:

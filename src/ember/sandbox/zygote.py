@@ -34,9 +34,11 @@ from ember.errors import SandboxUnavailable
 from ember.runtime import frames
 from ember.sandbox import cgroups, isolate, runtimes
 from ember.sandbox.base import (
+    MAX_STREAMED_RESPONSE,
     InitFailed,
     Outcome,
     OutputSink,
+    ResponseSink,
     SandboxRequest,
     SandboxResult,
     SandboxSpec,
@@ -69,6 +71,16 @@ MAX_FRAME = 6_291_556 + 4 * 1024 * 1024 + 64 * 1024
 MAX_OUTPUT = 4 * 1024 * 1024
 TRUNCATED = b"[ember: output truncated]\n"
 _EXITING_ERROR = b'"errorType":"Runtime.UnhandledPromiseRejection"'
+# A streamed response gathered into the body (no ``SandboxRequest.chunk``) is
+# kept up to one byte past the buffered limit: enough for the caller to refuse it.
+MAX_GATHERED = MAX_FRAME
+_STREAM_TOO_LARGE = json.dumps(
+    {
+        "errorType": "Function.ResponseSizeTooLarge",
+        "errorMessage": "Response payload size exceeded maximum allowed payload size "
+        f"({MAX_STREAMED_RESPONSE} bytes).",
+    }
+).encode()
 _VIOLATION = "Runtime broke the invocation protocol and was stopped"
 
 
@@ -92,6 +104,12 @@ class _Channel(asyncio.Protocol):
         self.output = bytearray()  # LOG frames since the last take_output
         self.truncated = False  # output lost its beginning to MAX_OUTPUT
         self.listener: Callable[[bytes], None] | None = None
+        # CHUNK and PRELUDE frames of the invocation: to ``sink`` as they come,
+        # else gathered in ``gathered``; ``streamed`` counts them against the limit.
+        self.sink: ResponseSink | None = None
+        self.gathered = bytearray()
+        self.streamed = 0
+        self.overflowed = False  # the function streamed past MAX_STREAMED_RESPONSE
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -101,7 +119,7 @@ class _Channel(asyncio.Protocol):
         if not self.buffer and len(data) >= header.size:
             # The common case: exactly one whole reply in one read; no copying.
             length, kind = header.unpack_from(data)
-            if len(data) == header.size + length and kind != frames.LOG:
+            if len(data) == header.size + length and kind < frames.LOG:
                 self._deliver_single(data, length, kind)
                 return
         buffer = self.buffer
@@ -123,6 +141,10 @@ class _Channel(asyncio.Protocol):
             del buffer[:end]
             if kind == frames.LOG:
                 self._on_output(log_bytes)
+                continue
+            if kind == frames.CHUNK or kind == frames.PRELUDE:
+                if not self._on_stream(kind, body):
+                    return
                 continue
             waiter = self.waiter
             self.waiter = None
@@ -150,6 +172,34 @@ class _Channel(asyncio.Protocol):
         if len(output) > 2 * MAX_OUTPUT:
             del output[:-MAX_OUTPUT]
             self.truncated = True
+
+    def _on_stream(self, kind: int, data: bytes) -> bool:
+        """Forward or gather one piece of a streamed response; False: over the limit
+        (the sandbox is cut off and its owner answers Function.ResponseSizeTooLarge)."""
+        self.streamed += len(data)
+        if self.streamed > MAX_STREAMED_RESPONSE:
+            self.overflowed = True
+            self._violate()
+            return False
+        sink = self.sink
+        if sink is not None:
+            if kind == frames.CHUNK:
+                sink.chunk(data)
+            else:
+                sink.prelude(data)
+            return True
+        if kind == frames.PRELUDE:
+            data += b"\0" * 8  # Lambda's delimiter between the prelude and the body
+        if len(self.gathered) <= MAX_GATHERED:
+            self.gathered += data[: MAX_GATHERED + 1 - len(self.gathered)]
+        return True
+
+    def take_gathered(self) -> bytes:
+        """The streamed response gathered for a caller that did not take chunks."""
+        data = bytes(self.gathered)
+        self.gathered.clear()
+        self.streamed = 0
+        return data
 
     def take_output(self, last: bytes = b"") -> bytes:
         """The output received since the last call, then ``last`` (a reply's own)."""
@@ -381,6 +431,7 @@ class ForkedSandbox:
         )
         timer = channel.loop.call_later(request.timeout_seconds, self._time_out, waiter)
         listener = channel.listener = request.output
+        channel.sink = request.stream
         if channel.output and listener is not None:
             listener(bytes(channel.output))  # printed between invocations
         try:
@@ -396,7 +447,9 @@ class ForkedSandbox:
             )
         except EOFError:
             payload = self._lost_payload(request.request_id)
-            if not channel.violated:
+            if channel.overflowed:
+                payload = _STREAM_TOO_LARGE
+            elif not channel.violated:
                 info = await self._exit_info()
                 payload = _crash_payload(request.request_id, info)
             self.destroy()
@@ -410,11 +463,16 @@ class ForkedSandbox:
         finally:
             timer.cancel()
             channel.listener = None
+            channel.sink = None
         if kind == frames.EXIT:
             payload = await self._runtime_exited(request.request_id, body)
             return SandboxResult(
                 Outcome.FUNCTION_ERROR, payload, log_bytes, max_rss, reusable=False
             )
+        if kind == frames.STREAM_END:
+            kind, body = frames.RESULT, channel.take_gathered()
+        elif channel.streamed:
+            channel.take_gathered()  # an error ended the stream: the error is the body
         outcome = Outcome.OK if kind == frames.RESULT else Outcome.FUNCTION_ERROR
         if self.memory_peak is not None:
             max_rss = max(max_rss, cgroups.read_peak_kb(self.memory_peak))

@@ -105,3 +105,26 @@ def test_a_long_unfinished_line_is_sent_in_bounded_frames() -> None:
     capture = pyloop._Capture(pyloop._Outlet(sock))
     capture.stdout.write("z" * (3 * pyloop.MAX_LOG_FRAME))
     assert [len(log) for _, log, _ in sock.frames] == [pyloop.MAX_LOG_FRAME] * 3
+
+
+def test_an_iterator_streams_a_frame_per_item_after_the_output_before_it() -> None:
+    sock = _Recorder()
+    capture = pyloop._Capture(pyloop._Outlet(sock))
+
+    def handler() -> object:
+        yield {"statusCode": 201}
+        capture.stdout.write("before\n")
+        yield "é"
+        yield b""
+        yield b"x" * (pyloop.MAX_LOG_FRAME + 1)
+
+    pyloop._stream(capture.outlet, handler())
+    assert [(kind, log, len(body)) for kind, log, body in sock.frames] == [
+        (frames.PRELUDE, b"", len(b'{"statusCode": 201}')),
+        (frames.LOG, b"before\n", 0),
+        (frames.CHUNK, b"", 2),
+        (frames.CHUNK, b"", pyloop.MAX_LOG_FRAME),
+        (frames.CHUNK, b"", 1),
+    ]
+    with pytest.raises(TypeError, match="yields bytes or str, not int"):
+        pyloop._stream(capture.outlet, iter(["a", 1]))

@@ -192,6 +192,68 @@ def test_parser_refuses_garbage() -> None:
         rapi.Parser().feed(b"hello there\r\n\r\n")
 
 
+def test_parser_keeps_trailers_with_the_headers() -> None:
+    parser = rapi.Parser()
+    head = b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    (done,) = parser.feed(head + b"2\r\nab\r\n0\r\nX-One: 1\r\nX-Two: 2\r\n\r\n")
+    assert done.body == b"ab"
+    assert done.headers["x-one"] == "1" and done.headers["x-two"] == "2"
+
+
+STREAMING = {"Lambda-Runtime-Function-Response-Mode": "streaming"}
+
+
+def streaming_head(request_id: str, **headers: str) -> bytes:
+    lines = [f"POST /2018-06-01/runtime/invocation/{request_id}/response HTTP/1.1"]
+    lines += [f"{name}: {value}" for name, value in {**STREAMING, **headers}.items()]
+    return ("\r\n".join([*lines, "Transfer-Encoding: chunked", "", ""])).encode()
+
+
+def running(request_id: str) -> Any:
+    api = rapi.RuntimeApi()
+    api.handle(request("GET", NEXT))
+    api.offer(invocation(request_id))
+    api.take()
+    api.outbox.clear()
+    return api
+
+
+def test_a_streaming_response_leaves_chunk_by_chunk_then_ends() -> None:
+    api = running("req-1")
+    parser = rapi.Parser(on_head=api.stream_to)
+    assert parser.feed(streaming_head("req-1") + b"3\r\none\r\n") == []
+    assert api.outbox == [(frames.CHUNK, b"one")]
+    (done,) = parser.feed(b"3\r\ntwo\r\n0\r\n\r\n")
+    assert done.streamed and done.body == b""
+    assert api.handle(done)[0] == 202
+    assert api.outbox == [(frames.CHUNK, b"one"), (frames.CHUNK, b"two"), (frames.STREAM_END, b"")]
+
+
+def test_a_streaming_responses_prelude_and_error_trailers() -> None:
+    api = running("req-2")
+    parser = rapi.Parser(on_head=api.stream_to)
+    head = streaming_head("req-2", **{"Content-Type": rapi.HTTP_INTEGRATION})
+    parser.feed(head + b'5\r\n{"a":\r\n')
+    assert api.outbox == []  # the prelude is not complete yet
+    body = b"1}" + b"\0" * 8 + b"hi"
+    error = b"eyJlcnJvck1lc3NhZ2UiOiAibm8ifQ=="  # {"errorMessage": "no"}
+    trailers = b"Lambda-Runtime-Function-Error-Type: Custom.No\r\n"
+    trailers += b"Lambda-Runtime-Function-Error-Body: " + error + b"\r\n\r\n"
+    (done,) = parser.feed(b"%x\r\n%s\r\n0\r\n%s" % (len(body), body, trailers))
+    api.handle(done)
+    assert api.outbox[:2] == [(frames.PRELUDE, b'{"a":1}'), (frames.CHUNK, b"hi")]
+    kind, payload = api.outbox[2]
+    assert kind == frames.ERROR and json.loads(payload) == {"errorMessage": "no"}
+
+
+def test_a_response_for_another_request_does_not_stream() -> None:
+    api = running("req-3")
+    parser = rapi.Parser(on_head=api.stream_to)
+    (done,) = parser.feed(streaming_head("other") + b"1\r\nx\r\n0\r\n\r\n")
+    assert not done.streamed and api.outbox == []
+    assert api.handle(done)[0] == 400
+
+
 # --- the supervisor, for real ------------------------------------------------------
 
 BOOTSTRAP = """#!/bin/sh
