@@ -280,11 +280,16 @@ def snapshot_etc(target: str) -> None:
             shutil.copy2(source, os.path.join(target, name))
 
 
-def stage_root(staging: str, runtime: list[str], etc: str, runtimes_dir: str = "") -> None:
+def stage_root(
+    staging: str, runtime: list[str], etc: str, runtimes_dir: str = "", empty: str = ""
+) -> None:
     """A tmpfs at ``staging`` with read-only binds of what a runtime needs.
 
     Also the root of the gVisor backend's sandboxes (``gvisor_launch.py``).
-    The caller must be in a private mount namespace.
+    The caller must be in a private mount namespace. ``runtimes_dir``, when
+    it exists, appears at ``RUNTIMES_MOUNT`` as an overlay view (see
+    ``view_readonly``, which needs ``empty``), so mountinfo never names the
+    data dir it lives in.
     """
     os.makedirs(staging, exist_ok=True)
     _mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
@@ -299,9 +304,9 @@ def stage_root(staging: str, runtime: list[str], etc: str, runtimes_dir: str = "
     for path in runtime:
         if not path.startswith("/usr/"):
             _bind_readonly(path, staging + path)
-    if runtimes_dir:
+    if runtimes_dir and empty and os.path.isdir(runtimes_dir):
         os.makedirs(staging + RUNTIMES_MOUNT, exist_ok=True)
-        _bind_readonly(runtimes_dir, staging + RUNTIMES_MOUNT)
+        _attach(view_readonly(runtimes_dir, empty), staging + RUNTIMES_MOUNT)
     for name in ("proc", "tmp", "var/task", "dev", "opt", ".old"):
         os.makedirs(staging + "/" + name, exist_ok=True)
 
@@ -317,13 +322,13 @@ def private_mount_namespace() -> None:
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
 
 
-def prepare_root(runtime: list[str], etc: str, runtimes_dir: str = "") -> None:
+def prepare_root(runtime: list[str], etc: str, runtimes_dir: str = "", empty: str = "") -> None:
     """Assemble the sandbox's root under ``STAGING`` (no function code yet);
     ``runtimes_dir``, when given, appears read-only at ``RUNTIMES_MOUNT``."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     loopback_up()
     socket.sethostname("sandbox")
-    stage_root(STAGING, runtime, etc, runtimes_dir)
+    stage_root(STAGING, runtime, etc, runtimes_dir, empty)
     _mount("proc", STAGING + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _mount("tmpfs", STAGING + "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
     for device in DEVICES:

@@ -203,7 +203,10 @@ def _child(
         confine.prepare(paths, _cgroup_version(), _ISOLATION.get("module") is not None)
         if _ISOLATION.get("module") is not None:
             _ISOLATION["module"].prepare_root(
-                _ISOLATION["runtime"], _CONFIG["etc"], _CONFIG.get("runtimes_dir", "")
+                _ISOLATION["runtime"],
+                _CONFIG["etc"],
+                _CONFIG.get("runtimes_dir", ""),
+                _CONFIG["empty"],
             )
         if blank is not None:
             # Hold nothing of the zygote's while waiting (other blanks' sockets).
