@@ -38,6 +38,11 @@ CREATE TABLE IF NOT EXISTS ember_schema (
 # How long a request waits for a pooled connection before it is refused with a
 # ServiceException, rather than hanging past its own timeout while PostgreSQL is away.
 POOL_TIMEOUT_SECONDS = 5.0
+# psycopg_pool retries a lost connection with a doubling delay until this
+# much time has passed, then gives the slot up; a request that then finds the
+# pool empty starts a fresh attempt at once. Its default (5 min) let the delay
+# grow past 30 s, so ember stayed down that long after a database restart.
+RECONNECT_SECONDS = 8.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class Database:
             min_size=self.min_size,
             max_size=self.max_size,
             timeout=POOL_TIMEOUT_SECONDS,
+            reconnect_timeout=RECONNECT_SECONDS,
             kwargs={"autocommit": True},
             open=False,
             # A connection that died while idle (database restarted) is found
