@@ -56,6 +56,9 @@ from ember.storage.wiring import Storage
 from ember.throttle import wiring as throttle_wiring
 
 log = logging.getLogger("ember")
+# How long the background loops (pollers, schedulers, the change feed) get to
+# finish once told to stop, before they are cancelled.
+STOP_GRACE_SECONDS = 10.0
 
 
 @dataclass
@@ -166,6 +169,15 @@ def build(settings: Settings) -> Platform:
     return Platform(settings, storage, services, mcp, auth, parts)
 
 
+async def _stopped(running: list[asyncio.Task[None]]) -> None:
+    """Give the stopped loops ``STOP_GRACE_SECONDS`` to finish, then cancel the rest:
+    a loop stuck on a peer (a broker's socket, a database) never holds shutdown."""
+    _, late = await asyncio.wait(running, timeout=STOP_GRACE_SECONDS)
+    for task in late:
+        log.warning("a background loop did not stop in time and was cancelled: %s", task)
+        task.cancel()
+
+
 def _sandbox_states(executor: Executor) -> dict[str, int]:
     """Sandboxes by state for ``/metrics``: this node's, or its worker hosts' (a frontend)."""
     statistics = executor.statistics()
@@ -190,10 +202,10 @@ def application(platform: Platform) -> Frontend:
                 await part.start()
                 started.append(part)
             async with asyncio.TaskGroup() as loops:
-                for part in platform.parts:
-                    for loop in part.loops():
-                        loops.create_task(loop)
-                loops.create_task(storage.feed.run())
+                running = [
+                    loops.create_task(loop) for part in platform.parts for loop in part.loops()
+                ]
+                running.append(loops.create_task(storage.feed.run()))
                 # Everything built so far lives as long as the server: keep the
                 # cyclic collector from walking it again on every collection.
                 gc.collect()
@@ -208,6 +220,7 @@ def application(platform: Platform) -> Frontend:
                     # deliveries in flight are redelivered on restart, not failed.
                     for part in reversed(platform.parts):
                         part.stop()
+                    await _stopped(running)
         finally:
             for part in reversed(started):
                 await part.close()

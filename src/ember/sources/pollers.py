@@ -47,6 +47,9 @@ Sleep = Callable[[float], Awaitable[None]]
 DEFAULT_MAX_CONSUMERS = 5
 SCALE_INTERVAL = 1.0
 RETIRE_TIMEOUT = 10.0
+# A broker client's close may wait on its socket (nats-py flushes and awaits
+# the transport's close); shutdown and reconnects never wait longer than this.
+CLOSE_TIMEOUT = 3.0
 OK = "OK"
 _FUNCTION_MISSING = "PROBLEM: Function not found."
 _FUNCTION_FAILED = "PROBLEM: Function call failed."
@@ -129,7 +132,7 @@ class MappingPoller:
             except Exception:
                 log.warning("mapping %s: session ended", self._mapping.uuid, exc_info=True)
             finally:
-                await source.close()
+                await _close(source, self._mapping)
             await self._sleep(backoff.next())
 
     async def _session(self, source: Source) -> None:
@@ -183,7 +186,7 @@ class MappingPoller:
             log.warning("a consumer of mapping %s stopped", self._mapping.uuid, exc_info=True)
         finally:
             self._counts.consumers -= 1
-            await consumer.close()
+            await _close(consumer, self._mapping)
 
     async def _deliver(self, consumer: Consumer, batch: Sequence[object]) -> None:
         """Invoke the function with ``batch`` and settle it (a batch over Lambda's 6 MB
@@ -233,6 +236,14 @@ class MappingPoller:
             await self._mappings.report(self._mapping.uuid, result)
         except Exception:  # the store's outage must not stop consuming
             log.warning("could not record the result of mapping %s", self._mapping.uuid)
+
+
+async def _close(closable: Source | Consumer, mapping: Mapping) -> None:
+    """Close a broker connection or channel, giving up after ``CLOSE_TIMEOUT``."""
+    try:
+        await asyncio.wait_for(closable.close(), CLOSE_TIMEOUT)
+    except TimeoutError:
+        log.warning("mapping %s: the broker connection did not close in time", mapping.uuid)
 
 
 def _problem(error: BaseException) -> str:
@@ -348,7 +359,7 @@ class EventSourcePollers:
         except Exception:
             log.warning("could not remove the broker's state of mapping %s", mapping.uuid)
         finally:
-            await source.close()
+            await _close(source, mapping)
 
     async def _settle(self, mapping: Mapping) -> None:
         try:
