@@ -45,7 +45,7 @@ import httpx
 import servers
 from bench_async import FAILS, NOOP, create
 from bench_cluster import PrivatePostgres, drain_and_count
-from loadgen import run_wrk, wrk_path
+from loadgen import run_wrk, successes_per_second, wrk_path
 from report import cpu_busy, machine, percentile
 
 sys.path.insert(0, str(servers.ROOT / "tests"))
@@ -205,32 +205,11 @@ def measure_warm_p50(work: Path, postgres: PrivatePostgres) -> dict[str, float]:
 # --- 2. scaling ----------------------------------------------------------------------
 
 
-def closed_loop(urls: list[str], clients: int, seconds: float) -> float:
-    """Successful calls per second of ``clients`` closed-loop callers over ``seconds``."""
-    ok = [0] * clients
-    stop = threading.Event()
-
-    def caller(n: int) -> None:
-        with httpx.Client(timeout=30) as client:
-            while not stop.is_set():
-                try:
-                    response = client.post(invoke_url(urls[n % len(urls)], "sleeps"), content=b"{}")
-                except httpx.HTTPError:
-                    continue
-                if response.status_code == 200 and "x-amz-function-error" not in response.headers:
-                    ok[n] += 1
-
-    threads = [threading.Thread(target=caller, args=(n,)) for n in range(clients)]
-    for thread in threads:
-        thread.start()
-    time.sleep(2)  # cold starts and placement settle
-    before, started = sum(ok), time.perf_counter()
-    time.sleep(seconds)
-    done, elapsed = sum(ok) - before, time.perf_counter() - started
-    stop.set()
-    for thread in threads:
-        thread.join()
-    return done / elapsed
+def closed_loop(url: str, clients: int, seconds: int) -> float:
+    """Successful calls per second of ``clients`` closed-loop callers (wrk: a Python
+    client of 32 threads would spend the 2 cores the cluster needs)."""
+    successes_per_second(url, clients, 2)  # cold starts and placement settle
+    return successes_per_second(url, clients, seconds)
 
 
 def measure_scaling(work: Path, postgres: PrivatePostgres) -> dict[str, float]:
@@ -239,11 +218,11 @@ def measure_scaling(work: Path, postgres: PrivatePostgres) -> dict[str, float]:
         made.worker(0)
         made.wait_live(0)
         deploy(frontend, "sleeps", SLEEPS)
-        one = closed_loop([frontend], CLIENTS_PER_WORKER, SCALE_SECONDS)
+        one = closed_loop(invoke_url(frontend, "sleeps"), CLIENTS_PER_WORKER, SCALE_SECONDS)
         for n in (1, 2, 3):
             made.worker(n)
         made.wait_live(0, 1, 2, 3)
-        four = closed_loop([frontend], 4 * CLIENTS_PER_WORKER, SCALE_SECONDS)
+        four = closed_loop(invoke_url(frontend, "sleeps"), 4 * CLIENTS_PER_WORKER, SCALE_SECONDS)
     return {"one": one, "four": four}
 
 
@@ -496,7 +475,8 @@ def write(found: list[tuple[str, str, str, str, str]], info: dict[str, str]) -> 
         f"- **Warm p50**: wrk, one connection, {LATENCY_ROUNDS} alternated rounds of "
         f"{LATENCY_SECONDS} s against the frontend (worker in a namespace) and an all-in-one "
         "`ember serve --database` running at the same time; the median of each's p50.",
-        f"- **Scaling**: {CLIENTS_PER_WORKER} closed-loop clients per worker through one "
+        f"- **Scaling**: {CLIENTS_PER_WORKER} closed-loop clients (wrk connections) per "
+        "worker through one "
         f"frontend, {SCALE_SECONDS} s after 2 s of warm-up, 1 worker then 4; a call counts "
         "when it answers 200 without a function error.",
         f"- **Warm affinity**: 8 clients, call k goes to function k mod {AFFINITY_FUNCTIONS} "

@@ -56,6 +56,22 @@ def run_wrk(
     return parse_wrk(proc.stdout, connections)
 
 
+def successes_per_second(url: str, connections: int, seconds: int) -> float:
+    """Closed-loop callers (wrk connections) for ``seconds``: answers that were 2xx and
+    carried no X-Amz-Function-Error, per second. Refusals (429 when every sandbox is
+    busy) are counted out, not raised: capacity is what is measured."""
+    cmd = [wrk_path(), "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
+    cmd += ["-s", str(CHECK_SCRIPT), url]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
+    out = proc.stdout
+    total, fn_errors = _TOTAL_RE.search(out), _FN_ERRORS_RE.search(out)
+    if proc.returncode != 0 or total is None or fn_errors is None:
+        raise LoadError(f"wrk exited {proc.returncode}: {proc.stderr.strip() or out}")
+    non_2xx = _NON_2XX_RE.search(out)
+    failed = int(fn_errors.group(1)) + (int(non_2xx.group(1)) if non_2xx else 0)
+    return (int(total.group(1)) - failed) / seconds
+
+
 def parse_wrk(out: str, connections: int) -> WrkResult:
     _raise_on_errors(out)
     percentiles = {int(p): float(v) * _UNIT_MS[u] for p, v, u in _PERCENTILE_RE.findall(out)}

@@ -6,18 +6,12 @@ stores' do: the event loop never waits on the disk.
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
 
 from ember.audit.base import COLUMNS, AuditPage, AuditQuery, as_row, from_row, page_of, select_sql
 from ember.auth.base import AuditEntry
-from ember.storage.sqlite import open_wal
-
-T = TypeVar("T")
+from ember.storage.sqlite import SqliteThread
 
 FILE_NAME = "audit.sqlite3"
 
@@ -55,57 +49,37 @@ class SqliteAuditStore:
     """See ``ember.audit.base.AuditStore``."""
 
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ember-audit")
-        self._db: sqlite3.Connection | None = None
-        self._closed = False
-
-    async def _run(self, function: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._db is None:
-            # An audit batch may be lost with the machine, not with the process.
-            self._db = open_wal(self._path, STEPS, synchronous="NORMAL")
-        return self._db
+        # An audit batch may be lost with the machine, not with the process.
+        self._file = SqliteThread(path, STEPS, "NORMAL", "ember-audit")
 
     async def open(self) -> None:
-        await self._run(self._connect)
+        await self._file.open()
+
+    async def close(self) -> None:
+        await self._file.close()
 
     def _append(self, entries: Sequence[AuditEntry]) -> None:
-        db = self._connect()
+        db = self._file.db()
         with db:  # one transaction for the batch
             db.execute("BEGIN")
             db.executemany(_INSERT, [as_row(entry) for entry in entries])
 
     async def append(self, entries: Sequence[AuditEntry]) -> None:
         if entries:
-            await self._run(self._append, entries)
+            await self._file.run(self._append, entries)
 
     def _query(self, query: AuditQuery) -> AuditPage:
         sql, params = select_sql(query, "?")
-        rows = self._connect().execute(sql, params).fetchall()
+        rows = self._file.db().execute(sql, params).fetchall()
         return page_of([from_row(row) for row in rows], query.limit)
 
     async def query(self, query: AuditQuery) -> AuditPage:
-        return await self._run(self._query, query)
+        return await self._file.run(self._query, query)
 
     def _prune(self, keep: int) -> int:
         if keep <= 0:
-            return self._connect().execute("DELETE FROM audit_events").rowcount
-        return self._connect().execute(_PRUNE, (keep - 1,)).rowcount
+            return self._file.db().execute("DELETE FROM audit_events").rowcount
+        return self._file.db().execute(_PRUNE, (keep - 1,)).rowcount
 
     async def prune(self, keep: int) -> int:
-        return await self._run(self._prune, keep)
-
-    def _close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        await self._run(self._close)
-        self._executor.shutdown(wait=True)
+        return await self._file.run(self._prune, keep)

@@ -31,6 +31,7 @@ from ember.cli import (
     dependencies,
     manifest_commands,
     node_dependencies,
+    node_options,
     observe_commands,
     queue_commands,
     roles,
@@ -328,7 +329,7 @@ main.add_command(runtime_commands.runtimes)
     show_default=True,
     help="Where metadata, code and logs are kept.",
 )
-@click.option("--region", envvar="EMBER_REGION", default="us-east-1", show_default=True)
+@node_options.region
 @click.option("--account-id", envvar="EMBER_ACCOUNT_ID", default="000000000000", show_default=True)
 @click.option(
     "--read-timeout",
@@ -339,22 +340,8 @@ main.add_command(runtime_commands.runtimes)
     help="Seconds a request head may take from its first byte, and a request body may "
     "send nothing, before the connection is closed.",
 )
-@click.option(
-    "--keep-alive",
-    envvar="EMBER_KEEP_ALIVE",
-    type=click.FloatRange(min=0),
-    default=600.0,
-    show_default=True,
-    help="Seconds an idle warm sandbox is kept.",
-)
-@click.option(
-    "--sandbox",
-    envvar="EMBER_SANDBOX",
-    type=click.Choice(["zygote", "process"]),
-    default="zygote",
-    show_default=True,
-    help="zygote: isolated (needs root); process: no isolation, for development.",
-)
+@node_options.keep_alive
+@node_options.sandbox
 @click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info", "debug", "trace"]),

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 import click
 
+from ember.cli import node_options
+
 TOKEN_ENV = "EMBER_CLUSTER_TOKEN"
 
 
@@ -81,33 +83,19 @@ def role_options(command: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="Unpacked code and layers, stray sandbox output, the worker's id.",
 )
-@click.option(
-    "--sandbox",
-    envvar="EMBER_SANDBOX",
-    type=click.Choice(["zygote", "process"]),
-    default="zygote",
-    show_default=True,
-    help="zygote: isolated (needs root); process: no isolation, for development.",
-)
+@node_options.sandbox
 @click.option("--max-sandboxes", type=click.IntRange(min=1), default=512, show_default=True)
 @click.option(
     "--memory", type=click.IntRange(min=128), help="MB offered to sandboxes. [default: 3/4 of RAM]"
 )
-@click.option(
-    "--keep-alive",
-    envvar="EMBER_KEEP_ALIVE",
-    type=click.FloatRange(min=0),
-    default=600.0,
-    show_default=True,
-    help="Seconds an idle warm sandbox is kept.",
-)
+@node_options.keep_alive
 @click.option(
     "--endpoint",
     default="http://127.0.0.1:9900",
     show_default=True,
     help="The ember URL functions' SDK calls reach (AWS_ENDPOINT_URL in sandboxes).",
 )
-@click.option("--region", envvar="EMBER_REGION", default="us-east-1", show_default=True)
+@node_options.region
 @click.option("--cluster-token-file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--log-level",

@@ -6,19 +6,13 @@ store's do: the event loop never waits on the disk.
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 from ember.observe import sql
 from ember.observe.base import HistoryPage, HistoryQuery, page_of
 from ember.observe.records import InvocationRecord, Minute, SeriesPoint, merge
-from ember.storage.sqlite import open_wal
-
-T = TypeVar("T")
+from ember.storage.sqlite import SqliteThread
 
 FILE_NAME = "history.sqlite3"
 
@@ -65,26 +59,18 @@ class SqliteHistoryStore:
     """See ``ember.observe.base.HistoryStore``."""
 
     def __init__(self, path: Path, node: str) -> None:
-        self._path = path
+        # History may lose its last batch with the machine, never with the process.
+        self._file = SqliteThread(path, STEPS, "NORMAL", "ember-history")
         self._node = node
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ember-history")
-        self._db: sqlite3.Connection | None = None
-        self._closed = False
-
-    async def _run(self, function: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._db is None:
-            # History may lose its last batch with the machine, never with the process.
-            self._db = open_wal(self._path, STEPS, synchronous="NORMAL")
-        return self._db
 
     async def open(self) -> None:
-        await self._run(self._connect)
+        await self._file.open()
+
+    async def close(self) -> None:
+        await self._file.close()
 
     def _write(self, records: Sequence[InvocationRecord], minutes: Sequence[Minute]) -> None:
-        db = self._connect()
+        db = self._file.db()
         with db:  # one transaction for the batch
             db.execute("BEGIN")
             db.executemany(sql.insert_sql("?"), records)
@@ -94,33 +80,33 @@ class SqliteHistoryStore:
 
     async def write(self, records: Sequence[InvocationRecord], minutes: Sequence[Minute]) -> None:
         if records or minutes:
-            await self._run(self._write, records, minutes)
+            await self._file.run(self._write, records, minutes)
 
     def _query(self, query: HistoryQuery) -> HistoryPage:
         statement, params = sql.select_sql(query, "?")
-        rows = self._connect().execute(statement, params).fetchall()
+        rows = self._file.db().execute(statement, params).fetchall()
         return page_of([sql.from_row(row) for row in rows], query.limit)
 
     async def query(self, query: HistoryQuery) -> HistoryPage:
-        return await self._run(self._query, query)
+        return await self._file.run(self._query, query)
 
     def _find(self, request_id: str) -> list[InvocationRecord]:
-        rows = self._connect().execute(sql.find_sql("?"), (request_id,)).fetchall()
+        rows = self._file.db().execute(sql.find_sql("?"), (request_id,)).fetchall()
         return [sql.from_row(row)[0] for row in rows]
 
     async def find(self, request_id: str) -> list[InvocationRecord]:
-        return await self._run(self._find, request_id)
+        return await self._file.run(self._find, request_id)
 
     def _series(self, function: str, since: int, until: int) -> list[SeriesPoint]:
         params = (function, since // 60, -(-until // 60))
-        rows = self._connect().execute(sql.series_sql("?"), params).fetchall()
+        rows = self._file.db().execute(sql.series_sql("?"), params).fetchall()
         return merge([sql.minute_of(row) for row in rows])
 
     async def series(self, function: str, since: int, until: int) -> list[SeriesPoint]:
-        return await self._run(self._series, function, since, until)
+        return await self._file.run(self._series, function, since, until)
 
     def _trim(self, functions: Collection[str], keep: int) -> int:
-        db = self._connect()
+        db = self._file.db()
         gone = 0
         with db:
             db.execute("BEGIN")
@@ -129,23 +115,11 @@ class SqliteHistoryStore:
         return gone
 
     async def trim(self, functions: Collection[str], keep: int) -> int:
-        return await self._run(self._trim, functions, keep)
+        return await self._file.run(self._trim, functions, keep)
 
     def _trim_series(self, before: int) -> int:
         statement = "DELETE FROM invocation_minutes WHERE minute < ?"
-        return self._connect().execute(statement, (before // 60,)).rowcount
+        return self._file.db().execute(statement, (before // 60,)).rowcount
 
     async def trim_series(self, before: int) -> int:
-        return await self._run(self._trim_series, before)
-
-    def _close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        await self._run(self._close)
-        self._executor.shutdown(wait=True)
+        return await self._file.run(self._trim_series, before)

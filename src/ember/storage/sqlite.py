@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -87,6 +88,46 @@ def _run_script(db: sqlite3.Connection, script: str) -> None:
     for statement in script.split(";"):
         if statement.strip():
             db.execute(statement)
+
+
+class SqliteThread:
+    """One SQLite file whose statements all run on a thread of its own, in order: the
+    event loop never waits on the disk, and one thread serialises the connection.
+    Stores that are written in batches off the request's path (history, audit) keep
+    one; ``db()`` is called on that thread, by the functions given to ``run``."""
+
+    def __init__(self, path: Path, steps: tuple[str, ...], synchronous: str, name: str) -> None:
+        self._path = path
+        self._steps = steps
+        self._synchronous = synchronous
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._db: sqlite3.Connection | None = None
+        self._closed = False
+
+    def db(self) -> sqlite3.Connection:
+        """The connection, opened (and migrated) on first use."""
+        if self._db is None:
+            self._db = open_wal(self._path, self._steps, synchronous=self._synchronous)
+        return self._db
+
+    async def run(self, function: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    async def open(self) -> None:
+        await self.run(self.db)
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    async def close(self) -> None:
+        """Close once, after what is queued on the thread has run."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.run(self._close)
+        self._executor.shutdown(wait=True)
 
 
 class SqliteMetadataStore:
