@@ -60,7 +60,10 @@ class SqliteHistoryStore:
 
     def __init__(self, path: Path, node: str) -> None:
         # History may lose its last batch with the machine, never with the process.
-        self._file = SqliteThread(path, STEPS, "NORMAL", "ember-history")
+        # Its writer runs at the lowest CPU priority: on a busy host its few
+        # microseconds per call compete with the calls themselves (on 2 cores,
+        # warm p50 +8 % at normal priority, +2-4 % at nice 19; bench_observability).
+        self._file = SqliteThread(path, STEPS, "NORMAL", "ember-history", nice=19)
         self._node = node
 
     async def open(self) -> None:
