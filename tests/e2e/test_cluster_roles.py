@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from async_helpers import RECORD, dead_letters, drained, logs
+from async_helpers import RECORD, dead_letters, drained, function_stats, logs
 from botocore.exceptions import ClientError
 from test_manifests_controller import PROVISIONED, apply, write
 
@@ -118,23 +118,7 @@ def running_cluster(
 ) -> Iterator[Cluster]:
     token_file = tmp_path / "cluster.token"
     token_file.write_bytes(TOKEN)
-    frontend = Server(
-        tmp_path / "frontend",
-        extra_args=[
-            "--database",
-            postgres_url,
-            "--role",
-            "frontend",
-            "--cluster-token-file",
-            str(token_file),
-            "--throttle-backend",
-            "redis",
-            "--retry-base-delay",
-            "0.5",
-            "--visibility-margin",
-            "5",
-        ],
-    )
+    frontend = Server(tmp_path / "frontend", extra_args=frontend_args(postgres_url, token_file))
     hosts = [
         Worker(tmp_path / f"worker-{n}", postgres_url, token_file, extra_args=worker_args or [])
         for n in range(workers)
@@ -156,6 +140,23 @@ def running_cluster(
                     worker.process.wait(10)
                 except subprocess.TimeoutExpired:
                     worker.kill()
+
+
+def frontend_args(postgres_url: str, token_file: Path) -> list[str]:
+    return [
+        "--database",
+        postgres_url,
+        "--role",
+        "frontend",
+        "--cluster-token-file",
+        str(token_file),
+        "--throttle-backend",
+        "redis",
+        "--retry-base-delay",
+        "0.5",
+        "--visibility-margin",
+        "5",
+    ]
 
 
 def create(aws: Any, name: str, source: str, **settings: Any) -> None:
@@ -310,6 +311,50 @@ def test_a_worker_killed_mid_call(cluster: Cluster) -> None:
 
     wait_until(delivered, timeout=90, interval=0.5)
     assert dead_letters(cluster.frontend, "slow") == []
+
+
+FAILS_SLOWLY = """
+import time
+
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    raise RuntimeError("kept as a dead letter")
+"""
+
+
+def test_a_frontend_killed_the_other_serves_on_and_its_leases_return(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    first = cluster.frontend
+    second = Server(
+        tmp_path / "frontend-2",
+        extra_args=frontend_args(postgres_url, tmp_path / "cluster.token"),
+    ).start()
+    try:
+        aws = lambda_client(first)
+        create(aws, "doomed", FAILS_SLOWLY, Timeout=10)
+        aws.put_function_event_invoke_config(FunctionName="doomed", MaximumRetryAttempts=0)
+        accepted = {
+            aws.invoke(FunctionName="doomed", InvocationType="Event", Payload=b'{"sleep": 2}')[
+                "ResponseMetadata"
+            ]["RequestId"]
+            for _ in range(12)
+        }
+        # Both frontends' pollers lease events; the first dies holding some.
+        wait_until(lambda: (function_stats(first, "doomed") or {}).get("inFlight", 0) >= 2)
+        first.stop(signal.SIGKILL)
+        other = lambda_client(second)
+        create(other, "echo", ECHO)
+        assert "FunctionError" not in other.invoke(FunctionName="echo", Payload=b"{}")
+
+        def all_dead_letters() -> bool:
+            ids = {letter["requestId"] for letter in dead_letters(second, "doomed")}
+            return ids >= accepted and drained(second, "doomed")
+
+        wait_until(all_dead_letters, timeout=90, interval=0.5)
+        assert len(dead_letters(second, "doomed")) == len(accepted)
+    finally:
+        second.stop(signal.SIGKILL)
 
 
 def test_a_call_no_worker_has_room_for_is_throttled(one_sandbox_cluster: Cluster) -> None:
