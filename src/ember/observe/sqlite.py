@@ -62,7 +62,7 @@ class SqliteHistoryStore:
         # History may lose its last batch with the machine, never with the process.
         # Its writer runs at the lowest CPU priority: on a busy host its few
         # microseconds per call compete with the calls themselves (on 2 cores,
-        # warm p50 +8 % at normal priority, +2-4 % at nice 19; bench_observability).
+        # warm p50 +8 % at normal priority, +2 to +5 % at nice 19; bench_observability).
         self._file = SqliteThread(path, STEPS, "NORMAL", "ember-history", nice=19)
         self._node = node
 
