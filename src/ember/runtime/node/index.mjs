@@ -6,10 +6,10 @@
 // - `--frames`: ember's native protocol (runtime/frames.py) on fd 3, the socket
 //   the worker holds; the sandbox process exec'd node, so no hop sits between
 //   (the fast path, as the Python runtime's pyloop.py);
-// - otherwise the Lambda Runtime API at AWS_LAMBDA_RUNTIME_API (rapi.py), where a
-//   streamed response can be posted with `Lambda-Runtime-Function-Response-Mode:
-//   streaming` once the platform streams.
-// Until then `awslambda.streamifyResponse` buffers the stream into one response.
+// - otherwise the Lambda Runtime API at AWS_LAMBDA_RUNTIME_API (rapi.py).
+// A handler wrapped in `awslambda.streamifyResponse` streams: each write leaves
+// at once (CHUNK frames; or a chunked POST with `Lambda-Runtime-Function-Response-
+// Mode: streaming` and error trailers, as Lambda's own runtime does).
 // Node's standard library only.
 import http from "node:http";
 import fs from "node:fs";
@@ -88,6 +88,63 @@ const runtimeApi = {
   async fail(id, error) {
     await postError(`/invocation/${id}/error`, error);
   },
+  stream(id) {
+    // One chunked POST carries the whole response; an error ends it in trailers.
+    let request = null;
+    let done = null;
+    const open = (contentType) => {
+      done = new Promise((resolve, reject) => {
+        request = http.request(
+          {
+            host: HOST,
+            port: PORT,
+            method: "POST",
+            path: `${PREFIX}/invocation/${id}/response`,
+            agent,
+            headers: {
+              "Lambda-Runtime-Function-Response-Mode": "streaming",
+              "Transfer-Encoding": "chunked",
+              Trailer: "Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body",
+              "Content-Type": contentType,
+            },
+          },
+          (response) => {
+            response.resume();
+            response.on("end", resolve);
+          },
+        );
+        request.on("error", reject);
+      });
+    };
+    return {
+      prelude(value) {
+        open(HTTP_INTEGRATION);
+        request.write(JSON.stringify(value));
+        request.write(PRELUDE_END);
+      },
+      chunk(buffer) {
+        if (request === null) open("application/octet-stream");
+        request.write(buffer);
+      },
+      async end() {
+        if (request === null) open("application/octet-stream");
+        request.end();
+        await done;
+      },
+      async fail(error) {
+        if (request === null) open("application/octet-stream");
+        const payload = errorPayload(error);
+        request.addTrailers({
+          "Lambda-Runtime-Function-Error-Type": payload.errorType,
+          "Lambda-Runtime-Function-Error-Body": Buffer.from(JSON.stringify(payload)).toString(
+            "base64",
+          ),
+        });
+        request.end();
+        await done;
+      },
+    };
+  },
   log(text) {
     process.stdout.write(text);
   },
@@ -100,6 +157,8 @@ const runtimeApi = {
 
 const FRAMES_FD = 3;
 const [INVOKE, READY, INIT_ERROR, RESULT, ERROR, LOG] = [1, 2, 3, 4, 5, 6];
+const [CHUNK, STREAM_END, PRELUDE] = [8, 9, 10];
+const MAX_CHUNK = 1024 * 1024; // as pyloop.py: no frame the worker must hold whole grows past it
 
 function writeAll(buffer) {
   // Synchronous, so a frame is whole and ordered even when the process exits next.
@@ -116,7 +175,8 @@ function sendFrame(kind, body, log = EMPTY) {
   const head = Buffer.allocUnsafe(13);
   head.writeUInt32BE(8 + log.length + body.length, 0);
   head.writeUInt8(kind, 4);
-  head.writeUInt32BE(kind === LOG ? 0 : process.resourceUsage().maxRSS, 5);
+  const measured = kind !== LOG && kind !== CHUNK && kind !== PRELUDE;
+  head.writeUInt32BE(measured ? process.resourceUsage().maxRSS : 0, 5);
   head.writeUInt32BE(log.length, 9);
   writeAll(Buffer.concat([head, log, body]));
 }
@@ -199,6 +259,24 @@ const frameTransport = {
   },
   async fail(id, error) {
     sendFrame(ERROR, jsonBody(errorPayload(error)));
+  },
+  stream() {
+    return {
+      prelude(value) {
+        sendFrame(PRELUDE, jsonBody(value));
+      },
+      chunk(buffer) {
+        for (let start = 0; start < buffer.length; start += MAX_CHUNK) {
+          sendFrame(CHUNK, buffer.subarray(start, start + MAX_CHUNK));
+        }
+      },
+      async end() {
+        sendFrame(STREAM_END, EMPTY);
+      },
+      async fail(error) {
+        sendFrame(ERROR, jsonBody(errorPayload(error)));
+      },
+    };
   },
   log(text) {
     sendFrame(LOG, EMPTY, Buffer.from(text));
@@ -376,13 +454,32 @@ function makeContext(invocation, settle) {
 // --- awslambda globals -----------------------------------------------------
 
 class ResponseStream extends Writable {
-  constructor() {
+  // Every write goes out at once; the HTTP prelude (HttpResponseStream.from) goes
+  // first, with the first write or the end.
+  constructor(sink) {
     super();
-    this.chunks = [];
+    this.sink = sink;
+    this.prelude = undefined;
+    this.started = false;
     this.contentType = undefined;
   }
+  begin() {
+    if (this.started) return;
+    this.started = true;
+    if (this.prelude !== undefined) this.sink.prelude(this.prelude);
+  }
   _write(chunk, encoding, done) {
-    this.chunks.push(Buffer.from(chunk, encoding));
+    this.begin();
+    const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk, encoding);
+    try {
+      if (buffer.length) this.sink.chunk(buffer);
+      done();
+    } catch (error) {
+      done(error);
+    }
+  }
+  _final(done) {
+    this.begin();
     done();
   }
   setContentType(type) {
@@ -390,11 +487,10 @@ class ResponseStream extends Writable {
   }
 }
 
-const HTTP_PRELUDE = Symbol("ember.httpPrelude");
+const HTTP_INTEGRATION = "application/vnd.awslambda.http-integration-response";
+const PRELUDE_END = Buffer.alloc(8);
 
 globalThis.awslambda = {
-  // Until the platform streams, the stream is buffered into one response
-  // (the handler's code is the same as for a streamed one).
   streamifyResponse(handler) {
     const wrapped = async (event, responseStream, context) => handler(event, responseStream, context);
     wrapped[STREAMING] = true;
@@ -402,34 +498,37 @@ globalThis.awslambda = {
   },
   HttpResponseStream: {
     from(stream, prelude) {
-      stream[HTTP_PRELUDE] = prelude || {};
+      // A function URL's status, headers and cookies, sent ahead of the body.
+      stream.prelude = prelude || {};
       return stream;
     },
   },
 };
 
-async function runStreaming(handler, event, context) {
-  const stream = new ResponseStream();
+async function runStreaming(handler, event, context, invocation) {
+  const stream = new ResponseStream(transport.stream(invocation.id));
   const finished = new Promise((resolve, reject) => {
     stream.on("finish", resolve);
     stream.on("error", reject);
   });
-  await handler(event, stream, context);
-  if (!stream.writableEnded) stream.end();
-  await finished;
-  const body = Buffer.concat(stream.chunks);
-  const prelude = stream[HTTP_PRELUDE];
-  if (prelude === undefined) return { raw: body };
-  // A function URL's response: the prelude's fields and the body.
-  return {
-    value: { ...prelude, body: body.toString("base64"), isBase64Encoded: true },
-  };
+  finished.catch(() => {}); // a failed stream is reported below, not as a stray rejection
+  try {
+    await handler(event, stream, context);
+    if (!stream.writableEnded) stream.end();
+    await finished;
+  } catch (error) {
+    await stream.sink.fail(error);
+    return { streamed: true };
+  }
+  await stream.sink.end();
+  return { streamed: true };
 }
 
 // --- one invocation --------------------------------------------------------
 
 function invokeHandler(handler, event, invocation) {
-  // Resolves with { value } or { raw } (the result) or rejects with the error.
+  // Resolves with { value } (the result) or { streamed } (the stream was sent and
+  // ended), or rejects with the error.
   return new Promise((resolve, reject) => {
     let settled = false;
     const settle = (error, result) => {
@@ -446,7 +545,7 @@ function invokeHandler(handler, event, invocation) {
     const context = makeContext(invocation, settle);
     try {
       if (handler[STREAMING]) {
-        runStreaming(handler, event, context).then(resolve, reject);
+        runStreaming(handler, event, context, invocation).then(resolve, reject);
         return;
       }
       const returned = handler(event, context, settle);
@@ -470,7 +569,6 @@ function invokeHandler(handler, event, invocation) {
 }
 
 function encodeResult(answer) {
-  if (answer.raw !== undefined) return answer.raw;
   const text = JSON.stringify(answer.value);
   return Buffer.from(text === undefined ? "null" : text);
 }
@@ -488,7 +586,7 @@ async function serve(handler) {
       await transport.fail(invocation.id, error);
       continue;
     }
-    await transport.respond(invocation.id, encodeResult(answer));
+    if (!answer.streamed) await transport.respond(invocation.id, encodeResult(answer));
   }
 }
 
