@@ -7,6 +7,10 @@ Worker -> sandbox:
   epoch ms, invoked function ARN, client context JSON, cognito identity JSON,
   trace id) + the raw event bytes.
 
+- ``CLAIM``: (from the zygote, not the worker) the first frame a pre-started
+  runtime reads (Node, started with ``--claim``): JSON ``{"env", "cwd"}``, its
+  function's environment and task root; the worker's frames follow.
+
 Sandbox -> worker (all share one layout: ``REPLY`` (max RSS in KiB, log
 length) + captured log bytes + body):
 
@@ -51,6 +55,7 @@ EXIT = 7
 CHUNK = 8
 STREAM_END = 9
 PRELUDE = 10
+CLAIM = 11
 
 # Control messages between the platform and a zygote (SOCK_SEQPACKET, one
 # JSON object per message, file descriptors passed with SCM_RIGHTS).

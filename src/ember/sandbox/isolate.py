@@ -500,6 +500,53 @@ def enter_task(code_tree: int, tmp_mb: int, egress: bool = False, opt_tree: int 
         _remount_root(read_only=True)
 
 
+def task_mounts_of(pid: int, code_tree: int, tmp_mb: int, egress: bool, opt_tree: int) -> None:
+    """``enter_task`` done from outside, for a sandbox whose runtime already runs (Node).
+
+    The caller (the zygote: trusted, single-threaded, root) steps into the
+    sandbox's mount namespace and root, attaches the code there and steps
+    back; the sandbox itself has long dropped the privileges this needs. Only
+    trusted code has run in that sandbox so far, and its root is read-only
+    to it, so the paths resolved in there are the ones its set-up made. The
+    caller keeps (and closes) ``code_tree`` and ``opt_tree``.
+    """
+    home = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    copies: list[int] = []
+    entered = False
+    try:
+        target = os.open("/proc/{0}/ns/mnt".format(pid), os.O_RDONLY | os.O_CLOEXEC)
+        # setns puts us at the namespace's first root, under the one the sandbox
+        # pivoted to: its own root is reached through /proc, opened beforehand.
+        try:
+            root = os.open("/proc/{0}/root".format(pid), os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            os.close(target)
+            raise
+        try:
+            # enter_task consumes (closes) what it attaches: it gets copies.
+            copies = [os.dup(code_tree)] + ([os.dup(opt_tree)] if opt_tree >= 0 else [])
+            _check(_libc.setns(target, CLONE_NEWNS), "setns into the sandbox")
+            entered = True
+            os.fchdir(root)
+            os.chroot(".")
+        finally:
+            os.close(target)
+            os.close(root)
+        enter_task(copies[0], tmp_mb, egress, copies[1] if len(copies) > 1 else -1)
+        copies = []
+    finally:
+        for copy in copies:  # those not attached (attached ones are closed: EBADF)
+            with contextlib.suppress(OSError):
+                os.close(copy)
+        if entered:
+            if _libc.setns(home, CLONE_NEWNS) != 0:
+                # Never go on inside a sandbox's namespace.
+                os.write(2, b"ember zygote: cannot return from a sandbox's namespace\n")
+                os._exit(70)
+            os.chdir("/")
+        os.close(home)
+
+
 def _attach(tree: int, target: str) -> None:
     """Attach a detached mount tree (from ``clone_readonly``) at ``target``; close it."""
     result = _pylibc.syscall(

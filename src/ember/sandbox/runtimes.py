@@ -25,7 +25,8 @@ PROVIDED_RUNTIMES = ("provided", "provided.al2", "provided.al2023")
 # served the Runtime API like a custom runtime.
 NODE_RUNTIMES = ("nodejs20.x", "nodejs22.x", "nodejs24.x")
 ALL_RUNTIMES = PYTHON_RUNTIMES + NODE_RUNTIMES + PROVIDED_RUNTIMES
-NODE_RUNTIME_JS = Path(__file__).resolve().parent.parent / "runtime" / "node" / "index.mjs"
+# ember's Node runtime: index.mjs and the modules a pre-started runtime warms up with.
+NODE_RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime" / "node"
 # Where ``ember runtimes install`` puts each Node major (``<root>/<runtime>/bin/node``).
 # Set once at start-up from the data dir (``use_runtimes_dir``); a process-wide
 # setting because the sandbox layer and the registry's check both read it.

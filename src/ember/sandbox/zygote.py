@@ -362,9 +362,13 @@ class ForkedSandbox:
     def _elapsed(started: float) -> float:
         return (time.perf_counter() - started) * 1000
 
-    async def init(self, timeout: float) -> None:
+    async def init(
+        self, timeout: float, waiter: asyncio.Future[tuple[int, int, bytes, bytes]] | None = None
+    ) -> None:
+        """Wait for READY (or Init's error); ``waiter``: READY expected since the
+        channel opened (a runtime that started ahead may have sent it already)."""
         started = time.perf_counter()
-        waiter = self._channel.expect()
+        waiter = waiter or self._channel.expect()
         timer = asyncio.get_running_loop().call_later(timeout, _expire, waiter)
         try:
             kind, _rss, log_bytes, body = await waiter
@@ -546,6 +550,10 @@ class _Zygote:
         self._ctl: socket.socket | None = None
         self._hello: asyncio.Future[dict[str, Any]] | None = None
         self._spawning: dict[str, ForkedSandbox] = {}  # spawning, not yet READY
+        # Pre-started runtimes being claimed: their socket and log pipe come back
+        # with the SPAWNED report; an exit reported before they are in place waits.
+        self._handing: dict[str, asyncio.Future[tuple[dict[str, Any], list[int]]]] = {}
+        self._early_exits: dict[str, _Exit] = {}
         self.info: dict[str, Any] = {}
 
     @property
@@ -582,18 +590,30 @@ class _Zygote:
     def _on_message(self) -> None:
         assert self._ctl is not None
         try:
-            data = self._ctl.recv(1 << 20)
+            data, fds, _flags, _address = socket.recv_fds(self._ctl, 1 << 20, 2)
         except BlockingIOError:
             return
         except OSError:
-            data = b""
+            data, fds = b"", []
         if not data:
+            for fd in fds:
+                os.close(fd)
             self._lost()
             return
         message = json.loads(data)
         kind = message["type"]
+        if fds:
+            handed = self._handing.get(message.get("id", ""))
+            if kind != frames.SPAWNED or handed is None or handed.done():
+                for fd in fds:
+                    os.close(fd)
+            else:
+                handed.set_result((message, fds))
+            return
         if kind == frames.HELLO and self._hello is not None and not self._hello.done():
             self._hello.set_result(message)
+        elif kind == frames.EXITED and message["id"] in self._handing:
+            self._early_exits[message["id"]] = _Exit(message["exitCode"], message["oom"])
         elif kind == frames.EXITED:
             self._on_exited(message["id"], _Exit(message["exitCode"], message["oom"]))
             if message.get("leftoverCgroups"):
@@ -605,6 +625,12 @@ class _Zygote:
                 sandbox.freezer = self._freezer(message.get("cgroups") or [])
                 if runtimes.serves_runtime_api(sandbox.spec.runtime):
                     sandbox.memory_peak = self._memory_peak(message.get("cgroups") or [])
+        elif kind == frames.SPAWN_FAILED and message["id"] in self._handing:
+            failed = self._handing[message["id"]]
+            if not failed.done():
+                failed.set_exception(
+                    SandboxUnavailable(f"could not start a sandbox: {message['error']}")
+                )
         elif kind == frames.SPAWN_FAILED:
             sandbox = self._spawning.pop(message["id"], None)
             if sandbox is not None:
@@ -660,6 +686,11 @@ class _Zygote:
             self._on_exited(sandbox_id, _Exit(None, False))
         for sandbox in self._spawning.values():
             sandbox.spawn_failed("the zygote exited")
+        for handed in self._handing.values():
+            if not handed.done():
+                handed.set_exception(
+                    SandboxUnavailable("could not start a sandbox: the zygote exited")
+                )
         if self._hello is not None and not self._hello.done():
             self._hello.set_exception(SandboxUnavailable("the zygote exited during start-up"))
 
@@ -683,6 +714,8 @@ class _Zygote:
     async def spawn(
         self, spec: SandboxSpec, sandbox_spec: dict[str, Any], init_timeout: float
     ) -> ForkedSandbox:
+        if sandbox_spec.get("exec"):
+            return await self._spawn_started(spec, sandbox_spec, init_timeout)
         loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         ours.setblocking(False)
@@ -712,6 +745,63 @@ class _Zygote:
             await sandbox.init(init_timeout)  # raises InitFailed
         finally:
             self._spawning.pop(spec.sandbox_id, None)
+        return sandbox
+
+    async def _spawn_started(
+        self, spec: SandboxSpec, sandbox_spec: dict[str, Any], init_timeout: float
+    ) -> ForkedSandbox:
+        """A sandbox from the zygote's pool of pre-started runtimes (Node): the
+        zygote made its socket and log pipe, and hands them over with SPAWNED."""
+        loop = asyncio.get_running_loop()
+        sandbox_id = spec.sandbox_id
+        handed: asyncio.Future[tuple[dict[str, Any], list[int]]] = loop.create_future()
+        self._handing[sandbox_id] = handed
+        try:
+            self._send({"type": frames.SPAWN, "id": sandbox_id, "spec": sandbox_spec})
+            timer = loop.call_later(init_timeout, _expire, handed)
+            try:
+                message, fds = await handed
+            except TimeoutError:
+                self.destroy(sandbox_id)
+                raise SandboxUnavailable(
+                    "could not start a sandbox: the zygote did not answer"
+                ) from None
+            finally:
+                timer.cancel()
+            sock = socket.socket(fileno=fds[0])
+            log_r = fds[1]
+            sock.setblocking(False)
+            os.set_blocking(log_r, False)
+            ready: list[asyncio.Future[tuple[int, int, bytes, bytes]]] = []
+
+            def expecting() -> _Channel:
+                channel = _Channel()
+                ready.append(channel.expect())
+                return channel
+
+            try:
+                _transport, channel = await loop.create_unix_connection(expecting, sock=sock)
+            except BaseException:
+                sock.close()
+                os.close(log_r)
+                self.destroy(sandbox_id)
+                raise
+            sandbox = ForkedSandbox(self, spec, channel)
+            sandbox.pid = int(message["pid"])
+            sandbox.freezer = self._freezer(message.get("cgroups") or [])
+            self._sandboxes[sandbox_id] = sandbox
+            self._log_fds[sandbox_id] = log_r
+            loop.add_reader(log_r, self._drain_output, sandbox_id, log_r)
+        finally:
+            del self._handing[sandbox_id]
+            early = self._early_exits.pop(sandbox_id, None)
+        if early is not None:
+            self._on_exited(sandbox_id, early)
+        self._spawning[sandbox_id] = sandbox
+        try:
+            await sandbox.init(init_timeout, ready[0])  # raises InitFailed
+        finally:
+            self._spawning.pop(sandbox_id, None)
         return sandbox
 
     def destroy(self, sandbox_id: str) -> None:
@@ -963,14 +1053,7 @@ def _node_command(runtime: str, isolated: bool) -> list[str]:
     if binary is None:  # removed since the function was created: never substituted
         raise SandboxUnavailable(f"this host has no node for {runtime}")
     root = runtimes.runtimes_dir()
-    script = root / "_ember" / "index.mjs"
-    source = runtimes.NODE_RUNTIME_JS.read_bytes()
-    if not script.exists() or script.read_bytes() != source:
-        script.parent.mkdir(parents=True, exist_ok=True)
-        partial = script.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_bytes(source)
-        partial.chmod(0o644)
-        os.replace(partial, script)
+    script = _copy_node_runtime(root / "_ember") / "index.mjs"
     command = [os.path.realpath(binary), str(script)]
     if isolated:
         inside = isolate.RUNTIMES_MOUNT
@@ -979,6 +1062,28 @@ def _node_command(runtime: str, isolated: bool) -> list[str]:
             for path in command
         ]
     return command
+
+
+_COPIED: set[Path] = set()  # runtime directories this process has filled
+
+
+def _copy_node_runtime(target: Path) -> Path:
+    """ember's Node runtime files in ``target`` (once per process: they only change
+    with ember, which restarts the server)."""
+    if target in _COPIED and (target / "index.mjs").exists():
+        return target
+    for source in sorted(runtimes.NODE_RUNTIME_DIR.iterdir()):
+        copy = target / source.name
+        data = source.read_bytes()
+        if copy.exists() and copy.read_bytes() == data:
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        partial = copy.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(data)
+        partial.chmod(0o644)
+        os.replace(partial, copy)
+    _COPIED.add(target)
+    return target
 
 
 def layer_settings(spec: SandboxSpec, isolated: bool) -> dict[str, object]:

@@ -28,6 +28,7 @@ import select
 import selectors
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -40,6 +41,19 @@ _PIDS: dict[str, int] = {}  # sandbox id -> leader pid
 _EXITED: list[tuple[int, int]] = []  # (leader pid, wait status), not yet reported
 _BLANKS: list[tuple[int, socket.socket]] = []  # pre-forked sandboxes: (pid, their socket)
 _COUNTER: list[int] = []
+# Pre-started runtimes that are not this interpreter (Node): each pool holds
+# sandboxes whose runtime process already runs, isolated, waiting for its
+# function on its socket. Keyed by what the runtime reads as it starts.
+_STARTED: dict[str, list[tuple[int, socket.socket, int]]] = {}  # key -> (pid, socket, log fd)
+_STARTED_KEYS: list[tuple[str, list[str], dict[str, Any], int]] = []  # refilled, latest last
+_STARTED_OF: dict[int, str] = {}  # pid of a waiting runtime -> its key
+STARTED_KINDS = 4  # start-up variants kept warm at once (most recently claimed)
+# What node and the dynamic loader read when they start (not later): a runtime
+# started ahead of its function must have been started with the function's.
+STARTUP_PREFIXES = ("NODE_", "UV_", "LD_", "LC_", "OPENSSL_", "SSL_")
+STARTUP_NAMES = ("LANG", "LANGUAGE", "TZ")
+SET_UP_TIMEOUT = 10.0  # seconds for a runtime started at its claim to be isolated
+CLAIM = 11  # frames.py: the first frame a pre-started runtime reads
 REFILL_AFTER = 0.005  # seconds of quiet before forking a replacement blank
 # Full isolation (set up in main when the platform asks for it): the
 # isolate module, the prebuilt seccomp filter, the runtime's directories.
@@ -114,6 +128,8 @@ def _report_exits(ctl: socket.socket, confine: Any) -> None:
             confine.controller_paths(_CONFIG["cgroups"], paths, "memory"), version
         )
         leftover = confine.remove_cgroup(paths, _collect)
+        if pid in _STARTED_OF:
+            _forget_started(pid)
         if sandbox_id.startswith("blank-"):
             continue  # never handed out: nothing to report
         _send(
@@ -268,6 +284,175 @@ def _fork_blank(ctl: socket.socket, selector: Any, confine: Any, pyloop: Any) ->
     _BLANKS.append((pid, ours))
 
 
+def _startup_of(spec: dict[str, Any]) -> tuple[str, list[str], dict[str, Any]]:
+    """(pool key, command, start-up settings) of a pre-started runtime: what it reads
+    as it starts (environment), and its resource limits (this host's root may not
+    change another user's: no CAP_SYS_RESOURCE in containers)."""
+    env = {
+        name: value
+        for name, value in spec["env"].items()
+        if name in STARTUP_NAMES or name.startswith(STARTUP_PREFIXES)
+    }
+    command = list(spec["exec"])
+    settings = {"env": env, "rlimits": spec.get("rlimits", {})}
+    return json.dumps([command, settings], sort_keys=True), command, settings
+
+
+def _start_runtime(
+    ctl: socket.socket,
+    selector: Any,
+    confine: Any,
+    pyloop: Any,
+    key: str,
+    command: list[str],
+    settings: dict[str, Any],
+) -> None:
+    """Start one isolated runtime process that waits for its function (raises OSError).
+
+    The sandbox is set up as any blank is, and then it execs the runtime
+    with no code and no privileges; its claim mounts the code from outside
+    (``isolate.task_mounts_of``) and hands it the function in a CLAIM frame.
+    """
+    _COUNTER.append(1)
+    blank_id = "blank-{0}-{1}".format(os.getpid(), len(_COUNTER))
+    uid = int(_CONFIG.get("uid_base", 100000)) + len(_COUNTER) % 50000
+    paths = confine.create_cgroup(_CONFIG["cgroups"], blank_id, None)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    log_r, log_w = os.pipe()
+    try:
+        pid = _new_process()
+    except OSError:
+        for fd in (log_r, log_w):
+            os.close(fd)
+        ours.close()
+        theirs.close()
+        confine.remove_cgroup(paths, _collect)
+        raise
+    if pid == 0:
+        code = 70
+        try:
+            _reset_process(ctl, selector)
+            confine.prepare(paths, _cgroup_version(), _ISOLATION.get("module") is not None)
+            isolate = _ISOLATION.get("module")
+            if isolate is not None:
+                isolate.prepare_root(
+                    _ISOLATION["runtime"],
+                    _CONFIG["etc"],
+                    _CONFIG.get("runtimes_dir", ""),
+                    _CONFIG["empty"],
+                )
+                isolate.enter_staged_root()
+            confine.set_rlimits(settings["rlimits"])
+            os.umask(0o022)
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            os.dup2(log_w, 1)
+            os.dup2(log_w, 2)
+            os.dup2(theirs.fileno(), 3)
+            os.closerange(4, 1 << 20)
+            if isolate is not None:
+                isolate.drop_privileges(uid, uid, _ISOLATION["userns"])
+                _ISOLATION["filter"].load()  # last: from here on only what a function may do
+            os.write(3, b"1")  # set up: its claim may mount into it now
+            os.execve(command[0], [*command, "--claim"], settings["env"])
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.write(2, traceback.format_exc().encode("utf-8", "replace"))
+        finally:
+            os._exit(code)
+    theirs.close()
+    os.close(log_w)
+    _SANDBOXES[pid] = (blank_id, paths)
+    _PIDS[blank_id] = pid
+    _STARTED_OF[pid] = key
+    _STARTED.setdefault(key, []).append((pid, ours, log_r))
+
+
+def _forget_started(pid: int) -> None:
+    """A waiting runtime died before its claim: drop it, and stop refilling its kind
+    (a runtime that cannot start must not be restarted in a loop)."""
+    key = _STARTED_OF.pop(pid)
+    for entry in [e for e in _STARTED.get(key, []) if e[0] == pid]:
+        _STARTED[key].remove(entry)
+        entry[1].close()
+        os.close(entry[2])
+    _STARTED_KEYS[:] = [kind for kind in _STARTED_KEYS if kind[0] != key]
+
+
+def _remember_kind(key: str, command: list[str], settings: dict[str, Any], confine: Any) -> None:
+    """Keep this start-up kind's pool filled; retire the least recently claimed."""
+    _STARTED_KEYS[:] = [kind for kind in _STARTED_KEYS if kind[0] != key]
+    _STARTED_KEYS.append((key, command, settings, int(_CONFIG.get("pool", 0))))
+    while len(_STARTED_KEYS) > STARTED_KINDS:
+        retired = _STARTED_KEYS.pop(0)[0]
+        for pid, ours, log_r in _STARTED.pop(retired, []):
+            _STARTED_OF.pop(pid, None)
+            ours.close()
+            os.close(log_r)
+            _destroy(_SANDBOXES[pid][0], confine)
+
+
+def _claim_started(
+    ctl: socket.socket,
+    selector: Any,
+    sandbox_id: str,
+    spec: dict[str, Any],
+    confine: Any,
+    pyloop: Any,
+) -> None:
+    """Hand ``spec`` to a pre-started runtime (started now when none waits), then
+    hand its socket and log pipe to the platform (raises OSError)."""
+    key, command, settings = _startup_of(spec)
+    _remember_kind(key, command, settings, confine)
+    pool = _STARTED.setdefault(key, [])
+    if not pool:
+        _start_runtime(ctl, selector, confine, pyloop, key, command, settings)
+    pid, ours, log_r = pool.pop(0)
+    _STARTED_OF.pop(pid, None)
+    blank_id, paths = _SANDBOXES[pid]
+    isolate = _ISOLATION.get("module")
+    trees: list[int] = []
+    try:
+        ours.settimeout(SET_UP_TIMEOUT)  # a runtime started just now may still be setting up
+        try:
+            ready = ours.recv(1)
+        except socket.timeout:
+            ready = b""
+        ours.settimeout(None)
+        if ready != b"1":
+            raise OSError("the sandbox's set-up failed (see the server's log)")
+        confine.set_limits(_CONFIG["cgroups"], paths, spec["limits"])
+        task_root = spec["code_dir"]
+        if isolate is not None:
+            if spec.get("egress"):
+                _start_egress(pid)
+            trees.append(_view(isolate, spec["code_dir"]))
+            if spec.get("opt_dir"):
+                trees.append(_view(isolate, spec["opt_dir"]))
+            isolate.task_mounts_of(
+                pid,
+                trees[0],
+                int(spec["tmp_mb"]),
+                bool(spec.get("egress")),
+                trees[1] if len(trees) > 1 else -1,
+            )
+            task_root = isolate.TASK_ROOT
+        claim = json.dumps({"env": spec["env"], "cwd": task_root}).encode("utf-8")
+        ours.sendall(struct.pack("!IB", len(claim), CLAIM) + claim)
+        message = {"type": "spawned", "id": sandbox_id, "pid": pid, "cgroups": paths}
+        socket.send_fds(ctl, [json.dumps(message).encode("utf-8")], [ours.fileno(), log_r])
+    except OSError:
+        _destroy(blank_id, confine)
+        raise
+    finally:
+        for fd in trees:
+            os.close(fd)
+        ours.close()
+        os.close(log_r)
+    _PIDS.pop(blank_id, None)
+    _SANDBOXES[pid] = (sandbox_id, paths)
+    _PIDS[sandbox_id] = pid
+
+
 def _start_egress(pid: int) -> None:
     """Give the sandbox's network namespace a route out through slirp4netns.
 
@@ -369,6 +554,9 @@ def _spawn(
 ) -> None:
     sandbox_id = message["id"]
     try:
+        if message["spec"].get("exec"):
+            _claim_started(ctl, selector, sandbox_id, message["spec"], confine, pyloop)
+            return
         if len(fds) != 2:
             raise OSError("expected 2 file descriptors, got {0}".format(len(fds)))
         if not _BLANKS:
@@ -495,12 +683,17 @@ def main() -> None:
         # neither a claim nor the sandbox just claimed (still importing its
         # handler) competes with a fork for the CPU.
         wait = None
-        if len(_BLANKS) < pool:
+        short = [kind for kind in _STARTED_KEYS if len(_STARTED.get(kind[0], [])) < kind[3]]
+        if len(_BLANKS) < pool or short:
             wait = max(REFILL_AFTER, retry_at - time.monotonic())
         events = selector.select(timeout=wait)
         if not events:
             try:
-                _fork_blank(ctl, selector, confine, pyloop)
+                if len(_BLANKS) < pool:
+                    _fork_blank(ctl, selector, confine, pyloop)
+                else:
+                    kind, command, settings, _size = short[0]
+                    _start_runtime(ctl, selector, confine, pyloop, kind, command, settings)
             except OSError as exc:
                 # Out of processes or memory: try again a second later.
                 os.write(2, "ember zygote: cannot pre-fork a sandbox: {0}\n".format(exc).encode())

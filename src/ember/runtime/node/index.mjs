@@ -17,13 +17,12 @@ import path from "node:path";
 import util from "node:util";
 import net from "node:net";
 import { Writable } from "node:stream";
-import { createRequire } from "node:module";
+import Module, { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 
 const API = process.env.AWS_LAMBDA_RUNTIME_API || "127.0.0.1:9001";
 const [HOST, PORT] = API.split(":");
 const PREFIX = "/2018-06-01/runtime";
-const TASK_ROOT = process.env.LAMBDA_TASK_ROOT || "/var/task";
 const MAJOR = Number(process.versions.node.split(".")[0]);
 // Lambda's own words (aws-lambda-nodejs-runtime-interface-client).
 const CALLBACK_REFUSED =
@@ -183,54 +182,32 @@ function sendFrame(kind, body, log = EMPTY) {
 
 const EMPTY = Buffer.alloc(0);
 
-class FrameReader {
-  constructor() {
-    this.socket = null;
-    this.pending = [];
-    this.size = 0;
-    this.waiter = null;
-  }
-  start() {
-    this.socket = new net.Socket({ fd: FRAMES_FD, readable: true, writable: false });
-    this.socket.on("data", (chunk) => {
-      this.pending.push(chunk);
-      this.size += chunk.length;
-      this.deliver();
-    });
-    // The worker closed the socket: the sandbox is finished.
-    this.socket.on("end", () => process.exit(0));
-    this.socket.on("error", () => process.exit(0));
-    // Held only while waiting for a frame: a handler's empty event loop must show.
-    this.socket.unref();
-  }
-  deliver() {
-    if (this.waiter === null || this.size < 5) return;
-    const data = Buffer.concat(this.pending);
-    const length = data.readUInt32BE(0);
-    if (data.length < 5 + length) {
-      this.pending = [data];
-      return;
+// Frames are read with blocking reads, as Lambda's own runtime client blocks in
+// its native next(): between calls the sandbox's event loop stands still, as
+// a frozen Lambda environment's does, and no stream machinery sits on the path.
+const HEAD = Buffer.alloc(5);
+
+function readExactly(buffer) {
+  for (let got = 0; got < buffer.length; ) {
+    let count;
+    try {
+      count = fs.readSync(FRAMES_FD, buffer, got, buffer.length - got, null);
+    } catch (error) {
+      if (error.code === "EAGAIN" || error.code === "EINTR") continue;
+      throw error;
     }
-    const frame = data.subarray(5, 5 + length);
-    const rest = data.subarray(5 + length);
-    this.pending = rest.length ? [rest] : [];
-    this.size = rest.length;
-    const resolve = this.waiter;
-    this.waiter = null;
-    this.socket.unref();
-    resolve(frame);
-  }
-  next() {
-    if (this.socket === null) this.start();
-    return new Promise((resolve) => {
-      this.waiter = resolve;
-      this.socket.ref();
-      this.deliver();
-    });
+    if (count === 0) process.exit(0); // the worker closed the socket: the sandbox is finished
+    got += count;
   }
 }
 
-const reader = new FrameReader();
+function readFrame() {
+  readExactly(HEAD);
+  const frame = Buffer.allocUnsafe(HEAD.readUInt32BE(0));
+  readExactly(frame);
+  return frame;
+}
+
 const jsonBody = (value) => Buffer.from(JSON.stringify(value));
 
 const frameTransport = {
@@ -241,7 +218,10 @@ const frameTransport = {
     sendFrame(INIT_ERROR, jsonBody(errorPayload(error)));
   },
   async next() {
-    const frame = await reader.next();
+    // One turn of the event loop for what the last call left (as Lambda's runtime
+    // does before its blocking next), then wait for the next event.
+    await new Promise((resolve) => setImmediate(resolve));
+    const frame = readFrame();
     const metaLength = frame.readUInt32BE(0);
     const meta = frame.subarray(4, 4 + metaLength).toString("utf8").split("\0");
     return {
@@ -395,7 +375,7 @@ async function loadHandler(handlerString) {
   const { dir, module, exportPath } = splitHandler(handlerString);
   let loaded;
   try {
-    loaded = await loadModule(TASK_ROOT, dir, module);
+    loaded = await loadModule(process.env.LAMBDA_TASK_ROOT || "/var/task", dir, module);
   } catch (error) {
     throw importError(error);
   }
@@ -609,7 +589,42 @@ function fatal(errorType) {
   };
 }
 
+async function warmUp() {
+  // Run once through what a claim and a first call use, while no function waits:
+  // V8 compiles it now instead of in the function's cold start.
+  const dir = path.dirname(RUNTIME_FILE);
+  for (const name of ["warm-cjs", "warm-esm"]) {
+    const loaded = await loadModule(dir, "", name);
+    const handler = loaded.handler || (loaded.default && loaded.default.handler);
+    const invocation = { id: "", deadline: Date.now() + 1000, arn: "", clientContext: "" };
+    const event = JSON.parse(Buffer.from('{"warm": [1, "a", null]}').toString("utf8"));
+    encodeResult(await invokeHandler(handler, event, invocation));
+  }
+  errorPayload(new Error("warm"));
+  util.format("%s %o", "warm", { a: [1] });
+  process.resourceUsage();
+}
+
+async function claimed() {
+  // Started ahead of its function (ember's pool of pre-started runtimes): the
+  // function arrives as the first frame, its code already mounted at its cwd.
+  // What node reads only as it starts (NODE_OPTIONS, LD_*, ...) was the same
+  // at exec (zygote_main.py picks the pool by it); the rest is set here.
+  await warmUp();
+  const spec = JSON.parse(readFrame().toString("utf8"));
+  for (const name of Object.keys(process.env)) {
+    if (!(name in spec.env)) delete process.env[name];
+  }
+  for (const [name, value] of Object.entries(spec.env)) {
+    // Unchanged ones untouched: setting TZ, even to its value, reloads the time zone (ms).
+    if (process.env[name] !== value) process.env[name] = value;
+  }
+  process.chdir(spec.cwd);
+  Module._initPaths(); // NODE_PATH, as if it had been set at start
+}
+
 async function main() {
+  if (process.argv.includes("--claim")) await claimed();
   patchConsole();
   process.on("unhandledRejection", fatal("Runtime.UnhandledPromiseRejection"));
   process.on("uncaughtException", fatal("uncaughtException"));
