@@ -5,7 +5,8 @@ Against a fresh `ember serve`, a generator handler yields the wall-clock time
 (ns) at its first write, sleeps, then yields the rest; the client reads the
 first chunk and takes the difference (sandbox and client share the host's
 clock). Through a RESPONSE_STREAM function URL (chunked HTTP) and through
-InvokeWithResponseStream (event stream, decoded with botocore). Warm sandbox,
+InvokeWithResponseStream (event stream, decoded with botocore); the same for a
+Node ``awslambda.streamifyResponse`` handler when a Node runtime is available. Warm sandbox,
 one request at a time; target: p50 <= 5 ms. A quick run.
 """
 
@@ -39,10 +40,22 @@ def handler(event, context):
 """
 
 
-def package() -> bytes:
+# The same through Node's awslambda.streamifyResponse; the wall clock in ns from
+# performance.timeOrigin + now() (Date.now() has only ms).
+NODE_HANDLER = """
+export const handler = awslambda.streamifyResponse(async (event, stream) => {
+  const ns = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e3)) * 1000n;
+  stream.write(String(ns));
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  stream.end(" done");
+});
+"""
+
+
+def package(name: str = "app.py", source: str = HANDLER) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("app.py", HANDLER)
+        archive.writestr(name, source)
     return buffer.getvalue()
 
 
@@ -91,28 +104,36 @@ def main() -> int:
                 aws_access_key_id="bench",
                 aws_secret_access_key="bench",
             )
-            aws.create_function(
-                FunctionName="stream",
-                Runtime="python3.11",
-                Handler="app.handler",
-                Role="arn:aws:iam::000000000000:role/bench",
-                Code={"ZipFile": package()},
-            )
-            function_url = aws.create_function_url_config(
-                FunctionName="stream", AuthType="NONE", InvokeMode="RESPONSE_STREAM"
-            )["FunctionUrl"]
-            path = "/2021-11-15/functions/stream/response-streaming-invocations"
+            functions = [("stream", "python3.11", "app.handler", package(), "Python generator")]
             with httpx.Client(base_url=url, timeout=30) as client:
-                for _ in range(10):  # warm up the sandbox and the connection
-                    url_ttfb(client, function_url)
-                by_url = [url_ttfb(client, function_url) for _ in range(ROUNDS)]
-                by_invoke = [invoke_ttfb(client, path) for _ in range(ROUNDS)]
+                node = [r for r in client.get("/_ember/runtimes").json()["available"]
+                        if r.startswith("nodejs")]  # fmt: skip
+            if node:
+                code = package("index.mjs", NODE_HANDLER)
+                functions.append(("stream-node", node[0], "index.handler", code, "Node"))
+            measured = []
+            for name, runtime, handler, code, label in functions:
+                aws.create_function(
+                    FunctionName=name,
+                    Runtime=runtime,
+                    Handler=handler,
+                    Role="arn:aws:iam::000000000000:role/bench",
+                    Code={"ZipFile": code},
+                )
+                function_url = aws.create_function_url_config(
+                    FunctionName=name, AuthType="NONE", InvokeMode="RESPONSE_STREAM"
+                )["FunctionUrl"]
+                path = f"/2021-11-15/functions/{name}/response-streaming-invocations"
+                with httpx.Client(base_url=url, timeout=30) as client:
+                    for _ in range(10):  # warm up the sandbox and the connection
+                        url_ttfb(client, function_url)
+                    by_url = [url_ttfb(client, function_url) for _ in range(ROUNDS)]
+                    by_invoke = [invoke_ttfb(client, path) for _ in range(ROUNDS)]
+                measured.append((f"{label}: function URL (RESPONSE_STREAM, chunked)", by_url))
+                measured.append((f"{label}: InvokeWithResponseStream (event stream)", by_invoke))
     info = machine(0.0)
     rows = []
-    for what, samples in (
-        ("function URL (RESPONSE_STREAM, chunked)", by_url),
-        ("InvokeWithResponseStream (event stream)", by_invoke),
-    ):
+    for what, samples in measured:
         p50, p99 = percentiles(samples)
         rows.append(
             f"| {what} | {p50:.2f} ms | {p99:.2f} ms | {'yes' if p50 <= TARGET_MS else 'NO'} |"
@@ -122,7 +143,8 @@ def main() -> int:
         "",
         f"Measured {info['date']} by `bench/bench_streaming.py`: {info['nproc']} cores "
         f"({info['cpu']}), {info['python']}, load {info['load']} (a shared machine).",
-        f"Time from a generator handler's first write to the client reading it, {ROUNDS} "
+        f"Time from a handler's first write (a Python generator's first yield; a Node "
+        f"`streamifyResponse` handler's first `write`) to the client reading it, {ROUNDS} "
         f"warm requests one at a time; target p50 <= {TARGET_MS:.0f} ms.",
         "",
         "| Path | p50 | p99 | Target met |",
