@@ -45,6 +45,7 @@ from ember.queue import postgres as queue_postgres
 from ember.reconcile.wiring import DUTIES, Manifests
 from ember.sandbox import runtimes
 from ember.scheduling import membership_postgres
+from ember.scheduling.cluster_runtimes import ClusterRuntimes, RuntimeSyncPart
 from ember.scheduling.executor import Executor
 from ember.scheduling.membership_postgres import PostgresMembership
 from ember.scheduling.roster import Roster
@@ -54,6 +55,7 @@ from ember.storage import wiring as storage_wiring
 from ember.storage.node import node_id
 from ember.storage.wiring import Storage
 from ember.throttle import wiring as throttle_wiring
+from ember.worker.runtime_installs import RuntimeInstaller, RuntimeSync
 
 log = logging.getLogger("ember")
 # How long the background loops (pollers, schedulers, the change feed) get to
@@ -122,6 +124,12 @@ def build(settings: Settings) -> Platform:
         tools=mcp.tools,
         urls=control.urls,
     )
+    roster = Roster(None if storage.database is None else PostgresMembership(storage.database))
+    installer = RuntimeInstaller()
+    # In a cluster every node keeps its runtimes to the cluster's wishes.
+    runtime_sync = (
+        None if storage.database is None else RuntimeSync(storage.metadata("runtimes"), installer)
+    )
     services = Services(
         settings,
         control.names,
@@ -149,7 +157,8 @@ def build(settings: Settings) -> Platform:
             held=getattr(storage.leadership, "held", None),
         ),
         admin=auth.admin,
-        roster=Roster(None if storage.database is None else PostgresMembership(storage.database)),
+        roster=roster,
+        runtimes=ClusterRuntimes(installer, runtime_sync, roster),
         sources=sources,
         recorder=observability.recorder,
         metrics=observability.exposition(functools.partial(_sandbox_states, workers.executor)),
@@ -166,6 +175,8 @@ def build(settings: Settings) -> Platform:
         manifests,
         sources,
     ]
+    if runtime_sync is not None:
+        parts.append(RuntimeSyncPart(runtime_sync))
     return Platform(settings, storage, services, mcp, auth, parts)
 
 

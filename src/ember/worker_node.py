@@ -28,6 +28,7 @@ from ember.scheduling.serving import HostState, WorkerEndpoint
 from ember.scheduling.wiring import Workers
 from ember.storage import wiring as storage_wiring
 from ember.storage.node import node_id
+from ember.worker.runtime_installs import RuntimeInstaller, RuntimeSync
 
 log = logging.getLogger("ember.worker")
 
@@ -53,14 +54,17 @@ class WorkerNode:
         self.storage = storage_wiring.build(settings)
         assert self.storage.database is not None
         self.worker_id = node_id(self.storage.data_dir)
-        # Seam for the cluster: `ember runtimes install` reaches the frontend's host;
-        # each worker reads its own <data_dir>/runtimes (install there the same way).
+        # Each worker reads its own <data_dir>/runtimes, kept to the cluster's wishes
+        # (`ember runtimes install` through a frontend) by its RuntimeSync.
         runtimes.use_runtimes_dir(self.storage.data_dir / "runtimes")
         self.membership = PostgresMembership(self.storage.database)
         self.logs = LogStore(self.storage.data_dir / "logs", settings.log_file_max_bytes)
         self.workers = Workers.build(settings, self.storage.packages, None, self.logs.raw)
         self.draining = False  # set by the membership table (drain) or SIGTERM
         self.stopping = asyncio.Event()
+        self.runtime_sync = RuntimeSync(
+            self.storage.metadata("runtimes"), RuntimeInstaller(), self._runtimes_changed
+        )
         self.endpoint = WorkerEndpoint(
             self.workers.executor,
             settings.cluster_token,
@@ -74,7 +78,7 @@ class WorkerNode:
             address=self.settings.advertise or self.settings.listen,
             memory_mb=self.settings.worker_memory_mb,
             max_sandboxes=self.settings.max_sandboxes,
-            runtimes=runtimes.ALL_RUNTIMES,
+            runtimes=runtimes.installed(),
             isolation="full" if isolation.get("isolated") else "process",
         )
 
@@ -111,7 +115,9 @@ class WorkerNode:
             loops.create_task(self.logs.run())
             beats = loops.create_task(self._heartbeats())
             frames = loops.create_task(self._heartbeat_frames())
+            loops.create_task(self.runtime_sync.run())
             await self.stopping.wait()
+            self.runtime_sync.stop()
             beats.cancel()
             await self._leave()
             frames.cancel()
@@ -142,6 +148,12 @@ class WorkerNode:
         elif draining != self.draining:
             log.info("draining" if draining else "no longer draining")
             self.draining = draining
+
+    async def _runtimes_changed(self) -> None:
+        """Tell the frontends what this worker runs now (an install waits for it)."""
+        have = await asyncio.to_thread(runtimes.installed)
+        with contextlib.suppress(StorageUnavailable):
+            await self.membership.set_runtimes(self.worker_id, have)
 
     async def _leave(self) -> None:
         """Take no new sandbox, leave the table, let the calls in flight end."""

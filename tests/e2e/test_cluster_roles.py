@@ -32,6 +32,10 @@ from conftest import EMBER, ROLE, Server, free_port, lambda_client, make_zip, wa
 from ember.scheduling import channel
 
 TOKEN = uuid.uuid4().hex.encode()
+# Downloaded Node tarballs, kept across runs (as tests/e2e/test_node.py keeps them):
+# every process of a cluster inherits it.
+CACHE = Path(__file__).resolve().parents[2] / ".tools" / "runtime-cache"
+os.environ.setdefault("EMBER_RUNTIME_CACHE", str(CACHE))
 
 
 @dataclass
@@ -475,3 +479,55 @@ def test_neither_role_starts_without_the_token(tmp_path: Path) -> None:
         )
         assert done.returncode != 0
         assert "cluster token" in done.stderr
+
+
+NODE_VERSION = "export const handler = async () => process.version;\n"
+
+
+def test_a_runtime_installed_through_the_frontend_reaches_every_worker(
+    cluster: Cluster,
+) -> None:
+    env = cluster.frontend.cli_env()
+    ran = subprocess.run(
+        [EMBER, "runtimes", "install", "nodejs22.x"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    for worker in cluster.workers:
+        assert worker.worker_id in ran.stdout  # the answer names each worker that has it
+        assert (worker.data_dir / "runtimes" / "nodejs22.x" / "bin" / "node").exists()
+    listed = cluster.frontend.http.get("/_ember/workers").json()["workers"]
+    assert all("nodejs22.x" in worker["runtimes"] for worker in listed)
+    aws = lambda_client(cluster.frontend)
+    aws.create_function(
+        FunctionName="node22",
+        Runtime="nodejs22.x",
+        Handler="index.handler",
+        Role=ROLE,
+        Code={"ZipFile": make_zip({"index.mjs": NODE_VERSION})},
+    )
+    response = aws.invoke(FunctionName="node22", Payload=b"{}")
+    assert "FunctionError" not in response
+    assert json.loads(response["Payload"].read()).startswith("v22.")
+
+    ran = subprocess.run(
+        [EMBER, "runtimes", "rm", "nodejs22.x"], env=env, capture_output=True, text=True
+    )
+    assert ran.returncode == 0, ran.stderr
+    wait_until(
+        lambda: (
+            not any(
+                (worker.data_dir / "runtimes" / "nodejs22.x").exists() for worker in cluster.workers
+            )
+        ),
+        timeout=30,
+    )
+
+    def registered() -> bool:
+        listed = cluster.frontend.http.get("/_ember/workers").json()["workers"]
+        return any("nodejs22.x" in worker["runtimes"] for worker in listed)
+
+    wait_until(lambda: not registered(), timeout=10)

@@ -15,7 +15,7 @@ from ember.worker import runtime_installs
 
 
 def routes(services: Services) -> list[Route]:
-    installer = services.runtime_installer
+    managed = services.runtimes
 
     @endpoint
     async def list_runtimes(request: Request, request_id: str) -> Response:
@@ -26,12 +26,12 @@ def routes(services: Services) -> list[Route]:
 
     @endpoint
     async def install(request: Request, request_id: str) -> Response:
-        done = await installer.install(request.path_params["runtime"])
-        return json_response(done.as_json(), request_id, status=201)
+        done = await managed.install(request.path_params["runtime"])
+        return json_response(done, request_id, status=201)
 
     @endpoint
     async def remove(request: Request, request_id: str) -> Response:
-        await installer.remove(request.path_params["runtime"])
+        await managed.remove(request.path_params["runtime"])
         return Response(status_code=204, headers={"x-amzn-RequestId": request_id})
 
     return [

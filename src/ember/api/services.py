@@ -23,6 +23,7 @@ from ember.mcp.catalog import ToolCatalog
 from ember.observe.metrics import Exposition
 from ember.observe.recorder import Recorder
 from ember.reconcile.provisioned import ProvisionedConcurrency
+from ember.scheduling.cluster_runtimes import ClusterRuntimes
 from ember.scheduling.executor import Executor
 from ember.scheduling.roster import Roster
 from ember.sources.wiring import EventSources
@@ -92,4 +93,6 @@ class Services:
     recorder: Recorder | None = field(kw_only=True, default=None)
     metrics: Exposition | None = field(kw_only=True, default=None)
     # Installs Node majors on this host (/_ember/runtimes).
-    runtime_installer: RuntimeInstaller = field(kw_only=True, default_factory=RuntimeInstaller)
+    runtimes: ClusterRuntimes = field(
+        kw_only=True, default_factory=lambda: ClusterRuntimes(RuntimeInstaller())
+    )

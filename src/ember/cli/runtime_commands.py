@@ -25,12 +25,25 @@ def runtimes() -> None:
 @click.pass_context
 def runtimes_install(ctx: click.Context, runtime: str) -> None:
     """Install RUNTIME (nodejs20.x, nodejs22.x, nodejs24.x) on the server: the newest
-    Node of that major from the npm registry, checked against its sha512."""
+    Node of that major from the npm registry, checked against its sha512. In a cluster,
+    every node installs it too; the command waits for the worker hosts."""
     client: EmberClient = ctx.obj.client()
     click.echo(f"Installing {runtime} on {client.endpoint} (downloading Node from npm)...")
     with client:
         done = client.install_runtime(runtime)
     click.echo(f"Installed {done.get('runtime')}: Node {done.get('version')}")
+    workers = done.get("workers")
+    if workers is None:
+        return
+    # A cluster: every worker host installs it too, and the server waited for them.
+    for worker, has in sorted(workers.items()):
+        click.echo(f"  worker {worker}: {'installed' if has else 'NOT YET'}")
+    missing = [worker for worker, has in workers.items() if not has]
+    if missing:
+        raise click.ClickException(
+            f"{len(missing)} worker(s) have not installed {runtime} yet (see their logs); "
+            "they keep trying, and `ember workers ls` shows each one's runtimes"
+        )
 
 
 @runtimes.command(name="ls")
@@ -57,7 +70,8 @@ def runtimes_ls(ctx: click.Context, as_json: bool) -> None:
 @click.argument("runtime", metavar="RUNTIME")
 @click.pass_context
 def runtimes_rm(ctx: click.Context, runtime: str) -> None:
-    """Remove an installed RUNTIME; functions on it fail to start until it is back."""
+    """Remove an installed RUNTIME (in a cluster, from every node); functions on it fail
+    to start until it is back."""
     client: EmberClient = ctx.obj.client()
     with client:
         client.remove_runtime(runtime)

@@ -80,6 +80,11 @@ class Membership(Protocol):
         """Remove the worker's row (a clean shutdown). Idempotent."""
         ...
 
+    async def set_runtimes(self, worker_id: str, runtimes: tuple[str, ...]) -> None:
+        """The runtimes the worker can run now (it installed or removed one). A worker
+        without a row is left alone (its next register carries them)."""
+        ...
+
 
 class Placement(Protocol):
     """A frontend's choice of worker hosts for one call. In memory, no I/O: fed by

@@ -55,3 +55,8 @@ class MemoryMembership:
 
     async def leave(self, worker_id: str) -> None:
         self._rows.pop(worker_id, None)
+
+    async def set_runtimes(self, worker_id: str, runtimes: tuple[str, ...]) -> None:
+        row = self._rows.get(worker_id)
+        if row is not None:
+            row.info = dataclasses.replace(row.info, runtimes=runtimes)

@@ -67,6 +67,7 @@ FROM workers ORDER BY worker_id
 """
 _DRAIN = "UPDATE workers SET draining = true WHERE worker_id = %s RETURNING true"
 _LEAVE = "DELETE FROM workers WHERE worker_id = %s"
+_RUNTIMES = "UPDATE workers SET runtimes = %s WHERE worker_id = %s"
 _ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
@@ -108,6 +109,9 @@ class PostgresMembership:
 
     async def leave(self, worker_id: str) -> None:
         await self._execute(_LEAVE, (worker_id,))
+
+    async def set_runtimes(self, worker_id: str, runtimes: tuple[str, ...]) -> None:
+        await self._execute(_RUNTIMES, (list(runtimes), worker_id))
 
     async def _execute(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         try:

@@ -46,6 +46,7 @@ NAMESPACES = (
     "keys",  # access keys, secrets sealed under the master key
     "tokens",  # MCP tokens (their SHA-256 only)
     "mappings",  # event source mappings, by UUID
+    "runtimes",  # Node majors the cluster's nodes install (cluster mode only)
 )
 
 

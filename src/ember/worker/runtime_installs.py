@@ -7,21 +7,28 @@ publishes them) is downloaded with httpx, checked against the registry's
 it, so a sandbox never sees half an install. Running sandboxes keep the node
 they started with (its files stay open); the next ones use the new one.
 
-A cluster's worker hosts each read their own runtimes directory: this installs
-on the host that serves the request. Reaching every worker is the seam
-``install`` leaves for the cluster (a worker route calling the same function).
+A cluster's hosts each read their own runtimes directory. In cluster mode the
+request also records the wish in the shared ``runtimes`` namespace, and every
+node that runs sandboxes (``ember worker``, and ``ember serve`` on a database)
+keeps its own directory to the wishes with a ``RuntimeSync`` loop: it installs
+what is wished and missing, removes what the cluster asked to remove, and then
+registers the runtimes it has, which the request waits for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import tarfile
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +37,11 @@ import httpx
 
 from ember.errors import InvalidParameterValue, ResourceNotFound, RuntimeInstallFailed
 from ember.sandbox import runtimes
+from ember.storage.base import MetadataStore
+
+log = logging.getLogger("ember.runtimes")
+SYNC_SECONDS = 2.0  # how often a cluster node compares its runtimes with the wishes
+RETRY_SECONDS = 60.0  # after a failed install (npm unreachable from this host, say)
 
 REGISTRY = "https://registry.npmjs.org"
 # The abbreviated package document: versions and dist only (the full one is megabytes).
@@ -203,4 +215,81 @@ class RuntimeInstaller:
             await asyncio.to_thread(shutil.rmtree, retired, True)
 
 
-__all__ = ["InstalledRuntime", "RuntimeInstaller", "installed"]
+def managed() -> set[str]:
+    """The majors this host installed (not the host's own node: not ember's to remove)."""
+    root = runtimes.runtimes_dir()
+    return {runtime for runtime in runtimes.NODE_RUNTIMES if (root / runtime).is_dir()}
+
+
+class RuntimeSync:
+    """Keeps this node's Node majors to the cluster's wishes (``runtimes`` namespace:
+    key the runtime, document ``{"wanted": bool, "at": time}``); ``changed`` runs after
+    a change (the node registers what it has). A runtime the cluster never spoke of
+    (installed before the node joined) is left alone."""
+
+    def __init__(
+        self,
+        wishes: MetadataStore,
+        installer: RuntimeInstaller,
+        changed: Callable[[], Awaitable[None]] | None = None,
+        interval: float = SYNC_SECONDS,
+    ) -> None:
+        self._wishes = wishes
+        self._installer = installer
+        self._changed = changed
+        self._interval = interval
+        self._stopping = asyncio.Event()
+        self._failed: dict[str, float] = {}  # runtime -> when its install last failed
+
+    async def wish(self, runtime: str) -> None:
+        """Ask every node of the cluster for ``runtime``."""
+        await self._wishes.put(runtime, json.dumps({"wanted": True, "at": time.time()}))
+
+    async def unwish(self, runtime: str) -> None:
+        """Ask every node of the cluster to remove ``runtime``."""
+        await self._wishes.put(runtime, json.dumps({"wanted": False, "at": time.time()}))
+
+    async def sync(self) -> bool:
+        """Install what is wished and missing, remove what is unwished; True when
+        something changed. A failed install is retried a minute later."""
+        wishes = {name: json.loads(doc) for name, doc in (await self._wishes.load_all()).items()}
+        wanted = {name for name, wish in wishes.items() if wish.get("wanted")}
+        unwanted = set(wishes) - wanted
+        have = await asyncio.to_thread(managed)
+        changed = False
+        for runtime in sorted(wanted - have):
+            if time.monotonic() - self._failed.get(runtime, -1e9) < RETRY_SECONDS:
+                continue
+            try:
+                done = await self._installer.install(runtime)
+            except (RuntimeInstallFailed, OSError) as error:
+                self._failed[runtime] = time.monotonic()
+                log.error(
+                    "the cluster wants %s and it cannot be installed here: %s", runtime, error
+                )
+                continue
+            log.info("installed %s (Node %s), as the cluster wants", runtime, done.version)
+            changed = True
+        for runtime in sorted(have & unwanted):
+            with contextlib.suppress(ResourceNotFound):
+                await self._installer.remove(runtime)
+            log.info("removed %s: the cluster no longer wants it", runtime)
+            changed = True
+        return changed
+
+    async def run(self) -> None:
+        """``sync`` every interval until ``stop``; errors are logged, never fatal."""
+        while not self._stopping.is_set():
+            try:
+                if await self.sync() and self._changed is not None:
+                    await self._changed()
+            except Exception:
+                log.exception("keeping this node's runtimes to the cluster's failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+
+__all__ = ["InstalledRuntime", "RuntimeInstaller", "RuntimeSync", "installed", "managed"]
