@@ -8,10 +8,7 @@ write lock, and refuses a file written by a newer ember.
 from __future__ import annotations
 
 import asyncio
-import functools
-import os
 import sqlite3
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -93,31 +90,17 @@ def _run_script(db: sqlite3.Connection, script: str) -> None:
             db.execute(statement)
 
 
-def _renice_thread(nice: int) -> None:
-    """Give the calling thread (Linux: a task of its own) the niceness ``nice``."""
-    if nice:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-
-
 class SqliteThread:
     """One SQLite file whose statements all run on a thread of its own, in order: the
     event loop never waits on the disk, and one thread serialises the connection.
     Stores that are written in batches off the request's path (history, audit) keep
-    one; ``db()`` is called on that thread, by the functions given to ``run``.
-    ``nice`` lowers the thread's CPU priority: work that can wait a little yields
-    the cores to the calls it records."""
+    one; ``db()`` is called on that thread, by the functions given to ``run``."""
 
-    def __init__(
-        self, path: Path, steps: tuple[str, ...], synchronous: str, name: str, nice: int = 0
-    ) -> None:
+    def __init__(self, path: Path, steps: tuple[str, ...], synchronous: str, name: str) -> None:
         self._path = path
         self._steps = steps
         self._synchronous = synchronous
-        self._executor = ThreadPoolExecutor(
-            max_workers=1,
-            thread_name_prefix=name,
-            initializer=functools.partial(_renice_thread, nice),
-        )
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._db: sqlite3.Connection | None = None
         self._closed = False
 
