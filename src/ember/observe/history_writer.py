@@ -71,6 +71,14 @@ CREATE TABLE invocation_minutes (
 );
 CREATE INDEX invocation_minutes_minute ON invocation_minutes (minute);
 """,
+    # A record is its request id, start and node: written again (its batch resent after
+    # the writer died between its commit and its answer), it is not stored twice.
+    """
+DELETE FROM invocations WHERE id NOT IN
+    (SELECT MIN(id) FROM invocations GROUP BY request_id, start, node);
+DROP INDEX invocations_request;
+CREATE UNIQUE INDEX invocations_request ON invocations (request_id, start, node);
+""",
 )
 
 
@@ -90,10 +98,11 @@ def frame(value: object) -> bytes:
 
 
 def write(db: sqlite3.Connection, request: dict[str, Any]) -> int:
+    """One batch in one transaction; a record already stored is skipped."""
     records, minutes = request["records"], request["minutes"]
     with db:  # one transaction for the batch
         db.execute("BEGIN")
-        db.executemany(sql.insert_sql("?"), records)
+        db.executemany(INSERT_NEW, records)
         db.executemany(sql.upsert_minute_sql("?"), minutes)
     return len(records)
 
@@ -113,6 +122,7 @@ def trim_series(db: sqlite3.Connection, request: dict[str, Any]) -> int:
     return db.execute(statement, (int(request["before"]) // 60,)).rowcount
 
 
+INSERT_NEW = sql.insert_sql("?").replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
 OPERATIONS = {"write": write, "trim": trim, "trim_series": trim_series}
 
 

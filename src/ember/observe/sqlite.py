@@ -41,6 +41,10 @@ class SqliteHistoryStore:
         self._writer = _WriterProcess(path)
         self._node = node
 
+    @property
+    def writer_pid(self) -> int | None:
+        return self._writer.pid
+
     async def open(self) -> None:
         await self._writer.start()  # creates and migrates the file
         await self._reader.open()
@@ -97,6 +101,12 @@ class _WriterProcess:
         self._process: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
         self._closed = False
+
+    @property
+    def pid(self) -> int | None:
+        """The writer's pid while it runs (for tests and operators)."""
+        process = self._process
+        return process.pid if process is not None and process.returncode is None else None
 
     async def start(self) -> None:
         async with self._lock:
