@@ -48,7 +48,8 @@ _PIECEWISE = 64 * 1024
 # Both directions
 HELLO = 1  # the handshake; meta names the sender (worker id / frontend id)
 # Frontend -> worker
-CALL = 2  # meta: the request (and the record, the first time its revision is sent); payload: event
+CALL = 2  # meta: the request (and the record, the first time its revision is sent; "stream":
+# the caller reads a streamed response as it is written); payload: event
 PROVISION = 3  # meta: revision (and record), count; answered with DONE
 LIST = 4  # every sandbox of the worker; answered with DONE
 # Worker -> frontend
@@ -60,6 +61,8 @@ REFUSED = 14  # not started: meta reason "full" (no room), "draining", "unknown"
 FAILED = 15  # not run: meta code (an ember error code), message, reason/retryAfter
 DONE = 16  # the answer to PROVISION or LIST; meta: the answer
 HEARTBEAT = 17  # every second, call id 0; meta: load and idle warm sandboxes by revision
+CHUNK = 18  # a piece of a streamed response (the CALL's meta had "stream"), as written
+PRELUDE = 19  # a streamed response's HTTP prelude (JSON), before its chunks
 
 
 # Function records each end keeps per connection. The frontend sends a revision's

@@ -21,7 +21,13 @@ from typing import Any
 
 from ember.control.models import FunctionRecord
 from ember.errors import SandboxUnavailable, TooManyRequests, WorkerLost
-from ember.sandbox.base import InitFailed, Outcome, SandboxRequest, SandboxResult
+from ember.sandbox.base import (
+    InitFailed,
+    Outcome,
+    ResponseSink,
+    SandboxRequest,
+    SandboxResult,
+)
 from ember.scheduling import channel
 from ember.scheduling.base import SILENCE_SECONDS, Placement, WorkerInfo
 from ember.scheduling.channel import ChannelError, Frame, FrontendOpener, Sealer
@@ -53,17 +59,19 @@ class NotStarted(Exception):
 class _Pending:
     """One call in flight on a link."""
 
-    __slots__ = ("begin", "future", "output", "started", "timer")
+    __slots__ = ("begin", "future", "output", "started", "stream", "timer")
 
     def __init__(
         self,
         future: asyncio.Future[Frame],
         output: Callable[[bytes], None] | None,
         begin: Begin | None,
+        stream: ResponseSink | None = None,
     ) -> None:
         self.future = future
         self.output = output
         self.begin = begin
+        self.stream = stream
         self.started = False
         self.timer: asyncio.TimerHandle | None = None
 
@@ -162,6 +170,12 @@ class WorkerLink(asyncio.Protocol):
         if kind == channel.LOG:
             if pending.output is not None:
                 pending.output(frame.payload)
+        elif kind == channel.CHUNK:
+            if pending.stream is not None:
+                pending.stream.chunk(frame.payload)
+        elif kind == channel.PRELUDE:
+            if pending.stream is not None:
+                pending.stream.prelude(frame.payload)
         elif kind == channel.STARTED:
             pending.started = True
             if pending.begin is not None:
@@ -181,6 +195,7 @@ class WorkerLink(asyncio.Protocol):
         bound: float,
         output: Callable[[bytes], None] | None = None,
         begin: Begin | None = None,
+        stream: ResponseSink | None = None,
     ) -> Frame:
         """Send one request and wait for its final frame (at most ``bound`` seconds).
 
@@ -193,7 +208,7 @@ class WorkerLink(asyncio.Protocol):
         if record is not None and record.revision_id not in self.sent:
             meta["record"] = record.to_json()
             channel.remember(self.sent, record.revision_id, None)
-        pending = _Pending(self.loop.create_future(), output, begin)
+        pending = _Pending(self.loop.create_future(), output, begin, stream)
         pending.timer = self.loop.call_later(bound, self._late, call)
         self.calls[call] = pending
         self.transport.write(self.sealer.seal(kind, call, meta, payload))
@@ -380,6 +395,8 @@ class RemoteExecutor:
         }
         if request.client_context:
             meta_base["cc"] = request.client_context
+        if request.stream is not None:
+            meta_base["stream"] = 1  # its chunks come back as CHUNK frames, as written
         bound = self.init_timeout + record.timeout + MARGIN_SECONDS
         retried = refused = False
         for worker_id in self.placement.candidates(revision, memory):
@@ -396,6 +413,7 @@ class RemoteExecutor:
                     bound,
                     output,
                     output.begin,
+                    request.stream,
                 )
             except NotStarted as exc:
                 if retried:

@@ -182,6 +182,8 @@ class _Connection(asyncio.Protocol):
         def begin(init_ms: float | None, init_log: bytes) -> None:
             self.send(channel.STARTED, call, {"initMs": init_ms}, init_log)
 
+        stream = _ChannelSink(self, call) if meta.get("stream") else None
+
         request = SandboxRequest(
             request_id=str(meta["rid"]),
             deadline_ms=int(time.time() * 1000) + record.timeout * 1000,
@@ -192,6 +194,7 @@ class _Connection(asyncio.Protocol):
             payload=frame.payload,
             timeout_seconds=float(record.timeout),
             output=output,
+            stream=stream,
         )
         try:
             execution = await self.endpoint.executor.execute(record, request, begin)
@@ -242,3 +245,20 @@ class _Connection(asyncio.Protocol):
         self.endpoint.connections.discard(self)
         if self.transport is not None:
             self.transport.close()
+
+
+class _ChannelSink:
+    """A streamed response's pieces, sent to the frontend as the function writes them
+    (``ember.sandbox.base.ResponseSink``)."""
+
+    __slots__ = ("call", "connection")
+
+    def __init__(self, connection: _Connection, call: int) -> None:
+        self.connection = connection
+        self.call = call
+
+    def prelude(self, data: bytes) -> None:
+        self.connection.send(channel.PRELUDE, self.call, None, data)
+
+    def chunk(self, data: bytes) -> None:
+        self.connection.send(channel.CHUNK, self.call, None, data)
