@@ -9,7 +9,7 @@ cores is noise of its own). Scrape: a real Recorder fed calls of 1,000 functions
 (every outcome, cold starts, throttles), rendered by the real collector, in-process
 (no HTTP): the median of 20 renders.
 
-    cd bench && ../.venv/bin/python bench_observability.py [--pairs 3] [--slices 10] [--seconds 2]
+    cd bench && ../.venv/bin/python bench_observability.py [--pairs 10] [--slices 6] [--seconds 2]
 """
 
 import argparse
@@ -108,8 +108,8 @@ def hot_path_us(workdir: Path) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--pairs", type=int, default=3)
-    parser.add_argument("--slices", type=int, default=10)
+    parser.add_argument("--pairs", type=int, default=10)
+    parser.add_argument("--slices", type=int, default=6)
     parser.add_argument("--seconds", type=int, default=2)
     args = parser.parse_args()
     print(machine(cpu_busy()))

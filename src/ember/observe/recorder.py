@@ -50,6 +50,7 @@ Clock = Callable[[], float]
 Export = Callable[[list[Call], float], None]
 
 FLUSH_INTERVAL_SECONDS = 1.0
+DRAIN_SLICE = 256  # calls counted between two turns of the event loop (about 1 ms)
 MAX_PENDING = 100_000
 # A day of minutes and a little more: the console plots the last 24 h.
 SERIES_SECONDS = 25 * 3600
@@ -199,8 +200,20 @@ class Recorder(Batched):
     def drain(self) -> None:
         """Turn pending calls into totals, minute rows, records and spans."""
         calls, self._calls = self._calls, []
-        if not calls:
-            return
+        if calls:
+            self._drain(calls)
+
+    async def _drain_yielding(self) -> None:
+        """``drain`` in slices, letting the event loop serve between them: a second's
+        calls of a busy node take milliseconds to count, which one slice would hold
+        every request for (p99 +3 ms at 1 client on 2 cores)."""
+        calls, self._calls = self._calls, []
+        for start in range(0, len(calls), DRAIN_SLICE):
+            self._drain(calls[start : start + DRAIN_SLICE])
+            if start + DRAIN_SLICE < len(calls):
+                await asyncio.sleep(0)
+
+    def _drain(self, calls: list[Call]) -> None:
         offset = self._clock() - time.perf_counter()
         for call in calls:
             self._count(call, offset)
@@ -280,7 +293,7 @@ class Recorder(Batched):
         """Drain, then write the pending records and changed minutes; returns how many
         records were written. On failure both stay pending and the error propagates."""
         async with self._flushing:
-            self.drain()
+            await self._drain_yielding()
             records, self._records = self._records, []
             dirty, self._dirty = self._dirty, set()
             minutes = [self._minutes[key] for key in dirty if key in self._minutes]
