@@ -18,6 +18,8 @@ from pathlib import Path
 from ember.audit.sqlite import FILE_NAME as AUDIT_FILE
 from ember.audit.sqlite import STEPS as AUDIT_STEPS
 from ember.errors import StartupRefused
+from ember.observe.history_writer import STEPS as HISTORY_STEPS
+from ember.observe.sqlite import FILE_NAME as HISTORY_FILE
 from ember.queue.sqlite import STEPS as QUEUE_STEPS
 from ember.storage.postgres import Database, Migration
 from ember.storage.sqlite import METADATA_STEPS, migrate, stored_version
@@ -62,10 +64,10 @@ class SchemaState:
 def sqlite_files(data_dir: Path) -> list[tuple[Path, tuple[str, ...]]]:
     """Each SQLite file of the data dir with its migration steps, sorted by name.
 
-    Every ``*.sqlite3`` but the queue and the audit log is a metadata store
+    Every ``*.sqlite3`` but the queue, the audit log and the history is a metadata store
     (metadata, layers, urls, tools, limits, manifests, schedules, ...).
     """
-    own = {QUEUE_FILE: QUEUE_STEPS, AUDIT_FILE: AUDIT_STEPS}
+    own = {QUEUE_FILE: QUEUE_STEPS, AUDIT_FILE: AUDIT_STEPS, HISTORY_FILE: HISTORY_STEPS}
     files = sorted(data_dir.glob("*.sqlite3"))
     return [(path, own.get(path.name, METADATA_STEPS)) for path in files]
 
