@@ -39,9 +39,21 @@ else
   SIGNING="export AWS_ACCESS_KEY_ID=unverified AWS_SECRET_ACCESS_KEY=unverified AWS_REGION=${REGION} AWS_DEFAULT_REGION=${REGION}"
 fi
 
+# The newest Node major this server can run (the host's own node, or one installed).
+NODE_RUNTIME=$("$BIN/ember" runtimes ls --json 2>/dev/null \
+  | "$BIN/python" -c 'import json, sys; n = [r for r in json.load(sys.stdin).get("available", []) if r.startswith("nodejs")]; print(n[-1] if n else "")' \
+  2>/dev/null || true)
 for dir in examples/*/; do
   name=$(basename "$dir")
   [ "$name" = manifests ] && continue  # applied below, the declarative way
+  if [ -f "$dir/package.json" ]; then  # a Node.js function
+    if [ -z "$NODE_RUNTIME" ]; then
+      echo "skipped examples/$name: no Node.js here (ember runtimes install nodejs22.x, then make run)"
+      continue
+    fi
+    "$BIN/ember" deploy "$name" "$dir" --handler index.handler --runtime "$NODE_RUNTIME"
+    continue
+  fi
   "$BIN/ember" deploy "$name" "$dir" --handler app.handler --runtime python3.11
 done
 "$BIN/ember" apply -f examples/manifests/
