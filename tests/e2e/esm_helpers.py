@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 from pathlib import Path
 from typing import Any
 
 from conftest import ROLE, Server, make_zip
+
+
+def recorded(path: Path) -> list[dict[str, Any]]:
+    """The events a recorder function wrote to ``path``, one JSON line each. A function
+    killed mid-write (``crash``) leaves a torn line, which is skipped: the batch it carried
+    was never acknowledged, so it comes again. Recorders start each record on a new line
+    so that a torn one never swallows the next."""
+    if not path.exists():
+        return []
+    found = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            with contextlib.suppress(json.JSONDecodeError):
+                found.append(json.loads(line))
+    return found
 
 
 def crash(server: Server) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import aio_pika
 import pytest
 from botocore.exceptions import ClientError
-from esm_helpers import crash, deploy_recorder
+from esm_helpers import crash, deploy_recorder, recorded
 
 from conftest import ROLE, Server, lambda_client, make_zip, wait_until
 from ember.cli.credentials import Credentials
@@ -38,7 +38,7 @@ import json, os, time
 
 def handler(event, context):
     time.sleep(float(os.environ.get("SLOW", "0")))  # a window for kill -9 to land in
-    line = json.dumps(event) + "\\n"
+    line = "\\n" + json.dumps(event) + "\\n"  # a new line even after a torn one
     with open(os.environ["RECORD"], "a") as out:
         out.write(line)
         out.flush()
@@ -140,9 +140,7 @@ def ready(queue: str) -> int:
 
 
 def events(record: Path) -> list[dict[str, Any]]:
-    if not record.exists():
-        return []
-    return [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
+    return recorded(record)
 
 
 def messages(record: Path) -> list[dict[str, Any]]:

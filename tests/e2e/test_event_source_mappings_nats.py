@@ -20,7 +20,7 @@ from typing import Any
 
 import nats
 import pytest
-from esm_helpers import crash, deploy_recorder
+from esm_helpers import crash, deploy_recorder, recorded
 from nats.js.errors import NotFoundError
 
 from conftest import Server, lambda_client, wait_until
@@ -34,7 +34,7 @@ import json, os, time
 def handler(event, context):
     time.sleep(float(os.environ.get("SLOW", "0")))  # a window for kill -9 to land in
     with open(os.environ["RECORD"], "a") as out:
-        out.write(json.dumps(event) + "\\n")
+        out.write("\\n" + json.dumps(event) + "\\n")  # a new line even after a torn one
         out.flush()
         os.fsync(out.fileno())
     fail = set(filter(None, os.environ.get("FAIL_FIRST", "").split(",")))
@@ -127,10 +127,7 @@ def stream() -> Iterator[Stream]:
 
 
 def records(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [record for event in events for record in event["records"]]
+    return [record for event in recorded(path) for record in event["records"]]
 
 
 def seen_ids(path: Path) -> set[str]:
@@ -175,7 +172,7 @@ def test_a_stream_reaches_the_function_in_batches(aws: Any, stream: Stream, tmp_
     assert first["subject"] == f"{stream.subject}.orders"
     assert first["redelivered"] is False and first["deliveries"] == 1
     assert first["headers"]["id"] in ids
-    events = [json.loads(line) for line in record.read_text().splitlines()]
+    events = recorded(record)
     assert all(e["eventSource"] == "ember:nats" for e in events)
     assert all(e["eventSourceArn"] == stream.arn() for e in events)
     assert all(len(e["records"]) <= 10 for e in events)
