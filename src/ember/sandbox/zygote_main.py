@@ -196,10 +196,28 @@ def _new_process() -> int:
     return int(isolate.clone_isolated()) if isolate is not None else os.fork()
 
 
-def _assign_identity(spec: dict[str, Any]) -> None:
-    """An unprivileged uid/gid of its own for each sandbox."""
+def _new_uid() -> int:
+    """An unprivileged uid (and gid) of its own for each sandbox."""
     _COUNTER.append(1)
-    spec["uid"] = int(_CONFIG.get("uid_base", 100000)) + len(_COUNTER) % 50000
+    return int(_CONFIG.get("uid_base", 100000)) + len(_COUNTER) % 50000
+
+
+def _assign_identity(spec: dict[str, Any]) -> None:
+    spec["uid"] = _new_uid()
+
+
+def _set_up_child(ctl: socket.socket, selector: Any, paths: list[str], confine: Any) -> None:
+    """What every new sandbox does first, in this order, whatever it runs: forget the
+    zygote's loop, join its cgroup, and (full isolation) stage its root."""
+    _reset_process(ctl, selector)
+    confine.prepare(paths, _cgroup_version(), _ISOLATION.get("module") is not None)
+    if _ISOLATION.get("module") is not None:
+        _ISOLATION["module"].prepare_root(
+            _ISOLATION["runtime"],
+            _CONFIG["etc"],
+            _CONFIG.get("runtimes_dir", ""),
+            _CONFIG["empty"],
+        )
 
 
 def _child(
@@ -215,15 +233,7 @@ def _child(
     """A new sandbox: run ``spec`` at once, or (a blank) wait on ``blank`` for it."""
     code = 70  # EX_SOFTWARE: confinement or the runtime itself failed
     try:
-        _reset_process(ctl, selector)
-        confine.prepare(paths, _cgroup_version(), _ISOLATION.get("module") is not None)
-        if _ISOLATION.get("module") is not None:
-            _ISOLATION["module"].prepare_root(
-                _ISOLATION["runtime"],
-                _CONFIG["etc"],
-                _CONFIG.get("runtimes_dir", ""),
-                _CONFIG["empty"],
-            )
+        _set_up_child(ctl, selector, paths, confine)
         if blank is not None:
             # Hold nothing of the zygote's while waiting (other blanks' sockets).
             keep = blank.fileno()
@@ -313,9 +323,8 @@ def _start_runtime(
     with no code and no privileges; its claim mounts the code from outside
     (``isolate.task_mounts_of``) and hands it the function in a CLAIM frame.
     """
-    _COUNTER.append(1)
+    uid = _new_uid()
     blank_id = "blank-{0}-{1}".format(os.getpid(), len(_COUNTER))
-    uid = int(_CONFIG.get("uid_base", 100000)) + len(_COUNTER) % 50000
     paths = confine.create_cgroup(_CONFIG["cgroups"], blank_id, None)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     log_r, log_w = os.pipe()
@@ -331,16 +340,9 @@ def _start_runtime(
     if pid == 0:
         code = 70
         try:
-            _reset_process(ctl, selector)
-            confine.prepare(paths, _cgroup_version(), _ISOLATION.get("module") is not None)
+            _set_up_child(ctl, selector, paths, confine)
             isolate = _ISOLATION.get("module")
             if isolate is not None:
-                isolate.prepare_root(
-                    _ISOLATION["runtime"],
-                    _CONFIG["etc"],
-                    _CONFIG.get("runtimes_dir", ""),
-                    _CONFIG["empty"],
-                )
                 isolate.enter_staged_root()
             confine.set_rlimits(settings["rlimits"])
             os.umask(0o022)
