@@ -9,7 +9,11 @@ Worker -> sandbox:
 
 - ``CLAIM``: (from the zygote, not the worker) the first frame a pre-started
   runtime reads (Node, started with ``--claim``): JSON ``{"env", "cwd"}``, its
-  function's environment and task root; the worker's frames follow.
+  function's environment and task root; the worker's frames follow. Also the
+  first frame a sandbox restored from a SnapStart template reads (``env``).
+- ``SNAPSHOT``: (empty) a SnapStart template's Init is done: run the
+  before-snapshot hooks and park. Answered with a ``SNAPSHOT`` reply whose
+  body is JSON ``{}`` (parked) or ``{"reasonCode", "reason"}`` (refused).
 
 Sandbox -> worker (all share one layout: ``REPLY`` (max RSS in KiB, log
 length) + captured log bytes + body):
@@ -56,6 +60,7 @@ CHUNK = 8
 STREAM_END = 9
 PRELUDE = 10
 CLAIM = 11
+SNAPSHOT = 12
 
 # Control messages between the platform and a zygote (SOCK_SEQPACKET, one
 # JSON object per message, file descriptors passed with SCM_RIGHTS).
@@ -65,6 +70,8 @@ HELLO = "hello"  # zygote -> platform, once ready to fork
 SPAWN_FAILED = "spawn_failed"  # zygote -> platform
 SPAWNED = "spawned"  # zygote -> platform: the sandbox's pid on the host
 EXITED = "exited"  # zygote -> platform, after the sandbox was reaped
+TEMPLATE = "template"  # platform -> zygote: check a parked SnapStart template; and its answer
+RESTORE = "restore"  # platform -> zygote: a new sandbox forked from a template (SPAWNED)
 
 META_SEPARATOR = "\0"
 

@@ -16,12 +16,14 @@ interpreter: standard library only, Python 3.9 syntax.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import importlib.machinery
 import io
 import json
 import logging
 import os
+import random
 import resource
 import sys
 import threading
@@ -451,6 +453,103 @@ def _prewarm_import() -> None:
         pass  # only a warm-up: Init works the same without it
 
 
+def _hooks(kind: str) -> list[Any]:
+    hooks = sys.modules.get("snapshot_restore_py")
+    if hooks is None:
+        return []
+    return list(getattr(hooks, "get_" + kind)())
+
+
+def _refusal(outlet: _Outlet) -> dict[str, str]:
+    """Why this process cannot be a template ({} when it can): what a fork would
+    lose (other threads) or share with its siblings (sockets, other open files)."""
+    threads = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
+    if threads:
+        return {
+            "reasonCode": "SnapStartThreadsRunning",
+            "reason": "Init left threads running ({0}): a snapshot holds only one thread. "
+            "Stop them in a register_before_snapshot hook.".format(", ".join(threads)),
+        }
+    held = []
+    for name in os.listdir("/proc/self/fd"):
+        if int(name) > 3:
+            with contextlib.suppress(OSError):
+                held.append(os.readlink("/proc/self/fd/" + name))
+    held = [h for h in held if not h.startswith("/proc/")]  # the listing's own
+    if held:
+        sockets = [h for h in held if h.startswith("socket:")]
+        return {
+            "reasonCode": "SnapStartSocketsOpen" if sockets else "SnapStartFilesOpen",
+            "reason": "Init left {0} open ({1}): every sandbox started from the snapshot "
+            "would share them. Close them in a register_before_snapshot hook.".format(
+                "network sockets" if sockets else "files", ", ".join(sorted(held))
+            ),
+        }
+    return {}
+
+
+def _snapshot(outlet: _Outlet, sock: Any) -> bool:
+    """Run the before-snapshot hooks, check this process can be forked, and park:
+    blocked in ``read(3)`` until the zygote forks it (returns True in the new
+    sandbox) or the platform closes the socket (False)."""
+    try:
+        hooks = _hooks("before_snapshot")
+        while hooks:
+            func, args, kwargs = hooks.pop()  # latest registered first, as AWS's runtime
+            func(*args, **kwargs)
+    except Exception as exc:
+        refusal = {
+            "reasonCode": "SnapStartHookError",
+            "reason": "a before-snapshot hook raised {0}: {1}".format(
+                type(exc).__name__, _message(exc)
+            ),
+        }
+    else:
+        refusal = _refusal(outlet)
+    if not refusal:
+        gc.collect()
+        gc.freeze()  # shared with every sandbox forked from here: the collector leaves it
+    outlet.reply(frames.SNAPSHOT, json.dumps(refusal).encode("utf-8"))
+    if refusal:
+        return False
+    fd = sock.fileno()
+    while True:
+        got = os.read(fd, 1)
+        if got == b"R":  # only ever seen in a new sandbox (sandbox/restore.py)
+            return True
+        if not got:
+            return False
+
+
+def _restored(outlet: _Outlet, rfile: Any) -> bool:
+    """A new sandbox forked from the template: take its environment, make its
+    randomness its own, run the after-restore hooks, report READY."""
+    started = time.perf_counter()
+    length, kind = frames.HEADER.unpack(_read_exact(rfile, frames.HEADER.size))
+    claim = json.loads(_read_exact(rfile, length))
+    if kind != frames.CLAIM:
+        return False
+    os.environ.clear()
+    os.environ.update(claim["env"])
+    random.seed()  # os.urandom and secrets draw from the kernel: already unique
+    try:
+        for func, args, kwargs in _hooks("after_restore"):
+            func(*args, **kwargs)
+    except Exception as exc:
+        payload = {
+            "errorMessage": _message(exc),
+            "errorType": type(exc).__name__,
+            "requestId": "",
+            "stackTrace": _stack(exc.__traceback__),
+        }
+        outlet.reply(frames.INIT_ERROR, json.dumps(payload).encode("utf-8"))
+        return False
+    restore_ms = (time.perf_counter() - started) * 1000.0
+    info = {"pid": os.getpid(), "initMs": restore_ms, "restored": True}
+    outlet.reply(frames.READY, json.dumps(info).encode("utf-8"))
+    return True
+
+
 def run(sock: Any, handler_name: str) -> int:
     """Init and serve invokes until the worker closes the socket.
 
@@ -480,10 +579,15 @@ def run(sock: Any, handler_name: str) -> int:
     meta_len_size = frames.META_LEN.size
     while True:
         try:
-            length, _kind = frames.HEADER.unpack(_read_exact(rfile, header_size))
+            length, kind = frames.HEADER.unpack(_read_exact(rfile, header_size))
             data = _read_exact(rfile, length)
         except EOFError:
             return 0
+        if kind == frames.SNAPSHOT:
+            # A SnapStart template: park, and go on here only as a restored sandbox.
+            if not _snapshot(outlet, sock) or not _restored(outlet, rfile):
+                return 0
+            continue
         (meta_len,) = frames.META_LEN.unpack_from(data)
         meta = data[meta_len_size : meta_len_size + meta_len].decode("utf-8").split("\0")
         event_bytes = data[meta_len_size + meta_len :]

@@ -31,6 +31,10 @@ class SandboxSpec:
     # The function's layers merged in order (read-only), seen at /opt when
     # isolated; its ``python`` subdirectory goes on sys.path. None: no layers.
     opt_dir: str | None = None
+    # SnapStart: start from the version's template (Init ran once, in the
+    # template) instead of running Init; a version the backend refused
+    # (``SnapStartRefused``) gets an ordinary sandbox, which runs Init.
+    snap_start: bool = False
 
 
 class ResponseSink(Protocol):
@@ -100,6 +104,17 @@ class InitFailed(Exception):
         self.init_ms = init_ms
 
 
+class SnapStartRefused(Exception):
+    """A version's template cannot be snapshotted: ``reason_code`` (Lambda's
+    ``StateReasonCode``) and ``reason`` (its ``StateReason``) say why. Its
+    sandboxes then run Init as without SnapStart."""
+
+    def __init__(self, reason_code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.reason_code = reason_code
+        self.reason = reason
+
+
 class Sandbox(Protocol):
     """A started sandbox. Calls after ``destroy`` are harmless."""
 
@@ -112,6 +127,12 @@ class Sandbox(Protocol):
     @property
     def init_ms(self) -> float:
         """How long Init took (fork to handler imported), in milliseconds."""
+        ...
+
+    @property
+    def restore_ms(self) -> float | None:
+        """How long starting from the version's SnapStart template took, in
+        milliseconds (REPORT's ``Restore Duration``); None: Init ran instead."""
         ...
 
     @property
@@ -166,6 +187,12 @@ class SandboxBackend(Protocol):
     async def create(self, spec: SandboxSpec) -> Sandbox:
         """Create a sandbox and run Init. Raises InitFailed when the function's
         Init fails and SandboxUnavailable when the platform could not start one."""
+        ...
+
+    async def prepare_snap_start(self, spec: SandboxSpec) -> None:
+        """Make ``spec``'s SnapStart template now (Init runs in it once), so that
+        its sandboxes start from it. Raises SnapStartRefused when the version
+        cannot be snapshotted, InitFailed when its Init fails. Idempotent."""
         ...
 
     async def close(self) -> None:

@@ -124,6 +124,13 @@ def attach_self(paths: list[str], version: int) -> None:
         _write(os.path.join(path, target), "0")
 
 
+def attach(paths: list[str], version: int, pid: int) -> None:
+    """Move the single-threaded process ``pid`` into ``paths`` (from outside)."""
+    target = "cgroup.procs" if version == 2 else "tasks"
+    for path in paths:
+        _write(os.path.join(path, target), str(pid))
+
+
 def oom_killed(paths: list[str], version: int) -> bool:
     """Whether the kernel's OOM killer fired inside this sandbox's memory cgroup."""
     for path in paths:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ember.errors import SandboxUnavailable
 from ember.sandbox import confine, isolate, runtimes
-from ember.sandbox.base import OutputSink, SandboxSpec
+from ember.sandbox.base import OutputSink, SandboxSpec, SnapStartRefused
 from ember.sandbox.zygote import ForkedSandbox, ZygoteBackend, _Channel, _Exit
 
 log = logging.getLogger("ember.sandbox.gvisor")
@@ -82,6 +82,12 @@ class GVisorBackend:
     async def start(self) -> None:
         if self._runsc is None:
             log.info("strong isolation (gVisor) unavailable: runsc is not installed")
+
+    async def prepare_snap_start(self, spec: SandboxSpec) -> None:
+        raise SnapStartRefused(
+            "SnapStartNotSupported",
+            "SnapStart does not run under Isolation 'strong' (gVisor): its sandboxes run Init.",
+        )
 
     async def create(self, spec: SandboxSpec) -> ForkedSandbox:
         if not self.available:

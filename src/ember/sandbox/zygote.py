@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -42,6 +43,7 @@ from ember.sandbox.base import (
     SandboxRequest,
     SandboxResult,
     SandboxSpec,
+    SnapStartRefused,
 )
 
 log = logging.getLogger("ember.sandbox")
@@ -243,12 +245,20 @@ class _Channel(asyncio.Protocol):
 _PROBE = """
 import os
 
+INIT_PID_NAMESPACE = os.readlink("/proc/self/ns/pid")
+
 def handler(event, context):
     status = dict(line.split(":\\t", 1) for line in open("/proc/self/status").read().splitlines()
                   if ":\\t" in line)
     return {"uid": os.getuid(), "pid": os.getpid(), "seccomp": status.get("Seccomp"),
-            "no_new_privs": status.get("NoNewPrivs"), "cap_eff": status.get("CapEff")}
+            "no_new_privs": status.get("NoNewPrivs"), "cap_eff": status.get("CapEff"),
+            "cap_bnd": status.get("CapBnd"), "processes": sorted(
+                name for name in os.listdir("/proc") if name.isdigit()),
+            "restored": os.readlink("/proc/self/ns/pid") != INIT_PID_NAMESPACE}
 """
+# Environment variables that differ between sandboxes of one version: not part
+# of what makes a SnapStart template (a restored sandbox gets its own).
+PER_SANDBOX_ENV = frozenset({"AWS_LAMBDA_LOG_STREAM_NAME"})
 
 
 # Runs zygote_main.py with its configuration read from stdin.
@@ -273,6 +283,17 @@ def _seccomp_module() -> str:
     if spec is None or not spec.origin:
         raise SandboxUnavailable("pyseccomp is not installed: reinstall ember")
     return spec.origin
+
+
+def _template_key(spec: SandboxSpec, sandbox_spec: dict[str, Any]) -> str:
+    """What makes one SnapStart template: everything its sandboxes are told but
+    what differs between sandboxes of one version."""
+    env = {k: v for k, v in sandbox_spec["env"].items() if k not in PER_SANDBOX_ENV}
+    return json.dumps([spec.runtime, {**sandbox_spec, "env": env}], sort_keys=True)
+
+
+def _refused(code: str, reason: str) -> dict[str, str]:
+    return {"reasonCode": code, "reason": reason}
 
 
 def _expire(waiter: asyncio.Future[Any]) -> None:
@@ -331,6 +352,7 @@ class ForkedSandbox:
         self.frozen = False
         self.pid = 0
         self.init_ms = 0.0
+        self.restore_ms: float | None = None
         self.init_log = b""
 
     @property
@@ -415,6 +437,30 @@ class ForkedSandbox:
             raise InitFailed(self._lost_payload(""), log_bytes, self._elapsed(started)) from None
         self.init_ms = (time.perf_counter() - started) * 1000
         self.init_log = log_bytes
+
+    async def snapshot(self, timeout: float) -> dict[str, str]:
+        """Ask a SnapStart template whose Init is done to run its before-snapshot hooks
+        and park: {} once parked, else ``{"reasonCode", "reason"}``."""
+        channel = self._channel
+        waiter = channel.expect()
+        assert channel.transport is not None
+        channel.transport.write(frames.HEADER.pack(0, frames.SNAPSHOT))
+        timer = channel.loop.call_later(timeout, _expire, waiter)
+        try:
+            kind, _rss, log_bytes, body = await waiter
+            self.init_log += channel.take_output(log_bytes)
+            answer = json.loads(body) if kind == frames.SNAPSHOT else None
+        except TimeoutError:
+            return _refused("SnapStartTimeout", f"before-snapshot hooks ran past {timeout:.0f} s")
+        except EOFError:
+            return _refused("SnapStartHookError", "the runtime exited while being snapshotted")
+        except ValueError:
+            answer = None
+        finally:
+            timer.cancel()
+        if not isinstance(answer, dict):
+            return _refused("SnapStartHookError", "the runtime answered the snapshot wrongly")
+        return {str(k): str(v) for k, v in answer.items()}
 
     async def invoke(self, request: SandboxRequest) -> SandboxResult:
         channel = self._channel
@@ -554,6 +600,7 @@ class _Zygote:
         # with the SPAWNED report; an exit reported before they are in place waits.
         self._handing: dict[str, asyncio.Future[tuple[dict[str, Any], list[int]]]] = {}
         self._early_exits: dict[str, _Exit] = {}
+        self._templating: dict[str, asyncio.Future[str]] = {}  # template id -> reason
         self.info: dict[str, Any] = {}
 
     @property
@@ -612,6 +659,10 @@ class _Zygote:
             return
         if kind == frames.HELLO and self._hello is not None and not self._hello.done():
             self._hello.set_result(message)
+        elif kind == frames.TEMPLATE:
+            checked = self._templating.get(message["id"])
+            if checked is not None and not checked.done():
+                checked.set_result(str(message["reason"]))
         elif kind == frames.EXITED and message["id"] in self._handing:
             self._early_exits[message["id"]] = _Exit(message["exitCode"], message["oom"])
         elif kind == frames.EXITED:
@@ -747,20 +798,58 @@ class _Zygote:
             self._spawning.pop(spec.sandbox_id, None)
         return sandbox
 
-    async def _spawn_started(
-        self, spec: SandboxSpec, sandbox_spec: dict[str, Any], init_timeout: float
+    async def check_template(self, template_id: str, timeout: float) -> str:
+        """The zygote's own check that a template is parked and may be forked: why
+        not, or ""."""
+        checked: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._templating[template_id] = checked
+        try:
+            self._send({"type": frames.TEMPLATE, "id": template_id})
+            return await asyncio.wait_for(checked, timeout)
+        except TimeoutError:
+            return "the zygote did not answer"
+        finally:
+            del self._templating[template_id]
+
+    async def restore(
+        self,
+        template_id: str,
+        spec: SandboxSpec,
+        sandbox_spec: dict[str, Any],
+        init_timeout: float,
     ) -> ForkedSandbox:
-        """A sandbox from the zygote's pool of pre-started runtimes (Node): the
-        zygote made its socket and log pipe, and hands them over with SPAWNED."""
+        """A new sandbox forked from a parked template (no Init: it runs the
+        after-restore hooks); ``restore_ms`` is from the request to READY."""
+        started = time.perf_counter()
+        message = {
+            "type": frames.RESTORE,
+            "id": spec.sandbox_id,
+            "template": template_id,
+            "spec": sandbox_spec,
+        }
+        sandbox = await self._spawn_started(spec, sandbox_spec, init_timeout, message)
+        sandbox.restore_ms = sandbox.init_ms = (time.perf_counter() - started) * 1000
+        return sandbox
+
+    async def _spawn_started(
+        self,
+        spec: SandboxSpec,
+        sandbox_spec: dict[str, Any],
+        init_timeout: float,
+        message: dict[str, Any] | None = None,
+    ) -> ForkedSandbox:
+        """A sandbox from the zygote's pool of pre-started runtimes (Node), or forked
+        from a SnapStart template (``message``): the zygote made its socket and log
+        pipe, and hands them over with SPAWNED."""
         loop = asyncio.get_running_loop()
         sandbox_id = spec.sandbox_id
         handed: asyncio.Future[tuple[dict[str, Any], list[int]]] = loop.create_future()
         self._handing[sandbox_id] = handed
         try:
-            self._send({"type": frames.SPAWN, "id": sandbox_id, "spec": sandbox_spec})
+            self._send(message or {"type": frames.SPAWN, "id": sandbox_id, "spec": sandbox_spec})
             timer = loop.call_later(init_timeout, _expire, handed)
             try:
-                message, fds = await handed
+                reply, fds = await handed
             except TimeoutError:
                 self.destroy(sandbox_id)
                 raise SandboxUnavailable(
@@ -787,8 +876,8 @@ class _Zygote:
                 self.destroy(sandbox_id)
                 raise
             sandbox = ForkedSandbox(self, spec, channel)
-            sandbox.pid = int(message["pid"])
-            sandbox.freezer = self._freezer(message.get("cgroups") or [])
+            sandbox.pid = int(reply["pid"])
+            sandbox.freezer = self._freezer(reply.get("cgroups") or [])
             self._sandboxes[sandbox_id] = sandbox
             self._log_fds[sandbox_id] = log_r
             loop.add_reader(log_r, self._drain_output, sandbox_id, log_r)
@@ -824,6 +913,41 @@ class _Zygote:
             self._on_exited(sandbox_id, _Exit(None, False))
 
 
+def _check_probe(result: SandboxResult, restored: bool) -> None:
+    """Refuse to go on unless the probe saw every layer of isolation in force."""
+    seen = json.loads(result.body) if result.outcome is Outcome.OK else {}
+    zero = "0000000000000000"
+    expected = {
+        "pid": 1,
+        "seccomp": "2",
+        "no_new_privs": "1",
+        "cap_eff": zero,
+        "cap_bnd": zero,
+        "processes": ["1"],
+        "restored": restored,
+    }
+    wrong = {k: seen.get(k) for k, v in expected.items() if seen.get(k) != v}
+    if not seen or seen.get("uid") == 0 or wrong:
+        what = "a sandbox forked from a SnapStart template" if restored else "a sandbox"
+        raise SandboxUnavailable(
+            f"full isolation failed its start-up check in {what}: {wrong or result.body.decode()}"
+        )
+
+
+TEMPLATE_IDLE = 900.0  # seconds without a restore before a template may be let go
+
+
+class _Template:
+    """A parked SnapStart template and the sandboxes forked from it."""
+
+    def __init__(self, zygote: _Zygote, sandbox: ForkedSandbox, code_dir: str) -> None:
+        self.zygote = zygote
+        self.sandbox = sandbox
+        self.code_dir = code_dir
+        self.children: list[ForkedSandbox] = []
+        self.used = time.monotonic()
+
+
 class ZygoteBackend:
     """See ``ember.sandbox.base.SandboxBackend``."""
 
@@ -841,6 +965,9 @@ class ZygoteBackend:
         self.etc_dir = f"/run/ember-{os.getpid()}/etc"
         self._cgroups: cgroups.CgroupLayout | None = None
         self._lock = asyncio.Lock()
+        # SnapStart templates, by what their sandboxes run (one per version).
+        self._templates: dict[str, asyncio.Future[_Template]] = {}
+        self._checked: set[str] = set()  # interpreters whose zygote passed the probe
 
     async def start(self) -> None:
         if not self.isolated:
@@ -886,9 +1013,13 @@ class ZygoteBackend:
         With full isolation, also run one probe sandbox and check from inside
         that every layer is in force; refuse to go on if one is not.
         """
-        await self._zygote_for(runtime)
-        if self.isolated:
+        zygote = await self._zygote_for(runtime)
+        # Node and custom runtimes run in the server's own interpreter's zygote,
+        # whose probe ran when the server started; each other interpreter's runs once.
+        python = runtime in runtimes.PYTHON_RUNTIMES
+        if self.isolated and python and zygote.interpreter not in self._checked:
             await self._self_check(runtime)
+            self._checked.add(zygote.interpreter)
 
     async def _self_check(self, runtime: str) -> None:
         code = Path(tempfile.mkdtemp(prefix="ember-probe-"))
@@ -918,15 +1049,23 @@ class ZygoteBackend:
             )
             result = await sandbox.invoke(request)
             sandbox.destroy()
+            _check_probe(result, restored=False)
+            zygote = await self._zygote_for(runtime)
+            if zygote.info.get("snapStart"):
+                # The same from a sandbox forked from a SnapStart template.
+                spec = dataclasses.replace(spec, sandbox_id=spec.sandbox_id + "r", snap_start=True)
+                sandbox_spec = await self._sandbox_spec(spec)
+                try:
+                    sandbox = await self._restore(spec, sandbox_spec)
+                    result = await sandbox.invoke(request)
+                    sandbox.destroy()
+                finally:
+                    made = self._templates.pop(_template_key(spec, sandbox_spec), None)
+                    if made is not None and made.done() and not made.exception():
+                        made.result().sandbox.destroy()
+                _check_probe(result, restored=True)
         finally:
             shutil.rmtree(code, ignore_errors=True)
-        seen = json.loads(result.body) if result.outcome is Outcome.OK else {}
-        expected = {"pid": 1, "seccomp": "2", "no_new_privs": "1", "cap_eff": "0000000000000000"}
-        wrong = {k: seen.get(k) for k, v in expected.items() if seen.get(k) != v}
-        if not seen or seen.get("uid") == 0 or wrong:
-            raise SandboxUnavailable(
-                f"full isolation failed its start-up check: {wrong or result.body.decode()}"
-            )
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -937,6 +1076,8 @@ class ZygoteBackend:
             "cgroups": self._cgroups.as_config() if self._cgroups else {},
             "isolated": self.isolated,
             "isolate": str(_HERE / "isolate.py"),
+            "restore": str(_HERE / "restore.py"),
+            "hooks": str(_RUNTIME / "snapshot_restore_py.py"),
             "seccomp": _seccomp_module(),
             # Never mounted into a sandbox: ember's own code.
             "hidden": [str(_HERE.parent.parent)],
@@ -973,7 +1114,17 @@ class ZygoteBackend:
         return zygote
 
     async def create(self, spec: SandboxSpec) -> ForkedSandbox:
+        sandbox_spec = await self._sandbox_spec(spec)
+        if spec.snap_start:
+            return await self._restore(spec, sandbox_spec)
+        return await self._spawn(spec, sandbox_spec)
+
+    async def _spawn(self, spec: SandboxSpec, sandbox_spec: dict[str, Any]) -> ForkedSandbox:
         zygote = await self._zygote_for(spec.runtime)
+        return await zygote.spawn(spec, sandbox_spec, self._init_timeout)
+
+    async def _sandbox_spec(self, spec: SandboxSpec) -> dict[str, Any]:
+        """What the zygote is told about a new sandbox of ``spec``."""
         sandbox_spec = {
             "handler": spec.handler,
             "code_dir": spec.code_dir,
@@ -996,12 +1147,103 @@ class ZygoteBackend:
             sandbox_spec["exec"] = [*command, "--frames"]
         if spec.opt_dir is not None:
             sandbox_spec.update(layer_settings(spec, self.isolated))
-        return await zygote.spawn(spec, sandbox_spec, self._init_timeout)
+        return sandbox_spec
+
+    async def prepare_snap_start(self, spec: SandboxSpec) -> None:
+        await self._template(spec, await self._sandbox_spec(spec))
+
+    async def _template(self, spec: SandboxSpec, sandbox_spec: dict[str, Any]) -> _Template:
+        """The parked template of ``spec``'s version, made on first use and shared by
+        every concurrent caller (raises SnapStartRefused, InitFailed)."""
+        if not self.isolated:
+            raise SnapStartRefused(
+                "SnapStartNotSupported", "SnapStart needs the isolated sandbox backend"
+            )
+        if spec.runtime not in runtimes.PYTHON_RUNTIMES:
+            raise SnapStartRefused(
+                "SnapStartNotSupported", f"SnapStart runs Python functions, not {spec.runtime}"
+            )
+        self._let_go_of_templates()
+        key = _template_key(spec, sandbox_spec)
+        made = self._templates.get(key)
+        if (
+            made is not None
+            and made.done()
+            and not made.exception()
+            and not made.result().sandbox.alive  # killed or crashed: made again
+        ):
+            made = None
+        if made is None:
+            made = asyncio.ensure_future(self._make_template(spec, sandbox_spec))
+            self._templates[key] = made
+        try:
+            return await asyncio.shield(made)
+        except SnapStartRefused:
+            raise
+        except BaseException:
+            # Init failed, or the platform could not start it: tried again next time.
+            if self._templates.get(key) is made:
+                del self._templates[key]
+            raise
+
+    async def _make_template(self, spec: SandboxSpec, sandbox_spec: dict[str, Any]) -> _Template:
+        zygote = await self._zygote_for(spec.runtime)
+        if not zygote.info.get("snapStart"):
+            raise SnapStartRefused(
+                "SnapStartNotSupported", "this host cannot fork SnapStart templates (x86_64 only)"
+            )
+        template_spec = dataclasses.replace(spec, sandbox_id="snap" + os.urandom(6).hex())
+        template = await zygote.spawn(template_spec, sandbox_spec, self._init_timeout)
+        answer = await template.snapshot(self._init_timeout)
+        if not answer:
+            reason = await zygote.check_template(template.sandbox_id, self._init_timeout)
+            if reason:
+                answer = _refused("SnapStartNotReady", reason)
+        if answer:
+            template.destroy()
+            raise SnapStartRefused(answer.get("reasonCode", "SnapStartNotReady"), answer["reason"])
+        log.info("SnapStart template %s ready (Init %.1f ms)", spec.sandbox_id, template.init_ms)
+        return _Template(zygote, template, spec.code_dir)
+
+    def _let_go_of_templates(self) -> None:
+        """Destroy the templates of versions gone (their code was removed) or unused
+        for TEMPLATE_IDLE seconds, once no sandbox forked from them lives: their PID
+        namespace holds their sandboxes', so those would die with them."""
+        now = time.monotonic()
+        for key, made in list(self._templates.items()):
+            if not made.done() or made.exception():
+                continue
+            template = made.result()
+            template.children = [child for child in template.children if child.alive]
+            gone = not os.path.isdir(template.code_dir) or not template.sandbox.alive
+            if not template.children and (gone or now - template.used > TEMPLATE_IDLE):
+                template.sandbox.destroy()
+                del self._templates[key]
+
+    async def _restore(self, spec: SandboxSpec, sandbox_spec: dict[str, Any]) -> ForkedSandbox:
+        """A sandbox of a SnapStart version, from its template; refused or failing
+        templates give an ordinary sandbox (Init runs), never an error."""
+        try:
+            template = await self._template(spec, sandbox_spec)
+        except SnapStartRefused:
+            return await self._spawn(spec, sandbox_spec)
+        template.used = time.monotonic()
+        try:
+            sandbox = await template.zygote.restore(
+                template.sandbox.sandbox_id, spec, sandbox_spec, self._init_timeout
+            )
+        except SandboxUnavailable as exc:
+            log.warning("SnapStart restore failed (%s): the template is made again", exc)
+            template.sandbox.destroy()
+            return await self._spawn(spec, sandbox_spec)
+        template.children.append(sandbox)
+        return sandbox
 
     async def close(self) -> None:
         for zygote in list(self._zygotes.values()):
             await zygote.close()
         self._zygotes.clear()
+        self._templates.clear()
         if self._cgroups is not None:
             await asyncio.to_thread(cgroups.remove_parent, self._cgroups)
             self._cgroups = None

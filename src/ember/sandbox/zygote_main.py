@@ -38,7 +38,7 @@ from typing import Any
 _CONFIG: dict[str, Any] = {}
 _SANDBOXES: dict[int, tuple[str, list[str]]] = {}  # leader pid -> (sandbox id, cgroup dirs)
 _PIDS: dict[str, int] = {}  # sandbox id -> leader pid
-_EXITED: list[tuple[int, int]] = []  # (leader pid, wait status), not yet reported
+_EXITED: list[tuple[int, int | None]] = []  # (leader pid, wait status), not yet reported
 _BLANKS: list[tuple[int, socket.socket]] = []  # pre-forked sandboxes: (pid, their socket)
 _COUNTER: list[int] = []
 # Pre-started runtimes that are not this interpreter (Node): each pool holds
@@ -54,12 +54,20 @@ STARTUP_PREFIXES = ("NODE_", "UV_", "LD_", "LC_", "OPENSSL_", "SSL_")
 STARTUP_NAMES = ("LANG", "LANGUAGE", "TZ")
 SET_UP_TIMEOUT = 10.0  # seconds for a runtime started at its claim to be isolated
 CLAIM = 11  # frames.py: the first frame a pre-started runtime reads
+PARK_TIMEOUT = 2.0  # seconds for a SnapStart template to block in its read()
 REFILL_AFTER = 0.005  # seconds of quiet before forking a replacement blank
 # Full isolation (set up in main when the platform asks for it): the
 # isolate module, the prebuilt seccomp filter, the runtime's directories.
 _ISOLATION: dict[str, Any] = {}
 _EGRESS: dict[int, Any] = {}  # sandbox pid -> its slirp4netns process
 _RAPI: list[Any] = []  # the Runtime API module (custom runtimes)
+# SnapStart (full isolation only): the restore module, each sandbox's uid (a
+# template's forks keep it), and the pidfds of forked sandboxes, which are the
+# template's children, not ours: their exit is seen through the pidfd.
+_RESTORE: list[Any] = []
+_UIDS: dict[str, int] = {}
+_PIDFDS: dict[int, int] = {}  # forked sandbox pid -> its pidfd
+_TEMPLATE_OF: dict[int, str] = {}  # forked sandbox pid -> its template's sandbox id
 _RAPI_PORT = 9001  # Lambda's; a free port when there is no network namespace
 
 # Imported once here so that a sandbox's Init does not pay for them. Kept to
@@ -132,13 +140,15 @@ def _report_exits(ctl: socket.socket, confine: Any) -> None:
             _forget_started(pid)
         if sandbox_id.startswith("blank-"):
             continue  # never handed out: nothing to report
+        _UIDS.pop(sandbox_id, None)
         _send(
             ctl,
             {
                 "type": "exited",
                 "id": sandbox_id,
                 "pid": pid,
-                "exitCode": os.waitstatus_to_exitcode(status),
+                # None: a sandbox forked from a template, reaped by it, not by us.
+                "exitCode": None if status is None else os.waitstatus_to_exitcode(status),
                 "oom": oom,
                 "leftoverCgroups": leftover,
             },
@@ -522,6 +532,7 @@ def _claim_blank(
         try:
             confine.set_limits(_CONFIG["cgroups"], paths, spec["limits"])
             _assign_identity(spec)
+            _UIDS[sandbox_id] = int(spec["uid"])
             if spec.get("egress") and isolate is not None:
                 _start_egress(pid)
             if isolate is not None:
@@ -571,6 +582,108 @@ def _spawn(
             os.close(fd)
 
 
+def _check_template(ctl: socket.socket, template_id: str) -> None:
+    """Say whether the sandbox ``template_id`` is parked as a SnapStart template and
+    may be forked: checked here, from outside, since its own word is user code's."""
+    pid = _PIDS.get(template_id)
+    if not _RESTORE:
+        reason = "SnapStart needs the isolated sandbox backend"
+    elif pid is None:
+        reason = "the template exited"
+    else:
+        reason = _inspect(_RESTORE[0], pid)
+    _send(ctl, {"type": "template", "id": template_id, "reason": reason})
+
+
+def _inspect(restore: Any, pid: int) -> str:
+    """``restore.inspect``, given a moment to park: it answers the platform just
+    before it blocks in its read()."""
+    deadline = time.monotonic() + PARK_TIMEOUT
+    while True:
+        try:
+            return str(restore.inspect(pid))
+        except restore.RestoreError as exc:
+            if time.monotonic() > deadline:
+                return str(exc)
+        except OSError as exc:
+            return "the template cannot be inspected: {0}".format(exc)
+        time.sleep(0.001)
+
+
+def _restore_from(ctl: socket.socket, selector: Any, message: dict[str, Any], confine: Any) -> None:
+    """A new sandbox forked from a parked template (``restore.py``); its socket and
+    output pipe go to the platform with SPAWNED, as a pre-started runtime's do."""
+    sandbox_id, spec = message["id"], message["spec"]
+    template = _PIDS.get(message["template"])
+    restore = _RESTORE[0] if _RESTORE else None
+    paths = confine.create_cgroup(_CONFIG["cgroups"], sandbox_id, None)
+    child = 0
+    try:
+        if restore is None or template is None:
+            raise OSError("the template is gone" if restore else "SnapStart is off here")
+        uid = _UIDS[message["template"]]
+        confine.set_limits(_CONFIG["cgroups"], paths, spec["limits"])
+        child, tracee = restore.fork_template(template)
+        version = _cgroup_version()
+        ours, log = restore.isolate_child(
+            tracee,
+            uid,
+            uid,
+            int(spec["tmp_mb"]),
+            _ISOLATION["module"]._LAST_CAP,
+            lambda pid: confine.attach(paths, version, pid),
+        )
+        try:
+            if spec.get("egress"):
+                _start_egress(child)
+            restore.release(tracee)
+            claim = json.dumps({"env": spec["env"]}).encode("utf-8")
+            os.write(ours, struct.pack("!IB", len(claim), CLAIM) + claim)
+            pidfd = os.pidfd_open(child)
+        except BaseException:
+            os.close(ours)
+            os.close(log)
+            raise
+    except (OSError, KeyError) as exc:
+        if child:
+            with contextlib.suppress(OSError):
+                os.kill(child, signal.SIGKILL)
+        confine.remove_cgroup(paths, _collect)
+        _send(ctl, {"type": "spawn_failed", "id": sandbox_id, "error": str(exc)})
+        return
+    _SANDBOXES[child] = (sandbox_id, paths)
+    _PIDS[sandbox_id] = child
+    _UIDS[sandbox_id] = uid
+    _PIDFDS[child] = pidfd
+    _TEMPLATE_OF[child] = message["template"]
+    selector.register(pidfd, selectors.EVENT_READ, ("exit", child))
+    reply = {"type": "spawned", "id": sandbox_id, "pid": child, "cgroups": paths}
+    try:
+        socket.send_fds(ctl, [json.dumps(reply).encode("utf-8")], [ours, log])
+    finally:
+        os.close(ours)
+        os.close(log)
+
+
+def _forked_exit(selector: Any, pid: int) -> None:
+    """A sandbox forked from a template ended (its pidfd became readable): read its
+    status while it is a zombie, then have its parent, the template, reap it."""
+    pidfd = _PIDFDS.pop(pid)
+    selector.unregister(pidfd)
+    os.close(pidfd)
+    restore = _RESTORE[0]
+    status = restore.exit_status(pid)
+    template = _PIDS.get(_TEMPLATE_OF.pop(pid, ""))
+    if template is not None:
+        try:
+            restore.reap(template)
+        except OSError as exc:  # not parked (or dying): its forks go with it
+            if exc.errno != errno.ESRCH:
+                os.write(2, "ember zygote: cannot reap a fork: {0}\n".format(exc).encode())
+    if pid in _SANDBOXES:
+        _EXITED.append((pid, status))
+
+
 def _destroy(sandbox_id: str, confine: Any) -> None:
     pid = _PIDS.get(sandbox_id)
     if pid is None:
@@ -597,6 +710,14 @@ def _shutdown(ctl: socket.socket, confine: Any) -> None:
         if pid in _SANDBOXES:
             _EXITED.append((pid, status))
         _report_exits(ctl, confine)
+    # Forked sandboxes die with their template (its PID namespace holds theirs).
+    for pid, pidfd in list(_PIDFDS.items()):
+        select.select([pidfd], [], [], 2.0)
+        del _PIDFDS[pid]
+        os.close(pidfd)
+        _TEMPLATE_OF.pop(pid, None)
+        if pid in _SANDBOXES:
+            _EXITED.append((pid, None))
     _report_exits(ctl, confine)
 
 
@@ -645,8 +766,13 @@ def main() -> None:
             importlib.import_module(name)
     _CONFIG["base_path"] = [p for p in sys.path if p]
     confine.prctl(confine.PR_SET_CHILD_SUBREAPER, 1)
+    # AWS's SnapStart hooks module, importable by every function unchanged.
+    _load("snapshot_restore_py", _CONFIG["hooks"])
     if _CONFIG.get("isolated"):
         _setup_isolation()
+        restore = _load("_ember_restore", _CONFIG["restore"])
+        if not restore.supported():
+            _RESTORE.append(restore)
 
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
@@ -674,6 +800,7 @@ def main() -> None:
             "python": sys.version.split()[0],
             "executable": sys.executable,
             "userns": bool(_ISOLATION.get("userns")),
+            "snapStart": bool(_RESTORE),
             "runtimePaths": _ISOLATION.get("runtime", []),
         },
     )
@@ -702,6 +829,10 @@ def main() -> None:
                 retry_at = time.monotonic() + 1.0
             continue
         for key, _ in events:
+            if isinstance(key.data, tuple):
+                _forked_exit(selector, key.data[1])
+                _report_exits(ctl, confine)
+                continue
             if key.data == "wake":
                 try:
                     while os.read(wake_r, 512):
@@ -723,6 +854,10 @@ def main() -> None:
                 _spawn(ctl, selector, message, fds, confine, pyloop)
             elif message["type"] == "destroy":
                 _destroy(message["id"], confine)
+            elif message["type"] == "template":
+                _check_template(ctl, message["id"])
+            elif message["type"] == "restore":
+                _restore_from(ctl, selector, message, confine)
     _shutdown(ctl, confine)
 
 

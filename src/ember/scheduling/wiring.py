@@ -126,6 +126,23 @@ class Workers:
     async def start(self) -> None:
         await _start_sandboxes(self.backend)
         await self.strong.start()
+        await self._start_runtimes_in_use()
+
+    async def _start_runtimes_in_use(self) -> None:
+        """Start the zygote of every runtime a stored function uses, so that the
+        first call of each after a restart pays only its cold start, not its
+        interpreter's start-up (a few hundred ms). One that cannot start now is
+        left to its first call, which reports why."""
+        records = self.registry.records() if self.registry is not None else ()
+        wanted = sorted({record.runtime for record in records})
+        results = await asyncio.gather(
+            *(self.backend.prestart(runtime) for runtime in wanted), return_exceptions=True
+        )
+        for runtime, result in zip(wanted, results, strict=True):
+            if isinstance(result, SandboxUnavailable):
+                log.warning("the %s runtime cannot start now: %s", runtime, result.message)
+            elif isinstance(result, BaseException):
+                raise result
 
     def loops(self) -> list[Loop]:
         return [self.manager.run_evictor(self.settings.evict_interval_seconds), self._sweep()]

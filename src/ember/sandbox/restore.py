@@ -1,0 +1,520 @@
+"""SnapStart: a new sandbox as a fork of its version's template, isolated by a trusted tracer.
+
+Loaded by the zygote as ``_ember_restore`` (standard library only, Python
+3.9 syntax, x86_64). A template is an ordinary sandbox of a published
+version that ran Init and then parked, blocked in ``read(3)`` on its
+socket. Its user code may have done anything to its own memory, so nothing
+in it is trusted: every step below is made by the zygote (root, outside
+every sandbox) through ptrace, with the template and the new process both
+stopped, before the new process runs a single instruction of its own.
+
+- ``fork_template``: the zygote seizes the parked template, and makes it
+  execute one ``clone()`` into new user, PID, mount, network, IPC and UTS
+  namespaces, reusing the ``syscall`` instruction of its own ``read``. The
+  template's seccomp filter (which refuses namespace flags) is suspended
+  for that one call only (``PTRACE_O_SUSPEND_SECCOMP``, which only a tracer
+  with CAP_SYS_ADMIN may set); user code never makes a namespace call. The
+  template then resumes its ``read`` as if nothing happened.
+- ``isolate_child``: in the new process, stopped at birth, the zygote runs
+  system calls of its choosing: the uid and gid maps, a fresh ``/proc`` of
+  its PID namespace, a ``/tmp`` of its own (an overlay over the template's,
+  so what Init wrote there is kept, as in a Lambda snapshot), loopback up,
+  a new socket and output pipe whose other ends the zygote takes with
+  ``pidfd_getfd``, every other descriptor closed, and every capability the
+  new user namespace granted dropped. On detach the filter applies again.
+- The new process then returns from the template's ``read`` with ``b"R"``
+  (the template itself never reads that: its socket's other end never
+  writes), and the runtime's restore path (``pyloop.restored``) takes over.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import struct
+from typing import Any
+
+PTRACE_GETREGS, PTRACE_SETREGS = 12, 13
+PTRACE_SINGLESTEP, PTRACE_DETACH = 9, 17
+PTRACE_GETEVENTMSG, PTRACE_SEIZE, PTRACE_INTERRUPT = 0x4201, 0x4206, 0x4207
+PTRACE_O_TRACEFORK = 0x2
+PTRACE_O_EXITKILL = 0x100000
+PTRACE_O_SUSPEND_SECCOMP = 0x200000
+PTRACE_EVENT_FORK, PTRACE_EVENT_STOP = 1, 128
+WALL = 0x40000000
+SIGTRAP, SIGSTOP = 5, 19
+ERESTART = (512, 513, 514)  # ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND
+
+SYS = {
+    "read": 0,
+    "close": 3,
+    "mmap": 9,
+    "munmap": 11,
+    "ioctl": 16,
+    "dup2": 33,
+    "socket": 41,
+    "socketpair": 53,
+    "clone": 56,
+    "capset": 126,
+    "prctl": 157,
+    "mount": 165,
+    "openat": 257,
+    "mkdirat": 258,
+    "chmod": 90,
+    "unshare": 272,
+    "write": 1,
+    "pipe2": 293,
+    "pidfd_open": 434,
+    "close_range": 436,
+    "pidfd_getfd": 438,
+    "wait4": 61,
+}
+WNOHANG = 1
+CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS = 0x00020000, 0x02000000, 0x04000000
+CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID = 0x08000000, 0x10000000, 0x20000000
+CLONE_NEWNET, SIGCHLD = 0x40000000, 17
+NAMESPACES = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+AT_FDCWD = -100
+O_WRONLY, O_PATH, O_DIRECTORY, O_CLOEXEC = 1, 0o10000000, 0o200000, 0o2000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+PR_SET_DUMPABLE, PR_CAPBSET_DROP = 4, 24
+AF_UNIX, AF_INET, SOCK_STREAM, SOCK_DGRAM = 1, 2, 1, 2
+SIOCSIFFLAGS = 0x8914
+LOOPBACK_FLAGS = 0x1 | 0x8 | 0x40  # IFF_UP | IFF_LOOPBACK | IFF_RUNNING
+PAGE = 4096
+RESTORED = b"R"  # what the new process's read returns
+
+ARGUMENT_REGISTERS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
+_REGS = [
+    "r15",
+    "r14",
+    "r13",
+    "r12",
+    "rbp",
+    "rbx",
+    "r11",
+    "r10",
+    "r9",
+    "r8",
+    "rax",
+    "rcx",
+    "rdx",
+    "rsi",
+    "rdi",
+    "orig_rax",
+    "rip",
+    "cs",
+    "eflags",
+    "rsp",
+    "ss",
+    "fs_base",
+    "gs_base",
+    "ds",
+    "es",
+    "fs",
+    "gs",
+]
+
+
+class Regs(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_ulonglong) for name in _REGS]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.ptrace.restype = ctypes.c_long
+_libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+_libc.syscall.restype = ctypes.c_long
+
+
+class RestoreError(OSError):
+    """The template could not be forked (it is not parked as a template parks)."""
+
+
+def supported() -> str:
+    """Why this host cannot fork templates ("" when it can)."""
+    if platform.machine() != "x86_64":
+        return "SnapStart's restore is built for x86_64 only (this host is {0})".format(
+            platform.machine()
+        )
+    return ""
+
+
+def _ptrace(request: int, pid: int, addr: int = 0, data: int = 0) -> int:
+    result = _libc.ptrace(request, pid, ctypes.c_void_p(addr), ctypes.c_void_p(data))
+    if result == -1:
+        err = ctypes.get_errno()
+        if err:
+            raise OSError(err, "ptrace({0}) on {1}: {2}".format(request, pid, os.strerror(err)))
+    return int(result)
+
+
+def _wait_stop(pid: int) -> tuple[int, int]:
+    """Wait for ``pid``'s next ptrace stop: (signal, event)."""
+    _, status = os.waitpid(pid, WALL)
+    if (status & 0xFF) != 0x7F:
+        raise RestoreError("process {0} ended while being forked (status {1})".format(pid, status))
+    return (status >> 8) & 0xFF, status >> 16
+
+
+def _regs(pid: int) -> Regs:
+    regs = Regs()
+    _ptrace(PTRACE_GETREGS, pid, 0, ctypes.addressof(regs))
+    return regs
+
+
+def _set_regs(pid: int, regs: Regs) -> None:
+    _ptrace(PTRACE_SETREGS, pid, 0, ctypes.addressof(regs))
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+class Tracee:
+    """A stopped process into which system calls are injected one at a time.
+
+    Each call runs the ``syscall`` instruction at ``insn`` with registers of
+    our choosing and one single-step; the process's own registers are put
+    back by the caller when done.
+    """
+
+    def __init__(self, pid: int, base: Regs, insn: int) -> None:
+        self.pid = pid
+        self.base = base
+        self.insn = insn
+        self.mem = -1
+
+    def call(self, name: str, *args: int) -> int:
+        regs = Regs.from_buffer_copy(self.base)
+        regs.rip = self.insn
+        regs.rax = SYS[name]
+        regs.orig_rax = (1 << 64) - 1  # not inside a system call: no restart logic
+        for index, value in enumerate(args):
+            setattr(regs, ARGUMENT_REGISTERS[index], value & ((1 << 64) - 1))
+        _set_regs(self.pid, regs)
+        _ptrace(PTRACE_SINGLESTEP, self.pid)
+        sig, _event = _wait_stop(self.pid)
+        if sig != SIGTRAP:
+            raise RestoreError(
+                "{0} in process {1} stopped with signal {2}".format(name, self.pid, sig)
+            )
+        return _signed(_regs(self.pid).rax)
+
+    def check(self, name: str, *args: int) -> int:
+        result = self.call(name, *args)
+        if result < 0:
+            raise OSError(-result, "{0} in the new sandbox: {1}".format(name, os.strerror(-result)))
+        return result
+
+    def poke(self, addr: int, data: bytes) -> None:
+        if self.mem < 0:
+            self.mem = os.open("/proc/{0}/mem".format(self.pid), os.O_RDWR | os.O_CLOEXEC)
+        os.pwrite(self.mem, data, addr)
+
+    def peek(self, addr: int, size: int) -> bytes:
+        if self.mem < 0:
+            self.mem = os.open("/proc/{0}/mem".format(self.pid), os.O_RDWR | os.O_CLOEXEC)
+        return os.pread(self.mem, size, addr)
+
+    def close(self) -> None:
+        if self.mem >= 0:
+            os.close(self.mem)
+            self.mem = -1
+
+
+def _parked_regs(tracee: Tracee, regs: Regs) -> None:
+    """Refuse unless the template is blocked in ``read(3, ...)``, as a template parks."""
+    if not (
+        regs.orig_rax == SYS["read"]
+        and regs.rdi == 3
+        and -_signed(regs.rax) in ERESTART
+        and tracee.peek(regs.rip - 2, 2) == b"\x0f\x05"
+    ):
+        raise RestoreError("the template is not parked (it ran code of its own after its snapshot)")
+
+
+def threads_of(pid: int) -> int:
+    with open("/proc/{0}/status".format(pid)) as handle:
+        for line in handle:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return 0
+
+
+def inspect(template: int) -> str:
+    """Why the parked ``template`` cannot be forked ("" when it can; RestoreError
+    when it is not parked, which it may yet be): other threads (a fork holds only
+    one), open descriptors beyond the runtime's own or shared writable memory (its
+    forks would share them with each other)."""
+    _ptrace(PTRACE_SEIZE, template)
+    tracee = Tracee(template, Regs(), 0)
+    try:
+        _ptrace(PTRACE_INTERRUPT, template)
+        _wait_stop(template)
+        _parked_regs(tracee, _regs(template))  # RestoreError: not yet, or never
+        if threads_of(template) != 1:
+            return "Init left threads running: a snapshot holds only one thread"
+        held = sorted(
+            os.readlink("/proc/{0}/fd/{1}".format(template, fd))
+            for fd in os.listdir("/proc/{0}/fd".format(template))
+            if int(fd) > 3
+        )
+        if held:
+            return "Init left descriptors open, which its sandboxes would share: " + ", ".join(held)
+        with open("/proc/{0}/maps".format(template)) as handle:
+            shared = [
+                [*parts, "anonymous"][5]
+                for parts in (line.split() for line in handle)
+                if parts[1][1] == "w" and parts[1][3] == "s"
+            ]
+        if shared:
+            return "Init mapped shared writable memory, which its sandboxes would share: " + (
+                ", ".join(shared)
+            )
+        return ""
+    finally:
+        tracee.close()
+        _ptrace(PTRACE_DETACH, template)  # its read() restarts
+
+
+def fork_template(template: int) -> tuple[int, Tracee]:
+    """Make the parked ``template`` fork once into new namespaces; return the new
+    process's pid (the zygote's view) and it, stopped at birth and traced."""
+    options = PTRACE_O_TRACEFORK | PTRACE_O_SUSPEND_SECCOMP | PTRACE_O_EXITKILL
+    _ptrace(PTRACE_SEIZE, template, 0, options)
+    parent = Tracee(template, Regs(), 0)
+    try:
+        _ptrace(PTRACE_INTERRUPT, template)
+        _wait_stop(template)
+        saved = _regs(template)
+        _parked_regs(parent, saved)
+        if threads_of(template) != 1:
+            # Only the calling thread is forked: the rest would be missing.
+            raise RestoreError("the template runs threads")
+        # The new process leaves as if from this read() (``release``).
+        original = Regs.from_buffer_copy(saved)
+        parent.insn = saved.rip - 2
+        regs = Regs.from_buffer_copy(saved)
+        regs.rip = parent.insn
+        regs.rax = SYS["clone"]
+        regs.orig_rax = (1 << 64) - 1
+        regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8 = NAMESPACES | SIGCHLD, 0, 0, 0, 0
+        _set_regs(template, regs)
+        _ptrace(PTRACE_SINGLESTEP, template)
+        sig, event = _wait_stop(template)
+        if event != PTRACE_EVENT_FORK:
+            result = _signed(_regs(template).rax)
+            raise RestoreError(
+                "clone in the template failed: {0}".format(
+                    os.strerror(-result) if result < 0 else "signal {0}".format(sig)
+                )
+            )
+        message = ctypes.c_ulong()
+        _ptrace(PTRACE_GETEVENTMSG, template, 0, ctypes.addressof(message))
+        child = int(message.value)
+        _ptrace(PTRACE_SINGLESTEP, template)  # the rest of clone() in the template
+        _wait_stop(template)
+        sig, event = _wait_stop(child)
+        if event != PTRACE_EVENT_STOP:
+            os.kill(child, 9)
+            raise RestoreError("the new sandbox did not stop at birth (signal {0})".format(sig))
+        # Back into its read(): the same call again, as the kernel restarts it.
+        saved.rip -= 2
+        saved.rax = saved.orig_rax
+        saved.orig_rax = (1 << 64) - 1
+        _set_regs(template, saved)
+    finally:
+        parent.close()
+        _ptrace(PTRACE_DETACH, template)
+    return child, Tracee(child, original, original.rip - 2)
+
+
+def exit_status(pid: int) -> int | None:
+    """The wait status of ``pid``, a zombie not reaped yet (/proc's 52nd stat field)."""
+    try:
+        with open("/proc/{0}/stat".format(pid)) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[49]) if len(fields) > 49 else None
+
+
+def reap(template: int) -> None:
+    """Reap the template's ended forks (its children): it is parked and never waits."""
+    _ptrace(PTRACE_SEIZE, template)
+    tracee = Tracee(template, Regs(), 0)
+    try:
+        _ptrace(PTRACE_INTERRUPT, template)
+        _wait_stop(template)
+        saved = _regs(template)
+        _parked_regs(tracee, saved)
+        tracee.base, tracee.insn = saved, saved.rip - 2
+        while tracee.call("wait4", -1, 0, WNOHANG | WALL, 0) > 0:
+            pass
+        # Back into its read(), as fork_template leaves it.
+        saved.rip -= 2
+        saved.rax = saved.orig_rax
+        saved.orig_rax = (1 << 64) - 1
+        _set_regs(template, saved)
+    finally:
+        tracee.close()
+        _ptrace(PTRACE_DETACH, template)
+
+
+def _strings(tracee: Tracee, scratch: int, *values: bytes) -> list[int]:
+    """Write NUL-terminated ``values`` into the scratch page; return their addresses."""
+    addresses, blob = [], b""
+    for value in values:
+        addresses.append(scratch + len(blob))
+        blob += value + b"\0"
+    tracee.poke(scratch, blob)
+    return addresses
+
+
+def _write_file(tracee: Tracee, scratch: int, path: bytes, data: bytes) -> None:
+    name, text = _strings(tracee, scratch, path, data)
+    fd = tracee.check("openat", AT_FDCWD, name, O_WRONLY | O_CLOEXEC)
+    try:
+        tracee.check("write", fd, text, len(data))
+    finally:
+        tracee.call("close", fd)
+
+
+def isolate_child(
+    tracee: Tracee, uid: int, gid: int, tmp_mb: int, last_cap: int, move: Any
+) -> tuple[int, int]:
+    """Give the new (stopped) process its own everything; return the zygote's ends
+    of its socket and output pipe. ``move(pid)`` puts it in its own cgroup."""
+    pid = tracee.pid
+    # PROT_READ|WRITE|EXEC, MAP_PRIVATE|ANONYMOUS: data, and the loop below.
+    scratch = tracee.check("mmap", 0, PAGE, 7, 0x22, -1, 0)
+    # Its /proc files belong to root until it is dumpable: it must own its maps.
+    tracee.check("prctl", PR_SET_DUMPABLE, 1)
+    _write_file(tracee, scratch, b"/proc/self/setgroups", b"deny")
+    _write_file(tracee, scratch, b"/proc/self/uid_map", "{0} {0} 1".format(uid).encode())
+    _write_file(tracee, scratch, b"/proc/self/gid_map", "{0} {0} 1".format(gid).encode())
+    proc, kind = _strings(tracee, scratch, b"/proc", b"proc")
+    tracee.check("mount", kind, proc, kind, MS_NOSUID | MS_NODEV | MS_NOEXEC, 0)
+    _own_tmp(tracee, scratch, tmp_mb)
+    _loopback_up(tracee, scratch)
+    move(pid)
+    tracee.check("unshare", CLONE_NEWCGROUP)  # rooted at its own cgroup, as any sandbox
+    ours = _take_ends(tracee, scratch)
+    # Every capability the new user namespace granted: the bounding set first
+    # (dropping from it needs CAP_SETPCAP), then the rest.
+    _drop_bounding_set(tracee, scratch, last_cap)
+    header = struct.pack("=Ii", 0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    tracee.poke(scratch, header + b"\0" * 24)
+    tracee.check("capset", scratch, scratch + 8)
+    tracee.check("prctl", PR_SET_DUMPABLE, 0)
+    tracee.check("munmap", scratch, PAGE)
+    return ours
+
+
+# prctl(PR_CAPBSET_DROP, cap) for cap = 0..last, stopping at the first error, then
+# int3: one stop instead of one per capability (half a restore's time, when each
+# was a single-stepped call). Machine code written by hand because it is this
+# small and must not depend on anything in the process's (untrusted) memory:
+#   xor esi,esi; L: mov edi,24; mov eax,157; syscall; test eax,eax; jne E;
+#   inc esi; cmp esi,<last+1>; jne L; E: int3
+_BOUNDING_LOOP = (
+    b"\x31\xf6\xbf\x18\x00\x00\x00\xb8\x9d\x00\x00\x00\x0f\x05\x85\xc0\x75\x0a"
+    b"\xff\xc6\x81\xfe{count}\x75\xe6\xcc"
+)
+PTRACE_CONT = 7
+
+
+def _drop_bounding_set(tracee: Tracee, scratch: int, last_cap: int) -> None:
+    code = _BOUNDING_LOOP.replace(b"{count}", struct.pack("<I", last_cap + 1))
+    where = scratch + PAGE - len(code)  # the page's end: the strings are at its start
+    tracee.poke(where, code)
+    regs = Regs.from_buffer_copy(tracee.base)
+    regs.rip = where
+    regs.orig_rax = (1 << 64) - 1
+    _set_regs(tracee.pid, regs)
+    _ptrace(PTRACE_CONT, tracee.pid)
+    sig, _event = _wait_stop(tracee.pid)
+    result = _regs(tracee.pid)
+    if sig != SIGTRAP or result.rax != 0 or result.rsi != last_cap + 1:
+        raise RestoreError(
+            "dropping the bounding set failed at capability {0}: {1}".format(
+                result.rsi, os.strerror(-_signed(result.rax)) if result.rax else sig
+            )
+        )
+
+
+def _own_tmp(tracee: Tracee, scratch: int, tmp_mb: int) -> None:
+    """/tmp: the template's (what Init wrote) under a writable tmpfs of its own."""
+    (tmp,) = _strings(tracee, scratch, b"/tmp")
+    lower = tracee.check("openat", AT_FDCWD, tmp, O_PATH | O_DIRECTORY | O_CLOEXEC)
+    options = "size={0}m,mode=1777".format(tmp_mb).encode()
+    (tmp, kind, data) = _strings(tracee, scratch, b"/tmp", b"tmpfs", options)
+    tracee.check("mount", kind, tmp, kind, MS_NOSUID | MS_NODEV, data)
+    upper, work = _strings(tracee, scratch, b"/tmp/.upper", b"/tmp/.work")
+    tracee.check("mkdirat", AT_FDCWD, upper, 0o700)
+    tracee.check("chmod", upper, 0o1777)  # what the merged /tmp shows (umask aside)
+    tracee.check("mkdirat", AT_FDCWD, work, 0o700)
+    overlay = "lowerdir=/proc/self/fd/{0},upperdir=/tmp/.upper,workdir=/tmp/.work,userxattr"
+    (tmp, kind, source, data) = _strings(
+        tracee,
+        scratch,
+        b"/tmp",
+        b"overlay",
+        b"ember",
+        overlay.format(lower).encode(),
+    )
+    tracee.check("mount", source, tmp, kind, MS_NOSUID | MS_NODEV, data)
+    tracee.check("close", lower)
+
+
+def _loopback_up(tracee: Tracee, scratch: int) -> None:
+    fd = tracee.check("socket", AF_INET, SOCK_DGRAM, 0)
+    tracee.poke(scratch, struct.pack("16sH22s", b"lo", LOOPBACK_FLAGS, b""))
+    try:
+        tracee.check("ioctl", fd, SIOCSIFFLAGS, scratch)
+    finally:
+        tracee.call("close", fd)
+
+
+def _take_ends(tracee: Tracee, scratch: int) -> tuple[int, int]:
+    """A new socket at fd 3 and output pipe at fds 1 and 2; the zygote takes the
+    other ends; nothing else of the template's descriptors stays open."""
+    tracee.check("socketpair", AF_UNIX, SOCK_STREAM, 0, scratch)
+    tracee.check("pipe2", scratch + 8, O_CLOEXEC)
+    mine, theirs, log_r, log_w = struct.unpack("=4i", tracee.peek(scratch, 16))
+    pidfd = _syscall("pidfd_open", tracee.pid, 0)
+    try:
+        ours = _syscall("pidfd_getfd", pidfd, theirs, 0)
+        try:
+            log = _syscall("pidfd_getfd", pidfd, log_r, 0)
+        except OSError:
+            os.close(ours)
+            raise
+    finally:
+        os.close(pidfd)
+    tracee.check("dup2", log_w, 1)
+    tracee.check("dup2", log_w, 2)
+    tracee.check("dup2", mine, 3)
+    tracee.check("close_range", 4, (1 << 32) - 1, 0)
+    return ours, log
+
+
+def _syscall(name: str, *args: int) -> int:
+    result = _libc.syscall(ctypes.c_long(SYS[name]), *[ctypes.c_long(a) for a in args])
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "{0}: {1}".format(name, os.strerror(err)))
+    return int(result)
+
+
+def release(tracee: Tracee) -> None:
+    """Let the new process go: it returns from the template's read with ``RESTORED``,
+    its seccomp filter in force again once it is no longer traced."""
+    regs = Regs.from_buffer_copy(tracee.base)
+    tracee.poke(regs.rsi, RESTORED)  # read()'s buffer
+    regs.rax = len(RESTORED)
+    regs.orig_rax = (1 << 64) - 1
+    _set_regs(tracee.pid, regs)
+    tracee.close()
+    _ptrace(PTRACE_DETACH, tracee.pid)
