@@ -1052,20 +1052,37 @@ class ZygoteBackend:
             _check_probe(result, restored=False)
             zygote = await self._zygote_for(runtime)
             if zygote.info.get("snapStart"):
-                # The same from a sandbox forked from a SnapStart template.
-                spec = dataclasses.replace(spec, sandbox_id=spec.sandbox_id + "r", snap_start=True)
-                sandbox_spec = await self._sandbox_spec(spec)
-                try:
-                    sandbox = await self._restore(spec, sandbox_spec)
-                    result = await sandbox.invoke(request)
-                    sandbox.destroy()
-                finally:
-                    made = self._templates.pop(_template_key(spec, sandbox_spec), None)
-                    if made is not None and made.done() and not made.exception():
-                        made.result().sandbox.destroy()
-                _check_probe(result, restored=True)
+                await self._self_check_snap_start(zygote, spec, request)
         finally:
             shutil.rmtree(code, ignore_errors=True)
+
+    async def _self_check_snap_start(
+        self, zygote: _Zygote, spec: SandboxSpec, request: SandboxRequest
+    ) -> None:
+        """The probe again, from a sandbox forked from a SnapStart template. Where
+        forking a template fails, SnapStart is off on this host (its versions run
+        Init, their state says why); where it works with less isolation than a
+        sandbox made whole, the server refuses to start."""
+        spec = dataclasses.replace(spec, sandbox_id=spec.sandbox_id + "r", snap_start=True)
+        sandbox_spec = await self._sandbox_spec(spec)
+        try:
+            template = await self._template(spec, sandbox_spec)
+            sandbox = await zygote.restore(
+                template.sandbox.sandbox_id, spec, sandbox_spec, self._init_timeout
+            )
+        except (SnapStartRefused, SandboxUnavailable, InitFailed) as exc:
+            log.warning("SnapStart is off on this host: its templates cannot be forked: %s", exc)
+            zygote.info["snapStart"] = False
+            return
+        finally:
+            made = self._templates.pop(_template_key(spec, sandbox_spec), None)
+        try:
+            result = await sandbox.invoke(request)
+        finally:
+            sandbox.destroy()
+            if made is not None and made.done() and not made.exception():
+                made.result().sandbox.destroy()
+        _check_probe(result, restored=True)
 
     def _config(self) -> dict[str, Any]:
         return {
