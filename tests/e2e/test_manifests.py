@@ -150,6 +150,46 @@ def test_a_spec_change_bumps_the_generation_and_a_label_change_does_not(
     assert wait_until(lambda: ready(server, name))["metadata"]["generation"] == 3
 
 
+def test_snap_start_in_the_spec_is_the_functions_setting(
+    server: Server, aws: Any, app: tuple[Path, str]
+) -> None:
+    directory, label = app
+    name = f"snap-{label}"
+    path = directory / "fn.yaml"
+    path.write_text(manifest(name, label, snapStart={"applyOn": "PublishedVersions"}))
+    ember(server, "apply", "-f", str(directory))
+    wait_until(lambda: ready(server, name))
+    config = aws.get_function(FunctionName=name)["Configuration"]
+    assert config["SnapStart"] == {"ApplyOn": "PublishedVersions", "OptimizationStatus": "Off"}
+    version = aws.publish_version(FunctionName=name)
+    assert version["State"] == "Pending"
+    waiter = aws.get_waiter("published_version_active")
+    waiter.wait(FunctionName=name, Qualifier=version["Version"], WaiterConfig={"Delay": 1})
+
+    # ember's extension, then no SnapStart at all once the spec leaves it out.
+    path.write_text(manifest(name, label, snapStart={"applyOn": "LatestAndPublished"}))
+    assert ember(server, "apply", "-f", str(directory)).stdout.strip().endswith("configured")
+    wait_until(lambda: ready(server, name))
+    assert aws.get_function(FunctionName=name)["Configuration"]["SnapStart"]["ApplyOn"] == (
+        "LatestAndPublished"
+    )
+    aws.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1})
+    path.write_text(manifest(name, label))
+    ember(server, "apply", "-f", str(directory))
+    wait_until(
+        lambda: (
+            aws.get_function(FunctionName=name)["Configuration"]["SnapStart"]["ApplyOn"] == "None"
+        )
+    )
+    # A value neither Lambda nor ember has is refused before anything is sent.
+    path.write_text(manifest(name, label, snapStart={"applyOn": "Always"}))
+    refused = ember(server, "apply", "-f", str(directory), check=False)
+    assert refused.returncode == 1
+    assert "spec.snapStart.applyOn: 'Always' is not allowed: use one of PublishedVersions, " in (
+        refused.stderr
+    )
+
+
 def test_diff_shows_what_would_change_and_dry_run_changes_nothing(
     server: Server, aws: Any, app: tuple[Path, str]
 ) -> None:

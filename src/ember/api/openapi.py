@@ -72,6 +72,8 @@ _EMBER_DIFFERS: dict[str, Shape] = {
     # A function URL is under ember's own address (http://host:port/url/name/), shorter
     # than Lambda's https://<id>.lambda-url.<region>.on.aws/.
     "FunctionUrl": {"min": 1},
+    # SnapStart's ApplyOn takes ember's extension too (a template for $LATEST).
+    "SnapStartApplyOn": {"enum": ["PublishedVersions", "None", "LatestAndPublished"]},
 }
 
 

@@ -8,7 +8,9 @@ from typing import Any
 
 import orjson
 
+from ember.control import snapstart
 from ember.control.arns import LATEST, Arns, bare
+from ember.control.snapstart import Outcome, Template
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,18 @@ class FunctionRecord:
     # "Manual". Invariant: runtime_version_arn is set exactly when it is "Manual".
     update_runtime_on: str = "Auto"
     runtime_version_arn: str | None = None
+    # SnapStart's ApplyOn: "None", "PublishedVersions" or ember's "LatestAndPublished".
+    snap_start: str = snapstart.NONE
+    # This version's SnapStart template (a ``snapstart.Template`` value): status, not
+    # configuration, so it changes without a new RevisionId (``settled``). Invariant:
+    # "Off" exactly when SnapStart does not apply to this version; the reason fields
+    # are set exactly when it is "Refused" or "Failed".
+    template: str = Template.OFF.value
+    template_reason_code: str | None = None
+    template_reason: str | None = None
+    # Whether an update of $LATEST (not its create, nor a publish) asked for the
+    # template: Lambda reports an update's progress in LastUpdateStatus, not State.
+    template_after_update: bool = False
 
     def to_json(self) -> str:
         return orjson.dumps(dataclasses.asdict(self)).decode()
@@ -66,6 +80,46 @@ class FunctionRecord:
         for key in ("layers", "layer_digests", "layer_sizes"):
             raw[key] = tuple(raw.get(key, ()))
         return cls(**raw)
+
+    @property
+    def starts_from_template(self) -> bool:
+        """Whether this version's sandboxes start from its SnapStart template (being
+        made counts: the backend makes it then, or runs Init if it must)."""
+        return self.template in (Template.PENDING.value, Template.READY.value)
+
+    def awaiting_template(self, after_update: bool = False) -> FunctionRecord:
+        """This record as a new version of it starts: its template to be made if
+        SnapStart applies to it, else none (``after_update``: an update of $LATEST)."""
+        template = snapstart.initial(self.snap_start, self.version)
+        return dataclasses.replace(
+            self,
+            template=template.value,
+            template_reason_code=None,
+            template_reason=None,
+            template_after_update=after_update and template is Template.PENDING,
+        )
+
+    def settled(self, outcome: Outcome) -> FunctionRecord:
+        """This record with its template's outcome recorded (same RevisionId)."""
+        return dataclasses.replace(
+            self,
+            template=outcome.template.value,
+            template_reason_code=outcome.reason_code,
+            template_reason=outcome.reason,
+        )
+
+    def same_configuration(self, other: FunctionRecord) -> bool:
+        """Whether ``other`` differs from this record in its template's status only."""
+        return (
+            dataclasses.replace(
+                other,
+                template=self.template,
+                template_reason_code=self.template_reason_code,
+                template_reason=self.template_reason,
+                template_after_update=self.template_after_update,
+            )
+            == self
+        )
 
     @property
     def function_name(self) -> str:
@@ -106,13 +160,17 @@ class FunctionRecord:
             "Version": self.version,
             "TracingConfig": {"Mode": self.tracing_mode},
             "RevisionId": self.revision_id,
-            "State": "Active",
-            "LastUpdateStatus": "Successful",
             "PackageType": "Zip",
             "Architectures": list(self.architectures),
             "EphemeralStorage": {"Size": self.ephemeral_storage},
-            "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
             "LoggingConfig": self.logging_config(),
+            **snapstart.status_fields(
+                self.snap_start,
+                Template(self.template),
+                self.template_reason_code,
+                self.template_reason,
+                self.template_after_update,
+            ),
         }
         if not self.handler:
             del config["Handler"]  # a custom runtime's is optional; Lambda then omits it

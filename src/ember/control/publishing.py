@@ -5,7 +5,8 @@ metadata store and its in-memory maps (``_functions`` holds ``$LATEST``,
 ``_published`` the rest), and keep its rule: durable first, then memory.
 Publishing renews ``$LATEST``'s RevisionId (as Lambda does) and nothing else:
 its warm sandboxes are renamed, not retired. A version's sandboxes are keyed
-by the version's own RevisionId.
+by the version's own RevisionId. A version of a function with SnapStart is
+published Pending: its template is made afterwards (``ember.reconcile.snapstart``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class Publishing:
         raise NotImplementedError
 
     def _renamed(self, old: str, new: str) -> None:  # provided by FunctionRegistry
+        raise NotImplementedError
+
+    def _want_template(self, record: FunctionRecord) -> None:  # provided by FunctionRegistry
         raise NotImplementedError
 
     def _latest(self, name: str) -> FunctionRecord:
@@ -115,7 +119,7 @@ class Publishing:
             version=number,
             revision_id=str(uuid.uuid4()),
             description=latest.description if description is None else description,
-        )
+        ).awaiting_template()
         renewed = dataclasses.replace(latest, revision_id=str(uuid.uuid4()))
         await self._store.put(versions.key(latest.name, number), record.to_json())
         counter = Published(last=published.last + 1, source=renewed.revision_id)
@@ -125,6 +129,7 @@ class Publishing:
         published.last, published.source = counter.last, counter.source
         self._functions[latest.name] = renewed
         self._renamed(latest.revision_id, renewed.revision_id)
+        self._want_template(record)
         return record
 
     async def _delete_version(self, name: str, version: str) -> FunctionRecord | None:

@@ -4,7 +4,9 @@ Reads are served from memory (the hot path looks a function up on every
 invoke); writes go to the metadata store first and then to memory, under one
 lock, so a reader never sees a record that is not durable. Listeners hear
 about every change so the Worker Manager can retire stale sandboxes.
-Published versions and aliases live in ``ember.control.publishing``.
+Published versions and aliases live in ``ember.control.publishing``. A
+version's SnapStart template state (``ember.control.snapstart``) is status:
+``settle_template`` records it without a new RevisionId and tells no listener.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ember.control import snapstart, validation
 from ember.control import tags as tag_rules
-from ember.control import validation
+from ember.control import versions as version_keys
 from ember.control.arns import LATEST, Arns, parse
 from ember.control.layers import LayerRegistry, LayerVersion
 from ember.control.models import FunctionRecord
 from ember.control.publishing import Publishing
+from ember.control.snapstart import Outcome, Template
 from ember.control.tags import FunctionTags
 from ember.control.versions import Published, Random
 from ember.errors import (
@@ -54,6 +58,8 @@ RuntimeCheck = Callable[[str], bool]
 Rename = Callable[[str, str], None]
 # hook(name): awaited when this node deletes a whole function (see ``on_delete``).
 DeleteHook = Callable[[str], Awaitable[None]]
+# wanted(): a version now waits for its SnapStart template (see ``on_template_wanted``).
+TemplateWanted = Callable[[], None]
 MAX_PAGE = 50
 
 
@@ -116,6 +122,7 @@ class FunctionRegistry(Publishing):
         self._listeners: list[Listener] = []
         self._renames: list[Rename] = []
         self._delete_hooks: list[DeleteHook] = []
+        self._template_wanted: list[TemplateWanted] = []
         if tags is not None:
             tags.bind(lambda key: key in self._functions)
             self.on_delete(tags.forget)
@@ -155,6 +162,16 @@ class FunctionRegistry(Publishing):
         for listener in self._renames:
             listener(old, new)
 
+    def on_template_wanted(self, listener: TemplateWanted) -> None:
+        """Call ``listener()`` when this node stores a version whose SnapStart template
+        is to be made (``pending_templates`` lists them all, wherever they were made)."""
+        self._template_wanted.append(listener)
+
+    def _want_template(self, record: FunctionRecord) -> None:
+        if record.template == Template.PENDING.value:
+            for listener in self._template_wanted:
+                listener()
+
     def _changed(self, name: str, local: bool = True) -> None:
         for listener in self._listeners:
             listener(name, local)
@@ -179,9 +196,9 @@ class FunctionRegistry(Publishing):
     def _apply_latest(self, record: FunctionRecord) -> None:
         old = self._functions.get(record.name)
         self._functions[record.name] = record
-        if old is None or old == record:
-            return  # created (no listener hears a create) or already applied
-        if dataclasses.replace(record, revision_id=old.revision_id) == old:
+        if old is None or old.same_configuration(record):
+            return  # created (no listener hears a create), applied, or a template settled
+        if old.same_configuration(dataclasses.replace(record, revision_id=old.revision_id)):
             self._renamed(old.revision_id, record.revision_id)  # PublishVersion's renewal
         else:
             self._changed(record.name, local=False)
@@ -326,6 +343,7 @@ class FunctionRegistry(Publishing):
             "ephemeral_storage": validation.ephemeral_storage(body) or 512,
             "architectures": validation.architectures(body) or (runtimes.host_architecture(),),
             "tracing_mode": validation.tracing_mode(body) or "PassThrough",
+            "snap_start": validation.snap_start(body) or snapstart.NONE,
             **validation.logging_config(body, _DEFAULT_LOGGING),
             **self._layer_settings(body, key),
         }
@@ -348,9 +366,10 @@ class FunctionRegistry(Publishing):
                     last_modified=lambda_timestamp(self._clock()),
                     revision_id=str(uuid.uuid4()),
                     **settings,
-                )
+                ).awaiting_template()
                 await self._store.put(record.name, record.to_json())
                 self._functions[record.name] = record
+                self._want_template(record)
                 if tags and self._tags is not None:
                     await self._tags.tag(record.name, tags)
                 if publish:
@@ -371,10 +390,11 @@ class FunctionRegistry(Publishing):
             last_modified=lambda_timestamp(self._clock()),
             revision_id=str(uuid.uuid4()),
             **changes,
-        )
+        ).awaiting_template(after_update=True)
         await self._store.put(record.name, record.to_json())
         self._functions[record.name] = record
         self._changed(record.name)
+        self._want_template(record)
         return record
 
     async def update_code(self, name: str, body: dict[str, Any]) -> FunctionRecord:
@@ -416,6 +436,7 @@ class FunctionRegistry(Publishing):
             "environment": validation.environment(body),
             "ephemeral_storage": validation.ephemeral_storage(body),
             "tracing_mode": validation.tracing_mode(body),
+            "snap_start": validation.snap_start(body),
             **self._layer_settings(body, name),
         }
         async with self._lock:
@@ -516,6 +537,39 @@ class FunctionRegistry(Publishing):
                 await hook(name)
             except Exception:  # the function is gone either way; its leftovers are logged
                 log.warning("cleaning up after deleted function %s failed", name, exc_info=True)
+
+    # --- SnapStart templates ---------------------------------------------------
+
+    def pending_templates(self) -> list[FunctionRecord]:
+        """Every version (``$LATEST`` included) whose SnapStart template is to be made."""
+        return [record for record in self.records() if record.template == Template.PENDING.value]
+
+    async def settle_template(self, record: FunctionRecord, outcome: Outcome) -> bool:
+        """Record what making ``record``'s template found; False (nothing written) when
+        that version changed, went or was settled meanwhile: a newer revision waits for
+        its own. Only status changes, so no listener hears of it and no sandbox retires."""
+        async with self._lock:
+            current = self._current(record)
+            if current is None or current.revision_id != record.revision_id:
+                return False
+            if current.template != Template.PENDING.value:
+                return False
+            settled = current.settled(outcome)
+            if record.version == LATEST:
+                await self._store.put(record.name, settled.to_json())
+                self._functions[record.name] = settled
+            else:
+                key = version_keys.key(record.name, record.version)
+                await self._store.put(key, settled.to_json())
+                self._published[record.name].versions[record.version] = settled
+            return True
+
+    def _current(self, record: FunctionRecord) -> FunctionRecord | None:
+        """The stored record of ``record``'s version now, or None if it is gone."""
+        if record.version == LATEST:
+            return self._functions.get(record.name)
+        published = self._published.get(record.name)
+        return published.versions.get(record.version) if published else None
 
     def records(self) -> Iterator[FunctionRecord]:
         """Every stored record: each function's $LATEST and its published versions."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any
 
-from ember.control import zips
+from ember.control import snapstart, zips
 from ember.errors import InvalidParameterValue, RequestTooLarge, ValidationError
 from ember.sandbox.runtimes import (
     NODE_RUNTIMES,
@@ -113,6 +113,16 @@ def integer(body: dict[str, Any], key: str, member: str, low: int, high: int) ->
     return value
 
 
+def _structure(body: dict[str, Any], key: str, member: str) -> dict[str, Any] | None:
+    """``body[key]``, which must be an object (Lambda's message), or None if absent."""
+    raw = body.get(key)
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ValidationError.constraint(raw, member, "Member must be an object")
+    return raw
+
+
 def _str(body: dict[str, Any], key: str, member: str, max_length: int) -> str | None:
     value = body.get(key)
     if value is None:
@@ -135,11 +145,9 @@ def memory_size(body: dict[str, Any]) -> int | None:
 
 
 def ephemeral_storage(body: dict[str, Any]) -> int | None:
-    raw = body.get("EphemeralStorage")
+    raw = _structure(body, "EphemeralStorage", "ephemeralStorage")
     if raw is None:
         return None
-    if not isinstance(raw, dict):
-        raise ValidationError.constraint(raw, "ephemeralStorage", "Member must be an object")
     return integer(raw, "Size", "ephemeralStorage.size", 512, 10240)
 
 
@@ -268,11 +276,9 @@ TRACING_MODES = ("Active", "PassThrough")
 
 def tracing_mode(body: dict[str, Any]) -> str | None:
     """``TracingConfig.Mode``; None when absent."""
-    raw = body.get("TracingConfig")
+    raw = _structure(body, "TracingConfig", "tracingConfig")
     if raw is None:
         return None
-    if not isinstance(raw, dict):
-        raise ValidationError.constraint(raw, "tracingConfig", "Member must be an object")
     mode = raw.get("Mode")
     if mode is None:
         return None
@@ -281,6 +287,25 @@ def tracing_mode(body: dict[str, Any]) -> str | None:
             mode, "tracingConfig.mode", "Member must satisfy enum value set: [Active, PassThrough]"
         )
     return str(mode)
+
+
+def snap_start(body: dict[str, Any]) -> str | None:
+    """``SnapStart.ApplyOn``: Lambda's values or ember's extension, ``LatestAndPublished``;
+    None when ``SnapStart`` is absent, ``"None"`` when it has no ApplyOn."""
+    raw = _structure(body, "SnapStart", "snapStart")
+    if raw is None:
+        return None
+    value = raw.get("ApplyOn")
+    if value is None:
+        return snapstart.NONE
+    if value not in snapstart.APPLY_ON:
+        raise ValidationError.constraint(
+            value,
+            "snapStart.applyOn",
+            f"Member must satisfy enum value set: [{', '.join(snapstart.LAMBDA_APPLY_ON)}] "
+            f"(ember also takes its extension {snapstart.LATEST_AND_PUBLISHED})",
+        )
+    return str(value)
 
 
 LOG_FORMATS = ("JSON", "Text")
@@ -302,11 +327,9 @@ def logging_config(body: dict[str, Any], current: dict[str, Any]) -> dict[str, A
     """``LoggingConfig`` merged over ``current`` (the record's log_format,
     application_log_level, system_log_level, log_group): the four fields as
     they become. JSON without levels gets Lambda's INFO; Text clears them."""
-    raw = body.get("LoggingConfig")
+    raw = _structure(body, "LoggingConfig", "loggingConfig")
     if raw is None:
         return dict(current)
-    if not isinstance(raw, dict):
-        raise ValidationError.constraint(raw, "loggingConfig", "Member must be an object")
     log_format = _enum(raw, "LogFormat", "loggingConfig.logFormat", LOG_FORMATS)
     log_format = log_format or current["log_format"]
     application = _enum(
@@ -343,7 +366,7 @@ def logging_config(body: dict[str, Any], current: dict[str, Any]) -> dict[str, A
 # Fields of CreateFunction and UpdateFunctionConfiguration that ember cannot honour,
 # and why. Each is refused when it asks for something; its empty value (what means
 # "none" on Lambda: null, "", [], {} or an object of those) is accepted. Tags belong
-# to the tagging API; SnapStart is judged where snapshots are made.
+# to the tagging API.
 UNSUPPORTED = {
     "VpcConfig": "ember functions run in no VPC; network access is the sandbox's Egress setting",
     "FileSystemConfigs": "ember mounts no file systems into sandboxes",

@@ -85,6 +85,9 @@ class InvocationLog(NamedTuple):
     streamed: bytes | None = None
     log_format: LogFormat = TEXT
     status: str = "success"  # JSON's platform.report: success, error or timeout
+    # Set on a cold start from a SnapStart template (then init_ms is None): reported
+    # as Lambda reports a restore, billed rounded up to the millisecond.
+    restore_ms: float | None = None
 
     def render(self, whole: bool = True) -> bytes:
         """The record; only what follows the streamed output unless ``whole``."""
@@ -97,6 +100,11 @@ class InvocationLog(NamedTuple):
         )
         if self.init_ms is not None:
             report += f"Init Duration: {self.init_ms:.2f} ms\t"
+        if self.restore_ms is not None:
+            report += (
+                f"Restore Duration: {self.restore_ms:.2f} ms\t"
+                f"Billed Restore Duration: {math.ceil(self.restore_ms)} ms\t"
+            )
         if not whole and self.streamed is not None:
             head, output = b"", self.streamed
         else:
@@ -131,6 +139,9 @@ class InvocationLog(NamedTuple):
         }
         if self.init_ms is not None:
             metrics["initDurationMs"] = round(self.init_ms, 2)
+        if self.restore_ms is not None:
+            metrics["restoreDurationMs"] = round(self.restore_ms, 2)
+            metrics["billedRestoreDurationMs"] = math.ceil(self.restore_ms)
         done = {"requestId": self.request_id, "status": self.status}
         report = {**done, "metrics": metrics}
         return b"".join(

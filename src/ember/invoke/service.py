@@ -285,7 +285,8 @@ class InvocationService:
                     started,
                     finished - execution.duration_ms / 1000,
                     finished,
-                    execution.init_ms,
+                    # A cold start's start-up: Init, or the restore from a template.
+                    execution.init_ms if execution.restore_ms is None else execution.restore_ms,
                     body if failed else None,
                     record.memory_size,
                     result.max_rss_kb // 1024,
@@ -305,6 +306,7 @@ class InvocationService:
             max_memory_mb=result.max_rss_kb // 1024,
             init_ms=execution.init_ms,
             streamed=stream.end(),
+            restore_ms=execution.restore_ms,
             log_format=log_format,
             status=_status(body) if failed else "success",
         )

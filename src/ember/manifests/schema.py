@@ -33,6 +33,8 @@ RUNTIMES = (
     "provided.al2023",
 )
 ALGORITHMS = ("token-bucket", "leaky-bucket", "fixed-window", "sliding-window", "sliding-log")
+# Lambda's SnapStart ApplyOn, then ember's extension (a template for $LATEST too).
+SNAP_START_APPLY_ON = ("PublishedVersions", "None", "LatestAndPublished")
 
 
 def _object(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -168,6 +170,9 @@ SPEC = _object(
         "triggers": {"type": "array", "items": TRIGGER},
         "mcp": MCP,
         "network": _object({"egress": {"type": "boolean"}}),
+        "snapStart": _object(
+            {"applyOn": {"enum": list(SNAP_START_APPLY_ON)}}, required=("applyOn",)
+        ),
         "isolation": {"enum": ["standard", "strong"]},
         # Lambda's tags (TagResource), not labels: 50 at most, keys 1-128 characters.
         "tags": {

@@ -269,6 +269,8 @@ class Controller:
             "Timeout": spec.get("timeoutSeconds", 3),
             "Environment": {"Variables": dict(spec.get("environment") or {})},
             "Layers": list(spec.get("layers") or []),
+            # Absent: no SnapStart (the manifest is the whole configuration).
+            "SnapStart": {"ApplyOn": (spec.get("snapStart") or {}).get("applyOn", "None")},
         }
 
     def _differs(self, record: FunctionRecord, body: dict[str, Any]) -> bool:
@@ -281,6 +283,7 @@ class Controller:
             "Timeout": record.timeout,
             "Environment": {"Variables": dict(record.environment or {})},
             "Layers": list(getattr(record, "layers", ()) or []),
+            "SnapStart": {"ApplyOn": record.snap_start},
         }
         return observed != body
 

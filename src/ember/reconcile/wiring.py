@@ -1,8 +1,9 @@
 """Wiring of the manifest side: the object store, the controller, the scheduler.
 
 ``build`` makes the pieces (nothing starts). ``start`` loads the objects; the
-one loop holds the two singleton duties: the controller (and the loop keeping
-the API's provisioned concurrency, ``ember.reconcile.provisioned``) runs while this node
+one loop holds the two singleton duties: the controller (with the loop keeping
+the API's provisioned concurrency, ``ember.reconcile.provisioned``, and the one
+making SnapStart templates, ``ember.reconcile.snapstart``) runs while this node
 holds ``controller``, the scheduler while it holds ``schedules`` (embedded
 mode holds both). Every node keeps the objects current (namespace
 ``manifests``, through the feed), and an object written anywhere wakes the
@@ -32,6 +33,7 @@ from ember.reconcile.controller import Controller
 from ember.reconcile.ports import FunctionUrlsPort, ToolCatalogPort
 from ember.reconcile.provisioned import ProvisionedConcurrency
 from ember.reconcile.schedules import Scheduler, manifest_triggers
+from ember.reconcile.snapstart import SnapStartTemplates
 from ember.scheduling.executor import Executor
 from ember.storage.base import Leadership
 from ember.storage.wiring import Storage
@@ -73,6 +75,8 @@ class Manifests:
     leadership: Leadership
     # Provisioned concurrency configs of Lambda's API, converged beside the controller.
     provisioned: ProvisionedConcurrency
+    # SnapStart templates of Pending versions, made beside the controller.
+    templates: SnapStartTemplates
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
@@ -127,7 +131,8 @@ class Manifests:
             ),
         )
         storage.feed.watch("provisioned", provisioned.apply_remote)
-        return cls(objects, scheduler, controller, storage.leadership, provisioned)
+        templates = SnapStartTemplates(control.registry, executor)
+        return cls(objects, scheduler, controller, storage.leadership, provisioned, templates)
 
     async def start(self) -> None:
         await self.objects.load()
@@ -148,14 +153,17 @@ class Manifests:
                 task.cancel()
 
     async def _converge(self) -> None:
-        """The controller duty: manifests and the API's provisioned concurrency."""
+        """The controller duty: manifests, the API's provisioned concurrency, and
+        SnapStart templates."""
         async with asyncio.TaskGroup() as loops:
             loops.create_task(self.controller.run())
             loops.create_task(self.provisioned.run())
+            loops.create_task(self.templates.run())
 
     def stop(self) -> None:
         self.controller.stop()
         self.provisioned.stop()
+        self.templates.stop()
         self.scheduler.stop()
         self._stopped.set()
 

@@ -18,7 +18,8 @@ from ember.sandbox.base import SandboxRequest, SandboxResult
 from ember.scheduling.manager import SlotState, WorkerManager
 
 # Called once when the call starts in its sandbox, before any of its output:
-# with Init's duration (ms) and output when this call paid Init, else (None, b"").
+# with Init's duration (ms) and output when this call paid Init, (None, output)
+# when its sandbox was restored from a SnapStart template, else (None, b"").
 Begin = Callable[[float | None, bytes], None]
 
 _IDLE = SlotState.IDLE
@@ -30,10 +31,13 @@ class Execution(NamedTuple):
     result: SandboxResult
     duration_ms: float  # the Invoke alone, as Lambda bills it (Init excluded)
     init_ms: float | None  # set when this call paid Init
-    init_log: bytes  # Init's output when this call paid it, else b""
+    init_log: bytes  # Init's (or the restore's) output when this call paid it, else b""
     # Whether the sandbox went back to its idle pool (placement's warm affinity).
     warm: bool
     sandbox_id: str = ""  # which sandbox ran it (the invocation history)
+    # Set when this call's sandbox was started from a SnapStart template (then
+    # init_ms is None): REPORT's Restore Duration.
+    restore_ms: float | None = None
 
 
 class Executor(Protocol):
@@ -54,6 +58,13 @@ class Executor(Protocol):
     async def provision(self, record: FunctionRecord, count: int) -> int:
         """Keep ``count`` initialized sandboxes of ``record``'s revision (provisioned
         concurrency); idempotent and convergent. Returns how many are live."""
+        ...
+
+    async def prepare_snap_start(self, record: FunctionRecord) -> None:
+        """Make the SnapStart template of ``record``'s version, where its sandboxes
+        will start. Raises SnapStartRefused (it cannot be snapshotted: its sandboxes
+        run Init), InitFailed (Init failed in it) and EmberError (no room, no
+        platform: try again later). Idempotent."""
         ...
 
     def statistics(self) -> dict[str, int]:
@@ -77,9 +88,12 @@ class LocalExecutor:
         manager = self.manager
         slot = await manager.acquire(record)
         sandbox = slot.sandbox
-        init_ms, init_log = None, b""
+        init_ms = restore_ms = None
+        init_log = b""
         if slot.fresh:
-            init_ms, init_log = sandbox.init_ms, sandbox.init_log
+            restore_ms, init_log = sandbox.restore_ms, sandbox.init_log
+            if restore_ms is None:
+                init_ms = sandbox.init_ms
             # Lambda's deadline counts from the Invoke, not from the start of Init.
             request = request._replace(deadline_ms=int(time.time() * 1000) + record.timeout * 1000)
         begin(init_ms, init_log)
@@ -94,11 +108,20 @@ class LocalExecutor:
             manager.release(slot, reusable=reusable and sandbox.alive)
         duration_ms = (time.perf_counter() - started) * 1000
         return Execution(
-            result, duration_ms, init_ms, init_log, slot.state is _IDLE, sandbox.sandbox_id
+            result,
+            duration_ms,
+            init_ms,
+            init_log,
+            slot.state is _IDLE,
+            sandbox.sandbox_id,
+            restore_ms,
         )
 
     async def provision(self, record: FunctionRecord, count: int) -> int:
         return await self.manager.provision(record, count)
+
+    async def prepare_snap_start(self, record: FunctionRecord) -> None:
+        await self.manager.prepare_snap_start(record)
 
     def statistics(self) -> dict[str, int]:
         return self.manager.statistics()

@@ -96,14 +96,19 @@ class WorkerManager:
             return slot
         return await self._start(record)
 
-    async def _start(self, record: FunctionRecord, provisioned: bool = False) -> Slot:
-        worker = self._placement.place(record.memory_size)
+    def _place(self, memory_mb: int) -> LocalWorker:
+        """Room for one sandbox on a worker (an idle one evicted if need be), reserved."""
+        worker = self._placement.place(memory_mb)
         if worker is None and self._evict_for_room():
-            worker = self._placement.place(record.memory_size)
+            worker = self._placement.place(memory_mb)
         if worker is None:
             raise TooManyRequests(
                 "Rate Exceeded.", "SandboxCapacityExceeded", retry_after_seconds=1.0
             )
+        return worker
+
+    async def _start(self, record: FunctionRecord, provisioned: bool = False) -> Slot:
+        worker = self._place(record.memory_size)
         try:
             sandbox = await worker.start_sandbox(record, provisioned=provisioned)
         except BaseException:
@@ -146,6 +151,16 @@ class WorkerManager:
             self._pools.setdefault(slot.revision, _Pool()).idle.insert(0, slot)
             live.append(slot)
         return len(live)
+
+    async def prepare_snap_start(self, record: FunctionRecord) -> None:
+        """Make the SnapStart template of ``record``'s version on a worker, with room
+        for its Init reserved while it runs. Raises TooManyRequests (no room),
+        SnapStartRefused (it cannot be snapshotted) or InitFailed."""
+        worker = self._place(record.memory_size)
+        try:
+            await worker.prepare_snap_start(record)
+        finally:
+            self._placement.release(worker, record.memory_size)
 
     def release(self, slot: Slot, reusable: bool) -> None:
         """End a lease: back to its pool if healthy and current, else destroyed."""

@@ -468,6 +468,13 @@ class RemoteExecutor:
             return 0
         return int(frame.meta.get("live", 0))
 
+    async def prepare_snap_start(self, record: FunctionRecord) -> None:
+        """Nothing here: each worker host makes the template where it is needed, at
+        the version's first cold start there (the record it is sent says SnapStart
+        applies), so a version is Active at once and a refusal is not reported
+        (docs/cluster.md)."""
+        return None
+
     def statistics(self) -> dict[str, int]:
         loads = list(self.links.loads.values())
         sandboxes = sum(load.get("sandboxes", 0) for load in loads)
@@ -505,7 +512,7 @@ def _execution(frame: Frame, output: _Output) -> Execution:
             int(meta.get("rss", 0)),
             reusable=bool(meta.get("warm")),
         )
-        init_ms = meta.get("initMs")
+        init_ms, restore_ms = meta.get("initMs"), meta.get("restoreMs")
         return Execution(
             result,
             float(meta.get("ms", 0.0)),
@@ -513,6 +520,7 @@ def _execution(frame: Frame, output: _Output) -> Execution:
             output.init_log,
             bool(meta.get("warm")),
             str(meta.get("sid", "")),
+            float(restore_ms) if restore_ms is not None else None,
         )
     if frame.kind == channel.INIT_FAILED:
         size = int(meta.get("log", 0))

@@ -218,6 +218,7 @@ class _Connection(asyncio.Protocol):
             "rss": result.max_rss_kb,
             "ms": execution.duration_ms,
             "initMs": execution.init_ms,
+            "restoreMs": execution.restore_ms,
             "warm": execution.warm,
             "sid": execution.sandbox_id,
             "log": len(unsent),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +17,12 @@ from ember.worker.layers import LayerCache, cache_key
 from ember.worker.packages import CodeCache
 
 RUNTIME_DIR = str(Path(__file__).resolve().parent.parent / "runtime")
+# AWS_LAMBDA_INITIALIZATION_TYPE of each way a sandbox starts (Lambda's values).
+ON_DEMAND = "on-demand"
+PROVISIONED = "provisioned-concurrency"
+# Every sandbox of a SnapStart version, provisioned or not, and its template: the
+# template's environment is the one its sandboxes start with.
+SNAP_START = "snap-start"
 
 
 def log_stream_name(now: datetime, token: str, version: str = "$LATEST") -> str:
@@ -28,7 +35,7 @@ def lambda_environment(
     settings: Settings,
     task_root: str,
     stream: str,
-    initialization_type: str = "on-demand",
+    initialization_type: str = ON_DEMAND,
 ) -> dict[str, str]:
     """Lambda's variables first, then the function's own; nothing of the server's."""
     env = {
@@ -127,15 +134,30 @@ class LocalWorker:
         self._starting: Counter[str] = Counter()
 
     async def start_sandbox(self, record: FunctionRecord, provisioned: bool = False) -> Sandbox:
-        """Init a sandbox for ``record``: fetch the code (cached), fork, import.
+        """Init a sandbox for ``record``: fetch the code (cached), fork, import; or
+        start it from the version's SnapStart template (``starts_from_template``).
 
         ``provisioned``: started ahead of any call (provisioned concurrency),
         which the function sees as AWS_LAMBDA_INITIALIZATION_TYPE.
         """
+        with self._unpacking(record):
+            backend, spec = await self.sandbox_spec(record, provisioned)
+            return await backend.create(spec)
+
+    async def prepare_snap_start(self, record: FunctionRecord) -> None:
+        """Make the SnapStart template of ``record``'s version now, from the spec its
+        sandboxes get. Raises SnapStartRefused (it cannot be snapshotted) or InitFailed."""
+        with self._unpacking(record):
+            backend, spec = await self.sandbox_spec(record)
+            await backend.prepare_snap_start(spec)
+
+    @contextlib.contextmanager
+    def _unpacking(self, record: FunctionRecord) -> Iterator[None]:
+        """Keep ``sweep`` off ``record``'s cache entries while a sandbox is made of them."""
         keys = package_keys(record)
         self._starting.update(keys)
         try:
-            return await self._start_sandbox(record, provisioned)
+            yield
         finally:
             self._starting.subtract(keys)
             for key in keys:
@@ -160,7 +182,15 @@ class LocalWorker:
                 removed += 1
         return removed
 
-    async def _start_sandbox(self, record: FunctionRecord, provisioned: bool) -> Sandbox:
+    async def sandbox_spec(
+        self, record: FunctionRecord, provisioned: bool = False
+    ) -> tuple[SandboxBackend, SandboxSpec]:
+        """The backend and spec of a new sandbox of ``record`` (its code unpacked first).
+
+        A SnapStart version's specs differ from one sandbox to the next only in
+        ``sandbox_id`` and AWS_LAMBDA_LOG_STREAM_NAME (its template was made from one
+        of them): the template's environment is every sandbox's.
+        """
         code_dir = await self.code.directory(record.code_digest)
         opt_dir = None
         if record.layer_digests and self.layers is not None:
@@ -170,12 +200,13 @@ class LocalWorker:
             backend = self.strong
         task_root = TASK_ROOT if backend.name in ("zygote", "gvisor") else str(code_dir)
         token = secrets.token_hex(16)
+        snap_start = record.starts_from_template
         env = lambda_environment(
             record,
             self.settings,
             task_root,
             log_stream_name(self._clock(), token, record.version),
-            "provisioned-concurrency" if provisioned else "on-demand",
+            SNAP_START if snap_start else PROVISIONED if provisioned else ON_DEMAND,
         )
         if opt_dir is not None:
             env = with_layer_paths(env, "/opt" if backend.name in ("zygote", "gvisor") else opt_dir)
@@ -191,5 +222,6 @@ class LocalWorker:
             files_max=self.settings.files_per_sandbox,
             egress=record.egress,
             opt_dir=opt_dir,
+            snap_start=snap_start,
         )
-        return await backend.create(spec)
+        return backend, spec

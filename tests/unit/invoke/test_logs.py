@@ -4,7 +4,9 @@ import asyncio
 import base64
 from pathlib import Path
 
-from ember.invoke.logs import MAX_STREAMED, InvocationLog, LogStore, error_line
+import orjson
+
+from ember.invoke.logs import MAX_STREAMED, InvocationLog, LogFormat, LogStore, error_line
 
 
 def _entry(output: bytes = b"hello\n", init_ms: float | None = 3.0) -> InvocationLog:
@@ -20,6 +22,37 @@ def test_render_has_lambdas_lines() -> None:
     assert lines[3].startswith("REPORT RequestId: rid\tDuration: 1.23 ms\tBilled Duration: 2 ms")
     assert "Memory Size: 128 MB\tMax Memory Used: 20 MB\tInit Duration: 3.00 ms" in lines[3]
     assert "Init Duration" not in _entry(init_ms=None).render().decode()
+
+
+def test_a_restored_sandboxs_report_carries_the_restore_in_place_of_init() -> None:
+    entry = _entry(init_ms=None)._replace(restore_ms=12.3401)
+    report = entry.render().decode().splitlines()[3]
+    assert report == (
+        "REPORT RequestId: rid\tDuration: 1.23 ms\tBilled Duration: 2 ms\t"
+        "Memory Size: 128 MB\tMax Memory Used: 20 MB\t"
+        "Restore Duration: 12.34 ms\tBilled Restore Duration: 13 ms\t"
+    )
+    # Billed rounded up to the millisecond, as Lambda bills it.
+    exact = _entry(init_ms=None)._replace(restore_ms=7.0).render().decode()
+    assert "\tRestore Duration: 7.00 ms\tBilled Restore Duration: 7 ms\t" in exact
+
+
+def test_a_restored_sandboxs_json_report_has_restore_duration_ms() -> None:
+    restored = _entry(init_ms=None)._replace(restore_ms=12.3456, log_format=LogFormat(json=True))
+    metrics = _report_metrics(restored)
+    assert metrics["restoreDurationMs"] == 12.35
+    assert metrics["billedRestoreDurationMs"] == 13
+    assert "initDurationMs" not in metrics
+    cold = _report_metrics(_entry()._replace(log_format=LogFormat(json=True)))
+    assert cold["initDurationMs"] == 3.0
+    assert "restoreDurationMs" not in cold
+
+
+def _report_metrics(entry: InvocationLog) -> dict[str, object]:
+    """The metrics of the one platform.report record ``entry`` renders."""
+    records = [orjson.loads(line) for line in entry.render().splitlines() if line.startswith(b"{")]
+    (report,) = [record for record in records if record["type"] == "platform.report"]
+    return dict(report["record"]["metrics"])
 
 
 def test_tail_is_the_last_4_kb() -> None:

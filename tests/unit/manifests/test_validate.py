@@ -49,6 +49,22 @@ def test_unknown_fields_and_bad_enums_list_what_is_allowed() -> None:
     )
 
 
+def test_snap_start_takes_lambdas_apply_on_and_embers_extension() -> None:
+    valid = VALID.format(name="x", memory=128)
+    for apply_on in ("PublishedVersions", "None", "LatestAndPublished"):
+        assert problems(valid + f"  snapStart: {{applyOn: {apply_on}}}\n") == []
+    assert problems(valid + "  snapStart: {applyOn: Always}\n") == [
+        "spec.snapStart.applyOn: 'Always' is not allowed: use one of PublishedVersions, None, "
+        "LatestAndPublished (deploy.yaml:10)"
+    ]
+    assert problems(valid + "  snapStart: {}\n") == [
+        "spec.snapStart.applyOn: is required (deploy.yaml:10)"
+    ]
+    assert problems(valid + "  snapStart: {applyOn: None, when: always}\n") == [
+        "spec.snapStart.when: unknown field: allowed are applyOn (deploy.yaml:10)"
+    ]
+
+
 def test_isolation_is_standard_or_strong() -> None:
     valid = VALID.format(name="x", memory=128)
     assert problems(valid + "  isolation: strong\n") == []

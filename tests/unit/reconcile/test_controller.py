@@ -21,6 +21,7 @@ from ember.queue.memory import MemoryEventQueue
 from ember.reconcile.controller import Controller, inline_package
 from ember.reconcile.provisioned import ProvisionedConcurrency
 from ember.reconcile.schedules import Scheduler, manifest_triggers
+from ember.reconcile.snapstart import SnapStartTemplates
 from ember.reconcile.wiring import Manifests
 from ember.scheduling.executor import LocalExecutor
 from ember.scheduling.manager import WorkerManager
@@ -314,7 +315,10 @@ def test_the_controller_and_the_scheduler_run_only_under_their_duties(held: str)
             reserved=lambda key: None,
             unreserved=lambda account: 1000,
         )
-        manifests = Manifests(w.objects, scheduler, w.controller, OnlyThese(held), provisioned)
+        templates = SnapStartTemplates(w.registry, LocalExecutor(w.manager))
+        manifests = Manifests(
+            w.objects, scheduler, w.controller, OnlyThese(held), provisioned, templates
+        )
         duties = asyncio.create_task(manifests.loops()[0])
         if held == "controller":
             await _until(lambda: w.controller.reconciles > 0)
