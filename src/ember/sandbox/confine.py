@@ -124,11 +124,19 @@ def attach_self(paths: list[str], version: int) -> None:
         _write(os.path.join(path, target), "0")
 
 
-def attach(paths: list[str], version: int, pid: int) -> None:
-    """Move the single-threaded process ``pid`` into ``paths`` (from outside)."""
+def join_files(paths: list[str], version: int) -> list[int]:
+    """Open descriptors of the files a process writes "0" to, to join ``paths``
+    (``attach_self`` done through descriptors, by a process that cannot see them)."""
     target = "cgroup.procs" if version == 2 else "tasks"
-    for path in paths:
-        _write(os.path.join(path, target), str(pid))
+    fds: list[int] = []
+    try:
+        for path in paths:
+            fds.append(os.open(os.path.join(path, target), os.O_WRONLY | os.O_CLOEXEC))
+    except OSError:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds
 
 
 def oom_killed(paths: list[str], version: int) -> bool:

@@ -466,19 +466,22 @@ class ForkedSandbox:
         channel = self._channel
         waiter = channel.expect()
         assert channel.transport is not None
-        channel.transport.write(
-            frames.invoke_frame(
-                [
-                    request.request_id,
-                    str(request.deadline_ms),
-                    request.invoked_arn,
-                    request.client_context,
-                    request.identity,
-                    request.trace_id,
-                ],
-                request.payload,
+        # A sandbox whose process ended: no write (uvloop raises on a closed transport);
+        # the waiter gets its EOFError (now, or from connection_lost): the crash path.
+        if not channel.closed and not channel.transport.is_closing():
+            channel.transport.write(
+                frames.invoke_frame(
+                    [
+                        request.request_id,
+                        str(request.deadline_ms),
+                        request.invoked_arn,
+                        request.client_context,
+                        request.identity,
+                        request.trace_id,
+                    ],
+                    request.payload,
+                )
             )
-        )
         timer = channel.loop.call_later(request.timeout_seconds, self._time_out, waiter)
         listener = channel.listener = request.output
         channel.sink = request.stream

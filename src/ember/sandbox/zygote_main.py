@@ -623,16 +623,15 @@ def _restore_from(ctl: socket.socket, selector: Any, message: dict[str, Any], co
             raise OSError("the template is gone" if restore else "SnapStart is off here")
         uid = _UIDS[message["template"]]
         confine.set_limits(_CONFIG["cgroups"], paths, spec["limits"])
-        child, tracee = restore.fork_template(template)
-        version = _cgroup_version()
-        ours, log = restore.isolate_child(
-            tracee,
-            uid,
-            uid,
-            int(spec["tmp_mb"]),
-            _ISOLATION["module"]._LAST_CAP,
-            lambda pid: confine.attach(paths, version, pid),
-        )
+        joins = confine.join_files(paths, _cgroup_version())
+        try:
+            child, tracee = restore.fork_template(template)
+            ours, log = restore.isolate_child(
+                tracee, uid, uid, int(spec["tmp_mb"]), _ISOLATION["module"]._LAST_CAP, joins
+            )
+        finally:
+            for fd in joins:
+                os.close(fd)
         try:
             if spec.get("egress"):
                 _start_egress(child)

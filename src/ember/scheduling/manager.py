@@ -88,8 +88,15 @@ class WorkerManager:
         worker has room) or SandboxUnavailable (the platform could not start one).
         """
         pool = self._pools.get(record.revision_id)
-        if pool is not None and pool.idle:
+        while pool is not None and pool.idle:
             slot = pool.idle.pop()
+            if not slot.sandbox.alive:
+                # It ended while idle (its process exited, or was killed): the call
+                # gets a new sandbox, as on Lambda, not the dead one's error.
+                slot.state = _BUSY
+                self._destroy(slot)
+                pool = self._pools.get(record.revision_id)
+                continue
             slot.state = _BUSY
             if slot.sandbox.frozen:
                 slot.sandbox.thaw()
