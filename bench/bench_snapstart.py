@@ -9,7 +9,7 @@ FastAPI app behind Mangum (deployed with its requirements):
 - bursts of 16 concurrent first calls on a cold SnapStart version.
 
 Every measured call's sandbox exits just after answering (the handler arms a
-10 ms timer that calls `os._exit`), so the next call is a cold start, without
+200 ms timer that calls `os._exit`), so the next call is a cold start, without
 touching the version (a configuration change would make a new template).
 Writes docs/benchmarks-snapstart.md. `--quick` takes fewer samples.
 """
@@ -50,7 +50,7 @@ EXIT_AFTER = (
     "import os, threading\n\n"
     "def leave(event):\n"
     "    if event.get('exit'):\n"
-    "        threading.Timer(0.01, os._exit, (0,)).start()\n"
+    "        threading.Timer(0.2, os._exit, (0,)).start()\n"
 )
 SLOW = (
     "import json, decimal, http.client, email, time\n" + EXIT_AFTER + "time.sleep(0.3)\n\n"
@@ -176,9 +176,9 @@ class Caller:
 
 
 def settle() -> None:
-    """Give the sandboxes of the last calls time to leave (each exits 10 ms after its
+    """Give the sandboxes of the last calls time to leave (each exits 200 ms after its
     answer; the server drops a dead idle sandbox at the next call, which is cold)."""
-    time.sleep(0.15)
+    time.sleep(0.3)
 
 
 def colds(
@@ -287,8 +287,8 @@ def main() -> int:
         "the fork: new user, PID, mount, network, IPC, UTS and cgroup namespaces, /tmp, "
         "cgroup, no capabilities; then the after-restore hooks run). SnapStart off: the same "
         "code as `$LATEST`, where SnapStart does not apply and Init runs.",
-        "Every measured call's sandbox exits 10 ms after answering, and the next call comes "
-        "150 ms later: each is a cold start (the bench checks its REPORT line says so).",
+        "Every measured call's sandbox exits 200 ms after answering, and the next call comes "
+        "300 ms later: each is a cold start (the bench checks its REPORT line says so).",
         f"Bursts: {BURSTS} times, {BURST} threads with a connection each released together "
         "on a cold version; p99 over every call of every burst (nearest rank).",
         "FastAPI 0.115.6 and Mangum 0.19.0 installed with pip into the package; the event is "

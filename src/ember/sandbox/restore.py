@@ -29,14 +29,16 @@ stopped, before the new process runs a single instruction of its own.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import platform
 import socket
 import struct
+from typing import Iterator
 
 PTRACE_GETREGS, PTRACE_SETREGS = 12, 13
-PTRACE_SINGLESTEP, PTRACE_DETACH = 9, 17
+PTRACE_CONT, PTRACE_SINGLESTEP, PTRACE_DETACH = 7, 9, 17
 PTRACE_GETEVENTMSG, PTRACE_SEIZE, PTRACE_INTERRUPT = 0x4201, 0x4206, 0x4207
 PTRACE_O_TRACEFORK = 0x2
 PTRACE_O_EXITKILL = 0x100000
@@ -159,6 +161,27 @@ def _wait_stop(pid: int) -> tuple[int, int]:
     return (status >> 8) & 0xFF, status >> 16
 
 
+def _resume(pid: int, request: int) -> tuple[int, int]:
+    """Resume ``pid`` (single-step or continue) until it stops for us: (signal, event).
+
+    A signal that arrives meanwhile (SIGCHLD, when one of a template's forks ends)
+    stops it before the instruction runs; it is dropped (a template ignores them
+    all, and a new sandbox has none yet) and the step made again.
+    """
+    while True:
+        _ptrace(request, pid)
+        sig, event = _wait_stop(pid)
+        if sig == SIGTRAP or event not in (0, PTRACE_EVENT_STOP):
+            return sig, event
+
+
+def _interrupt(pid: int) -> None:
+    """Stop ``pid`` where it is (a template: in its read), signals aside."""
+    _ptrace(PTRACE_INTERRUPT, pid)
+    while _wait_stop(pid)[1] != PTRACE_EVENT_STOP:
+        _ptrace(PTRACE_CONT, pid)  # a signal's stop came first: dropped
+
+
 def _regs(pid: int) -> Regs:
     regs = Regs()
     _ptrace(PTRACE_GETREGS, pid, 0, ctypes.addressof(regs))
@@ -173,6 +196,22 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
+@contextlib.contextmanager
+def pinned() -> Iterator[None]:
+    """Keep the calling process (the zygote) on the CPU it runs on for a while.
+
+    Every injected call wakes the tracee and then the tracer: on one CPU that is
+    a switch, across two it is two inter-processor wake-ups, which in a virtual
+    machine cost more than the calls themselves (a restore took twice as long).
+    """
+    everywhere = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {_libc.sched_getcpu()})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, everywhere)
+
+
 class Tracee:
     """A stopped process into which system calls are injected one at a time.
 
@@ -183,6 +222,7 @@ class Tracee:
 
     def __init__(self, pid: int, base: Regs, insn: int) -> None:
         self.pid = pid
+        self.everywhere: set[int] = set()  # the CPUs it may run on once released
         self.base = base
         self.insn = insn
         self.mem = -1
@@ -195,8 +235,7 @@ class Tracee:
         for index, value in enumerate(args):
             setattr(regs, ARGUMENT_REGISTERS[index], value & ((1 << 64) - 1))
         _set_regs(self.pid, regs)
-        _ptrace(PTRACE_SINGLESTEP, self.pid)
-        sig, _event = _wait_stop(self.pid)
+        sig, _event = _resume(self.pid, PTRACE_SINGLESTEP)
         if sig != SIGTRAP:
             raise RestoreError(
                 "{0} in process {1} stopped with signal {2}".format(name, self.pid, sig)
@@ -252,8 +291,7 @@ def inspect(template: int) -> str:
     _ptrace(PTRACE_SEIZE, template)
     tracee = Tracee(template, Regs(), 0)
     try:
-        _ptrace(PTRACE_INTERRUPT, template)
-        _wait_stop(template)
+        _interrupt(template)
         _parked_regs(tracee, _regs(template))  # RestoreError: not yet, or never
         if threads_of(template) != 1:
             return "Init left threads running: a snapshot holds only one thread"
@@ -284,11 +322,13 @@ def fork_template(template: int) -> tuple[int, Tracee]:
     """Make the parked ``template`` fork once into new namespaces; return the new
     process's pid (the zygote's view) and it, stopped at birth and traced."""
     options = PTRACE_O_TRACEFORK | PTRACE_O_SUSPEND_SECCOMP | PTRACE_O_EXITKILL
+    everywhere = os.sched_getaffinity(template)
     _ptrace(PTRACE_SEIZE, template, 0, options)
     parent = Tracee(template, Regs(), 0)
     try:
-        _ptrace(PTRACE_INTERRUPT, template)
-        _wait_stop(template)
+        # On the zygote's CPU (``pinned``); the fork inherits it, ``release`` lifts it.
+        os.sched_setaffinity(template, os.sched_getaffinity(0))
+        _interrupt(template)
         saved = _regs(template)
         _parked_regs(parent, saved)
         if threads_of(template) != 1:
@@ -303,8 +343,7 @@ def fork_template(template: int) -> tuple[int, Tracee]:
         regs.orig_rax = (1 << 64) - 1
         regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8 = NAMESPACES | SIGCHLD, 0, 0, 0, 0
         _set_regs(template, regs)
-        _ptrace(PTRACE_SINGLESTEP, template)
-        sig, event = _wait_stop(template)
+        sig, event = _resume(template, PTRACE_SINGLESTEP)
         if event != PTRACE_EVENT_FORK:
             result = _signed(_regs(template).rax)
             raise RestoreError(
@@ -315,8 +354,7 @@ def fork_template(template: int) -> tuple[int, Tracee]:
         message = ctypes.c_ulong()
         _ptrace(PTRACE_GETEVENTMSG, template, 0, ctypes.addressof(message))
         child = int(message.value)
-        _ptrace(PTRACE_SINGLESTEP, template)  # the rest of clone() in the template
-        _wait_stop(template)
+        _resume(template, PTRACE_SINGLESTEP)  # the rest of clone() in the template
         sig, event = _wait_stop(child)
         if event != PTRACE_EVENT_STOP:
             os.kill(child, 9)
@@ -328,8 +366,11 @@ def fork_template(template: int) -> tuple[int, Tracee]:
         _set_regs(template, saved)
     finally:
         parent.close()
+        os.sched_setaffinity(template, everywhere)
         _ptrace(PTRACE_DETACH, template)
-    return child, Tracee(child, original, original.rip - 2)
+    tracee = Tracee(child, original, original.rip - 2)
+    tracee.everywhere = everywhere
+    return child, tracee
 
 
 def exit_status(pid: int) -> int | None:
@@ -347,8 +388,7 @@ def reap(template: int) -> None:
     _ptrace(PTRACE_SEIZE, template)
     tracee = Tracee(template, Regs(), 0)
     try:
-        _ptrace(PTRACE_INTERRUPT, template)
-        _wait_stop(template)
+        _interrupt(template)
         saved = _regs(template)
         _parked_regs(tracee, saved)
         tracee.base, tracee.insn = saved, saved.rip - 2
@@ -457,7 +497,6 @@ _BOUNDING_LOOP = (
     b"\x31\xf6\xbf\x18\x00\x00\x00\xb8\x9d\x00\x00\x00\x0f\x05\x85\xc0\x75\x0a"
     b"\xff\xc6\x81\xfe{count}\x75\xe6\xcc"
 )
-PTRACE_CONT = 7
 
 
 def _drop_bounding_set(tracee: Tracee, scratch: int, last_cap: int) -> None:
@@ -468,8 +507,7 @@ def _drop_bounding_set(tracee: Tracee, scratch: int, last_cap: int) -> None:
     regs.rip = where
     regs.orig_rax = (1 << 64) - 1
     _set_regs(tracee.pid, regs)
-    _ptrace(PTRACE_CONT, tracee.pid)
-    sig, _event = _wait_stop(tracee.pid)
+    sig, _event = _resume(tracee.pid, PTRACE_CONT)
     result = _regs(tracee.pid)
     if sig != SIGTRAP or result.rax != 0 or result.rsi != last_cap + 1:
         raise RestoreError(
@@ -552,4 +590,6 @@ def release(tracee: Tracee) -> None:
     regs.orig_rax = (1 << 64) - 1
     _set_regs(tracee.pid, regs)
     tracee.close()
+    if tracee.everywhere:
+        os.sched_setaffinity(tracee.pid, tracee.everywhere)
     _ptrace(PTRACE_DETACH, tracee.pid)

@@ -625,10 +625,11 @@ def _restore_from(ctl: socket.socket, selector: Any, message: dict[str, Any], co
         confine.set_limits(_CONFIG["cgroups"], paths, spec["limits"])
         joins = confine.join_files(paths, _cgroup_version())
         try:
-            child, tracee = restore.fork_template(template)
-            ours, log = restore.isolate_child(
-                tracee, uid, uid, int(spec["tmp_mb"]), _ISOLATION["module"]._LAST_CAP, joins
-            )
+            with restore.pinned():
+                child, tracee = restore.fork_template(template)
+                ours, log = restore.isolate_child(
+                    tracee, uid, uid, int(spec["tmp_mb"]), _ISOLATION["module"]._LAST_CAP, joins
+                )
         finally:
             for fd in joins:
                 os.close(fd)
