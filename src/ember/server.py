@@ -299,6 +299,11 @@ def serve(settings: Settings, log_level: str = "info") -> None:
         forwarded_allow_ips=list(settings.trusted_proxies) or None,
         log_level=log_level,
         timeout_graceful_shutdown=30,
+        # Longer than clients wait between calls on one connection: boto3's waiters
+        # poll every 5 s, uvicorn's default, so a poll raced the server closing its
+        # idle connection ("Connection was closed before we received a valid
+        # response"). 75 s, as nginx; AWS's load balancers keep 60 s.
+        timeout_keep_alive=75,
     )
     # uvicorn re-raises the signal that stopped it once shutdown is complete;
     # by then every sandbox is reaped, so a SIGTERM or Ctrl-C is a clean exit.
