@@ -68,6 +68,12 @@ _RESTORE: list[Any] = []
 _UIDS: dict[str, int] = {}
 _PIDFDS: dict[int, int] = {}  # forked sandbox pid -> its pidfd
 _TEMPLATE_OF: dict[int, str] = {}  # forked sandbox pid -> its template's sandbox id
+_TEMPLATES: set[str] = set()  # templates checked (while one lives, spare cgroups are kept)
+# Cgroups made in quiet moments for the forks of templates: making one (a directory
+# per controller) was a tenth of a restore, and a burst of cold calls waits for
+# each restore in turn.
+_SPARE_CGROUPS: list[list[str]] = []
+SPARE_CGROUPS = 16
 _RAPI_PORT = 9001  # Lambda's; a free port when there is no network namespace
 
 # Imported once here so that a sandbox's Init does not pay for them. Kept to
@@ -141,6 +147,7 @@ def _report_exits(ctl: socket.socket, confine: Any) -> None:
         if sandbox_id.startswith("blank-"):
             continue  # never handed out: nothing to report
         _UIDS.pop(sandbox_id, None)
+        _TEMPLATES.discard(sandbox_id)
         _send(
             ctl,
             {
@@ -586,6 +593,8 @@ def _check_template(ctl: socket.socket, template_id: str) -> None:
     """Say whether the sandbox ``template_id`` is parked as a SnapStart template and
     may be forked: checked here, from outside, since its own word is user code's."""
     pid = _PIDS.get(template_id)
+    if pid is not None:
+        _TEMPLATES.add(template_id)
     if not _RESTORE:
         reason = "SnapStart needs the isolated sandbox backend"
     elif pid is None:
@@ -616,7 +625,10 @@ def _restore_from(ctl: socket.socket, selector: Any, message: dict[str, Any], co
     sandbox_id, spec = message["id"], message["spec"]
     template = _PIDS.get(message["template"])
     restore = _RESTORE[0] if _RESTORE else None
-    paths = confine.create_cgroup(_CONFIG["cgroups"], sandbox_id, None)
+    if _SPARE_CGROUPS:
+        paths = _SPARE_CGROUPS.pop()
+    else:
+        paths = confine.create_cgroup(_CONFIG["cgroups"], sandbox_id, None)
     child = 0
     try:
         if restore is None or template is None:
@@ -702,6 +714,8 @@ def _destroy(sandbox_id: str, confine: Any) -> None:
 def _shutdown(ctl: socket.socket, confine: Any) -> None:
     for sandbox_id in list(_PIDS):
         _destroy(sandbox_id, confine)
+    while _SPARE_CGROUPS:
+        confine.remove_cgroup(_SPARE_CGROUPS.pop(), _collect)
     while _SANDBOXES:
         try:
             pid, status = os.waitpid(-1, 0)
@@ -813,13 +827,18 @@ def main() -> None:
         # handler) competes with a fork for the CPU.
         wait = None
         short = [kind for kind in _STARTED_KEYS if len(_STARTED.get(kind[0], [])) < kind[3]]
-        if len(_BLANKS) < pool or short:
+        spares = _TEMPLATES and len(_SPARE_CGROUPS) < SPARE_CGROUPS
+        if len(_BLANKS) < pool or short or spares:
             wait = max(REFILL_AFTER, retry_at - time.monotonic())
         events = selector.select(timeout=wait)
         if not events:
             try:
                 if len(_BLANKS) < pool:
                     _fork_blank(ctl, selector, confine, pyloop)
+                elif spares:
+                    _COUNTER.append(1)
+                    name = "spare-{0}-{1}".format(os.getpid(), len(_COUNTER))
+                    _SPARE_CGROUPS.append(confine.create_cgroup(_CONFIG["cgroups"], name, None))
                 else:
                     kind, command, settings, _size = short[0]
                     _start_runtime(ctl, selector, confine, pyloop, kind, command, settings)
