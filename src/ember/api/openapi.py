@@ -80,6 +80,7 @@ _EMBER_DIFFERS: dict[str, Shape] = {
 # Success codes Lambda documents beyond the model's one responseCode.
 _ALSO_SUCCEEDS: dict[str, dict[str, str]] = {
     "Invoke": {"202": "queued (InvocationType Event)", "204": "validated (InvocationType DryRun)"},
+    "InvokeWithResponseStream": {"204": "validated (InvocationType DryRun)"},
 }
 
 
@@ -239,6 +240,10 @@ class _Converter:
             member = shape["members"][payload]["shape"]
             if self._shapes[member]["type"] == "blob":
                 response["content"] = {"*/*": {"schema": {}}}  # a function's own answer
+            elif self._shapes[member].get("eventstream"):
+                # InvokeWithResponseStream: binary event-stream frames, as on Lambda.
+                binary = {"schema": {"type": "string", "format": "binary"}}
+                response["content"] = {"application/vnd.amazon.eventstream": binary}
             else:
                 response["content"] = {"application/json": {"schema": self.schema(member)}}
             return response
