@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -331,6 +332,27 @@ def test_function_failure_is_200_unhandled_and_the_function_recovers(
         assert response["StatusCode"] == 200
         assert "FunctionError" not in response, body
         assert body["ok"] is True
+
+
+LEAVES_AFTER_ANSWERING = """
+import os, threading, time, uuid
+
+SANDBOX = uuid.uuid4().hex
+
+def handler(event, context):
+    # The process ends once its answer is out, while the sandbox is idle.
+    threading.Timer(0.05, os._exit, (0,)).start()
+    return SANDBOX
+"""
+
+
+def test_a_sandbox_that_died_while_idle_is_replaced_not_reported(aws: Any, deploy: Deploy) -> None:
+    name = deploy(LEAVES_AFTER_ANSWERING)["FunctionName"]
+    _, first = invoke(aws, name)
+    time.sleep(0.5)  # it has exited; the server has not called it since
+    response, second = invoke(aws, name)
+    assert "FunctionError" not in response, second
+    assert second != first  # a new sandbox (Lambda starts a new environment too)
 
 
 def test_a_large_response_under_the_limit_succeeds(aws: Any, deploy: Deploy) -> None:
