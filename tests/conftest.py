@@ -461,6 +461,39 @@ def unique_name(request: pytest.FixtureRequest) -> str:
     return f"{base}-{uuid.uuid4().hex[:6]}"
 
 
+SnapStartPublish = Callable[..., tuple[str, str, dict[str, Any]]]
+
+
+@pytest.fixture
+def publish_snap_start(aws: Any, unique_name: str) -> Iterator[SnapStartPublish]:
+    """Create a Python function from ``source`` with SnapStart on published
+    versions, publish version 1 and wait until its template is made:
+    (name, version, the version's configuration). Deleted after the test."""
+    created: list[str] = []
+
+    def make(source: str, **settings: Any) -> tuple[str, str, dict[str, Any]]:
+        name = f"{unique_name}-{len(created)}"
+        aws.create_function(
+            FunctionName=name,
+            Runtime="python3.11",
+            Handler="app.handler",
+            Role=ROLE,
+            Timeout=30,
+            Code={"ZipFile": make_zip({"app.py": source})},
+            SnapStart={"ApplyOn": "PublishedVersions"},
+            **settings,
+        )
+        created.append(name)
+        version = aws.publish_version(FunctionName=name)["Version"]
+        aws.get_waiter("published_version_active").wait(FunctionName=name, Qualifier=version)
+        return name, version, aws.get_function_configuration(FunctionName=name, Qualifier=version)
+
+    yield make
+    for name in created:
+        with contextlib.suppress(aws.exceptions.ResourceNotFoundException):
+            aws.delete_function(FunctionName=name)
+
+
 @pytest.fixture
 def deploy(aws: Any, unique_name: str) -> Iterator[Callable[..., dict[str, Any]]]:
     """Create a function from inline sources; deleted after the test."""

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from conftest import ROLE, Server, make_zip, sandboxes_of, wait_until
+from conftest import Server, sandboxes_of, wait_until
 
 PROBE = r"""
 import ctypes, errno, os, socket, time, uuid
@@ -85,32 +85,15 @@ def full_isolation(server: Server) -> None:
 
 
 @pytest.fixture
-def publish(aws: Any, unique_name: str) -> Iterator[Publish]:
-    """Create a SnapStart function and publish version 1; (name, version)."""
-    created: list[str] = []
+def publish(publish_snap_start: Callable[..., tuple[str, str, dict[str, Any]]]) -> Publish:
+    """Publish the probe with SnapStart: (name, version), its template made."""
 
     def make(**settings: Any) -> tuple[str, str]:
-        name = f"{unique_name}-{len(created)}"
-        aws.create_function(
-            FunctionName=name,
-            Runtime="python3.11",
-            Handler="app.handler",
-            Role=ROLE,
-            Timeout=30,
-            Code={"ZipFile": make_zip({"app.py": PROBE})},
-            SnapStart={"ApplyOn": "PublishedVersions"},
-            **settings,
-        )
-        created.append(name)
-        version = aws.publish_version(FunctionName=name)["Version"]
-        aws.get_waiter("published_version_active").wait(FunctionName=name, Qualifier=version)
-        config = aws.get_function_configuration(FunctionName=name, Qualifier=version)
+        name, version, config = publish_snap_start(PROBE, **settings)
         assert config["SnapStart"] == {"ApplyOn": "PublishedVersions", "OptimizationStatus": "On"}
         return name, version
 
-    yield make
-    for name in created:
-        aws.delete_function(FunctionName=name)
+    return make
 
 
 def invoke(aws: Any, name: str, version: str, event: Any = None) -> tuple[dict[str, Any], Any]:

@@ -359,11 +359,7 @@ def fork_template(template: int) -> tuple[int, Tracee]:
         if event != PTRACE_EVENT_STOP:
             os.kill(child, 9)
             raise RestoreError("the new sandbox did not stop at birth (signal {0})".format(sig))
-        # Back into its read(): the same call again, as the kernel restarts it.
-        saved.rip -= 2
-        saved.rax = saved.orig_rax
-        saved.orig_rax = (1 << 64) - 1
-        _set_regs(template, saved)
+        _back_into_read(template, saved)
     finally:
         parent.close()
         os.sched_setaffinity(template, everywhere)
@@ -371,6 +367,15 @@ def fork_template(template: int) -> tuple[int, Tracee]:
     tracee = Tracee(child, original, original.rip - 2)
     tracee.everywhere = everywhere
     return child, tracee
+
+
+def _back_into_read(template: int, saved: Regs) -> None:
+    """Put the template back into the read() it was interrupted in: the same call
+    again, as the kernel restarts an interrupted one."""
+    saved.rip -= 2
+    saved.rax = saved.orig_rax
+    saved.orig_rax = (1 << 64) - 1
+    _set_regs(template, saved)
 
 
 def exit_status(pid: int) -> int | None:
@@ -394,11 +399,7 @@ def reap(template: int) -> None:
         tracee.base, tracee.insn = saved, saved.rip - 2
         while tracee.call("wait4", -1, 0, WNOHANG | WALL, 0) > 0:
             pass
-        # Back into its read(), as fork_template leaves it.
-        saved.rip -= 2
-        saved.rax = saved.orig_rax
-        saved.orig_rax = (1 << 64) - 1
-        _set_regs(template, saved)
+        _back_into_read(template, saved)
     finally:
         tracee.close()
         _ptrace(PTRACE_DETACH, template)

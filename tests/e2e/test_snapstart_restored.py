@@ -14,13 +14,13 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from conftest import ROLE, Server, lambda_client, make_zip
+from conftest import Server, lambda_client
 
 HOOKS = r"""
 import os, random, time, uuid
@@ -76,31 +76,8 @@ def can_fork_templates(server: Server) -> None:
 
 
 @pytest.fixture
-def publish(aws: Any, unique_name: str) -> Iterator[Publish]:
-    """Create a SnapStart function from ``source``, publish version 1 and wait for
-    it to be ready: (name, version, its configuration)."""
-    created: list[str] = []
-
-    def make(source: str, **settings: Any) -> tuple[str, str, dict[str, Any]]:
-        name = f"{unique_name}-{len(created)}"
-        aws.create_function(
-            FunctionName=name,
-            Runtime="python3.11",
-            Handler="app.handler",
-            Role=ROLE,
-            Timeout=30,
-            Code={"ZipFile": make_zip({"app.py": source})},
-            SnapStart={"ApplyOn": "PublishedVersions"},
-            **settings,
-        )
-        created.append(name)
-        version = aws.publish_version(FunctionName=name)["Version"]
-        aws.get_waiter("published_version_active").wait(FunctionName=name, Qualifier=version)
-        return name, version, aws.get_function_configuration(FunctionName=name, Qualifier=version)
-
-    yield make
-    for name in created:
-        aws.delete_function(FunctionName=name)
+def publish(publish_snap_start: Publish) -> Publish:
+    return publish_snap_start
 
 
 def invoke(aws: Any, name: str, version: str, event: Any = None, **extra: Any) -> Any:
