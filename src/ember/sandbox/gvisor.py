@@ -52,6 +52,9 @@ class _PipePair:
         self._writer.close()
         self._reader.close()
 
+    def is_closing(self) -> bool:
+        return self._writer.is_closing()
+
 
 class _Process:
     """One runsc process tree and the cgroups it runs in."""
