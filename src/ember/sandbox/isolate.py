@@ -369,10 +369,6 @@ def prepare_root(runtimes_dir: str = "", empty: str = "") -> None:
     _mount("proc", STAGING + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     if runtimes_dir and empty and os.path.isdir(runtimes_dir):
         _attach(view_readonly(runtimes_dir, empty), STAGING + RUNTIMES_MOUNT)
-    # An empty bounding set takes nothing from the effective set the rest of
-    # the set-up still uses.
-    _drop_bounding_set()
-    _BOUNDING_SET_DROPPED.append(True)
 
 
 def _bind_readonly_device(source: str, target: str) -> None:
@@ -608,9 +604,6 @@ def _drop_capabilities() -> None:
     _check(_libc.capset(ctypes.byref(header), data), "capset")
 
 
-_BOUNDING_SET_DROPPED: list[bool] = []  # in this process, by prepare_root
-
-
 def _last_capability() -> int:
     try:
         with open("/proc/sys/kernel/cap_last_cap") as handle:
@@ -619,7 +612,7 @@ def _last_capability() -> int:
         return -1  # read again where it is needed (and fail there)
 
 
-# Read once, in the zygote: each sandbox drops the bounding set twice.
+# Read once, in the zygote: every sandbox drops the bounding set.
 _LAST_CAP = _last_capability()
 
 
@@ -628,18 +621,25 @@ def _drop_bounding_set() -> None:
     if last < 0:
         with open("/proc/sys/kernel/cap_last_cap") as handle:
             last = int(handle.read())
+    prctl = _libc.prctl
     for capability in range(last + 1):
-        _check(_libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0), "drop capability bound")
+        if prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+            _check(-1, "drop capability bound")
 
 
 def _write(path: str, value: str) -> None:
-    with open(path, "w") as handle:
-        handle.write(value)
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
 
 
 def drop_privileges(uid: int, gid: int, user_namespace: bool) -> None:
     """Become an unprivileged user in a user namespace of its own, for good."""
-    if not _BOUNDING_SET_DROPPED:
+    if not user_namespace:
+        # With one, this would be undone: a new user namespace starts with a
+        # full bounding set (relative to it), emptied below instead.
         _drop_bounding_set()
     os.setgroups([])
     os.setresgid(gid, gid, gid)

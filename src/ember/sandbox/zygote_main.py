@@ -69,6 +69,7 @@ _UIDS: dict[str, int] = {}
 _PIDFDS: dict[int, int] = {}  # forked sandbox pid -> its pidfd
 _TEMPLATE_OF: dict[int, str] = {}  # forked sandbox pid -> its template's sandbox id
 _TEMPLATES: set[str] = set()  # templates checked (while one lives, spare cgroups are kept)
+_KILLED: set[int] = set()  # sandbox leaders sent SIGKILL, not reaped yet
 # Cgroups made in quiet moments for the forks of templates: making one (a directory
 # per controller) was a tenth of a restore, and a burst of cold calls waits for
 # each restore in turn.
@@ -134,6 +135,7 @@ def _report_exits(ctl: socket.socket, confine: Any) -> None:
     while _EXITED:
         pid, status = _EXITED.pop(0)
         sandbox_id, paths = _SANDBOXES.pop(pid)
+        _KILLED.discard(pid)
         _PIDS.pop(sandbox_id, None)
         helper = _EGRESS.pop(pid, None)
         if helper is not None:
@@ -203,6 +205,10 @@ def _run(spec: dict[str, Any], fds: list[int], confine: Any, pyloop: Any) -> int
         port = _RAPI_PORT if isolate is not None else 0
         return int(_RAPI[0].run(3, 3, task_root, port, spec.get("command")))
     sys.path[:] = [task_root, *spec.get("extra_path", []), *_CONFIG["base_path"]]
+    if isolate is not None:
+        # Everything importable is read-only here: skip the attempt to cache
+        # bytecode (a failed mkdir and an exception per module imported).
+        sys.dont_write_bytecode = True
     sock = socket.socket(fileno=3)
     return int(pyloop.run(sock, spec["handler"]))
 
@@ -690,7 +696,8 @@ def _forked_exit(selector: Any, pid: int) -> None:
     restore = _RESTORE[0]
     status = restore.exit_status(pid)
     template = _PIDS.get(_TEMPLATE_OF.pop(pid, ""))
-    if template is not None:
+    # A template being killed cannot be traced (EPERM): its forks go with it.
+    if template is not None and template not in _KILLED:
         try:
             restore.reap(template)
         except OSError as exc:  # not parked (or dying): its forks go with it
@@ -706,6 +713,7 @@ def _destroy(sandbox_id: str, confine: Any) -> None:
         return  # already gone: destroying twice is harmless
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+    _KILLED.add(pid)
     paths = _SANDBOXES[pid][1]
     if _ISOLATION.get("module") is not None:
         # The leader is PID 1 of its namespace: the kernel kills every other
