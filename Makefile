@@ -65,6 +65,7 @@ bench: setup
 	@cd bench && ../$(BIN)/python bench_console.py
 	@cd bench && ../$(BIN)/python bench_streaming.py
 	@cd bench && ../$(BIN)/python bench_snapstart.py
+	@cd bench && ../$(BIN)/python bench_hotpath.py
 
 # PNGs of every console page (docs/console/), from a server with the examples deployed.
 screenshots: setup

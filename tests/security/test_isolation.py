@@ -331,6 +331,50 @@ def test_writing_outside_tmp_fails(
     assert seen["tmp"] == "ok"  # its own /tmp is writable
 
 
+ROOT_AND_DEVICES = (
+    ATTEMPT
+    + """
+import os
+
+def mount_options(target):
+    for line in open("/proc/self/mountinfo"):
+        fields = line.split()
+        if fields[4] == target:
+            return fields[5].split(",") + line.split(" - ")[1].split()[2].split(",")
+    return []
+
+def handler(event, context):
+    return {
+        "root": sorted(os.listdir("/")),
+        "options": {path: mount_options(path) for path in ("/", "/dev", "/tmp", "/proc")},
+        "null": attempt(lambda: open("/dev/null", "w").write("x")),
+        "zero": attempt(lambda: str(len(open("/dev/zero", "rb").read(8)))),
+        "urandom": attempt(lambda: str(len(open("/dev/urandom", "rb").read(8)))),
+        "dev_file": attempt(lambda: open("/dev/mine", "w")),
+    }
+"""
+)
+
+
+def test_the_shared_root_and_dev_are_read_only_filesystems_and_devices_still_work(
+    server: Server, aws: Any, deploy: Deploy
+) -> None:
+    """The root tmpfs and /dev are built once by the zygote and every sandbox's mount
+    namespace holds a copy of them: the filesystems themselves (not only the mounts)
+    are read-only, so nothing one sandbox does can change what the next one sees."""
+    name = deploy(ROOT_AND_DEVICES)["FunctionName"]
+    seen = invoke_ok(aws, name, {})
+    options = seen["options"]
+    for shared in ("/", "/dev"):
+        mount_flags, super_flags = options[shared][:1], options[shared][1:]
+        assert mount_flags == ["ro"] and "ro" in super_flags, (shared, options[shared])
+    for own in ("/tmp", "/proc"):
+        assert options[own] and options[own][0] == "rw", (own, options[own])
+    assert seen["dev_file"] in ("EROFS", "EACCES")
+    assert (seen["null"], seen["zero"], seen["urandom"]) == ("ok", "8", "8")
+    assert ".old" not in seen["root"] and "var" in seen["root"] and "tmp" in seen["root"]
+
+
 TMP_FILE = (
     TOKEN
     + ATTEMPT
