@@ -283,16 +283,13 @@ def snapshot_etc(target: str) -> None:
             shutil.copy2(source, os.path.join(target, name))
 
 
-def stage_root(
-    staging: str, runtime: list[str], etc: str, runtimes_dir: str = "", empty: str = ""
-) -> None:
-    """A tmpfs at ``staging`` with read-only binds of what a runtime needs.
+def stage_root(staging: str, runtime: list[str], etc: str) -> None:
+    """A tmpfs at ``staging`` with read-only binds of what a runtime needs, and the
+    mount points of what each sandbox adds (``/proc``, ``/tmp``, its code, layers
+    and the runtimes directory).
 
     Also the root of the gVisor backend's sandboxes (``gvisor_launch.py``).
-    The caller must be in a private mount namespace. ``runtimes_dir``, when
-    it exists, appears at ``RUNTIMES_MOUNT`` as an overlay view (see
-    ``view_readonly``, which needs ``empty``), so mountinfo never names the
-    data dir it lives in.
+    The caller must be in a mount namespace of its own.
     """
     os.makedirs(staging, exist_ok=True)
     _mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
@@ -307,10 +304,7 @@ def stage_root(
     for path in runtime:
         if not path.startswith("/usr/"):
             _bind_readonly(path, staging + path)
-    if runtimes_dir and empty and os.path.isdir(runtimes_dir):
-        os.makedirs(staging + RUNTIMES_MOUNT, exist_ok=True)
-        _attach(view_readonly(runtimes_dir, empty), staging + RUNTIMES_MOUNT)
-    for name in ("proc", "tmp", "var/task", "dev", "opt"):
+    for name in ("proc", "tmp", "var/task", "dev", "opt", RUNTIMES_MOUNT[1:]):
         os.makedirs(staging + "/" + name, exist_ok=True)
 
 
@@ -340,7 +334,6 @@ def stage_shared_root(runtime: list[str], etc: str) -> None:
     _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     _mount(None, "/", None, MS_REC | MS_SLAVE)
     stage_root(STAGING, runtime, etc)
-    os.makedirs(STAGING + RUNTIMES_MOUNT, exist_ok=True)
     dev = STAGING + "/dev"
     _mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
     for device in DEVICES:
@@ -361,8 +354,10 @@ def stage_shared_root(runtime: list[str], etc: str) -> None:
 def prepare_root(runtimes_dir: str = "", empty: str = "") -> None:
     """A sandbox's own part of its root (function-independent, before the claim):
     mounts that stay its own, its loopback and hostname, a fresh ``/proc``;
-    ``runtimes_dir``, when given, read-only at ``RUNTIMES_MOUNT`` (a view made
-    now, not by the zygote: runtimes are installed while it runs)."""
+    ``runtimes_dir``, when given, read-only at ``RUNTIMES_MOUNT`` as an overlay
+    view (``view_readonly``, which needs ``empty``: mountinfo never names the
+    data dir), made now and not by the zygote: runtimes are installed while it
+    runs."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     loopback_up()
     socket.sethostname("sandbox")
