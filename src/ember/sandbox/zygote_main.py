@@ -700,7 +700,11 @@ def _forked_exit(selector: Any, pid: int) -> None:
     if template is not None and template not in _KILLED:
         try:
             restore.reap(template)
-        except OSError as exc:  # not parked (or dying): its forks go with it
+        except restore.RestoreError:
+            # Out of its read: its channel closed (the server stops, or let it go)
+            # and it is leaving; as PID 1 of its namespace it reaps its forks then.
+            pass
+        except OSError as exc:
             if exc.errno != errno.ESRCH:
                 os.write(2, "ember zygote: cannot reap a fork: {0}\n".format(exc).encode())
     if pid in _SANDBOXES:
