@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import time
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from ember.errors import SandboxUnavailable
 from ember.sandbox.base import InitFailed, Outcome, SandboxRequest, SandboxSpec
 from ember.sandbox.zygote import ZygoteBackend
 
@@ -172,5 +174,45 @@ def test_destroy_kills_what_the_function_started(code_dir: Path) -> None:
         while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         assert not Path(f"/proc/{child}").exists()
+
+    run("zygote", code_dir, scenario)
+
+
+def test_a_failed_restore_falls_back_to_init_and_spares_the_templates_sandboxes(
+    code_dir: Path,
+) -> None:
+    """A restore the zygote cannot make (a ptrace or clone failure) gives the call an
+    ordinary sandbox, and the next call a new template; the old template lives on
+    while sandboxes forked from it run (its PID namespace holds theirs)."""
+    if os.geteuid() != 0:
+        pytest.skip("SnapStart needs the isolated backend, which needs root")
+
+    async def scenario(backend: Any, spec: Any) -> None:
+        def snap() -> SandboxSpec:
+            return dataclasses.replace(spec(), snap_start=True)
+
+        first = await backend.create(snap())
+        assert first.restore_ms is not None  # a fork of the template
+        (made,) = backend._templates.values()
+        template = made.result()
+        zygote_restore = template.zygote.restore
+
+        async def fails_once(*args: Any, **kwargs: Any) -> Any:
+            template.zygote.restore = zygote_restore
+            raise SandboxUnavailable("could not start a sandbox: injected")
+
+        template.zygote.restore = fails_once
+        fallback = await backend.create(snap())
+        assert fallback.restore_ms is None and fallback.init_log == b"init output\n"
+        still = await first.invoke(request({}))  # the earlier fork was not killed
+        assert still.outcome is Outcome.OK and template.sandbox.alive
+        renewed = await backend.create(snap())
+        assert renewed.restore_ms is not None
+        (made_again,) = backend._templates.values()
+        assert made_again.result() is not template
+        first.destroy()
+        await asyncio.sleep(0.2)  # its exit reported
+        await backend.create(snap())  # a later SnapStart start lets the old template go
+        assert not template.sandbox.alive
 
     run("zygote", code_dir, scenario)

@@ -970,6 +970,8 @@ class ZygoteBackend:
         self._lock = asyncio.Lock()
         # SnapStart templates, by what their sandboxes run (one per version).
         self._templates: dict[str, asyncio.Future[_Template]] = {}
+        # Templates a restore failed from, replaced, kept until their forks end.
+        self._retired: list[_Template] = []
         self._checked: set[str] = set()  # interpreters whose zygote passed the probe
 
     async def start(self) -> None:
@@ -1230,6 +1232,11 @@ class ZygoteBackend:
         for TEMPLATE_IDLE seconds, once no sandbox forked from them lives: their PID
         namespace holds their sandboxes', so those would die with them."""
         now = time.monotonic()
+        for old in list(self._retired):
+            old.children = [child for child in old.children if child.alive]
+            if not old.children:
+                old.sandbox.destroy()
+                self._retired.remove(old)
         for key, made in list(self._templates.items()):
             if not made.done() or made.exception():
                 continue
@@ -1254,16 +1261,28 @@ class ZygoteBackend:
             )
         except SandboxUnavailable as exc:
             log.warning("SnapStart restore failed (%s): the template is made again", exc)
-            template.sandbox.destroy()
+            self._retire(_template_key(spec, sandbox_spec), template)
             return await self._spawn(spec, sandbox_spec)
         template.children.append(sandbox)
         return sandbox
+
+    def _retire(self, key: str, template: _Template) -> None:
+        """Stop restoring from ``template`` (the next restore makes a new one), without
+        killing it while sandboxes forked from it run calls: its PID namespace holds
+        theirs. ``_let_go_of_templates`` destroys it once they have ended."""
+        made = self._templates.get(key)
+        if made is not None and made.done() and not made.exception() and made.result() is template:
+            del self._templates[key]
+        if template not in self._retired:
+            self._retired.append(template)
+        self._let_go_of_templates()
 
     async def close(self) -> None:
         for zygote in list(self._zygotes.values()):
             await zygote.close()
         self._zygotes.clear()
         self._templates.clear()
+        self._retired.clear()
         if self._cgroups is not None:
             await asyncio.to_thread(cgroups.remove_parent, self._cgroups)
             self._cgroups = None
