@@ -47,6 +47,7 @@ PTRACE_EVENT_FORK, PTRACE_EVENT_STOP = 1, 128
 WALL = 0x40000000
 SIGTRAP, SIGSTOP = 5, 19
 ERESTART = (512, 513, 514)  # ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND
+NO_SYSCALL = (1 << 64) - 1  # orig_rax outside a system call (-1)
 
 SYS = {
     "read": 0,
@@ -265,7 +266,23 @@ class Tracee:
 
 
 def _parked_regs(tracee: Tracee, regs: Regs) -> None:
-    """Refuse unless the template is blocked in ``read(3, ...)``, as a template parks."""
+    """Refuse unless the template is blocked in ``read(3, ...)``, as a template parks.
+
+    Or about to enter that read again: ``_back_into_read`` left it on the system
+    call instruction, and it has not run since (the zygote forks or reaps again
+    before the scheduler gets to it, on a busy machine). That state is rewritten
+    here as the one it would be in once blocked, which is what the callers use.
+    """
+    if (
+        regs.orig_rax == NO_SYSCALL
+        and regs.rax == SYS["read"]
+        and regs.rdi == 3
+        and tracee.peek(regs.rip, 2) == b"\x0f\x05"
+    ):
+        regs.rip += 2
+        regs.orig_rax = SYS["read"]
+        regs.rax = -ERESTART[0] & NO_SYSCALL
+        return
     if not (
         regs.orig_rax == SYS["read"]
         and regs.rdi == 3
