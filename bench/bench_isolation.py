@@ -79,6 +79,9 @@ async def creation_rate(isolated: bool, code: Path) -> float:
                 64,
                 64,
                 256,
+                # One function's sandboxes, as the worker keys them (network
+                # namespaces are handed on within one function version).
+                reuse_key="bench:$LATEST:1",
             )
             sandbox = await backend.create(spec)
             sandbox.destroy()

@@ -35,6 +35,10 @@ class SandboxSpec:
     # template) instead of running Init; a version the backend refused
     # (``SnapStartRefused``) gets an ordinary sandbox, which runs Init.
     snap_start: bool = False
+    # Sandboxes with the same key may be handed what one of them leaves behind
+    # (its network namespace, emptied of sockets): one function version's
+    # sandboxes, never another tenant's or configuration's. "": nothing is.
+    reuse_key: str = ""
 
 
 class ResponseSink(Protocol):

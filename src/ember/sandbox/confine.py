@@ -155,15 +155,27 @@ def join_files(paths: list[str], version: int) -> list[int]:
     return fds
 
 
-def oom_killed(paths: list[str], version: int) -> bool:
-    """Whether the kernel's OOM killer fired inside this sandbox's memory cgroup."""
+def oom_kills(paths: list[str], version: int) -> int:
+    """How many times the kernel's OOM killer fired inside these memory cgroups."""
+    kills = 0
     for path in paths:
         name = "memory.events" if version == 2 else "memory.oom_control"
         for line in _read(os.path.join(path, name)).splitlines():
             key, _, value = line.partition(" ")
-            if key == "oom_kill" and value.strip() not in ("", "0"):
-                return True
-    return False
+            if key == "oom_kill" and value.strip().isdigit():
+                kills += int(value)
+    return kills
+
+
+def renew(cgroups: dict[str, Any], paths: list[str]) -> None:
+    """Make the (v1) cgroups of an ended sandbox fit for the next: its peak memory
+    reset, thawed (a freeze may have raced its exit). Raises OSError."""
+    for path in paths:
+        controller = _controller_of(cgroups, path)
+        if controller == "memory":
+            _write(os.path.join(path, "memory.max_usage_in_bytes"), "0")
+        elif controller == "freezer":
+            _write(os.path.join(path, "freezer.state"), "THAWED")
 
 
 def kill_all(paths: list[str]) -> int:

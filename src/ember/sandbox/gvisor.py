@@ -187,7 +187,7 @@ class GVisorBackend:
             return
         code = process.popen.wait()
         version = int(self._standard.cgroup_config().get("version", 1))
-        oom = confine.oom_killed(process.cgroups, version)
+        oom = confine.oom_kills(process.cgroups, version) > 0
         confine.remove_cgroup(process.cgroups, lambda: None)
         with contextlib.suppress(ValueError, OSError):
             loop.remove_reader(process.popen.stderr.fileno())  # type: ignore[union-attr]

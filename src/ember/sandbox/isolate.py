@@ -215,16 +215,22 @@ def _mount(
     )
 
 
-def clone_isolated() -> int:
-    """``fork()`` into new PID, mount, network, IPC and UTS namespaces."""
+def clone_isolated(netns: int = -1, home: int = -1) -> int:
+    """``fork()`` into new PID, mount, network, IPC and UTS namespaces; with ``netns``
+    into that network namespace instead of a new one (the caller enters it for the
+    clone and goes back to ``home``, its own, after)."""
     number = _SYS_CLONE.get(platform.machine())
     if number is None:
         raise OSError("raw clone() is not wired for " + platform.machine())
+    flags = NAMESPACES
+    if netns >= 0:
+        _check(_libc.setns(netns, CLONE_NEWNET), "setns(network)")
+        flags &= ~CLONE_NEWNET
     api = ctypes.pythonapi
     api.PyOS_BeforeFork()
     pid = _pylibc.syscall(
         ctypes.c_long(number),
-        ctypes.c_ulong(NAMESPACES | SIGCHLD),
+        ctypes.c_ulong(flags | SIGCHLD),
         ctypes.c_long(0),
         ctypes.c_long(0),
         ctypes.c_long(0),
@@ -235,9 +241,31 @@ def clone_isolated() -> int:
         api.PyOS_AfterFork_Child()
         return 0
     api.PyOS_AfterFork_Parent()
+    if netns >= 0:
+        _check(_libc.setns(home, CLONE_NEWNET), "setns(home network)")
     if pid < 0:
         raise OSError(error, "clone: " + os.strerror(error))
     return int(pid)
+
+
+def network_idle(netns: int, home: int) -> bool:
+    """Whether no socket is left in ``netns``, not even one in TIME_WAIT: a network
+    namespace is handed on to another sandbox only then (``sockstat`` counts the
+    namespace of the reading thread)."""
+    _check(_libc.setns(netns, CLONE_NEWNET), "setns(network)")
+    try:
+        fd = os.open("/proc/thread-self/net/sockstat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            lines = os.read(fd, 4096).decode().splitlines()
+        finally:
+            os.close(fd)
+    finally:
+        _check(_libc.setns(home, CLONE_NEWNET), "setns(home network)")
+    fields = {line.split(":")[0]: line.split()[1:] for line in lines if ":" in line}
+    used = fields.get("sockets", ["used", "1"])
+    pairs = fields.get("TCP", [])  # "inuse 0 orphan 0 tw 0 ..."
+    tcp = {pairs[i]: pairs[i + 1] for i in range(0, len(pairs) - 1, 2)}
+    return used == ["used", "0"] and tcp.get("inuse") == "0" and tcp.get("tw") == "0"
 
 
 def loopback_up() -> None:
@@ -351,15 +379,17 @@ def stage_shared_root(runtime: list[str], etc: str) -> None:
     _mount(None, STAGING, None, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_RDONLY)
 
 
-def prepare_root(runtimes_dir: str = "", empty: str = "") -> None:
+def prepare_root(runtimes_dir: str = "", empty: str = "", loopback: bool = True) -> None:
     """A sandbox's own part of its root (function-independent, before the claim):
-    mounts that stay its own, its loopback and hostname, a fresh ``/proc``;
+    mounts that stay its own, its loopback (unless its network namespace is one
+    handed on, whose loopback is up) and hostname, a fresh ``/proc``;
     ``runtimes_dir``, when given, read-only at ``RUNTIMES_MOUNT`` as an overlay
     view (``view_readonly``, which needs ``empty``: mountinfo never names the
     data dir), made now and not by the zygote: runtimes are installed while it
     runs."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    loopback_up()
+    if loopback:
+        loopback_up()
     socket.sethostname("sandbox")
     _mount("proc", STAGING + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     if runtimes_dir and empty and os.path.isdir(runtimes_dir):

@@ -1162,6 +1162,7 @@ class ZygoteBackend:
             "egress": spec.egress,
             # provided*: the sandbox serves the Runtime API to the package's bootstrap.
             "custom": spec.runtime in runtimes.PROVIDED_RUNTIMES,
+            "reuse": spec.reuse_key,
         }
         if spec.runtime in runtimes.NODE_RUNTIMES:
             # nodejs*: the sandbox execs node, which speaks the frames on the socket.

@@ -223,5 +223,7 @@ class LocalWorker:
             egress=record.egress,
             opt_dir=opt_dir,
             snap_start=snap_start,
+            # One version in one configuration: a revision names both.
+            reuse_key=f"{record.name}:{record.version}:{record.revision_id}",
         )
         return backend, spec
