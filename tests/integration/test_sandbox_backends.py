@@ -340,3 +340,35 @@ def test_cgroups_handed_on_report_only_their_own_sandboxs_oom_and_peak(code_dir:
         assert b"Runtime.ExitError" in result.body, result.body
 
     run("zygote", code_dir, scenario, pool=0)
+
+
+def test_a_code_directory_unpacked_again_is_seen_anew(code_dir: Path, tmp_path: Path) -> None:
+    """Each code directory's read-only view is made once and cloned for its sandboxes;
+    one removed and unpacked again at the same path (the package cache evicts) is
+    viewed anew, never through the view of the directory it replaced."""
+    needs_root()
+    package = tmp_path / "package"
+    package.mkdir()
+    package.chmod(0o755)
+    (package / "app.py").write_text(HANDLER)
+
+    async def scenario(backend: Any, spec: Any) -> None:
+        def of() -> SandboxSpec:
+            return dataclasses.replace(spec(), code_dir=str(package))
+
+        first = await backend.create(of())
+        assert json.loads((await first.invoke(request({}))).body)["count"] == 1
+        second = await backend.create(of())  # a clone of the same view
+        assert (await second.invoke(request({}))).outcome is Outcome.OK
+        first.destroy()
+        second.destroy()
+        for entry in package.iterdir():
+            entry.unlink()
+        package.rmdir()
+        package.mkdir()
+        package.chmod(0o755)
+        (package / "app.py").write_text("def handler(event, context):\n    return 'anew'\n")
+        third = await backend.create(of())
+        assert json.loads((await third.invoke(request({}))).body) == "anew"
+
+    run("zygote", code_dir, scenario, pool=0)

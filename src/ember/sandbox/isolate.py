@@ -468,6 +468,22 @@ def clone_readonly(path: str) -> int:
     return int(fd)
 
 
+def clone_mount(mount: int) -> int:
+    """A new detached mount of the detached mount ``mount`` (``view_readonly``'s): the
+    same read-only superblock, for ~20 µs against the ~70 of a new overlay and its
+    tear-down. The caller closes it."""
+    fd = _pylibc.syscall(
+        ctypes.c_long(SYS_OPEN_TREE),
+        ctypes.c_int(mount),
+        b"",
+        ctypes.c_uint(OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH),
+    )
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "open_tree (clone a view): " + os.strerror(err))
+    return int(fd)
+
+
 def view_readonly(path: str, empty: str) -> int:
     """A detached read-only (nosuid, nodev) view of the directory ``path``, as an fd.
 

@@ -92,6 +92,12 @@ _HOME_NETNS: list[int] = []  # the zygote's own network namespace
 _LIMITS: dict[str, dict[str, int]] = {}  # first cgroup dir of a sandbox -> limits written
 _OOM_BASE: dict[str, int] = {}  # memory cgroup dir -> OOM kills before its sandbox
 LEFT_KEPT = 32  # leftovers kept in all
+# The overlay views of code and layer directories (``_view``), made once each and
+# cloned for every sandbox: those directories never change (they are named by
+# their digest), and a clone is a mount of the same read-only superblock. A
+# directory removed and unpacked again is a new inode, and gets a new view.
+_VIEWS: dict[str, tuple[int, tuple[int, ...]]] = {}  # dir -> (view, its _identity); LRU
+VIEWS_KEPT = 32
 
 # Imported once here so that a sandbox's Init does not pay for them. Kept to
 # what handlers commonly import: every module here makes the zygote's heap,
@@ -264,12 +270,13 @@ def _set_limits(paths: list[str], limits: dict[str, int], confine: Any) -> None:
         _LIMITS[paths[0]] = limits
 
 
-def _reset_process(ctl: socket.socket, selector: Any) -> None:
-    """Forget the zygote's event loop in a fresh child."""
+def _reset_process(ctl: socket.socket) -> None:
+    """Forget the zygote's event loop in a fresh child. Its selector is left as it
+    is: closing it would walk (and copy the pages of) the zygote's registrations,
+    and its descriptor goes with every other inherited one (``_child``, ``_run``)."""
     for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
         signal.signal(signum, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
-    selector.close()
     ctl.detach()  # closed with every other inherited fd in _run
 
 
@@ -333,21 +340,20 @@ def _assign_identity(spec: dict[str, Any]) -> None:
 
 
 def _set_up_child(
-    ctl: socket.socket, selector: Any, paths: list[str], confine: Any, new_netns: bool = True
+    ctl: socket.socket, paths: list[str], confine: Any, new_netns: bool = True, node: bool = False
 ) -> None:
     """What every new sandbox does first, in this order, whatever it runs: forget the
-    zygote's loop, join its cgroup, and (full isolation) stage its root."""
-    _reset_process(ctl, selector)
+    zygote's loop, join its cgroup, and (full isolation) stage its root, with the
+    installed runtimes at /var/runtime for a ``node`` one (only node reads them)."""
+    _reset_process(ctl)
     confine.prepare(paths, _cgroup_version(), _ISOLATION.get("module") is not None)
     if _ISOLATION.get("module") is not None:
-        _ISOLATION["module"].prepare_root(
-            _CONFIG.get("runtimes_dir", ""), _CONFIG["empty"], new_netns
-        )
+        runtimes = _CONFIG.get("runtimes_dir", "") if node else ""
+        _ISOLATION["module"].prepare_root(runtimes, _CONFIG["empty"], new_netns)
 
 
 def _child(
     ctl: socket.socket,
-    selector: Any,
     paths: list[str],
     confine: Any,
     pyloop: Any,
@@ -361,7 +367,7 @@ def _child(
     exercising Init's code paths first when ``warm`` (see ``_fork_blank``)."""
     code = 70  # EX_SOFTWARE: confinement or the runtime itself failed
     try:
-        _set_up_child(ctl, selector, paths, confine, new_netns)
+        _set_up_child(ctl, paths, confine, new_netns)
         if blank is not None:
             # Hold nothing of the zygote's while waiting (other blanks' sockets).
             keep = blank.fileno()
@@ -430,7 +436,7 @@ def _fork_blank(
         raise
     if pid == 0:
         ours.close()
-        _child(ctl, selector, paths, confine, pyloop, None, [], theirs, warm, netns < 0)
+        _child(ctl, paths, confine, pyloop, None, [], theirs, warm, netns < 0)
     theirs.close()
     _SANDBOXES[pid] = (blank_id, paths)
     _PIDS[blank_id] = pid
@@ -483,7 +489,7 @@ def _start_runtime(
     if pid == 0:
         code = 70
         try:
-            _set_up_child(ctl, selector, paths, confine)
+            _set_up_child(ctl, paths, confine, node=True)
             isolate = _ISOLATION.get("module")
             if isolate is not None:
                 isolate.enter_staged_root()
@@ -638,16 +644,41 @@ def _start_egress(pid: int) -> None:
     _EGRESS[pid] = helper
 
 
+def _identity(found: os.stat_result) -> tuple[int, ...]:
+    """What tells a directory from one made anew at its path (an inode number may be
+    reused at once; its change time then differs)."""
+    return (found.st_dev, found.st_ino, found.st_ctime_ns)
+
+
 def _view(isolate: Any, path: str) -> int:
     """``path`` as a detached read-only mount that names no host path in the sandbox's
     mountinfo (an overlay); a plain clone where the kernel or the data dir's filesystem
-    cannot stack an overlay."""
+    cannot stack an overlay. Each directory's overlay is made once and cloned for each
+    sandbox (``_VIEWS``)."""
+    found = os.stat(path)
+    kept = _VIEWS.pop(path, None)
+    if kept is not None:
+        view, identity = kept
+        if identity == _identity(found):
+            with contextlib.suppress(OSError):
+                clone = int(isolate.clone_mount(view))
+                _VIEWS[path] = kept  # last: the most recently used
+                return clone
+        os.close(view)  # the directory was made anew (evicted, unpacked again)
     try:
-        return int(isolate.view_readonly(path, _CONFIG["empty"]))
+        view = int(isolate.view_readonly(path, _CONFIG["empty"]))
     except OSError as error:
         if error.errno not in (errno.ENODEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
             raise
         return int(isolate.clone_readonly(path))
+    try:
+        clone = int(isolate.clone_mount(view))
+    except OSError:
+        return view  # a kernel that cannot clone a detached mount: one overlay each
+    _VIEWS[path] = (view, _identity(found))
+    while len(_VIEWS) > VIEWS_KEPT:
+        os.close(_VIEWS.pop(next(iter(_VIEWS)))[0])
+    return clone
 
 
 def _claim_blank(
@@ -859,6 +890,8 @@ def _shutdown(ctl: socket.socket, confine: Any) -> None:
         for left in kept:
             _drop_left(left, confine)
     _LEFT.clear()
+    while _VIEWS:
+        os.close(_VIEWS.popitem()[1][0])
     while _SANDBOXES:
         try:
             pid, status = os.waitpid(-1, 0)
