@@ -245,15 +245,27 @@ def set_rlimits(limits: dict[str, int]) -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits["fsize"], limits["fsize"]))
 
 
-def prepare(cgroup_paths: list[str], cgroup_version: int, isolated: bool = False) -> None:
+def prepare(
+    cgroup_paths: list[str],
+    cgroup_version: int,
+    isolated: bool = False,
+    joins: list[int] | None = None,
+) -> None:
     """The part of confinement that does not depend on the function.
 
     Runs right after fork, in a pre-forked "blank" sandbox as well, so that
-    claiming a blank only pays for ``specialize``.
+    claiming a blank only pays for ``specialize``. ``joins``: descriptors of
+    the cgroups' ``tasks`` files (``join_files``), for a sandbox that does not
+    see the host's paths; each is written and closed.
     """
     os.setsid()
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    attach_self(cgroup_paths, cgroup_version)
+    if joins:
+        for fd in joins:
+            os.write(fd, b"0")
+            os.close(fd)
+    else:
+        attach_self(cgroup_paths, cgroup_version)
     if cgroup_paths and isolated:
         # A cgroup namespace rooted here: /proc/self/cgroup shows "/", not
         # the host's layout (which names the server's pid).

@@ -12,12 +12,14 @@ The sequence, split so a pre-forked blank does the function-independent half:
 - ``stage_shared_root`` (zygote, once): in the zygote's own mount namespace,
   a read-only tmpfs root holding read-only binds of what the runtime needs
   (``/usr``, a few ``/etc`` files, the interpreter's prefixes) and a minimal
-  read-only ``/dev``. Every sandbox's new mount namespace starts as a copy
-  of the zygote's, so it finds this tree already built.
-- ``prepare_root`` (child, still real root): loopback up, hostname, a fresh
-  ``/proc``.
+  read-only ``/dev``.
+- ``sandbox_mounts`` (zygote, once): a mount namespace whose root is that
+  tree and which holds no host mount. Each sandbox's new mount namespace is
+  cloned as a copy of it, so it starts inside its minimal root, already
+  built, with no ``pivot_root`` of its own to do.
+- ``prepare_root`` (child): loopback up, hostname, a fresh ``/proc``.
 - ``enter_staged_root`` (child, still before the claim): a ``/tmp`` of its
-  own, ``pivot_root``, the host's root detached.
+  own.
 - ``enter_task`` (child, per function): the code read-only at ``/var/task``
   and the merged layers at ``/opt`` (trees the zygote cloned with
   ``clone_readonly``), ``/tmp`` at its size; then
@@ -215,16 +217,24 @@ def _mount(
     )
 
 
-def clone_isolated(netns: int = -1, home: int = -1) -> int:
+def clone_isolated(netns: int = -1, home: int = -1, mounts: int = -1, mounts_home: int = -1) -> int:
     """``fork()`` into new PID, mount, network, IPC and UTS namespaces; with ``netns``
     into that network namespace instead of a new one (the caller enters it for the
-    clone and goes back to ``home``, its own, after)."""
+    clone and goes back to ``home``, its own, after). With ``mounts``, the new mount
+    namespace is a copy of that one (``sandbox_mounts``), not of the caller's, which
+    it enters for the clone and leaves for ``mounts_home``."""
     number = _SYS_CLONE.get(platform.machine())
     if number is None:
         raise OSError("raw clone() is not wired for " + platform.machine())
     flags = NAMESPACES
+    if mounts >= 0:
+        _check(_libc.setns(mounts, CLONE_NEWNS), "setns(mounts)")
     if netns >= 0:
-        _check(_libc.setns(netns, CLONE_NEWNET), "setns(network)")
+        try:
+            _check(_libc.setns(netns, CLONE_NEWNET), "setns(network)")
+        except OSError:
+            _leave(mounts, mounts_home)
+            raise
         flags &= ~CLONE_NEWNET
     api = ctypes.pythonapi
     api.PyOS_BeforeFork()
@@ -241,11 +251,20 @@ def clone_isolated(netns: int = -1, home: int = -1) -> int:
         api.PyOS_AfterFork_Child()
         return 0
     api.PyOS_AfterFork_Parent()
+    _leave(mounts, mounts_home)
     if netns >= 0:
         _check(_libc.setns(home, CLONE_NEWNET), "setns(home network)")
     if pid < 0:
         raise OSError(error, "clone: " + os.strerror(error))
     return int(pid)
+
+
+def _leave(mounts: int, mounts_home: int) -> None:
+    """Back to the caller's own mount namespace (and its root as cwd) after a clone."""
+    if mounts >= 0 and _libc.setns(mounts_home, CLONE_NEWNS) != 0:
+        # Never go on with the sandboxes' tree as the zygote's root.
+        os.write(2, b"ember zygote: cannot return to its own mount namespace\n")
+        os._exit(70)
 
 
 def network_idle(netns: int, home: int) -> bool:
@@ -379,21 +398,61 @@ def stage_shared_root(runtime: list[str], etc: str) -> None:
     _mount(None, STAGING, None, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_RDONLY)
 
 
-def prepare_root(runtimes_dir: str = "", empty: str = "", loopback: bool = True) -> None:
+def sandbox_mounts() -> int:
+    """A mount namespace holding only the staged tree, as its root (an fd).
+
+    Made once, after ``stage_shared_root``, in the caller's (the zygote's)
+    namespace: a copy of it pivots into the tree and detaches the rest. Each
+    sandbox is cloned with a copy of this one: a dozen mounts to copy instead
+    of the host's too, and no ``pivot_root`` and detach in every sandbox (the
+    detach waits for an RCU grace period). No sandbox ever has a host mount in
+    its namespace, not even before its claim. The caller stays in its own
+    namespace (entered again, cwd at its root).
+    """
+    home = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+        try:
+            made = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            os.chdir(STAGING)
+            _pivot_here()
+        finally:
+            _check(_libc.setns(home, CLONE_NEWNS), "setns(back home)")
+            os.chdir("/")
+    finally:
+        os.close(home)
+    return made
+
+
+def _pivot_here() -> None:
+    """The current directory becomes the root; the old root is detached.
+
+    pivot_root(".", "."): the old root ends up stacked on the new one and is
+    detached from there, so the (read-only) new root needs no directory for it.
+    """
+    _check(
+        _libc.syscall(ctypes.c_long(155 if platform.machine() == "x86_64" else 41), b".", b"."),
+        "pivot_root",
+    )
+    _check(_libc.umount2(b".", MNT_DETACH), "umount old root")
+    os.chdir("/")
+
+
+def prepare_root(runtimes: int = -1, loopback: bool = True, staged: bool = False) -> None:
     """A sandbox's own part of its root (function-independent, before the claim):
     mounts that stay its own, its loopback (unless its network namespace is one
     handed on, whose loopback is up) and hostname, a fresh ``/proc``;
-    ``runtimes_dir``, when given, read-only at ``RUNTIMES_MOUNT`` as an overlay
-    view (``view_readonly``, which needs ``empty``: mountinfo never names the
-    data dir), made now and not by the zygote: runtimes are installed while it
-    runs."""
+    ``runtimes``, when given, a view of the runtimes directory made by the zygote
+    for this sandbox (``view_readonly``), attached read-only at ``RUNTIMES_MOUNT``.
+    ``staged``: cloned from ``sandbox_mounts``, the tree is already the root."""
+    root = "" if staged else STAGING
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     if loopback:
         loopback_up()
     socket.sethostname("sandbox")
-    _mount("proc", STAGING + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    if runtimes_dir and empty and os.path.isdir(runtimes_dir):
-        _attach(view_readonly(runtimes_dir, empty), STAGING + RUNTIMES_MOUNT)
+    _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if runtimes >= 0:
+        _attach(runtimes, root + RUNTIMES_MOUNT)
 
 
 def _bind_readonly_device(source: str, target: str) -> None:
@@ -403,29 +462,26 @@ def _bind_readonly_device(source: str, target: str) -> None:
     _mount(None, target, None, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC)
 
 
-def enter_staged_root() -> None:
+def enter_staged_root(staged: bool = False) -> None:
     """Make the staged tree the root, read-only, with a /tmp and no code yet.
 
     Function-independent, so a blank does it before it is claimed; the old
     root is detached, so nothing of the host is reachable from here on.
+    ``staged``: cloned from ``sandbox_mounts``, the tree is the root already.
     """
+    root = "" if staged else STAGING
     _mount(
         "tmpfs",
-        STAGING + "/tmp",
+        root + "/tmp",
         "tmpfs",
         MS_NOSUID | MS_NODEV,
         "size={0}m,mode=1777".format(BLANK_TMP_MB),
     )
+    if staged:
+        os.chdir("/")
+        return
     os.chdir(STAGING)
-    # pivot_root(".", "."): the old root ends up stacked on the new one and is
-    # detached from there, so no directory for it is needed in the (read-only,
-    # shared) staged tree.
-    _check(
-        _libc.syscall(ctypes.c_long(155 if platform.machine() == "x86_64" else 41), b".", b"."),
-        "pivot_root",
-    )
-    _check(_libc.umount2(b".", MNT_DETACH), "umount old root")
-    os.chdir("/")
+    _pivot_here()
 
 
 class _MountAttr(ctypes.Structure):

@@ -91,6 +91,10 @@ _RAPI_PORT = 9001  # Lambda's; a free port when there is no network namespace
 _LEFT: dict[str, list[tuple[int, list[str] | None]]] = {}  # key -> (netns fd, cgroups); LRU
 _LEFT_BY: dict[int, tuple[str, int]] = {}  # sandbox leader pid -> (its key, its netns fd)
 _HOME_NETNS: list[int] = []  # the zygote's own network namespace
+# Full isolation: the mount namespace every sandbox's is a copy of (only the staged
+# tree, as its root: ``isolate.sandbox_mounts``), and the zygote's own.
+_MOUNTS: list[int] = []
+_HOME_MOUNTS: list[int] = []
 _LIMITS: dict[str, dict[str, int]] = {}  # first cgroup dir of a sandbox -> limits written
 _OOM_BASE: dict[str, int] = {}  # memory cgroup dir -> OOM kills before its sandbox
 LEFT_KEPT = 32  # leftovers kept in all
@@ -330,7 +334,8 @@ def _new_process(netns: int = -1) -> int:
     isolate = _ISOLATION.get("module")
     if isolate is None:
         return os.fork()
-    return int(isolate.clone_isolated(netns, _HOME_NETNS[0] if netns >= 0 else -1))
+    home = _HOME_NETNS[0] if netns >= 0 else -1
+    return int(isolate.clone_isolated(netns, home, _MOUNTS[0], _HOME_MOUNTS[0]))
 
 
 def _new_uid() -> int:
@@ -344,21 +349,52 @@ def _assign_identity(spec: dict[str, Any]) -> None:
 
 
 def _set_up_child(
-    ctl: socket.socket, paths: list[str], confine: Any, new_netns: bool = True, node: bool = False
+    ctl: socket.socket,
+    paths: list[str],
+    made: tuple[list[int], int],
+    confine: Any,
+    new_netns: bool = True,
 ) -> None:
     """What every new sandbox does first, in this order, whatever it runs: forget the
-    zygote's loop, join its cgroup, and (full isolation) stage its root, with the
-    installed runtimes at /var/runtime for a ``node`` one (only node reads them)."""
+    zygote's loop, join its cgroup, and (full isolation) stage its root. ``made``:
+    what the zygote prepared for it (``_prepare``)."""
     _reset_process(ctl)
-    confine.prepare(paths, _cgroup_version(), _ISOLATION.get("module") is not None)
+    joins, runtimes = made
+    confine.prepare(paths, _cgroup_version(), _ISOLATION.get("module") is not None, joins)
     if _ISOLATION.get("module") is not None:
-        runtimes = _CONFIG.get("runtimes_dir", "") if node else ""
-        _ISOLATION["module"].prepare_root(runtimes, _CONFIG["empty"], new_netns)
+        _ISOLATION["module"].prepare_root(runtimes, new_netns, staged=True)
+
+
+def _prepare(paths: list[str], confine: Any, node: bool = False) -> tuple[list[int], int]:
+    """What the zygote opens for a sandbox it is about to clone, which sees none of
+    the host's paths (full isolation): its cgroups' ``tasks`` files to join, and
+    for a ``node`` one a view of the installed runtimes (only node reads them; made
+    for each, since runtimes are installed while the zygote runs). ``_forget``
+    closes them in the zygote once the clone holds them."""
+    isolate = _ISOLATION.get("module")
+    if isolate is None:
+        return [], -1
+    joins = confine.join_files(paths, _cgroup_version())
+    runtimes = _CONFIG.get("runtimes_dir", "")
+    if not (node and runtimes and os.path.isdir(runtimes)):
+        return joins, -1
+    try:
+        return joins, _make_view(isolate, runtimes)
+    except OSError:
+        _forget((joins, -1))
+        raise
+
+
+def _forget(made: tuple[list[int], int]) -> None:
+    for fd in [*made[0], made[1]]:
+        if fd >= 0:
+            os.close(fd)
 
 
 def _child(
     ctl: socket.socket,
     paths: list[str],
+    made: tuple[list[int], int],
     confine: Any,
     pyloop: Any,
     spec: dict[str, Any] | None,
@@ -371,7 +407,14 @@ def _child(
     exercising Init's code paths first when ``warm`` (see ``_fork_blank``)."""
     code = 70  # EX_SOFTWARE: confinement or the runtime itself failed
     try:
-        _set_up_child(ctl, paths, confine, new_netns)
+        try:
+            _set_up_child(ctl, paths, made, confine, new_netns)
+            if blank is not None and _ISOLATION.get("module") is not None:
+                _ISOLATION["module"].enter_staged_root(staged=True)
+        except OSError as exc:
+            # A host that cannot confine (the start-up check says so): one line.
+            os.write(2, "ember sandbox: set-up failed: {0}\n".format(exc).encode())
+            return  # exits 70
         if blank is not None:
             # Hold nothing of the zygote's while waiting (other blanks' sockets).
             keep = blank.fileno()
@@ -379,8 +422,6 @@ def _child(
             os.closerange(keep + 1, 1 << 20)
             if warm:
                 pyloop.prewarm()
-            if _ISOLATION.get("module") is not None:
-                _ISOLATION["module"].enter_staged_root()
             data, fds, _flags, _addr = socket.recv_fds(blank, 1 << 20, 4)
             if not data:
                 os._exit(0)  # the zygote is shutting down
@@ -431,16 +472,20 @@ def _fork_blank(
     netns, kept = left
     paths = kept if kept is not None else confine.create_cgroup(_CONFIG["cgroups"], blank_id, None)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    made: tuple[list[int], int] = ([], -1)
     try:
+        made = _prepare(paths, confine)
         pid = _new_process(netns)
     except OSError:
+        _forget(made)
         ours.close()
         theirs.close()
         _drop_left((-1, paths), confine)
         raise
     if pid == 0:
         ours.close()
-        _child(ctl, paths, confine, pyloop, None, [], theirs, warm, netns < 0)
+        _child(ctl, paths, made, confine, pyloop, None, [], theirs, warm, netns < 0)
+    _forget(made)
     theirs.close()
     _SANDBOXES[pid] = (blank_id, paths)
     _PIDS[blank_id] = pid
@@ -481,9 +526,12 @@ def _start_runtime(
     paths = confine.create_cgroup(_CONFIG["cgroups"], blank_id, None)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     log_r, log_w = os.pipe()
+    made: tuple[list[int], int] = ([], -1)
     try:
+        made = _prepare(paths, confine, node=True)
         pid = _new_process()
     except OSError:
+        _forget(made)
         for fd in (log_r, log_w):
             os.close(fd)
         ours.close()
@@ -493,10 +541,10 @@ def _start_runtime(
     if pid == 0:
         code = 70
         try:
-            _set_up_child(ctl, paths, confine, node=True)
+            _set_up_child(ctl, paths, made, confine)
             isolate = _ISOLATION.get("module")
             if isolate is not None:
-                isolate.enter_staged_root()
+                isolate.enter_staged_root(staged=True)
             confine.set_rlimits(settings["rlimits"])
             os.umask(0o022)
             os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
@@ -514,6 +562,7 @@ def _start_runtime(
                 os.write(2, traceback.format_exc().encode("utf-8", "replace"))
         finally:
             os._exit(code)
+    _forget(made)
     theirs.close()
     os.close(log_w)
     _SANDBOXES[pid] = (blank_id, paths)
@@ -648,6 +697,20 @@ def _start_egress(pid: int) -> None:
     _EGRESS[pid] = helper
 
 
+_NO_OVERLAY = (errno.ENODEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP)
+
+
+def _make_view(isolate: Any, path: str) -> int:
+    """A new view of ``path`` (``_view``, uncached): an overlay, or a plain clone where
+    the kernel or the data dir's filesystem cannot stack one."""
+    try:
+        return int(isolate.view_readonly(path, _CONFIG["empty"]))
+    except OSError as error:
+        if error.errno not in _NO_OVERLAY:
+            raise
+        return int(isolate.clone_readonly(path))
+
+
 def _identity(found: os.stat_result) -> tuple[int, ...]:
     """What tells a directory from one made anew at its path (an inode number may be
     reused at once; its change time then differs)."""
@@ -672,7 +735,7 @@ def _view(isolate: Any, path: str) -> int:
     try:
         view = int(isolate.view_readonly(path, _CONFIG["empty"]))
     except OSError as error:
-        if error.errno not in (errno.ENODEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        if error.errno not in _NO_OVERLAY:
             raise
         return int(isolate.clone_readonly(path))
     try:
@@ -940,6 +1003,8 @@ def _setup_isolation() -> None:
     _CONFIG["empty"] = os.path.join(os.path.dirname(_CONFIG["etc"]), "empty")
     os.makedirs(_CONFIG["empty"], mode=0o555, exist_ok=True)
     isolate.stage_shared_root(runtime, _CONFIG["etc"])
+    _HOME_MOUNTS.append(os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC))
+    _MOUNTS.append(isolate.sandbox_mounts())
     # The task root's finder, made once: each sandbox's import of its handler then
     # skips the path hooks (zipimport tries the directory first, and raises).
     machinery = importlib.machinery
