@@ -36,8 +36,9 @@ class SandboxSpec:
     # (``SnapStartRefused``) gets an ordinary sandbox, which runs Init.
     snap_start: bool = False
     # Sandboxes with the same key may be handed what one of them leaves behind
-    # (its network namespace, emptied of sockets): one function version's
-    # sandboxes, never another tenant's or configuration's. "": nothing is.
+    # (its network namespace, emptied of sockets; on cgroup v1 its cgroups):
+    # one function version's sandboxes, one after another, never another
+    # tenant's or configuration's. "": nothing is.
     reuse_key: str = ""
 
 
