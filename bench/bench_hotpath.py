@@ -1,13 +1,16 @@
 """`make bench`, issue 18 points 6 and 7: server CPU per warm invoke against a bare ASGI
-echo server, and isolated sandboxes created per second against unisolated ones.
+echo server (and against the floor of any server whose functions run in another
+process: the bare app relaying each body through a child), and isolated sandboxes
+created per second against unisolated ones.
 
-Warm CPU: `ember serve --auth none` and the bare ASGI app (`bare_asgi.py`, ember's
-uvicorn + uvloop + httptools stack) run at once; wrk at 1 connection alternates between
-them in slices (A B B A ...), so that the drift of the shared machine falls on both. Each
-slice's figure is the server process's user + system CPU over the slice divided by the
-requests wrk completed (`/proc/<pid>/stat`); ember's is also given with its history
-writer process added. The ratio is the median of ember's slices over the median of the
-bare app's. The sandbox is the function's, not the server's: not counted.
+Warm CPU: `ember serve --auth none`, the bare ASGI app (`bare_asgi.py`, ember's uvicorn +
+uvloop + httptools stack) and the relay floor (`relay_asgi.py`) run at once; wrk at 1
+connection alternates between them in slices (A B C C B A ...), so that the drift of the
+shared machine falls on all. Each slice's figure is the server process's user + system
+CPU over the slice divided by the requests wrk completed (`/proc/<pid>/stat`); ember's
+is also given with its history writer process added. The ratio is the median of ember's
+slices over the median of the bare app's. The sandbox is the function's, not the
+server's: not counted.
 
 Creation: `bench_isolation.creation_rate`, the backend in-process, 4 concurrent create +
 destroy loops for 5 s; the median of 3 rounds, isolated and not.
@@ -60,27 +63,42 @@ def children_named(pid: int, marker: str) -> list[int]:
 
 
 def warm_cpu(slices: int, seconds: int, workdir: Path) -> dict[str, list[float]]:
-    """Per-request server CPU (ms) of each slice: ember, ember + history writer, bare."""
-    ember_port, bare_port = servers.free_port(), servers.free_port()
-    ember_url, bare_url = f"http://127.0.0.1:{ember_port}", f"http://127.0.0.1:{bare_port}"
-    command = servers.ember_command(ember_port, workdir / "data")
-    per: dict[str, list[float]] = {"ember": [], "ember+writer": [], "bare": []}
+    """Per-request server CPU (ms) of each slice: ember, ember + history writer, the
+    bare app and the relay floor."""
+    ports = {name: servers.free_port() for name in ("ember", "bare", "relay")}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    per: dict[str, list[float]] = {"ember": [], "ember+writer": [], "bare": [], "relay": []}
     with contextlib.ExitStack() as stack:
         ember = stack.enter_context(
-            servers.running(command, workdir / "ember.log", ember_url + "/health")
+            servers.running(
+                servers.ember_command(ports["ember"], workdir / "data"),
+                workdir / "ember.log",
+                urls["ember"] + "/health",
+            )
         )
-        bare = stack.enter_context(
-            servers.running(servers.bare_asgi_command(bare_port), workdir / "bare.log", bare_url)
-        )
-        with httpx.Client(base_url=ember_url, timeout=60) as client:
+        others = {
+            name: stack.enter_context(
+                servers.running(
+                    servers.bare_asgi_command(ports[name], app),
+                    workdir / f"{name}.log",
+                    urls[name],
+                )
+            )
+            for name, app in (("bare", "bare_asgi:app"), ("relay", "relay_asgi:app"))
+        }
+        with httpx.Client(base_url=urls["ember"], timeout=60) as client:
             ember_api.deploy(client)
-        invoke = ember_url + ember_api.INVOKE_PATH
         writers = children_named(ember.pid, "history_writer")
-        targets = {"ember": (invoke, [ember.pid]), "bare": (bare_url + "/", [bare.pid])}
+        targets = {
+            "ember": (urls["ember"] + ember_api.INVOKE_PATH, [ember.pid]),
+            "bare": (urls["bare"] + "/", [others["bare"].pid]),
+            "relay": (urls["relay"] + "/", [others["relay"].pid]),
+        }
         for url, _ in targets.values():
             run_wrk(url, 1, 2, check=True)  # warm: sandbox up, caches filled
-        order = ["ember", "bare", "bare", "ember"] * ((slices + 3) // 4)
-        for name in order[: slices * 2]:
+        # Each server's slices spread over the run: A B C C B A ...
+        order = ["ember", "bare", "relay", "relay", "bare", "ember"] * ((slices + 1) // 2)
+        for name in order[: slices * 3]:
             url, pids = targets[name]
             watched = pids + (writers if name == "ember" else [])
             before = {pid: cpu_seconds(pid) for pid in watched}
@@ -112,7 +130,9 @@ def main() -> int:
             rounds = [asyncio.run(creation_rate(isolated, code)) for _ in range(ROUNDS)]
             console.log(f"creation, isolated={isolated}: {', '.join(f'{r:.0f}/s' for r in rounds)}")
             rates[isolated] = statistics.median(rounds)
-    ember, total, bare = (statistics.median(per[k]) for k in ("ember", "ember+writer", "bare"))
+    ember, total, bare, relay = (
+        statistics.median(per[k]) for k in ("ember", "ember+writer", "bare", "relay")
+    )
     ratio = ember / bare
     rows = [
         Row(
@@ -122,6 +142,15 @@ def main() -> int:
             f"bare ASGI echo: {bare:.3f} ms",
             f"≤ {TARGET_RATIO:.1f}x bare ASGI",
             ratio <= TARGET_RATIO,
+        ),
+        Row(
+            "floor: the bare app relaying each body through another process",
+            f"{relay:.3f} ms ({relay / bare:.2f}x); ember's own work over it: "
+            f"{(ember - relay) * 1000:.0f} µs, allowed by the target: "
+            f"{max(TARGET_RATIO * bare - relay, 0) * 1000:.0f} µs",
+            f"bare ASGI echo: {bare:.3f} ms",
+            "—",
+            None,
         ),
         Row(
             "isolated sandboxes created per second (create + destroy, sustained)",
@@ -134,12 +163,17 @@ def main() -> int:
     print_table(rows, console)
     how = [
         "Warm CPU: one `ember serve --auth none` (full isolation) with one warm Python "
-        "function, and the bare ASGI echo app under ember's server stack (uvicorn, uvloop, "
-        f"httptools), both running; wrk at 1 connection alternates between them in "
-        f"{args.seconds} s slices (A B B A ...), {args.slices} per server. A slice's figure is "
-        "the server process's user + system CPU (`/proc/<pid>/stat`) over the requests wrk "
-        "completed in it; the medians are compared. ember's with its history writer process "
-        "added is given beside. The sandbox's CPU is the function's and is not counted.",
+        "function, the bare ASGI echo app under ember's server stack (uvicorn, uvloop, "
+        "httptools) and the relay floor below, all running; wrk at 1 connection alternates "
+        f"between them in {args.seconds} s slices (A B C C B A ...), {args.slices} per server. "
+        "A slice's figure is the server process's user + system CPU (`/proc/<pid>/stat`) over "
+        "the requests wrk completed in it; the medians are compared. ember's with its history "
+        "writer process added is given beside. The sandbox's CPU is the function's and is not "
+        "counted.",
+        "Floor: `relay_asgi.py`, the bare app passing each body to a child process over a "
+        "Unix socket through an asyncio protocol (as ember's sandbox channel does) and "
+        "answering its reply, in the same alternating slices: what the round trip to "
+        "another process alone costs the server, before any routing, check, log or metric.",
         "Creation: the zygote backend in-process (`bench_isolation.creation_rate`), 4 "
         "concurrent loops of create (Init done: handler imported) + destroy for 5 s; the "
         f"median of {ROUNDS} rounds, with full isolation and without (`--sandbox process`).",

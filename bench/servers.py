@@ -39,10 +39,10 @@ def ember_command(port: int, data_dir: Path, auth: str = "none") -> list[str]:
     ]  # fmt: skip
 
 
-def bare_asgi_command(port: int) -> list[str]:
+def bare_asgi_command(port: int, app: str = "bare_asgi:app") -> list[str]:
     # The same server stack ember uses, so the only difference measured is ember itself.
     return [
-        sys.executable, "-m", "uvicorn", "bare_asgi:app", "--app-dir", str(BENCH_DIR),
+        sys.executable, "-m", "uvicorn", app, "--app-dir", str(BENCH_DIR),
         "--loop", "uvloop", "--http", "httptools", "--no-access-log",
         "--log-level", "warning", "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
