@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -259,6 +262,45 @@ def test_restores_interleaved_with_the_templates_reaps_all_restore(code_dir: Pat
             sandboxes = await asyncio.gather(*(start(index) for index in range(16)))
             assert [s for s in sandboxes if s.restore_ms is None] == []
             previous = sandboxes
+
+    run("zygote", code_dir, scenario)
+
+
+def test_restores_made_while_signals_reach_the_template_all_restore(code_dir: Path) -> None:
+    """A signal that reaches the template while its clone() is injected (a fork of
+    it ended: SIGCHLD, which a traced process queues though it ignores it) makes the
+    call return ERESTARTNOINTR; the restore makes the call again, as the kernel would
+    have, instead of failing the restore. Here SIGCHLD is sent the whole time."""
+    if os.geteuid() != 0:
+        pytest.skip("SnapStart needs the isolated backend, which needs root")
+
+    async def scenario(backend: Any, spec: Any) -> None:
+        def snap() -> SandboxSpec:
+            return dataclasses.replace(spec(), snap_start=True)
+
+        first = await backend.create(snap())
+        (made,) = backend._templates.values()
+        pid = made.result().sandbox.pid
+        assert pid > 0 and first.restore_ms is not None
+        stop = threading.Event()
+
+        def storm() -> None:
+            with contextlib.suppress(ProcessLookupError):  # the template failed: asserted below
+                while not stop.is_set():
+                    os.kill(pid, signal.SIGCHLD)
+
+        sender = threading.Thread(target=storm)
+        sender.start()
+        try:
+            for _ in range(10):
+                sandboxes = await asyncio.gather(*(backend.create(snap()) for _ in range(8)))
+                assert [s for s in sandboxes if s.restore_ms is None] == []
+                for sandbox in sandboxes:
+                    sandbox.destroy()
+        finally:
+            stop.set()
+            sender.join()
+        assert made.result().sandbox.alive  # the same template all along
 
     run("zygote", code_dir, scenario)
 

@@ -48,6 +48,7 @@ WALL = 0x40000000
 SIGTRAP, SIGSTOP = 5, 19
 ERESTART = (512, 513, 514)  # ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND
 NO_SYSCALL = (1 << 64) - 1  # orig_rax outside a system call (-1)
+RESTARTS = 100  # how often an injected call is made again after a signal interrupted it
 
 SYS = {
     "read": 0,
@@ -176,6 +177,23 @@ def _resume(pid: int, request: int) -> tuple[int, int]:
             return sig, event
 
 
+def _step_syscall(pid: int, regs: Regs) -> tuple[int, int]:
+    """Run the system call ``regs`` set up (at ``regs.rip``) with one single-step.
+
+    A call that a signal interrupted (SIGCHLD, when one of a template's forks ends
+    meanwhile: a traced process queues even the signals it ignores) returns an
+    ERESTART code, which the kernel would turn into the same call again on the way
+    back to user space. A single-step stops before that, so the call is made again
+    here, as the kernel would have; the signal's own stop is dropped by ``_resume``.
+    """
+    for _ in range(RESTARTS):
+        _set_regs(pid, regs)
+        sig, event = _resume(pid, PTRACE_SINGLESTEP)
+        if not (sig == SIGTRAP and event == 0 and -_signed(_regs(pid).rax) in ERESTART):
+            return sig, event
+    raise RestoreError("a system call in process {0} was interrupted again and again".format(pid))
+
+
 def _interrupt(pid: int) -> None:
     """Stop ``pid`` where it is (a template: in its read), signals aside."""
     _ptrace(PTRACE_INTERRUPT, pid)
@@ -235,8 +253,7 @@ class Tracee:
         regs.orig_rax = (1 << 64) - 1  # not inside a system call: no restart logic
         for index, value in enumerate(args):
             setattr(regs, ARGUMENT_REGISTERS[index], value & ((1 << 64) - 1))
-        _set_regs(self.pid, regs)
-        sig, _event = _resume(self.pid, PTRACE_SINGLESTEP)
+        sig, _event = _step_syscall(self.pid, regs)
         if sig != SIGTRAP:
             raise RestoreError(
                 "{0} in process {1} stopped with signal {2}".format(name, self.pid, sig)
@@ -359,8 +376,7 @@ def fork_template(template: int) -> tuple[int, Tracee]:
         regs.rax = SYS["clone"]
         regs.orig_rax = (1 << 64) - 1
         regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8 = NAMESPACES | SIGCHLD, 0, 0, 0, 0
-        _set_regs(template, regs)
-        sig, event = _resume(template, PTRACE_SINGLESTEP)
+        sig, event = _step_syscall(template, regs)
         if event != PTRACE_EVENT_FORK:
             result = _signed(_regs(template).rax)
             raise RestoreError(
