@@ -202,20 +202,25 @@ def test_destroy_kills_what_the_function_started(code_dir: Path) -> None:
     run("zygote", code_dir, scenario)
 
 
+def needs_snapstart() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("SnapStart needs the isolated backend, which needs root")
+
+
+def snapped(spec: Callable[[], SandboxSpec]) -> SandboxSpec:
+    return dataclasses.replace(spec(), snap_start=True)
+
+
 def test_a_failed_restore_falls_back_to_init_and_spares_the_templates_sandboxes(
     code_dir: Path,
 ) -> None:
     """A restore the zygote cannot make (a ptrace or clone failure) gives the call an
     ordinary sandbox, and the next call a new template; the old template lives on
     while sandboxes forked from it run (its PID namespace holds theirs)."""
-    if os.geteuid() != 0:
-        pytest.skip("SnapStart needs the isolated backend, which needs root")
+    needs_snapstart()
 
     async def scenario(backend: Any, spec: Any) -> None:
-        def snap() -> SandboxSpec:
-            return dataclasses.replace(spec(), snap_start=True)
-
-        first = await backend.create(snap())
+        first = await backend.create(snapped(spec))
         assert first.restore_ms is not None  # a fork of the template
         (made,) = backend._templates.values()
         template = made.result()
@@ -226,17 +231,17 @@ def test_a_failed_restore_falls_back_to_init_and_spares_the_templates_sandboxes(
             raise SandboxUnavailable("could not start a sandbox: injected")
 
         template.zygote.restore = fails_once
-        fallback = await backend.create(snap())
+        fallback = await backend.create(snapped(spec))
         assert fallback.restore_ms is None and fallback.init_log == b"init output\n"
         still = await first.invoke(request({}))  # the earlier fork was not killed
         assert still.outcome is Outcome.OK and template.sandbox.alive
-        renewed = await backend.create(snap())
+        renewed = await backend.create(snapped(spec))
         assert renewed.restore_ms is not None
         (made_again,) = backend._templates.values()
         assert made_again.result() is not template
         first.destroy()
         await asyncio.sleep(0.2)  # its exit reported
-        await backend.create(snap())  # a later SnapStart start lets the old template go
+        await backend.create(snapped(spec))  # a later SnapStart start lets the old template go
         assert not template.sandbox.alive
 
     run("zygote", code_dir, scenario)
@@ -246,8 +251,7 @@ def test_restores_interleaved_with_the_templates_reaps_all_restore(code_dir: Pat
     """Each ended fork is reaped through its template (put back into its read
     afterwards); a restore that comes before the template has run again must still
     find it parked. Before that was so, a quarter of these restores fell back to Init."""
-    if os.geteuid() != 0:
-        pytest.skip("SnapStart needs the isolated backend, which needs root")
+    needs_snapstart()
 
     async def scenario(backend: Any, spec: Any) -> None:
         previous: list[Any] = []
@@ -256,7 +260,7 @@ def test_restores_interleaved_with_the_templates_reaps_all_restore(code_dir: Pat
             if index < len(previous):
                 await asyncio.sleep(0.0005 * index)
                 previous[index].destroy()  # its reap lands among the restores
-            return await backend.create(dataclasses.replace(spec(), snap_start=True))
+            return await backend.create(snapped(spec))
 
         for _ in range(12):
             sandboxes = await asyncio.gather(*(start(index) for index in range(16)))
@@ -271,14 +275,10 @@ def test_restores_made_while_signals_reach_the_template_all_restore(code_dir: Pa
     it ended: SIGCHLD, which a traced process queues though it ignores it) makes the
     call return ERESTARTNOINTR; the restore makes the call again, as the kernel would
     have, instead of failing the restore. Here SIGCHLD is sent the whole time."""
-    if os.geteuid() != 0:
-        pytest.skip("SnapStart needs the isolated backend, which needs root")
+    needs_snapstart()
 
     async def scenario(backend: Any, spec: Any) -> None:
-        def snap() -> SandboxSpec:
-            return dataclasses.replace(spec(), snap_start=True)
-
-        first = await backend.create(snap())
+        first = await backend.create(snapped(spec))
         (made,) = backend._templates.values()
         pid = made.result().sandbox.pid
         assert pid > 0 and first.restore_ms is not None
@@ -293,7 +293,7 @@ def test_restores_made_while_signals_reach_the_template_all_restore(code_dir: Pa
         sender.start()
         try:
             for _ in range(10):
-                sandboxes = await asyncio.gather(*(backend.create(snap()) for _ in range(8)))
+                sandboxes = await asyncio.gather(*(backend.create(snapped(spec)) for _ in range(8)))
                 assert [s for s in sandboxes if s.restore_ms is None] == []
                 for sandbox in sandboxes:
                     sandbox.destroy()
