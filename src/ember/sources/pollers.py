@@ -20,9 +20,11 @@ again; a missing function holds it until the function exists again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ember.errors import (
     BrokerUnavailable,
@@ -50,6 +52,9 @@ RETIRE_TIMEOUT = 10.0
 # A broker client's close may wait on its socket (nats-py flushes and awaits
 # the transport's close); shutdown and reconnects never wait longer than this.
 CLOSE_TIMEOUT = 3.0
+# A poller asked to stop ends within CLOSE_TIMEOUT; one still running this long after
+# lost the request in a client library: the supervisor no longer waits for it.
+STOP_GRACE = CLOSE_TIMEOUT + 2.0
 OK = "OK"
 _FUNCTION_MISSING = "PROBLEM: Function not found."
 _FUNCTION_FAILED = "PROBLEM: Function call failed."
@@ -120,7 +125,7 @@ class MappingPoller:
                 # A broker no longer declared (restarted without its --broker) is
                 # refused here: reported and retried, never fatal to the supervisor.
                 source = self._source_of(self._mapping)
-                await source.open()
+                await open_source(source, self._mapping.uuid)
             except (BrokerUnavailable, InvalidParameterValue) as error:
                 log.warning("event source mapping %s: %s", self._mapping.uuid, error.message)
                 await self._report(f"PROBLEM: {error.message}")
@@ -132,7 +137,7 @@ class MappingPoller:
             except Exception:
                 log.warning("mapping %s: session ended", self._mapping.uuid, exc_info=True)
             finally:
-                await _close(source, self._mapping)
+                await _close(source, self._mapping.uuid)
             await self._sleep(backoff.next())
 
     async def _session(self, source: Source) -> None:
@@ -140,6 +145,7 @@ class MappingPoller:
         async with asyncio.TaskGroup() as group:
             await self._add(group, source)
             while not source.closed and self._consumers:
+                _keep_cancellation()
                 await self._sleep(SCALE_INTERVAL)
                 await self._scale(group, source)
             for task in list(self._consumers):
@@ -176,6 +182,7 @@ class MappingPoller:
                 batch = await consumer.batch(self._mapping.batch_size, self._mapping.window_seconds)
                 if batch is None:
                     return
+                _keep_cancellation()  # the batch goes back unacknowledged
                 await self._deliver(consumer, batch)
                 if self._retire > 0:
                     self._retire -= 1
@@ -186,7 +193,7 @@ class MappingPoller:
             log.warning("a consumer of mapping %s stopped", self._mapping.uuid, exc_info=True)
         finally:
             self._counts.consumers -= 1
-            await _close(consumer, self._mapping)
+            await _close(consumer, self._mapping.uuid)
 
     async def _deliver(self, consumer: Consumer, batch: Sequence[object]) -> None:
         """Invoke the function with ``batch`` and settle it (a batch over Lambda's 6 MB
@@ -238,12 +245,55 @@ class MappingPoller:
             log.warning("could not record the result of mapping %s", self._mapping.uuid)
 
 
-async def _close(closable: Source | Consumer, mapping: Mapping) -> None:
+async def open_source(source: Source, mapping_id: str) -> None:
+    """``source.open()``, never cut short by a cancellation of the caller.
+
+    Broker clients handle a connect cut short badly. aio-pika and nats-py lose a
+    connection interrupted half made (open at the broker, held by no one), and
+    their connect timeouts go through Python 3.11's ``asyncio.wait_for``, which
+    drops a cancellation landing as the call completes: a poller stopped while it
+    connected went on consuming, and the supervisor waited for it forever. So the
+    open runs as a task of its own; a cancelled caller lets it end (the client's
+    connect timeout bounds it), closes the source, and ends."""
+    opening = asyncio.ensure_future(source.open())
+    try:
+        await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        await _unhurried(_close_once_open(opening, source, mapping_id))
+        raise
+
+
+async def _close_once_open(opening: Awaitable[None], source: Source, mapping_id: str) -> None:
+    with contextlib.suppress(Exception):
+        await opening
+    await _close(source, mapping_id)
+
+
+async def _unhurried(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` to its end, whatever cancellations reach this task meanwhile
+    (the supervisor repeats them); the caller raises its own cancellation after."""
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)
+
+
+def _keep_cancellation() -> None:
+    """Raise the cancellation of this task that a broker client dropped: a call
+    made through Python 3.11's ``asyncio.wait_for`` (as nats-py makes every
+    request) returns as if never cancelled when the cancel lands as the call
+    completes (fixed in 3.12). The task still counts the request."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+async def _close(closable: Source | Consumer, mapping_id: str) -> None:
     """Close a broker connection or channel, giving up after ``CLOSE_TIMEOUT``."""
     try:
         await asyncio.wait_for(closable.close(), CLOSE_TIMEOUT)
     except TimeoutError:
-        log.warning("mapping %s: the broker connection did not close in time", mapping.uuid)
+        log.warning("mapping %s: the broker connection did not close in time", mapping_id)
 
 
 def _problem(error: BaseException) -> str:
@@ -292,6 +342,7 @@ class EventSourcePollers:
         self._wake = asyncio.Event()
         self._stopping = False
         self._running: dict[str, tuple[tuple[object, ...], asyncio.Task[None]]] = {}
+        self._unstopped: set[asyncio.Task[None]] = set()  # see _stop_poller
         self._counts = _Counts()
         mappings.subscribe(self._wake.set)
 
@@ -313,19 +364,18 @@ class EventSourcePollers:
                 self._wake.clear()
                 await self._reconcile(group)
                 await self._wake.wait()
-            for _, task in self._running.values():
+            for task in [*(task for _, task in self._running.values()), *self._unstopped]:
                 task.cancel()
 
     async def _reconcile(self, group: asyncio.TaskGroup) -> None:
         mappings = {mapping.uuid: mapping for mapping in self._mappings.all()}
+        for task in self._unstopped:
+            task.cancel()
         for mapping_id, (spec, task) in list(self._running.items()):
             mapping = mappings.get(mapping_id)
             if mapping is None or not _consumed(mapping) or _spec(mapping) != spec:
-                task.cancel()
-                # Waited for, not awaited: a CancelledError here must stay the
-                # supervisor's own (its shutdown), never be mistaken for the poller's.
-                await asyncio.wait([task])
                 del self._running[mapping_id]
+                await self._stop_poller(mapping_id, task)
         for mapping in mappings.values():
             if _consumed(mapping) and mapping.uuid not in self._running:
                 self._start(group, mapping)
@@ -334,6 +384,20 @@ class EventSourcePollers:
                 await self._retire(mapping)
             if mapping.state.transient:
                 await self._settle(mapping)
+
+    async def _stop_poller(self, mapping_id: str, task: asyncio.Task[None]) -> None:
+        """Cancel a poller and wait until it has ended, or for ``STOP_GRACE``: one that
+        outlives it never holds up every other mapping's transitions. It is cancelled
+        again at every reconcile and at shutdown; until it ends, its consumers compete
+        with the new poller's, which a broker's queue allows."""
+        task.cancel()
+        # Waited for, not awaited: a CancelledError here must stay the
+        # supervisor's own (its shutdown), never be mistaken for the poller's.
+        done, _ = await asyncio.wait([task], timeout=STOP_GRACE)
+        if not done:
+            log.warning("the poller of mapping %s did not stop when asked", mapping_id)
+            self._unstopped.add(task)
+            task.add_done_callback(self._unstopped.discard)
 
     def _start(self, group: asyncio.TaskGroup, mapping: Mapping) -> None:
         poller = MappingPoller(
@@ -359,7 +423,7 @@ class EventSourcePollers:
         except Exception:
             log.warning("could not remove the broker's state of mapping %s", mapping.uuid)
         finally:
-            await _close(source, mapping)
+            await _close(source, mapping.uuid)
 
     async def _settle(self, mapping: Mapping) -> None:
         try:
@@ -368,4 +432,4 @@ class EventSourcePollers:
             log.warning("could not settle mapping %s", mapping.uuid, exc_info=True)
 
 
-__all__ = ["Backoff", "EventSourcePollers", "MappingPoller", "PollerStats"]
+__all__ = ["Backoff", "EventSourcePollers", "MappingPoller", "PollerStats", "open_source"]
