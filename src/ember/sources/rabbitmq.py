@@ -198,8 +198,10 @@ class RabbitSource:
                 # How the broker's operator tells this mapping's connection apart.
                 client_properties={"connection_name": f"ember: {self.key}"},
             )
-            self._admin = await self._connection.channel()
-            await self._admin.declare_queue(self._queue, passive=True)
+            # Bounded as the connect is: a poller waits for its open to end.
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                self._admin = await self._connection.channel()
+                await self._admin.declare_queue(self._queue, passive=True)
         except Exception as error:
             await self.close()
             raise self._unavailable(error) from None
