@@ -248,11 +248,11 @@ class MappingPoller:
 async def open_source(source: Source, mapping_id: str) -> None:
     """``source.open()``, never cut short by a cancellation of the caller.
 
-    Broker clients handle a connect cut short badly. aio-pika and nats-py lose a
-    connection interrupted half made (open at the broker, held by no one), and
-    their connect timeouts go through Python 3.11's ``asyncio.wait_for``, which
-    drops a cancellation landing as the call completes: a poller stopped while it
-    connected went on consuming, and the supervisor waited for it forever. So the
+    Broker clients handle a connect cut short badly. aio-pika loses a connection
+    interrupted half made (open at the broker, held by no one), and the connect
+    timeouts of aio-pika and nats-py go through Python 3.11's ``asyncio.wait_for``,
+    which drops a cancellation landing as the call completes: a poller stopped while
+    it connected went on consuming, and the supervisor waited for it forever. So the
     open runs as a task of its own; a cancelled caller lets it end (the client's
     connect timeout bounds it), closes the source, and ends."""
     opening = asyncio.ensure_future(source.open())
