@@ -161,6 +161,14 @@ def state_of(aws: Any, mapping_id: str) -> str:
     return str(aws.get_event_source_mapping(UUID=mapping_id)["State"])
 
 
+def seen_by(aws: Any, mapping_id: str) -> str:
+    """The mapping's state as one node of a cluster sees it: "" while it has not seen it."""
+    try:
+        return state_of(aws, mapping_id)
+    except aws.exceptions.ResourceNotFoundException:
+        return ""
+
+
 def settled(aws: Any, mapping_id: str, state: str) -> None:
     wait_until(lambda: state_of(aws, mapping_id) == state, timeout=20)
 
@@ -559,7 +567,9 @@ def test_two_nodes_share_a_mapping_and_its_queue(
         mapping_id = one.create_event_source_mapping(
             FunctionName="esm-shared", EventSourceArn=BROKER, Queues=[queue], BatchSize=5
         )["UUID"]
-        settled(two, mapping_id, "Enabled")  # through the other node: the change feed
+        # Through the other node, which learns of it from the change feed (a moment after
+        # the create's answer: until then it answers 404, as it would for any resource).
+        wait_until(lambda: seen_by(two, mapping_id) == "Enabled", timeout=20)
         ids = [f"s{i}" for i in range(200)]
         publish(queue, ids)
         wait_until(lambda: seen_ids(record) == set(ids), timeout=60)

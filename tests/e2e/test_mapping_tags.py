@@ -236,7 +236,15 @@ def test_a_cluster_shares_a_mappings_tags(
     one, two = lambda_client(first), lambda_client(second)
     created = mapping(one, Tags={"team": "shop"})
     arn = created["EventSourceMappingArn"]
-    wait_until(lambda: two.list_tags(Resource=arn)["Tags"] == {"team": "shop"}, timeout=20)
+
+    def tags_on_two() -> dict[str, str] | None:
+        """None until the change feed has brought the mapping to the second node."""
+        try:
+            return dict(two.list_tags(Resource=arn)["Tags"])
+        except two.exceptions.ResourceNotFoundException:
+            return None
+
+    wait_until(lambda: tags_on_two() == {"team": "shop"}, timeout=20)
     two.tag_resource(Resource=arn, Tags={"env": "prod"})
     wait_until(lambda: one.list_tags(Resource=arn)["Tags"] == {"team": "shop", "env": "prod"})
     delete(one, created["UUID"])
