@@ -282,13 +282,16 @@ def serve(settings: Settings, log_level: str = "info") -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        # httptools, with the head's size, header count and read time bounded.
+        # httptools, with the head's size, header count and read time bounded, and
+        # Invoke answered by the Frontend without the ASGI cycle (the lane). Not
+        # behind a trusted proxy: its middleware must name the client first.
         http=bounded_protocol(
             WireLimits(
                 head_bytes=settings.max_head_bytes,
                 max_headers=settings.max_headers,
                 read_timeout=settings.read_timeout_seconds,
-            )
+            ),
+            lane=None if settings.trusted_proxies else app,
         ),
         lifespan="on",
         access_log=False,

@@ -40,7 +40,7 @@ from ember.api import (
     workers,
 )
 from ember.api import errors as http_errors
-from ember.api.bodies import run_bounded
+from ember.api.bodies import read_body, run_bounded, send_answer
 from ember.api.errors import unknown_operation
 from ember.api.guard import Guard
 from ember.api.services import Services
@@ -91,10 +91,7 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 async def _refuse(send: Any, error: EmberError) -> None:
-    status, headers, body = http_errors.render(error, new_request_id())
-    headers.append((b"content-length", b"%d" % len(body)))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_answer(send, http_errors.answer(error, new_request_id()))
 
 
 class Frontend:
@@ -116,8 +113,8 @@ class Frontend:
     ) -> None:
         self._invoke = services.invocations.invoke
         self._guard = guard
-        # Bound once: the guard runs it per Invoke.
-        self._invoke_app = functools.partial(invoke.handle, self._invoke)
+        # Bound once: run per Invoke.
+        self._invoke_answer = self._answer_unguarded
         self._stream_app = functools.partial(invoke.handle_stream, self._invoke)
         # Without one given, AWS_IAM URLs refuse everyone (never open by omission).
         self._urls = url_invoker or UrlInvoker(services.urls, services.invocations.invoke)
@@ -184,12 +181,13 @@ class Frontend:
             and path.startswith(invoke.PREFIX)
             and scope["method"] == "POST"
         ):
-            if self._guard is None:
-                await invoke.handle(self._invoke, scope, receive, send)
-            else:
-                await self._guard(
-                    scope, receive, send, self._invoke_app, MAX_REQUEST, invoke.too_large
-                )
+            request_id = new_request_id()
+            try:
+                body = await read_body(scope, receive, MAX_REQUEST, invoke.too_large)
+            except EmberError as refused:
+                await send_answer(send, http_errors.answer(refused, request_id))
+                return
+            await send_answer(send, await self._answer_invoke(scope, body))
             return
         if (
             path.endswith(invoke.STREAM_SUFFIX)
@@ -220,6 +218,35 @@ class Frontend:
             await self._app(scope, receive, send)
             return
         await self._guard(scope, receive, send, self._app, MAX_API_REQUEST, _api_too_large)
+
+    # The lane: Invoke answered whole, without ASGI (``ember.api.wire``).
+
+    def takes(self, scope: dict[str, Any]) -> bool:
+        """Whether ``answer`` serves this request (its method, path and query are
+        parsed, its body not yet read): Invoke, unless the host names a function URL."""
+        path: str = scope["path"]
+        if not (path.endswith(invoke.SUFFIX) and path.startswith(invoke.PREFIX)):
+            return False
+        host, _ = host_and_origin(scope["headers"])
+        return self._hosts.url_id(host) is None
+
+    async def answer(self, scope: dict[str, Any], body: bytes) -> http_errors.Answer:
+        """The whole response to a request ``takes`` took, its body read (what
+        ``__call__`` answers to it, through the same checks)."""
+        host, origin = host_and_origin(scope["headers"])
+        try:
+            self._hosts.check(host, origin)
+        except EmberError as refused:
+            return http_errors.answer(refused, new_request_id())
+        return await self._answer_invoke(scope, body)
+
+    async def _answer_invoke(self, scope: dict[str, Any], body: bytes) -> http_errors.Answer:
+        if self._guard is None:
+            return await self._answer_unguarded(scope, body)
+        return await self._guard.answer(scope, body, self._invoke_answer)
+
+    async def _answer_unguarded(self, scope: dict[str, Any], body: bytes) -> http_errors.Answer:
+        return await invoke.answer(self._invoke, scope, body, new_request_id())
 
     def _add_openapi(self) -> None:
         """Serve ``/openapi.json``: described once, from the routes just built."""

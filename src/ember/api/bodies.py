@@ -96,10 +96,12 @@ async def run_bounded(
 
 
 async def refuse_too_large(send: Send, error: RequestTooLarge) -> None:
-    """Answer 413 in Lambda's shape and close the connection: the rest of an oversized
-    body is not worth reading (uvicorn would drain it to keep the connection alive)."""
-    status, headers, body = http_errors.render(error, new_request_id())
-    headers.append((b"content-length", b"%d" % len(body)))
-    headers.append((b"connection", b"close"))
+    """Answer 413 in Lambda's shape and close the connection."""
+    await send_answer(send, http_errors.answer(error, new_request_id()))
+
+
+async def send_answer(send: Send, answer: http_errors.Answer) -> None:
+    """Send a whole response (its headers carry its Content-Length)."""
+    status, headers, body = answer
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

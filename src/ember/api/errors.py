@@ -38,6 +38,8 @@ STATUS: dict[type[errors.EmberError], int] = {
 _CAPITAL_MESSAGE = ("ResourceNotFoundException", "ServiceException")
 
 Headers = list[tuple[bytes, bytes]]
+# A whole response: status, headers (Content-Length among them), body.
+Answer = tuple[int, Headers, bytes]
 
 
 def status_of(error: errors.EmberError) -> int:
@@ -66,6 +68,16 @@ def render(error: errors.EmberError, request_id: str) -> tuple[int, Headers, byt
         retry = str(max(1, math.ceil(error.retry_after_seconds))).encode()
         headers.append((b"retry-after", retry))
     return status, headers, orjson.dumps(body)
+
+
+def answer(error: errors.EmberError, request_id: str) -> Answer:
+    """``render`` with its Content-Length; a body too large also closes the connection:
+    the rest of it is not worth reading (uvicorn would drain it for keep-alive)."""
+    status, headers, body = render(error, request_id)
+    headers.append((b"content-length", b"%d" % len(body)))
+    if isinstance(error, errors.RequestTooLarge):
+        headers.append((b"connection", b"close"))
+    return status, headers, body
 
 
 def _too_many(error: errors.TooManyRequests, request_id: str) -> tuple[int, Headers, bytes]:

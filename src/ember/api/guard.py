@@ -17,11 +17,11 @@ Refusals answer in Lambda's shape (``api.errors.render``).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from ember.api import errors as http_errors
-from ember.api.bodies import TooLarge, read_body, replay
+from ember.api.bodies import TooLarge, read_body, replay, send_answer
 from ember.auth.base import (
     PRINCIPAL_SCOPE_KEY,
     VERIFIED_SCOPE_KEY,
@@ -38,7 +38,6 @@ from ember.errors import (
     IncompleteSignature,
     InvalidSignature,
     MissingAuthenticationToken,
-    RequestTooLarge,
     UnrecognizedClient,
 )
 from ember.invoke.service import new_request_id
@@ -47,6 +46,8 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 App = Callable[[Scope, Any, Any], Awaitable[None]]
+# Answers a request read whole (the Frontend's lane).
+Answerer = Callable[[Scope, bytes], Awaitable[http_errors.Answer]]
 
 ANONYMOUS = "anonymous"
 
@@ -77,21 +78,11 @@ class Guard:
         try:
             body = await read_body(scope, receive, limit, too_large)
             receive = replay(body, receive)
-            if self._verifier is None:
-                principal = self._default_root
-            else:
-                principal = self._verifier.verify(_http_request(scope, body))
-                scope[VERIFIED_SCOPE_KEY] = True
-            scope[PRINCIPAL_SCOPE_KEY] = principal
-            access = self._authorizer.access_of(
-                principal, scope["method"], scope["path"], _query(scope), body
-            )
+            principal = self._authenticate(scope, body)
+            access = self._access(principal, scope, body)
             await self._authorizer.authorize(principal, access)
         except EmberError as error:
-            status, error_code, request_id = await _refuse(send, error)
-            access = access or self._stand_in_access(scope)
-            if access.change:
-                self._record(principal, access, request_id, status, error_code, allowed=False)
+            await send_answer(send, self._refusal(scope, error, principal, access))
             return
         # The app reads the body from the replay: this frame must not keep a package
         # alive beside the app's own copies.
@@ -100,6 +91,50 @@ class Guard:
             await app(scope, receive, send)
             return
         await self._run_audited(scope, receive, send, app, principal, access)
+
+    async def answer(self, scope: Scope, body: bytes, answer: Answerer) -> http_errors.Answer:
+        """``__call__`` for a request already read whole, answered whole by ``answer``
+        (the Frontend's lane for Invoke: no ASGI messages on the hot path)."""
+        principal: Principal | None = None
+        access: Access | None = None
+        try:
+            principal = self._authenticate(scope, body)
+            access = self._access(principal, scope, body)
+            await self._authorizer.authorize(principal, access)
+        except EmberError as error:
+            return self._refusal(scope, error, principal, access)
+        answered = await answer(scope, body)
+        if access.change:
+            request_id, error_code = _named_in(answered[1])
+            allowed = error_code not in _REFUSALS
+            self._record(principal, access, request_id, answered[0], error_code, allowed=allowed)
+        return answered
+
+    def _authenticate(self, scope: Scope, body: bytes) -> Principal:
+        """The caller (the default root without a verifier), left in ``scope``."""
+        if self._verifier is None:
+            principal = self._default_root
+        else:
+            principal = self._verifier.verify(_http_request(scope, body))
+            scope[VERIFIED_SCOPE_KEY] = True
+        scope[PRINCIPAL_SCOPE_KEY] = principal
+        return principal
+
+    def _access(self, principal: Principal, scope: Scope, body: bytes) -> Access:
+        return self._authorizer.access_of(
+            principal, scope["method"], scope["path"], _query(scope), body
+        )
+
+    def _refusal(
+        self, scope: Scope, error: EmberError, principal: Principal | None, access: Access | None
+    ) -> http_errors.Answer:
+        """``error`` answered; a refused change is audited."""
+        request_id = new_request_id()
+        answered = http_errors.answer(error, request_id)
+        access = access or self._stand_in_access(scope)
+        if access.change:
+            self._record(principal, access, request_id, answered[0], error.code, allowed=False)
+        return answered
 
     async def _run_audited(
         self,
@@ -115,11 +150,9 @@ class Guard:
         async def watching(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 answered["status"] = message["status"]
-                for name, value in message.get("headers", ()):
-                    if name.lower() == b"x-amzn-requestid":
-                        answered["request_id"] = value.decode("latin-1")
-                    elif name.lower() == b"x-amzn-errortype":
-                        answered["error"] = value.decode("latin-1")
+                request_id, error = _named_in(message.get("headers", ()))
+                answered["request_id"] = request_id
+                answered["error"] = error
             await send(message)
 
         try:
@@ -184,18 +217,16 @@ _REFUSALS = frozenset(
 )
 
 
-async def _refuse(send: Send, error: EmberError) -> tuple[int, str, str]:
-    """Answer ``error``; returns (status, its code, request id)."""
-    request_id = new_request_id()
-    status, headers, body = http_errors.render(error, request_id)
-    headers.append((b"content-length", b"%d" % len(body)))
-    if isinstance(error, RequestTooLarge):
-        # The rest of an oversized body is not worth reading: the server closes
-        # the connection after answering instead of draining it for keep-alive.
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-    return status, error.code, request_id
+def _named_in(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, str | None]:
+    """The request id and error code a response's headers name."""
+    request_id, error = "", None
+    for name, value in headers:
+        name = name.lower()
+        if name == b"x-amzn-requestid":
+            request_id = value.decode("latin-1")
+        elif name == b"x-amzn-errortype":
+            error = value.decode("latin-1")
+    return request_id, error
 
 
 def _query(scope: Scope) -> str:

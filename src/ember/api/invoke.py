@@ -21,7 +21,7 @@ import orjson
 
 from ember.api import errors as http_errors
 from ember.api import eventstream
-from ember.api.bodies import read_body
+from ember.api.bodies import read_body, send_answer
 from ember.api.names import caller_account
 from ember.auth.base import PRINCIPAL_SCOPE_KEY, VERIFIED_SCOPE_KEY
 from ember.auth.principals import Principal
@@ -130,43 +130,30 @@ def _internal(exc: Exception, request_id: str) -> PlatformError:
     return PlatformError(f"Internal error while invoking the function (request {request_id}).")
 
 
-async def handle(invoke: Any, scope: Scope, receive: Any, send: Any) -> None:
-    """Serve one Invoke call; ``invoke`` is ``InvocationService.invoke``."""
-    request_id = new_request_id()
-    headers = dict(scope["headers"])
+async def answer(invoke: Any, scope: Scope, body: bytes, request_id: str) -> http_errors.Answer:
+    """Invoke for a request whose body is read: the whole response."""
     try:
-        body = await read_body(scope, receive, MAX_REQUEST, too_large)
-        result = await invoke(_command(scope, headers, body, request_id))
+        result = await invoke(_command(scope, dict(scope["headers"]), body, request_id))
     except Exception as exc:
         # Rendered by a helper so that no local of this frame outlives the except
         # block holding the error: its traceback holds this frame, and that cycle
         # would leave every refusal's frames to the cyclic collector (see _rendered).
-        status, error_headers, error_body = _rendered(exc, request_id)
-        await send({"type": "http.response.start", "status": status, "headers": error_headers})
-        await send({"type": "http.response.body", "body": error_body})
-        return
+        return _rendered(exc, request_id)
     response_headers = _response_headers(result)
     response_headers.append(_content_length(result.body))
-    await send(
-        {"type": "http.response.start", "status": result.status, "headers": response_headers}
-    )
-    await send({"type": "http.response.body", "body": result.body})
+    return result.status, response_headers, result.body
 
 
-def _rendered(exc: Exception, request_id: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """``exc`` as (status, headers with Content-Length, body).
+def _rendered(exc: Exception, request_id: str) -> http_errors.Answer:
+    """``exc`` as a whole response.
 
-    ``exc`` carries a traceback that references ``handle``'s frame; a local of
+    ``exc`` carries a traceback that references the caller's frame; a local of
     that frame referencing ``exc`` would make a reference cycle, freed only by
     the cyclic GC. Under overload every 429 made one: ~27 objects left per
     refusal, a gen-0 collection every ~26 refusals.
     """
     error = exc if isinstance(exc, EmberError) else _internal(exc, request_id)
-    status, headers, body = http_errors.render(error, request_id)
-    headers.append(_content_length(body))
-    if isinstance(error, RequestTooLarge):
-        headers.append((b"connection", b"close"))  # not worth draining the rest
-    return status, headers, body
+    return http_errors.answer(error, request_id)
 
 
 def _content_length(body: bytes) -> tuple[bytes, bytes]:
@@ -279,6 +266,4 @@ async def _start_stream(send: Any, request_id: str, version: str) -> None:
 
 
 async def _send_error(send: Any, exc: Exception, request_id: str) -> None:
-    status, error_headers, error_body = _rendered(exc, request_id)
-    await send({"type": "http.response.start", "status": status, "headers": error_headers})
-    await send({"type": "http.response.body", "body": error_body})
+    await send_answer(send, _rendered(exc, request_id))

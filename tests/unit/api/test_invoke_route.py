@@ -1,4 +1,4 @@
-"""The raw Invoke route (ember.api.invoke.handle) on a refused call."""
+"""The raw Invoke route (ember.api.invoke.answer) on a refused call."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ def scope() -> dict[str, Any]:
     }
 
 
-async def refused_call() -> list[dict[str, Any]]:
-    """One call through ``handle`` that the real gate refuses (reserved concurrency 0)."""
+async def refused_call() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """One call through ``answer`` that the real gate refuses (reserved concurrency 0)."""
     limits = ThrottleLimits(MemoryMetadataStore(), 1000)
     await limits.put_reserved("f", 0)
     throttle = Throttle(MemoryThrottleBackend(), limits)
@@ -38,16 +38,7 @@ async def refused_call() -> list[dict[str, Any]]:
         await throttle.admit(command.function, command.caller, "lease", 3)
         raise AssertionError("admitted")
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b'{"n": 1}', "more_body": False}
-
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await invoke.handle(service, scope(), receive, send)
-    return sent
+    return await invoke.answer(service, scope(), b'{"n": 1}', "r1")
 
 
 def test_a_refusal_answers_lambdas_429_and_leaves_no_reference_cycle() -> None:
@@ -59,19 +50,18 @@ def test_a_refusal_answers_lambdas_429_and_leaves_no_reference_cycle() -> None:
         gc.collect()
         gc.disable()
         try:
-            sent = loop.run_until_complete(refused_call())
+            status, headers, body = loop.run_until_complete(refused_call())
             garbage = gc.collect()
         finally:
             gc.enable()
     finally:
         loop.close()
-    start, body = sent
-    headers = dict(start["headers"])
-    assert start["status"] == 429
-    assert headers[b"x-amzn-errortype"] == b"TooManyRequestsException"
-    assert headers[b"retry-after"] == b"1"
-    assert headers[b"content-length"] == b"%d" % len(body["body"])
-    assert orjson.loads(body["body"]) == {
+    named = dict(headers)
+    assert status == 429
+    assert named[b"x-amzn-errortype"] == b"TooManyRequestsException"
+    assert named[b"retry-after"] == b"1"
+    assert named[b"content-length"] == b"%d" % len(body)
+    assert orjson.loads(body) == {
         "Type": "User",
         "message": "Rate Exceeded.",
         "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
