@@ -40,6 +40,7 @@ DOC = servers.ROOT / "docs" / "benchmarks-hotpath.md"
 TARGET_RATIO = 2.0
 TARGET_CREATIONS = 300
 ROUNDS = 3
+MANY = 32  # connections of the second warm pass: calls overlap, reads and writes batch
 console = Console(width=None if sys.stdout.isatty() else 150)
 
 
@@ -62,12 +63,14 @@ def children_named(pid: int, marker: str) -> list[int]:
     return found
 
 
-def warm_cpu(slices: int, seconds: int, workdir: Path) -> dict[str, list[float]]:
-    """Per-request server CPU (ms) of each slice: ember, ember + history writer, the
-    bare app and the relay floor."""
+def warm_cpu(
+    slices: int, seconds: int, workdir: Path, connections: tuple[int, ...] = (1,)
+) -> dict[int, dict[str, list[float]]]:
+    """Per-request server CPU (ms) of each slice, at each number of wrk connections:
+    ember, ember + history writer, the bare app and the relay floor."""
     ports = {name: servers.free_port() for name in ("ember", "bare", "relay")}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    per: dict[str, list[float]] = {"ember": [], "ember+writer": [], "bare": [], "relay": []}
+    found: dict[int, dict[str, list[float]]] = {}
     with contextlib.ExitStack() as stack:
         ember = stack.enter_context(
             servers.running(
@@ -94,22 +97,62 @@ def warm_cpu(slices: int, seconds: int, workdir: Path) -> dict[str, list[float]]
             "bare": (urls["bare"] + "/", [others["bare"].pid]),
             "relay": (urls["relay"] + "/", [others["relay"].pid]),
         }
-        for url, _ in targets.values():
-            run_wrk(url, 1, 2, check=True)  # warm: sandbox up, caches filled
-        # Each server's slices spread over the run: A B C C B A ...
-        order = ["ember", "bare", "relay", "relay", "bare", "ember"] * ((slices + 1) // 2)
-        for name in order[: slices * 3]:
-            url, pids = targets[name]
-            watched = pids + (writers if name == "ember" else [])
-            before = {pid: cpu_seconds(pid) for pid in watched}
-            result = run_wrk(url, 1, seconds, check=name == "ember")
-            spent = {pid: cpu_seconds(pid) - before[pid] for pid in watched}
-            own = spent[pids[0]] / result.requests * 1000
-            per[name].append(own)
-            if name == "ember":
-                per["ember+writer"].append(sum(spent.values()) / result.requests * 1000)
-            console.log(f"{name}: {own * 1000:.0f} µs of server CPU per request")
+        for conns in connections:
+            found[conns] = _slices(targets, writers, conns, slices, seconds)
+    return found
+
+
+def _slices(
+    targets: dict[str, tuple[str, list[int]]],
+    writers: list[int],
+    conns: int,
+    slices: int,
+    seconds: int,
+) -> dict[str, list[float]]:
+    per: dict[str, list[float]] = {"ember": [], "ember+writer": [], "bare": [], "relay": []}
+    for url, _ in targets.values():
+        run_wrk(url, conns, 2, check=True)  # warm: sandboxes up, caches filled
+    # Each server's slices spread over the run: A B C C B A ...
+    order = ["ember", "bare", "relay", "relay", "bare", "ember"] * ((slices + 1) // 2)
+    for name in order[: slices * 3]:
+        url, pids = targets[name]
+        watched = pids + (writers if name == "ember" else [])
+        before = {pid: cpu_seconds(pid) for pid in watched}
+        result = run_wrk(url, conns, seconds, check=name == "ember")
+        spent = {pid: cpu_seconds(pid) - before[pid] for pid in watched}
+        own = spent[pids[0]] / result.requests * 1000
+        per[name].append(own)
+        if name == "ember":
+            per["ember+writer"].append(sum(spent.values()) / result.requests * 1000)
+        console.log(f"{name}, {conns} connections: {own * 1000:.0f} µs of server CPU per request")
     return per
+
+
+def _warm_rows(per: dict[str, list[float]], conns: int) -> list[Row]:
+    ember, total, bare, relay = (
+        statistics.median(per[k]) for k in ("ember", "ember+writer", "bare", "relay")
+    )
+    ratio = ember / bare
+    clients = "1 client" if conns == 1 else f"{conns} clients"
+    return [
+        Row(
+            f"warm invoke, server CPU per request ({clients})",
+            f"{ember:.3f} ms ({ratio:.2f}x); with the history writer {total:.3f} ms "
+            f"({total / bare:.2f}x)",
+            f"bare ASGI echo: {bare:.3f} ms",
+            f"≤ {TARGET_RATIO:.1f}x bare ASGI",
+            ratio <= TARGET_RATIO,
+        ),
+        Row(
+            f"floor: the bare app relaying each body through another process ({clients})",
+            f"{relay:.3f} ms ({relay / bare:.2f}x); ember's own work over it: "
+            f"{(ember - relay) * 1000:.0f} µs, allowed by the target: "
+            f"{max(TARGET_RATIO * bare - relay, 0) * 1000:.0f} µs",
+            f"bare ASGI echo: {bare:.3f} ms",
+            "—",
+            None,
+        ),
+    ]
 
 
 def main() -> int:
@@ -121,7 +164,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ember-bench-hot-") as tmp:
         workdir = Path(tmp)
         console.log(f"warm invoke: {args.slices} slices of {args.seconds} s per server")
-        per = warm_cpu(args.slices, args.seconds, workdir)
+        per = warm_cpu(args.slices, args.seconds, workdir, (1, MANY))
         code = workdir / "code"
         code.mkdir()
         (code / "app.py").write_text(ember_api.HANDLER_FILE.read_text())
@@ -130,28 +173,9 @@ def main() -> int:
             rounds = [asyncio.run(creation_rate(isolated, code)) for _ in range(ROUNDS)]
             console.log(f"creation, isolated={isolated}: {', '.join(f'{r:.0f}/s' for r in rounds)}")
             rates[isolated] = statistics.median(rounds)
-    ember, total, bare, relay = (
-        statistics.median(per[k]) for k in ("ember", "ember+writer", "bare", "relay")
-    )
-    ratio = ember / bare
     rows = [
-        Row(
-            "warm invoke, server CPU per request (1 client)",
-            f"{ember:.3f} ms ({ratio:.2f}x); with the history writer {total:.3f} ms "
-            f"({total / bare:.2f}x)",
-            f"bare ASGI echo: {bare:.3f} ms",
-            f"≤ {TARGET_RATIO:.1f}x bare ASGI",
-            ratio <= TARGET_RATIO,
-        ),
-        Row(
-            "floor: the bare app relaying each body through another process",
-            f"{relay:.3f} ms ({relay / bare:.2f}x); ember's own work over it: "
-            f"{(ember - relay) * 1000:.0f} µs, allowed by the target: "
-            f"{max(TARGET_RATIO * bare - relay, 0) * 1000:.0f} µs",
-            f"bare ASGI echo: {bare:.3f} ms",
-            "—",
-            None,
-        ),
+        *_warm_rows(per[1], 1),
+        *_warm_rows(per[MANY], MANY),
         Row(
             "isolated sandboxes created per second (create + destroy, sustained)",
             f"{rates[True]:.0f}/s",
@@ -165,7 +189,8 @@ def main() -> int:
         "Warm CPU: one `ember serve --auth none` (full isolation) with one warm Python "
         "function, the bare ASGI echo app under ember's server stack (uvicorn, uvloop, "
         "httptools) and the relay floor below, all running; wrk at 1 connection alternates "
-        f"between them in {args.seconds} s slices (A B C C B A ...), {args.slices} per server. "
+        f"between them in {args.seconds} s slices (A B C C B A ...), {args.slices} per server; "
+        f"then the same at {MANY} connections. "
         "A slice's figure is the server process's user + system CPU (`/proc/<pid>/stat`) over "
         "the requests wrk completed in it; the medians are compared. ember's with its history "
         "writer process added is given beside. The sandbox's CPU is the function's and is not "
