@@ -44,6 +44,11 @@ US = 1_000_000
 # (well under a millisecond); a Redis slower than this is treated as gone
 # rather than let every call wait on it.
 TIMEOUT_SECONDS = 0.5
+# Connections per server process. A burst of calls shares them (a call waits a
+# moment for one, at most TIMEOUT_SECONDS) instead of opening one each: a hundred
+# connects at once on a loaded machine outlasted TIMEOUT_SECONDS, and the burst
+# was refused as if Redis were gone.
+MAX_CONNECTIONS = 16
 
 
 def _seconds(us: Any) -> float:
@@ -66,12 +71,15 @@ class RedisThrottleBackend:
     def __init__(self, url: str, prefix: str = "ember:") -> None:
         # No retry: a retried admit could count twice, and a retry only adds
         # to the wait of a call during an outage.
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=TIMEOUT_SECONDS,
             socket_connect_timeout=TIMEOUT_SECONDS,
             socket_timeout=TIMEOUT_SECONDS,
             retry=Retry(NoBackoff(), 0),
         )
+        self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
         self.where = _where(url)
         self._prefix = prefix
         self._admit = self._redis.register_script(_SCRIPT)
