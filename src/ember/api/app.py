@@ -230,29 +230,23 @@ class Frontend:
         host, _ = host_and_origin(scope["headers"])
         return self._hosts.url_id(host) is None
 
-    def answer(self, scope: dict[str, Any], body: bytes) -> Awaitable[http_errors.Answer]:
+    async def answer(self, scope: dict[str, Any], body: bytes) -> http_errors.Answer:
         """The whole response to a request ``takes`` took, its body read (what
-        ``__call__`` answers to it, through the same checks).
-
-        Plain functions down to the guard and the Invoke code, each handing on the
-        awaitable of the layer below: an ``async def`` that only awaits another costs
-        every call one more coroutine to make, suspend and resume."""
+        ``__call__`` answers to it, through the same checks)."""
         host, origin = host_and_origin(scope["headers"])
         try:
             self._hosts.check(host, origin)
         except EmberError as refused:
-            return _ready(http_errors.answer(refused, new_request_id()))
-        return self._answer_invoke(scope, body)
+            return http_errors.answer(refused, new_request_id())
+        return await self._answer_invoke(scope, body)
 
-    def _answer_invoke(self, scope: dict[str, Any], body: bytes) -> Awaitable[http_errors.Answer]:
+    async def _answer_invoke(self, scope: dict[str, Any], body: bytes) -> http_errors.Answer:
         if self._guard is None:
-            return self._answer_unguarded(scope, body)
-        return self._guard.answer(scope, body, self._invoke_answer)
+            return await self._answer_unguarded(scope, body)
+        return await self._guard.answer(scope, body, self._invoke_answer)
 
-    def _answer_unguarded(
-        self, scope: dict[str, Any], body: bytes
-    ) -> Awaitable[http_errors.Answer]:
-        return invoke.answer(self._invoke, scope, body, new_request_id())
+    async def _answer_unguarded(self, scope: dict[str, Any], body: bytes) -> http_errors.Answer:
+        return await invoke.answer(self._invoke, scope, body, new_request_id())
 
     def _add_openapi(self) -> None:
         """Serve ``/openapi.json``: described once, from the routes just built."""
@@ -320,10 +314,6 @@ class Frontend:
             await send({"type": f"lifespan.{phase}.failed", "message": traceback.format_exc()})
             raise
         await send({"type": "lifespan.shutdown.complete"})
-
-
-async def _ready(answer: http_errors.Answer) -> http_errors.Answer:
-    return answer
 
 
 def _is_console(path: str) -> bool:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import Enum
 from http import HTTPStatus
@@ -75,7 +74,7 @@ class Lane(Protocol):
         path and query parsed, its body not yet read."""
         ...
 
-    def answer(self, scope: Scope, body: bytes) -> Awaitable[http_errors.Answer]:
+    async def answer(self, scope: Scope, body: bytes) -> http_errors.Answer:
         """The whole response (its headers carry Content-Length; ``connection:
         close`` among them closes the connection after it). Never raises for a
         refusal; an exception is a bug, answered 500."""

@@ -86,7 +86,7 @@ class LocalExecutor:
         self, record: FunctionRecord, request: SandboxRequest, begin: Begin
     ) -> Execution:
         manager = self.manager
-        slot = manager.idle_slot(record) or await manager.acquire(record)
+        slot = await manager.acquire(record)
         sandbox = slot.sandbox
         init_ms = restore_ms = None
         init_log = b""

@@ -87,10 +87,6 @@ class WorkerManager:
         Raises InitFailed (the function's Init failed), TooManyRequests (no
         worker has room) or SandboxUnavailable (the platform could not start one).
         """
-        return self.idle_slot(record) or await self._start(record)
-
-    def idle_slot(self, record: FunctionRecord) -> Slot | None:
-        """``acquire`` of an idle slot, if there is one: a warm call needs no coroutine."""
         pool = self._pools.get(record.revision_id)
         while pool is not None and pool.idle:
             slot = pool.idle.pop()
@@ -105,7 +101,7 @@ class WorkerManager:
             if slot.sandbox.frozen:
                 slot.sandbox.thaw()
             return slot
-        return None
+        return await self._start(record)
 
     def _place(self, memory_mb: int) -> LocalWorker:
         """Room for one sandbox on a worker (an idle one evicted if need be), reserved."""
