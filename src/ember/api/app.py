@@ -181,11 +181,10 @@ class Frontend:
             and path.startswith(invoke.PREFIX)
             and scope["method"] == "POST"
         ):
-            request_id = new_request_id()
             try:
                 body = await read_body(scope, receive, MAX_REQUEST, invoke.too_large)
             except EmberError as refused:
-                await send_answer(send, http_errors.answer(refused, request_id))
+                await send_answer(send, http_errors.answer(refused, new_request_id()))
                 return
             await send_answer(send, await self._answer_invoke(scope, body))
             return
