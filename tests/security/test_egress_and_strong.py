@@ -130,3 +130,72 @@ def test_strong_isolation_runs_on_gvisor(server: Server, aws: Any, deploy: Any) 
     assert pids  # the gVisor sandbox that just answered
     aws.delete_function(FunctionName=name)
     wait_until(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in pids), timeout=30)
+
+
+RESTORED_NETWORK = (
+    NETWORK
+    + """
+import os, threading
+
+INIT_PID_NAMESPACE = os.readlink("/proc/self/ns/pid")
+
+
+def restored_handler(event, context):
+    answer = handler(event, context)
+    answer["restored"] = os.readlink("/proc/self/ns/pid") != INIT_PID_NAMESPACE
+    threading.Timer(0.2, os._exit, (0,)).start()  # leave: its slirp4netns must go too
+    return answer
+"""
+)
+
+
+def slirp_helpers() -> set[int]:
+    """The host's slirp4netns processes, ended (not yet reaped) or not."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/comm") as handle:
+                if handle.read().strip() == "slirp4netns":
+                    found.add(int(entry))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def test_a_sandbox_forked_from_a_template_gets_egress_and_its_helper_is_reaped(
+    server: Server, aws: Any, deploy: Any
+) -> None:
+    """SnapStart forks run on the zygote's restore threads: the slirp4netns a
+    restored sandbox got is a thread's child, and must still be reaped (gone from
+    /proc, not left a zombie) when the sandbox ends."""
+    if os.geteuid() != 0:
+        pytest.skip("not root: `ember serve` cannot fork SnapStart templates")
+    name = deploy(
+        RESTORED_NETWORK,
+        Handler="app.restored_handler",
+        SnapStart={"ApplyOn": "PublishedVersions"},
+        Timeout=30,
+    )["FunctionName"]
+    assert settings(server, name, {"Egress": True}).json()["Egress"] is True
+    version = aws.publish_version(FunctionName=name)["Version"]
+    wait_until(
+        lambda: (
+            aws.get_function_configuration(FunctionName=name, Qualifier=version)["State"]
+            != "Pending"
+        )
+    )
+    config = aws.get_function_configuration(FunctionName=name, Qualifier=version)
+    assert config["SnapStart"]["OptimizationStatus"] == "On", (
+        config["StateReason"],
+        config.get("StateReasonCode"),
+    )
+    before = slirp_helpers()
+    response = aws.invoke(
+        FunctionName=name, Qualifier=version, Payload=json.dumps({"port": server.port}).encode()
+    )
+    opened = json.loads(response["Payload"].read())
+    assert opened["restored"] is True and "tap0" in opened["interfaces"], opened
+    assert opened["host_loopback"] in (ENETUNREACH, ECONNREFUSED)
+    ours = slirp_helpers() - before
+    assert ours, "the restored sandbox's slirp4netns is not running"
+    wait_until(lambda: not ours & slirp_helpers(), timeout=15)

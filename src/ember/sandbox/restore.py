@@ -29,13 +29,14 @@ stopped, before the new process runs a single instruction of its own.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import os
 import platform
 import socket
 import struct
-from typing import Iterator
+from typing import Callable
 
 PTRACE_GETREGS, PTRACE_SETREGS = 12, 13
 PTRACE_CONT, PTRACE_SINGLESTEP, PTRACE_DETACH = 7, 9, 17
@@ -80,6 +81,7 @@ WNOHANG = 1
 CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS = 0x00020000, 0x02000000, 0x04000000
 CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID = 0x08000000, 0x10000000, 0x20000000
 CLONE_NEWNET, SIGCHLD = 0x40000000, 17
+CLONE_FS = 0x00000200
 NAMESPACES = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
 AT_FDCWD = -100
 O_WRONLY, O_PATH, O_DIRECTORY, O_CLOEXEC = 1, 0o10000000, 0o200000, 0o2000000
@@ -215,20 +217,84 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-@contextlib.contextmanager
-def pinned() -> Iterator[None]:
-    """Keep the calling process (the zygote) on the CPU it runs on for a while.
+class Restorers:
+    """Threads that make restores beside the zygote's loop, one per CPU (two at most).
 
-    Every injected call wakes the tracee and then the tracer: on one CPU that is
-    a switch, across two it is two inter-processor wake-ups, which in a virtual
-    machine cost more than the calls themselves (a restore took twice as long).
+    A burst of cold calls on a SnapStart version asks for many sandboxes at once,
+    and one restore after another made the last call of a burst of 16 wait ~80 ms.
+    The template can only fork once at a time (it is one process, traced by one
+    thread), but setting up the new process (``isolate_child``) and handing it over
+    can overlap with the next fork. Ptrace binds a tracee to the *thread* that
+    seized it, so each restore stays on one thread from fork to release.
+
+    Each thread is kept on a CPU of its own: every injected call wakes the tracee
+    and then the tracer, and across two CPUs that is two inter-processor wake-ups,
+    which in a virtual machine cost more than the calls themselves (a restore took
+    twice as long); the template and its new process run on the thread's CPU for
+    the restore (``fork_template`` sets it, ``release`` lifts it).
+
+    ``tracing`` is held while a template is traced, and by the zygote around its
+    own wait for exited children: a template is the zygote's child, and the
+    zygote's wait would take the stops meant for the thread tracing it. Each
+    thread also leaves the zygote's shared filesystem context (``unshare(CLONE_FS)``),
+    since the kernel lets only a process whose context is not shared enter a mount
+    namespace, which the zygote does for every sandbox it forks itself.
     """
-    everywhere = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {_libc.sched_getcpu()})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, everywhere)
+
+    def __init__(self, cpus: list[int]) -> None:
+        import queue
+        import threading
+
+        self.tracing = threading.RLock()
+        self._jobs: queue.SimpleQueue[tuple[str, Callable[[], object]] | None] = queue.SimpleQueue()
+        self._done: collections.deque[tuple[str, object]] = collections.deque()
+        self.wake, self._wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._threads = [
+            threading.Thread(target=self._work, args=(cpu,), name="restore", daemon=True)
+            for cpu in cpus[:2]
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, key: str, job: Callable[[], object]) -> None:
+        """Run ``job`` on a restore thread; its result (or the exception it raised)
+        comes back from ``finished`` under ``key``."""
+        self._jobs.put((key, job))
+
+    def finished(self) -> list[tuple[str, object]]:
+        """What the threads have finished since the last call (``wake`` became readable)."""
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.wake, 512):
+                pass
+        done = []
+        while self._done:
+            done.append(self._done.popleft())
+        return done
+
+    def stop(self) -> None:
+        """Let the threads finish the restores they were given, and end."""
+        for _ in self._threads:
+            self._jobs.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def _work(self, cpu: int) -> None:
+        if _libc.unshare(CLONE_FS) != 0:
+            os.write(2, b"ember zygote: a restore thread cannot unshare its fs context\n")
+            os._exit(70)  # the zygote could no longer fork isolated sandboxes
+        os.sched_setaffinity(0, {cpu})
+        while True:
+            item = self._jobs.get()
+            if item is None:
+                return
+            key, job = item
+            try:
+                outcome: object = job()
+            except BaseException as exc:  # handed to the zygote's loop, which reports it
+                outcome = exc
+            self._done.append((key, outcome))
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._wake, b"!")
 
 
 class Tracee:
@@ -360,7 +426,8 @@ def fork_template(template: int) -> tuple[int, Tracee]:
     _ptrace(PTRACE_SEIZE, template, 0, options)
     parent = Tracee(template, Regs(), 0)
     try:
-        # On the zygote's CPU (``pinned``); the fork inherits it, ``release`` lifts it.
+        # On the tracing thread's CPU (``Restorers``); the fork inherits it,
+        # ``release`` lifts it.
         os.sched_setaffinity(template, os.sched_getaffinity(0))
         _interrupt(template)
         saved = _regs(template)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # signal.signal without its enum wrapping
 import contextlib
 import errno
+import functools
 import gc
 import importlib.machinery
 import importlib.util
@@ -58,6 +59,7 @@ SET_UP_TIMEOUT = 10.0  # seconds for a runtime started at its claim to be isolat
 CLAIM = 11  # frames.py: the first frame a pre-started runtime reads
 PARK_TIMEOUT = 2.0  # seconds for a SnapStart template to block in its read()
 REFILL_AFTER = 0.005  # seconds of quiet before forking a replacement blank
+WNOTHREAD = 0x20000000  # wait for the calling thread's children only (Linux's __WNOTHREAD)
 # Full isolation (set up in main when the platform asks for it): the
 # isolate module, the prebuilt seccomp filter, the runtime's directories.
 _ISOLATION: dict[str, Any] = {}
@@ -72,6 +74,8 @@ _PIDFDS: dict[int, int] = {}  # forked sandbox pid -> its pidfd
 _TEMPLATE_OF: dict[int, str] = {}  # forked sandbox pid -> its template's sandbox id
 _TEMPLATES: set[str] = set()  # templates checked (while one lives, spare cgroups are kept)
 _KILLED: set[int] = set()  # sandbox leaders sent SIGKILL, not reaped yet
+_RESTORERS: list[Any] = []  # restore.Restorers, once the first restore is asked for
+_RESTORING: dict[str, tuple[list[str], int, str]] = {}  # sandbox id -> (cgroups, uid, template)
 # Cgroups made in quiet moments for the forks of templates: making one (a directory
 # per controller) was a tenth of a restore, and a burst of cold calls waits for
 # each restore in turn.
@@ -146,16 +150,20 @@ def _send(ctl: socket.socket, message: dict[str, Any]) -> None:
 
 
 def _collect() -> None:
-    """Reap every exited child; remember the sandbox leaders among them."""
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        if pid in _SANDBOXES:
-            _EXITED.append((pid, status))
+    """Reap every exited child; remember the sandbox leaders among them.
+
+    Only this thread's children (``__WNOTHREAD``: not the processes a restore
+    thread traces), and never while a template is traced (``_tracing``)."""
+    with _tracing():
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG | WNOTHREAD)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in _SANDBOXES:
+                _EXITED.append((pid, status))
 
 
 def _report_exits(ctl: socket.socket, confine: Any) -> None:
@@ -168,6 +176,7 @@ def _report_exits(ctl: socket.socket, confine: Any) -> None:
         helper = _EGRESS.pop(pid, None)
         if helper is not None:
             helper.kill()
+            helper.wait()  # the child of a restore thread, which ``_collect`` leaves
         memory = confine.controller_paths(_CONFIG["cgroups"], paths, "memory")
         kills = confine.oom_kills(memory, version)
         oom = kills > _OOM_BASE.pop(memory[0] if memory else "", 0)
@@ -628,7 +637,7 @@ def _claim_started(
         task_root = spec["code_dir"]
         if isolate is not None:
             if spec.get("egress"):
-                _start_egress(pid)
+                _EGRESS[pid] = _start_egress(pid)
             trees.append(_view(isolate, spec["code_dir"]))
             if spec.get("opt_dir"):
                 trees.append(_view(isolate, spec["opt_dir"]))
@@ -657,7 +666,7 @@ def _claim_started(
     _PIDS[sandbox_id] = pid
 
 
-def _start_egress(pid: int) -> None:
+def _start_egress(pid: int) -> Any:
     """Give the sandbox's network namespace a route out through slirp4netns.
 
     User-mode networking: the sandbox reaches the outside through a process
@@ -694,7 +703,7 @@ def _start_egress(pid: int) -> None:
             raise OSError("slirp4netns did not configure the sandbox's network")
     finally:
         os.close(ready_r)
-    _EGRESS[pid] = helper
+    return helper
 
 
 _NO_OVERLAY = (errno.ENODEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP)
@@ -765,7 +774,7 @@ def _claim_blank(
             _assign_identity(spec)
             _UIDS[sandbox_id] = int(spec["uid"])
             if spec.get("egress") and isolate is not None:
-                _start_egress(pid)
+                _EGRESS[pid] = _start_egress(pid)
             if isolate is not None:
                 # The blank sees only its own root now: hand it the code as a mount.
                 trees.append(_view(isolate, spec["code_dir"]))
@@ -841,7 +850,8 @@ def _inspect(restore: Any, pid: int) -> str:
     deadline = time.monotonic() + PARK_TIMEOUT
     while True:
         try:
-            return str(restore.inspect(pid))
+            with _tracing():
+                return str(restore.inspect(pid))
         except restore.RestoreError as exc:
             if time.monotonic() > deadline:
                 return str(exc)
@@ -850,35 +860,77 @@ def _inspect(restore: Any, pid: int) -> str:
         time.sleep(0.001)
 
 
+def _tracing() -> Any:
+    """Held while this thread traces a template or waits for children (``Restorers``)."""
+    return _RESTORERS[0].tracing if _RESTORERS else contextlib.nullcontext()
+
+
+def _restorers(selector: Any) -> Any:
+    """The restore threads, started with the first restore (a zygote that never
+    restores stays single-threaded)."""
+    if not _RESTORERS:
+        cpus = sorted(os.sched_getaffinity(0))
+        _RESTORERS.append(_RESTORE[0].Restorers(cpus))
+        selector.register(_RESTORERS[0].wake, selectors.EVENT_READ, "restored")
+    return _RESTORERS[0]
+
+
 def _restore_from(ctl: socket.socket, selector: Any, message: dict[str, Any], confine: Any) -> None:
-    """A new sandbox forked from a parked template (``restore.py``); its socket and
-    output pipe go to the platform with SPAWNED, as a pre-started runtime's do."""
+    """A new sandbox forked from a parked template (``restore.py``), on a restore
+    thread (``_fork_sandbox``); ``_restored`` hands it to the platform."""
     sandbox_id, spec = message["id"], message["spec"]
     template = _PIDS.get(message["template"])
-    restore = _RESTORE[0] if _RESTORE else None
     if _SPARE_CGROUPS:
         paths = _SPARE_CGROUPS.pop()
     else:
         paths = confine.create_cgroup(_CONFIG["cgroups"], sandbox_id, None)
-    child = 0
     try:
-        if restore is None or template is None:
-            raise OSError("the template is gone" if restore else "SnapStart is off here")
+        if not _RESTORE or template is None:
+            raise OSError("the template is gone" if _RESTORE else "SnapStart is off here")
         uid = _UIDS[message["template"]]
         confine.set_limits(_CONFIG["cgroups"], paths, spec["limits"])
         joins = confine.join_files(paths, _cgroup_version())
         try:
-            with restore.pinned():
-                child, tracee = restore.fork_template(template)
-                ours, log = restore.isolate_child(
-                    tracee, uid, uid, int(spec["tmp_mb"]), _ISOLATION["module"]._LAST_CAP, joins
-                )
-        finally:
+            # The template's identity for the thread, which runs later: its pid
+            # could name another process by then, once the template is reaped.
+            identity = os.pidfd_open(template)
+        except OSError:
             for fd in joins:
                 os.close(fd)
+            raise
+    except (OSError, KeyError) as exc:
+        confine.remove_cgroup(paths, _collect)
+        _send(ctl, {"type": "spawn_failed", "id": sandbox_id, "error": str(exc)})
+        return
+    _RESTORING[sandbox_id] = (paths, uid, message["template"])
+    job = functools.partial(_fork_sandbox, template, identity, uid, spec, joins)
+    _restorers(selector).submit(sandbox_id, job)
+
+
+def _fork_sandbox(
+    template: int, identity: int, uid: int, spec: dict[str, Any], joins: list[int]
+) -> tuple[int, int, int, int, Any]:
+    """On a restore thread: fork ``template``, isolate the fork and let it go; its
+    pid, the zygote's ends of its socket and output pipe, its pidfd and its
+    slirp4netns process (or None)."""
+    restore, child = _RESTORE[0], 0
+    try:
+        try:
+            with _tracing():
+                # Alive (or not yet reaped: reaping needs ``tracing``), so its pid is still its own.
+                signal.pidfd_send_signal(identity, 0)
+                child, tracee = restore.fork_template(template)
+            ours, log = restore.isolate_child(
+                tracee, uid, uid, int(spec["tmp_mb"]), _ISOLATION["module"]._LAST_CAP, joins
+            )
+        finally:
+            os.close(identity)
+            for fd in joins:
+                os.close(fd)
+        helper = None
         try:
             if spec.get("egress"):
-                _start_egress(child)
+                helper = _start_egress(child)
             restore.release(tracee)
             claim = json.dumps({"env": spec["env"]}).encode("utf-8")
             os.write(ours, struct.pack("!IB", len(claim), CLAIM) + claim)
@@ -886,26 +938,46 @@ def _restore_from(ctl: socket.socket, selector: Any, message: dict[str, Any], co
         except BaseException:
             os.close(ours)
             os.close(log)
+            if helper is not None:
+                helper.kill()
+                helper.wait()
             raise
-    except (OSError, KeyError) as exc:
+    except BaseException:
         if child:
             with contextlib.suppress(OSError):
                 os.kill(child, signal.SIGKILL)
-        confine.remove_cgroup(paths, _collect)
-        _send(ctl, {"type": "spawn_failed", "id": sandbox_id, "error": str(exc)})
-        return
-    _SANDBOXES[child] = (sandbox_id, paths)
-    _PIDS[sandbox_id] = child
-    _UIDS[sandbox_id] = uid
-    _PIDFDS[child] = pidfd
-    _TEMPLATE_OF[child] = message["template"]
-    selector.register(pidfd, selectors.EVENT_READ, ("exit", child))
-    reply = {"type": "spawned", "id": sandbox_id, "pid": child, "cgroups": paths}
-    try:
-        socket.send_fds(ctl, [json.dumps(reply).encode("utf-8")], [ours, log])
-    finally:
-        os.close(ours)
-        os.close(log)
+        raise
+    return child, ours, log, pidfd, helper
+
+
+def _restored(ctl: socket.socket, selector: Any, confine: Any) -> None:
+    """Hand the sandboxes the restore threads made to the platform (SPAWNED, with
+    their socket and output pipe, as a pre-started runtime's), or say why not."""
+    for sandbox_id, outcome in _RESTORERS[0].finished():
+        paths, uid, template_id = _RESTORING.pop(sandbox_id)
+        if isinstance(outcome, BaseException):
+            if not isinstance(outcome, (OSError, KeyError)):
+                traceback.print_exception(type(outcome), outcome, outcome.__traceback__)
+            confine.remove_cgroup(paths, _collect)
+            _send(ctl, {"type": "spawn_failed", "id": sandbox_id, "error": str(outcome)})
+            continue
+        child, ours, log, pidfd, helper = outcome
+        _SANDBOXES[child] = (sandbox_id, paths)
+        _PIDS[sandbox_id] = child
+        _UIDS[sandbox_id] = uid
+        _PIDFDS[child] = pidfd
+        _TEMPLATE_OF[child] = template_id
+        if helper is not None:
+            _EGRESS[child] = helper
+        selector.register(pidfd, selectors.EVENT_READ, ("exit", child))
+        reply = {"type": "spawned", "id": sandbox_id, "pid": child, "cgroups": paths}
+        try:
+            socket.send_fds(ctl, [json.dumps(reply).encode("utf-8")], [ours, log])
+        except OSError:
+            pass  # the platform is gone: shutdown follows from the EOF
+        finally:
+            os.close(ours)
+            os.close(log)
 
 
 def _forked_exit(selector: Any, pid: int) -> None:
@@ -920,7 +992,8 @@ def _forked_exit(selector: Any, pid: int) -> None:
     # A template being killed cannot be traced (EPERM): its forks go with it.
     if template is not None and template not in _KILLED:
         try:
-            restore.reap(template)
+            with _tracing():
+                restore.reap(template)
         except restore.RestoreError:
             # Out of its read: its channel closed (the server stops, or let it go)
             # and it is leaving; as PID 1 of its namespace it reaps its forks then.
@@ -948,7 +1021,10 @@ def _destroy(sandbox_id: str, confine: Any) -> None:
         confine.kill_all(paths)
 
 
-def _shutdown(ctl: socket.socket, confine: Any) -> None:
+def _shutdown(ctl: socket.socket, selector: Any, confine: Any) -> None:
+    if _RESTORERS:
+        _RESTORERS[0].stop()
+        _restored(ctl, selector, confine)
     for sandbox_id in list(_PIDS):
         _destroy(sandbox_id, confine)
     while _SPARE_CGROUPS:
@@ -1108,6 +1184,9 @@ def main() -> None:
                 _forked_exit(selector, key.data[1])
                 _report_exits(ctl, confine)
                 continue
+            if key.data == "restored":
+                _restored(ctl, selector, confine)
+                continue
             if key.data == "wake":
                 try:
                     while os.read(wake_r, 512):
@@ -1133,7 +1212,7 @@ def main() -> None:
                 _check_template(ctl, message["id"])
             elif message["type"] == "restore":
                 _restore_from(ctl, selector, message, confine)
-    _shutdown(ctl, confine)
+    _shutdown(ctl, selector, confine)
 
 
 if __name__ == "__main__":
