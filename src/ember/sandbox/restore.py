@@ -221,7 +221,7 @@ class Restorers:
     """Threads that make restores beside the zygote's loop, one per CPU (two at most).
 
     A burst of cold calls on a SnapStart version asks for many sandboxes at once,
-    and one restore after another made the last call of a burst of 16 wait ~80 ms.
+    and one restore after another made the last call of a burst of 16 wait ~80-100 ms.
     The template can only fork once at a time (it is one process, traced by one
     thread), but setting up the new process (``isolate_child``) and handing it over
     can overlap with the next fork. Ptrace binds a tracee to the *thread* that
@@ -282,7 +282,10 @@ class Restorers:
         if _libc.unshare(CLONE_FS) != 0:
             os.write(2, b"ember zygote: a restore thread cannot unshare its fs context\n")
             os._exit(70)  # the zygote could no longer fork isolated sandboxes
-        os.sched_setaffinity(0, {cpu})
+        # A CPU taken from the zygote's set meanwhile: the thread runs anywhere, never dies
+        # (restores queued to a thread that ended would wait forever).
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, {cpu})
         while True:
             item = self._jobs.get()
             if item is None:
