@@ -64,14 +64,16 @@ SNAPSHOT = 12
 
 # Control messages between the platform and a zygote (SOCK_SEQPACKET, one
 # JSON object per message, file descriptors passed with SCM_RIGHTS).
-SPAWN = "spawn"  # platform -> zygote, with fds [sandbox socket, log pipe]
+# A message with a "spec" carries the sandbox's environment as its last fd (a
+# sealed memfd the zygote passes on unread), never in the JSON.
+SPAWN = "spawn"  # platform -> zygote, with fds [sandbox socket, log pipe, environment]
 DESTROY = "destroy"  # platform -> zygote
 HELLO = "hello"  # zygote -> platform, once ready to fork
 SPAWN_FAILED = "spawn_failed"  # zygote -> platform
 SPAWNED = "spawned"  # zygote -> platform: the sandbox's pid on the host
 EXITED = "exited"  # zygote -> platform, after the sandbox was reaped
 TEMPLATE = "template"  # platform -> zygote: check a parked SnapStart template; and its answer
-RESTORE = "restore"  # platform -> zygote: a new sandbox forked from a template (SPAWNED)
+RESTORE = "restore"  # platform -> zygote: a fork of a template (SPAWNED); fds [environment]
 
 META_SEPARATOR = "\0"
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
+import hashlib
 import importlib.util
 import json
 import logging
@@ -27,7 +29,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -259,6 +261,20 @@ def handler(event, context):
 # Environment variables that differ between sandboxes of one version: not part
 # of what makes a SnapStart template (a restored sandbox gets its own).
 PER_SANDBOX_ENV = frozenset({"AWS_LAMBDA_LOG_STREAM_NAME"})
+# What node and the dynamic loader read when they start (not later): a runtime
+# started ahead of its function (the zygote's pool) must have been started with
+# the function's. The one part of an environment the zygote reads.
+STARTUP_PREFIXES = ("NODE_", "UV_", "LD_", "LC_", "OPENSSL_", "SSL_")
+STARTUP_NAMES = frozenset({"LANG", "LANGUAGE", "TZ"})
+
+
+def startup_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables of ``env`` a runtime reads as it starts (``STARTUP_PREFIXES``)."""
+    return {
+        name: value
+        for name, value in env.items()
+        if name in STARTUP_NAMES or name.startswith(STARTUP_PREFIXES)
+    }
 
 
 # Runs zygote_main.py with its configuration read from stdin.
@@ -290,6 +306,29 @@ def _template_key(spec: SandboxSpec, sandbox_spec: dict[str, Any]) -> str:
     what differs between sandboxes of one version."""
     env = {k: v for k, v in sandbox_spec["env"].items() if k not in PER_SANDBOX_ENV}
     return json.dumps([spec.runtime, {**sandbox_spec, "env": env}], sort_keys=True)
+
+
+def _environment_fd(env: dict[str, str]) -> int:
+    """A sealed memfd holding ``env`` as JSON, for the zygote to pass on unread.
+
+    A function's environment is where its secrets live, and every sandbox is a
+    copy of the zygote's memory, freed memory included: a value the zygote had
+    parsed could be read back by a later sandbox of another function (it was:
+    ``tests/security/test_isolation.py``). So the zygote never reads one: it hands
+    the descriptor to the new sandbox, or ``sendfile``s it into a CLAIM frame.
+    """
+    fd = os.memfd_create("ember-environment", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        data = json.dumps(env).encode()
+        written = 0
+        while written < len(data):
+            written += os.write(fd, data[written:])
+        seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _refused(code: str, reason: str) -> dict[str, str]:
@@ -749,11 +788,26 @@ class _Zygote:
             self._hello.set_exception(SandboxUnavailable("the zygote exited during start-up"))
 
     def _send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+        """Send ``message`` (and ``fds``) to the zygote; a sandbox's environment
+        goes as the last descriptor instead (``_environment_fd``)."""
         if self._ctl is None:
             raise SandboxUnavailable(f"the zygote for {self.interpreter} is not running")
-        data = json.dumps(message).encode()
+        spec = message.get("spec")
+        env_fd = -1
+        if spec is not None:
+            env_fd = _environment_fd(spec["env"])
+            spec = {name: value for name, value in spec.items() if name != "env"}
+            message, fds = {**message, "spec": spec}, [*(fds or []), env_fd]
+        try:
+            self._send_now(json.dumps(message).encode(), fds)
+        finally:
+            if env_fd >= 0:
+                os.close(env_fd)
+
+    def _send_now(self, data: bytes, fds: list[int] | None) -> None:
         # A control message is a few KiB and the zygote drains its socket
         # continuously, so a full buffer is a transient condition.
+        assert self._ctl is not None
         for _ in range(1000):
             try:
                 if fds:
@@ -1162,12 +1216,15 @@ class ZygoteBackend:
             "egress": spec.egress,
             # provided*: the sandbox serves the Runtime API to the package's bootstrap.
             "custom": spec.runtime in runtimes.PROVIDED_RUNTIMES,
-            "reuse": spec.reuse_key,
+            # Only compared, so the zygote (whose memory every sandbox copies) is
+            # told no function's name: a digest of it.
+            "reuse": hashlib.sha256(spec.reuse_key.encode()).hexdigest() if spec.reuse_key else "",
         }
         if spec.runtime in runtimes.NODE_RUNTIMES:
             # nodejs*: the sandbox execs node, which speaks the frames on the socket.
             command = await asyncio.to_thread(_node_command, spec.runtime, self.isolated)
             sandbox_spec["exec"] = [*command, "--frames"]
+            sandbox_spec["startup_env"] = startup_environment(spec.env)
         if spec.opt_dir is not None:
             sandbox_spec.update(layer_settings(spec, self.isolated))
         return sandbox_spec

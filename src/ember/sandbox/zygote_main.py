@@ -3,8 +3,10 @@
 Started by the platform as ``python -I zygote_main.py <control fd> <config
 JSON>`` under the function's interpreter. It imports the runtime and common
 standard-library modules once, freezes its heap, and then only ever forks:
-it never imports or runs user code itself. A new sandbox is a fork of it
-(about 1-2 ms here) instead of a new interpreter (about 40 ms).
+it never imports or runs user code itself, and never reads a function's
+environment (``_environment``): every sandbox is a copy of its memory. A new
+sandbox is a fork of it (about 1-2 ms here) instead of a new interpreter
+(about 40 ms).
 
 The control socket (SOCK_SEQPACKET: one JSON message per record, fds passed
 with SCM_RIGHTS) carries ``spawn`` and ``destroy`` requests in and ``hello``,
@@ -51,10 +53,6 @@ _STARTED: dict[str, list[tuple[int, socket.socket, int]]] = {}  # key -> (pid, s
 _STARTED_KEYS: list[tuple[str, list[str], dict[str, Any], int]] = []  # refilled, latest last
 _STARTED_OF: dict[int, str] = {}  # pid of a waiting runtime -> its key
 STARTED_KINDS = 4  # start-up variants kept warm at once (most recently claimed)
-# What node and the dynamic loader read when they start (not later): a runtime
-# started ahead of its function must have been started with the function's.
-STARTUP_PREFIXES = ("NODE_", "UV_", "LD_", "LC_", "OPENSSL_", "SSL_")
-STARTUP_NAMES = ("LANG", "LANGUAGE", "TZ")
 SET_UP_TIMEOUT = 10.0  # seconds for a runtime started at its claim to be isolated
 CLAIM = 11  # frames.py: the first frame a pre-started runtime reads
 PARK_TIMEOUT = 2.0  # seconds for a SnapStart template to block in its read()
@@ -301,10 +299,11 @@ def _run(spec: dict[str, Any], fds: list[int], confine: Any, pyloop: Any) -> int
     """Specialise this child for one function and serve it; return the exit status."""
     isolate = _ISOLATION.get("module")
     task_root = spec["code_dir"]
+    # fds: socket, log, environment, then the code's mount tree and, with layers, /opt's.
+    env = _environment(fds[2])
     if isolate is not None:
-        # fds: socket, log, then the code's mount tree and, with layers, /opt's.
-        opt_tree = fds[3] if len(fds) > 3 else -1
-        isolate.enter_task(fds[2], int(spec["tmp_mb"]), bool(spec.get("egress")), opt_tree)
+        opt_tree = fds[4] if len(fds) > 4 else -1
+        isolate.enter_task(fds[3], int(spec["tmp_mb"]), bool(spec.get("egress")), opt_tree)
         task_root = isolate.TASK_ROOT
     confine.specialize(spec, task_root)
     sock_fd, log_fd = fds[:2]
@@ -315,7 +314,7 @@ def _run(spec: dict[str, Any], fds: list[int], confine: Any, pyloop: Any) -> int
     os.dup2(sock_fd, 3)
     os.closerange(4, 1 << 20)
     os.environ.clear()
-    os.environ.update(spec["env"])
+    os.environ.update(env)
     if isolate is not None:
         isolate.drop_privileges(int(spec["uid"]), int(spec["uid"]), _ISOLATION["userns"])
         _ISOLATION["filter"].load()  # last: from here on only what a function may do
@@ -335,6 +334,33 @@ def _run(spec: dict[str, Any], fds: list[int], confine: Any, pyloop: Any) -> int
         sys.dont_write_bytecode = True
     sock = socket.socket(fileno=3)
     return int(pyloop.run(sock, spec["handler"]))
+
+
+def _environment(fd: int) -> dict[str, str]:
+    """The sandbox's environment, which the platform wrote to ``fd`` (a sealed memfd).
+    Read here, in the sandbox: never in the zygote, whose memory (freed memory
+    included) every later sandbox copies, whatever function it runs."""
+    size = os.fstat(fd).st_size
+    env: dict[str, str] = json.loads(os.pread(fd, size, 0)) if size else {}
+    return env
+
+
+def _send_claim(fd: int, head: bytes, env_fd: int) -> None:
+    """Write a CLAIM frame to the runtime on ``fd``: ``head`` (a JSON object's start,
+    up to ``"env": ``), the environment in ``env_fd`` and the closing brace. The
+    environment goes from the memfd to the socket in the kernel (``sendfile``), so
+    it never enters the zygote's memory (``_environment``)."""
+    size = os.fstat(env_fd).st_size
+    _write_all(fd, struct.pack("!IB", len(head) + size + 1, CLAIM) + head)
+    sent = 0
+    while sent < size:
+        sent += os.sendfile(fd, env_fd, sent, size - sent)
+    _write_all(fd, b"}")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
 
 
 def _new_process(netns: int = -1) -> int:
@@ -431,7 +457,7 @@ def _child(
             os.closerange(keep + 1, 1 << 20)
             if warm:
                 pyloop.prewarm()
-            data, fds, _flags, _addr = socket.recv_fds(blank, 1 << 20, 4)
+            data, fds, _flags, _addr = socket.recv_fds(blank, 1 << 20, 5)
             if not data:
                 os._exit(0)  # the zygote is shutting down
             spec = json.loads(data)
@@ -505,13 +531,8 @@ def _startup_of(spec: dict[str, Any]) -> tuple[str, list[str], dict[str, Any]]:
     """(pool key, command, start-up settings) of a pre-started runtime: what it reads
     as it starts (environment), and its resource limits (this host's root may not
     change another user's: no CAP_SYS_RESOURCE in containers)."""
-    env = {
-        name: value
-        for name, value in spec["env"].items()
-        if name in STARTUP_NAMES or name.startswith(STARTUP_PREFIXES)
-    }
     command = list(spec["exec"])
-    settings = {"env": env, "rlimits": spec.get("rlimits", {})}
+    settings = {"env": spec["startup_env"], "rlimits": spec.get("rlimits", {})}
     return json.dumps([command, settings], sort_keys=True), command, settings
 
 
@@ -609,11 +630,13 @@ def _claim_started(
     selector: Any,
     sandbox_id: str,
     spec: dict[str, Any],
+    env_fd: int,
     confine: Any,
     pyloop: Any,
 ) -> None:
-    """Hand ``spec`` to a pre-started runtime (started now when none waits), then
-    hand its socket and log pipe to the platform (raises OSError)."""
+    """Hand ``spec`` and the environment in ``env_fd`` to a pre-started runtime
+    (started now when none waits), then hand its socket and log pipe to the
+    platform (raises OSError)."""
     key, command, settings = _startup_of(spec)
     _remember_kind(key, command, settings, confine)
     pool = _STARTED.setdefault(key, [])
@@ -649,8 +672,8 @@ def _claim_started(
                 trees[1] if len(trees) > 1 else -1,
             )
             task_root = isolate.TASK_ROOT
-        claim = json.dumps({"env": spec["env"], "cwd": task_root}).encode("utf-8")
-        ours.sendall(struct.pack("!IB", len(claim), CLAIM) + claim)
+        head = '{{"cwd": {0}, "env": '.format(json.dumps(task_root)).encode("utf-8")
+        _send_claim(ours.fileno(), head, env_fd)
         message = {"type": "spawned", "id": sandbox_id, "pid": pid, "cgroups": paths}
         socket.send_fds(ctl, [json.dumps(message).encode("utf-8")], [ours.fileno(), log_r])
     except OSError:
@@ -810,10 +833,13 @@ def _spawn(
     sandbox_id = message["id"]
     try:
         if message["spec"].get("exec"):
-            _claim_started(ctl, selector, sandbox_id, message["spec"], confine, pyloop)
+            if len(fds) != 1:
+                raise OSError("expected 1 file descriptor, got {0}".format(len(fds)))
+            _claim_started(ctl, selector, sandbox_id, message["spec"], fds[0], confine, pyloop)
             return
-        if len(fds) != 2:
-            raise OSError("expected 2 file descriptors, got {0}".format(len(fds)))
+        # The sandbox's socket and log pipe, and its environment (``_environment``).
+        if len(fds) != 3:
+            raise OSError("expected 3 file descriptors, got {0}".format(len(fds)))
         if not _BLANKS:
             left = _take_left(message["spec"])
             try:
@@ -875,11 +901,19 @@ def _restorers(selector: Any) -> Any:
     return _RESTORERS[0]
 
 
-def _restore_from(ctl: socket.socket, selector: Any, message: dict[str, Any], confine: Any) -> None:
+def _restore_from(
+    ctl: socket.socket, selector: Any, message: dict[str, Any], fds: list[int], confine: Any
+) -> None:
     """A new sandbox forked from a parked template (``restore.py``), on a restore
-    thread (``_fork_sandbox``); ``_restored`` hands it to the platform."""
+    thread (``_fork_sandbox``); ``_restored`` hands it to the platform. ``fds``:
+    the sandbox's environment (``_environment``), which the thread closes."""
     sandbox_id, spec = message["id"], message["spec"]
     template = _PIDS.get(message["template"])
+    if len(fds) != 1:
+        for fd in fds:
+            os.close(fd)
+        _send(ctl, {"type": "spawn_failed", "id": sandbox_id, "error": "no environment"})
+        return
     if _SPARE_CGROUPS:
         paths = _SPARE_CGROUPS.pop()
     else:
@@ -899,20 +933,30 @@ def _restore_from(ctl: socket.socket, selector: Any, message: dict[str, Any], co
                 os.close(fd)
             raise
     except (OSError, KeyError) as exc:
+        os.close(fds[0])
         confine.remove_cgroup(paths, _collect)
         _send(ctl, {"type": "spawn_failed", "id": sandbox_id, "error": str(exc)})
         return
     _RESTORING[sandbox_id] = (paths, uid, message["template"])
-    job = functools.partial(_fork_sandbox, template, identity, uid, spec, joins)
+    job = functools.partial(_fork_sandbox, template, identity, uid, spec, joins, fds[0])
     _restorers(selector).submit(sandbox_id, job)
 
 
 def _fork_sandbox(
-    template: int, identity: int, uid: int, spec: dict[str, Any], joins: list[int]
+    template: int, identity: int, uid: int, spec: dict[str, Any], joins: list[int], env_fd: int
 ) -> tuple[int, int, int, int, Any]:
-    """On a restore thread: fork ``template``, isolate the fork and let it go; its
-    pid, the zygote's ends of its socket and output pipe, its pidfd and its
-    slirp4netns process (or None)."""
+    """On a restore thread: fork ``template``, isolate the fork and let it go with
+    the environment in ``env_fd`` (closed here); its pid, the zygote's ends of its
+    socket and output pipe, its pidfd and its slirp4netns process (or None)."""
+    try:
+        return _fork_released(template, identity, uid, spec, joins, env_fd)
+    finally:
+        os.close(env_fd)
+
+
+def _fork_released(
+    template: int, identity: int, uid: int, spec: dict[str, Any], joins: list[int], env_fd: int
+) -> tuple[int, int, int, int, Any]:
     restore, child = _RESTORE[0], 0
     try:
         try:
@@ -932,8 +976,7 @@ def _fork_sandbox(
             if spec.get("egress"):
                 helper = _start_egress(child)
             restore.release(tracee)
-            claim = json.dumps({"env": spec["env"]}).encode("utf-8")
-            os.write(ours, struct.pack("!IB", len(claim), CLAIM) + claim)
+            _send_claim(ours, b'{"env": ', env_fd)
             pidfd = os.pidfd_open(child)
         except BaseException:
             os.close(ours)
@@ -1211,7 +1254,7 @@ def main() -> None:
             elif message["type"] == "template":
                 _check_template(ctl, message["id"])
             elif message["type"] == "restore":
-                _restore_from(ctl, selector, message, confine)
+                _restore_from(ctl, selector, message, fds, confine)
     _shutdown(ctl, selector, confine)
 
 
