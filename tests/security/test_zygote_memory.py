@@ -39,7 +39,7 @@ def handler(event, context):
 """
 
 NODE_KEEPER = """
-exports.handler = async () => process.env.SECRET.length;
+exports.handler = async () => [process.env.SECRET.length, process.env.NODE_AUTH_TOKEN.length];
 """
 
 SCANNER = """
@@ -104,24 +104,24 @@ def invoke(aws: Any, name: str, event: Any = None, **options: Any) -> Any:
 
 
 def assert_none_seen(
-    aws: Any, create: Create, unique_name: str, prefix: str, secrets: dict[int, str]
+    aws: Any, create: Create, unique_name: str, prefix: str, secrets: dict[str, str]
 ) -> None:
     """A new function, scanning its whole memory for ``prefix``, finds none of ``secrets``."""
     scanner = f"{unique_name}-scanner"
     create(scanner, {"app.py": SCANNER})
     seen = invoke(aws, scanner, {"prefix": prefix})
     assert seen["scanned"] > 1 << 20  # it did read its memory, the zygote's copy among it
-    leaked = sorted(size for size, secret in secrets.items() if secret in seen["found"])
-    assert not leaked, f"secrets of {leaked} random bytes are in another function's sandbox"
+    leaked = sorted(label for label, secret in secrets.items() if secret in seen["found"])
+    assert not leaked, f"{leaked} (variable/random bytes) are in another function's sandbox"
 
 
 def test_a_python_functions_environment_is_not_in_another_functions_sandbox(
     aws: Any, create: Create, unique_name: str
 ) -> None:
     prefix = f"env-{uuid.uuid4().hex[:8]}-"
-    secrets = {size: prefix + os.urandom(size).hex() for size in SIZES}
-    for size, secret in secrets.items():
-        name = f"{unique_name}-{size}"
+    secrets = {f"SECRET/{size}": prefix + os.urandom(size).hex() for size in SIZES}
+    for label, secret in secrets.items():
+        name = f"{unique_name}-{label.split('/')[1]}"
         create(name, {"app.py": PYTHON_KEEPER}, Environment={"Variables": {"SECRET": secret}})
         assert invoke(aws, name) == len(secret)  # the secret did reach its own sandbox
     assert_none_seen(aws, create, unique_name, prefix, secrets)
@@ -131,9 +131,9 @@ def test_a_restored_sandboxs_environment_is_not_in_another_functions_sandbox(
     aws: Any, create: Create, unique_name: str
 ) -> None:
     prefix = f"env-{uuid.uuid4().hex[:8]}-"
-    secrets = {size: prefix + os.urandom(size).hex() for size in SIZES}
-    for size, secret in secrets.items():
-        name = f"{unique_name}-{size}"
+    secrets = {f"SECRET/{size}": prefix + os.urandom(size).hex() for size in SIZES}
+    for label, secret in secrets.items():
+        name = f"{unique_name}-{label.split('/')[1]}"
         variables = {"SECRET": secret}
         create(
             name,
@@ -159,17 +159,23 @@ def test_a_node_functions_environment_is_not_in_another_functions_sandbox(
     if "nodejs20.x" not in server.http.get("/_ember/runtimes").json()["available"]:
         pytest.skip("the host's node is not Node 20 and nodejs20.x is not installed")
     prefix = f"env-{uuid.uuid4().hex[:8]}-"
-    secrets = {size: prefix + os.urandom(size).hex() for size in SIZES}
-    for size, secret in secrets.items():
+    secrets = {}
+    for size in SIZES[:-1]:  # two variables: both within the 4 KB
+        # NODE_AUTH_TOKEN is read at start, so it picks (or starts) a pool of its own.
+        variables = {
+            variable: prefix + os.urandom(size).hex() for variable in ("SECRET", "NODE_AUTH_TOKEN")
+        }
+        secrets.update({f"{variable}/{size}": value for variable, value in variables.items()})
         name = f"{unique_name}-{size}"
         create(
             name,
             {"index.js": NODE_KEEPER},
             Runtime="nodejs20.x",
             Handler="index.handler",
-            Environment={"Variables": {"SECRET": secret}},
+            Environment={"Variables": variables},
         )
-        assert invoke(aws, name) == len(secret)  # its pre-started runtime's CLAIM frame
+        expected = [len(variables["SECRET"]), len(variables["NODE_AUTH_TOKEN"])]
+        assert invoke(aws, name) == expected  # its runtime's start, and its CLAIM frame
     # Node's claims took no Python blank: the next Python sandboxes would come from
     # the pool forked before them. Other functions take those first, and the
     # scanner gets a blank forked after (the pool refills at once).

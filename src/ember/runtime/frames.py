@@ -64,8 +64,9 @@ SNAPSHOT = 12
 
 # Control messages between the platform and a zygote (SOCK_SEQPACKET, one
 # JSON object per message, file descriptors passed with SCM_RIGHTS).
-# A message with a "spec" carries the sandbox's environment as its last fd (a
-# sealed memfd the zygote passes on unread), never in the JSON.
+# A message with a "spec" carries the sandbox's environment as a further fd (a
+# sealed memfd the zygote passes on unread), never in the JSON; for Node, then
+# another with the variables its runtime reads at start.
 SPAWN = "spawn"  # platform -> zygote, with fds [sandbox socket, log pipe, environment]
 DESTROY = "destroy"  # platform -> zygote
 HELLO = "hello"  # zygote -> platform, once ready to fork

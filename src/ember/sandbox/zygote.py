@@ -261,6 +261,9 @@ def handler(event, context):
 # Environment variables that differ between sandboxes of one version: not part
 # of what makes a SnapStart template (a restored sandbox gets its own).
 PER_SANDBOX_ENV = frozenset({"AWS_LAMBDA_LOG_STREAM_NAME"})
+# Parts of a sandbox's spec the zygote must never read (``_environment_fd``), in
+# the order their descriptors follow the message's own.
+_UNREAD = ("env", "startup_env")
 # What node and the dynamic loader read when they start (not later): a runtime
 # started ahead of its function (the zygote's pool) must have been started with
 # the function's. The one part of an environment the zygote reads.
@@ -306,6 +309,10 @@ def _template_key(spec: SandboxSpec, sandbox_spec: dict[str, Any]) -> str:
     what differs between sandboxes of one version."""
     env = {k: v for k, v in sandbox_spec["env"].items() if k not in PER_SANDBOX_ENV}
     return json.dumps([spec.runtime, {**sandbox_spec, "env": env}], sort_keys=True)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _environment_fd(env: dict[str, str]) -> int:
@@ -788,21 +795,24 @@ class _Zygote:
             self._hello.set_exception(SandboxUnavailable("the zygote exited during start-up"))
 
     def _send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
-        """Send ``message`` (and ``fds``) to the zygote; a sandbox's environment
-        goes as the last descriptor instead (``_environment_fd``)."""
+        """Send ``message`` (and ``fds``) to the zygote; a sandbox's environment, and
+        (Node) the part its runtime reads at start, go as the last descriptors
+        instead (``_environment_fd``)."""
         if self._ctl is None:
             raise SandboxUnavailable(f"the zygote for {self.interpreter} is not running")
         spec = message.get("spec")
-        env_fd = -1
-        if spec is not None:
-            env_fd = _environment_fd(spec["env"])
-            spec = {name: value for name, value in spec.items() if name != "env"}
-            message, fds = {**message, "spec": spec}, [*(fds or []), env_fd]
+        unread: list[int] = []
         try:
+            if spec is not None:
+                for name in _UNREAD:
+                    if name in spec:
+                        unread.append(_environment_fd(spec[name]))
+                spec = {name: value for name, value in spec.items() if name not in _UNREAD}
+                message, fds = {**message, "spec": spec}, [*(fds or []), *unread]
             self._send_now(json.dumps(message).encode(), fds)
         finally:
-            if env_fd >= 0:
-                os.close(env_fd)
+            for fd in unread:
+                os.close(fd)
 
     def _send_now(self, data: bytes, fds: list[int] | None) -> None:
         # A control message is a few KiB and the zygote drains its socket
@@ -1218,13 +1228,15 @@ class ZygoteBackend:
             "custom": spec.runtime in runtimes.PROVIDED_RUNTIMES,
             # Only compared, so the zygote (whose memory every sandbox copies) is
             # told no function's name: a digest of it.
-            "reuse": hashlib.sha256(spec.reuse_key.encode()).hexdigest() if spec.reuse_key else "",
+            "reuse": _digest(spec.reuse_key) if spec.reuse_key else "",
         }
         if spec.runtime in runtimes.NODE_RUNTIMES:
             # nodejs*: the sandbox execs node, which speaks the frames on the socket.
             command = await asyncio.to_thread(_node_command, spec.runtime, self.isolated)
             sandbox_spec["exec"] = [*command, "--frames"]
-            sandbox_spec["startup_env"] = startup_environment(spec.env)
+            startup = startup_environment(spec.env)
+            sandbox_spec["startup_env"] = startup  # sent unread (_send), named by:
+            sandbox_spec["startup"] = _digest(json.dumps(startup, sort_keys=True))
         if spec.opt_dir is not None:
             sandbox_spec.update(layer_settings(spec, self.isolated))
         return sandbox_spec

@@ -527,13 +527,16 @@ def _fork_blank(
     _BLANKS.append((pid, ours))
 
 
-def _startup_of(spec: dict[str, Any]) -> tuple[str, list[str], dict[str, Any]]:
+def _startup_of(spec: dict[str, Any], startup_fd: int) -> tuple[str, list[str], dict[str, Any]]:
     """(pool key, command, start-up settings) of a pre-started runtime: what it reads
-    as it starts (environment), and its resource limits (this host's root may not
+    as it starts (the variables in ``startup_fd``, which the platform picked out
+    and named by a digest, ``startup``: read only by the runtime's own process, as
+    every environment is), and its resource limits (this host's root may not
     change another user's: no CAP_SYS_RESOURCE in containers)."""
     command = list(spec["exec"])
-    settings = {"env": spec["startup_env"], "rlimits": spec.get("rlimits", {})}
-    return json.dumps([command, settings], sort_keys=True), command, settings
+    rlimits = spec.get("rlimits", {})
+    key = json.dumps([command, spec["startup"], rlimits], sort_keys=True)
+    return key, command, {"env_fd": startup_fd, "rlimits": rlimits}
 
 
 def _start_runtime(
@@ -571,6 +574,7 @@ def _start_runtime(
     if pid == 0:
         code = 70
         try:
+            env = _environment(settings["env_fd"])
             _set_up_child(ctl, paths, made, confine)
             isolate = _ISOLATION.get("module")
             if isolate is not None:
@@ -586,7 +590,7 @@ def _start_runtime(
                 isolate.drop_privileges(uid, uid, _ISOLATION["userns"])
                 _ISOLATION["filter"].load()  # last: from here on only what a function may do
             os.write(3, b"1")  # set up: its claim may mount into it now
-            os.execve(command[0], [*command, "--claim"], settings["env"])
+            os.execve(command[0], [*command, "--claim"], env)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.write(2, traceback.format_exc().encode("utf-8", "replace"))
@@ -609,20 +613,33 @@ def _forget_started(pid: int) -> None:
         _STARTED[key].remove(entry)
         entry[1].close()
         os.close(entry[2])
-    _STARTED_KEYS[:] = [kind for kind in _STARTED_KEYS if kind[0] != key]
+    _drop_kind(key)
 
 
-def _remember_kind(key: str, command: list[str], settings: dict[str, Any], confine: Any) -> None:
-    """Keep this start-up kind's pool filled; retire the least recently claimed."""
-    _STARTED_KEYS[:] = [kind for kind in _STARTED_KEYS if kind[0] != key]
-    _STARTED_KEYS.append((key, command, settings, int(_CONFIG.get("pool", 0))))
+def _drop_kind(key: str) -> None:
+    """Stop refilling the start-up kind ``key``; close its environment."""
+    for kind in [kind for kind in _STARTED_KEYS if kind[0] == key]:
+        _STARTED_KEYS.remove(kind)
+        os.close(kind[2]["env_fd"])
+
+
+def _remember_kind(
+    key: str, command: list[str], settings: dict[str, Any], confine: Any
+) -> dict[str, Any]:
+    """Keep this start-up kind's pool filled; retire the least recently claimed.
+    The settings kept, with a descriptor of their own (the caller's is closed)."""
+    _drop_kind(key)
+    kept = {**settings, "env_fd": os.dup(settings["env_fd"])}
+    _STARTED_KEYS.append((key, command, kept, int(_CONFIG.get("pool", 0))))
     while len(_STARTED_KEYS) > STARTED_KINDS:
-        retired = _STARTED_KEYS.pop(0)[0]
+        retired = _STARTED_KEYS[0][0]
+        _drop_kind(retired)
         for pid, ours, log_r in _STARTED.pop(retired, []):
             _STARTED_OF.pop(pid, None)
             ours.close()
             os.close(log_r)
             _destroy(_SANDBOXES[pid][0], confine)
+    return kept
 
 
 def _claim_started(
@@ -630,15 +647,16 @@ def _claim_started(
     selector: Any,
     sandbox_id: str,
     spec: dict[str, Any],
-    env_fd: int,
+    fds: list[int],
     confine: Any,
     pyloop: Any,
 ) -> None:
-    """Hand ``spec`` and the environment in ``env_fd`` to a pre-started runtime
-    (started now when none waits), then hand its socket and log pipe to the
-    platform (raises OSError)."""
-    key, command, settings = _startup_of(spec)
-    _remember_kind(key, command, settings, confine)
+    """Hand ``spec`` and the environment in ``fds`` (the whole, and what the
+    runtime reads at start) to a pre-started runtime (started now when none
+    waits), then hand its socket and log pipe to the platform (raises OSError)."""
+    env_fd, startup_fd = fds
+    key, command, settings = _startup_of(spec, startup_fd)
+    settings = _remember_kind(key, command, settings, confine)
     pool = _STARTED.setdefault(key, [])
     if not pool:
         _start_runtime(ctl, selector, confine, pyloop, key, command, settings)
@@ -833,9 +851,9 @@ def _spawn(
     sandbox_id = message["id"]
     try:
         if message["spec"].get("exec"):
-            if len(fds) != 1:
-                raise OSError("expected 1 file descriptor, got {0}".format(len(fds)))
-            _claim_started(ctl, selector, sandbox_id, message["spec"], fds[0], confine, pyloop)
+            if len(fds) != 2:
+                raise OSError("expected 2 file descriptors, got {0}".format(len(fds)))
+            _claim_started(ctl, selector, sandbox_id, message["spec"], fds, confine, pyloop)
             return
         # The sandbox's socket and log pipe, and its environment (``_environment``).
         if len(fds) != 3:
