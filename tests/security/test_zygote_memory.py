@@ -112,16 +112,20 @@ def assert_none_seen(
     seen = invoke(aws, scanner, {"prefix": prefix})
     assert seen["scanned"] > 1 << 20  # it did read its memory, the zygote's copy among it
     leaked = sorted(label for label, secret in secrets.items() if secret in seen["found"])
-    assert not leaked, f"{leaked} (variable/random bytes) are in another function's sandbox"
+    assert not leaked, f"secrets of {leaked} are in another function's sandbox"
+
+
+def keepers(unique_name: str) -> tuple[str, dict[str, str]]:
+    """A prefix, and a SECRET of each of SIZES after it by the function to hold it."""
+    prefix = f"env-{uuid.uuid4().hex[:8]}-"
+    return prefix, {f"{unique_name}-{size}": prefix + os.urandom(size).hex() for size in SIZES}
 
 
 def test_a_python_functions_environment_is_not_in_another_functions_sandbox(
     aws: Any, create: Create, unique_name: str
 ) -> None:
-    prefix = f"env-{uuid.uuid4().hex[:8]}-"
-    secrets = {f"SECRET/{size}": prefix + os.urandom(size).hex() for size in SIZES}
-    for label, secret in secrets.items():
-        name = f"{unique_name}-{label.split('/')[1]}"
+    prefix, secrets = keepers(unique_name)
+    for name, secret in secrets.items():
         create(name, {"app.py": PYTHON_KEEPER}, Environment={"Variables": {"SECRET": secret}})
         assert invoke(aws, name) == len(secret)  # the secret did reach its own sandbox
     assert_none_seen(aws, create, unique_name, prefix, secrets)
@@ -130,10 +134,8 @@ def test_a_python_functions_environment_is_not_in_another_functions_sandbox(
 def test_a_restored_sandboxs_environment_is_not_in_another_functions_sandbox(
     aws: Any, create: Create, unique_name: str
 ) -> None:
-    prefix = f"env-{uuid.uuid4().hex[:8]}-"
-    secrets = {f"SECRET/{size}": prefix + os.urandom(size).hex() for size in SIZES}
-    for label, secret in secrets.items():
-        name = f"{unique_name}-{label.split('/')[1]}"
+    prefix, secrets = keepers(unique_name)
+    for name, secret in secrets.items():
         variables = {"SECRET": secret}
         create(
             name,
