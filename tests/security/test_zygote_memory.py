@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ROLE, Server, make_zip
+from conftest import POLL_FAST, ROLE, Server, make_zip
 
 SIZES = (4, 24, 60, 200, 700, 1500)  # random bytes, written as hex: up to 3,000 of 4 KB
 POOL = 2  # blanks the zygote keeps forked ahead (ZygoteBackend's pool)
@@ -89,7 +89,7 @@ def create(aws: Any) -> Any:
             FunctionName=name, Role=ROLE, Timeout=30, Code={"ZipFile": make_zip(files)}, **settings
         )
         created.append(name)
-        aws.get_waiter("function_active_v2").wait(FunctionName=name)
+        aws.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig=POLL_FAST)
 
     yield make
     for name in created:
@@ -144,7 +144,9 @@ def test_a_restored_sandboxs_environment_is_not_in_another_functions_sandbox(
             SnapStart={"ApplyOn": "PublishedVersions"},
         )
         version = aws.publish_version(FunctionName=name)["Version"]
-        aws.get_waiter("published_version_active").wait(FunctionName=name, Qualifier=version)
+        aws.get_waiter("published_version_active").wait(
+            FunctionName=name, Qualifier=version, WaiterConfig=POLL_FAST
+        )
         config = aws.get_function_configuration(FunctionName=name, Qualifier=version)
         assert config["SnapStart"]["OptimizationStatus"] == "On"
         # The template's own Init was a spawn; this call is a restore, whose
