@@ -266,7 +266,8 @@ PER_SANDBOX_ENV = frozenset({"AWS_LAMBDA_LOG_STREAM_NAME"})
 _UNREAD = ("env", "startup_env")
 # What node and the dynamic loader read when they start (not later): a runtime
 # started ahead of its function (the zygote's pool) must have been started with
-# the function's. The one part of an environment the zygote reads.
+# the function's. Sent unread too, in a memfd of their own: the zygote keys its
+# pools by their digest ("startup").
 STARTUP_PREFIXES = ("NODE_", "UV_", "LD_", "LC_", "OPENSSL_", "SSL_")
 STARTUP_NAMES = frozenset({"LANG", "LANGUAGE", "TZ"})
 
@@ -321,7 +322,7 @@ def _environment_fd(env: dict[str, str]) -> int:
     A function's environment is where its secrets live, and every sandbox is a
     copy of the zygote's memory, freed memory included: a value the zygote had
     parsed could be read back by a later sandbox of another function (it was:
-    ``tests/security/test_isolation.py``). So the zygote never reads one: it hands
+    ``tests/security/test_zygote_memory.py``). So the zygote never reads one: it hands
     the descriptor to the new sandbox, or ``sendfile``s it into a CLAIM frame.
     """
     fd = os.memfd_create("ember-environment", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
